@@ -1,0 +1,29 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+/// The command-line tools. Each is a one-line `main.swift` over `CortexCLI`.
+let tools = ["cortex", "cortex-budget"]
+
+let strict: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let package = Package(
+    name: "cortex",
+    products: [
+        .library(name: "CortexCore", targets: ["CortexCore"])
+    ] + tools.map { .executable(name: $0, targets: [$0]) },
+    targets: [
+        .target(name: "CCortexShims", cSettings: [.define("_GNU_SOURCE")]),
+        .target(name: "CortexCore", dependencies: ["CCortexShims"], swiftSettings: strict),
+        .target(name: "CortexCLI", dependencies: ["CortexCore"], swiftSettings: strict),
+        .testTarget(name: "CortexCoreTests", dependencies: ["CortexCore", "CortexCLI"], swiftSettings: strict),
+        // Depending on the executables makes `swift test` build them before the end-to-end tests run.
+        .testTarget(
+            name: "CortexToolsTests",
+            dependencies: ["CortexCore"] + tools.map { .target(name: $0) },
+            swiftSettings: strict
+        ),
+    ] + tools.map { .executableTarget(name: $0, dependencies: ["CortexCLI"], swiftSettings: strict) }
+)

@@ -1,0 +1,31 @@
+#ifndef CCORTEX_SHIMS_H
+#define CCORTEX_SHIMS_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+/// Linux calls and macros that Swift's Glibc module does not expose (it is built
+/// without _GNU_SOURCE). One-line forwarders only: logic stays in Swift, where it is tested.
+
+/// statfs(2)'s f_type for `path`, stored in *type. Returns 0 or -1 with errno set.
+int cortex_filesystem_type(const char *path, int64_t *type);
+
+/// getrandom(2) filling `count` bytes. Returns the count filled or -1 with errno set.
+ssize_t cortex_getrandom(void *buffer, size_t count);
+
+/// pipe2(fds, O_CLOEXEC).
+int cortex_pipe_cloexec(int fds[2]);
+
+/// The POSIX_SPAWN_SETSID flag value.
+short cortex_spawn_flag_setsid(void);
+
+/// posix_spawn_file_actions_addclosefrom_np(actions, lowfd).
+int cortex_spawn_addclosefrom(void *actions, int lowfd);
+
+/// W* macros from <sys/wait.h>.
+int cortex_wifexited(int status);
+int cortex_wexitstatus(int status);
+int cortex_wifsignaled(int status);
+int cortex_wtermsig(int status);
+
+#endif

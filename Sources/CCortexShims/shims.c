@@ -1,0 +1,28 @@
+/* GNU/Linux calls that Swift's Glibc module hides. */
+#ifndef _GNU_SOURCE
+#error CCortexShims must be built with _GNU_SOURCE
+#endif
+#include "CCortexShims.h"
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/random.h>
+#include <sys/vfs.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+int cortex_filesystem_type(const char *path, int64_t *type) {
+    struct statfs info;
+    int rc = statfs(path, &info);
+    if (rc == 0) *type = (int64_t)info.f_type;
+    return rc;
+}
+ssize_t cortex_getrandom(void *buffer, size_t count) { return getrandom(buffer, count, 0); }
+int cortex_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
+short cortex_spawn_flag_setsid(void) { return (short)POSIX_SPAWN_SETSID; }
+int cortex_spawn_addclosefrom(void *actions, int lowfd) {
+    return posix_spawn_file_actions_addclosefrom_np((posix_spawn_file_actions_t *)actions, lowfd);
+}
+int cortex_wifexited(int status) { return WIFEXITED(status); }
+int cortex_wexitstatus(int status) { return WEXITSTATUS(status); }
+int cortex_wifsignaled(int status) { return WIFSIGNALED(status); }
+int cortex_wtermsig(int status) { return WTERMSIG(status); }

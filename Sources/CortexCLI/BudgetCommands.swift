@@ -1,0 +1,182 @@
+import CortexCore
+
+/// `cortex-budget`: a token budget that can never be over-allocated (SPEC.md).
+public enum BudgetTool {
+    /// The tool and its commands.
+    public static let tool = ToolSpec(
+        name: "cortex-budget",
+        abstract: "A token budget that can never be over-allocated.",
+        commands: commands(prefix: "cortex-budget"),
+        examples: [
+            "cortex-budget set --total 1000000",
+            "id=$(cortex-budget allocate --tokens 5000 --holder \"$WORKER\") || echo 'over budget, try later'",
+            "cortex-budget release \"$id\" --used 3200",
+            "jq .available coordination/token-budget.json",
+        ])
+
+    /// The commands, named under `prefix` (`cortex-budget` or `cortex budget`).
+    public static func commands(prefix: String) -> [Command] {
+        [
+            Command(
+                CommandSpec(
+                    name: "\(prefix) set", abstract: "Set the total token budget.",
+                    options: [.value("total", "N", "Total tokens in the budget.", required: true)],
+                    examples: ["\(prefix) set --total 1000000"]),
+                body: set),
+            Command(
+                CommandSpec(
+                    name: "\(prefix) allocate",
+                    abstract: "Reserve tokens; prints the allocation id (exit 1 if the budget or a quota would be exceeded).",
+                    options: [
+                        .value("tokens", "N", "Tokens to reserve.", required: true),
+                        .value("holder", "NAME", "Who holds the reservation (shown in the view)."),
+                        .value("task", "ID", "The task the tokens are for."),
+                        .value("tenant", "T", "The tenant whose quota the tokens count against."),
+                    ],
+                    examples: [
+                        "id=$(\(prefix) allocate --tokens 5000 --holder w-1) || echo denied",
+                        "\(prefix) allocate --tokens 100 --tenant acme --json",
+                    ]),
+                body: allocate),
+            Command(
+                CommandSpec(
+                    name: "\(prefix) release",
+                    abstract: "End an allocation; the unused rest returns to the pool (without --used all of it counts as spent).",
+                    positionals: [PositionalSpec("ALLOCATION", "The id printed by allocate.")],
+                    options: [.value("used", "N", "Tokens actually used (at most the reservation).")],
+                    examples: ["\(prefix) release alloc-000042 --used 3200"]),
+                body: release),
+            Command(
+                CommandSpec(
+                    name: "\(prefix) status", abstract: "Show the budget (same shape as token-budget.json with --json).",
+                    examples: ["\(prefix) status --json | jq .available"]),
+                body: status),
+            Command(
+                CommandSpec(
+                    name: "\(prefix) quota",
+                    abstract: "Cap what a tenant may hold (reserved + spent in the period).",
+                    options: [
+                        .value("tenant", "T", "The tenant.", required: true),
+                        .value("tokens", "N", "Its quota in tokens.", required: true),
+                    ],
+                    examples: ["\(prefix) quota --tenant acme --tokens 50000"]),
+                body: quota),
+            Command(
+                CommandSpec(
+                    name: "\(prefix) reset", abstract: "Start a new budget period: spent goes back to 0, reservations stay.",
+                    examples: ["\(prefix) reset   # e.g. from a daily cron job"]),
+                body: reset),
+        ]
+    }
+
+    static func set(_ invocation: Invocation) throws(CortexError) -> Report {
+        let total = try invocation.arguments.count("total")!
+        return try change(invocation, .budgetSet(total: total))
+    }
+
+    static func quota(_ invocation: Invocation) throws(CortexError) -> Report {
+        let tenant = try invocation.arguments.identifier("tenant")!
+        let tokens = try invocation.arguments.count("tokens")!
+        return try change(invocation, .budgetQuota(tenant: tenant, tokens: tokens))
+    }
+
+    static func reset(_ invocation: Invocation) throws(CortexError) -> Report {
+        try change(invocation, .budgetReset)
+    }
+
+    /// Appends a change that always applies and reports the budget after it.
+    private static func change(_ invocation: Invocation, _ event: Event) throws(CortexError) -> Report {
+        let store = try invocation.openStore(mutating: true)
+        let submission = try store.submit(event)
+        try store.publish()
+        guard submission.outcome == .applied else { throw failure(submission.outcome) }
+        return budgetReport(store.state)
+    }
+
+    static func allocate(_ invocation: Invocation) throws(CortexError) -> Report {
+        let arguments = invocation.arguments
+        let tokens = try arguments.count("tokens")!
+        guard tokens > 0 else { throw .badInput("invalid --tokens '0': an allocation needs at least 1 token") }
+        let request = BudgetRequest(
+            tokens: tokens, holder: try arguments.identifier("holder"), task: try arguments.identifier("task"),
+            tenant: try arguments.identifier("tenant"))
+        let store = try invocation.openStore(mutating: true)
+        let submission = try store.submit(.budgetAllocate(request))
+        try store.publish()
+        let json = merge(submission.outcome.json, ["record": .string(submission.record.id), "tokens": .int(tokens)])
+        switch submission.outcome {
+        case .granted(let allocation):
+            return Report(text: allocation, json: json)
+        case .refused(let reason):
+            return Report(exitCode: 1, text: "", json: json, diagnostic: reason)
+        default:
+            throw failure(submission.outcome)
+        }
+    }
+
+    static func release(_ invocation: Invocation) throws(CortexError) -> Report {
+        let allocation = try Values.validateIdentifier(invocation.arguments.positionals[0], what: "allocation id")
+        let used = try invocation.arguments.count("used")
+        let store = try invocation.openStore(mutating: true)
+        // Checks against the folded state. Allocations never come back once released and ids
+        // are issued in order, so what these checks find cannot change before our record lands.
+        guard let outstanding = store.state.budget.allocations[allocation] else {
+            if let number = BudgetState.allocationNumber(allocation), number <= store.state.budget.allocationsIssued {
+                throw .refused("allocation \(allocation) was already released")
+            }
+            throw .notFound("no allocation \(allocation)")
+        }
+        if let used, used > outstanding.tokens {
+            throw .badInput("invalid --used \(used): allocation \(allocation) reserved only \(outstanding.tokens) tokens")
+        }
+        let submission = try store.submit(.budgetRelease(allocation: allocation, used: used))
+        try store.publish()
+        guard case .released(_, let spent, let returned) = submission.outcome else { throw failure(submission.outcome) }
+        return Report(
+            text: "released \(allocation): \(spent) spent, \(returned) returned",
+            json: merge(submission.outcome.json, ["record": .string(submission.record.id)]))
+    }
+
+    static func status(_ invocation: Invocation) throws(CortexError) -> Report {
+        let store = try invocation.openStore(mutating: false)
+        return budgetReport(store.state)
+    }
+
+    /// The budget as text and as the `token-budget.json` object.
+    static func budgetReport(_ state: CortexState) -> Report {
+        let budget = state.budget
+        var lines = [
+            "total_budget  \(budget.total)",
+            "allocated     \(budget.reserved) (\(budget.allocations.count) allocation\(budget.allocations.count == 1 ? "" : "s"))",
+            "spent         \(budget.spent)",
+            "available     \(budget.available)",
+            "period        \(budget.period)",
+        ]
+        let view = Views.budget(state, nowMilliseconds: POSIX.wallClockMilliseconds())
+        if let tenants = view["tenants"]?.objectMembers, !tenants.isEmpty {
+            lines.append("tenants:")
+            for tenant in tenants {
+                let quota = tenant.value["quota"]?.intValue.map(String.init) ?? "none"
+                lines.append(
+                    "  \(tenant.key)  quota \(quota)  reserved \(tenant.value["reserved"]?.intValue ?? 0)  spent \(tenant.value["spent"]?.intValue ?? 0)")
+            }
+        }
+        return Report(text: lines.joined(separator: "\n"), json: view)
+    }
+
+    /// The error for an outcome a command did not expect (a malformed record it wrote itself).
+    static func failure(_ outcome: Outcome) -> CortexError {
+        switch outcome {
+        case .refused(let reason): .refused(reason)
+        case .rejected(let reason): .badInput(reason)
+        default: .corrupt("unexpected outcome \(outcome.json.jsonText)")
+        }
+    }
+}
+
+/// `object` with `extra` members added.
+func merge(_ object: JSONValue, _ extra: KeyValuePairs<String, JSONValue>) -> JSONValue {
+    var members = object.objectMembers ?? []
+    members += extra.map { JSONMember($0.key, $0.value) }
+    return .object(members)
+}

@@ -1,0 +1,206 @@
+import CortexCore
+
+/// `cortex`: init, status, verify, tail, and the other tools as subcommands (SPEC.md).
+public enum CortexTool {
+    /// The tool and its commands.
+    public static let tool = ToolSpec(
+        name: "cortex",
+        abstract: "Coordinate many worker processes through plain files: init, status, tail, verify.",
+        commands: [
+            Command(
+                CommandSpec(
+                    name: "cortex init", abstract: "Create the coordination folder (safe to run again).",
+                    options: [
+                        .value("total-tokens", "N", "Set the token budget (a new folder starts with 1000000)."),
+                        .value("max-workers", "N", "The most workers alive at once (config.json)."),
+                    ],
+                    examples: ["cortex init --total-tokens 2000000 --max-workers 20", "cortex init --dir /srv/cortex"]),
+                body: initialise),
+            Command(
+                CommandSpec(
+                    name: "cortex status", abstract: "One screen: budget and journal health.",
+                    examples: ["cortex status", "cortex status --json | jq .budget.available"]),
+                body: status),
+            Command(
+                CommandSpec(
+                    name: "cortex verify",
+                    abstract: "Check the journal: checksums, seals, torn lines (exit 1 and where, if any).",
+                    examples: ["cortex verify || echo 'journal damaged: see above'"]),
+                body: verify),
+            Command(
+                CommandSpec(
+                    name: "cortex tail", abstract: "Print the event stream, one line an event; -f follows it.",
+                    options: [
+                        .value("lines", "N", "How many past events to print first (default 10; 0 for none)."),
+                        .flag("follow", "Keep printing events as they are appended.", short: "f"),
+                    ],
+                    examples: ["cortex tail -f", "cortex tail --lines 100 --json | jq -c 'select(.kind==\"budget.allocate\")'"]),
+                body: tail),
+        ],
+        examples: ["cortex init && cortex status", "cortex budget allocate --tokens 100"],
+        nested: [
+            (
+                "budget",
+                ToolSpec(
+                    name: "cortex budget", abstract: BudgetTool.tool.abstract,
+                    commands: BudgetTool.commands(prefix: "cortex budget"))
+            )
+        ])
+
+    static func initialise(_ invocation: Invocation) throws(CortexError) -> Report {
+        let arguments = invocation.arguments
+        let maxWorkers = try arguments.count("max-workers")
+        if let maxWorkers, maxWorkers < 1 { throw .badInput("invalid --max-workers '0': at least 1") }
+        let totalTokens = try arguments.count("total-tokens")
+        let layout = CoordinationLayout(root: invocation.root)
+        var defaults = CortexConfig()
+        if let maxWorkers { defaults.maxWorkers = Int(maxWorkers) }
+        try CoordinationStore.createLayout(layout, config: defaults)
+        if let maxWorkers { try updateConfig(layout, key: "max_workers", value: .int(maxWorkers)) }
+        let store = try CoordinationStore.open(root: layout.root, createIfMissing: true)
+        if let totalTokens {
+            _ = try store.submit(.budgetSet(total: totalTokens))
+        } else if store.state.recordsFolded == 0 {
+            _ = try store.submit(.budgetSet(total: 1_000_000))
+        }
+        try store.publish()
+        let budget = store.state.budget
+        return Report(
+            text: "initialised \(layout.root): budget \(budget.total) tokens (\(budget.available) available), max \(store.config.maxWorkers) workers",
+            json: .object([
+                "available": .int(budget.available), "dir": .string(layout.root), "max_workers": .int(store.config.maxWorkers),
+                "total_budget": .int(budget.total),
+            ]))
+    }
+
+    /// Sets one key of `config.json`, keeping every other key as the user wrote it.
+    private static func updateConfig(_ layout: CoordinationLayout, key: String, value: JSONValue) throws(CortexError) {
+        let bytes = try withConfigPath(layout) { () throws(Errno) in try POSIX.readFile(layout.config) }
+        guard case .object(var members)? = try? JSONValue.parse(bytes) else {
+            throw .configuration("\(layout.config) is not a JSON object")
+        }
+        if let index = members.firstIndex(where: { $0.key == key }) {
+            if members[index].value == value { return }
+            members[index].value = value
+        } else {
+            members.append(JSONMember(key, value))
+        }
+        try AtomicFile.replace(layout.config, with: JSONValue.object(members).prettySerialized(), durability: .powerLoss)
+    }
+
+    private static func withConfigPath<T>(_ layout: CoordinationLayout, _ body: () throws(Errno) -> T) throws(CortexError) -> T {
+        do { return try body() } catch { throw .system("read", layout.config, error) }
+    }
+
+    static func status(_ invocation: Invocation) throws(CortexError) -> Report {
+        let store = try invocation.openStore(mutating: false)
+        let budget = store.state.budget
+        let health = journalHealth(store)
+        let lines = [
+            "coordination  \(store.layout.root)",
+            "journal       \(health.text)",
+            "budget        total \(budget.total) · allocated \(budget.reserved) (\(budget.allocations.count)) · spent \(budget.spent) · available \(budget.available) · period \(budget.period)",
+        ]
+        return Report(
+            text: lines.joined(separator: "\n"),
+            json: .object([
+                "budget": Views.budget(store.state, nowMilliseconds: POSIX.wallClockMilliseconds()), "dir": .string(store.layout.root),
+                "journal": health.json,
+            ]))
+    }
+
+    private static func journalHealth(_ store: CoordinationStore) -> (text: String, json: JSONValue) {
+        let damaged = store.damagedLines.count
+        let text =
+            "live segment \(JournalSegment.fileName(store.position.segment)) at \(store.position.offset) bytes · \(store.state.recordsFolded) records folded"
+            + (damaged > 0 ? " · \(damaged) damaged line\(damaged == 1 ? "" : "s") since the snapshot (run 'cortex verify')" : "")
+        return (
+            text,
+            .object([
+                "damaged_lines_since_snapshot": .int(damaged), "live_segment": .int(store.position.segment),
+                "live_segment_bytes": .int(store.position.offset), "records_folded": .int(store.state.recordsFolded),
+            ])
+        )
+    }
+
+    static func verify(_ invocation: Invocation) throws(CortexError) -> Report {
+        let journal = try CoordinationStore.existingJournal(root: invocation.root)
+        let report = try JournalVerifier.verify(journal)
+        var lines: [String] = []
+        for line in report.damaged {
+            lines.append("damaged  \(journal.directory)/\(line.position): \(line.reason) (\(line.length) bytes)")
+        }
+        lines += report.problems.map { "problem  \($0)" }
+        lines += report.unsealed.map { "note     segment \($0) has a successor but no seal yet; the next reader seals it" }
+        let summary =
+            "\(report.isClean ? "journal ok" : "journal DAMAGED"): \(report.segments.count) segment\(report.segments.count == 1 ? "" : "s"), \(report.records) records, \(report.voidRecords) void (re-appended), \(report.damaged.count) damaged line\(report.damaged.count == 1 ? "" : "s")"
+        lines.append(summary)
+        let json = JSONValue.object([
+            "damaged": .array(
+                report.damaged.map {
+                    .object([
+                        "length": .int($0.length), "offset": .int($0.position.offset), "reason": .string($0.reason),
+                        "segment": .int($0.position.segment),
+                    ])
+                }),
+            "ok": .bool(report.isClean), "partial_tail_bytes": .int(report.partialTailBytes),
+            "problems": .array(report.problems.map { .string($0) }), "records": .int(report.records),
+            "segments": .int(report.segments.count), "unsealed": .array(report.unsealed.map { .int($0) }),
+            "void_records": .int(report.voidRecords),
+        ])
+        return Report(
+            exitCode: report.isClean ? 0 : 1, text: lines.joined(separator: "\n"), json: json,
+            diagnostic: report.isClean ? nil : "the journal has damaged lines or a broken seal (listed above)")
+    }
+
+    static func tail(_ invocation: Invocation) throws(CortexError) -> Report {
+        let arguments = invocation.arguments
+        let count = Int(try arguments.count("lines") ?? 10)
+        let json = arguments.has("json")
+        let journal = try CoordinationStore.existingJournal(root: invocation.root)
+        var recent: [Record] = []
+        recent.reserveCapacity(count)
+        var summary = try journal.readForward(from: .start) { (record, _) throws(CortexError) in
+            guard count > 0 else { return }
+            if recent.count == count { recent.removeFirst() }
+            recent.append(record)
+        }
+        for record in recent { Terminal.writeOut(EventFormatter.line(record, json: json) + "\n") }
+        guard arguments.has("follow") else { return Report(text: "", json: .null, diagnostic: nil).silent }
+        let watcher = try JournalWatcher(directory: journal.directory)
+        while true {
+            summary = try journal.readForward(from: summary.end) { (record, _) throws(CortexError) in
+                Terminal.writeOut(EventFormatter.line(record, json: json) + "\n")
+            }
+            _ = watcher.wait(timeoutMilliseconds: 1000)
+        }
+    }
+}
+
+extension Report {
+    /// A report that prints nothing (the command already streamed its output).
+    var silent: Report { Report(exitCode: exitCode, text: "", json: .null, diagnostic: diagnostic) }
+}
+
+/// Renders records for `cortex tail`.
+public enum EventFormatter {
+    /// `[14:47:01] budget.allocate holder=w-1 tokens=100`, or the record as one JSON line.
+    public static func line(_ record: Record, json: Bool) -> String {
+        if json {
+            return JSONValue.object([
+                "at": .string(ISOTime.format(milliseconds: record.timeMilliseconds)), "at_ms": .int(record.timeMilliseconds),
+                "data": record.data, "id": .string(record.id), "kind": .string(record.kind),
+            ]).jsonText
+        }
+        var text = "[\(ISOTime.clock(milliseconds: record.timeMilliseconds))] \(record.kind)"
+        for member in (record.data.objectMembers ?? []).sorted(by: { $0.key < $1.key }) {
+            let value: String
+            switch member.value {
+            case .string(let string): value = string.contains(" ") ? "\"\(string)\"" : string
+            default: value = member.value.jsonText
+            }
+            text += " \(member.key)=\(value)"
+        }
+        return text
+    }
+}

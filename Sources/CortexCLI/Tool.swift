@@ -1,0 +1,229 @@
+import CortexCore
+import Glibc
+
+/// The Cortex version every tool reports.
+public let cortexVersion = "2.0.0"
+
+/// What a command produced: an exit code plus the same result in two forms, text for people and
+/// one JSON object for scripts. The shared formatter picks one; commands never print.
+public struct Report: Sendable {
+    /// SPEC.md's exit code.
+    public var exitCode: Int32
+    /// Lines for stdout (no trailing newline needed).
+    public var text: String
+    /// The object printed with `--json`.
+    public var json: JSONValue
+    /// One line for stderr (the reason behind a non-zero exit), if any.
+    public var diagnostic: String?
+
+    /// A report.
+    public init(exitCode: Int32 = 0, text: String, json: JSONValue, diagnostic: String? = nil) {
+        self.exitCode = exitCode
+        self.text = text
+        self.json = json
+        self.diagnostic = diagnostic
+    }
+}
+
+/// Everything a command's body may use: its parsed arguments and the environment.
+public struct Invocation: Sendable {
+    /// The parsed command line.
+    public var arguments: ParsedArguments
+    /// The process environment.
+    public var environment: [String: String]
+    /// The command's spec (for messages).
+    public var spec: CommandSpec
+
+    /// The coordination folder (`--dir`, `$CORTEX_DIR`, `./coordination`).
+    public var root: String { CoordinationLayout.resolveRoot(flag: arguments.value("dir"), environment: environment) }
+
+    /// Opens the store; mutating commands create a missing layout.
+    public func openStore(mutating: Bool) throws(CortexError) -> CoordinationStore {
+        try CoordinationStore.open(root: root, createIfMissing: mutating)
+    }
+}
+
+/// A command: its spec and its body.
+public struct Command: Sendable {
+    /// The declarations.
+    public var spec: CommandSpec
+    /// The body; runs only after parsing succeeded.
+    public var body: @Sendable (Invocation) throws(CortexError) -> Report
+
+    /// A command.
+    public init(_ spec: CommandSpec, body: @escaping @Sendable (Invocation) throws(CortexError) -> Report) {
+        self.spec = spec
+        self.body = body
+    }
+
+    /// The last word of the spec's name: `allocate`.
+    var word: String { String(spec.name.split(separator: " ").last ?? "") }
+}
+
+/// A tool: a name and its subcommands.
+public struct ToolSpec: Sendable {
+    /// `cortex-budget`.
+    public var name: String
+    /// One sentence.
+    public var abstract: String
+    /// Subcommands in help order.
+    public var commands: [Command]
+    /// Extra help lines (examples) for the tool as a whole.
+    public var examples: [String]
+    /// Whole tools reachable as one more word: `cortex budget allocate` runs `cortex-budget allocate`.
+    public var nested: [(word: String, tool: ToolSpec)]
+
+    /// A tool.
+    public init(
+        name: String, abstract: String, commands: [Command], examples: [String] = [],
+        nested: [(word: String, tool: ToolSpec)] = []
+    ) {
+        self.name = name
+        self.abstract = abstract
+        self.commands = commands
+        self.examples = examples
+        self.nested = nested
+    }
+
+    /// The tool-level help.
+    var help: String {
+        var lines = ["OVERVIEW: \(abstract)", "", "USAGE: \(name) <command> [options]", "", "COMMANDS:"]
+        lines += commands.map { CommandSpec.column($0.word, $0.spec.abstract) }
+        lines += nested.map { CommandSpec.column($0.word, "\($0.tool.abstract) See '\(name) \($0.word) --help'.") }
+        lines += ["", "Every command takes --dir DIR, --json and --help. '\(name) --version' prints the version."]
+        if !examples.isEmpty {
+            lines += ["", "EXAMPLES:"]
+            lines += examples.map { "  " + $0 }
+        }
+        lines += ["", "Exit codes: 0 done, 1 a normal no, 64 usage, 65 bad data, 66 not found, 74 I/O,",
+                  "75 try later, 77 permission denied, 78 configuration."]
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// Runs the tool on `arguments` (without the program name) and returns the exit code.
+    /// Output goes to stdout, one-line errors to stderr.
+    public func run(_ arguments: [String], environment: [String: String]) -> Int32 {
+        guard let first = arguments.first else {
+            Terminal.writeError("\(name): missing command (see '\(name) --help')")
+            return 64
+        }
+        switch first {
+        case "--help", "-h", "help":
+            Terminal.writeOut(help)
+            return 0
+        case "--version":
+            Terminal.writeOut("\(name) \(cortexVersion)\n")
+            return 0
+        default: break
+        }
+        if let inner = nested.first(where: { $0.word == first }) {
+            return inner.tool.run(Array(arguments.dropFirst()), environment: environment)
+        }
+        guard let command = commands.first(where: { $0.word == first }) else {
+            Terminal.writeError("\(name): unknown command '\(Values.printable(first))' (see '\(name) --help')")
+            return 64
+        }
+        return Self.execute(command, Array(arguments.dropFirst()), environment: environment)
+    }
+
+    /// Parses and runs one command, printing its report in the requested form.
+    static func execute(_ command: Command, _ arguments: [String], environment: [String: String]) -> Int32 {
+        let wantsJSON = arguments.contains("--json")
+        do {
+            let parsed = try command.spec.parse(arguments)
+            if parsed.has("help") {
+                Terminal.writeOut(command.spec.help)
+                return 0
+            }
+            let report = try command.body(Invocation(arguments: parsed, environment: environment, spec: command.spec))
+            Output.print(report, json: parsed.has("json"), command: command.spec.name)
+            return report.exitCode
+        } catch {
+            let code = ExitCode.of(error)
+            var message = "\(command.spec.name): \(error.description)"
+            if case .usage = error { message += " (see '\(command.spec.name) --help')" }
+            Terminal.writeError(message)
+            if wantsJSON, code != 64 {
+                Terminal.writeOut(
+                    JSONValue.object(["error": .string(error.description), "exit_code": .int(Int(code))]).jsonText + "\n")
+            }
+            return code
+        }
+    }
+}
+
+/// The one mapping from library errors to SPEC.md's exit codes.
+public enum ExitCode {
+    /// The exit code for `error`.
+    public static func of(_ error: CortexError) -> Int32 {
+        switch error {
+        case .refused: 1
+        case .usage: 64
+        case .badInput: 65
+        case .notFound: 66
+        case .io(_, _, let errno): errno.isPermissionDenied ? 77 : 74
+        case .corrupt: 74
+        case .tryLater: 75
+        case .configuration: 78
+        }
+    }
+}
+
+/// The one output formatter: text for people, one JSON line with `--json`, the reason on stderr.
+public enum Output {
+    /// Prints `report` to stdout (and its diagnostic to stderr).
+    public static func print(_ report: Report, json: Bool, command: String) {
+        if json {
+            Terminal.writeOut(report.json.jsonText + "\n")
+        } else if !report.text.isEmpty {
+            Terminal.writeOut(report.text.hasSuffix("\n") ? report.text : report.text + "\n")
+        }
+        if let diagnostic = report.diagnostic { Terminal.writeError("\(command): \(diagnostic)") }
+    }
+}
+
+/// Writing to the standard streams with plain `write(2)` (no buffering to lose at exit).
+public enum Terminal {
+    /// Writes `text` to stdout.
+    public static func writeOut(_ text: String) { write(fd: 1, text) }
+
+    /// Writes `line` and a newline to stderr.
+    public static func writeError(_ line: String) { write(fd: 2, line + "\n") }
+
+    /// True when stdout is a terminal (colour and interactive prompts only then).
+    public static var stdoutIsTerminal: Bool { isatty(1) == 1 }
+
+    private static func write(fd: Int32, _ text: String) {
+        var bytes = Array(text.utf8)
+        var offset = 0
+        while offset < bytes.count {
+            let written = bytes.withUnsafeMutableBytes { Glibc.write(fd, $0.baseAddress! + offset, $0.count - offset) }
+            if written < 0 {
+                if errno == EINTR { continue }
+                return  // EPIPE and friends: the reader went away; nothing useful to do.
+            }
+            offset += written
+        }
+        bytes.removeAll()
+    }
+}
+
+/// The process environment as a dictionary.
+public func processEnvironment() -> [String: String] {
+    var result: [String: String] = [:]
+    var pointer = environ
+    while let entry = pointer.pointee {
+        let text = String(cString: entry)
+        if let equals = text.firstIndex(of: "=") {
+            result[String(text[..<equals])] = String(text[text.index(after: equals)...])
+        }
+        pointer += 1
+    }
+    return result
+}
+
+/// Entry point for a tool's `main.swift`: runs it on the process arguments and exits.
+public func runToolAndExit(_ tool: ToolSpec) -> Never {
+    let code = tool.run(Array(CommandLine.arguments.dropFirst()), environment: processEnvironment())
+    exit(code)
+}

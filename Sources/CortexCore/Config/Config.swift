@@ -1,0 +1,72 @@
+/// Settings from `config.json`. Settings tune the machinery (segment size, snapshot interval,
+/// limits); they never change what the fold decides for a record already in the journal.
+public struct CortexConfig: Equatable, Sendable {
+    /// Rotate the live segment once it passes this many bytes.
+    public var segmentMaxBytes: Int64 = 8 << 20
+    /// Write a fresh snapshot once a fold has replayed this many records past the last one.
+    public var snapshotEveryRecords: Int = 256
+    /// `fdatasync` the journal after every append (survive power loss, at a cost per call).
+    public var syncAppends = false
+    /// The most workers alive at once (used by cortex-spawn).
+    public var maxWorkers: Int = 10
+
+    /// The defaults.
+    public init() {}
+
+    /// The settings as the JSON written to `config.json`.
+    public var json: JSONValue {
+        .object([
+            "format": 1, "max_workers": .int(maxWorkers), "segment_max_bytes": .int(segmentMaxBytes),
+            "snapshot_every_records": .int(snapshotEveryRecords), "sync_appends": .bool(syncAppends),
+        ])
+    }
+
+    /// Reads `config.json`'s content; unknown keys are kept out of the way, wrong types refused.
+    /// - Throws: `CortexError.configuration` naming the key and what it should be.
+    public init(json: JSONValue, path: String) throws(CortexError) {
+        self.init()
+        guard case .object = json else { throw .configuration("\(path): expected a JSON object") }
+        func positive(_ key: String, minimum: Int64) throws(CortexError) -> Int64? {
+            guard let raw = json[key] else { return nil }
+            if let number = raw.intValue, number >= minimum { return number }
+            if let text = raw.stringValue, let bytes = try? Values.parseSizeBytes(text), bytes >= minimum { return bytes }
+            throw .configuration("\(path): '\(key)' must be a whole number ≥ \(minimum)")
+        }
+        if let value = try positive("segment_max_bytes", minimum: 1024) { segmentMaxBytes = value }
+        if let value = try positive("snapshot_every_records", minimum: 1) { snapshotEveryRecords = Int(value) }
+        if let value = try positive("max_workers", minimum: 1) { maxWorkers = Int(value) }
+        if let raw = json["sync_appends"] {
+            guard let flag = raw.boolValue else { throw .configuration("\(path): 'sync_appends' must be true or false") }
+            syncAppends = flag
+        }
+    }
+}
+
+/// Where every file of a coordination folder lives (SPEC.md, "Where the state lives").
+public struct CoordinationLayout: Sendable {
+    /// The coordination folder itself.
+    public let root: String
+
+    /// A layout rooted at `root` (trailing slashes ignored).
+    public init(root: String) {
+        var trimmed = root
+        while trimmed.count > 1 && trimmed.hasSuffix("/") { trimmed.removeLast() }
+        self.root = trimmed.isEmpty ? "." : trimmed
+    }
+
+    /// The folder from `--dir`, else `$CORTEX_DIR`, else `./coordination`.
+    public static func resolveRoot(flag: String?, environment: [String: String]) -> String {
+        if let flag, !flag.isEmpty { return flag }
+        if let fromEnvironment = environment["CORTEX_DIR"], !fromEnvironment.isEmpty { return fromEnvironment }
+        return "./coordination"
+    }
+
+    public var journal: String { root + "/journal" }
+    public var archive: String { root + "/journal/archive" }
+    public var stateFolder: String { root + "/state" }
+    public var snapshot: String { root + "/state/snapshot.json" }
+    public var config: String { root + "/config.json" }
+    public var workers: String { root + "/workers" }
+    public var results: String { root + "/results" }
+    public var budgetView: String { root + "/token-budget.json" }
+}

@@ -1,0 +1,98 @@
+/// Parsing and validation of the values callers pass on the command line (SPEC.md, "Values").
+public enum Values {
+    /// Checks an id against `[A-Za-z0-9][A-Za-z0-9._-]{0,63}`.
+    /// - Throws: `CortexError.badInput` naming `what` when the id does not match.
+    public static func validateIdentifier(_ text: String, what: String) throws(CortexError) -> String {
+        let bytes = Array(text.utf8)
+        func isAlphanumeric(_ byte: UInt8) -> Bool {
+            (0x30...0x39).contains(byte) || (0x41...0x5A).contains(byte) || (0x61...0x7A).contains(byte)
+        }
+        guard let first = bytes.first, isAlphanumeric(first), bytes.count <= 64,
+            bytes.allSatisfy({ isAlphanumeric($0) || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "-") })
+        else {
+            throw .badInput("invalid \(what) '\(printable(text))': use 1-64 of A-Z a-z 0-9 . _ -, starting with a letter or digit")
+        }
+        return text
+    }
+
+    /// Parses a duration: `90`, `90s`, `5m`, `2h`, `1d` (a bare number is seconds).
+    /// - Returns: the duration in milliseconds.
+    public static func parseDurationMilliseconds(_ text: String) throws(CortexError) -> Int64 {
+        let units: [Character: Int64] = ["s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000]
+        return try parseScaled(text, units: units, what: "duration", example: "90, 90s, 5m, 2h or 1d")
+    }
+
+    /// Parses a size: `512`, `512K`, `64M`, `2G` (powers of 1024; a bare number is bytes).
+    public static func parseSizeBytes(_ text: String) throws(CortexError) -> Int64 {
+        let units: [Character: Int64] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40]
+        return try parseScaled(text.uppercased(), units: units, what: "size", example: "4096, 512K, 64M or 2G")
+    }
+
+    /// Parses a whole, non-negative count that jq can hold exactly (below 2^53).
+    public static func parseCount(_ text: String, what: String) throws(CortexError) -> Int64 {
+        guard let value = Int64(text), value >= 0, value < (1 << 53) else {
+            throw .badInput("invalid \(what) '\(printable(text))': expected a whole number from 0 to 9007199254740991")
+        }
+        return value
+    }
+
+    private static func parseScaled(_ text: String, units: [Character: Int64], what: String, example: String)
+        throws(CortexError) -> Int64
+    {
+        var digits = Substring(text)
+        var scale: Int64 = what == "duration" ? 1000 : 1
+        if let last = digits.last, let unit = units[last] {
+            scale = unit
+            digits = digits.dropLast()
+        }
+        guard !digits.isEmpty, digits.allSatisfy(\.isASCIIDigitCharacter), let number = Int64(digits),
+            number <= (1 << 53) / scale
+        else {
+            throw .badInput("invalid \(what) '\(printable(text))': expected \(example)")
+        }
+        return number * scale
+    }
+
+    /// `text` with control characters made visible and cut to a readable length, for error messages.
+    public static func printable(_ text: String, limit: Int = 80) -> String {
+        var result = ""
+        for scalar in text.unicodeScalars {
+            if result.count >= limit { return result + "…" }
+            if scalar.value < 0x20 || scalar.value == 0x7F {
+                result += "\\u{\(String(scalar.value, radix: 16))}"
+            } else {
+                result.unicodeScalars.append(scalar)
+            }
+        }
+        return result
+    }
+}
+
+extension Character {
+    var isASCIIDigitCharacter: Bool { ("0"..."9").contains(self) }
+}
+
+/// A task priority; claims take higher priorities first (SPEC.md).
+public enum Priority: String, CaseIterable, Sendable, Comparable {
+    case critical, high, medium, low
+
+    /// Smaller is claimed first.
+    public var rank: Int {
+        switch self {
+        case .critical: 0
+        case .high: 1
+        case .medium: 2
+        case .low: 3
+        }
+    }
+
+    public static func < (lhs: Priority, rhs: Priority) -> Bool { lhs.rank < rhs.rank }
+
+    /// Parses `critical`, `high`, `medium` or `low`.
+    public static func parse(_ text: String) throws(CortexError) -> Priority {
+        guard let priority = Priority(rawValue: text) else {
+            throw .badInput("invalid priority '\(Values.printable(text))': use critical, high, medium or low")
+        }
+        return priority
+    }
+}

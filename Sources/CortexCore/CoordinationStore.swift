@@ -1,0 +1,214 @@
+import Glibc
+
+/// A coordination folder opened by one process: the journal, the state folded from it, and
+/// the files derived from that state. This is the library's main entry point; each tool is a
+/// thin layer over it.
+///
+/// The protocol (DESIGN.md): load the snapshot, fold the journal past it, append a record
+/// with one `write(2)`, fold up to that record to learn its outcome, append again if a seal
+/// made it void. Nothing here takes a lock. Not thread-safe: one instance per thread.
+public final class CoordinationStore {
+    /// Paths of the folder's files.
+    public let layout: CoordinationLayout
+    /// Settings from `config.json`.
+    public let config: CortexConfig
+    /// The journal.
+    public let journal: FileJournal
+    /// The state folded so far.
+    public private(set) var state = CortexState()
+    /// Just past the last record folded.
+    public private(set) var position = JournalPosition.start
+    /// Records replayed since the snapshot this store loaded or wrote.
+    public private(set) var recordsSinceSnapshot = 0
+    /// Lines skipped by this store's folds (torn, corrupt), in journal order.
+    public private(set) var damagedLines: [DamagedLine] = []
+    /// Appends that came out short and were written again whole.
+    public private(set) var tornAppends = 0
+    private var liveSizeSeen: Int64 = 0
+    private var snapshotPosition: JournalPosition?
+
+    private init(layout: CoordinationLayout, config: CortexConfig) {
+        self.layout = layout
+        self.config = config
+        self.journal = FileJournal(directory: layout.journal)
+    }
+
+    /// Opens the coordination folder at `root` and folds the journal to its end.
+    /// - Parameter createIfMissing: create the layout with default settings when it is not there
+    ///   (mutating tools do; read-only ones report `notFound`).
+    /// - Throws: `configuration` on an unsupported file system or a bad `config.json`,
+    ///   `notFound` when the folder is missing and may not be created, `io`/`corrupt` otherwise.
+    public static func open(root: String, createIfMissing: Bool) throws(CortexError) -> CoordinationStore {
+        let layout = CoordinationLayout(root: root)
+        try SupportedFileSystem.check(layout.root)
+        let configExists = try withPath("stat", layout.config) { () throws(Errno) in try POSIX.status(layout.config) } != nil
+        if !configExists {
+            guard createIfMissing else {
+                throw .notFound("no coordination folder at \(layout.root) (create it with 'cortex init --dir \(layout.root)')")
+            }
+            try createLayout(layout, config: CortexConfig())
+        }
+        let store = CoordinationStore(layout: layout, config: try loadConfig(layout))
+        store.loadSnapshot()
+        try store.catchUp()
+        return store
+    }
+
+    /// The journal of an existing coordination folder, for readers that need no state (verify, tail).
+    /// - Throws: `configuration` on an unsupported file system, `notFound` when there is no journal.
+    public static func existingJournal(root: String) throws(CortexError) -> FileJournal {
+        let layout = CoordinationLayout(root: root)
+        try SupportedFileSystem.check(layout.root)
+        guard try withPath("stat", layout.journal, { () throws(Errno) in try POSIX.status(layout.journal) }) != nil else {
+            throw .notFound("no journal at \(layout.journal) (create it with 'cortex init --dir \(layout.root)')")
+        }
+        return FileJournal(directory: layout.journal)
+    }
+
+    /// Creates the folders, the first segment and `config.json` if they are missing. Safe to run
+    /// from many processes at once: every step either creates or finds the thing already there.
+    public static func createLayout(_ layout: CoordinationLayout, config: CortexConfig) throws(CortexError) {
+        try SupportedFileSystem.check(layout.root)
+        try makeDirectories(layout.root)
+        for folder in [layout.journal, layout.archive, layout.stateFolder, layout.workers, layout.results] {
+            try withPath("create folder", folder) { () throws(Errno) in try POSIX.makeDirectory(folder) }
+        }
+        try FileJournal(directory: layout.journal).createSegment(1)
+        try AtomicFile.createIfAbsent(layout.config, with: config.json.prettySerialized())
+    }
+
+    private static func makeDirectories(_ path: String) throws(CortexError) {
+        var prefix = path.hasPrefix("/") ? "" : "."
+        for component in path.split(separator: "/") {
+            prefix += "/" + component
+            let folder = prefix
+            try withPath("create folder", folder) { () throws(Errno) in try POSIX.makeDirectory(folder) }
+        }
+    }
+
+    private static func loadConfig(_ layout: CoordinationLayout) throws(CortexError) -> CortexConfig {
+        let bytes = try withPath("read", layout.config) { () throws(Errno) in try POSIX.readFile(layout.config) }
+        let json: JSONValue
+        do { json = try JSONValue.parse(bytes) } catch {
+            throw .configuration("\(layout.config) is not valid JSON: \(error)")
+        }
+        return try CortexConfig(json: json, path: layout.config)
+    }
+
+    /// Starts from `state/snapshot.json` when it is readable. A missing or unreadable snapshot is
+    /// not an error: the snapshot is a cache, and the fold starts from the beginning instead.
+    private func loadSnapshot() {
+        guard let bytes = try? POSIX.readFile(layout.snapshot), let json = try? JSONValue.parse(bytes),
+            json["format"]?.intValue == 1, let positionJSON = json["position"],
+            let snapshotPosition = JournalPosition(json: positionJSON), let stateJSON = json["state"],
+            let snapshotState = try? CortexState(json: stateJSON)
+        else { return }
+        state = snapshotState
+        position = snapshotPosition
+        self.snapshotPosition = snapshotPosition
+    }
+
+    /// Folds every record appended since the last fold.
+    public func catchUp() throws(CortexError) {
+        _ = try foldForward(watchingFor: nil)
+    }
+
+    /// Folds to the end of the journal; returns the outcome of the record with id `watchedID` if it was folded.
+    private func foldForward(watchingFor watchedID: String?) throws(CortexError) -> Outcome? {
+        var watchedOutcome: Outcome?
+        let summary = try journal.readForward(from: position) { (record, _) throws(CortexError) in
+            let outcome = Reducer.reduce(&self.state, record)
+            if watchedOutcome == nil, record.id == watchedID { watchedOutcome = outcome }
+        }
+        position = summary.end
+        liveSizeSeen = summary.liveSizeSeen
+        recordsSinceSnapshot += summary.recordsRead
+        damagedLines += summary.damaged
+        return watchedOutcome
+    }
+
+    /// A record that reached the journal and the outcome the fold gave it.
+    public struct Submission: Sendable {
+        /// The record as written.
+        public var record: Record
+        /// What the fold decided for it.
+        public var outcome: Outcome
+    }
+
+    /// Appends `event` as a record and returns the outcome the fold gives it: the same outcome
+    /// every other process folding the journal will give it (DESIGN.md, "Writer").
+    public func submit(_ event: Event) throws(CortexError) -> Submission {
+        let record = Record(
+            id: Record.newID(), timeMilliseconds: POSIX.wallClockMilliseconds(), kind: event.kind, data: event.data)
+        let line = try RecordCodec.encode(record)
+        var attempts = 0
+        while true {
+            attempts += 1
+            guard attempts <= 16 else {
+                throw .corrupt("could not append record \(record.id) after \(attempts - 1) attempts (journal \(layout.journal))")
+            }
+            let target = position.segment
+            let appended: JournalPosition
+            switch try journal.appendLine(line, toSegment: target) {
+            case .torn:
+                // A short write left a fragment; readers skip it. Append the whole record again.
+                tornAppends += 1
+                continue
+            case .appended(let start):
+                appended = start
+            }
+            if config.syncAppends { try journal.syncSegment(target) }
+            if let outcome = try foldForward(watchingFor: record.id) {
+                if appended.offset + Int64(line.count) >= config.segmentMaxBytes {
+                    // Our record is in; a seal can only land after it.
+                    try journal.rotate(segment: target, timeMilliseconds: record.timeMilliseconds)
+                }
+                return Submission(record: record, outcome: outcome)
+            }
+            guard position.segment > target else {
+                throw .corrupt("record \(record.id) appended at \(appended) was not found by the fold")
+            }
+            // The fold met the segment's first seal before our record: it is void. Append it again.
+        }
+    }
+
+    /// Writes a snapshot if enough records were replayed since the last one, then the views.
+    /// Mutating commands call this once at the end.
+    public func publish(nowMilliseconds: Int64 = POSIX.wallClockMilliseconds()) throws(CortexError) {
+        if recordsSinceSnapshot >= config.snapshotEveryRecords { try writeSnapshot(nowMilliseconds: nowMilliseconds) }
+        try publishViews(nowMilliseconds: nowMilliseconds)
+    }
+
+    /// Writes `state/snapshot.json` for the current fold. The journal up to the snapshot's position
+    /// is `fdatasync`ed first, so a snapshot is never ahead of durable journal data.
+    public func writeSnapshot(nowMilliseconds: Int64 = POSIX.wallClockMilliseconds()) throws(CortexError) {
+        let firstSegment = min(snapshotPosition?.segment ?? 1, position.segment)
+        for segment in firstSegment...position.segment where try journal.segmentExists(segment) {
+            try journal.syncSegment(segment)
+        }
+        let snapshot = JSONValue.object([
+            "format": 1, "position": position.json, "state": state.json, "written_at": .string(ISOTime.format(milliseconds: nowMilliseconds)),
+        ])
+        try AtomicFile.replace(layout.snapshot, with: snapshot.serialized() + [0x0A], durability: .powerLoss)
+        snapshotPosition = position
+        recordsSinceSnapshot = 0
+    }
+
+    /// Rewrites the views from the current state. If the journal moved while they were written,
+    /// folds again and rewrites, so the last view renamed into place reflects the last record
+    /// of the last process to finish (an older process cannot leave a stale view behind).
+    public func publishViews(nowMilliseconds: Int64 = POSIX.wallClockMilliseconds()) throws(CortexError) {
+        for _ in 0..<4 {
+            let view = Views.budget(state, nowMilliseconds: nowMilliseconds)
+            try AtomicFile.replace(layout.budgetView, with: view.prettySerialized(), durability: .processCrash)
+            guard try journalMovedSinceFold() else { return }
+            try catchUp()
+        }
+    }
+
+    /// True when records may have been appended since the last fold.
+    public func journalMovedSinceFold() throws(CortexError) -> Bool {
+        if try journal.segmentExists(position.segment + 1) { return true }
+        return try journal.sizeOfSegment(position.segment) != liveSizeSeen
+    }
+}

@@ -1,0 +1,102 @@
+/// A read-only integrity check of a whole journal (`cortex verify`): checksums, seals, torn
+/// lines, missing segments. Unlike a fold it never writes, not even a seal.
+import Glibc
+
+public enum JournalVerifier {
+    /// What the check found.
+    public struct Report: Sendable {
+        /// Segment numbers found, in order.
+        public var segments: [Int] = []
+        /// Whole records before each segment's first seal (seals excluded).
+        public var records = 0
+        /// Records after a segment's first seal: void by the protocol, appended again by their
+        /// writers. Expected under concurrency, not a fault.
+        public var voidRecords = 0
+        /// Torn or corrupt lines.
+        public var damaged: [DamagedLine] = []
+        /// Structural faults: a missing segment, a seal naming the wrong successor, a seal in the live segment.
+        public var problems: [String] = []
+        /// Sealed segments whose successor exists but whose seal is not there yet; the next
+        /// reader seals them. Reported, not a fault.
+        public var unsealed: [Int] = []
+        /// Bytes after the live segment's last complete line (a write in progress, or torn).
+        public var partialTailBytes: Int64 = 0
+
+        /// True when nothing is damaged and the structure is sound.
+        public var isClean: Bool { damaged.isEmpty && problems.isEmpty }
+    }
+
+    /// Checks every segment in `journal`'s folder.
+    public static func verify(_ journal: FileJournal) throws(CortexError) -> Report {
+        var report = Report()
+        let names = try withPath("list", journal.directory) { () throws(Errno) in
+            try POSIX.directoryEntries(journal.directory)
+        }
+        report.segments = names.compactMap(JournalSegment.number(fromFileName:)).sorted()
+        guard let highest = report.segments.last else {
+            report.problems.append("no journal segments in \(journal.directory)")
+            return report
+        }
+        var expected = 1
+        for segment in report.segments {
+            if segment != expected {
+                report.problems.append("segment\(segment - expected > 1 ? "s" : "") \(expected)…\(segment - 1) missing")
+            }
+            expected = segment + 1
+            try check(segment: segment, isLive: segment == highest, journal: journal, into: &report)
+        }
+        return report
+    }
+
+    private static func check(segment: Int, isLive: Bool, journal: FileJournal, into report: inout Report)
+        throws(CortexError)
+    {
+        let path = journal.path(ofSegment: segment)
+        let fd = try withPath("open", path) { () throws(Errno) in try POSIX.open(path, O_RDONLY) }
+        defer { POSIX.close(fd) }
+        var sealSeen = false
+        var damaged: [DamagedLine] = []
+        var records = 0
+        var void = 0
+        var problems: [String] = []
+        let end = try SegmentScanner.scan(fd: fd, path: path, from: 0) { (line) throws(CortexError) in
+            let here = JournalPosition(segment: segment, offset: line.start)
+            switch RecordCodec.decode(line.bytes) {
+            case .invalid(let reason):
+                damaged.append(
+                    DamagedLine(position: here, length: line.end - line.start, reason: line.truncatedHead ? "line longer than 64 KiB" : reason))
+            case .record(let record, let skipped):
+                if skipped > 0 || line.truncatedHead {
+                    damaged.append(DamagedLine(position: here, length: Int64(skipped), reason: "torn fragment before a whole record"))
+                }
+                if sealSeen {
+                    void += 1
+                } else if record.isSeal {
+                    sealSeen = true
+                    let next = record.data["next"]?.intValue
+                    if next != Int64(segment + 1) && record.data["archive"] == nil {
+                        problems.append("\(here): seal names segment \(next.map(String.init) ?? "nothing"), expected \(segment + 1)")
+                    }
+                    if isLive { problems.append("\(here): the live segment is sealed but segment \(segment + 1) does not exist") }
+                } else {
+                    records += 1
+                }
+            }
+            return true
+        }
+        report.records += records
+        report.voidRecords += void
+        report.damaged += damaged
+        report.problems += problems
+        if !sealSeen && !isLive { report.unsealed.append(segment) }
+        let partial = end.sizeSeen - end.offset
+        if partial > 0 {
+            if isLive {
+                report.partialTailBytes = partial
+            } else {
+                report.damaged.append(
+                    DamagedLine(position: JournalPosition(segment: segment, offset: end.offset), length: partial, reason: "unterminated last line"))
+            }
+        }
+    }
+}

@@ -1,0 +1,48 @@
+import Glibc
+
+/// Wakes a waiting process when the journal folder changes, with inotify (Linux has no
+/// Dispatch file-system sources). No sleep loop: the process sleeps in `poll` until the kernel
+/// reports an append, a new segment or a rename.
+public final class JournalWatcher {
+    private let fd: Int32
+
+    /// Watches `directory` for appends (`IN_MODIFY`), new files and renames.
+    public init(directory: String) throws(CortexError) {
+        let created = inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC))
+        guard created >= 0 else { throw .system("watch", directory, Errno.current) }
+        fd = created
+        let mask = UInt32(IN_MODIFY | IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE)
+        if inotify_add_watch(fd, directory, mask) < 0 {
+            let error = Errno.current
+            POSIX.close(fd)
+            throw .system("watch", directory, error)
+        }
+    }
+
+    deinit { POSIX.close(fd) }
+
+    /// Sleeps until the folder changes or `timeoutMilliseconds` pass (-1: no limit).
+    /// Check the journal again after arming the watch and before waiting, or a change that
+    /// landed in between is missed.
+    /// - Returns: true when woken by a change.
+    public func wait(timeoutMilliseconds: Int32) -> Bool {
+        var request = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        while true {
+            let ready = poll(&request, 1, timeoutMilliseconds)
+            if ready < 0 && errno == EINTR { continue }
+            if ready <= 0 { return false }
+            drain()
+            return true
+        }
+    }
+
+    private func drain() {
+        var buffer = [UInt8](repeating: 0, count: 16 * 1024)
+        while true {
+            let got = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress!, $0.count) }
+            if got > 0 { continue }
+            if got < 0 && errno == EINTR { continue }
+            return
+        }
+    }
+}

@@ -1,0 +1,71 @@
+/// A place in the journal: a segment number and a byte offset inside that segment.
+/// Only the journal layer gives offsets meaning; everything above treats positions as opaque.
+public struct JournalPosition: Comparable, Hashable, Sendable, CustomStringConvertible {
+    /// The segment number (`journal/000000000001.jsonl` is segment 1).
+    public var segment: Int
+    /// Bytes from the start of the segment.
+    public var offset: Int64
+
+    /// A position in `segment` at `offset`.
+    public init(segment: Int, offset: Int64) {
+        self.segment = segment
+        self.offset = offset
+    }
+
+    /// The start of the journal.
+    public static let start = JournalPosition(segment: 1, offset: 0)
+
+    public static func < (lhs: JournalPosition, rhs: JournalPosition) -> Bool {
+        (lhs.segment, lhs.offset) < (rhs.segment, rhs.offset)
+    }
+
+    public var description: String { "\(JournalSegment.fileName(segment))@\(offset)" }
+
+    /// `{"segment": N, "offset": M}`.
+    public var json: JSONValue { .object(["offset": .int(offset), "segment": .int(segment)]) }
+
+    /// Reads `{"segment": N, "offset": M}`.
+    public init?(json: JSONValue) {
+        guard let segment = json["segment"]?.intValue, let offset = json["offset"]?.intValue,
+            segment >= 1, offset >= 0
+        else { return nil }
+        self.init(segment: Int(segment), offset: offset)
+    }
+}
+
+/// One event in the journal: who wrote it is irrelevant, where it sits decides everything.
+public struct Record: Equatable, Sendable {
+    /// Unique id (random, 64 bits), the same when a void record is appended again.
+    public var id: String
+    /// The writer's wall clock, milliseconds since the Unix epoch: the only time the reducer knows.
+    public var timeMilliseconds: Int64
+    /// What happened, e.g. `budget.allocate`.
+    public var kind: String
+    /// The payload; its shape depends on `kind`.
+    public var data: JSONValue
+
+    /// A record with every field given.
+    public init(id: String, timeMilliseconds: Int64, kind: String, data: JSONValue) {
+        self.id = id
+        self.timeMilliseconds = timeMilliseconds
+        self.kind = kind
+        self.data = data
+    }
+
+    /// A fresh record id: `r` and 16 random hex digits.
+    public static func newID() -> String {
+        let hex = Array("0123456789abcdef".utf8)
+        var text: [UInt8] = [UInt8(ascii: "r")]
+        for byte in POSIX.randomBytes(8) {
+            text.append(hex[Int(byte >> 4)])
+            text.append(hex[Int(byte & 0xF)])
+        }
+        return String(decoding: text, as: UTF8.self)
+    }
+
+    /// The kind of the record that ends a segment (DESIGN.md, "Sealing and rotation").
+    public static let sealKind = "journal.seal"
+
+    /// True for a seal record.
+    public var isSeal: Bool { kind == Record.sealKind }
+}

@@ -1,0 +1,129 @@
+/// Turns records into journal lines and back.
+///
+/// A line is `{"cortex":1,"id":…,"at_ms":…,"kind":…,"data":{…},"crc":"xxxxxxxx"}` and a newline.
+/// The checksum is the CRC-32C of every byte before `,"crc":`, so it is checked on raw bytes
+/// before any JSON is parsed. JSON escapes newlines inside strings, so a raw newline only
+/// ever ends a line.
+public enum RecordCodec {
+    /// The journal format version written in the `cortex` field.
+    public static let formatVersion = 1
+    /// The largest line, newline included (DESIGN.md: "at most 64 KiB").
+    public static let maximumLineBytes = 64 * 1024
+    /// Every record starts with these bytes; recovery looks for them inside damaged lines.
+    static let recordPrefix: [UInt8] = Array(#"{"cortex":1,"#.utf8)
+    private static let checksumMarker: [UInt8] = Array(#","crc":""#.utf8)
+    /// `,"crc":"` + 8 hex digits + `"}`.
+    private static let checksumSuffixLength = 18
+
+    /// The line for `record`, newline included.
+    /// - Throws: `CortexError.badInput` when the line would exceed `maximumLineBytes`.
+    public static func encode(_ record: Record) throws(CortexError) -> [UInt8] {
+        var line: [UInt8] = []
+        line.reserveCapacity(256)
+        line.append(contentsOf: recordPrefix)
+        line.append(contentsOf: #""id":"#.utf8)
+        JSONValue.writeString(record.id, into: &line)
+        line.append(contentsOf: #","at_ms":"#.utf8)
+        line.append(contentsOf: String(record.timeMilliseconds).utf8)
+        line.append(contentsOf: #","kind":"#.utf8)
+        JSONValue.writeString(record.kind, into: &line)
+        line.append(contentsOf: #","data":"#.utf8)
+        line.append(contentsOf: record.data.serialized())
+        let crc = CRC32C.checksum(line)
+        line.append(contentsOf: checksumMarker)
+        appendHex(crc, to: &line)
+        line.append(contentsOf: [UInt8(ascii: "\""), UInt8(ascii: "}"), 0x0A])
+        guard line.count <= maximumLineBytes else {
+            throw .badInput(
+                "record too large: \(line.count) bytes, the journal takes at most \(maximumLineBytes) per record")
+        }
+        return line
+    }
+
+    /// What a line turned out to be.
+    public enum Decoded: Equatable, Sendable {
+        /// A whole record. `skippedPrefixBytes` > 0 when a torn fragment stood before it on the line.
+        case record(Record, skippedPrefixBytes: Int)
+        /// Nothing trustworthy on the line.
+        case invalid(reason: String)
+    }
+
+    /// Decodes one line (without its newline). Checks the checksum first; when the whole line
+    /// fails, looks for a whole record at its end (a torn fragment followed by a record).
+    public static func decode(_ line: UnsafeBufferPointer<UInt8>) -> Decoded {
+        let whole = decodeExact(line)
+        if case .record = whole { return whole }
+        // Recovery: a record starting later on the line. Try each candidate start, first to last.
+        var start = 1
+        while let candidate = find(recordPrefix, in: line, from: start) {
+            if case .record(let record, _) = decodeExact(UnsafeBufferPointer(rebasing: line[candidate...])) {
+                return .record(record, skippedPrefixBytes: candidate)
+            }
+            start = candidate + 1
+        }
+        return whole
+    }
+
+    /// Decodes a line given as an array (tests and tools).
+    public static func decode(_ line: [UInt8]) -> Decoded {
+        line.withUnsafeBufferPointer { decode($0) }
+    }
+
+    private static func decodeExact(_ line: UnsafeBufferPointer<UInt8>) -> Decoded {
+        let count = line.count
+        guard count > recordPrefix.count + checksumSuffixLength else { return .invalid(reason: "truncated record") }
+        guard startsWith(line, recordPrefix, at: 0) else { return .invalid(reason: "not a Cortex record") }
+        let markerStart = count - checksumSuffixLength
+        guard startsWith(line, checksumMarker, at: markerStart), line[count - 2] == UInt8(ascii: "\""),
+            line[count - 1] == UInt8(ascii: "}")
+        else { return .invalid(reason: "truncated record (no checksum)") }
+        guard let stored = parseHex(line, from: markerStart + checksumMarker.count) else {
+            return .invalid(reason: "malformed checksum")
+        }
+        let computed = CRC32C.checksum(UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: line[..<markerStart])))
+        guard stored == computed else { return .invalid(reason: "checksum mismatch") }
+        let value: JSONValue
+        do { value = try JSONValue.parse(line) } catch { return .invalid(reason: "malformed JSON: \(error)") }
+        guard let id = value["id"]?.stringValue, let time = value["at_ms"]?.intValue,
+            let kind = value["kind"]?.stringValue, let data = value["data"]
+        else { return .invalid(reason: "record without id, at_ms, kind or data") }
+        return .record(Record(id: id, timeMilliseconds: time, kind: kind, data: data), skippedPrefixBytes: 0)
+    }
+
+    private static func startsWith(_ line: UnsafeBufferPointer<UInt8>, _ prefix: [UInt8], at index: Int) -> Bool {
+        guard index >= 0, index + prefix.count <= line.count else { return false }
+        for offset in 0..<prefix.count where line[index + offset] != prefix[offset] { return false }
+        return true
+    }
+
+    private static func find(_ needle: [UInt8], in line: UnsafeBufferPointer<UInt8>, from start: Int) -> Int? {
+        guard needle.count <= line.count else { return nil }
+        var index = start
+        let first = needle[0]
+        while index + needle.count <= line.count {
+            if line[index] == first && startsWith(line, needle, at: index) { return index }
+            index += 1
+        }
+        return nil
+    }
+
+    private static func appendHex(_ value: UInt32, to line: inout [UInt8]) {
+        let hex = Array("0123456789abcdef".utf8)
+        for shift in stride(from: 28, through: 0, by: -4) { line.append(hex[Int((value >> UInt32(shift)) & 0xF)]) }
+    }
+
+    private static func parseHex(_ line: UnsafeBufferPointer<UInt8>, from start: Int) -> UInt32? {
+        var value: UInt32 = 0
+        for index in start..<(start + 8) {
+            let byte = line[index]
+            let digit: UInt8
+            switch byte {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = byte - UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = byte - UInt8(ascii: "a") + 10
+            default: return nil
+            }
+            value = value << 4 | UInt32(digit)
+        }
+        return value
+    }
+}

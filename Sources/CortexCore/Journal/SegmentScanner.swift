@@ -1,0 +1,118 @@
+import Glibc
+
+/// File names of journal segments.
+public enum JournalSegment {
+    /// `000000000042.jsonl` for segment 42.
+    public static func fileName(_ segment: Int) -> String {
+        let digits = String(segment)
+        return String(repeating: "0", count: max(0, 12 - digits.count)) + digits + ".jsonl"
+    }
+
+    /// The segment number of a segment file name, or nil for any other name.
+    public static func number(fromFileName name: String) -> Int? {
+        guard name.hasSuffix(".jsonl") else { return nil }
+        let digits = name.dropLast(6)
+        guard digits.count == 12, digits.allSatisfy(\.isASCIIDigitCharacter) else { return nil }
+        return Int(digits)
+    }
+}
+
+/// A line the reader could not trust, kept for `cortex verify` and the health counters.
+public struct DamagedLine: Equatable, Sendable {
+    /// Where the damaged bytes start.
+    public var position: JournalPosition
+    /// How many bytes were skipped.
+    public var length: Int64
+    /// Why they were skipped: "checksum mismatch", "torn fragment before a record", …
+    public var reason: String
+}
+
+/// Reads the complete lines of one segment file from an offset, in chunks, without
+/// holding more than one chunk plus one line in memory however large the file or a line is.
+struct SegmentScanner {
+    /// One line handed to the visitor.
+    struct Line {
+        /// The line's bytes without its newline. For a line longer than the maximum, only its last
+        /// `RecordCodec.maximumLineBytes` bytes (where a whole record may still be recovered).
+        var bytes: UnsafeBufferPointer<UInt8>
+        /// Offset of the line's first byte.
+        var start: Int64
+        /// Offset just past the newline.
+        var end: Int64
+        /// True when the head of an oversized line was dropped.
+        var truncatedHead: Bool
+    }
+
+    /// Where the scan ended.
+    struct End {
+        /// Just past the last complete line visited.
+        var offset: Int64
+        /// The file size the scan saw (a partial last line lies between `offset` and here).
+        var sizeSeen: Int64
+        /// True when the visitor asked to stop.
+        var stopped: Bool
+    }
+
+    static let chunkBytes = 256 * 1024
+
+    /// Calls `visit` for each complete line from `offset` on; `visit` returns false to stop.
+    static func scan(
+        fd: Int32, path: String, from offset: Int64,
+        visit: (Line) throws(CortexError) -> Bool
+    ) throws(CortexError) -> End {
+        var fileOffset = offset  // where the next read starts
+        var lineStart = offset  // start of the line being assembled
+        var carry: [UInt8] = []  // bytes of the line being assembled that came from earlier chunks
+        var carryDroppedHead = false
+        let limit = RecordCodec.maximumLineBytes
+        while true {
+            let chunk = try withPath("read", path) { () throws(Errno) in
+                try POSIX.read(fd, at: fileOffset, count: chunkBytes)
+            }
+            if chunk.isEmpty { return End(offset: lineStart, sizeSeen: fileOffset, stopped: false) }
+            let chunkStartOffset = fileOffset
+            fileOffset += Int64(chunk.count)
+            var stop = false
+            try chunk.withUnsafeBufferPointer { (buffer) throws(CortexError) in
+                var cursor = 0
+                while cursor < buffer.count {
+                    guard let newline = buffer[cursor...].firstIndex(of: 0x0A) else {
+                        carry.append(contentsOf: buffer[cursor...])
+                        if carry.count > limit {
+                            carry.removeFirst(carry.count - limit)
+                            carryDroppedHead = true
+                        }
+                        return
+                    }
+                    let end = chunkStartOffset + Int64(newline) + 1
+                    let keepGoing: Bool
+                    if carry.isEmpty {
+                        let piece = UnsafeBufferPointer(rebasing: buffer[cursor..<newline])
+                        let tooLong = piece.count > limit
+                        let bytes = tooLong ? UnsafeBufferPointer(rebasing: piece[(piece.count - limit)...]) : piece
+                        keepGoing = try visit(Line(bytes: bytes, start: lineStart, end: end, truncatedHead: tooLong))
+                    } else {
+                        carry.append(contentsOf: buffer[cursor..<newline])
+                        if carry.count > limit {
+                            carry.removeFirst(carry.count - limit)
+                            carryDroppedHead = true
+                        }
+                        let dropped = carryDroppedHead
+                        keepGoing = try carry.withUnsafeBufferPointer { (bytes) throws(CortexError) in
+                            try visit(Line(bytes: bytes, start: lineStart, end: end, truncatedHead: dropped))
+                        }
+                        carry.removeAll(keepingCapacity: true)
+                        carryDroppedHead = false
+                    }
+                    lineStart = end
+                    cursor = newline + 1
+                    if !keepGoing {
+                        stop = true
+                        return
+                    }
+                }
+            }
+            if stop { return End(offset: lineStart, sizeSeen: fileOffset, stopped: true) }
+        }
+    }
+}

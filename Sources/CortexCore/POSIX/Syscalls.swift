@@ -1,0 +1,202 @@
+import CCortexShims
+import Glibc
+
+// The one place CortexCore calls into the C library for files. Every call retries EINTR
+// here and turns -1 into a thrown `Errno`, so no other file needs an EINTR policy of its own.
+// `close` is the exception: on Linux the descriptor is gone even when close reports EINTR,
+// and retrying could close a descriptor another thread was just given.
+
+/// Runs a system call that reports failure as `-1` and `errno`, retrying `EINTR`.
+@inline(__always)
+func retryingInterrupts<T: FixedWidthInteger>(_ body: () -> T) throws(Errno) -> T {
+    while true {
+        let result = body()
+        if result != -1 { return result }
+        let code = errno
+        if code == EINTR { continue }
+        throw Errno(code)
+    }
+}
+
+/// Namespace for the thin, typed wrappers over the system calls CortexCore uses.
+public enum POSIX {
+    /// Opens `path`, always with `O_CLOEXEC`. The corresponding C function is `open`.
+    public static func open(_ path: String, _ flags: Int32, mode: mode_t = 0o644) throws(Errno) -> Int32 {
+        try retryingInterrupts { Glibc.open(path, flags | O_CLOEXEC, mode) }
+    }
+
+    /// Closes `fd`, ignoring errors (see the note at the top of this file).
+    public static func close(_ fd: Int32) { _ = Glibc.close(fd) }
+
+    /// Issues exactly one `write(2)` and returns how many bytes it took. Never loops:
+    /// a journal record must reach the file in one call or be reported as torn.
+    public static func writeOnce(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) throws(Errno) -> Int {
+        guard let base = bytes.baseAddress, bytes.count > 0 else { return 0 }
+        return try retryingInterrupts { Glibc.write(fd, base, bytes.count) }
+    }
+
+    /// Writes every byte, looping over short writes. Only for private files (temp files
+    /// before their rename), never for shared appends.
+    public static func writeAll(_ fd: Int32, _ bytes: [UInt8]) throws(Errno) {
+        try bytes.withUnsafeBytes { buffer in
+            Result { () throws(Errno) in
+                var offset = 0
+                while offset < buffer.count {
+                    offset += try retryingInterrupts {
+                        Glibc.write(fd, buffer.baseAddress! + offset, buffer.count - offset)
+                    }
+                }
+            }
+        }.get()
+    }
+
+    /// Reads up to `count` bytes at `offset` without moving the file position. The corresponding
+    /// C function is `pread`. Returns fewer bytes at end of file.
+    public static func read(_ fd: Int32, at offset: Int64, count: Int) throws(Errno) -> [UInt8] {
+        var result = [UInt8](repeating: 0, count: count)
+        var filled = 0
+        while filled < count {
+            let got = try result.withUnsafeMutableBytes { buffer in
+                Result { () throws(Errno) in
+                    try retryingInterrupts {
+                        pread(fd, buffer.baseAddress! + filled, count - filled, off_t(offset) + off_t(filled))
+                    }
+                }
+            }.get()
+            if got == 0 { break }
+            filled += got
+        }
+        result.removeSubrange(filled...)
+        return result
+    }
+
+    /// Reads the whole of a (small) file. Throws `ENOENT` when it does not exist.
+    public static func readFile(_ path: String) throws(Errno) -> [UInt8] {
+        let fd = try open(path, O_RDONLY)
+        defer { close(fd) }
+        var all: [UInt8] = []
+        var offset: Int64 = 0
+        while true {
+            let chunk = try read(fd, at: offset, count: 1 << 16)
+            if chunk.isEmpty { return all }
+            all += chunk
+            offset += Int64(chunk.count)
+        }
+    }
+
+    /// The current file position. The corresponding C function is `lseek(fd, 0, SEEK_CUR)`.
+    public static func currentOffset(_ fd: Int32) throws(Errno) -> Int64 {
+        Int64(try retryingInterrupts { lseek(fd, 0, SEEK_CUR) })
+    }
+
+    /// Flushes a file's data and metadata to stable storage. The corresponding C function is `fsync`.
+    public static func fsync(_ fd: Int32) throws(Errno) {
+        let result = Glibc.fsync(fd)
+        // fsync on a special file may report EINVAL; there is nothing to flush then.
+        if result == -1 && errno != EINVAL { throw Errno.current }
+    }
+
+    /// Flushes a file's data (not its timestamps). The corresponding C function is `fdatasync`.
+    public static func fdatasync(_ fd: Int32) throws(Errno) {
+        _ = try retryingInterrupts { Glibc.fdatasync(fd) }
+    }
+
+    /// Opens `directory` and `fsync`s it, so that a rename inside it survives a crash.
+    public static func fsyncDirectory(_ directory: String) throws(Errno) {
+        let fd = try open(directory, O_RDONLY | O_DIRECTORY)
+        defer { close(fd) }
+        try fsync(fd)
+    }
+
+    /// Renames atomically within one file system. The corresponding C function is `rename`.
+    public static func rename(_ from: String, _ to: String) throws(Errno) {
+        _ = try retryingInterrupts { Glibc.rename(from, to) }
+    }
+
+    /// Creates a hard link; fails with `EEXIST` rather than replace. The corresponding C function is `link`.
+    public static func link(_ existing: String, _ new: String) throws(Errno) {
+        _ = try retryingInterrupts { Glibc.link(existing, new) }
+    }
+
+    /// Removes a name; a missing name is not an error.
+    public static func unlinkIfPresent(_ path: String) {
+        _ = Glibc.unlink(path)
+    }
+
+    /// Creates a directory; an existing one is not an error.
+    public static func makeDirectory(_ path: String, mode: mode_t = 0o755) throws(Errno) {
+        if Glibc.mkdir(path, mode) == -1 && errno != EEXIST { throw Errno.current }
+    }
+
+    /// File metadata, or nil when nothing exists at `path`.
+    public static func status(_ path: String) throws(Errno) -> stat? {
+        var info = stat()
+        if lstatOrStat(path, &info) == 0 { return info }
+        if errno == ENOENT || errno == ENOTDIR { return nil }
+        throw Errno.current
+    }
+
+    @inline(__always)
+    private static func lstatOrStat(_ path: String, _ info: inout stat) -> Int32 {
+        fstatat(AT_FDCWD, path, &info, 0)
+    }
+
+    /// Metadata of an open file. The corresponding C function is `fstat`.
+    public static func status(_ fd: Int32) throws(Errno) -> stat {
+        var info = stat()
+        _ = try retryingInterrupts { Glibc.fstat(fd, &info) }
+        return info
+    }
+
+    /// The names in a directory, without `.` and `..`.
+    public static func directoryEntries(_ path: String) throws(Errno) -> [String] {
+        guard let dir = opendir(path) else { throw Errno.current }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(cString: raw.bindMemory(to: CChar.self).baseAddress!)
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
+    }
+
+    /// The file system type magic of the file system holding `path` (`statfs(2)`'s `f_type`).
+    public static func fileSystemType(_ path: String) throws(Errno) -> Int64 {
+        var type: Int64 = 0
+        _ = try retryingInterrupts { cortex_filesystem_type(path, &type) }
+        return type
+    }
+
+    /// Cryptographically random bytes from the kernel. The corresponding C function is `getrandom`.
+    public static func randomBytes(_ count: Int) -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: count)
+        var filled = 0
+        while filled < count {
+            let got = bytes.withUnsafeMutableBytes { cortex_getrandom($0.baseAddress! + filled, count - filled) }
+            if got > 0 { filled += got } else if errno != EINTR { break }
+        }
+        if filled < count {
+            // getrandom cannot fail on Linux ≥ 3.17 once the pool is initialised; fall back anyway.
+            var generator = SystemRandomNumberGenerator()
+            for index in filled..<count { bytes[index] = UInt8.random(in: 0...255, using: &generator) }
+        }
+        return bytes
+    }
+
+    /// Milliseconds since the Unix epoch, from the wall clock. Only the edges read clocks;
+    /// the reducer takes time from records.
+    public static func wallClockMilliseconds() -> Int64 {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        return Int64(now.tv_sec) * 1000 + Int64(now.tv_nsec) / 1_000_000
+    }
+
+    /// A monotonic clock in nanoseconds, for timeouts and measurements.
+    public static func monotonicNanoseconds() -> UInt64 {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
+    }
+}

@@ -1,0 +1,78 @@
+/// The token budget as the fold sees it. Over-allocation is impossible by construction: a grant
+/// happens only at the grant's place in the journal, against everything granted before it.
+public struct BudgetState: Equatable, Sendable {
+    /// The total budget in tokens.
+    public var total: Int64 = 0
+    /// Tokens spent in the current period (released allocations' used tokens).
+    public var spent: Int64 = 0
+    /// The budget period, starting at 1; `budget.reset` starts the next one.
+    public var period: Int64 = 1
+    /// When the current period began (the reset record's time), if it was ever reset.
+    public var periodStartedMilliseconds: Int64?
+    /// Outstanding allocations by id.
+    public var allocations: [String: Allocation] = [:]
+    /// How many allocation ids have been issued; ids are `alloc-` and this number.
+    public var allocationsIssued: Int64 = 0
+    /// Quota per tenant: the most it may hold (reserved + spent in the period).
+    public var quotas: [String: Int64] = [:]
+    /// Tokens spent per tenant in the current period.
+    public var tenantSpent: [String: Int64] = [:]
+    /// Sum of outstanding allocations. Kept up to date by the reducer (and rebuilt on load) so a
+    /// grant costs O(1) however many allocations are outstanding.
+    public private(set) var reserved: Int64 = 0
+    /// Outstanding tokens per tenant, maintained like `reserved`.
+    public private(set) var tenantReserved: [String: Int64] = [:]
+
+    /// An empty budget of 0 tokens.
+    public init() {}
+
+    /// Tokens that may still be granted: `total - spent - reserved`, never negative.
+    public var available: Int64 { max(0, total - spent - reserved) }
+
+    /// What tenant `tenant` holds now (reserved + spent this period).
+    public func held(byTenant tenant: String) -> Int64 { tenantReserved[tenant, default: 0] + tenantSpent[tenant, default: 0] }
+
+    /// The id of the `number`th allocation: `alloc-000042`.
+    public static func allocationID(_ number: Int64) -> String {
+        let digits = String(number)
+        return "alloc-" + String(repeating: "0", count: max(0, 6 - digits.count)) + digits
+    }
+
+    /// The number inside an allocation id, or nil when `id` is not of that form.
+    public static func allocationNumber(_ id: String) -> Int64? {
+        guard id.hasPrefix("alloc-"), let number = Int64(id.dropFirst(6)), number > 0 else { return nil }
+        return number
+    }
+
+    mutating func insert(_ allocation: Allocation) {
+        allocations[allocation.id] = allocation
+        reserved += allocation.tokens
+        if let tenant = allocation.tenant { tenantReserved[tenant, default: 0] += allocation.tokens }
+    }
+
+    mutating func remove(_ id: String) -> Allocation? {
+        guard let allocation = allocations.removeValue(forKey: id) else { return nil }
+        reserved -= allocation.tokens
+        if let tenant = allocation.tenant {
+            tenantReserved[tenant, default: 0] -= allocation.tokens
+            if tenantReserved[tenant] == 0 { tenantReserved[tenant] = nil }
+        }
+        return allocation
+    }
+}
+
+/// An outstanding reservation of tokens.
+public struct Allocation: Equatable, Sendable {
+    /// `alloc-000042`.
+    public var id: String
+    /// Tokens reserved.
+    public var tokens: Int64
+    /// Who holds it.
+    public var holder: String?
+    /// The task it is for.
+    public var task: String?
+    /// The tenant it counts against.
+    public var tenant: String?
+    /// When it was granted (the record's time).
+    public var grantedMilliseconds: Int64
+}

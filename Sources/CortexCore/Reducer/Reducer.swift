@@ -1,0 +1,105 @@
+/// Everything the fold of the journal knows. A value: folding is `reduce` over records.
+public struct CortexState: Equatable, Sendable {
+    /// The token budget.
+    public var budget = BudgetState()
+    /// How many records (seals excluded) have been folded into this state.
+    public var recordsFolded: Int64 = 0
+    /// The time of the newest record folded, the fold's notion of "now".
+    public var lastRecordMilliseconds: Int64 = 0
+
+    /// The state before any record.
+    public init() {}
+}
+
+/// The pure reducer: `(state, record) → (state, outcome)`. No clock, no file system, no
+/// randomness; time comes from the records. Any process folding the same records reaches the
+/// same state and the same outcomes.
+public enum Reducer {
+    /// Folds `record` into `state` in place and returns the outcome for it.
+    public static func reduce(_ state: inout CortexState, _ record: Record) -> Outcome {
+        state.recordsFolded += 1
+        state.lastRecordMilliseconds = max(state.lastRecordMilliseconds, record.timeMilliseconds)
+        let event: Event
+        do {
+            guard let decoded = try Event.decode(kind: record.kind, data: record.data) else { return .ignored }
+            event = decoded
+        } catch {
+            return .rejected(error.reason)
+        }
+        switch event {
+        case .budgetSet, .budgetAllocate, .budgetRelease, .budgetQuota, .budgetReset:
+            return BudgetRules.apply(event, at: record.timeMilliseconds, to: &state.budget)
+        }
+    }
+
+    /// The functional form of `reduce(_:_:)`.
+    public static func reducing(_ state: CortexState, _ record: Record) -> (CortexState, Outcome) {
+        var next = state
+        let outcome = reduce(&next, record)
+        return (next, outcome)
+    }
+}
+
+/// The budget's rules (DESIGN.md, "The reducer": Budget).
+enum BudgetRules {
+    static func apply(_ event: Event, at time: Int64, to budget: inout BudgetState) -> Outcome {
+        switch event {
+        case .budgetSet(let total):
+            budget.total = total
+            return .applied
+        case .budgetQuota(let tenant, let tokens):
+            budget.quotas[tenant] = tokens
+            return .applied
+        case .budgetReset:
+            budget.period += 1
+            budget.periodStartedMilliseconds = time
+            budget.spent = 0
+            budget.tenantSpent = [:]
+            return .applied
+        case .budgetAllocate(let request):
+            return allocate(request, at: time, in: &budget)
+        case .budgetRelease(let id, let used):
+            return release(id, used: used, in: &budget)
+        }
+    }
+
+    private static func allocate(_ request: BudgetRequest, at time: Int64, in budget: inout BudgetState) -> Outcome {
+        guard request.tokens > 0 else { return .rejected("an allocation needs at least 1 token") }
+        let available = budget.available
+        if request.tokens > available {
+            return .refused(
+                "budget would be exceeded: \(request.tokens) tokens requested, \(available) of \(budget.total) available")
+        }
+        if let tenant = request.tenant, let quota = budget.quotas[tenant] {
+            let held = budget.held(byTenant: tenant)
+            if held + request.tokens > quota {
+                return .refused(
+                    "tenant \(tenant) quota would be exceeded: \(request.tokens) tokens requested, holds \(held) of \(quota)")
+            }
+        }
+        budget.allocationsIssued += 1
+        let id = BudgetState.allocationID(budget.allocationsIssued)
+        budget.insert(
+            Allocation(
+                id: id, tokens: request.tokens, holder: request.holder, task: request.task, tenant: request.tenant,
+                grantedMilliseconds: time))
+        return .granted(allocation: id)
+    }
+
+    private static func release(_ id: String, used: Int64?, in budget: inout BudgetState) -> Outcome {
+        guard let allocation = budget.allocations[id] else {
+            if let number = BudgetState.allocationNumber(id), number <= budget.allocationsIssued {
+                return .refused("allocation \(id) was already released")
+            }
+            return .rejected("no allocation \(id)")
+        }
+        let spent = used ?? allocation.tokens
+        guard spent <= allocation.tokens else {
+            return .rejected("allocation \(id) reserved \(allocation.tokens) tokens; --used \(spent) is more")
+        }
+        _ = budget.remove(id)
+        budget.spent += spent
+        if let tenant = allocation.tenant, spent > 0 { budget.tenantSpent[tenant, default: 0] += spent }
+        return .released(allocation: id, spent: spent, returned: allocation.tokens - spent)
+    }
+}

@@ -1,0 +1,85 @@
+import Glibc
+
+/// Publishing whole files: a reader that opens the path sees the old file or the new one,
+/// never a mix (invariant 6).
+public enum AtomicFile {
+    /// How far a published file must survive.
+    public enum Durability: Sendable {
+        /// Atomic for readers and survives a process crash (`kill -9`): temp, write, rename.
+        /// For views, which any later command rebuilds from the journal.
+        case processCrash
+        /// Also survives power loss once this returns: the file and its folder are `fsync`ed.
+        /// For snapshots and results.
+        case powerLoss
+    }
+
+    /// Replaces `path` with `bytes`: a temp file beside it (same file system; `O_EXCL`,
+    /// `O_NOFOLLOW`, named `.NAME.tmp-PID-RANDOM` so globs skip it), write, optionally `fsync`,
+    /// `rename` over `path`, optionally `fsync` the folder. On failure the temp file is removed
+    /// and `path` is untouched.
+    public static func replace(_ path: String, with bytes: [UInt8], durability: Durability, mode: mode_t = 0o644)
+        throws(CortexError)
+    {
+        let (directory, name) = split(path)
+        let temp = "\(directory)/.\(name).tmp-\(getpid())-\(randomSuffix())"
+        let fd = try withPath("create", temp) { () throws(Errno) in
+            try POSIX.open(temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode: mode)
+        }
+        do throws(Errno) {
+            try POSIX.writeAll(fd, bytes)
+            if durability == .powerLoss { try POSIX.fsync(fd) }
+        } catch {
+            POSIX.close(fd)
+            POSIX.unlinkIfPresent(temp)
+            throw .system("write", temp, error)
+        }
+        POSIX.close(fd)
+        do throws(Errno) {
+            try POSIX.rename(temp, path)
+        } catch {
+            POSIX.unlinkIfPresent(temp)
+            throw .system("rename into", path, error)
+        }
+        if durability == .powerLoss {
+            try withPath("fsync", directory) { () throws(Errno) in try POSIX.fsyncDirectory(directory) }
+        }
+    }
+
+    /// Creates `path` with `bytes` only if nothing is there yet (temp file, then `link`, which
+    /// never replaces). Returns false when the file already existed.
+    @discardableResult
+    public static func createIfAbsent(_ path: String, with bytes: [UInt8]) throws(CortexError) -> Bool {
+        let (directory, name) = split(path)
+        let temp = "\(directory)/.\(name).tmp-\(getpid())-\(randomSuffix())"
+        let fd = try withPath("create", temp) { () throws(Errno) in
+            try POSIX.open(temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode: 0o644)
+        }
+        defer { POSIX.unlinkIfPresent(temp) }
+        do throws(Errno) {
+            try POSIX.writeAll(fd, bytes)
+            try POSIX.fsync(fd)
+        } catch {
+            POSIX.close(fd)
+            throw .system("write", temp, error)
+        }
+        POSIX.close(fd)
+        do throws(Errno) {
+            try POSIX.link(temp, path)
+        } catch {
+            if error.rawValue == EEXIST { return false }
+            throw .system("create", path, error)
+        }
+        try withPath("fsync", directory) { () throws(Errno) in try POSIX.fsyncDirectory(directory) }
+        return true
+    }
+
+    static func split(_ path: String) -> (directory: String, name: String) {
+        guard let slash = path.lastIndex(of: "/") else { return (".", path) }
+        let directory = slash == path.startIndex ? "/" : String(path[..<slash])
+        return (directory, String(path[path.index(after: slash)...]))
+    }
+
+    private static func randomSuffix() -> String {
+        POSIX.randomBytes(4).map { String($0, radix: 16) }.joined()
+    }
+}
