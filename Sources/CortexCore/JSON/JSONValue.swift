@@ -1,5 +1,5 @@
 /// A JSON value. Objects keep their members in an array (cheap to build while folding
-/// a journal, and the writer sorts keys anyway), so equality is order-sensitive.
+/// a journal; the writer sorts keys). Equality treats objects as unordered, as JSON does.
 public enum JSONValue: Equatable, Sendable {
     case null
     case bool(Bool)
@@ -14,6 +14,22 @@ public enum JSONValue: Equatable, Sendable {
     /// Builds an object from key/value pairs; `nil` values are left out, so optional fields vanish.
     public static func object(_ pairs: KeyValuePairs<String, JSONValue?>) -> JSONValue {
         .object(pairs.compactMap { key, value in value.map { JSONMember(key, $0) } })
+    }
+
+    public static func == (lhs: JSONValue, rhs: JSONValue) -> Bool {
+        switch (lhs, rhs) {
+        case (.null, .null): return true
+        case (.bool(let a), .bool(let b)): return a == b
+        case (.int(let a), .int(let b)): return a == b
+        case (.double(let a), .double(let b)): return a == b
+        case (.string(let a), .string(let b)): return a == b
+        case (.array(let a), .array(let b)): return a == b
+        case (.object(let a), .object(let b)):
+            guard a.count == b.count else { return false }
+            let order: (JSONMember, JSONMember) -> Bool = { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }
+            return a.sorted(by: order) == b.sorted(by: order)
+        default: return false
+        }
     }
 
     /// The member named `key` of an object, or nil.

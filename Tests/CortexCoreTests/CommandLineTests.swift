@@ -1,0 +1,105 @@
+import Testing
+
+@testable import CortexCLI
+@testable import CortexCore
+
+@Suite struct CommandLineTests {
+    let spec = CommandSpec(
+        name: "tool do", abstract: "Do it.", positionals: [PositionalSpec("THING", "The thing.")],
+        options: [
+            .value("tokens", "N", "Tokens.", required: true), .value("type", "TYPE", "Types.", repeatable: true),
+            .flag("follow", "Follow.", short: "f"),
+        ])
+
+    @Test func acceptsSpaceAndEqualsFormsFlagsAndTheSeparator() throws {
+        let parsed = try spec.parse(["--tokens", "5", "--type=a", "--type", "b", "-f", "--", "--not-an-option"])
+        #expect(parsed.value("tokens") == "5")
+        #expect(parsed.allValues("type") == ["a", "b"])
+        #expect(parsed.has("follow"))
+        #expect(parsed.positionals == ["--not-an-option"])
+    }
+
+    @Test(arguments: [
+        (["x", "--tokens"], "option '--tokens' needs a value <N>"),
+        (["x", "--tokns", "5"], "unknown option '--tokns'"),
+        (["x"], "missing option '--tokens <N>'"),
+        (["--tokens", "5"], "missing argument <THING>"),
+        (["x", "y", "--tokens", "5"], "unexpected argument 'y'"),
+        (["x", "--tokens", "5", "--follow=yes"], "option '--follow' takes no value"),
+        (["x", "--tokens", "5", "--tokens", "6"], "option '--tokens' given more than once"),
+        (["x", "--tokens", "5", "-z"], "unknown option '-z'"),
+    ])
+    func usageErrorsSayWhatIsWrong(_ arguments: [String], _ message: String) {
+        #expect(throws: CortexError.usage(message)) { try spec.parse(arguments) }
+    }
+
+    @Test func helpIsGeneratedFromTheDeclarations() throws {
+        let help = spec.help
+        #expect(help.contains("USAGE: tool do <THING> --tokens <N> [--type <TYPE>] [--follow]"))
+        #expect(help.contains("--tokens <N>"))
+        #expect(help.contains("-f, --follow"))
+        #expect(help.contains("(repeatable)"))
+        #expect(try spec.parse(["--help"]).has("help"))
+    }
+
+    @Test func everyErrorMapsToTheSpecExitCode() {
+        #expect(ExitCode.of(.refused("")) == 1)
+        #expect(ExitCode.of(.usage("")) == 64)
+        #expect(ExitCode.of(.badInput("")) == 65)
+        #expect(ExitCode.of(.notFound("")) == 66)
+        #expect(ExitCode.of(.io(operation: "read", path: "p", errno: Errno(5))) == 74)
+        #expect(ExitCode.of(.io(operation: "read", path: "p", errno: Errno(13))) == 77)
+        #expect(ExitCode.of(.corrupt("")) == 74)
+        #expect(ExitCode.of(.tryLater("")) == 75)
+        #expect(ExitCode.of(.configuration("")) == 78)
+    }
+
+    @Test(arguments: ["a", "A9", "task-000042", "w.1_x-y", String(repeating: "a", count: 64)])
+    func validIdentifiersPass(_ id: String) throws {
+        #expect(try Values.validateIdentifier(id, what: "id") == id)
+    }
+
+    @Test(arguments: ["", "-a", ".a", "a/b", "a b", "é", String(repeating: "a", count: 65), "a\n"])
+    func invalidIdentifiersAreBadInput(_ id: String) {
+        #expect(throws: CortexError.self) { try Values.validateIdentifier(id, what: "id") }
+    }
+
+    @Test func durationsAndSizesParse() throws {
+        #expect(try Values.parseDurationMilliseconds("90") == 90_000)
+        #expect(try Values.parseDurationMilliseconds("90s") == 90_000)
+        #expect(try Values.parseDurationMilliseconds("5m") == 300_000)
+        #expect(try Values.parseDurationMilliseconds("2h") == 7_200_000)
+        #expect(try Values.parseDurationMilliseconds("1d") == 86_400_000)
+        #expect(try Values.parseSizeBytes("512K") == 524_288)
+        #expect(try Values.parseSizeBytes("64m") == 67_108_864)
+        #expect(try Values.parseSizeBytes("2G") == 2_147_483_648)
+        #expect(try Values.parseSizeBytes("100") == 100)
+        for bad in ["", "m", "-5", "5x", "1.5h", "99999999999999999d", " 5"] {
+            #expect(throws: CortexError.self) { try Values.parseDurationMilliseconds(bad) }
+        }
+    }
+
+    @Test func countsStayBelowWhatJqHoldsExactly() throws {
+        #expect(try Values.parseCount("9007199254740991", what: "n") == 9_007_199_254_740_991)
+        #expect(throws: CortexError.self) { try Values.parseCount("9007199254740992", what: "n") }
+        #expect(throws: CortexError.self) { try Values.parseCount("-1", what: "n") }
+        #expect(throws: CortexError.self) { try Values.parseCount("1e3", what: "n") }
+    }
+
+    @Test func configRefusesWrongTypesWithTheKeyName() throws {
+        let good = try CortexConfig(json: try JSONValue.parse(#"{"segment_max_bytes":"64K","max_workers":3,"extra":1}"#), path: "c")
+        #expect(good.segmentMaxBytes == 65_536)
+        #expect(good.maxWorkers == 3)
+        #expect(throws: CortexError.configuration("c: 'max_workers' must be a whole number ≥ 1")) {
+            try CortexConfig(json: try JSONValue.parse(#"{"max_workers":0}"#), path: "c")
+        }
+        #expect(throws: CortexError.configuration("c: 'sync_appends' must be true or false")) {
+            try CortexConfig(json: try JSONValue.parse(#"{"sync_appends":"yes"}"#), path: "c")
+        }
+    }
+
+    @Test func filesystemsThatDoNotSerialiseAppendsAreRefused() {
+        #expect(throws: CortexError.self) { try SupportedFileSystem.check("/proc/self") }
+        #expect(throws: Never.self) { try SupportedFileSystem.check("/tmp/does/not/exist/yet") }
+    }
+}

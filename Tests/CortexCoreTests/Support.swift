@@ -1,0 +1,56 @@
+import Glibc
+import Testing
+
+@testable import CortexCore
+
+/// A fresh folder under /tmp, removed when the value goes away.
+final class TemporaryDirectory {
+    let path: String
+
+    init() throws {
+        var template = Array("/tmp/cortex-test-XXXXXX".utf8CString)
+        let created = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
+        try #require(created != nil)
+        path = String(cString: created!)
+    }
+
+    deinit {
+        _ = path.withCString { system("rm -rf '\(String(cString: $0))'") }
+    }
+
+    /// A coordination folder inside this one, with its layout created.
+    func coordination(_ config: CortexConfig = CortexConfig()) throws -> CoordinationLayout {
+        let layout = CoordinationLayout(root: path + "/coordination")
+        try CoordinationStore.createLayout(layout, config: config)
+        return layout
+    }
+}
+
+/// Appends raw bytes to a file (to plant damage a writer could leave behind).
+func appendRaw(_ bytes: [UInt8], to path: String) throws {
+    let fd = open(path, O_WRONLY | O_APPEND)
+    try #require(fd >= 0)
+    defer { close(fd) }
+    let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress!, $0.count) }
+    try #require(written == bytes.count)
+}
+
+/// Writes `config` into a layout's config.json.
+func writeConfig(_ config: CortexConfig, _ layout: CoordinationLayout) throws {
+    try AtomicFile.replace(layout.config, with: config.json.prettySerialized(), durability: .processCrash)
+}
+
+/// Every record of a journal folded afresh from the start, with its outcome.
+func freshFold(_ layout: CoordinationLayout) throws -> (state: CortexState, outcomes: [(Record, Outcome)]) {
+    var state = CortexState()
+    var outcomes: [(Record, Outcome)] = []
+    _ = try FileJournal(directory: layout.journal).readForward(from: .start) { record, _ in
+        outcomes.append((record, Reducer.reduce(&state, record)))
+    }
+    return (state, outcomes)
+}
+
+/// A record for tests, with a fixed time.
+func record(_ event: Event, at time: Int64 = 1_000, id: String = Record.newID()) -> Record {
+    Record(id: id, timeMilliseconds: time, kind: event.kind, data: event.data)
+}
