@@ -26,6 +26,9 @@ public final class CoordinationStore {
     public private(set) var tornAppends = 0
     private var liveSizeSeen: Int64 = 0
     private var snapshotPosition: JournalPosition?
+    /// The id of the last record folded, and of the last record this store submitted.
+    private var lastFoldedRecordID: String?
+    private var lastSubmittedRecordID: String?
 
     private init(layout: CoordinationLayout, config: CortexConfig) {
         self.layout = layout
@@ -119,6 +122,7 @@ public final class CoordinationStore {
         let summary = try journal.readForward(from: position) { (record, _) throws(CortexError) in
             let outcome = Reducer.reduce(&self.state, record)
             if watchedOutcome == nil, record.id == watchedID { watchedOutcome = outcome }
+            self.lastFoldedRecordID = record.id
         }
         position = summary.end
         liveSizeSeen = summary.liveSizeSeen
@@ -163,6 +167,7 @@ public final class CoordinationStore {
                     // Our record is in; a seal can only land after it.
                     try journal.rotate(segment: target, timeMilliseconds: record.timeMilliseconds)
                 }
+                lastSubmittedRecordID = record.id
                 return Submission(record: record, outcome: outcome)
             }
             guard position.segment > target else {
@@ -173,8 +178,16 @@ public final class CoordinationStore {
     }
 
     /// Writes a snapshot if enough records were replayed since the last one, then the views.
-    /// Mutating commands call this once at the end.
+    /// Every command that submits a record calls this once at the end; that contract is what
+    /// makes the shortcut below safe.
+    ///
+    /// Shortcut: if a later record already follows this store's own, the later record's writer
+    /// will publish a view (and snapshot) covering ours, so this one writes nothing. Only the
+    /// writer of the last record is certain to publish, and `publishViews` makes its view final.
+    /// Under 50 concurrent callers this saves most of the view writes, which cost ~0.5 ms each.
     public func publish(nowMilliseconds: Int64 = POSIX.wallClockMilliseconds()) throws(CortexError) {
+        if try journalMovedSinceFold() { try catchUp() }
+        if let submitted = lastSubmittedRecordID, lastFoldedRecordID != submitted { return }
         if recordsSinceSnapshot >= config.snapshotEveryRecords { try writeSnapshot(nowMilliseconds: nowMilliseconds) }
         try publishViews(nowMilliseconds: nowMilliseconds)
     }
@@ -195,8 +208,10 @@ public final class CoordinationStore {
     }
 
     /// Rewrites the views from the current state. If the journal moved while they were written,
-    /// folds again and rewrites, so the last view renamed into place reflects the last record
-    /// of the last process to finish (an older process cannot leave a stale view behind).
+    /// folds again and rewrites: a process that renamed a view must not stop while the journal
+    /// holds records its view lacks, or a slow process could leave a stale view behind the
+    /// last writer's. So the file left in place always reflects every record appended before
+    /// its writer's last check.
     public func publishViews(nowMilliseconds: Int64 = POSIX.wallClockMilliseconds()) throws(CortexError) {
         for _ in 0..<4 {
             let view = Views.budget(state, nowMilliseconds: nowMilliseconds)

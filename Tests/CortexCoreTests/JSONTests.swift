@@ -73,3 +73,14 @@ import Testing
         #expect(JSONValue.array([1, 2]) != JSONValue.array([2, 1]))
     }
 }
+
+@Suite struct TimeFormattingTests {
+    @Test(arguments: [
+        (Int64(0), "1970-01-01T00:00:00Z"), (951_782_400_000, "2000-02-29T00:00:00Z"),
+        (1_795_445_901_219, "2026-11-23T14:58:21Z"), (4_102_444_799_999, "2099-12-31T23:59:59Z"),
+        (-1, "1969-12-31T23:59:59Z"),
+    ])
+    func isoTimesAreUTCWithWholeSeconds(_ milliseconds: Int64, _ expected: String) {
+        #expect(ISOTime.format(milliseconds: milliseconds) == expected)
+    }
+}

@@ -4,7 +4,7 @@ public struct CortexConfig: Equatable, Sendable {
     /// Rotate the live segment once it passes this many bytes.
     public var segmentMaxBytes: Int64 = 8 << 20
     /// Write a fresh snapshot once a fold has replayed this many records past the last one.
-    public var snapshotEveryRecords: Int = 256
+    public var snapshotEveryRecords: Int = 128
     /// `fdatasync` the journal after every append (survive power loss, at a cost per call).
     public var syncAppends = false
     /// The most workers alive at once (used by cortex-spawn).

@@ -245,6 +245,18 @@ private struct JSONByteParser {
             guard index < bytes.count, isDigit(bytes[index]) else { throw error("invalid number") }
             while index < bytes.count && isDigit(bytes[index]) { index += 1 }
         }
+        if isInteger && index - start <= 18 {
+            // Up to 18 digits always fit in Int64: accumulate directly, no String round trip.
+            var position = start
+            let negative = bytes[position] == UInt8(ascii: "-")
+            if negative { position += 1 }
+            var value: Int64 = 0
+            while position < index {
+                value = value * 10 + Int64(bytes[position] - UInt8(ascii: "0"))
+                position += 1
+            }
+            return .int(negative ? -value : value)
+        }
         let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
         if isInteger, let integer = Int64(text) { return .int(integer) }
         guard let number = Double(text) else { throw JSONParseError(offset: start, reason: "invalid number") }

@@ -76,7 +76,7 @@ struct SegmentScanner {
             try chunk.withUnsafeBufferPointer { (buffer) throws(CortexError) in
                 var cursor = 0
                 while cursor < buffer.count {
-                    guard let newline = buffer[cursor...].firstIndex(of: 0x0A) else {
+                    guard let found = memchr(buffer.baseAddress! + cursor, 0x0A, buffer.count - cursor) else {
                         carry.append(contentsOf: buffer[cursor...])
                         if carry.count > limit {
                             carry.removeFirst(carry.count - limit)
@@ -84,6 +84,7 @@ struct SegmentScanner {
                         }
                         return
                     }
+                    let newline = buffer.baseAddress!.distance(to: found.assumingMemoryBound(to: UInt8.self))
                     let end = chunkStartOffset + Int64(newline) + 1
                     let keepGoing: Bool
                     if carry.isEmpty {
