@@ -158,7 +158,8 @@ public enum BudgetTool {
             for tenant in tenants {
                 let quota = tenant.value["quota"]?.intValue.map(String.init) ?? "none"
                 lines.append(
-                    "  \(tenant.key)  quota \(quota)  reserved \(tenant.value["reserved"]?.intValue ?? 0)  spent \(tenant.value["spent"]?.intValue ?? 0)")
+                    "  \(tenant.key)  quota \(quota)  reserved \(tenant.value["reserved"]?.intValue ?? 0)  spent \(tenant.value["spent"]?.intValue ?? 0)"
+                )
             }
         }
         return Report(text: lines.joined(separator: "\n"), json: view)

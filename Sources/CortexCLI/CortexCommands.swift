@@ -66,7 +66,8 @@ public enum CortexTool {
         try store.publish()
         let budget = store.state.budget
         return Report(
-            text: "initialised \(layout.root): budget \(budget.total) tokens (\(budget.available) available), max \(store.config.maxWorkers) workers",
+            text:
+                "initialised \(layout.root): budget \(budget.total) tokens (\(budget.available) available), max \(store.config.maxWorkers) workers",
             json: .object([
                 "available": .int(budget.available), "dir": .string(layout.root), "max_workers": .int(store.config.maxWorkers),
                 "total_budget": .int(budget.total),

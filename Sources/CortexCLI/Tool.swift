@@ -95,8 +95,10 @@ public struct ToolSpec: Sendable {
             lines += ["", "EXAMPLES:"]
             lines += examples.map { "  " + $0 }
         }
-        lines += ["", "Exit codes: 0 done, 1 a normal no, 64 usage, 65 bad data, 66 not found, 74 I/O,",
-                  "75 try later, 77 permission denied, 78 configuration."]
+        lines += [
+            "", "Exit codes: 0 done, 1 a normal no, 64 usage, 65 bad data, 66 not found, 74 I/O,",
+            "75 try later, 77 permission denied, 78 configuration.",
+        ]
         return lines.joined(separator: "\n") + "\n"
     }
 

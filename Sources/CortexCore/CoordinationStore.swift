@@ -200,7 +200,8 @@ public final class CoordinationStore {
             try journal.syncSegment(segment)
         }
         let snapshot = JSONValue.object([
-            "format": 1, "position": position.json, "state": state.json, "written_at": .string(ISOTime.format(milliseconds: nowMilliseconds)),
+            "format": 1, "position": position.json, "state": state.json,
+            "written_at": .string(ISOTime.format(milliseconds: nowMilliseconds)),
         ])
         try AtomicFile.replace(layout.snapshot, with: snapshot.serialized() + [0x0A], durability: .powerLoss)
         snapshotPosition = position

@@ -146,10 +146,14 @@ import Testing
             for _ in 0..<100 {
                 let event: Event
                 switch Int.random(in: 0..<10, using: &generator) {
-                case 0..<6: event = .budgetAllocate(BudgetRequest(tokens: Int64.random(in: 1...60, using: &generator), tenant: Bool.random() ? "a" : nil))
+                case 0..<6:
+                    event = .budgetAllocate(
+                        BudgetRequest(tokens: Int64.random(in: 1...60, using: &generator), tenant: Bool.random() ? "a" : nil))
                 case 6..<8:
                     let issued = max(1, state.budget.allocationsIssued)
-                    event = .budgetRelease(allocation: BudgetState.allocationID(Int64.random(in: 1...issued, using: &generator)), used: Int64.random(in: 0...30, using: &generator))
+                    event = .budgetRelease(
+                        allocation: BudgetState.allocationID(Int64.random(in: 1...issued, using: &generator)),
+                        used: Int64.random(in: 0...30, using: &generator))
                 case 8: event = .budgetQuota(tenant: "a", tokens: Int64.random(in: 0...200, using: &generator))
                 default: event = .budgetSet(total: Int64.random(in: 0...500, using: &generator))
                 }

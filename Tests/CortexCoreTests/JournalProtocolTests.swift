@@ -158,7 +158,9 @@ import Testing
                 let line = try RecordCodec.encode(record(.budgetQuota(tenant: "t\(index)", tokens: Int64(index))))
                 switch Int.random(in: 0..<10, using: &generator) {
                 case 0: bytes += line.prefix(Int.random(in: 1..<line.count, using: &generator))  // torn, no newline
-                case 1: bytes += (0..<Int.random(in: 1..<80, using: &generator)).map { _ in UInt8.random(in: 0...255, using: &generator) } + [0x0A]
+                case 1:
+                    bytes +=
+                        (0..<Int.random(in: 1..<80, using: &generator)).map { _ in UInt8.random(in: 0...255, using: &generator) } + [0x0A]
                 case 2:
                     var flipped = line
                     flipped[Int.random(in: 0..<(line.count - 1), using: &generator)] ^= 0x04

@@ -24,12 +24,21 @@ public enum CRC32C {
         var index = 0
         let count = bytes.count
         tables.withUnsafeBufferPointer { tableArrays in
-            let t0 = tableArrays[0], t1 = tableArrays[1], t2 = tableArrays[2], t3 = tableArrays[3]
-            let t4 = tableArrays[4], t5 = tableArrays[5], t6 = tableArrays[6], t7 = tableArrays[7]
+            let t0 = tableArrays[0]
+            let t1 = tableArrays[1]
+            let t2 = tableArrays[2]
+            let t3 = tableArrays[3]
+            let t4 = tableArrays[4]
+            let t5 = tableArrays[5]
+            let t6 = tableArrays[6]
+            let t7 = tableArrays[7]
             while count - index >= 8 {
-                let low = crc ^ (UInt32(bytes[index]) | UInt32(bytes[index + 1]) << 8
-                    | UInt32(bytes[index + 2]) << 16 | UInt32(bytes[index + 3]) << 24)
-                crc = t7[Int(low & 0xFF)] ^ t6[Int((low >> 8) & 0xFF)] ^ t5[Int((low >> 16) & 0xFF)]
+                let low =
+                    crc
+                    ^ (UInt32(bytes[index]) | UInt32(bytes[index + 1]) << 8
+                        | UInt32(bytes[index + 2]) << 16 | UInt32(bytes[index + 3]) << 24)
+                crc =
+                    t7[Int(low & 0xFF)] ^ t6[Int((low >> 8) & 0xFF)] ^ t5[Int((low >> 16) & 0xFF)]
                     ^ t4[Int(low >> 24)] ^ t3[Int(bytes[index + 4])] ^ t2[Int(bytes[index + 5])]
                     ^ t1[Int(bytes[index + 6])] ^ t0[Int(bytes[index + 7])]
                 index += 8

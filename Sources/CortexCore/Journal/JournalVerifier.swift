@@ -64,7 +64,8 @@ public enum JournalVerifier {
             switch RecordCodec.decode(line.bytes) {
             case .invalid(let reason):
                 damaged.append(
-                    DamagedLine(position: here, length: line.end - line.start, reason: line.truncatedHead ? "line longer than 64 KiB" : reason))
+                    DamagedLine(
+                        position: here, length: line.end - line.start, reason: line.truncatedHead ? "line longer than 64 KiB" : reason))
             case .record(let record, let skipped):
                 if skipped > 0 || line.truncatedHead {
                     damaged.append(DamagedLine(position: here, length: Int64(skipped), reason: "torn fragment before a whole record"))
@@ -95,7 +96,8 @@ public enum JournalVerifier {
                 report.partialTailBytes = partial
             } else {
                 report.damaged.append(
-                    DamagedLine(position: JournalPosition(segment: segment, offset: end.offset), length: partial, reason: "unterminated last line"))
+                    DamagedLine(
+                        position: JournalPosition(segment: segment, offset: end.offset), length: partial, reason: "unterminated last line"))
             }
         }
     }

@@ -45,7 +45,9 @@ public enum Event: Equatable, Sendable {
     /// - Throws: a reason when the kind is known but the payload is malformed.
     public static func decode(kind: String, data: JSONValue) throws(EventDecodingError) -> Event? {
         func count(_ key: String) throws(EventDecodingError) -> Int64 {
-            guard let value = data[key]?.intValue, value >= 0 else { throw EventDecodingError("\(kind): '\(key)' must be a whole number ≥ 0") }
+            guard let value = data[key]?.intValue, value >= 0 else {
+                throw EventDecodingError("\(kind): '\(key)' must be a whole number ≥ 0")
+            }
             return value
         }
         func optionalCount(_ key: String) throws(EventDecodingError) -> Int64? {
