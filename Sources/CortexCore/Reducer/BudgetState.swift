@@ -33,16 +33,10 @@ public struct BudgetState: Equatable, Sendable {
     public func held(byTenant tenant: String) -> Int64 { tenantReserved[tenant, default: 0] + tenantSpent[tenant, default: 0] }
 
     /// The id of the `number`th allocation: `alloc-000042`.
-    public static func allocationID(_ number: Int64) -> String {
-        let digits = String(number)
-        return "alloc-" + String(repeating: "0", count: max(0, 6 - digits.count)) + digits
-    }
+    public static func allocationID(_ number: Int64) -> String { SequentialID.format(prefix: "alloc-", number) }
 
     /// The number inside an allocation id, or nil when `id` is not of that form.
-    public static func allocationNumber(_ id: String) -> Int64? {
-        guard id.hasPrefix("alloc-"), let number = Int64(id.dropFirst(6)), number > 0 else { return nil }
-        return number
-    }
+    public static func allocationNumber(_ id: String) -> Int64? { SequentialID.number(prefix: "alloc-", id) }
 
     mutating func insert(_ allocation: Allocation) {
         allocations[allocation.id] = allocation

@@ -12,6 +12,18 @@ public enum Event: Equatable, Sendable {
     case budgetQuota(tenant: String, tokens: Int64)
     /// `budget.reset`: a new budget period: spent goes back to 0, reservations stay.
     case budgetReset
+    /// `task.create`: a new task (or, with a known idempotency key, the existing one).
+    case taskCreate(TaskSpec)
+    /// `task.claim`: take the first claimable task this claimer may run.
+    case taskClaim(TaskClaim)
+    /// `task.complete`: the holder of fencing token `claim` finished the task.
+    case taskComplete(task: String, claim: Int64, result: String?, tokensUsed: Int64?)
+    /// `task.fail`: the holder of `claim` failed; retried with backoff unless `retry` is false.
+    case taskFail(task: String, claim: Int64, error: String?, retry: Bool)
+    /// `task.cancel`: stop a task that has not finished.
+    case taskCancel(task: String)
+    /// `worker.lost`: the reaper (or a test) saw the worker gone; its tasks go back to the queue.
+    case workerLost(worker: String, reason: String)
 
     /// The record kind.
     public var kind: String {
@@ -21,6 +33,12 @@ public enum Event: Equatable, Sendable {
         case .budgetRelease: "budget.release"
         case .budgetQuota: "budget.quota"
         case .budgetReset: "budget.reset"
+        case .taskCreate: "task.create"
+        case .taskClaim: "task.claim"
+        case .taskComplete: "task.complete"
+        case .taskFail: "task.fail"
+        case .taskCancel: "task.cancel"
+        case .workerLost: "worker.lost"
         }
     }
 
@@ -37,6 +55,28 @@ public enum Event: Equatable, Sendable {
             .object(["allocation": .string(allocation), "used": .optional(used)])
         case .budgetQuota(let tenant, let tokens): .object(["tenant": .string(tenant), "tokens": .int(tokens)])
         case .budgetReset: .object([])
+        case .taskCreate(let spec):
+            .object([
+                "backoff_ms": .int(spec.backoffMilliseconds), "context": .optional(spec.context),
+                "description": .optional(spec.description), "key": .optional(spec.key), "max_attempts": .int(spec.maxAttempts),
+                "priority": .string(spec.priority.rawValue),
+                "requires": spec.requires.isEmpty ? nil : .array(spec.requires.map { .string($0) }),
+                "tenant": .optional(spec.tenant), "timeout_ms": .optional(spec.timeoutMilliseconds), "tokens": .optional(spec.tokens),
+                "type": .string(spec.type),
+            ])
+        case .taskClaim(let claim):
+            .object([
+                "capabilities": claim.capabilities.isEmpty ? nil : .array(claim.capabilities.map { .string($0) }),
+                "types": claim.types.isEmpty ? nil : .array(claim.types.map { .string($0) }), "worker": .string(claim.worker),
+            ])
+        case .taskComplete(let task, let claim, let result, let tokensUsed):
+            .object([
+                "claim": .int(claim), "result": .optional(result), "task": .string(task), "tokens_used": .optional(tokensUsed),
+            ])
+        case .taskFail(let task, let claim, let error, let retry):
+            .object(["claim": .int(claim), "error": .optional(error), "retry": .bool(retry), "task": .string(task)])
+        case .taskCancel(let task): .object(["task": .string(task)])
+        case .workerLost(let worker, let reason): .object(["reason": .string(reason), "worker": .string(worker)])
         }
     }
 
@@ -60,6 +100,13 @@ public enum Event: Equatable, Sendable {
             return value
         }
         func optionalText(_ key: String) -> String? { data[key]?.stringValue }
+        func texts(_ key: String) throws(EventDecodingError) -> [String] {
+            guard let raw = data[key], raw != .null else { return [] }
+            guard let items = raw.arrayValue?.compactMap(\.stringValue), items.count == raw.arrayValue?.count else {
+                throw EventDecodingError("\(kind): '\(key)' must be an array of strings")
+            }
+            return items
+        }
 
         switch kind {
         case "budget.set": return .budgetSet(total: try count("total"))
@@ -71,6 +118,30 @@ public enum Event: Equatable, Sendable {
         case "budget.release": return .budgetRelease(allocation: try text("allocation"), used: try optionalCount("used"))
         case "budget.quota": return .budgetQuota(tenant: try text("tenant"), tokens: try count("tokens"))
         case "budget.reset": return .budgetReset
+        case "task.create":
+            guard let priority = Priority(rawValue: optionalText("priority") ?? "medium") else {
+                throw EventDecodingError("task.create: unknown priority")
+            }
+            return .taskCreate(
+                TaskSpec(
+                    type: try text("type"), description: optionalText("description"), priority: priority,
+                    tokens: try optionalCount("tokens"), timeoutMilliseconds: try optionalCount("timeout_ms"),
+                    maxAttempts: try optionalCount("max_attempts") ?? 3, requires: try texts("requires"),
+                    tenant: optionalText("tenant"), key: optionalText("key"), context: optionalText("context"),
+                    backoffMilliseconds: try optionalCount("backoff_ms") ?? 1000))
+        case "task.claim":
+            return .taskClaim(
+                TaskClaim(worker: try text("worker"), types: try texts("types"), capabilities: try texts("capabilities")))
+        case "task.complete":
+            return .taskComplete(
+                task: try text("task"), claim: try count("claim"), result: optionalText("result"),
+                tokensUsed: try optionalCount("tokens_used"))
+        case "task.fail":
+            return .taskFail(
+                task: try text("task"), claim: try count("claim"), error: optionalText("error"),
+                retry: data["retry"]?.boolValue ?? true)
+        case "task.cancel": return .taskCancel(task: try text("task"))
+        case "worker.lost": return .workerLost(worker: try text("worker"), reason: optionalText("reason") ?? "lost")
         default: return nil
         }
     }

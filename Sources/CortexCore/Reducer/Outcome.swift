@@ -7,6 +7,20 @@ public enum Outcome: Equatable, Sendable {
     case granted(allocation: String)
     /// An allocation was released: `spent` tokens counted as spent, `returned` went back to the pool.
     case released(allocation: String, spent: Int64, returned: Int64)
+    /// A task was created under this id, or (`existing`) its idempotency key already named it.
+    case created(task: String, existing: Bool)
+    /// A task was claimed; `claim` is the fencing token its holder must present.
+    case claimed(task: String, claim: Int64)
+    /// A task was completed by the holder of its current token.
+    case completed(task: String)
+    /// An attempt failed and the task will be claimable again at `retryAtMilliseconds`.
+    case retrying(task: String, attempt: Int64, retryAtMilliseconds: Int64)
+    /// The task failed for the last time (or without retry) and is dead-lettered.
+    case deadLettered(task: String)
+    /// The task was cancelled.
+    case cancelled(task: String)
+    /// A lost worker's tasks went back to the queue (or died at their last attempt).
+    case requeued(tasks: [String])
     /// A normal "no" (budget exceeded, quota exceeded, already released), with the reason.
     case refused(String)
     /// The record's payload is malformed or names something that does not exist; nothing changed.
@@ -23,6 +37,18 @@ public enum Outcome: Equatable, Sendable {
             .object([
                 "allocation": .string(allocation), "outcome": "released", "returned": .int(returned), "spent": .int(spent),
             ])
+        case .created(let task, let existing):
+            .object(["existing": .bool(existing), "outcome": "created", "task": .string(task)])
+        case .claimed(let task, let claim): .object(["claim": .int(claim), "outcome": "claimed", "task": .string(task)])
+        case .completed(let task): .object(["outcome": "completed", "task": .string(task)])
+        case .retrying(let task, let attempt, let retryAt):
+            .object([
+                "attempt": .int(attempt), "outcome": "retrying", "retry_at": .string(ISOTime.format(milliseconds: retryAt)),
+                "retry_at_ms": .int(retryAt), "task": .string(task),
+            ])
+        case .deadLettered(let task): .object(["outcome": "dead", "task": .string(task)])
+        case .cancelled(let task): .object(["outcome": "cancelled", "task": .string(task)])
+        case .requeued(let tasks): .object(["outcome": "requeued", "tasks": .array(tasks.map { .string($0) })])
         case .refused(let reason): .object(["outcome": "refused", "reason": .string(reason)])
         case .rejected(let reason): .object(["outcome": "rejected", "reason": .string(reason)])
         case .ignored: .object(["outcome": "ignored"])

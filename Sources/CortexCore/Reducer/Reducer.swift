@@ -2,6 +2,8 @@
 public struct CortexState: Equatable, Sendable {
     /// The token budget.
     public var budget = BudgetState()
+    /// The task queue.
+    public var tasks = TaskState()
     /// How many records (seals excluded) have been folded into this state.
     public var recordsFolded: Int64 = 0
     /// The time of the newest record folded, the fold's notion of "now".
@@ -26,9 +28,18 @@ public enum Reducer {
         } catch {
             return .rejected(error.reason)
         }
+        let time = record.timeMilliseconds
         switch event {
         case .budgetSet, .budgetAllocate, .budgetRelease, .budgetQuota, .budgetReset:
-            return BudgetRules.apply(event, at: record.timeMilliseconds, to: &state.budget)
+            return BudgetRules.apply(event, at: time, to: &state.budget)
+        case .taskCreate(let spec): return TaskRules.create(spec, at: time, in: &state.tasks)
+        case .taskClaim(let claim): return TaskRules.claim(claim, at: time, in: &state.tasks)
+        case .taskComplete(let task, let claim, let result, let tokensUsed):
+            return TaskRules.complete(task, claim: claim, result: result, tokensUsed: tokensUsed, at: time, in: &state.tasks)
+        case .taskFail(let task, let claim, let error, let retry):
+            return TaskRules.fail(task, claim: claim, error: error, retry: retry, at: time, in: &state.tasks)
+        case .taskCancel(let task): return TaskRules.cancel(task, at: time, in: &state.tasks)
+        case .workerLost(let worker, let reason): return TaskRules.workerLost(worker, reason: reason, at: time, in: &state.tasks)
         }
     }
 
@@ -60,6 +71,8 @@ enum BudgetRules {
             return allocate(request, at: time, in: &budget)
         case .budgetRelease(let id, let used):
             return release(id, used: used, in: &budget)
+        case .taskCreate, .taskClaim, .taskComplete, .taskFail, .taskCancel, .workerLost:
+            return .ignored  // the reducer routes only budget events here
         }
     }
 

@@ -1,0 +1,165 @@
+/// What a claimer offers.
+public struct TaskClaim: Equatable, Sendable {
+    /// The claiming worker.
+    public var worker: String
+    /// Task types it takes; empty means any.
+    public var types: [String]
+    /// Capabilities it has; a task's `requires` must all be among them.
+    public var capabilities: [String]
+
+    /// A claim.
+    public init(worker: String, types: [String] = [], capabilities: [String] = []) {
+        self.worker = worker
+        self.types = types
+        self.capabilities = capabilities
+    }
+}
+
+/// The task queue's rules (DESIGN.md, "The reducer": Claims, Loss). Pure: every time comes
+/// from the record being folded.
+enum TaskRules {
+    /// How long an idempotency key still returns its task after the task finished.
+    static let keyRetentionMilliseconds: Int64 = 86_400_000
+    /// The longest retry backoff.
+    static let maximumBackoffMilliseconds: Int64 = 300_000
+
+    static func create(_ spec: TaskSpec, at time: Int64, in tasks: inout TaskState) -> Outcome {
+        if let key = spec.key, let existing = tasks.keys[key] { return .created(task: existing.task, existing: true) }
+        guard !spec.type.isEmpty else { return .rejected("a task needs a type") }
+        guard spec.maxAttempts >= 1 else { return .rejected("max attempts must be at least 1") }
+        tasks.created += 1
+        let entry = TaskEntry(
+            id: TaskState.taskID(tasks.created), number: tasks.created, spec: spec, status: .pending,
+            createdMilliseconds: time)
+        tasks.active[entry.id] = entry
+        tasks.enqueue(entry)
+        if let key = spec.key { tasks.keys[key] = TaskState.KeyEntry(task: entry.id) }
+        if tasks.created % 1024 == 0 { pruneKeys(before: time - keyRetentionMilliseconds, in: &tasks) }
+        return .created(task: entry.id, existing: false)
+    }
+
+    /// The first claimable task in (priority, age) order goes to the first claim that folds.
+    static func claim(_ claim: TaskClaim, at time: Int64, in tasks: inout TaskState) -> Outcome {
+        for slot in tasks.queue {
+            guard var entry = tasks.active[slot.task], isClaimable(entry, by: claim, at: time) else { continue }
+            tasks.dequeue(entry)
+            entry.status = .running
+            entry.attempt += 1
+            entry.worker = claim.worker
+            entry.claimedMilliseconds = time
+            entry.notBeforeMilliseconds = nil
+            tasks.active[entry.id] = entry
+            return .claimed(task: entry.id, claim: entry.attempt)
+        }
+        return .refused("nothing to claim")
+    }
+
+    /// True when `claim` may take `task` at `time`: waiting, of a wanted type, every required
+    /// capability offered, and past any retry backoff.
+    static func isClaimable(_ task: TaskEntry, by claim: TaskClaim, at time: Int64) -> Bool {
+        guard task.status == .pending || task.status == .failed else { return false }
+        if !claim.types.isEmpty && !claim.types.contains(task.spec.type) { return false }
+        if let notBefore = task.notBeforeMilliseconds, notBefore > time { return false }
+        return task.spec.requires.allSatisfy { claim.capabilities.contains($0) }
+    }
+
+    static func complete(
+        _ id: String, claim: Int64, result: String?, tokensUsed: Int64?, at time: Int64, in tasks: inout TaskState
+    ) -> Outcome {
+        let entry: TaskEntry
+        switch lease(id, claim: claim, in: tasks) {
+        case .failure(let refusal): return refusal.outcome
+        case .success(let held): entry = held
+        }
+        var done = entry
+        done.status = .done
+        done.result = result
+        done.tokensUsed = tokensUsed
+        finish(done, at: time, in: &tasks)
+        return .completed(task: id)
+    }
+
+    static func fail(_ id: String, claim: Int64, error: String?, retry: Bool, at time: Int64, in tasks: inout TaskState)
+        -> Outcome
+    {
+        switch lease(id, claim: claim, in: tasks) {
+        case .failure(let refusal): return refusal.outcome
+        case .success(let entry): return failAttempt(entry, error: error, retry: retry, at: time, in: &tasks)
+        }
+    }
+
+    static func cancel(_ id: String, at time: Int64, in tasks: inout TaskState) -> Outcome {
+        guard var entry = tasks.active[id] else { return missing(id, in: tasks) }
+        tasks.dequeue(entry)
+        entry.status = .cancelled
+        entry.worker = nil
+        finish(entry, at: time, in: &tasks)
+        return .cancelled(task: id)
+    }
+
+    /// The reaper saw `worker` gone: its running tasks go back to the queue (or die at their
+    /// last attempt), exactly as if each had failed.
+    static func workerLost(_ worker: String, reason: String, at time: Int64, in tasks: inout TaskState) -> Outcome {
+        let held = tasks.active.values.filter { $0.status == .running && $0.worker == worker }.sorted { $0.number < $1.number }
+        for entry in held {
+            _ = failAttempt(entry, error: "worker \(worker) lost: \(reason)", retry: true, at: time, in: &tasks)
+        }
+        return .requeued(tasks: held.map(\.id))
+    }
+
+    private static func failAttempt(_ entry: TaskEntry, error: String?, retry: Bool, at time: Int64, in tasks: inout TaskState)
+        -> Outcome
+    {
+        var failed = entry
+        failed.lastError = error
+        failed.worker = nil
+        if retry && entry.attempt < entry.spec.maxAttempts {
+            let exponent = min(entry.attempt - 1, 20)
+            let backoff = min(entry.spec.backoffMilliseconds * (Int64(1) << exponent), maximumBackoffMilliseconds)
+            failed.status = .failed
+            failed.notBeforeMilliseconds = time + backoff
+            tasks.active[failed.id] = failed
+            tasks.enqueue(failed)
+            return .retrying(task: entry.id, attempt: entry.attempt, retryAtMilliseconds: time + backoff)
+        }
+        failed.status = .dead
+        finish(failed, at: time, in: &tasks)
+        return .deadLettered(task: entry.id)
+    }
+
+    /// Why a token does not hold a task, as the outcome to report.
+    struct Refusal: Error {
+        var outcome: Outcome
+    }
+
+    /// The running task `id` if `claim` is its current fencing token.
+    private static func lease(_ id: String, claim: Int64, in tasks: TaskState) -> Result<TaskEntry, Refusal> {
+        guard let entry = tasks.active[id] else { return .failure(Refusal(outcome: missing(id, in: tasks))) }
+        guard entry.status == .running, entry.attempt == claim else {
+            let now = entry.status == .running ? "is held by claim \(entry.attempt)" : "is \(entry.status.rawValue)"
+            return .failure(Refusal(outcome: .refused("lease lost: \(id) \(now), not claim \(claim)")))
+        }
+        return .success(entry)
+    }
+
+    /// The outcome for a task that is not active: finished (a normal "no") or never created.
+    private static func missing(_ id: String, in tasks: TaskState) -> Outcome {
+        if let number = SequentialID.number(prefix: "task-", id), number <= tasks.created {
+            return .refused("\(id) has already finished")
+        }
+        return .rejected("no task \(id)")
+    }
+
+    private static func finish(_ entry: TaskEntry, at time: Int64, in tasks: inout TaskState) {
+        var entry = entry
+        entry.finishedMilliseconds = time
+        tasks.active[entry.id] = nil
+        tasks.finished.append(entry)
+        tasks.finishedCounts[entry.status, default: 0] += 1
+        if let key = entry.spec.key, tasks.keys[key]?.task == entry.id { tasks.keys[key]?.finishedMilliseconds = time }
+    }
+
+    private static func pruneKeys(before cutoff: Int64, in tasks: inout TaskState) {
+        tasks.keys = tasks.keys.filter { _, entry in (entry.finishedMilliseconds ?? Int64.max) >= cutoff }
+    }
+}
