@@ -110,8 +110,7 @@ public struct CommandSpec: Sendable {
     }
 
     static func column(_ label: String, _ text: String) -> String {
-        let padded = label.count < 24 ? label + String(repeating: " ", count: 24 - label.count) : label + "  "
-        return "  " + padded + text
+        "  " + (label.count < 24 ? padded(label, to: 24) : label + "  ") + text
     }
 
     /// Parses `arguments` (everything after the command name).

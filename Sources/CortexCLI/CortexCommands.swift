@@ -44,7 +44,12 @@ public enum CortexTool {
                 ToolSpec(
                     name: "cortex budget", abstract: BudgetTool.tool.abstract,
                     commands: BudgetTool.commands(prefix: "cortex budget"))
-            )
+            ),
+            (
+                "task",
+                ToolSpec(
+                    name: "cortex task", abstract: TaskTool.tool.abstract, commands: TaskTool.commands(prefix: "cortex task"))
+            ),
         ])
 
     static func initialise(_ invocation: Invocation) throws(CortexError) -> Report {

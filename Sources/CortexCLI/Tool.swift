@@ -229,3 +229,8 @@ public func runToolAndExit(_ tool: ToolSpec) -> Never {
     let code = tool.run(Array(CommandLine.arguments.dropFirst()), environment: processEnvironment())
     exit(code)
 }
+
+/// `text` followed by spaces up to `width` characters (at least one space).
+func padded(_ text: String, to width: Int) -> String {
+    text + String(repeating: " ", count: max(1, width - text.count))
+}

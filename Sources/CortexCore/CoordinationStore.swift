@@ -1,3 +1,4 @@
+import CCortexShims
 import Glibc
 
 /// A coordination folder opened by one process: the journal, the state folded from it, and
@@ -73,7 +74,10 @@ public final class CoordinationStore {
     public static func createLayout(_ layout: CoordinationLayout, config: CortexConfig) throws(CortexError) {
         try SupportedFileSystem.check(layout.root)
         try makeDirectories(layout.root)
-        for folder in [layout.journal, layout.archive, layout.stateFolder, layout.workers, layout.results] {
+        for folder in [
+            layout.journal, layout.archive, layout.stateFolder, layout.finishedTasks, layout.workers, layout.results,
+            layout.contexts,
+        ] {
             try withPath("create folder", folder) { () throws(Errno) in try POSIX.makeDirectory(folder) }
         }
         try FileJournal(directory: layout.journal).createSegment(1)
@@ -193,11 +197,24 @@ public final class CoordinationStore {
     }
 
     /// Writes `state/snapshot.json` for the current fold. The journal up to the snapshot's position
-    /// is `fdatasync`ed first, so a snapshot is never ahead of durable journal data.
+    /// is `fdatasync`ed first, so a snapshot is never ahead of durable journal data. Tasks that
+    /// finished since the last snapshot are compacted first into one durable file under
+    /// `state/finished/`, so the snapshot (loaded by every call) holds only live work.
     public func writeSnapshot(nowMilliseconds: Int64 = POSIX.wallClockMilliseconds()) throws(CortexError) {
         let firstSegment = min(snapshotPosition?.segment ?? 1, position.segment)
         for segment in firstSegment...position.segment where try journal.segmentExists(segment) {
             try journal.syncSegment(segment)
+        }
+        if !state.tasks.finished.isEmpty {
+            try withPath("create folder", layout.finishedTasks) { () throws(Errno) in
+                try POSIX.makeDirectory(layout.finishedTasks)
+            }
+            let name = "\(JournalSegment.fileName(position.segment).dropLast(6))-\(position.offset).jsonl"
+            var lines: [UInt8] = []
+            for task in state.tasks.finished { lines += task.json.serialized() + [0x0A] }
+            // Same position, same finished tasks: a concurrent writer of this name writes the same bytes.
+            try AtomicFile.replace(layout.finishedTasks + "/" + name, with: lines, durability: .powerLoss)
+            state.tasks.finished.removeAll()
         }
         let snapshot = JSONValue.object([
             "format": 1, "position": position.json, "state": state.json,
@@ -208,6 +225,43 @@ public final class CoordinationStore {
         recordsSinceSnapshot = 0
     }
 
+    /// The task `id` wherever it is: live in the state, finished since the last snapshot, or
+    /// compacted under `state/finished/`. Nil when no such task was ever created.
+    public func task(_ id: String) throws(CortexError) -> TaskEntry? {
+        if let live = state.tasks.active[id] { return live }
+        if let recent = state.tasks.finished.last(where: { $0.id == id }) { return recent }
+        guard let number = SequentialID.number(prefix: "task-", id), number <= state.tasks.created else { return nil }
+        let needle = Array("\"id\":\"\(id)\"".utf8)
+        for file in try compactedTaskFiles() {
+            let bytes = try withPath("read", file) { () throws(Errno) in try POSIX.readFile(file) }
+            for line in bytes.split(separator: 0x0A) where line.count > needle.count {
+                guard line.withUnsafeBytes({ cortex_memmem($0.baseAddress, $0.count, needle, needle.count) != nil }) else { continue }
+                if let entry = try? TaskEntry(json: JSONValue.parse(line)), entry.id == id { return entry }
+            }
+        }
+        return nil
+    }
+
+    /// Every finished task (done, dead, cancelled), oldest first, each once.
+    public func finishedTasks() throws(CortexError) -> [TaskEntry] {
+        var byID: [String: TaskEntry] = [:]
+        for file in try compactedTaskFiles() {
+            let bytes = try withPath("read", file) { () throws(Errno) in try POSIX.readFile(file) }
+            for line in bytes.split(separator: 0x0A) {
+                if let entry = try? TaskEntry(json: JSONValue.parse(line)) { byID[entry.id] = entry }
+            }
+        }
+        for entry in state.tasks.finished { byID[entry.id] = entry }
+        return byID.values.sorted { $0.number < $1.number }
+    }
+
+    private func compactedTaskFiles() throws(CortexError) -> [String] {
+        let folder = layout.finishedTasks
+        guard try withPath("stat", folder, { () throws(Errno) in try POSIX.status(folder) }) != nil else { return [] }
+        let names = try withPath("list", folder) { () throws(Errno) in try POSIX.directoryEntries(folder) }
+        return names.filter { $0.hasSuffix(".jsonl") && !$0.hasPrefix(".") }.sorted().reversed().map { folder + "/" + $0 }
+    }
+
     /// Rewrites the views from the current state. If the journal moved while they were written,
     /// folds again and rewrites: a process that renamed a view must not stop while the journal
     /// holds records its view lacks, or a slow process could leave a stale view behind the
@@ -215,8 +269,10 @@ public final class CoordinationStore {
     /// its writer's last check.
     public func publishViews(nowMilliseconds: Int64 = POSIX.wallClockMilliseconds()) throws(CortexError) {
         for _ in 0..<4 {
-            let view = Views.budget(state, nowMilliseconds: nowMilliseconds)
-            try AtomicFile.replace(layout.budgetView, with: view.prettySerialized(), durability: .processCrash)
+            let budget = Views.budget(state, nowMilliseconds: nowMilliseconds)
+            try AtomicFile.replace(layout.budgetView, with: budget.prettySerialized(), durability: .processCrash)
+            let queue = Views.taskQueue(state, nowMilliseconds: nowMilliseconds)
+            try AtomicFile.replace(layout.taskView, with: queue.prettySerialized(), durability: .processCrash)
             guard try journalMovedSinceFold() else { return }
             try catchUp()
         }

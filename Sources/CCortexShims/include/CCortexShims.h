@@ -13,6 +13,9 @@ int cortex_filesystem_type(const char *path, int64_t *type);
 /// getrandom(2) filling `count` bytes. Returns the count filled or -1 with errno set.
 ssize_t cortex_getrandom(void *buffer, size_t count);
 
+/// memmem(3): the first occurrence of needle in haystack, or NULL.
+const void *cortex_memmem(const void *haystack, size_t haystack_length, const void *needle, size_t needle_length);
+
 /// pipe2(fds, O_CLOEXEC).
 int cortex_pipe_cloexec(int fds[2]);
 

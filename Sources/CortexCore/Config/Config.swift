@@ -69,4 +69,11 @@ public struct CoordinationLayout: Sendable {
     public var workers: String { root + "/workers" }
     public var results: String { root + "/results" }
     public var budgetView: String { root + "/token-budget.json" }
+    public var taskView: String { root + "/task-queue.json" }
+    /// Finished tasks compacted out of the snapshot, one file per snapshot that compacted them.
+    public var finishedTasks: String { root + "/state/finished" }
+    /// Context files given to `cortex-task create --context-file`.
+    public var contexts: String { root + "/context" }
+    /// The folder of worker `id` (its heartbeat file and logs).
+    public func worker(_ id: String) -> String { workers + "/" + id }
 }

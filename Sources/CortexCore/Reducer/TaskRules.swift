@@ -40,8 +40,8 @@ enum TaskRules {
 
     /// The first claimable task in (priority, age) order goes to the first claim that folds.
     static func claim(_ claim: TaskClaim, at time: Int64, in tasks: inout TaskState) -> Outcome {
-        for slot in tasks.queue {
-            guard var entry = tasks.active[slot.task], isClaimable(entry, by: claim, at: time) else { continue }
+        guard var entry = tasks.firstClaimable(by: claim, at: time) else { return .refused("nothing to claim") }
+        do {
             tasks.dequeue(entry)
             entry.status = .running
             entry.attempt += 1
@@ -51,7 +51,6 @@ enum TaskRules {
             tasks.active[entry.id] = entry
             return .claimed(task: entry.id, claim: entry.attempt)
         }
-        return .refused("nothing to claim")
     }
 
     /// True when `claim` may take `task` at `time`: waiting, of a wanted type, every required

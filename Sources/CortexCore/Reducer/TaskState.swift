@@ -177,6 +177,27 @@ public struct TaskState: Equatable, Sendable {
         }
     }
 
+    /// The task a claim folded at `time` would get, if any.
+    public func firstClaimable(by claim: TaskClaim, at time: Int64) -> TaskEntry? {
+        for slot in queue {
+            if let entry = active[slot.task], TaskRules.isClaimable(entry, by: claim, at: time) { return entry }
+        }
+        return nil
+    }
+
+    /// The earliest time after `time` at which a task waiting out its backoff becomes claimable
+    /// by `claim` (so a waiting claimer knows when to look again without a journal change).
+    public func nextRetryTime(for claim: TaskClaim, after time: Int64) -> Int64? {
+        var earliest: Int64?
+        for slot in queue {
+            guard let entry = active[slot.task], let notBefore = entry.notBeforeMilliseconds, notBefore > time,
+                TaskRules.isClaimable(entry, by: claim, at: notBefore)
+            else { continue }
+            earliest = min(earliest ?? notBefore, notBefore)
+        }
+        return earliest
+    }
+
     /// How many tasks are in each status now.
     public var counts: [TaskStatus: Int64] {
         var counts = finishedCounts

@@ -83,3 +83,39 @@ public enum AtomicFile {
         POSIX.randomBytes(4).map { String($0, radix: 16) }.joined()
     }
 }
+
+extension AtomicFile {
+    /// Makes `path` another name of the file at `existing`, replacing whatever `path` named:
+    /// a hard link under a temp name, renamed into place. No byte is copied.
+    public static func link(_ existing: String, replacing path: String) throws(CortexError) {
+        let (directory, name) = split(path)
+        let temp = "\(directory)/.\(name).link-\(getpid())-\(POSIX.randomBytes(4).map { String($0, radix: 16) }.joined())"
+        try withPath("link", existing) { () throws(Errno) in try POSIX.link(existing, temp) }
+        do throws(Errno) {
+            try POSIX.rename(temp, path)
+        } catch {
+            POSIX.unlinkIfPresent(temp)
+            throw .system("rename into", path, error)
+        }
+    }
+}
+
+/// Small file operations with `CortexError`s that name the path.
+public enum Files {
+    /// Creates a folder; an existing one is fine.
+    public static func makeDirectory(_ path: String) throws(CortexError) {
+        try withPath("create folder", path) { () throws(Errno) in try POSIX.makeDirectory(path) }
+    }
+
+    /// Creates `path` if missing and sets its modification time to now (a heartbeat).
+    public static func touch(_ path: String) throws(CortexError) {
+        let fd = try withPath("open", path) { () throws(Errno) in try POSIX.open(path, O_WRONLY | O_CREAT, mode: 0o644) }
+        defer { POSIX.close(fd) }
+        if futimens(fd, nil) != 0 { throw .system("touch", path, Errno.current) }
+    }
+
+    /// True when something exists at `path`.
+    public static func exists(_ path: String) throws(CortexError) -> Bool {
+        try withPath("stat", path) { () throws(Errno) in try POSIX.status(path) } != nil
+    }
+}

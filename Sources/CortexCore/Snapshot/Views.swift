@@ -38,4 +38,37 @@ public enum Views {
             "updated_at": .string(ISOTime.format(milliseconds: nowMilliseconds)),
         ])
     }
+
+    /// `task-queue.json`: pending tasks in claim order (failed ones awaiting their retry among
+    /// them), running tasks with worker and attempt, and counts by status.
+    public static func taskQueue(_ state: CortexState, nowMilliseconds: Int64) -> JSONValue {
+        let tasks = state.tasks
+        let counts = tasks.counts
+        let waiting = tasks.queue.compactMap { tasks.active[$0.task] }.map { task in
+            JSONValue.object([
+                "attempt": .int(task.attempt), "created_at": .string(ISOTime.format(milliseconds: task.createdMilliseconds)),
+                "description": .optional(task.spec.description), "id": .string(task.id),
+                "last_error": .optional(task.lastError), "priority": .string(task.spec.priority.rawValue),
+                "requires": task.spec.requires.isEmpty ? nil : .array(task.spec.requires.map { .string($0) }),
+                "retry_at": .optional(task.notBeforeMilliseconds.map { ISOTime.format(milliseconds: $0) }),
+                "status": .string(task.status.rawValue), "tenant": .optional(task.spec.tenant), "type": .string(task.spec.type),
+            ])
+        }
+        let running = tasks.tasks(in: .running).map { task in
+            JSONValue.object([
+                "attempt": .int(task.attempt), "claim": .int(task.attempt),
+                "claimed_at": .optional(task.claimedMilliseconds.map { ISOTime.format(milliseconds: $0) }),
+                "id": .string(task.id), "priority": .string(task.spec.priority.rawValue), "type": .string(task.spec.type),
+                "worker": .optional(task.worker),
+            ])
+        }
+        return .object([
+            "counts": .object(TaskStatus.allCases.map { JSONMember($0.rawValue, .int(counts[$0, default: 0])) }),
+            "pending": .array(waiting),
+            "records_folded": .int(state.recordsFolded),
+            "running": .array(running),
+            "total_created": .int(tasks.created),
+            "updated_at": .string(ISOTime.format(milliseconds: nowMilliseconds)),
+        ])
+    }
 }

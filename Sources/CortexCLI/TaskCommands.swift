@@ -1,0 +1,379 @@
+import CortexCore
+import Glibc
+
+/// `cortex-task`: a priority task queue with fenced claims, retries and dead letters (SPEC.md).
+public enum TaskTool {
+    /// The tool and its commands.
+    public static let tool = ToolSpec(
+        name: "cortex-task",
+        abstract: "A priority task queue with fenced claims, retries and dead letters.",
+        commands: commands(prefix: "cortex-task"),
+        examples: [
+            "id=$(cortex-task create --type build --priority high --description 'compile module A')",
+            "task=$(cortex-task claim --worker w-1 --type build --wait 30s) && claim=$(jq -r .claim <<<\"$task\")",
+            "cortex-task complete task-000001 --claim 1 --result '{\"ok\":true}'",
+            "jq '.counts' coordination/task-queue.json",
+        ])
+
+    /// The commands, named under `prefix` (`cortex-task` or `cortex task`).
+    public static func commands(prefix: String) -> [Command] {
+        [
+            Command(
+                CommandSpec(
+                    name: "\(prefix) create", abstract: "Add a task; prints its id (the same id again for the same --key).",
+                    options: [
+                        .value("type", "TYPE", "The kind of work; claimers choose types.", required: true),
+                        .value("description", "TEXT", "What to do, for people and workers."),
+                        .value("priority", "P", "critical, high, medium (default) or low."),
+                        .value("tokens", "N", "Tokens the task expects to need."),
+                        .value("timeout", "D", "How long one attempt may run (90s, 5m, 2h)."),
+                        .value("max-attempts", "N", "Attempts before it is dead-lettered (default 3)."),
+                        .value("backoff", "D", "First retry delay, doubled for each further retry (default 1s)."),
+                        .value("requires", "CAP,...", "Capabilities a claimer must offer (gpu, region=eu).", repeatable: true),
+                        .value("tenant", "T", "The tenant it belongs to."),
+                        .value("key", "KEY", "Idempotency key: creating with the same key returns the same id."),
+                        .value("context-file", "FILE", "A file of context for the worker, kept beside the journal."),
+                    ],
+                    examples: [
+                        "\(prefix) create --type build --priority high --description 'compile module A'",
+                        "\(prefix) create --type train --requires gpu,region=eu --max-attempts 5 --key nightly-2026-11-23",
+                    ]),
+                body: create),
+            Command(
+                CommandSpec(
+                    name: "\(prefix) claim",
+                    abstract: "Take the next task; prints it as one JSON line with its \"claim\" token (exit 1 if none).",
+                    options: [
+                        .value("worker", "W", "The claiming worker's id.", required: true),
+                        .value("type", "TYPE", "Only tasks of this type.", repeatable: true),
+                        .value("capability", "CAP", "A capability this worker offers.", repeatable: true),
+                        .value("wait", "D", "Block up to D for a task (no polling); exit 75 when the time is up."),
+                    ],
+                    examples: [
+                        "\(prefix) claim --worker w-1 --type build --wait 5m",
+                        "\(prefix) claim --worker gpu-1 --capability gpu --capability region=eu",
+                    ]),
+                body: claim),
+            Command(
+                CommandSpec(
+                    name: "\(prefix) heartbeat", abstract: "Keep a claim alive (exit 1 if the lease was lost).",
+                    positionals: [PositionalSpec("TASK", "The task id.")],
+                    options: [.value("claim", "C", "The claim token printed by claim.", required: true)],
+                    examples: ["while sleep 20; do \(prefix) heartbeat \"$task\" --claim \"$claim\" || break; done &"]),
+                body: heartbeat),
+            Command(
+                CommandSpec(
+                    name: "\(prefix) complete", abstract: "Finish a task with its result (exit 1 if the claim is stale).",
+                    positionals: [PositionalSpec("TASK", "The task id.")],
+                    options: [
+                        .value("claim", "C", "The claim token printed by claim.", required: true),
+                        .value("result", "JSON", "The result, as JSON."),
+                        .value("result-file", "FILE", "The result, from a JSON file."),
+                        .value("tokens-used", "N", "Tokens the work used."),
+                    ],
+                    examples: ["\(prefix) complete task-000001 --claim 1 --result '{\"lines\":42}'"]),
+                body: complete),
+            Command(
+                CommandSpec(
+                    name: "\(prefix) fail",
+                    abstract: "Report a failed attempt: retried with backoff until --max-attempts, then dead-lettered.",
+                    positionals: [PositionalSpec("TASK", "The task id.")],
+                    options: [
+                        .value("claim", "C", "The claim token printed by claim.", required: true),
+                        .value("error", "TEXT", "What went wrong."),
+                        .flag("no-retry", "Dead-letter it now."),
+                    ],
+                    examples: ["\(prefix) fail task-000001 --claim 1 --error 'exit 2'"]),
+                body: fail),
+            Command(
+                CommandSpec(
+                    name: "\(prefix) cancel", abstract: "Cancel a task that has not finished.",
+                    positionals: [PositionalSpec("TASK", "The task id.")], examples: ["\(prefix) cancel task-000001"]),
+                body: cancel),
+            Command(
+                CommandSpec(
+                    name: "\(prefix) list", abstract: "List tasks (all, or those in one status).",
+                    options: [.value("status", "S", "pending, running, done, failed, dead or cancelled.")],
+                    examples: ["\(prefix) list --status pending", "\(prefix) list --status dead --json | jq -r '.tasks[].id'"]),
+                body: list),
+            Command(
+                CommandSpec(
+                    name: "\(prefix) show", abstract: "Show one task.", positionals: [PositionalSpec("TASK", "The task id.")],
+                    examples: ["\(prefix) show task-000001 --json | jq .status"]),
+                body: show),
+        ]
+    }
+
+    static func create(_ invocation: Invocation) throws(CortexError) -> Report {
+        let arguments = invocation.arguments
+        let type = try arguments.identifier("type")!
+        let maxAttempts = try arguments.count("max-attempts") ?? 3
+        guard maxAttempts >= 1 else { throw .badInput("invalid --max-attempts '0': at least 1") }
+        var requires: [String] = []
+        for list in arguments.allValues("requires") {
+            for capability in list.split(separator: ",", omittingEmptySubsequences: true) {
+                requires.append(try validateCapability(String(capability)))
+            }
+        }
+        var spec = TaskSpec(
+            type: type, description: arguments.value("description"),
+            priority: try arguments.value("priority").map { (text) throws(CortexError) in try Priority.parse(text) } ?? .medium,
+            tokens: try arguments.count("tokens"),
+            timeoutMilliseconds: try arguments.value("timeout").map { (text) throws(CortexError) in
+                try Values.parseDurationMilliseconds(text)
+            },
+            maxAttempts: maxAttempts, requires: requires, tenant: try arguments.identifier("tenant"),
+            key: try arguments.identifier("key"),
+            backoffMilliseconds: try arguments.value("backoff").map { (text) throws(CortexError) in
+                try Values.parseDurationMilliseconds(text)
+            } ?? 1000)
+        let contextSource = arguments.value("context-file")
+        let contextBytes = try contextSource.map { (path) throws(CortexError) in try readInputFile(path, what: "context file") }
+        let store = try invocation.openStore(mutating: true)
+        if let key = spec.key, let existing = store.state.tasks.keys[key] {
+            // Known key: the same id, nothing appended (keys are never reassigned while kept).
+            return Report(text: existing.task, json: .object(["existing": true, "outcome": "created", "task": .string(existing.task)]))
+        }
+        var contextPath: String?
+        if let contextBytes {
+            let name = "context/ctx-\(Record.newID().dropFirst()).txt"
+            try AtomicFile.replace(store.layout.root + "/" + name, with: contextBytes, durability: .powerLoss)
+            contextPath = name
+            spec.context = name
+        }
+        let submission = try store.submit(.taskCreate(spec))
+        try store.publish()
+        guard case .created(let task, let existing) = submission.outcome else { throw BudgetTool.failure(submission.outcome) }
+        if existing, let contextPath { POSIX.unlinkIfPresent(store.layout.root + "/" + contextPath) }
+        return Report(text: task, json: merge(submission.outcome.json, ["record": .string(submission.record.id)]))
+    }
+
+    static func claim(_ invocation: Invocation) throws(CortexError) -> Report {
+        let arguments = invocation.arguments
+        let worker = try arguments.identifier("worker")!
+        var types: [String] = []
+        for type in arguments.allValues("type") { types.append(try Values.validateIdentifier(type, what: "--type")) }
+        var capabilities: [String] = []
+        for capability in arguments.allValues("capability") { capabilities.append(try validateCapability(capability)) }
+        let waitMilliseconds = try arguments.value("wait").map { (text) throws(CortexError) in
+            try Values.parseDurationMilliseconds(text)
+        }
+        let request = TaskClaim(worker: worker, types: types, capabilities: capabilities)
+        let store = try invocation.openStore(mutating: true)
+        try WorkerFiles.touchHeartbeat(store.layout, worker: worker)
+        let deadline = POSIX.monotonicNanoseconds() + UInt64(max(0, waitMilliseconds ?? 0)) * 1_000_000
+        // Armed before the first look, so a task created between the look and the wait still wakes us.
+        let watcher = waitMilliseconds == nil ? nil : try JournalWatcher(directory: store.layout.journal)
+        while true {
+            let now = POSIX.wallClockMilliseconds()
+            if store.state.tasks.firstClaimable(by: request, at: now) != nil {
+                let submission = try store.submit(.taskClaim(request))
+                try store.publish()
+                if case .claimed(let id, let token) = submission.outcome, let task = try store.task(id) {
+                    return Report(
+                        text: taskLine(task, claim: token, layout: store.layout), json: claimJSON(task, claim: token, layout: store.layout))
+                }
+                continue  // another claimer's record folded first: look again
+            }
+            let remainingNanoseconds = Int64(deadline) - Int64(POSIX.monotonicNanoseconds())
+            guard let watcher, remainingNanoseconds > 0 else {
+                if waitMilliseconds != nil { throw .tryLater("no task to claim within \(arguments.value("wait")!)") }
+                throw .refused("nothing to claim")
+            }
+            var sleepMilliseconds = remainingNanoseconds / 1_000_000 + 1
+            if let retryAt = store.state.tasks.nextRetryTime(for: request, after: now) {
+                sleepMilliseconds = min(sleepMilliseconds, max(1, retryAt - now))
+            }
+            _ = watcher.wait(timeoutMilliseconds: Int32(min(sleepMilliseconds, 60_000)))
+            try store.catchUp()
+        }
+    }
+
+    static func heartbeat(_ invocation: Invocation) throws(CortexError) -> Report {
+        let (store, task, claim) = try leasedTask(invocation)
+        if let worker = task.worker { try WorkerFiles.touchHeartbeat(store.layout, worker: worker) }
+        return Report(text: "", json: .object(["claim": .int(claim), "outcome": "alive", "task": .string(task.id)]))
+    }
+
+    static func complete(_ invocation: Invocation) throws(CortexError) -> Report {
+        let arguments = invocation.arguments
+        if arguments.value("result") != nil && arguments.value("result-file") != nil {
+            throw .usage("give --result or --result-file, not both")
+        }
+        var resultBytes: [UInt8]?
+        if let text = arguments.value("result") {
+            resultBytes = Array(text.utf8)
+        } else if let path = arguments.value("result-file") {
+            resultBytes = try readInputFile(path, what: "result file")
+        }
+        if let bytes = resultBytes {
+            do { _ = try JSONValue.parse(bytes) } catch { throw .badInput("the result is not valid JSON: \(error)") }
+        }
+        let tokensUsed = try arguments.count("tokens-used")
+        let (store, task, claim) = try leasedTask(invocation)
+        var resultPath: String?
+        if let bytes = resultBytes {
+            // Written under a name of this attempt alone, before the record: a stale holder can
+            // never overwrite its successor's result, and an accepted record never points at nothing.
+            resultPath = "results/\(task.id).attempt-\(claim).json"
+            try AtomicFile.replace(store.layout.root + "/" + resultPath!, with: bytes, durability: .powerLoss)
+        }
+        let submission = try store.submit(.taskComplete(task: task.id, claim: claim, result: resultPath, tokensUsed: tokensUsed))
+        try store.publish()
+        guard case .completed = submission.outcome else {
+            if let resultPath { POSIX.unlinkIfPresent(store.layout.root + "/" + resultPath) }
+            throw BudgetTool.failure(submission.outcome)
+        }
+        if let resultPath { try ResultFiles.publish(store.layout, task: task.id, attemptFile: resultPath) }
+        return Report(text: "", json: merge(submission.outcome.json, ["result": .optional(resultPath).map { $0 } ?? .null]))
+    }
+
+    static func fail(_ invocation: Invocation) throws(CortexError) -> Report {
+        let arguments = invocation.arguments
+        let error = arguments.value("error").map { String($0.prefix(4096)) }
+        let (store, task, claim) = try leasedTask(invocation)
+        let submission = try store.submit(.taskFail(task: task.id, claim: claim, error: error, retry: !arguments.has("no-retry")))
+        try store.publish()
+        switch submission.outcome {
+        case .retrying(_, let attempt, let retryAt):
+            return Report(
+                text: "\(task.id): attempt \(attempt) failed; retry at \(ISOTime.format(milliseconds: retryAt))",
+                json: submission.outcome.json)
+        case .deadLettered:
+            return Report(text: "\(task.id): dead (attempts used: \(task.attempt))", json: submission.outcome.json)
+        default:
+            throw BudgetTool.failure(submission.outcome)
+        }
+    }
+
+    static func cancel(_ invocation: Invocation) throws(CortexError) -> Report {
+        let id = try Values.validateIdentifier(invocation.arguments.positionals[0], what: "task id")
+        let store = try invocation.openStore(mutating: true)
+        guard let task = try store.task(id) else { throw .notFound("no task \(id)") }
+        if task.status.isTerminal { throw .refused("\(id) has already finished (\(task.status.rawValue))") }
+        let submission = try store.submit(.taskCancel(task: id))
+        try store.publish()
+        guard case .cancelled = submission.outcome else { throw BudgetTool.failure(submission.outcome) }
+        return Report(text: "\(id): cancelled", json: submission.outcome.json)
+    }
+
+    static func list(_ invocation: Invocation) throws(CortexError) -> Report {
+        let status = try invocation.arguments.value("status").map { (text) throws(CortexError) in try TaskStatus.parse(text) }
+        let store = try invocation.openStore(mutating: false)
+        var tasks: [TaskEntry]
+        if let status, !status.isTerminal {
+            tasks = store.state.tasks.tasks(in: status)
+        } else {
+            let finished = try store.finishedTasks()
+            if let status {
+                tasks = finished.filter { $0.status == status }
+            } else {
+                tasks =
+                    store.state.tasks.tasks(in: .running) + store.state.tasks.tasks(in: .pending)
+                    + store.state.tasks.tasks(in: .failed) + finished
+            }
+        }
+        let lines = tasks.map { task in
+            var line = "\(task.id)  \(task.status.rawValue)  \(task.spec.priority.rawValue)  \(task.spec.type)  attempt \(task.attempt)"
+            if let worker = task.worker { line += "  worker \(worker)" }
+            if let description = task.spec.description { line += "  \(description.prefix(60))" }
+            return line
+        }
+        return Report(
+            text: lines.joined(separator: "\n"),
+            json: .object(["count": .int(tasks.count), "tasks": .array(tasks.map { taskJSON($0, layout: store.layout) })]))
+    }
+
+    static func show(_ invocation: Invocation) throws(CortexError) -> Report {
+        let id = try Values.validateIdentifier(invocation.arguments.positionals[0], what: "task id")
+        let store = try invocation.openStore(mutating: false)
+        guard let task = try store.task(id) else { throw .notFound("no task \(id)") }
+        let json = taskJSON(task, layout: store.layout)
+        let lines = (json.objectMembers ?? []).sorted { $0.key < $1.key }.map { member -> String in
+            let value = member.value.stringValue ?? member.value.jsonText
+            return padded(member.key, to: 14) + value
+        }
+        return Report(text: lines.joined(separator: "\n"), json: json)
+    }
+
+    // MARK: - Helpers
+
+    /// Folds, then returns the running task named by the first argument if `--claim` is its
+    /// current fencing token; otherwise the "lease lost" refusal (exit 1) or not found (66).
+    private static func leasedTask(_ invocation: Invocation) throws(CortexError) -> (CoordinationStore, TaskEntry, Int64) {
+        let id = try Values.validateIdentifier(invocation.arguments.positionals[0], what: "task id")
+        guard let claim = try invocation.arguments.count("claim"), claim >= 1 else {
+            throw .badInput("invalid --claim: a claim token is a whole number ≥ 1")
+        }
+        let store = try invocation.openStore(mutating: true)
+        guard let task = try store.task(id) else { throw .notFound("no task \(id)") }
+        guard task.status == .running, task.attempt == claim else {
+            let now = task.status == .running ? "is held by claim \(task.attempt)" : "is \(task.status.rawValue)"
+            throw .refused("lease lost: \(id) \(now), not claim \(claim)")
+        }
+        return (store, task, claim)
+    }
+
+    private static func validateCapability(_ text: String) throws(CortexError) -> String {
+        let allowed = text.utf8.allSatisfy { byte in
+            (0x30...0x39).contains(byte) || (0x41...0x5A).contains(byte) || (0x61...0x7A).contains(byte)
+                || [UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "-"), UInt8(ascii: "="), UInt8(ascii: ":")].contains(byte)
+        }
+        guard !text.isEmpty, text.utf8.count <= 64, allowed else {
+            throw .badInput("invalid capability '\(Values.printable(text))': use 1-64 of A-Z a-z 0-9 . _ - = :")
+        }
+        return text
+    }
+
+    private static func readInputFile(_ path: String, what: String) throws(CortexError) -> [UInt8] {
+        do {
+            return try POSIX.readFile(path)
+        } catch {
+            if error.rawValue == ENOENT { throw .notFound("no \(what) \(path)") }
+            throw .system("read", path, error)
+        }
+    }
+
+    /// A task as JSON for people and scripts: times in ISO form, the result's canonical path.
+    static func taskJSON(_ task: TaskEntry, layout: CoordinationLayout) -> JSONValue {
+        var members = task.json.objectMembers ?? []
+        members.removeAll { ["claimed_ms", "created_ms", "finished_ms", "not_before_ms", "number"].contains($0.key) }
+        func time(_ milliseconds: Int64?) -> JSONValue? { milliseconds.map { .string(ISOTime.format(milliseconds: $0)) } }
+        let extra: [(String, JSONValue?)] = [
+            ("created_at", time(task.createdMilliseconds)), ("claimed_at", time(task.claimedMilliseconds)),
+            ("finished_at", time(task.finishedMilliseconds)), ("retry_at", time(task.notBeforeMilliseconds)),
+        ]
+        for (key, value) in extra { if let value { members.append(JSONMember(key, value)) } }
+        return .object(members)
+    }
+
+    private static func claimJSON(_ task: TaskEntry, claim: Int64, layout: CoordinationLayout) -> JSONValue {
+        var members = taskJSON(task, layout: layout).objectMembers ?? []
+        members.append(JSONMember("claim", .int(claim)))
+        if let context = task.spec.context { members.append(JSONMember("context_path", .string(layout.root + "/" + context))) }
+        return .object(members)
+    }
+
+    private static func taskLine(_ task: TaskEntry, claim: Int64, layout: CoordinationLayout) -> String {
+        claimJSON(task, claim: claim, layout: layout).jsonText
+    }
+}
+
+/// Worker files under `workers/<id>/`.
+enum WorkerFiles {
+    /// Creates `workers/<id>/heartbeat` if needed and sets its modification time to now.
+    static func touchHeartbeat(_ layout: CoordinationLayout, worker: String) throws(CortexError) {
+        let folder = layout.worker(worker)
+        try Files.makeDirectory(layout.workers)
+        try Files.makeDirectory(folder)
+        try Files.touch(folder + "/heartbeat")
+    }
+}
+
+/// The canonical `results/<task>.json` next to the attempt's own file.
+enum ResultFiles {
+    /// Makes `results/<task>.json` the accepted attempt's result: a hard link, renamed into place.
+    static func publish(_ layout: CoordinationLayout, task: String, attemptFile: String) throws(CortexError) {
+        try AtomicFile.link(layout.root + "/" + attemptFile, replacing: layout.results + "/" + task + ".json")
+    }
+}

@@ -1,0 +1,3 @@
+import CortexCLI
+
+runToolAndExit(TaskTool.tool)

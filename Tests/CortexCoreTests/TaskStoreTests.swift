@@ -1,0 +1,61 @@
+import Testing
+
+@testable import CortexCore
+
+/// Tasks through the store: compaction of finished work, lookup across hot state and files.
+@Suite struct TaskStoreTests {
+    @Test func finishedTasksLeaveTheSnapshotButStayFindable() throws {
+        let folder = try TemporaryDirectory()
+        var config = CortexConfig()
+        config.snapshotEveryRecords = 10_000  // snapshots only when the test asks
+        let layout = try folder.coordination(config)
+        let store = try CoordinationStore.open(root: layout.root, createIfMissing: false)
+        var ids: [String] = []
+        for index in 0..<30 {
+            guard case .created(let id, _) = try store.submit(.taskCreate(TaskSpec(type: "t", key: "k\(index)"))).outcome else {
+                Issue.record("create failed")
+                return
+            }
+            ids.append(id)
+        }
+        for index in 0..<25 {
+            guard case .claimed(let id, let claim) = try store.submit(.taskClaim(TaskClaim(worker: "w"))).outcome else {
+                Issue.record("claim failed")
+                return
+            }
+            _ = try store.submit(
+                index % 5 == 0 ? .taskCancel(task: id) : .taskComplete(task: id, claim: claim, result: nil, tokensUsed: nil))
+        }
+        try store.writeSnapshot()
+        #expect(store.state.tasks.finished.isEmpty)
+        let snapshot = try JSONValue.parse(try POSIX.readFile(layout.snapshot))
+        #expect(snapshot["state"]?["tasks"]?["active"]?.arrayValue?.count == 5)
+        #expect(snapshot["state"]?["tasks"]?["finished"]?.arrayValue?.isEmpty == true)
+
+        let reopened = try CoordinationStore.open(root: layout.root, createIfMissing: false)
+        #expect(try reopened.task(ids[1])?.status == .done)
+        #expect(try reopened.task(ids[0])?.status == .cancelled)
+        #expect(try reopened.task(ids[29])?.status == .pending)
+        #expect(try reopened.task("task-000031") == nil)
+        #expect(try reopened.finishedTasks().count == 25)
+        #expect(reopened.state.tasks.counts[.done] == 20)
+        #expect(reopened.state.tasks.counts[.cancelled] == 5)
+        // Keys of finished tasks still return their task.
+        guard case .created(let again, true) = try reopened.submit(.taskCreate(TaskSpec(type: "t", key: "k1"))).outcome else {
+            Issue.record("key not kept")
+            return
+        }
+        #expect(again == ids[1])
+    }
+
+    @Test func aWaitingClaimerLearnsWhenABackoffEnds() {
+        var tasks = TaskState()
+        _ = TaskRules.create(TaskSpec(type: "a", backoffMilliseconds: 500), at: 0, in: &tasks)
+        _ = TaskRules.claim(TaskClaim(worker: "w"), at: 1, in: &tasks)
+        _ = TaskRules.fail("task-000001", claim: 1, error: nil, retry: true, at: 10, in: &tasks)
+        #expect(tasks.firstClaimable(by: TaskClaim(worker: "w"), at: 100) == nil)
+        #expect(tasks.nextRetryTime(for: TaskClaim(worker: "w"), after: 100) == 510)
+        #expect(tasks.nextRetryTime(for: TaskClaim(worker: "w", types: ["b"]), after: 100) == nil)
+        #expect(tasks.firstClaimable(by: TaskClaim(worker: "w"), at: 510)?.id == "task-000001")
+    }
+}
