@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# A worker loop: claim a task (sleeping in the kernel until one exists, no
+# polling), keep its lease alive with heartbeats while it runs, then complete
+# or fail it. The claim token fences the worker: if the reaper declared it lost
+# and the task went to someone else, its late complete/fail is refused (exit 1)
+# and cannot overwrite the successor's work.
+#
+#   CORTEX_DIR=./coordination examples/task-worker.sh WORKER_ID [TYPE ...]
+#
+# Each task's description is run as a bash command (a demo convention).
+set -uo pipefail
+worker=${1:?usage: task-worker.sh WORKER_ID [TYPE ...]}
+shift
+type_flags=()
+for type in "$@"; do type_flags+=(--type "$type"); done
+idle_limit=${IDLE_LIMIT:-10s}   # exit after this long without work
+
+while true; do
+  task_json=$(cortex-task claim --worker "$worker" "${type_flags[@]}" --wait "$idle_limit" 2>/dev/null)
+  status=$?
+  if [ "$status" -eq 75 ]; then echo "$worker: idle for $idle_limit, exiting"; exit 0; fi
+  if [ "$status" -ne 0 ]; then echo "$worker: claim failed (exit $status)" >&2; exit "$status"; fi
+
+  task=$(jq -r .id <<<"$task_json")
+  claim=$(jq -r .claim <<<"$task_json")
+  command=$(jq -r '.description // "true"' <<<"$task_json")
+
+  # Heartbeat while the work runs; stop when the lease is lost.
+  (while sleep 5; do cortex-task heartbeat "$task" --claim "$claim" 2>/dev/null || exit; done) &
+  heartbeat_pid=$!
+
+  output=$(bash -c "$command" 2>&1)
+  exit_code=$?
+  kill "$heartbeat_pid" 2>/dev/null
+  wait "$heartbeat_pid" 2>/dev/null
+
+  if [ "$exit_code" -eq 0 ]; then
+    result=$(jq -cn --arg output "$output" '{output: $output}')
+    cortex-task complete "$task" --claim "$claim" --result "$result" >/dev/null \
+      && echo "$worker: $task done" \
+      || echo "$worker: $task was taken from us (stale claim $claim)"
+  else
+    cortex-task fail "$task" --claim "$claim" --error "exit $exit_code: ${output:0:200}"
+  fi
+done
