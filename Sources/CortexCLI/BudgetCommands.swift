@@ -117,7 +117,7 @@ public enum BudgetTool {
     static func release(_ invocation: Invocation) throws(CortexError) -> Report {
         let allocation = try Values.validateIdentifier(invocation.arguments.positionals[0], what: "allocation id")
         let used = try invocation.arguments.count("used")
-        let store = try invocation.openStore(mutating: true)
+        let store = try invocation.openStore(mutating: false)
         // Checks against the folded state. Allocations never come back once released and ids
         // are issued in order, so what these checks find cannot change before our record lands.
         guard let outstanding = store.state.budget.allocations[allocation] else {
@@ -131,10 +131,16 @@ public enum BudgetTool {
         }
         let submission = try store.submit(.budgetRelease(allocation: allocation, used: used))
         try store.publish()
-        guard case .released(_, let spent, let returned) = submission.outcome else { throw failure(submission.outcome) }
-        return Report(
-            text: "released \(allocation): \(spent) spent, \(returned) returned",
-            json: merge(submission.outcome.json, ["record": .string(submission.record.id)]))
+        let json = merge(submission.outcome.json, ["record": .string(submission.record.id)])
+        switch submission.outcome {
+        case .released(_, let spent, let returned):
+            return Report(text: "released \(allocation): \(spent) spent, \(returned) returned", json: json)
+        case .refused(let reason):
+            // Another release of the same allocation folded first.
+            return Report(exitCode: 1, text: "", json: json, diagnostic: reason)
+        default:
+            throw failure(submission.outcome)
+        }
     }
 
     static func status(_ invocation: Invocation) throws(CortexError) -> Report {

@@ -170,8 +170,8 @@ public enum TaskTool {
                 let submission = try store.submit(.taskClaim(request))
                 try store.publish()
                 if case .claimed(let id, let token) = submission.outcome, let task = try store.task(id) {
-                    return Report(
-                        text: taskLine(task, claim: token, layout: store.layout), json: claimJSON(task, claim: token, layout: store.layout))
+                    let json = merge(claimJSON(task, claim: token, layout: store.layout), ["record": .string(submission.record.id)])
+                    return Report(text: json.jsonText, json: json)
                 }
                 continue  // another claimer's record folded first: look again
             }
@@ -248,7 +248,7 @@ public enum TaskTool {
 
     static func cancel(_ invocation: Invocation) throws(CortexError) -> Report {
         let id = try Values.validateIdentifier(invocation.arguments.positionals[0], what: "task id")
-        let store = try invocation.openStore(mutating: true)
+        let store = try invocation.openStore(mutating: false)
         guard let task = try store.task(id) else { throw .notFound("no task \(id)") }
         if task.status.isTerminal { throw .refused("\(id) has already finished (\(task.status.rawValue))") }
         let submission = try store.submit(.taskCancel(task: id))
@@ -305,7 +305,8 @@ public enum TaskTool {
         guard let claim = try invocation.arguments.count("claim"), claim >= 1 else {
             throw .badInput("invalid --claim: a claim token is a whole number ≥ 1")
         }
-        let store = try invocation.openStore(mutating: true)
+        // Refers to an existing task: never creates a missing folder (a mistyped --dir).
+        let store = try invocation.openStore(mutating: false)
         guard let task = try store.task(id) else { throw .notFound("no task \(id)") }
         guard task.status == .running, task.attempt == claim else {
             let now = task.status == .running ? "is held by claim \(task.attempt)" : "is \(task.status.rawValue)"
@@ -352,10 +353,6 @@ public enum TaskTool {
         members.append(JSONMember("claim", .int(claim)))
         if let context = task.spec.context { members.append(JSONMember("context_path", .string(layout.root + "/" + context))) }
         return .object(members)
-    }
-
-    private static func taskLine(_ task: TaskEntry, claim: Int64, layout: CoordinationLayout) -> String {
-        claimJSON(task, claim: claim, layout: layout).jsonText
     }
 }
 

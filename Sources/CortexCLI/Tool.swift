@@ -37,7 +37,8 @@ public struct Invocation: Sendable {
     /// The coordination folder (`--dir`, `$CORTEX_DIR`, `./coordination`).
     public var root: String { CoordinationLayout.resolveRoot(flag: arguments.value("dir"), environment: environment) }
 
-    /// Opens the store; mutating commands create a missing layout.
+    /// Opens the store. `mutating` commands that create things (allocate, create, claim) also
+    /// create a missing layout; commands about an existing thing pass false and get 66.
     public func openStore(mutating: Bool) throws(CortexError) -> CoordinationStore {
         try CoordinationStore.open(root: root, createIfMissing: mutating)
     }
@@ -176,7 +177,8 @@ public enum Output {
     /// Prints `report` to stdout (and its diagnostic to stderr).
     public static func print(_ report: Report, json: Bool, command: String) {
         if json {
-            Terminal.writeOut(report.json.jsonText + "\n")
+            // A command that streamed its own output (tail) reports JSON null: nothing more to print.
+            if report.json != .null { Terminal.writeOut(report.json.jsonText + "\n") }
         } else if !report.text.isEmpty {
             Terminal.writeOut(report.text.hasSuffix("\n") ? report.text : report.text + "\n")
         }
