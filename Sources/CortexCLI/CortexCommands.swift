@@ -18,7 +18,7 @@ public enum CortexTool {
                 body: initialise),
             Command(
                 CommandSpec(
-                    name: "cortex status", abstract: "One screen: budget and journal health.",
+                    name: "cortex status", abstract: "One screen: journal health, budget, tasks by status.",
                     examples: ["cortex status", "cortex status --json | jq .budget.available"]),
                 body: status),
             Command(
@@ -102,16 +102,19 @@ public enum CortexTool {
         let store = try invocation.openStore(mutating: false)
         let budget = store.state.budget
         let health = journalHealth(store)
+        let counts = store.state.tasks.counts
         let lines = [
             "coordination  \(store.layout.root)",
             "journal       \(health.text)",
             "budget        total \(budget.total) · allocated \(budget.reserved) (\(budget.allocations.count)) · spent \(budget.spent) · available \(budget.available) · period \(budget.period)",
+            "tasks         " + TaskStatus.allCases.map { "\($0.rawValue) \(counts[$0, default: 0])" }.joined(separator: " · "),
         ]
         return Report(
             text: lines.joined(separator: "\n"),
             json: .object([
                 "budget": Views.budget(store.state, nowMilliseconds: POSIX.wallClockMilliseconds()), "dir": .string(store.layout.root),
                 "journal": health.json,
+                "tasks": .object(TaskStatus.allCases.map { JSONMember($0.rawValue, .int(counts[$0, default: 0])) }),
             ]))
     }
 

@@ -9,6 +9,8 @@ public struct CortexConfig: Equatable, Sendable {
     public var syncAppends = false
     /// The most workers alive at once (used by cortex-spawn).
     public var maxWorkers: Int = 10
+    /// How long results (`results/`) and finished-task files are kept before the reaper purges them.
+    public var resultRetentionMilliseconds: Int64 = 7 * 86_400_000
 
     /// The defaults.
     public init() {}
@@ -16,7 +18,8 @@ public struct CortexConfig: Equatable, Sendable {
     /// The settings as the JSON written to `config.json`.
     public var json: JSONValue {
         .object([
-            "format": 1, "max_workers": .int(maxWorkers), "segment_max_bytes": .int(segmentMaxBytes),
+            "format": 1, "max_workers": .int(maxWorkers), "result_ttl": .string("\(resultRetentionMilliseconds / 1000)s"),
+            "segment_max_bytes": .int(segmentMaxBytes),
             "snapshot_every_records": .int(snapshotEveryRecords), "sync_appends": .bool(syncAppends),
         ])
     }
@@ -35,6 +38,13 @@ public struct CortexConfig: Equatable, Sendable {
         if let value = try positive("segment_max_bytes", minimum: 1024) { segmentMaxBytes = value }
         if let value = try positive("snapshot_every_records", minimum: 1) { snapshotEveryRecords = Int(value) }
         if let value = try positive("max_workers", minimum: 1) { maxWorkers = Int(value) }
+        if let raw = json["result_ttl"] {
+            let text = raw.stringValue ?? raw.intValue.map(String.init) ?? ""
+            guard let milliseconds = try? Values.parseDurationMilliseconds(text) else {
+                throw .configuration("\(path): 'result_ttl' must be a duration such as 3600, 90m, 12h or 7d")
+            }
+            resultRetentionMilliseconds = milliseconds
+        }
         if let raw = json["sync_appends"] {
             guard let flag = raw.boolValue else { throw .configuration("\(path): 'sync_appends' must be true or false") }
             syncAppends = flag
