@@ -25,5 +25,7 @@ let package = Package(
             dependencies: ["CortexCore"] + tools.map { .target(name: $0) },
             swiftSettings: strict
         ),
+        // In-library benchmarks (bench/README.md); not one of the installed tools.
+        .executableTarget(name: "cortex-bench", dependencies: ["CortexCore"], path: "Sources/cortex-bench", swiftSettings: strict),
     ] + tools.map { .executableTarget(name: $0, dependencies: ["CortexCLI"], swiftSettings: strict) }
 )

@@ -1,0 +1,1 @@
+runLibraryBenchmarks(CommandLine.arguments)
