@@ -5,6 +5,7 @@
 #include "CCortexShims.h"
 #include <fcntl.h>
 #include <spawn.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/vfs.h>
@@ -20,6 +21,9 @@ int cortex_filesystem_type(const char *path, int64_t *type) {
 ssize_t cortex_getrandom(void *buffer, size_t count) { return getrandom(buffer, count, 0); }
 const void *cortex_memmem(const void *haystack, size_t haystack_length, const void *needle, size_t needle_length) {
     return memmem(haystack, haystack_length, needle, needle_length);
+}
+int cortex_rename_exchange(const char *from, const char *to) {
+    return renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_EXCHANGE);
 }
 int cortex_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
 short cortex_spawn_flag_setsid(void) { return (short)POSIX_SPAWN_SETSID; }

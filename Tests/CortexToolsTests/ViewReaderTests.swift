@@ -39,7 +39,7 @@ struct ViewReaderTests {
 
         // jq's view of the fields, and the same from a plain read parsed in the test.
         let filter =
-            "[.total_budget, .spent, .allocated, .in_use, .available, (.allocations | length), ([.allocations[].tokens] | add // 0), .records_folded]"
+            "[.total_budget, .spent, .allocated, .in_use, .available, (.allocations | length), ([.allocations[].tokens] | add // 0), .version]"
         var recordsFoldedSeen: Set<Int64> = []
         var problems: [String] = []
         func check(_ numbers: [Int64], from reader: String) {
@@ -74,7 +74,7 @@ struct ViewReaderTests {
                         keys.compactMap { parsed.int($0) } + [
                             Int64(parsed["allocations"]?.arrayValue?.count ?? -1),
                             (parsed["allocations"]?.arrayValue ?? []).reduce(0) { $0 + ($1.int("tokens") ?? 0) },
-                        ] + [parsed.int("records_folded") ?? -1]
+                        ] + [parsed.int("version") ?? -1]
                     check(numbers, from: "read(2)")
                 } catch {
                     problems.append("a plain read did not parse: \(error)")
@@ -97,11 +97,11 @@ struct ViewReaderTests {
         #expect(fold.state.budget.spent == 2 * rounds, "every completed round spent 2 tokens")
         #expect(final.int("spent") == fold.state.budget.spent)
         #expect(final.int("allocated") == 0)
-        #expect(final.int("records_folded") == fold.state.recordsFolded)
+        #expect(final.int("version") == fold.state.recordsFolded)
         // A read-only status starts from the snapshot (written every 256 records) and must agree too.
         let status = try runTool(["cortex-budget", "status", "--dir", directory.coordination, "--json"], in: directory)
         #expect(status.exitCode == 0, "\(status)")
-        #expect(status.json?.int("records_folded") == fold.state.recordsFolded, "\(status)")
+        #expect(status.json?.int("version") == fold.state.recordsFolded, "\(status)")
         #expect(status.json?.int("spent") == fold.state.budget.spent, "\(status)")
     }
 }

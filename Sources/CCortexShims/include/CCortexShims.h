@@ -16,6 +16,9 @@ ssize_t cortex_getrandom(void *buffer, size_t count);
 /// memmem(3): the first occurrence of needle in haystack, or NULL.
 const void *cortex_memmem(const void *haystack, size_t haystack_length, const void *needle, size_t needle_length);
 
+/// renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_EXCHANGE): swaps two names atomically.
+int cortex_rename_exchange(const char *from, const char *to);
+
 /// pipe2(fds, O_CLOEXEC).
 int cortex_pipe_cloexec(int fds[2]);
 

@@ -1,3 +1,4 @@
+import CCortexShims
 import Glibc
 
 /// Publishing whole files: a reader that opens the path sees the old file or the new one,
@@ -17,17 +18,22 @@ public enum AtomicFile {
     /// `O_NOFOLLOW`, named `.NAME.tmp-PID-RANDOM` so globs skip it), write, optionally `fsync`,
     /// `rename` over `path`, optionally `fsync` the folder. On failure the temp file is removed
     /// and `path` is untouched.
+    /// - Returns: the inode number of the new file, so the caller can tell later whether the file
+    ///   at `path` is still the one it wrote.
+    @discardableResult
     public static func replace(_ path: String, with bytes: [UInt8], durability: Durability, mode: mode_t = 0o644)
-        throws(CortexError)
+        throws(CortexError) -> UInt64
     {
         let (directory, name) = split(path)
         let temp = "\(directory)/.\(name).tmp-\(getpid())-\(randomSuffix())"
         let fd = try withPath("create", temp) { () throws(Errno) in
             try POSIX.open(temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode: mode)
         }
+        let inode: UInt64
         do throws(Errno) {
             try POSIX.writeAll(fd, bytes)
             if durability == .powerLoss { try POSIX.fsync(fd) }
+            inode = UInt64(try POSIX.status(fd).st_ino)
         } catch {
             POSIX.close(fd)
             POSIX.unlinkIfPresent(temp)
@@ -43,6 +49,12 @@ public enum AtomicFile {
         if durability == .powerLoss {
             try withPath("fsync", directory) { () throws(Errno) in try POSIX.fsyncDirectory(directory) }
         }
+        return inode
+    }
+
+    /// The inode number of the file at `path`, or nil when there is none.
+    public static func inode(of path: String) throws(CortexError) -> UInt64? {
+        try withPath("stat", path) { () throws(Errno) in try POSIX.status(path) }.map { UInt64($0.st_ino) }
     }
 
     /// Creates `path` with `bytes` only if nothing is there yet (temp file, then `link`, which
@@ -117,5 +129,61 @@ public enum Files {
     /// True when something exists at `path`.
     public static func exists(_ path: String) throws(CortexError) -> Bool {
         try withPath("stat", path) { () throws(Errno) in try POSIX.status(path) } != nil
+    }
+}
+
+extension AtomicFile {
+    /// What `exchange` found at the path it published to.
+    public enum Displaced: Equatable, Sendable {
+        /// Nothing was there.
+        case nothing
+        /// A file was there; these are its last bytes (at most 4 KiB).
+        case file(tail: [UInt8])
+        /// The file system cannot swap names (no `RENAME_EXCHANGE`); a plain rename replaced an unknown file.
+        case unknown
+    }
+
+    /// Publishes `bytes` at `path` like `replace(_:with:durability:)` with `.processCrash`, but swaps
+    /// the new file in with `renameat2(RENAME_EXCHANGE)`, so the caller learns what it displaced
+    /// (the old file ends up under the temp name, is read, then removed).
+    public static func exchange(_ path: String, with bytes: [UInt8]) throws(CortexError) -> Displaced {
+        let (directory, name) = split(path)
+        let temp = "\(directory)/.\(name).tmp-\(getpid())-\(POSIX.randomBytes(4).map { String($0, radix: 16) }.joined())"
+        let fd = try withPath("create", temp) { () throws(Errno) in
+            try POSIX.open(temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode: 0o644)
+        }
+        do throws(Errno) {
+            try POSIX.writeAll(fd, bytes)
+        } catch {
+            POSIX.close(fd)
+            POSIX.unlinkIfPresent(temp)
+            throw .system("write", temp, error)
+        }
+        POSIX.close(fd)
+        if cortex_rename_exchange(temp, path) == 0 {
+            let tail = (try? readTail(temp, bytes: 4096)) ?? []
+            POSIX.unlinkIfPresent(temp)
+            return .file(tail: tail)
+        }
+        let exchangeError = errno
+        do throws(Errno) {
+            try POSIX.rename(temp, path)
+        } catch {
+            POSIX.unlinkIfPresent(temp)
+            throw .system("rename into", path, error)
+        }
+        return exchangeError == ENOENT ? .nothing : .unknown
+    }
+
+    private static func readTail(_ path: String, bytes: Int) throws(Errno) -> [UInt8] {
+        let fd = try POSIX.open(path, O_RDONLY)
+        defer { POSIX.close(fd) }
+        let size = Int64(try POSIX.status(fd).st_size)
+        return try POSIX.read(fd, at: max(0, size - Int64(bytes)), count: bytes)
+    }
+
+    /// The last `bytes` bytes of the file at `path`, or nil when there is none.
+    public static func tail(of path: String, bytes: Int = 4096) -> [UInt8]? {
+        try? readTail(path, bytes: bytes)
     }
 }

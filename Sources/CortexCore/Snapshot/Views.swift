@@ -1,6 +1,29 @@
 /// The files people and `jq` read. They keep Cortex 1.0's names and field names
 /// (SPEC.md: `allocated` = `in_use` = reserved tokens, `available` = total - spent - allocated).
 public enum Views {
+    /// A view's `version`: the number of journal records it reflects (`CortexState.recordsFolded`),
+    /// the same in every process for the same journal prefix. Keys are sorted, so `version` is
+    /// always the last key of a view and can be read from the file's last bytes.
+    public static func coverage(inTail tail: [UInt8]) -> Int64? {
+        let key = Array("\"version\": ".utf8)
+        guard tail.count >= key.count else { return nil }
+        var index = tail.count - key.count
+        while index >= 0 {
+            if tail[index] == key[0] && Array(tail[index..<(index + key.count)]) == key { break }
+            index -= 1
+        }
+        guard index >= 0 else { return nil }
+        var value: Int64 = 0
+        var position = index + key.count
+        var digits = 0
+        while position < tail.count, (0x30...0x39).contains(tail[position]) {
+            value = value * 10 + Int64(tail[position] - 0x30)
+            position += 1
+            digits += 1
+        }
+        return digits > 0 ? value : nil
+    }
+
     /// `token-budget.json`.
     public static func budget(_ state: CortexState, nowMilliseconds: Int64) -> JSONValue {
         let budget = state.budget
@@ -31,11 +54,11 @@ public enum Views {
             "in_use": .int(budget.reserved),
             "period": .int(budget.period),
             "period_started_at": .optional(budget.periodStartedMilliseconds.map { ISOTime.format(milliseconds: $0) }),
-            "records_folded": .int(state.recordsFolded),
             "spent": .int(budget.spent),
             "tenants": .object(tenants),
             "total_budget": .int(budget.total),
             "updated_at": .string(ISOTime.format(milliseconds: nowMilliseconds)),
+            "version": .int(state.recordsFolded),
         ])
     }
 
@@ -65,10 +88,10 @@ public enum Views {
         return .object([
             "counts": .object(TaskStatus.allCases.map { JSONMember($0.rawValue, .int(counts[$0, default: 0])) }),
             "pending": .array(waiting),
-            "records_folded": .int(state.recordsFolded),
             "running": .array(running),
             "total_created": .int(tasks.created),
             "updated_at": .string(ISOTime.format(milliseconds: nowMilliseconds)),
+            "version": .int(state.recordsFolded),
         ])
     }
 }
