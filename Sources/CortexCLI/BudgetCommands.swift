@@ -89,7 +89,7 @@ public enum BudgetTool {
         let store = try invocation.openStore(mutating: true)
         let submission = try store.submit(event)
         try store.publish()
-        guard submission.outcome == .applied else { throw failure(submission.outcome) }
+        guard submission.outcome == .applied else { throw unexpected(submission.outcome) }
         return budgetReport(store.state)
     }
 
@@ -110,7 +110,7 @@ public enum BudgetTool {
         case .refused(let reason):
             return Report(exitCode: 1, text: "", json: json, diagnostic: reason)
         default:
-            throw failure(submission.outcome)
+            throw unexpected(submission.outcome)
         }
     }
 
@@ -139,7 +139,7 @@ public enum BudgetTool {
             // Another release of the same allocation folded first.
             return Report(exitCode: 1, text: "", json: json, diagnostic: reason)
         default:
-            throw failure(submission.outcome)
+            throw unexpected(submission.outcome)
         }
     }
 
@@ -170,20 +170,4 @@ public enum BudgetTool {
         }
         return Report(text: lines.joined(separator: "\n"), json: view)
     }
-
-    /// The error for an outcome a command did not expect (a malformed record it wrote itself).
-    static func failure(_ outcome: Outcome) -> CortexError {
-        switch outcome {
-        case .refused(let reason): .refused(reason)
-        case .rejected(let reason): .badInput(reason)
-        default: .corrupt("unexpected outcome \(outcome.json.jsonText)")
-        }
-    }
-}
-
-/// `object` with `extra` members added.
-func merge(_ object: JSONValue, _ extra: KeyValuePairs<String, JSONValue>) -> JSONValue {
-    var members = object.objectMembers ?? []
-    members += extra.map { JSONMember($0.key, $0.value) }
-    return .object(members)
 }

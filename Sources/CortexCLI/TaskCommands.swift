@@ -143,7 +143,7 @@ public enum TaskTool {
         }
         let submission = try store.submit(.taskCreate(spec))
         try store.publish()
-        guard case .created(let task, let existing) = submission.outcome else { throw BudgetTool.failure(submission.outcome) }
+        guard case .created(let task, let existing) = submission.outcome else { throw unexpected(submission.outcome) }
         if existing, let contextPath { POSIX.unlinkIfPresent(store.layout.root + "/" + contextPath) }
         return Report(text: task, json: merge(submission.outcome.json, ["record": .string(submission.record.id)]))
     }
@@ -222,7 +222,7 @@ public enum TaskTool {
         try store.publish()
         guard case .completed = submission.outcome else {
             if let resultPath { POSIX.unlinkIfPresent(store.layout.root + "/" + resultPath) }
-            throw BudgetTool.failure(submission.outcome)
+            throw unexpected(submission.outcome)
         }
         if let resultPath { try ResultFiles.publish(store.layout, task: task.id, attemptFile: resultPath) }
         return Report(text: "", json: merge(submission.outcome.json, ["result": .optional(resultPath).map { $0 } ?? .null]))
@@ -242,7 +242,7 @@ public enum TaskTool {
         case .deadLettered:
             return Report(text: "\(task.id): dead (attempts used: \(task.attempt))", json: submission.outcome.json)
         default:
-            throw BudgetTool.failure(submission.outcome)
+            throw unexpected(submission.outcome)
         }
     }
 
@@ -253,7 +253,7 @@ public enum TaskTool {
         if task.status.isTerminal { throw .refused("\(id) has already finished (\(task.status.rawValue))") }
         let submission = try store.submit(.taskCancel(task: id))
         try store.publish()
-        guard case .cancelled = submission.outcome else { throw BudgetTool.failure(submission.outcome) }
+        guard case .cancelled = submission.outcome else { throw unexpected(submission.outcome) }
         return Report(text: "\(id): cancelled", json: submission.outcome.json)
     }
 

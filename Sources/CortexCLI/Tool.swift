@@ -236,3 +236,20 @@ public func runToolAndExit(_ tool: ToolSpec) -> Never {
 func padded(_ text: String, to width: Int) -> String {
     text + String(repeating: " ", count: max(1, width - text.count))
 }
+
+/// The error for an outcome a command did not expect: a refusal it could not foresee, or a
+/// record it wrote that the reducer rejected.
+func unexpected(_ outcome: Outcome) -> CortexError {
+    switch outcome {
+    case .refused(let reason): .refused(reason)
+    case .rejected(let reason): .badInput(reason)
+    default: .corrupt("unexpected outcome \(outcome.json.jsonText)")
+    }
+}
+
+/// `object` with `extra` members added.
+func merge(_ object: JSONValue, _ extra: KeyValuePairs<String, JSONValue>) -> JSONValue {
+    var members = object.objectMembers ?? []
+    members += extra.map { JSONMember($0.key, $0.value) }
+    return .object(members)
+}
