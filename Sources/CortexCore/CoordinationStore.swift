@@ -278,8 +278,9 @@ public final class CoordinationStore {
     }
 
     /// Rewrites the views from the current state, so that the views left in place reflect every
-    /// record once writers stop. Every view carries `records_folded`, its coverage (the same
-    /// number in every process for the same journal prefix), so a writer can compare views:
+    /// record once writers stop. Every view carries `version`, the number of records of its kind
+    /// folded into it (the same in every process for the same journal prefix), so a writer can
+    /// compare views, and a view that no record of its kind changed is never rewritten:
     ///
     /// - if the view on disk already covers this fold, it is not written at all;
     /// - otherwise the new view is swapped in with `RENAME_EXCHANGE`, which hands back the file
@@ -290,13 +291,12 @@ public final class CoordinationStore {
     ///   (the journal always moves under load).
     public func publishViews(nowMilliseconds: Int64 = POSIX.wallClockMilliseconds()) throws(CortexError) {
         for _ in 0..<8 {
-            let coverage = state.recordsFolded
             var regressed = false
-            let views: [(String, () -> JSONValue)] = [
-                (layout.budgetView, { Views.budget(self.state, nowMilliseconds: nowMilliseconds) }),
-                (layout.taskView, { Views.taskQueue(self.state, nowMilliseconds: nowMilliseconds) }),
+            let views: [(String, Int64, () -> JSONValue)] = [
+                (layout.budgetView, state.budget.version, { Views.budget(self.state, nowMilliseconds: nowMilliseconds) }),
+                (layout.taskView, state.tasks.version, { Views.taskQueue(self.state, nowMilliseconds: nowMilliseconds) }),
             ]
-            for (path, render) in views {
+            for (path, coverage, render) in views {
                 if let onDisk = AtomicFile.tail(of: path).flatMap(Views.coverage(inTail:)), onDisk >= coverage { continue }
                 switch try AtomicFile.exchange(path, with: render().prettySerialized()) {
                 case .nothing: break

@@ -77,7 +77,7 @@ struct BudgetConcurrencyTests {
         #expect(fold.state.budget.allocations.count == 33)
         #expect(fold.records.count == 101, "budget.set + 100 allocations, each folded once")
         #expect(fold.duplicatedRecordIDs.isEmpty, "\(fold.duplicatedRecordIDs)")
-        #expect(view.int("version") == fold.state.recordsFolded, "the view left behind reflects the whole journal")
+        #expect(view.int("version") == fold.state.budget.version, "the view left behind reflects the whole journal")
 
         let verify = try runTool(["cortex", "verify", "--dir", directory.coordination], in: directory)
         #expect(verify.exitCode == 0, "\(verify)")
@@ -173,7 +173,7 @@ struct BudgetConcurrencyTests {
 
         // The view and a read-only status agree with the fresh fold.
         let view = try budgetView(directory)
-        #expect(view.int("version") == fold.state.recordsFolded)
+        #expect(view.int("version") == fold.state.budget.version)
         #expect(view.int("allocated") == fold.state.budget.reserved)
         #expect(view.int("spent") == fold.state.budget.spent)
         let status = try runTool(["cortex-budget", "status", "--dir", directory.coordination, "--json"], in: directory)

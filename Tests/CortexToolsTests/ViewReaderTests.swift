@@ -97,11 +97,11 @@ struct ViewReaderTests {
         #expect(fold.state.budget.spent == 2 * rounds, "every completed round spent 2 tokens")
         #expect(final.int("spent") == fold.state.budget.spent)
         #expect(final.int("allocated") == 0)
-        #expect(final.int("version") == fold.state.recordsFolded)
+        #expect(final.int("version") == fold.state.budget.version)
         // A read-only status starts from the snapshot (written every 256 records) and must agree too.
         let status = try runTool(["cortex-budget", "status", "--dir", directory.coordination, "--json"], in: directory)
         #expect(status.exitCode == 0, "\(status)")
-        #expect(status.json?.int("version") == fold.state.recordsFolded, "\(status)")
+        #expect(status.json?.int("version") == fold.state.budget.version, "\(status)")
         #expect(status.json?.int("spent") == fold.state.budget.spent, "\(status)")
     }
 }

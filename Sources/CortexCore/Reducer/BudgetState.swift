@@ -1,6 +1,8 @@
 /// The token budget as the fold sees it. Over-allocation is impossible by construction: a grant
 /// happens only at the grant's place in the journal, against everything granted before it.
 public struct BudgetState: Equatable, Sendable {
+    /// How many budget records have been folded: the version of `token-budget.json`.
+    public var version: Int64 = 0
     /// The total budget in tokens.
     public var total: Int64 = 0
     /// Tokens spent in the current period (released allocations' used tokens).

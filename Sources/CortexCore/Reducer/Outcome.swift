@@ -28,6 +28,15 @@ public enum Outcome: Equatable, Sendable {
     /// The record's kind is not one this version folds (a newer writer); nothing changed.
     case ignored
 
+    /// False for refusals, rejections and ignored records, which leave the state as it was.
+    public var changesState: Bool {
+        switch self {
+        case .refused, .rejected, .ignored: false
+        case .created(_, let existing): !existing
+        default: true
+        }
+    }
+
     /// The outcome as JSON: `{"outcome": "granted", "allocation": "alloc-000001"}`.
     public var json: JSONValue {
         switch self {

@@ -31,15 +31,28 @@ public enum Reducer {
         let time = record.timeMilliseconds
         switch event {
         case .budgetSet, .budgetAllocate, .budgetRelease, .budgetQuota, .budgetReset:
-            return BudgetRules.apply(event, at: time, to: &state.budget)
-        case .taskCreate(let spec): return TaskRules.create(spec, at: time, in: &state.tasks)
-        case .taskClaim(let claim): return TaskRules.claim(claim, at: time, in: &state.tasks)
+            let outcome = BudgetRules.apply(event, at: time, to: &state.budget)
+            if outcome.changesState { state.budget.version += 1 }
+            return outcome
+        case .taskCreate, .taskClaim, .taskComplete, .taskFail, .taskCancel, .workerLost:
+            let outcome = taskOutcome(event, at: time, in: &state.tasks)
+            if outcome.changesState { state.tasks.version += 1 }
+            return outcome
+        }
+    }
+
+    private static func taskOutcome(_ event: Event, at time: Int64, in tasks: inout TaskState) -> Outcome {
+        switch event {
+        case .budgetSet, .budgetAllocate, .budgetRelease, .budgetQuota, .budgetReset:
+            return .ignored  // routed to BudgetRules above
+        case .taskCreate(let spec): return TaskRules.create(spec, at: time, in: &tasks)
+        case .taskClaim(let claim): return TaskRules.claim(claim, at: time, in: &tasks)
         case .taskComplete(let task, let claim, let result, let tokensUsed):
-            return TaskRules.complete(task, claim: claim, result: result, tokensUsed: tokensUsed, at: time, in: &state.tasks)
+            return TaskRules.complete(task, claim: claim, result: result, tokensUsed: tokensUsed, at: time, in: &tasks)
         case .taskFail(let task, let claim, let error, let retry):
-            return TaskRules.fail(task, claim: claim, error: error, retry: retry, at: time, in: &state.tasks)
-        case .taskCancel(let task): return TaskRules.cancel(task, at: time, in: &state.tasks)
-        case .workerLost(let worker, let reason): return TaskRules.workerLost(worker, reason: reason, at: time, in: &state.tasks)
+            return TaskRules.fail(task, claim: claim, error: error, retry: retry, at: time, in: &tasks)
+        case .taskCancel(let task): return TaskRules.cancel(task, at: time, in: &tasks)
+        case .workerLost(let worker, let reason): return TaskRules.workerLost(worker, reason: reason, at: time, in: &tasks)
         }
     }
 

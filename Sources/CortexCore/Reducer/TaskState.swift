@@ -103,6 +103,8 @@ public struct TaskEntry: Equatable, Sendable {
 /// running) live here; finished ones move to `finished`, an outbox that a snapshot writer
 /// empties into per-task files, so the cost of a claim never grows with finished work.
 public struct TaskState: Equatable, Sendable {
+    /// How many task records have been folded: the version of `task-queue.json`.
+    public var version: Int64 = 0
     /// Pending, failed (awaiting retry) and running tasks by id.
     public var active: [String: TaskEntry] = [:]
     /// Tasks issued so far; ids are `task-` and this number.

@@ -32,6 +32,7 @@ extension BudgetState {
             "spent": .int(spent),
             "tenant_spent": .object(tenantSpent.sorted { $0.key < $1.key }.map { JSONMember($0.key, .int($0.value)) }),
             "total": .int(total),
+            "version": .int(version),
         ])
     }
 
@@ -42,6 +43,7 @@ extension BudgetState {
             return value
         }
         total = try count("total")
+        version = json["version"]?.intValue ?? 0
         spent = try count("spent")
         period = try count("period")
         allocationsIssued = try count("allocations_issued")
@@ -83,12 +85,14 @@ extension TaskState {
                         $0.key,
                         .object(["finished_ms": .optional($0.value.finishedMilliseconds), "task": .string($0.value.task)]))
                 }),
+            "version": .int(version),
         ])
     }
 
     init(json: JSONValue) throws(CortexError) {
         self.init()
         guard let created = json["created"]?.intValue else { throw .corrupt("snapshot tasks have no 'created'") }
+        version = json["version"]?.intValue ?? 0
         self.created = created
         for item in json["active"]?.arrayValue ?? [] {
             let entry = try TaskEntry(json: item)

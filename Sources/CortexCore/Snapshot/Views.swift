@@ -1,9 +1,10 @@
 /// The files people and `jq` read. They keep Cortex 1.0's names and field names
 /// (SPEC.md: `allocated` = `in_use` = reserved tokens, `available` = total - spent - allocated).
 public enum Views {
-    /// A view's `version`: the number of journal records it reflects (`CortexState.recordsFolded`),
-    /// the same in every process for the same journal prefix. Keys are sorted, so `version` is
-    /// always the last key of a view and can be read from the file's last bytes.
+    /// A view's `version`: how many records of its kind (budget records for `token-budget.json`,
+    /// task records for `task-queue.json`) it reflects; the same in every process for the same
+    /// journal prefix, and unchanged by records of the other kind. Keys are sorted, so `version`
+    /// is always the last key of a view and can be read from the file's last bytes.
     public static func coverage(inTail tail: [UInt8]) -> Int64? {
         let key = Array("\"version\": ".utf8)
         guard tail.count >= key.count else { return nil }
@@ -58,7 +59,7 @@ public enum Views {
             "tenants": .object(tenants),
             "total_budget": .int(budget.total),
             "updated_at": .string(ISOTime.format(milliseconds: nowMilliseconds)),
-            "version": .int(state.recordsFolded),
+            "version": .int(budget.version),
         ])
     }
 
@@ -91,7 +92,7 @@ public enum Views {
             "running": .array(running),
             "total_created": .int(tasks.created),
             "updated_at": .string(ISOTime.format(milliseconds: nowMilliseconds)),
-            "version": .int(state.recordsFolded),
+            "version": .int(tasks.version),
         ])
     }
 }
