@@ -71,14 +71,23 @@ public struct CoordinationLayout: Sendable {
         return "./coordination"
     }
 
+    /// The journal segments.
     public var journal: String { root + "/journal" }
+    /// Sealed segments a snapshot covers.
     public var archive: String { root + "/journal/archive" }
+    /// Snapshots and compacted state.
     public var stateFolder: String { root + "/state" }
+    /// The folded state and the journal position it covers.
     public var snapshot: String { root + "/state/snapshot.json" }
+    /// Settings.
     public var config: String { root + "/config.json" }
+    /// One folder per worker.
     public var workers: String { root + "/workers" }
+    /// Task results.
     public var results: String { root + "/results" }
+    /// The budget view (Cortex 1.0 name).
     public var budgetView: String { root + "/token-budget.json" }
+    /// The task queue view (Cortex 1.0 name).
     public var taskView: String { root + "/task-queue.json" }
     /// Finished tasks compacted out of the snapshot, one file per snapshot that compacted them.
     public var finishedTasks: String { root + "/state/finished" }

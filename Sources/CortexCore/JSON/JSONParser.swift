@@ -1,6 +1,8 @@
 /// Why a JSON text was refused, with the byte offset where the parser gave up.
 public struct JSONParseError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// The byte offset where the parser gave up.
     public var offset: Int
+    /// What it expected or found.
     public var reason: String
     public var description: String { "\(reason) at byte \(offset)" }
 }

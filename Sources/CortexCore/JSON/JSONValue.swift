@@ -63,7 +63,9 @@ public enum JSONValue: Equatable, Sendable {
 
 /// One `"key": value` member of a JSON object.
 public struct JSONMember: Equatable, Sendable {
+    /// The member's name.
     public var key: String
+    /// The member's value.
     public var value: JSONValue
 
     /// A member with the given key and value.

@@ -1,7 +1,7 @@
-/// A read-only integrity check of a whole journal (`cortex verify`): checksums, seals, torn
-/// lines, missing segments. Unlike a fold it never writes, not even a seal.
 import Glibc
 
+/// A read-only integrity check of a whole journal (`cortex verify`): checksums, seals, torn
+/// lines, missing segments. Unlike a fold it never writes, not even a seal.
 public enum JournalVerifier {
     /// What the check found.
     public struct Report: Sendable {

@@ -149,6 +149,7 @@ public enum Event: Equatable, Sendable {
 
 /// Why a record's payload could not be read as its kind's event.
 public struct EventDecodingError: Error, Equatable, Sendable {
+    /// What is wrong with the payload.
     public var reason: String
     init(_ reason: String) { self.reason = reason }
 }

@@ -85,9 +85,11 @@ public struct TaskEntry: Equatable, Sendable {
     public var attempt: Int64 = 0
     /// The worker holding the current claim (while running).
     public var worker: String?
-    /// When it was created, claimed, finished (record times).
+    /// When it was created (the create record's time).
     public var createdMilliseconds: Int64
+    /// When its current attempt was claimed.
     public var claimedMilliseconds: Int64?
+    /// When it reached a terminal status.
     public var finishedMilliseconds: Int64?
     /// Not claimable before this time (a retry's backoff).
     public var notBeforeMilliseconds: Int64?
@@ -124,14 +126,19 @@ public struct TaskState: Equatable, Sendable {
 
     /// An idempotency key's task.
     public struct KeyEntry: Equatable, Sendable {
+        /// The task the key names.
         public var task: String
+        /// When that task finished, if it has.
         public var finishedMilliseconds: Int64?
     }
 
     /// A task's place in claim order.
     public struct QueueSlot: Equatable, Sendable, Comparable {
+        /// The priority's rank (smaller first).
         public var rank: Int
+        /// The task's creation number (smaller first within a rank).
         public var number: Int64
+        /// The task id.
         public var task: String
 
         public static func < (lhs: QueueSlot, rhs: QueueSlot) -> Bool { (lhs.rank, lhs.number) < (rhs.rank, rhs.number) }
