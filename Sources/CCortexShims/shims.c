@@ -30,6 +30,9 @@ short cortex_spawn_flag_setsid(void) { return (short)POSIX_SPAWN_SETSID; }
 int cortex_spawn_addclosefrom(void *actions, int lowfd) {
     return posix_spawn_file_actions_addclosefrom_np((posix_spawn_file_actions_t *)actions, lowfd);
 }
+int cortex_spawn_addchdir(void *actions, const char *path) {
+    return posix_spawn_file_actions_addchdir_np((posix_spawn_file_actions_t *)actions, path);
+}
 int cortex_wifexited(int status) { return WIFEXITED(status); }
 int cortex_wexitstatus(int status) { return WEXITSTATUS(status); }
 int cortex_wifsignaled(int status) { return WIFSIGNALED(status); }

@@ -28,6 +28,9 @@ short cortex_spawn_flag_setsid(void);
 /// posix_spawn_file_actions_addclosefrom_np(actions, lowfd).
 int cortex_spawn_addclosefrom(void *actions, int lowfd);
 
+/// posix_spawn_file_actions_addchdir_np(actions, path).
+int cortex_spawn_addchdir(void *actions, const char *path);
+
 /// W* macros from <sys/wait.h>.
 int cortex_wifexited(int status);
 int cortex_wexitstatus(int status);

@@ -1,0 +1,81 @@
+import Glibc
+
+/// A process as Cortex records it: its pid **and** its start time (field 22 of
+/// `/proc/<pid>/stat`, in clock ticks since boot), so a recycled pid is never mistaken for the
+/// process, and never signalled (DESIGN.md, "Heartbeats and processes").
+public struct ProcessIdentity: Equatable, Hashable, Sendable {
+    /// The process id.
+    public var pid: Int32
+    /// Its start time in clock ticks since boot.
+    public var startTicks: UInt64
+
+    /// An identity from its parts.
+    public init(pid: Int32, startTicks: UInt64) {
+        self.pid = pid
+        self.startTicks = startTicks
+    }
+
+    /// The identity of the running process `pid`, or nil when no such process exists.
+    public static func of(pid: Int32) -> ProcessIdentity? {
+        guard pid > 0, let stat = try? POSIX.readFile("/proc/\(pid)/stat") else { return nil }
+        return parse(stat: stat, pid: pid)
+    }
+
+    /// This process.
+    public static var current: ProcessIdentity? { of(pid: getpid()) }
+
+    /// Reads the start time from the text of `/proc/<pid>/stat`. The command name (field 2) is in
+    /// parentheses and may contain spaces or parentheses itself, so fields are counted from the
+    /// last `)`.
+    static func parse(stat: [UInt8], pid: Int32) -> ProcessIdentity? {
+        guard let close = stat.lastIndex(of: UInt8(ascii: ")")) else { return nil }
+        let fields = stat[(close + 1)...].split(separator: UInt8(ascii: " "))
+        // After ")": field 3 (state) is index 0, so field 22 (starttime) is index 19.
+        guard fields.count > 19, let ticks = UInt64(String(decoding: fields[19], as: UTF8.self)) else { return nil }
+        return ProcessIdentity(pid: pid, startTicks: ticks)
+    }
+
+    /// True when a process with this pid exists and started at this time (not a recycled pid).
+    public var isAlive: Bool { ProcessIdentity.of(pid: pid) == self }
+
+    /// True when the process is alive and belongs to the calling user (the only processes the
+    /// reaper may signal).
+    public var isAliveAndOurs: Bool {
+        guard isAlive, let info = try? POSIX.status("/proc/\(pid)") else { return false }
+        return info.st_uid == getuid()
+    }
+
+    /// Sends `signal` to the process group led by this process, only if the pid still names this
+    /// very process and it belongs to the caller. Returns false (and signals nothing) otherwise.
+    @discardableResult
+    public func signalGroup(_ signal: Int32) -> Bool {
+        guard isAliveAndOurs else { return false }
+        return kill(-pid, signal) == 0 || kill(pid, signal) == 0
+    }
+
+    /// `{"pid": …, "start_ticks": …}`.
+    public var json: JSONValue { .object(["pid": .int(Int64(pid)), "start_ticks": .int(Int64(startTicks))]) }
+}
+
+/// Facts about the machine that feasibility checks record as evidence (the reducer never reads them).
+public enum SystemProbe {
+    /// Online processors.
+    public static var cores: Int { max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
+
+    /// The 1-minute load average from `/proc/loadavg`, or nil.
+    public static func loadAverage() -> Double? {
+        guard let text = try? POSIX.readFile("/proc/loadavg"), let first = text.split(separator: UInt8(ascii: " ")).first
+        else { return nil }
+        return Double(String(decoding: first, as: UTF8.self))
+    }
+
+    /// `MemAvailable` from `/proc/meminfo`, in bytes, or nil.
+    public static func availableMemoryBytes() -> Int64? {
+        guard let text = try? POSIX.readFile("/proc/meminfo") else { return nil }
+        for line in text.split(separator: 0x0A) where line.starts(with: Array("MemAvailable:".utf8)) {
+            let digits = line.filter { (0x30...0x39).contains($0) }
+            return Int64(String(decoding: digits, as: UTF8.self)).map { $0 * 1024 }
+        }
+        return nil
+    }
+}

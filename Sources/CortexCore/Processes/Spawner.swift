@@ -1,0 +1,121 @@
+import CCortexShims
+import Glibc
+
+/// What to start, and how its standard streams are wired.
+public struct SpawnRequest: Sendable {
+    /// The program and its arguments; a program name without `/` is looked up in `PATH`.
+    public var arguments: [String]
+    /// The whole environment of the new process.
+    public var environment: [String: String]
+    /// The working directory, or nil to keep the caller's.
+    public var workingDirectory: String?
+    /// A descriptor of the caller that becomes the child's 0 (nil: `/dev/null`).
+    public var standardInput: Int32?
+    /// A descriptor of the caller that becomes the child's 1 (nil: `/dev/null`).
+    public var standardOutput: Int32?
+    /// A descriptor of the caller that becomes the child's 2 (nil: `/dev/null`).
+    public var standardError: Int32?
+    /// Start a new session (and so a new process group whose id is the child's pid), so the
+    /// whole tree can be signalled with `kill(-pid, …)` and the caller's terminal is left alone.
+    public var newSession: Bool
+
+    /// A request; streams default to `/dev/null`, a new session to true.
+    public init(
+        arguments: [String], environment: [String: String], workingDirectory: String? = nil, standardInput: Int32? = nil,
+        standardOutput: Int32? = nil, standardError: Int32? = nil, newSession: Bool = true
+    ) {
+        self.arguments = arguments
+        self.environment = environment
+        self.workingDirectory = workingDirectory
+        self.standardInput = standardInput
+        self.standardOutput = standardOutput
+        self.standardError = standardError
+        self.newSession = newSession
+    }
+}
+
+/// How a process ended.
+public enum ProcessExit: Equatable, Sendable {
+    /// It called `exit` with this code.
+    case exited(Int32)
+    /// A signal ended it.
+    case signaled(Int32)
+
+    /// `{"exit_code": N}` or `{"signal": N}`.
+    public var json: JSONValue {
+        switch self {
+        case .exited(let code): .object(["exit_code": .int(Int64(code))])
+        case .signaled(let signal): .object(["signal": .int(Int64(signal))])
+        }
+    }
+}
+
+/// Starting and reaping child processes with the descriptor and signal hygiene of
+/// swift-subprocess: `posix_spawn` (never `fork` from Swift), an empty signal mask and default
+/// dispositions in the child, every descriptor from 3 up closed, optionally a new session.
+public enum Spawner {
+    /// Signals whose disposition the child gets back to default (a caller may ignore or handle them).
+    static let resetSignals: [Int32] = [SIGPIPE, SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGCHLD, SIGUSR1, SIGUSR2, SIGALRM]
+
+    /// Starts `request` and returns the child's pid; the caller must reap it (`waitForExit`).
+    /// - Throws: `CortexError.notFound` when the program does not exist, `.io` otherwise.
+    public static func spawn(_ request: SpawnRequest) throws(CortexError) -> pid_t {
+        guard let program = request.arguments.first, !program.isEmpty else { throw .usage("no command to run") }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        for (source, target) in [(request.standardInput, 0), (request.standardOutput, 1), (request.standardError, 2)] {
+            if let source {
+                posix_spawn_file_actions_adddup2(&actions, source, Int32(target))
+            } else {
+                posix_spawn_file_actions_addopen(&actions, Int32(target), "/dev/null", target == 0 ? O_RDONLY : O_WRONLY, 0)
+            }
+        }
+        if let directory = request.workingDirectory {
+            let result = withUnsafeMutablePointer(to: &actions) { cortex_spawn_addchdir(UnsafeMutableRawPointer($0), directory) }
+            if result != 0 { throw .system("change into", directory, Errno(result)) }
+        }
+        let closing = withUnsafeMutablePointer(to: &actions) { cortex_spawn_addclosefrom(UnsafeMutableRawPointer($0), 3) }
+        if closing != 0 { throw .system("prepare", program, Errno(closing)) }
+
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var none = sigset_t()
+        sigemptyset(&none)
+        posix_spawnattr_setsigmask(&attributes, &none)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for signal in resetSignals { sigaddset(&defaults, signal) }
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        var flags = Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF)
+        if request.newSession { flags |= cortex_spawn_flag_setsid() }
+        posix_spawnattr_setflags(&attributes, flags)
+
+        let argv = request.arguments.map { strdup($0) } + [nil]
+        let environment = request.environment.sorted { $0.key < $1.key }.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { (argv + environment).forEach { free($0) } }
+        var pid: pid_t = 0
+        let result = posix_spawnp(&pid, program, &actions, &attributes, argv, environment)
+        guard result == 0 else {
+            if result == ENOENT { throw .notFound("no program \(program) (not a path, and not found in PATH)") }
+            throw .system("start", program, Errno(result))
+        }
+        return pid
+    }
+
+    /// Waits for child `pid` to end (retrying `EINTR`) and says how. With `blocking` false,
+    /// returns nil at once if it is still running.
+    public static func waitForExit(_ pid: pid_t, blocking: Bool = true) throws(CortexError) -> ProcessExit? {
+        var status: Int32 = 0
+        while true {
+            let result = waitpid(pid, &status, blocking ? 0 : WNOHANG)
+            if result == pid { break }
+            if result == 0 { return nil }
+            if errno == EINTR { continue }
+            throw .system("wait for", "process \(pid)", Errno.current)
+        }
+        if cortex_wifexited(status) != 0 { return .exited(cortex_wexitstatus(status)) }
+        return .signaled(cortex_wtermsig(status))
+    }
+}

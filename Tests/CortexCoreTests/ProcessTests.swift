@@ -1,0 +1,100 @@
+import Glibc
+import Testing
+
+@testable import CortexCore
+
+@Suite struct ProcessIdentityTests {
+    @Test func theStartTimeIsReadPastACommandNameWithSpacesAndParentheses() {
+        let stat = Array("4242 (evil ) name (x) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 100".utf8)
+        #expect(ProcessIdentity.parse(stat: stat, pid: 4242) == ProcessIdentity(pid: 4242, startTicks: 987_654))
+        #expect(ProcessIdentity.parse(stat: Array("garbage".utf8), pid: 1) == nil)
+    }
+
+    @Test func thisProcessIsAliveAndARecycledPidIsNot() throws {
+        let me = try #require(ProcessIdentity.current)
+        #expect(me.isAlive)
+        #expect(me.isAliveAndOurs)
+        let impostor = ProcessIdentity(pid: me.pid, startTicks: me.startTicks + 1)
+        #expect(!impostor.isAlive, "same pid, other start time: a recycled pid")
+        #expect(!impostor.signalGroup(0), "a recycled pid must never be signalled")
+        #expect(ProcessIdentity.of(pid: Int32.max) == nil)
+    }
+
+    @Test func probesReadTheMachine() throws {
+        #expect(SystemProbe.cores >= 1)
+        #expect(try #require(SystemProbe.loadAverage()) >= 0)
+        #expect(try #require(SystemProbe.availableMemoryBytes()) > 0)
+    }
+}
+
+@Suite struct SpawnerTests {
+    /// Runs `sh -c script` through the spawner with stdout to a file, and returns that output.
+    func run(_ script: String, in folder: TemporaryDirectory) throws -> (String, ProcessExit, pid_t) {
+        let path = folder.path + "/out.txt"
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        try #require(fd >= 0)
+        let pid = try Spawner.spawn(
+            SpawnRequest(arguments: ["sh", "-c", script], environment: ["PATH": "/usr/bin:/bin", "MARK": "x y"], standardOutput: fd))
+        close(fd)
+        let status = try #require(try Spawner.waitForExit(pid))
+        return (String(decoding: try POSIX.readFile(path), as: UTF8.self), status, pid)
+    }
+
+    @Test func theChildLeadsItsOwnSessionWithOnlyDescriptors0To2AndNoBlockedSignals() throws {
+        let folder = try TemporaryDirectory()
+        // A descriptor opened WITHOUT O_CLOEXEC must still not reach the child.
+        let leaked = open("/dev/null", O_RDONLY)
+        defer { close(leaked) }
+        var blocked = sigset_t()
+        sigemptyset(&blocked)
+        sigaddset(&blocked, SIGUSR1)
+        pthread_sigmask(SIG_BLOCK, &blocked, nil)
+        defer { pthread_sigmask(SIG_UNBLOCK, &blocked, nil) }
+        let (output, status, pid) = try run(
+            "echo sid=$(cut -d' ' -f6 /proc/$$/stat); ls /proc/$$/fd | tr '\\n' ' '; echo; grep SigBlk /proc/$$/status; echo \"$MARK\"",
+            in: folder)
+        #expect(status == .exited(0))
+        let lines = output.split(separator: "\n").map(String.init)
+        #expect(lines.first == "sid=\(pid)", "the child leads a new session: \(output)")
+        #expect(lines.dropFirst().first?.split(separator: " ").sorted() == ["0", "1", "2"], "inherited descriptors: \(output)")
+        #expect(lines.contains { $0.hasPrefix("SigBlk:") && $0.hasSuffix("0000000000000000") }, "blocked signals: \(output)")
+        #expect(lines.last == "x y")
+    }
+
+    @Test func exitCodesAndSignalsAreReported() throws {
+        let folder = try TemporaryDirectory()
+        #expect(try run("exit 7", in: folder).1 == .exited(7))
+        #expect(try run("kill -TERM $$", in: folder).1 == .signaled(SIGTERM))
+    }
+
+    @Test func aMissingProgramIsNotFound() {
+        #expect(throws: CortexError.self) {
+            try Spawner.spawn(SpawnRequest(arguments: ["/nonexistent/program"], environment: [:]))
+        }
+    }
+}
+
+@Suite struct BoundedCaptureTests {
+    @Test func smallOutputIsKeptWhole() {
+        var capture = BoundedCapture(headLimit: 10, tailLimit: 10)
+        capture.append(Array("hello".utf8))
+        #expect(capture.rendered == Array("hello".utf8))
+        #expect(capture.omittedBytes == 0)
+    }
+
+    @Test func largeOutputKeepsHeadAndTailWithinBounds() {
+        var capture = BoundedCapture(headLimit: 4, tailLimit: 6)
+        for chunk in ["abcdefgh", "ijklmnop", "qrstuvwxyz"] { capture.append(Array(chunk.utf8)) }
+        #expect(capture.totalBytes == 26)
+        #expect(capture.omittedBytes == 16)
+        #expect(String(decoding: capture.rendered, as: UTF8.self) == "abcd\n[… 16 bytes omitted by cortex …]\nuvwxyz")
+    }
+
+    @Test func memoryStaysBoundedForAHundredMegabytes() {
+        var capture = BoundedCapture()
+        let chunk = [UInt8](repeating: UInt8(ascii: "x"), count: 1 << 20)
+        for _ in 0..<100 { capture.append(chunk) }
+        #expect(capture.totalBytes == 100 << 20)
+        #expect(capture.rendered.count < 41 * 1024 + 100)
+    }
+}
