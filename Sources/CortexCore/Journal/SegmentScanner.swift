@@ -65,9 +65,17 @@ struct SegmentScanner {
         var carry: [UInt8] = []  // bytes of the line being assembled that came from earlier chunks
         var carryDroppedHead = false
         let limit = RecordCodec.maximumLineBytes
+        // Read only what the file holds past the offset (usually a few KiB), not a whole chunk.
+        var knownSize = try withPath("stat", path) { () throws(Errno) in Int64(try POSIX.status(fd).st_size) }
         while true {
+            if fileOffset >= knownSize {
+                // Appends may have landed since the stat: look once more before calling it the end.
+                knownSize = try withPath("stat", path) { () throws(Errno) in Int64(try POSIX.status(fd).st_size) }
+                if fileOffset >= knownSize { return End(offset: lineStart, sizeSeen: fileOffset, stopped: false) }
+            }
+            let wanted = Int(min(Int64(chunkBytes), knownSize - fileOffset))
             let chunk = try withPath("read", path) { () throws(Errno) in
-                try POSIX.read(fd, at: fileOffset, count: chunkBytes)
+                try POSIX.read(fd, at: fileOffset, count: wanted)
             }
             if chunk.isEmpty { return End(offset: lineStart, sizeSeen: fileOffset, stopped: false) }
             let chunkStartOffset = fileOffset
