@@ -124,31 +124,59 @@ extension TaskEntry {
         return .object(members)
     }
 
-    /// Reads a task written by `json`.
+    /// Reads a task written by `json`, in one pass over its members (snapshots hold every
+    /// pending task and every call loads them, so this is on the hot path).
     public init(json: JSONValue) throws(CortexError) {
-        guard let id = json["id"]?.stringValue, let number = json["number"]?.intValue,
-            let status = json["status"]?.stringValue.flatMap(TaskStatus.init(rawValue:)),
-            let created = json["created_ms"]?.intValue
-        else { throw .corrupt("task entry without id, number, status or created_ms") }
-        let spec: TaskSpec
-        do {
-            guard case .taskCreate(let decoded)? = try Event.decode(kind: "task.create", data: json) else {
-                throw CortexError.corrupt("task \(id) has no spec")
+        guard let members = json.objectMembers else { throw .corrupt("task entry is not an object") }
+        var id: String?
+        var number: Int64?
+        var status: TaskStatus?
+        var created: Int64?
+        var type: String?
+        var spec = TaskSpec(type: "")
+        var entry = TaskEntry(id: "", number: 0, spec: spec, status: .pending, createdMilliseconds: 0)
+        for member in members {
+            let value = member.value
+            switch member.key {
+            case "id": id = value.stringValue
+            case "number": number = value.intValue
+            case "status": status = value.stringValue.flatMap(TaskStatus.init(rawValue:))
+            case "created_ms": created = value.intValue
+            case "type": type = value.stringValue
+            case "description": spec.description = value.stringValue
+            case "priority":
+                guard let priority = value.stringValue.flatMap(Priority.init(rawValue:)) else {
+                    throw .corrupt("task entry with an unknown priority")
+                }
+                spec.priority = priority
+            case "tokens": spec.tokens = value.intValue
+            case "timeout_ms": spec.timeoutMilliseconds = value.intValue
+            case "max_attempts": spec.maxAttempts = value.intValue ?? 3
+            case "requires": spec.requires = value.arrayValue?.compactMap(\.stringValue) ?? []
+            case "tenant": spec.tenant = value.stringValue
+            case "key": spec.key = value.stringValue
+            case "context": spec.context = value.stringValue
+            case "backoff_ms": spec.backoffMilliseconds = value.intValue ?? 1000
+            case "attempt": entry.attempt = value.intValue ?? 0
+            case "worker": entry.worker = value.stringValue
+            case "claimed_ms": entry.claimedMilliseconds = value.intValue
+            case "finished_ms": entry.finishedMilliseconds = value.intValue
+            case "not_before_ms": entry.notBeforeMilliseconds = value.intValue
+            case "last_error": entry.lastError = value.stringValue
+            case "result": entry.result = value.stringValue
+            case "tokens_used": entry.tokensUsed = value.intValue
+            default: break
             }
-            spec = decoded
-        } catch let error as EventDecodingError {
-            throw .corrupt("task \(id): \(error.reason)")
-        } catch {
-            throw .corrupt("task \(id) has no spec")
         }
-        self.init(id: id, number: number, spec: spec, status: status, createdMilliseconds: created)
-        attempt = json["attempt"]?.intValue ?? 0
-        worker = json["worker"]?.stringValue
-        claimedMilliseconds = json["claimed_ms"]?.intValue
-        finishedMilliseconds = json["finished_ms"]?.intValue
-        notBeforeMilliseconds = json["not_before_ms"]?.intValue
-        lastError = json["last_error"]?.stringValue
-        result = json["result"]?.stringValue
-        tokensUsed = json["tokens_used"]?.intValue
+        guard let id, let number, let status, let created, let type else {
+            throw .corrupt("task entry without id, number, status, created_ms or type")
+        }
+        spec.type = type
+        entry.id = id
+        entry.number = number
+        entry.status = status
+        entry.createdMilliseconds = created
+        entry.spec = spec
+        self = entry
     }
 }

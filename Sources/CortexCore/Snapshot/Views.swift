@@ -63,12 +63,17 @@ public enum Views {
         ])
     }
 
-    /// `task-queue.json`: pending tasks in claim order (failed ones awaiting their retry among
-    /// them), running tasks with worker and attempt, and counts by status.
+    /// How many waiting tasks `task-queue.json` lists (the next ones in claim order); `counts` has
+    /// the totals and `cortex-task list` every task. Bounded so a view costs the same to write
+    /// with 100 or 100,000 tasks waiting.
+    public static let listedPendingTasks = 100
+
+    /// `task-queue.json`: the next pending tasks in claim order (failed ones awaiting their retry
+    /// among them), running tasks with worker and attempt, and counts by status.
     public static func taskQueue(_ state: CortexState, nowMilliseconds: Int64) -> JSONValue {
         let tasks = state.tasks
         let counts = tasks.counts
-        let waiting = tasks.queue.compactMap { tasks.active[$0.task] }.map { task in
+        let waiting = tasks.queue.prefix(listedPendingTasks).compactMap { tasks.active[$0.task] }.map { task in
             JSONValue.object([
                 "attempt": .int(task.attempt), "created_at": .string(ISOTime.format(milliseconds: task.createdMilliseconds)),
                 "description": .optional(task.spec.description), "id": .string(task.id),
@@ -89,6 +94,7 @@ public enum Views {
         return .object([
             "counts": .object(TaskStatus.allCases.map { JSONMember($0.rawValue, .int(counts[$0, default: 0])) }),
             "pending": .array(waiting),
+            "pending_listed": .int(waiting.count),
             "running": .array(running),
             "total_created": .int(tasks.created),
             "updated_at": .string(ISOTime.format(milliseconds: nowMilliseconds)),
