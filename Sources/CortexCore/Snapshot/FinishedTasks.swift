@@ -1,0 +1,56 @@
+import CCortexShims
+
+// Finished tasks leave the snapshot (docs/decisions/010-compacting-finished-tasks.md): they
+// are written to `state/finished/` when a snapshot is written, and looked up there.
+extension CoordinationStore {
+    /// Writes the tasks that finished since the last snapshot as one durable file under
+    /// `state/finished/`, named after the journal position, and empties the outbox. Called
+    /// before the snapshot that no longer holds them is written.
+    func compactFinishedTasks() throws(CortexError) {
+        guard !state.tasks.finished.isEmpty else { return }
+        try Files.makeDirectory(layout.finishedTasks)
+        let name = "\(JournalSegment.fileName(position.segment).dropLast(6))-\(position.offset).jsonl"
+        var lines: [UInt8] = []
+        for task in state.tasks.finished { lines += task.json.serialized() + [0x0A] }
+        // Same position, same finished tasks: a concurrent writer of this name writes the same bytes.
+        try AtomicFile.replace(layout.finishedTasks + "/" + name, with: lines, durability: .powerLoss)
+        clearFinishedOutbox()
+    }
+
+    /// The task `id` wherever it is: live in the state, finished since the last snapshot, or
+    /// compacted under `state/finished/`. Nil when no such task was ever created.
+    public func task(_ id: String) throws(CortexError) -> TaskEntry? {
+        if let live = state.tasks.active[id] { return live }
+        if let recent = state.tasks.finished.last(where: { $0.id == id }) { return recent }
+        guard let number = SequentialID.number(prefix: "task-", id), number <= state.tasks.created else { return nil }
+        let needle = Array("\"id\":\"\(id)\"".utf8)
+        for file in try compactedTaskFiles() {
+            let bytes = try withPath("read", file) { () throws(Errno) in try POSIX.readFile(file) }
+            for line in bytes.split(separator: 0x0A) where line.count > needle.count {
+                guard line.withUnsafeBytes({ cortex_memmem($0.baseAddress, $0.count, needle, needle.count) != nil }) else { continue }
+                if let entry = try? TaskEntry(json: JSONValue.parse(line)), entry.id == id { return entry }
+            }
+        }
+        return nil
+    }
+
+    /// Every finished task (done, dead, cancelled), oldest first, each once.
+    public func finishedTasks() throws(CortexError) -> [TaskEntry] {
+        var byID: [String: TaskEntry] = [:]
+        for file in try compactedTaskFiles() {
+            let bytes = try withPath("read", file) { () throws(Errno) in try POSIX.readFile(file) }
+            for line in bytes.split(separator: 0x0A) {
+                if let entry = try? TaskEntry(json: JSONValue.parse(line)) { byID[entry.id] = entry }
+            }
+        }
+        for entry in state.tasks.finished { byID[entry.id] = entry }
+        return byID.values.sorted { $0.number < $1.number }
+    }
+
+    private func compactedTaskFiles() throws(CortexError) -> [String] {
+        let folder = layout.finishedTasks
+        guard try withPath("stat", folder, { () throws(Errno) in try POSIX.status(folder) }) != nil else { return [] }
+        let names = try withPath("list", folder) { () throws(Errno) in try POSIX.directoryEntries(folder) }
+        return names.filter { $0.hasSuffix(".jsonl") && !$0.hasPrefix(".") }.sorted().reversed().map { folder + "/" + $0 }
+    }
+}
