@@ -167,16 +167,21 @@ public enum TaskTool {
         while true {
             let now = POSIX.wallClockMilliseconds()
             if store.state.tasks.firstClaimable(by: request, at: now) != nil {
+                watcher?.disarm()
                 let submission = try store.submit(.taskClaim(request))
                 try store.publish()
                 if case .claimed(let id, let token) = submission.outcome, let task = try store.task(id) {
                     let json = merge(claimJSON(task, claim: token, layout: store.layout), ["record": .string(submission.record.id)])
                     return Report(text: json.jsonText, json: json)
                 }
-                continue  // another claimer's record folded first: look again
+                // Another claimer's record folded first: watch again, then look again before waiting.
+                try watcher?.rearm()
+                try store.catchUp()
+                continue
             }
             let remainingNanoseconds = Int64(deadline) - Int64(POSIX.monotonicNanoseconds())
             guard let watcher, remainingNanoseconds > 0 else {
+                watcher?.disarm()
                 if waitMilliseconds != nil { throw .tryLater("no task to claim within \(arguments.value("wait")!)") }
                 throw .refused("nothing to claim")
             }
