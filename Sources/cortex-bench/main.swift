@@ -1,1 +1,5 @@
-runLibraryBenchmarks(CommandLine.arguments)
+if CommandLine.arguments.count > 1 && CommandLine.arguments[1] == "task-folder" {
+    runTaskFolder(CommandLine.arguments)
+} else {
+    runLibraryBenchmarks(CommandLine.arguments)
+}
