@@ -193,60 +193,22 @@ final class RunningTool {
 
 /// `posix_spawn` with the file actions and attributes the tests need.
 enum Spawn {
-    private typealias AddCloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>?, Int32) -> Int32
-    private typealias AddChdir = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>?, UnsafePointer<CChar>?) -> Int32
-
-    /// glibc's `_np` file actions, which Swift's Glibc module does not declare.
-    private static func glibcFunction<T>(_ name: String, as type: T.Type) -> T? {
-        guard let symbol = dlsym(nil, name) else { return nil }
-        return unsafeBitCast(symbol, to: type)
-    }
-
+    /// Starts `argv` through CortexCore's own `Spawner` (so the suite exercises it too): empty
+    /// signal mask, default dispositions, descriptors from 3 up closed, output to files.
     static func start(
         _ argv: [String], environment: [String: String], directory: String, stdin: Int32?, stdout: String, stderr: String
     ) throws -> pid_t {
-        guard let addCloseFrom = glibcFunction("posix_spawn_file_actions_addclosefrom_np", as: AddCloseFrom.self),
-            let addChdir = glibcFunction("posix_spawn_file_actions_addchdir_np", as: AddChdir.self)
-        else { throw SupportError("glibc 2.34 or later is needed (posix_spawn_file_actions_addclosefrom_np)") }
-
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        if let stdin {
-            posix_spawn_file_actions_adddup2(&actions, stdin, 0)
-        } else {
-            posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        }
-        posix_spawn_file_actions_addopen(&actions, 1, stdout, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        posix_spawn_file_actions_addopen(&actions, 2, stderr, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        _ = addChdir(&actions, directory)
-        _ = addCloseFrom(&actions, 3)
-
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var noSignals = sigset_t()
-        sigemptyset(&noSignals)
-        posix_spawnattr_setsigmask(&attributes, &noSignals)
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        for signal in [SIGPIPE, SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGCHLD, SIGUSR1, SIGUSR2, SIGALRM] { sigaddset(&defaults, signal) }
-        posix_spawnattr_setsigdefault(&attributes, &defaults)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-
-        let cArguments = argv.map { strdup($0) }
-        let cEnvironment = environment.map { strdup("\($0.key)=\($0.value)") }
+        let out = open(stdout, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        let err = open(stderr, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         defer {
-            for pointer in cArguments + cEnvironment { free(pointer) }
+            close(out)
+            close(err)
         }
-        var pid: pid_t = 0
-        let result = (cArguments + [nil]).withUnsafeBufferPointer { argvBuffer in
-            (cEnvironment + [nil]).withUnsafeBufferPointer { envBuffer in
-                posix_spawn(&pid, argv[0], &actions, &attributes, argvBuffer.baseAddress!, envBuffer.baseAddress!)
-            }
-        }
-        guard result == 0 else { throw SupportError("posix_spawn \(argv[0]) failed: errno \(result)") }
-        return pid
+        guard out >= 0, err >= 0 else { throw SupportError("cannot create \(stdout) or \(stderr): errno \(errno)") }
+        return try Spawner.spawn(
+            SpawnRequest(
+                arguments: argv, environment: environment, workingDirectory: directory, standardInput: stdin,
+                standardOutput: out, standardError: err, newSession: false))
     }
 }
 
