@@ -47,14 +47,17 @@ public final class CoordinationStore {
     public static func open(root: String, createIfMissing: Bool) throws(CortexError) -> CoordinationStore {
         let layout = CoordinationLayout(root: root)
         try SupportedFileSystem.check(layout.root)
-        let configExists = try withPath("stat", layout.config) { () throws(Errno) in try POSIX.status(layout.config) } != nil
-        if !configExists {
+        // config.json is written last when a layout is created: its absence means no layout.
+        var configBytes = try readConfig(layout)
+        if configBytes == nil {
             guard createIfMissing else {
                 throw .notFound("no coordination folder at \(layout.root) (create it with 'cortex init --dir \(layout.root)')")
             }
             try createLayout(layout, config: CortexConfig())
+            configBytes = try readConfig(layout)
         }
-        let store = CoordinationStore(layout: layout, config: try loadConfig(layout))
+        guard let configBytes else { throw .configuration("\(layout.config) vanished while the folder was created") }
+        let store = CoordinationStore(layout: layout, config: try parseConfig(configBytes, layout))
         store.loadSnapshot()
         try store.catchUp()
         return store
@@ -95,8 +98,17 @@ public final class CoordinationStore {
         }
     }
 
-    private static func loadConfig(_ layout: CoordinationLayout) throws(CortexError) -> CortexConfig {
-        let bytes = try withPath("read", layout.config) { () throws(Errno) in try POSIX.readFile(layout.config) }
+    /// `config.json`'s bytes, or nil when it does not exist (one read, no separate stat).
+    private static func readConfig(_ layout: CoordinationLayout) throws(CortexError) -> [UInt8]? {
+        do {
+            return try POSIX.readFile(layout.config)
+        } catch {
+            if error.rawValue == ENOENT { return nil }
+            throw .system("read", layout.config, error)
+        }
+    }
+
+    private static func parseConfig(_ bytes: [UInt8], _ layout: CoordinationLayout) throws(CortexError) -> CortexConfig {
         let json: JSONValue
         do { json = try JSONValue.parse(bytes) } catch {
             throw .configuration("\(layout.config) is not valid JSON: \(error)")

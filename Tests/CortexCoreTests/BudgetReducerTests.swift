@@ -179,3 +179,15 @@ import Testing
         #expect(decoded == state)
     }
 }
+
+@Suite struct FunctionalReducerTests {
+    @Test func theFunctionalFormLeavesItsInputAloneAndMatchesTheInPlaceForm() {
+        let start = CortexState()
+        let grant = record(.budgetSet(total: 10))
+        let (next, outcome) = Reducer.reducing(start, grant)
+        var inPlace = CortexState()
+        #expect(Reducer.reduce(&inPlace, grant) == outcome)
+        #expect(next == inPlace)
+        #expect(start == CortexState())
+    }
+}

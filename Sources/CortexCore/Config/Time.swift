@@ -48,12 +48,4 @@ public enum ISOTime {
         String(format(milliseconds: milliseconds).dropFirst(11).dropLast())
     }
 
-    /// "3s", "4m", "2h", "5d": a short age for people.
-    public static func shortDuration(milliseconds: Int64) -> String {
-        let seconds = max(0, milliseconds / 1000)
-        if seconds < 120 { return "\(seconds)s" }
-        if seconds < 7200 { return "\(seconds / 60)m" }
-        if seconds < 172_800 { return "\(seconds / 3600)h" }
-        return "\(seconds / 86400)d"
-    }
 }

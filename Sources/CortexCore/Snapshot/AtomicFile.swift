@@ -18,28 +18,10 @@ public enum AtomicFile {
     /// `O_NOFOLLOW`, named `.NAME.tmp-PID-RANDOM` so globs skip it), write, optionally `fsync`,
     /// `rename` over `path`, optionally `fsync` the folder. On failure the temp file is removed
     /// and `path` is untouched.
-    /// - Returns: the inode number of the new file, so the caller can tell later whether the file
-    ///   at `path` is still the one it wrote.
-    @discardableResult
     public static func replace(_ path: String, with bytes: [UInt8], durability: Durability, mode: mode_t = 0o644)
-        throws(CortexError) -> UInt64
+        throws(CortexError)
     {
-        let (directory, name) = split(path)
-        let temp = "\(directory)/.\(name).tmp-\(getpid())-\(randomSuffix())"
-        let fd = try withPath("create", temp) { () throws(Errno) in
-            try POSIX.open(temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode: mode)
-        }
-        let inode: UInt64
-        do throws(Errno) {
-            try POSIX.writeAll(fd, bytes)
-            if durability == .powerLoss { try POSIX.fsync(fd) }
-            inode = UInt64(try POSIX.status(fd).st_ino)
-        } catch {
-            POSIX.close(fd)
-            POSIX.unlinkIfPresent(temp)
-            throw .system("write", temp, error)
-        }
-        POSIX.close(fd)
+        let temp = try writeTemporaryFile(beside: path, bytes: bytes, sync: durability == .powerLoss, mode: mode)
         do throws(Errno) {
             try POSIX.rename(temp, path)
         } catch {
@@ -47,42 +29,51 @@ public enum AtomicFile {
             throw .system("rename into", path, error)
         }
         if durability == .powerLoss {
+            let directory = split(path).directory
             try withPath("fsync", directory) { () throws(Errno) in try POSIX.fsyncDirectory(directory) }
         }
-        return inode
-    }
-
-    /// The inode number of the file at `path`, or nil when there is none.
-    public static func inode(of path: String) throws(CortexError) -> UInt64? {
-        try withPath("stat", path) { () throws(Errno) in try POSIX.status(path) }.map { UInt64($0.st_ino) }
     }
 
     /// Creates `path` with `bytes` only if nothing is there yet (temp file, then `link`, which
     /// never replaces). Returns false when the file already existed.
     @discardableResult
     public static func createIfAbsent(_ path: String, with bytes: [UInt8]) throws(CortexError) -> Bool {
-        let (directory, name) = split(path)
-        let temp = "\(directory)/.\(name).tmp-\(getpid())-\(randomSuffix())"
-        let fd = try withPath("create", temp) { () throws(Errno) in
-            try POSIX.open(temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode: 0o644)
-        }
+        let temp = try writeTemporaryFile(beside: path, bytes: bytes, sync: true, mode: 0o644)
         defer { POSIX.unlinkIfPresent(temp) }
-        do throws(Errno) {
-            try POSIX.writeAll(fd, bytes)
-            try POSIX.fsync(fd)
-        } catch {
-            POSIX.close(fd)
-            throw .system("write", temp, error)
-        }
-        POSIX.close(fd)
         do throws(Errno) {
             try POSIX.link(temp, path)
         } catch {
             if error.rawValue == EEXIST { return false }
             throw .system("create", path, error)
         }
+        let directory = split(path).directory
         try withPath("fsync", directory) { () throws(Errno) in try POSIX.fsyncDirectory(directory) }
         return true
+    }
+
+    /// A private name beside `path`: `.NAME.tmp-PID-RANDOM` (hidden from globs, unique per process).
+    static func temporaryName(beside path: String) -> String {
+        let (directory, name) = split(path)
+        return "\(directory)/.\(name).tmp-\(getpid())-\(POSIX.randomBytes(4).map { String($0, radix: 16) }.joined())"
+    }
+
+    /// Creates a temp file beside `path` (`O_EXCL|O_NOFOLLOW`) holding `bytes`, `fsync`ed when
+    /// `sync`, and returns its name. Nothing is left behind on failure.
+    static func writeTemporaryFile(beside path: String, bytes: [UInt8], sync: Bool, mode: mode_t) throws(CortexError) -> String {
+        let temp = temporaryName(beside: path)
+        let fd = try withPath("create", temp) { () throws(Errno) in
+            try POSIX.open(temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode: mode)
+        }
+        do throws(Errno) {
+            try POSIX.writeAll(fd, bytes)
+            if sync { try POSIX.fsync(fd) }
+        } catch {
+            POSIX.close(fd)
+            POSIX.unlinkIfPresent(temp)
+            throw .system("write", temp, error)
+        }
+        POSIX.close(fd)
+        return temp
     }
 
     static func split(_ path: String) -> (directory: String, name: String) {
@@ -91,17 +82,13 @@ public enum AtomicFile {
         return (directory, String(path[path.index(after: slash)...]))
     }
 
-    private static func randomSuffix() -> String {
-        POSIX.randomBytes(4).map { String($0, radix: 16) }.joined()
-    }
 }
 
 extension AtomicFile {
     /// Makes `path` another name of the file at `existing`, replacing whatever `path` named:
     /// a hard link under a temp name, renamed into place. No byte is copied.
     public static func link(_ existing: String, replacing path: String) throws(CortexError) {
-        let (directory, name) = split(path)
-        let temp = "\(directory)/.\(name).link-\(getpid())-\(POSIX.randomBytes(4).map { String($0, radix: 16) }.joined())"
+        let temp = temporaryName(beside: path)
         try withPath("link", existing) { () throws(Errno) in try POSIX.link(existing, temp) }
         do throws(Errno) {
             try POSIX.rename(temp, path)
@@ -126,10 +113,6 @@ public enum Files {
         if futimens(fd, nil) != 0 { throw .system("touch", path, Errno.current) }
     }
 
-    /// True when something exists at `path`.
-    public static func exists(_ path: String) throws(CortexError) -> Bool {
-        try withPath("stat", path) { () throws(Errno) in try POSIX.status(path) } != nil
-    }
 }
 
 extension AtomicFile {
@@ -147,19 +130,7 @@ extension AtomicFile {
     /// the new file in with `renameat2(RENAME_EXCHANGE)`, so the caller learns what it displaced
     /// (the old file ends up under the temp name, is read, then removed).
     public static func exchange(_ path: String, with bytes: [UInt8]) throws(CortexError) -> Displaced {
-        let (directory, name) = split(path)
-        let temp = "\(directory)/.\(name).tmp-\(getpid())-\(POSIX.randomBytes(4).map { String($0, radix: 16) }.joined())"
-        let fd = try withPath("create", temp) { () throws(Errno) in
-            try POSIX.open(temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode: 0o644)
-        }
-        do throws(Errno) {
-            try POSIX.writeAll(fd, bytes)
-        } catch {
-            POSIX.close(fd)
-            POSIX.unlinkIfPresent(temp)
-            throw .system("write", temp, error)
-        }
-        POSIX.close(fd)
+        let temp = try writeTemporaryFile(beside: path, bytes: bytes, sync: false, mode: 0o644)
         if cortex_rename_exchange(temp, path) == 0 {
             let tail = (try? readTail(temp, bytes: 4096)) ?? []
             POSIX.unlinkIfPresent(temp)
