@@ -130,7 +130,7 @@ public enum TaskTool {
         let contextSource = arguments.value("context-file")
         let contextBytes = try contextSource.map { (path) throws(CortexError) in try readInputFile(path, what: "context file") }
         let store = try invocation.openStore(mutating: true)
-        if let key = spec.key, let existing = store.state.tasks.keys[key] {
+        if let key = spec.key, let existing = store.state.tasks.key(key) {
             // Known key: the same id, nothing appended (keys are never reassigned while kept).
             return Report(text: existing.task, json: .object(["existing": true, "outcome": "created", "task": .string(existing.task)]))
         }

@@ -119,10 +119,7 @@ public final class CoordinationStore {
     /// Starts from `state/snapshot.json` when it is readable. A missing or unreadable snapshot is
     /// not an error: the snapshot is a cache, and the fold starts from the beginning instead.
     private func loadSnapshot() {
-        guard let bytes = try? POSIX.readFile(layout.snapshot), let json = try? JSONValue.parse(bytes),
-            json["format"]?.intValue == 1, let positionJSON = json["position"],
-            let snapshotPosition = JournalPosition(json: positionJSON), let stateJSON = json["state"],
-            let snapshotState = try? CortexState(json: stateJSON)
+        guard let bytes = ImmutableBytes.map(layout.snapshot), let (snapshotState, snapshotPosition) = SnapshotCodec.decode(bytes)
         else { return }
         state = snapshotState
         position = snapshotPosition
@@ -235,11 +232,8 @@ public final class CoordinationStore {
             try journal.syncSegment(segment)
         }
         try compactFinishedTasks()
-        let snapshot = JSONValue.object([
-            "format": 1, "position": position.json, "state": state.json,
-            "written_at": .string(ISOTime.format(milliseconds: nowMilliseconds)),
-        ])
-        try AtomicFile.replace(layout.snapshot, with: snapshot.serialized() + [0x0A], durability: .powerLoss)
+        let snapshot = SnapshotCodec.encode(state, position: position, writtenAtMilliseconds: nowMilliseconds)
+        try AtomicFile.replace(layout.snapshot, with: snapshot, durability: .powerLoss)
         snapshotPosition = position
         recordsSinceSnapshot = 0
     }

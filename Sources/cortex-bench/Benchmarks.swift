@@ -140,14 +140,14 @@ func benchCall(_ options: BenchOptions, _ scratch: ScratchFolder) {
             publishing.add(t3 - t2)
             total.add(t3 - t0)
         }
-        // The snapshot's load cost on its own: read + parse + rebuild the state.
+        // The snapshot's load cost on its own: map + parse the first line + rebuild the state.
         let layout = CoordinationLayout(root: root)
         var loading = Samples()
         for _ in 0..<50 {
             let t0 = Clock.now()
-            guard let bytes = try? POSIX.readFile(layout.snapshot), let json = try? JSONValue.parse(bytes),
-                let stateJSON = json["state"], (try? CortexState(json: stateJSON)) != nil
-            else { fail("snapshot unreadable") }
+            guard let bytes = ImmutableBytes.map(layout.snapshot), SnapshotCodec.decode(bytes) != nil else {
+                fail("snapshot unreadable")
+            }
             loading.add(Clock.now() - t0)
         }
         // Rendering token-budget.json from the state (what publishViews does before writing it).

@@ -175,7 +175,9 @@ import Testing
             .budgetAllocate(BudgetRequest(tokens: 60, holder: "w-1", task: "task-1", tenant: "acme")),
             .budgetAllocate(BudgetRequest(tokens: 5)), .budgetRelease(allocation: "alloc-000002", used: 2), .budgetReset,
         ])
-        let decoded = try CortexState(json: try JSONValue.parse(state.json.serialized()))
+        let decoded = try #require(
+            SnapshotCodec.decode(ImmutableBytes(SnapshotCodec.encode(state, position: .start, writtenAtMilliseconds: 0)))
+        ).0
         #expect(decoded == state)
     }
 }

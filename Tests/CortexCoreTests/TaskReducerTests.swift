@@ -69,7 +69,7 @@ import Testing
         let task = fold.create()
         #expect(fold.claim("w-old") == .claimed(task: task, claim: 1))
         #expect(fold.apply(.workerLost(worker: "w-old", reason: "pid 42 gone")) == .requeued(tasks: [task]))
-        let entry = fold.state.tasks.active[task]
+        let entry = fold.state.tasks.activeTask(task)
         #expect(entry?.status == .failed)
         #expect(entry?.lastError == "worker w-old lost: pid 42 gone")
         // Claimable again once the backoff (1 s for the first retry) has passed.
@@ -83,7 +83,7 @@ import Testing
         #expect(
             fold.apply(.taskFail(task: task, claim: 1, error: "x", retry: true))
                 == .refused("lease lost: \(task) is held by claim 2, not claim 1"))
-        #expect(fold.state.tasks.active[task]?.worker == "w-new")
+        #expect(fold.state.tasks.activeTask(task)?.worker == "w-new")
         #expect(fold.apply(.taskComplete(task: task, claim: 2, result: "results/new.json", tokensUsed: 7)) == .completed(task: task))
         #expect(fold.state.tasks.finished.last?.result == "results/new.json")
         #expect(fold.apply(.taskComplete(task: task, claim: 2, result: nil, tokensUsed: nil)) == .refused("\(task) has already finished"))
@@ -94,7 +94,7 @@ import Testing
         let task = fold.create(maxAttempts: 3)
         var retryTimes: [Int64] = []
         for attempt in 1...3 {
-            if let notBefore = fold.state.tasks.active[task]?.notBeforeMilliseconds { fold.time = notBefore }
+            if let notBefore = fold.state.tasks.activeTask(task)?.notBeforeMilliseconds { fold.time = notBefore }
             #expect(fold.claim() == .claimed(task: task, claim: Int64(attempt)))
             let outcome = fold.apply(.taskFail(task: task, claim: Int64(attempt), error: "boom \(attempt)", retry: true))
             switch outcome {
@@ -110,7 +110,7 @@ import Testing
             }
         }
         #expect(retryTimes == [1_000, 2_000])
-        #expect(fold.state.tasks.active[task] == nil)
+        #expect(fold.state.tasks.activeTask(task) == nil)
         #expect(fold.state.tasks.finished.last?.status == .dead)
         #expect(fold.state.tasks.finished.last?.lastError == "boom 3")
         #expect(fold.state.tasks.counts[.dead] == 1)
@@ -188,8 +188,10 @@ import Testing
         _ = fold.apply(.taskFail(task: a, claim: 1, error: "e", retry: true))
         let c = fold.create("c")
         _ = fold.apply(.taskCancel(task: c))
-        let decoded = try CortexState(json: try JSONValue.parse(fold.state.json.serialized()))
+        let decoded = try #require(
+            SnapshotCodec.decode(ImmutableBytes(SnapshotCodec.encode(fold.state, position: .start, writtenAtMilliseconds: 0)))
+        ).0
         #expect(decoded == fold.state)
-        #expect(decoded.tasks.queue == fold.state.tasks.queue)
+        #expect(decoded.tasks.waiting() == fold.state.tasks.waiting())
     }
 }

@@ -28,9 +28,10 @@ import Testing
         }
         try store.writeSnapshot()
         #expect(store.state.tasks.finished.isEmpty)
-        let snapshot = try JSONValue.parse(try POSIX.readFile(layout.snapshot))
-        #expect(snapshot["state"]?["tasks"]?["active"]?.arrayValue?.count == 5)
-        #expect(snapshot["state"]?["tasks"]?["finished"]?.arrayValue?.isEmpty == true)
+        let lines = try POSIX.readFile(layout.snapshot).split(separator: 0x0A).map { try JSONValue.parse($0) }
+        #expect(lines.count == 1 + 5 + 30, "first line, 5 waiting tasks, 30 keys")
+        #expect(lines.first?["state"]?["tasks"]?["finished"]?.arrayValue?.isEmpty == true)
+        #expect(lines.dropFirst().prefix(5).map { $0["id"]?.stringValue } == ids.suffix(5).map { $0 })
 
         let reopened = try CoordinationStore.open(root: layout.root, createIfMissing: false)
         #expect(try reopened.task(ids[1])?.status == .done)

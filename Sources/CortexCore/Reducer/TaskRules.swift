@@ -24,33 +24,30 @@ enum TaskRules {
     static let maximumBackoffMilliseconds: Int64 = 300_000
 
     static func create(_ spec: TaskSpec, at time: Int64, in tasks: inout TaskState) -> Outcome {
-        if let key = spec.key, let existing = tasks.keys[key] { return .created(task: existing.task, existing: true) }
+        if let key = spec.key, let existing = tasks.key(key) { return .created(task: existing.task, existing: true) }
         guard !spec.type.isEmpty else { return .rejected("a task needs a type") }
         guard spec.maxAttempts >= 1 else { return .rejected("max attempts must be at least 1") }
         tasks.created += 1
         let entry = TaskEntry(
             id: TaskState.taskID(tasks.created), number: tasks.created, spec: spec, status: .pending,
             createdMilliseconds: time)
-        tasks.active[entry.id] = entry
-        tasks.enqueue(entry)
-        if let key = spec.key { tasks.keys[key] = TaskState.KeyEntry(task: entry.id) }
-        if tasks.created % 1024 == 0 { pruneKeys(before: time - keyRetentionMilliseconds, in: &tasks) }
+        tasks.store(entry, replacing: nil)
+        if let key = spec.key { tasks.setKey(key, TaskState.KeyEntry(task: entry.id)) }
+        if tasks.created % 1024 == 0 { tasks.pruneKeys(before: time - keyRetentionMilliseconds) }
         return .created(task: entry.id, existing: false)
     }
 
     /// The first claimable task in (priority, age) order goes to the first claim that folds.
     static func claim(_ claim: TaskClaim, at time: Int64, in tasks: inout TaskState) -> Outcome {
-        guard var entry = tasks.firstClaimable(by: claim, at: time) else { return .refused("nothing to claim") }
-        do {
-            tasks.dequeue(entry)
-            entry.status = .running
-            entry.attempt += 1
-            entry.worker = claim.worker
-            entry.claimedMilliseconds = time
-            entry.notBeforeMilliseconds = nil
-            tasks.active[entry.id] = entry
-            return .claimed(task: entry.id, claim: entry.attempt)
-        }
+        guard let waiting = tasks.firstClaimable(by: claim, at: time) else { return .refused("nothing to claim") }
+        var entry = waiting
+        entry.status = .running
+        entry.attempt += 1
+        entry.worker = claim.worker
+        entry.claimedMilliseconds = time
+        entry.notBeforeMilliseconds = nil
+        tasks.store(entry, replacing: waiting)
+        return .claimed(task: entry.id, claim: entry.attempt)
     }
 
     /// True when `claim` may take `task` at `time`: waiting, of a wanted type, every required
@@ -74,7 +71,7 @@ enum TaskRules {
         done.status = .done
         done.result = result
         done.tokensUsed = tokensUsed
-        finish(done, at: time, in: &tasks)
+        finish(done, replacing: entry, at: time, in: &tasks)
         return .completed(task: id)
     }
 
@@ -88,18 +85,18 @@ enum TaskRules {
     }
 
     static func cancel(_ id: String, at time: Int64, in tasks: inout TaskState) -> Outcome {
-        guard var entry = tasks.active[id] else { return missing(id, in: tasks) }
-        tasks.dequeue(entry)
-        entry.status = .cancelled
-        entry.worker = nil
-        finish(entry, at: time, in: &tasks)
+        guard let entry = tasks.activeTask(id) else { return missing(id, in: tasks) }
+        var cancelled = entry
+        cancelled.status = .cancelled
+        cancelled.worker = nil
+        finish(cancelled, replacing: entry, at: time, in: &tasks)
         return .cancelled(task: id)
     }
 
     /// The reaper saw `worker` gone: its running tasks go back to the queue (or die at their
     /// last attempt), exactly as if each had failed.
     static func workerLost(_ worker: String, reason: String, at time: Int64, in tasks: inout TaskState) -> Outcome {
-        let held = tasks.active.values.filter { $0.status == .running && $0.worker == worker }.sorted { $0.number < $1.number }
+        let held = tasks.running.filter { $0.worker == worker }.sorted { $0.number < $1.number }
         for entry in held {
             _ = failAttempt(entry, error: "worker \(worker) lost: \(reason)", retry: true, at: time, in: &tasks)
         }
@@ -117,12 +114,11 @@ enum TaskRules {
             let backoff = min(entry.spec.backoffMilliseconds * (Int64(1) << exponent), maximumBackoffMilliseconds)
             failed.status = .failed
             failed.notBeforeMilliseconds = time + backoff
-            tasks.active[failed.id] = failed
-            tasks.enqueue(failed)
+            tasks.store(failed, replacing: entry)
             return .retrying(task: entry.id, attempt: entry.attempt, retryAtMilliseconds: time + backoff)
         }
         failed.status = .dead
-        finish(failed, at: time, in: &tasks)
+        finish(failed, replacing: entry, at: time, in: &tasks)
         return .deadLettered(task: entry.id)
     }
 
@@ -133,7 +129,7 @@ enum TaskRules {
 
     /// The running task `id` if `claim` is its current fencing token.
     private static func lease(_ id: String, claim: Int64, in tasks: TaskState) -> Result<TaskEntry, Refusal> {
-        guard let entry = tasks.active[id] else { return .failure(Refusal(outcome: missing(id, in: tasks))) }
+        guard let entry = tasks.activeTask(id) else { return .failure(Refusal(outcome: missing(id, in: tasks))) }
         guard entry.status == .running, entry.attempt == claim else {
             let now = entry.status == .running ? "is held by claim \(entry.attempt)" : "is \(entry.status.rawValue)"
             return .failure(Refusal(outcome: .refused("lease lost: \(id) \(now), not claim \(claim)")))
@@ -149,16 +145,16 @@ enum TaskRules {
         return .rejected("no task \(id)")
     }
 
-    private static func finish(_ entry: TaskEntry, at time: Int64, in tasks: inout TaskState) {
+    /// Moves `entry` (the new state of the active task `previous`) to the finished outbox.
+    private static func finish(_ entry: TaskEntry, replacing previous: TaskEntry, at time: Int64, in tasks: inout TaskState) {
         var entry = entry
         entry.finishedMilliseconds = time
-        tasks.active[entry.id] = nil
+        tasks.remove(previous)
         tasks.finished.append(entry)
         tasks.finishedCounts[entry.status, default: 0] += 1
-        if let key = entry.spec.key, tasks.keys[key]?.task == entry.id { tasks.keys[key]?.finishedMilliseconds = time }
-    }
-
-    private static func pruneKeys(before cutoff: Int64, in tasks: inout TaskState) {
-        tasks.keys = tasks.keys.filter { _, entry in (entry.finishedMilliseconds ?? Int64.max) >= cutoff }
+        if let key = entry.spec.key, var named = tasks.key(key), named.task == entry.id {
+            named.finishedMilliseconds = time
+            tasks.setKey(key, named)
+        }
     }
 }

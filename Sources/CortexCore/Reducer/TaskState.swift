@@ -104,22 +104,36 @@ public struct TaskEntry: Equatable, Sendable {
 /// The task queue as the fold sees it. Only tasks that can still change (pending, failed,
 /// running) live here; finished ones move to `finished`, an outbox that a snapshot writer
 /// empties into per-task files, so the cost of a claim never grows with finished work.
-public struct TaskState: Equatable, Sendable {
+///
+/// Waiting tasks and idempotency keys that came from a snapshot stay in its bytes
+/// (`SnapshotTasks`) and are decoded only when a call reaches them: a claim reads the head of
+/// the queue, a create looks one key up, so neither pays for the other 10,000 waiting tasks
+/// (docs/decisions/011). Everything that changed since the snapshot lives in the dictionaries
+/// below, which take precedence.
+public struct TaskState: Sendable {
     /// How many task records have been folded: the version of `task-queue.json`.
     public var version: Int64 = 0
-    /// Pending, failed (awaiting retry) and running tasks by id.
-    public var active: [String: TaskEntry] = [:]
+    /// Running tasks, and waiting tasks created or touched since the snapshot, by id.
+    var live: [String: TaskEntry] = [:]
     /// Tasks issued so far; ids are `task-` and this number.
     public var created: Int64 = 0
     /// Finished since the last compaction, in the order they finished.
     public var finished: [TaskEntry] = []
     /// How many tasks ever reached each terminal status.
     public var finishedCounts: [TaskStatus: Int64] = [:]
-    /// Idempotency keys: the task each names, and when that task finished (keys of finished
-    /// tasks are forgotten `TaskRules.keyRetentionMilliseconds` later).
-    public var keys: [String: KeyEntry] = [:]
-    /// Claimable order: pending and failed tasks sorted by (priority, number).
-    public private(set) var queue: [QueueSlot] = []
+    /// How many pending, failed and running tasks there are.
+    public private(set) var activeCounts: [TaskStatus: Int64] = [:]
+    /// Idempotency keys changed since the snapshot (nil: forgotten).
+    var changedKeys: [String: KeyEntry?] = [:]
+    /// Claim order of the waiting tasks in `live`: (priority, number).
+    private(set) var liveQueue: [QueueSlot] = []
+    /// What the snapshot held: waiting tasks in claim order and keys sorted, as lines.
+    var snapshot = SnapshotTasks()
+    /// Numbers of the snapshot's waiting tasks that left its queue since (claimed, cancelled).
+    private(set) var takenFromSnapshot: Set<Int64> = []
+    /// Where the snapshot's first waiting task not yet taken starts (claims take from the head,
+    /// so walks skip the taken run at once instead of stepping over it line by line).
+    private var snapshotHead: Int?
 
     /// An empty queue.
     public init() {}
@@ -147,71 +161,194 @@ public struct TaskState: Equatable, Sendable {
     /// The id of the `number`th task: `task-000042`.
     public static func taskID(_ number: Int64) -> String { SequentialID.format(prefix: "task-", number) }
 
-    mutating func enqueue(_ task: TaskEntry) {
-        let slot = QueueSlot(rank: task.spec.priority.rank, number: task.number, task: task.id)
-        queue.insert(slot, at: insertionIndex(of: slot))
+    // MARK: Reading
+
+    /// The pending, failed or running task `id`, or nil when it is not active.
+    public func activeTask(_ id: String) -> TaskEntry? {
+        if let entry = live[id] { return entry }
+        guard let number = SequentialID.number(prefix: "task-", id), !takenFromSnapshot.contains(number) else { return nil }
+        return snapshot.waitingTask(id)
     }
 
-    mutating func dequeue(_ task: TaskEntry) {
-        let slot = QueueSlot(rank: task.spec.priority.rank, number: task.number, task: task.id)
-        let index = insertionIndex(of: slot)
-        if index < queue.count && queue[index] == slot { queue.remove(at: index) }
+    /// The task an idempotency key names, if the key is still remembered.
+    public func key(_ key: String) -> KeyEntry? {
+        if let changed = changedKeys[key] { return changed }
+        return snapshot.key(key)
     }
 
-    /// Rebuilds the claim order from `active` (after loading a snapshot).
-    mutating func rebuildQueue() {
-        queue = active.values.filter { $0.status == .pending || $0.status == .failed }
-            .map { QueueSlot(rank: $0.spec.priority.rank, number: $0.number, task: $0.id) }.sorted()
-    }
-
-    private func insertionIndex(of slot: QueueSlot) -> Int {
-        var low = 0
-        var high = queue.count
-        while low < high {
-            let middle = (low + high) / 2
-            if queue[middle] < slot { low = middle + 1 } else { high = middle }
+    /// Calls `body` with waiting (pending and failed) tasks in claim order until it returns false.
+    /// Reads only as much of the snapshot as it walks.
+    public func forEachWaiting(_ body: (TaskEntry) -> Bool) {
+        var liveIndex = 0
+        var stopped = false
+        snapshot.forEachWaitingLine(from: snapshotHead) { number, rank, line in
+            if takenFromSnapshot.contains(number) { return true }
+            let slot = QueueSlot(rank: rank, number: number, task: "")
+            while liveIndex < liveQueue.count && liveQueue[liveIndex] < slot {
+                if let entry = live[liveQueue[liveIndex].task], !body(entry) {
+                    stopped = true
+                    return false
+                }
+                liveIndex += 1
+            }
+            // Decoded only here, when the walk reaches it.
+            guard let fromSnapshot = SnapshotTasks.decodeTask(line) else { return true }
+            if !body(fromSnapshot) {
+                stopped = true
+                return false
+            }
+            return true
         }
-        return low
+        guard !stopped else { return }
+        while liveIndex < liveQueue.count {
+            if let entry = live[liveQueue[liveIndex].task], !body(entry) { return }
+            liveIndex += 1
+        }
     }
 
-    /// Tasks in `status`, active ones in claim order (running ones by claim time).
+    /// The first `limit` waiting tasks in claim order.
+    public func waiting(limit: Int = Int.max) -> [TaskEntry] {
+        var result: [TaskEntry] = []
+        guard limit > 0 else { return result }
+        forEachWaiting { entry in
+            result.append(entry)
+            return result.count < limit
+        }
+        return result
+    }
+
+    /// Running tasks by claim time.
+    public var running: [TaskEntry] {
+        live.values.filter { $0.status == .running }.sorted {
+            ($0.claimedMilliseconds ?? 0, $0.number) < ($1.claimedMilliseconds ?? 0, $1.number)
+        }
+    }
+
+    /// Tasks in `status`, active ones in claim order (running ones by claim time); finished ones
+    /// only since the last compaction (the store's `finishedTasks()` has them all).
     public func tasks(in status: TaskStatus) -> [TaskEntry] {
         switch status {
-        case .pending, .failed: return queue.compactMap { active[$0.task] }.filter { $0.status == status }
-        case .running:
-            return active.values.filter { $0.status == .running }.sorted {
-                ($0.claimedMilliseconds ?? 0, $0.number) < ($1.claimedMilliseconds ?? 0, $1.number)
-            }
+        case .pending, .failed: return waiting().filter { $0.status == status }
+        case .running: return running
         case .done, .dead, .cancelled: return finished.filter { $0.status == status }
         }
     }
 
     /// The task a claim folded at `time` would get, if any.
     public func firstClaimable(by claim: TaskClaim, at time: Int64) -> TaskEntry? {
-        for slot in queue {
-            if let entry = active[slot.task], TaskRules.isClaimable(entry, by: claim, at: time) { return entry }
+        var found: TaskEntry?
+        forEachWaiting { entry in
+            if TaskRules.isClaimable(entry, by: claim, at: time) { found = entry }
+            return found == nil
         }
-        return nil
+        return found
     }
 
     /// The earliest time after `time` at which a task waiting out its backoff becomes claimable
     /// by `claim` (so a waiting claimer knows when to look again without a journal change).
     public func nextRetryTime(for claim: TaskClaim, after time: Int64) -> Int64? {
         var earliest: Int64?
-        for slot in queue {
-            guard let entry = active[slot.task], let notBefore = entry.notBeforeMilliseconds, notBefore > time,
-                TaskRules.isClaimable(entry, by: claim, at: notBefore)
-            else { continue }
-            earliest = min(earliest ?? notBefore, notBefore)
+        forEachWaiting { entry in
+            if let notBefore = entry.notBeforeMilliseconds, notBefore > time, TaskRules.isClaimable(entry, by: claim, at: notBefore) {
+                earliest = min(earliest ?? notBefore, notBefore)
+            }
+            return true
         }
         return earliest
     }
 
     /// How many tasks are in each status now.
     public var counts: [TaskStatus: Int64] {
-        var counts = finishedCounts
-        for task in active.values { counts[task.status, default: 0] += 1 }
-        return counts
+        finishedCounts.merging(activeCounts, uniquingKeysWith: +).filter { $0.value != 0 }
+    }
+
+    /// Every remembered idempotency key (for snapshots and tests: reads them all).
+    public var allKeys: [String: KeyEntry] {
+        var keys = snapshot.allKeys()
+        for (key, entry) in changedKeys { keys[key] = entry }
+        return keys
+    }
+
+    // MARK: Changing (TaskRules only)
+
+    /// Stores `entry` as the active task it now is, in place of `previous` (the active entry it
+    /// replaces, as `activeTask` returned it; nil for a new task), keeping counts and claim order right.
+    mutating func store(_ entry: TaskEntry, replacing previous: TaskEntry?) {
+        if let previous { remove(previous) }
+        live[entry.id] = entry
+        activeCounts[entry.status, default: 0] += 1
+        if entry.status == .pending || entry.status == .failed {
+            let slot = QueueSlot(rank: entry.spec.priority.rank, number: entry.number, task: entry.id)
+            liveQueue.insert(slot, at: insertionIndex(of: slot))
+        }
+    }
+
+    /// Removes `previous`, an active task as `activeTask` returned it (it finished, or is about
+    /// to be stored again).
+    mutating func remove(_ previous: TaskEntry) {
+        activeCounts[previous.status, default: 0] -= 1
+        if live.removeValue(forKey: previous.id) != nil {
+            if previous.status == .pending || previous.status == .failed {
+                let slot = QueueSlot(rank: previous.spec.priority.rank, number: previous.number, task: previous.id)
+                let index = insertionIndex(of: slot)
+                if index < liveQueue.count && liveQueue[index] == slot { liveQueue.remove(at: index) }
+            }
+        } else {
+            takenFromSnapshot.insert(previous.number)
+            advanceSnapshotHead()
+        }
+    }
+
+    private mutating func advanceSnapshotHead() {
+        var head = snapshotHead ?? snapshot.waiting.start
+        let taken = takenFromSnapshot
+        snapshot.forEachWaitingLine(from: head) { number, _, line in
+            guard taken.contains(number) else { return false }
+            head = snapshot.waiting.offset(after: line)
+            return true
+        }
+        snapshotHead = head
+    }
+
+    /// Sets or forgets an idempotency key.
+    mutating func setKey(_ key: String, _ entry: KeyEntry?) { changedKeys[key] = .some(entry) }
+
+    /// Forgets keys whose task finished before `cutoff` (reads every key: runs once per 1,024 creates).
+    mutating func pruneKeys(before cutoff: Int64) {
+        for (key, entry) in allKeys where (entry.finishedMilliseconds ?? Int64.max) < cutoff { setKey(key, nil) }
+    }
+
+    /// Rebuilds the state from a snapshot's parts: running tasks decoded, waiting tasks and keys
+    /// left in their lines.
+    init(
+        version: Int64, created: Int64, finishedCounts: [TaskStatus: Int64], activeCounts: [TaskStatus: Int64],
+        running: [TaskEntry], snapshot: SnapshotTasks
+    ) {
+        self.version = version
+        self.created = created
+        self.finishedCounts = finishedCounts
+        self.activeCounts = activeCounts
+        self.snapshot = snapshot
+        for entry in running { live[entry.id] = entry }
+    }
+
+    private func insertionIndex(of slot: QueueSlot) -> Int {
+        var low = 0
+        var high = liveQueue.count
+        while low < high {
+            let middle = (low + high) / 2
+            if liveQueue[middle] < slot { low = middle + 1 } else { high = middle }
+        }
+        return low
+    }
+}
+
+extension TaskState: Equatable {
+    /// Equal when they hold the same tasks, keys and counters, however they are stored.
+    public static func == (lhs: TaskState, rhs: TaskState) -> Bool {
+        lhs.version == rhs.version && lhs.created == rhs.created && lhs.finished == rhs.finished
+            && lhs.finishedCounts == rhs.finishedCounts && lhs.counts == rhs.counts && lhs.running == rhs.running
+            && lhs.waiting() == rhs.waiting() && lhs.allKeys == rhs.allKeys
     }
 }
 

@@ -20,7 +20,7 @@ extension CoordinationStore {
     /// The task `id` wherever it is: live in the state, finished since the last snapshot, or
     /// compacted under `state/finished/`. Nil when no such task was ever created.
     public func task(_ id: String) throws(CortexError) -> TaskEntry? {
-        if let live = state.tasks.active[id] { return live }
+        if let live = state.tasks.activeTask(id) { return live }
         if let recent = state.tasks.finished.last(where: { $0.id == id }) { return recent }
         guard let number = SequentialID.number(prefix: "task-", id), number <= state.tasks.created else { return nil }
         let needle = Array("\"id\":\"\(id)\"".utf8)

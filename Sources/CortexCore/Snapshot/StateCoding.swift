@@ -1,23 +1,75 @@
-/// The state as JSON for `state/snapshot.json`, and back. Loading rebuilds the derived totals,
-/// so a snapshot cannot carry a total that disagrees with its allocations.
-extension CortexState {
-    /// The whole state as JSON.
-    public var json: JSONValue {
-        .object([
-            "budget": budget.json, "last_record_ms": .int(lastRecordMilliseconds), "records_folded": .int(recordsFolded),
-            "tasks": tasks.json,
+/// `state/snapshot.json` (docs/decisions/011): a first line with the position it covers and
+/// every part of the state that stays small (budget, counters, running tasks), then the waiting
+/// tasks one per line in claim order, then the idempotency keys one per line in byte order.
+/// The first line says how many bytes each section takes. Loading parses the first line only;
+/// the sections stay in the (mapped) file and are read where a call looks. Every line is JSON,
+/// so `jq -c . state/snapshot.json` reads it all.
+public enum SnapshotCodec {
+    /// The format number this code writes and reads; other snapshots are ignored (the fold
+    /// starts from the journal's beginning instead: a snapshot is a cache).
+    public static let format: Int64 = 2
+
+    /// The snapshot of `state` at `position`.
+    public static func encode(_ state: CortexState, position: JournalPosition, writtenAtMilliseconds: Int64) -> [UInt8] {
+        let tasks = state.tasks
+        var waiting: [UInt8] = []
+        var liveIndex = 0
+        func appendLive(before place: TaskState.QueueSlot?) {
+            while liveIndex < tasks.liveQueue.count, place.map({ tasks.liveQueue[liveIndex] < $0 }) ?? true {
+                if let entry = tasks.live[tasks.liveQueue[liveIndex].task] {
+                    waiting += SnapshotTasks.waitingLine(entry) + [0x0A]
+                }
+                liveIndex += 1
+            }
+        }
+        tasks.snapshot.forEachWaitingLine { number, rank, line in
+            guard !tasks.takenFromSnapshot.contains(number) else { return true }
+            appendLive(before: TaskState.QueueSlot(rank: rank, number: number, task: ""))
+            waiting += line
+            waiting.append(0x0A)
+            return true
+        }
+        appendLive(before: nil)
+        var keys: [UInt8] = []
+        for (key, entry) in tasks.allKeys.sorted(by: { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }) {
+            keys += SnapshotTasks.keyLine(key, entry) + [0x0A]
+        }
+        let header = JSONValue.object([
+            "format": .int(format), "key_bytes": .int(Int64(keys.count)), "position": position.json,
+            "state": .object([
+                "budget": state.budget.json, "last_record_ms": .int(state.lastRecordMilliseconds),
+                "records_folded": .int(state.recordsFolded), "tasks": tasks.headerJSON,
+            ]),
+            "waiting_bytes": .int(Int64(waiting.count)),
+            "written_at": .string(ISOTime.format(milliseconds: writtenAtMilliseconds)),
         ])
+        return header.serialized() + [0x0A] + waiting + keys
     }
 
-    /// Reads a state written by `json`.
-    /// - Throws: `CortexError.corrupt` when a field is missing or of the wrong type.
-    public init(json: JSONValue) throws(CortexError) {
-        self.init()
-        guard let budgetJSON = json["budget"] else { throw .corrupt("snapshot state has no budget") }
-        budget = try BudgetState(json: budgetJSON)
-        if let tasksJSON = json["tasks"] { tasks = try TaskState(json: tasksJSON) }
-        recordsFolded = json["records_folded"]?.intValue ?? 0
-        lastRecordMilliseconds = json["last_record_ms"]?.intValue ?? 0
+    /// The state and position in a snapshot's bytes, or nil when they are not a readable
+    /// snapshot of this format.
+    public static func decode(_ bytes: ImmutableBytes) -> (CortexState, JournalPosition)? {
+        let all = LazyLines(storage: bytes, start: 0, end: bytes.buffer.count)
+        guard !all.isEmpty else { return nil }
+        let (headerBytes, sectionsStart) = all.line(at: 0)
+        guard let header = try? JSONValue.parse(headerBytes.assumingMemoryBound(to: UInt8.self)),
+            header["format"]?.intValue == format, let position = header["position"].flatMap(JournalPosition.init(json:)),
+            let waitingBytes = header["waiting_bytes"]?.intValue, let keyBytes = header["key_bytes"]?.intValue,
+            waitingBytes >= 0, keyBytes >= 0, sectionsStart + Int(waitingBytes) + Int(keyBytes) == bytes.buffer.count,
+            let stateJSON = header["state"], let budgetJSON = stateJSON["budget"], let tasksJSON = stateJSON["tasks"]
+        else { return nil }
+        let waitingEnd = sectionsStart + Int(waitingBytes)
+        let sections = SnapshotTasks(
+            waiting: LazyLines(storage: bytes, start: sectionsStart, end: waitingEnd),
+            keys: LazyLines(storage: bytes, start: waitingEnd, end: bytes.buffer.count))
+        guard let budget = try? BudgetState(json: budgetJSON), let tasks = try? TaskState(header: tasksJSON, sections: sections)
+        else { return nil }
+        var state = CortexState()
+        state.budget = budget
+        state.tasks = tasks
+        state.recordsFolded = stateJSON["records_folded"]?.intValue ?? 0
+        state.lastRecordMilliseconds = stateJSON["last_record_ms"]?.intValue ?? 0
+        return (state, position)
     }
 }
 
@@ -72,41 +124,35 @@ extension Allocation {
 }
 
 extension TaskState {
-    var json: JSONValue {
-        .object([
-            "active": .array(active.values.sorted { $0.number < $1.number }.map(\.json)),
-            "created": .int(created),
-            "finished": .array(finished.map(\.json)),
-            "finished_counts": .object(
-                finishedCounts.sorted { $0.key.rawValue < $1.key.rawValue }.map { JSONMember($0.key.rawValue, .int($0.value)) }),
-            "keys": .object(
-                keys.sorted { $0.key < $1.key }.map {
-                    JSONMember(
-                        $0.key,
-                        .object(["finished_ms": .optional($0.value.finishedMilliseconds), "task": .string($0.value.task)]))
-                }),
-            "version": .int(version),
+    /// The small part of the task state, for a snapshot's first line.
+    var headerJSON: JSONValue {
+        func counted(_ counts: [TaskStatus: Int64]) -> JSONValue {
+            .object(
+                counts.filter { $0.value != 0 }.sorted { $0.key.rawValue < $1.key.rawValue }.map {
+                    JSONMember($0.key.rawValue, .int($0.value))
+                })
+        }
+        return .object([
+            "active_counts": counted(activeCounts), "created": .int(created), "finished": .array(finished.map(\.json)),
+            "finished_counts": counted(finishedCounts), "running": .array(running.map(\.json)), "version": .int(version),
         ])
     }
 
-    init(json: JSONValue) throws(CortexError) {
-        self.init()
+    /// Reads a snapshot's first-line task state over its sections.
+    init(header json: JSONValue, sections: SnapshotTasks) throws(CortexError) {
         guard let created = json["created"]?.intValue else { throw .corrupt("snapshot tasks have no 'created'") }
-        version = json["version"]?.intValue ?? 0
-        self.created = created
-        for item in json["active"]?.arrayValue ?? [] {
-            let entry = try TaskEntry(json: item)
-            active[entry.id] = entry
+        func counts(_ key: String) -> [TaskStatus: Int64] {
+            var counts: [TaskStatus: Int64] = [:]
+            for member in json[key]?.objectMembers ?? [] {
+                if let status = TaskStatus(rawValue: member.key) { counts[status] = member.value.intValue ?? 0 }
+            }
+            return counts
         }
+        let running = try (json["running"]?.arrayValue ?? []).map { (item) throws(CortexError) in try TaskEntry(json: item) }
+        self.init(
+            version: json["version"]?.intValue ?? 0, created: created, finishedCounts: counts("finished_counts"),
+            activeCounts: counts("active_counts"), running: running, snapshot: sections)
         finished = try (json["finished"]?.arrayValue ?? []).map { (item) throws(CortexError) in try TaskEntry(json: item) }
-        for member in json["finished_counts"]?.objectMembers ?? [] {
-            if let status = TaskStatus(rawValue: member.key) { finishedCounts[status] = member.value.intValue ?? 0 }
-        }
-        for member in json["keys"]?.objectMembers ?? [] {
-            guard let task = member.value["task"]?.stringValue else { throw .corrupt("snapshot key without task") }
-            keys[member.key] = KeyEntry(task: task, finishedMilliseconds: member.value["finished_ms"]?.intValue)
-        }
-        rebuildQueue()
     }
 }
 
@@ -124,8 +170,8 @@ extension TaskEntry {
         return .object(members)
     }
 
-    /// Reads a task written by `json`, in one pass over its members (snapshots hold every
-    /// pending task and every call loads them, so this is on the hot path).
+    /// Reads a task written by `json`, in one pass over its members (a claim decodes the
+    /// snapshot's waiting tasks it walks past, so this is on the hot path).
     public init(json: JSONValue) throws(CortexError) {
         guard let members = json.objectMembers else { throw .corrupt("task entry is not an object") }
         var id: String?

@@ -73,7 +73,7 @@ public enum Views {
     public static func taskQueue(_ state: CortexState, nowMilliseconds: Int64) -> JSONValue {
         let tasks = state.tasks
         let counts = tasks.counts
-        let waiting = tasks.queue.prefix(listedPendingTasks).compactMap { tasks.active[$0.task] }.map { task in
+        let waiting = tasks.waiting(limit: listedPendingTasks).map { task in
             JSONValue.object([
                 "attempt": .int(task.attempt), "created_at": .string(ISOTime.format(milliseconds: task.createdMilliseconds)),
                 "description": .optional(task.spec.description), "id": .string(task.id),
@@ -83,7 +83,7 @@ public enum Views {
                 "status": .string(task.status.rawValue), "tenant": .optional(task.spec.tenant), "type": .string(task.spec.type),
             ])
         }
-        let running = tasks.tasks(in: .running).map { task in
+        let running = tasks.running.map { task in
             JSONValue.object([
                 "attempt": .int(task.attempt), "claim": .int(task.attempt),
                 "claimed_at": .optional(task.claimedMilliseconds.map { ISOTime.format(milliseconds: $0) }),
