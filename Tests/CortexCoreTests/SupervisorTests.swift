@@ -70,6 +70,25 @@ import Testing
         #expect(try peakResidentBytes() - peakBefore < 64 << 20)
     }
 
+    @Test func whatTheWorkerLeftInItsGroupDiesWithIt() throws {
+        let folder = try TemporaryDirectory()
+        let (result, _) = try supervise(plan("sleep 1000 & echo $! > left; exit 0", in: folder))
+        #expect(result.exit == .exited(0) && !result.killedAfterGrace)
+        let left = try #require(Int32(try text(folder.path + "/left").split(separator: "\n").first ?? ""))
+        #expect(try eventually { !isRunning(left) })
+    }
+
+    @Test func aProcessThatEscapedTheGroupWithThePipesDoesNotKeepTheSupervisor() throws {
+        let folder = try TemporaryDirectory()
+        let script = "setsid sh -c 'echo $$ > escaped; exec sleep 1000' & while [ ! -s escaped ]; do sleep 0.01; done; echo done"
+        let (result, _) = try supervise(plan(script, in: folder))
+        let escaped = try #require(Int32(try text(folder.path + "/escaped").split(separator: "\n").first ?? ""))
+        defer { kill(escaped, SIGKILL) }
+        #expect(isRunning(escaped), "it holds the worker's stdout, yet run returned")
+        #expect(result.exit == .exited(0))
+        #expect(try text(folder.path + "/stdout.log") == "done\n")
+    }
+
     @Test func theTimeoutKillsTheWholeGroupWhenTermIsIgnored() throws {
         let folder = try TemporaryDirectory()
         var timed = plan("trap '' TERM; sleep 1000 & echo $!; wait", in: folder)
@@ -139,6 +158,27 @@ import Testing
         var started = false
         #expect(throws: CortexError.self) { try Supervisor.run(missing) { _ in started = true } }
         #expect(!started)
+    }
+
+    @Test func aLogThatCannotBeWrittenFailsBeforeAnythingStarts() throws {
+        let folder = try TemporaryDirectory()
+        var unwritable = plan("exit 0", in: folder)
+        unwritable.stderrLog = folder.path + "/missing/stderr.log"
+        var started = false
+        #expect(throws: CortexError.self) { try Supervisor.run(unwritable) { _ in started = true } }
+        #expect(!started)
+    }
+
+    @Test func aYearsLongTimeoutDoesNotOverflow() throws {
+        let folder = try TemporaryDirectory()
+        var patient = plan("exit 0", in: folder)
+        patient.timeoutMilliseconds = .max
+        patient.graceMilliseconds = .max
+        patient.heartbeatPath = folder.path + "/heartbeat"
+        patient.heartbeatIntervalMilliseconds = .max
+        #expect(
+            try supervise(patient).0
+                == SupervisedExit(exit: .exited(0), stdout: .init(bytesSeen: 0, bytesKept: 0), stderr: .init(bytesSeen: 0, bytesKept: 0)))
     }
 
     @Test func aFailureToRecordTheStartKillsTheWorker() throws {

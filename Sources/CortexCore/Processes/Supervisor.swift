@@ -34,7 +34,9 @@ public enum Supervisor {
     /// Call it from a process's only thread: the plan's stop signals are blocked in the calling
     /// thread (and stay blocked, so a late one cannot end the supervisor before its caller
     /// records the exit), and a signal sent to the process reaches the signalfd only when no
-    /// other thread leaves it unblocked. Workers start with an empty signal mask.
+    /// other thread leaves it unblocked. Workers start with an empty signal mask and stdin on
+    /// `/dev/null`. An ignored SIGCHLD (inherited across exec) is reset to the default, or the
+    /// kernel would reap the worker and its status would be lost.
     /// - Throws: `CortexError` when the logs cannot be written at start, the program cannot be
     ///   started, or the system refuses a descriptor; the worker is never left running or unreaped.
     public static func run(_ plan: SupervisionPlan, onStart: (ProcessIdentity) throws(CortexError) -> Void)
@@ -141,7 +143,7 @@ final class Supervision {
                 throw .configuration("cannot read /proc/\(pid)/stat: is /proc mounted?")
             }
             let now = POSIX.monotonicNanoseconds()
-            if let timeout = plan.timeoutMilliseconds { timeoutDue = now + UInt64(timeout) * 1_000_000 }
+            if let timeout = plan.timeoutMilliseconds { timeoutDue = deadline(afterMilliseconds: timeout, from: now) }
             return identity
         } catch {
             killGroupAndReap()
@@ -152,7 +154,7 @@ final class Supervision {
     /// The loop: returns when the worker has ended (it is not reaped yet).
     func superviseUntilExit() throws(CortexError) {
         if plan.heartbeatPath != nil {
-            heartbeatDue = POSIX.monotonicNanoseconds() + UInt64(plan.heartbeatIntervalMilliseconds) * 1_000_000
+            heartbeatDue = deadline(afterMilliseconds: plan.heartbeatIntervalMilliseconds, from: POSIX.monotonicNanoseconds())
         }
         // Fixed slots; a negative descriptor is skipped by poll(2).
         var fds = [pollfd](repeating: pollfd(fd: -1, events: Int16(POLLIN), revents: 0), count: 4)
@@ -225,12 +227,19 @@ final class Supervision {
         return Int32(min(UInt64(Int32.max), (due - now + 999_999) / 1_000_000))
     }
 
+    /// `now` plus a duration from the command line, saturating: a timeout of years must not trap.
+    private func deadline(afterMilliseconds milliseconds: Int64, from now: UInt64) -> UInt64 {
+        let (nanoseconds, overflow) = UInt64(max(0, milliseconds)).multipliedReportingOverflow(by: 1_000_000)
+        let (sum, later) = now.addingReportingOverflow(nanoseconds)
+        return overflow || later ? UInt64.max : sum
+    }
+
     /// Sends `signal` to the worker's group and starts the grace (once).
     private func beginStop(forwarding signal: Int32, now: UInt64) {
         kill(-pid, signal)
         guard !stopping else { return }
         stopping = true
-        killDue = now + UInt64(plan.graceMilliseconds) * 1_000_000
+        killDue = deadline(afterMilliseconds: plan.graceMilliseconds, from: now)
     }
 
     private func readStopSignals() {
@@ -273,7 +282,7 @@ final class Supervision {
 
     private func touchHeartbeat(now: UInt64) {
         guard let path = plan.heartbeatPath else { return }
-        heartbeatDue = now + UInt64(plan.heartbeatIntervalMilliseconds) * 1_000_000
+        heartbeatDue = deadline(afterMilliseconds: plan.heartbeatIntervalMilliseconds, from: now)
         do throws(CortexError) { try Files.touch(path) } catch { writeFailure = writeFailure ?? error }
     }
 
