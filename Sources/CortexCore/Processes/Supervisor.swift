@@ -43,7 +43,7 @@ public enum Supervisor {
         throws(CortexError) -> SupervisedExit
     {
         guard plan.heartbeatIntervalMilliseconds > 0, plan.graceMilliseconds >= 0, (plan.timeoutMilliseconds ?? 0) >= 0 else {
-            throw .usage("heartbeat interval, grace and timeout must not be negative")
+            throw .usage("the heartbeat interval must be positive, the grace and the timeout not negative")
         }
         let supervision = Supervision(plan)
         try supervision.watchStopSignals()
