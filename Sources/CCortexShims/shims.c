@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/signalfd.h>
+#include <sys/syscall.h>
 #include <sys/vfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -37,3 +39,6 @@ int cortex_wifexited(int status) { return WIFEXITED(status); }
 int cortex_wexitstatus(int status) { return WEXITSTATUS(status); }
 int cortex_wifsignaled(int status) { return WIFSIGNALED(status); }
 int cortex_wtermsig(int status) { return WTERMSIG(status); }
+int cortex_pidfd_open(pid_t pid) { return (int)syscall(SYS_pidfd_open, pid, 0); }
+int cortex_signalfd(const sigset_t *mask) { return signalfd(-1, mask, SFD_NONBLOCK | SFD_CLOEXEC); }
+int cortex_signalfd_record_size(void) { return (int)sizeof(struct signalfd_siginfo); }

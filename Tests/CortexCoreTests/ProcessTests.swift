@@ -92,6 +92,26 @@ import Testing
         #expect(String(decoding: capture.rendered, as: UTF8.self) == "abcd\n[… 16 bytes omitted by cortex …]\nuvwxyz")
     }
 
+    @Test func chunksOfEverySizeKeepTheSameHeadAndTailAsTheWholeStream() {
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<200 {
+            let stream = (0..<Int.random(in: 0...300, using: &generator)).map { UInt8(truncatingIfNeeded: $0) }
+            let (headLimit, tailLimit) = (Int.random(in: 0...40, using: &generator), Int.random(in: 0...40, using: &generator))
+            var capture = BoundedCapture(headLimit: headLimit, tailLimit: tailLimit)
+            var rest = stream[...]
+            while !rest.isEmpty {
+                let chunk = rest.prefix(Int.random(in: 1...60, using: &generator))
+                capture.append(chunk)
+                rest = rest.dropFirst(chunk.count)
+            }
+            let head = Array(stream.prefix(headLimit))
+            let tail = Array(stream.dropFirst(head.count).suffix(tailLimit))
+            let omitted = stream.count - head.count - tail.count
+            let marker = omitted > 0 ? Array("\n[… \(omitted) bytes omitted by cortex …]\n".utf8) : []
+            #expect(capture.rendered == head + marker + tail, "\(stream.count) bytes, limits \(headLimit) + \(tailLimit)")
+        }
+    }
+
     @Test func memoryStaysBoundedForAHundredMegabytes() {
         var capture = BoundedCapture()
         let chunk = [UInt8](repeating: UInt8(ascii: "x"), count: 1 << 20)

@@ -2,6 +2,7 @@
 #define CCORTEX_SHIMS_H
 
 #include <stdint.h>
+#include <signal.h>
 #include <sys/types.h>
 
 /// Linux calls and macros that Swift's Glibc module does not expose (it is built
@@ -36,5 +37,15 @@ int cortex_wifexited(int status);
 int cortex_wexitstatus(int status);
 int cortex_wifsignaled(int status);
 int cortex_wtermsig(int status);
+
+/// pidfd_open(2) through syscall(2) (glibc before 2.36 has no wrapper): a descriptor that polls
+/// readable when process `pid` ends. Returns the descriptor or -1 with errno set (ENOSYS before Linux 5.3).
+int cortex_pidfd_open(pid_t pid);
+
+/// signalfd(-1, mask, SFD_NONBLOCK | SFD_CLOEXEC). Returns the descriptor or -1 with errno set.
+int cortex_signalfd(const sigset_t *mask);
+
+/// sizeof(struct signalfd_siginfo): the size of one record read from a signalfd (ssi_signo is its first uint32).
+int cortex_signalfd_record_size(void);
 
 #endif

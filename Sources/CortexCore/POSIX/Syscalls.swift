@@ -89,6 +89,31 @@ public enum POSIX {
         }
     }
 
+    /// A pipe with both ends close-on-exec, so only a child given an end explicitly (dup2) holds it.
+    /// The corresponding C function is `pipe2(O_CLOEXEC)`.
+    static func pipe() throws(Errno) -> (read: Int32, write: Int32) {
+        var ends: [Int32] = [-1, -1]
+        _ = try retryingInterrupts { cortex_pipe_cloexec(&ends) }
+        return (ends[0], ends[1])
+    }
+
+    /// Makes reads on `fd` return at once when nothing is there (`O_NONBLOCK`).
+    static func setNonBlocking(_ fd: Int32) throws(Errno) {
+        let flags = try retryingInterrupts { fcntl(fd, F_GETFL) }
+        _ = try retryingInterrupts { fcntl(fd, F_SETFL, flags | O_NONBLOCK) }
+    }
+
+    /// One `read(2)` into `buffer` from a non-blocking descriptor: the byte count (0 at end of
+    /// file), or nil when nothing is there yet (`EAGAIN`).
+    static func readAvailable(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int? {
+        do {
+            return try retryingInterrupts { Glibc.read(fd, buffer.baseAddress, buffer.count) }
+        } catch {
+            if error.rawValue == EAGAIN || error.rawValue == EWOULDBLOCK { return nil }
+            throw error
+        }
+    }
+
     /// The current file position. The corresponding C function is `lseek(fd, 0, SEEK_CUR)`.
     public static func currentOffset(_ fd: Int32) throws(Errno) -> Int64 {
         Int64(try retryingInterrupts { lseek(fd, 0, SEEK_CUR) })

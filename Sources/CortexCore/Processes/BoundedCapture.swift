@@ -29,13 +29,18 @@ public struct BoundedCapture: Sendable {
             rest = rest.dropFirst(taken.count)
         }
         guard tailLimit > 0 else { return }
-        for byte in rest.suffix(tailLimit) {
-            if ring.count < tailLimit {
-                ring.append(byte)
-            } else {
-                ring[ringStart] = byte
-                ringStart = (ringStart + 1) % tailLimit
-            }
+        // Whole spans, not byte by byte: a supervisor appends 64 KiB reads of a fast writer.
+        var kept = rest.suffix(tailLimit)
+        if ring.count < tailLimit {  // Still filling: ringStart is 0.
+            let filling = kept.prefix(tailLimit - ring.count)
+            ring.append(contentsOf: filling)
+            kept = kept.dropFirst(filling.count)
+        }
+        while !kept.isEmpty {  // Full: overwrite the oldest bytes, wrapping at the end.
+            let span = min(kept.count, tailLimit - ringStart)
+            ring.replaceSubrange(ringStart..<(ringStart + span), with: kept.prefix(span))
+            ringStart = (ringStart + span) % tailLimit
+            kept = kept.dropFirst(span)
         }
     }
 
