@@ -42,12 +42,15 @@ public struct PositionalSpec: Sendable {
     public var help: String
     /// Whether it may be left out.
     public var isOptional: Bool
+    /// Whether it takes every argument left (the last positional only: `-- COMMAND [ARG ...]`).
+    public var takesRest: Bool
 
     /// A positional argument.
-    public init(_ name: String, _ help: String, optional: Bool = false) {
+    public init(_ name: String, _ help: String, optional: Bool = false, rest: Bool = false) {
         self.name = name
         self.help = help
         self.isOptional = optional
+        self.takesRest = rest
     }
 }
 
@@ -178,7 +181,7 @@ public struct CommandSpec: Sendable {
         if parsed.positionals.count < required {
             throw .usage("missing argument <\(positionals[parsed.positionals.count].name)>")
         }
-        if parsed.positionals.count > positionals.count {
+        if parsed.positionals.count > positionals.count && positionals.last?.takesRest != true {
             throw .usage("unexpected argument '\(Values.printable(parsed.positionals[positionals.count]))'")
         }
         return parsed

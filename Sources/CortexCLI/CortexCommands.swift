@@ -50,6 +50,18 @@ public enum CortexTool {
                 ToolSpec(
                     name: "cortex task", abstract: TaskTool.tool.abstract, commands: TaskTool.commands(prefix: "cortex task"))
             ),
+            (
+                "spawn",
+                ToolSpec(
+                    name: "cortex spawn", abstract: SpawnTool.tool.abstract, commands: [],
+                    defaultCommand: SpawnTool.spawnCommand(name: "cortex spawn"), hidden: [SpawnTool.superviseCommand])
+            ),
+            (
+                "worker",
+                ToolSpec(
+                    name: "cortex worker", abstract: "Supervised workers: list, show, stop, heartbeat.",
+                    commands: WorkerTool.commands(prefix: "cortex worker"))
+            ),
         ])
 
     static func initialise(_ invocation: Invocation) throws(CortexError) -> Report {

@@ -73,21 +73,28 @@ public struct ToolSpec: Sendable {
     public var examples: [String]
     /// Whole tools reachable as one more word: `cortex budget allocate` runs `cortex-budget allocate`.
     public var nested: [(word: String, tool: ToolSpec)]
+    /// The command run when the first argument is not a command word (`cortex-spawn -- CMD`).
+    public var defaultCommand: Command?
+    /// Commands that run but are left out of the help (internal entry points).
+    public var hidden: [Command]
 
     /// A tool.
     public init(
         name: String, abstract: String, commands: [Command], examples: [String] = [],
-        nested: [(word: String, tool: ToolSpec)] = []
+        nested: [(word: String, tool: ToolSpec)] = [], defaultCommand: Command? = nil, hidden: [Command] = []
     ) {
         self.name = name
         self.abstract = abstract
         self.commands = commands
         self.examples = examples
         self.nested = nested
+        self.defaultCommand = defaultCommand
+        self.hidden = hidden
     }
 
     /// The tool-level help.
     var help: String {
+        if let defaultCommand, commands.isEmpty, nested.isEmpty { return defaultCommand.spec.help }
         var lines = ["OVERVIEW: \(abstract)", "", "USAGE: \(name) <command> [options]", "", "COMMANDS:"]
         lines += commands.map { CommandSpec.column($0.word, $0.spec.abstract) }
         lines += nested.map { CommandSpec.column($0.word, "\($0.tool.abstract) See '\(name) \($0.word) --help'.") }
@@ -107,6 +114,7 @@ public struct ToolSpec: Sendable {
     /// Output goes to stdout, one-line errors to stderr.
     public func run(_ arguments: [String], environment: [String: String]) -> Int32 {
         guard let first = arguments.first else {
+            if let defaultCommand { return Self.execute(defaultCommand, [], environment: environment) }
             Terminal.writeError("\(name): missing command (see '\(name) --help')")
             return 64
         }
@@ -122,7 +130,8 @@ public struct ToolSpec: Sendable {
         if let inner = nested.first(where: { $0.word == first }) {
             return inner.tool.run(Array(arguments.dropFirst()), environment: environment)
         }
-        guard let command = commands.first(where: { $0.word == first }) else {
+        guard let command = (commands + hidden).first(where: { $0.word == first }) else {
+            if let defaultCommand { return Self.execute(defaultCommand, arguments, environment: environment) }
             Terminal.writeError("\(name): unknown command '\(Values.printable(first))' (see '\(name) --help')")
             return 64
         }

@@ -256,6 +256,14 @@ public final class CoordinationStore {
             let views: [(String, Int64, () -> JSONValue)] = [
                 (layout.budgetView, state.budget.version, { Views.budget(self.state, nowMilliseconds: nowMilliseconds) }),
                 (layout.taskView, state.tasks.version, { Views.taskQueue(self.state, nowMilliseconds: nowMilliseconds) }),
+                (
+                    layout.workerView, state.workers.version,
+                    {
+                        Views.workerPool(
+                            self.state, maxWorkers: self.config.maxWorkers, nowMilliseconds: nowMilliseconds,
+                            heartbeatAge: { self.layout.heartbeatAge($0, nowMilliseconds: nowMilliseconds) })
+                    }
+                ),
             ]
             for (path, coverage, render) in views {
                 if let onDisk = AtomicFile.tail(of: path).flatMap(Views.coverage(inTail:)), onDisk >= coverage { continue }

@@ -1,3 +1,5 @@
+import Glibc
+
 /// Settings from `config.json`. Settings tune the machinery (segment size, snapshot interval,
 /// limits); they never change what the fold decides for a record already in the journal.
 public struct CortexConfig: Equatable, Sendable {
@@ -11,6 +13,10 @@ public struct CortexConfig: Equatable, Sendable {
     public var maxWorkers: Int = 10
     /// How long results (`results/`) and finished-task files are kept before the reaper purges them.
     public var resultRetentionMilliseconds: Int64 = 7 * 86_400_000
+    /// The most workers of each listed type alive at once (`type_limits`).
+    public var typeLimits: [String: Int64] = [:]
+    /// Load average per core above which no new worker starts (`max_load_per_core`, in thousandths).
+    public var maxLoadPerCoreMillis: Int64 = 4_000
 
     /// The defaults.
     public init() {}
@@ -18,7 +24,9 @@ public struct CortexConfig: Equatable, Sendable {
     /// The settings as the JSON written to `config.json`.
     public var json: JSONValue {
         .object([
-            "format": 1, "max_workers": .int(maxWorkers), "result_ttl": .string("\(resultRetentionMilliseconds / 1000)s"),
+            "format": 1, "max_load_per_core": .double(Double(maxLoadPerCoreMillis) / 1000), "max_workers": .int(maxWorkers),
+            "result_ttl": .string("\(resultRetentionMilliseconds / 1000)s"),
+            "type_limits": .object(typeLimits.sorted { $0.key < $1.key }.map { JSONMember($0.key, .int($0.value)) }),
             "segment_max_bytes": .int(segmentMaxBytes),
             "snapshot_every_records": .int(snapshotEveryRecords), "sync_appends": .bool(syncAppends),
         ])
@@ -38,6 +46,18 @@ public struct CortexConfig: Equatable, Sendable {
         if let value = try positive("segment_max_bytes", minimum: 1024) { segmentMaxBytes = value }
         if let value = try positive("snapshot_every_records", minimum: 1) { snapshotEveryRecords = Int(value) }
         if let value = try positive("max_workers", minimum: 1) { maxWorkers = Int(value) }
+        if let raw = json["max_load_per_core"] {
+            guard let number = raw.doubleValue, number > 0, number < 1e6 else {
+                throw .configuration("\(path): 'max_load_per_core' must be a number > 0")
+            }
+            maxLoadPerCoreMillis = Int64((number * 1000).rounded())
+        }
+        for member in json["type_limits"]?.objectMembers ?? [] {
+            guard let limit = member.value.intValue, limit >= 0 else {
+                throw .configuration("\(path): 'type_limits.\(member.key)' must be a whole number ≥ 0")
+            }
+            typeLimits[member.key] = limit
+        }
         if let raw = json["result_ttl"] {
             let text = raw.stringValue ?? raw.intValue.map(String.init) ?? ""
             guard let milliseconds = try? Values.parseDurationMilliseconds(text) else {
@@ -93,6 +113,16 @@ public struct CoordinationLayout: Sendable {
     public var finishedTasks: String { root + "/state/finished" }
     /// Context files given to `cortex-task create --context-file`.
     public var contexts: String { root + "/context" }
+    /// The worker pool view (Cortex 1.0 name).
+    public var workerView: String { root + "/worker-pool.json" }
     /// The folder of worker `id` (its heartbeat file and logs).
     public func worker(_ id: String) -> String { workers + "/" + id }
+    /// Worker `id`'s heartbeat file: its modification time is the heartbeat.
+    public func heartbeat(_ id: String) -> String { workers + "/" + id + "/heartbeat" }
+    /// How many seconds ago worker `id` last touched its heartbeat file, or nil when it has none.
+    public func heartbeatAge(_ id: String, nowMilliseconds: Int64) -> Double? {
+        guard let info = try? POSIX.status(heartbeat(id)) else { return nil }
+        let touched = Int64(info.st_mtim.tv_sec) * 1000 + Int64(info.st_mtim.tv_nsec) / 1_000_000
+        return Double(max(0, nowMilliseconds - touched)) / 1000
+    }
 }

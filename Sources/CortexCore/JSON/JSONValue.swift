@@ -52,6 +52,15 @@ public enum JSONValue: Equatable, Sendable {
     }
 
     /// The boolean, if this is one.
+    public var doubleValue: Double? {
+        switch self {
+        case .int(let number): return Double(number)
+        case .double(let number): return number
+        default: return nil
+        }
+    }
+
+    /// The value if it is a boolean.
     public var boolValue: Bool? { if case .bool(let flag) = self { return flag } else { return nil } }
 
     /// The elements, if this is an array.

@@ -79,3 +79,13 @@ public enum SystemProbe {
         return nil
     }
 }
+
+extension MachineEvidence {
+    /// Reads the machine now (cores, load, `MemAvailable`) with the limits of `config`.
+    public static func observe(_ config: CortexConfig) -> MachineEvidence {
+        MachineEvidence(
+            cores: Int64(SystemProbe.cores), loadMillis: Int64(((SystemProbe.loadAverage() ?? 0) * 1000).rounded()),
+            memoryAvailableBytes: SystemProbe.availableMemoryBytes() ?? Int64.max, maxWorkers: Int64(config.maxWorkers),
+            typeLimits: config.typeLimits, maxLoadPerCoreMillis: config.maxLoadPerCoreMillis)
+    }
+}

@@ -24,6 +24,8 @@ public enum Event: Equatable, Sendable {
     case taskCancel(task: String)
     /// `worker.lost`: the reaper (or a test) saw the worker gone; its tasks go back to the queue.
     case workerLost(worker: String, reason: String)
+    /// `worker.*`: supervised workers (spawn, supervise, started, exited, stop, promote).
+    case worker(WorkerEvent)
 
     /// The record kind.
     public var kind: String {
@@ -39,6 +41,7 @@ public enum Event: Equatable, Sendable {
         case .taskFail: "task.fail"
         case .taskCancel: "task.cancel"
         case .workerLost: "worker.lost"
+        case .worker(let event): event.kind
         }
     }
 
@@ -77,6 +80,7 @@ public enum Event: Equatable, Sendable {
             .object(["claim": .int(claim), "error": .optional(error), "retry": .bool(retry), "task": .string(task)])
         case .taskCancel(let task): .object(["task": .string(task)])
         case .workerLost(let worker, let reason): .object(["reason": .string(reason), "worker": .string(worker)])
+        case .worker(let event): event.data
         }
     }
 
@@ -142,7 +146,7 @@ public enum Event: Equatable, Sendable {
                 retry: data["retry"]?.boolValue ?? true)
         case "task.cancel": return .taskCancel(task: try text("task"))
         case "worker.lost": return .workerLost(worker: try text("worker"), reason: optionalText("reason") ?? "lost")
-        default: return nil
+        default: return try WorkerEvent.decode(kind: kind, data: data).map(Event.worker)
         }
     }
 }

@@ -21,6 +21,20 @@ public enum Outcome: Equatable, Sendable {
     case cancelled(task: String)
     /// A lost worker's tasks went back to the queue (or died at their last attempt).
     case requeued(tasks: [String])
+    /// A worker was granted its place (and `allocation`, if it asked for tokens) and starts now.
+    case spawned(worker: String, allocation: String?)
+    /// A spawn is not feasible yet and waits in the spawn queue.
+    case spawnQueued(worker: String, reason: String)
+    /// A supervisor took charge of a worker.
+    case supervising(worker: String)
+    /// A worker's process started.
+    case workerStarted(worker: String)
+    /// A worker's process ended; `restarting` when its policy starts it again.
+    case workerExited(worker: String, restarting: Bool)
+    /// A worker is draining (or left the spawn queue).
+    case stopping(worker: String)
+    /// Queued workers started because they fit now.
+    case promoted(workers: [String])
     /// A normal "no" (budget exceeded, quota exceeded, already released), with the reason.
     case refused(String)
     /// The record's payload is malformed or names something that does not exist; nothing changed.
@@ -33,6 +47,7 @@ public enum Outcome: Equatable, Sendable {
         switch self {
         case .refused, .rejected, .ignored: false
         case .created(_, let existing): !existing
+        case .promoted(let workers): !workers.isEmpty
         default: true
         }
     }
@@ -58,6 +73,16 @@ public enum Outcome: Equatable, Sendable {
         case .deadLettered(let task): .object(["outcome": "dead", "task": .string(task)])
         case .cancelled(let task): .object(["outcome": "cancelled", "task": .string(task)])
         case .requeued(let tasks): .object(["outcome": "requeued", "tasks": .array(tasks.map { .string($0) })])
+        case .spawned(let worker, let allocation):
+            .object(["allocation": .optional(allocation), "outcome": "spawned", "worker": .string(worker)])
+        case .spawnQueued(let worker, let reason):
+            .object(["outcome": "queued", "reason": .string(reason), "worker": .string(worker)])
+        case .supervising(let worker): .object(["outcome": "supervising", "worker": .string(worker)])
+        case .workerStarted(let worker): .object(["outcome": "started", "worker": .string(worker)])
+        case .workerExited(let worker, let restarting):
+            .object(["outcome": "exited", "restarting": .bool(restarting), "worker": .string(worker)])
+        case .stopping(let worker): .object(["outcome": "stopping", "worker": .string(worker)])
+        case .promoted(let workers): .object(["outcome": "promoted", "workers": .array(workers.map { .string($0) })])
         case .refused(let reason): .object(["outcome": "refused", "reason": .string(reason)])
         case .rejected(let reason): .object(["outcome": "rejected", "reason": .string(reason)])
         case .ignored: .object(["outcome": "ignored"])

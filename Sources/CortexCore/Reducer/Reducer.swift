@@ -4,6 +4,8 @@ public struct CortexState: Equatable, Sendable {
     public var budget = BudgetState()
     /// The task queue.
     public var tasks = TaskState()
+    /// The supervised workers and the spawn queue.
+    public var workers = WorkerState()
     /// How many records (seals excluded) have been folded into this state.
     public var recordsFolded: Int64 = 0
     /// The time of the newest record folded, the fold's notion of "now".
@@ -34,17 +36,27 @@ public enum Reducer {
             let outcome = BudgetRules.apply(event, at: time, to: &state.budget)
             if outcome.changesState { state.budget.version += 1 }
             return outcome
-        case .taskCreate, .taskClaim, .taskComplete, .taskFail, .taskCancel, .workerLost:
+        case .taskCreate, .taskClaim, .taskComplete, .taskFail, .taskCancel:
             let outcome = taskOutcome(event, at: time, in: &state.tasks)
             if outcome.changesState { state.tasks.version += 1 }
+            return outcome
+        case .workerLost(let worker, let reason):
+            // Its tasks go back to the queue; a supervised worker also frees its place and tokens.
+            if WorkerRules.lost(worker, reason: reason, at: time, in: &state) { state.workers.version += 1 }
+            let outcome = taskOutcome(event, at: time, in: &state.tasks)
+            if outcome.changesState { state.tasks.version += 1 }
+            return outcome
+        case .worker(let workerEvent):
+            let outcome = WorkerRules.apply(workerEvent, recordID: record.id, at: time, in: &state)
+            if outcome.changesState { state.workers.version += 1 }
             return outcome
         }
     }
 
     private static func taskOutcome(_ event: Event, at time: Int64, in tasks: inout TaskState) -> Outcome {
         switch event {
-        case .budgetSet, .budgetAllocate, .budgetRelease, .budgetQuota, .budgetReset:
-            return .ignored  // routed to BudgetRules above
+        case .budgetSet, .budgetAllocate, .budgetRelease, .budgetQuota, .budgetReset, .worker:
+            return .ignored  // routed to BudgetRules and WorkerRules above
         case .taskCreate(let spec): return TaskRules.create(spec, at: time, in: &tasks)
         case .taskClaim(let claim): return TaskRules.claim(claim, at: time, in: &tasks)
         case .taskComplete(let task, let claim, let result, let tokensUsed):
@@ -84,12 +96,12 @@ enum BudgetRules {
             return allocate(request, at: time, in: &budget)
         case .budgetRelease(let id, let used):
             return release(id, used: used, in: &budget)
-        case .taskCreate, .taskClaim, .taskComplete, .taskFail, .taskCancel, .workerLost:
+        case .taskCreate, .taskClaim, .taskComplete, .taskFail, .taskCancel, .workerLost, .worker:
             return .ignored  // the reducer routes only budget events here
         }
     }
 
-    private static func allocate(_ request: BudgetRequest, at time: Int64, in budget: inout BudgetState) -> Outcome {
+    static func allocate(_ request: BudgetRequest, at time: Int64, in budget: inout BudgetState) -> Outcome {
         guard request.tokens > 0 else { return .rejected("an allocation needs at least 1 token") }
         let available = budget.available
         if request.tokens > available {
@@ -112,7 +124,7 @@ enum BudgetRules {
         return .granted(allocation: id)
     }
 
-    private static func release(_ id: String, used: Int64?, in budget: inout BudgetState) -> Outcome {
+    static func release(_ id: String, used: Int64?, in budget: inout BudgetState) -> Outcome {
         guard let allocation = budget.allocations[id] else {
             if let number = BudgetState.allocationNumber(id), number <= budget.allocationsIssued {
                 return .refused("allocation \(id) was already released")

@@ -1,5 +1,5 @@
 /// `state/snapshot.json` (docs/decisions/011): a first line with the position it covers and
-/// every part of the state that stays small (budget, counters, running tasks), then the waiting
+/// every part of the state that stays small (budget, counters, running tasks, workers), then the waiting
 /// tasks one per line in claim order, then the idempotency keys one per line in byte order.
 /// The first line says how many bytes each section takes. Loading parses the first line only;
 /// the sections stay in the (mapped) file and are read where a call looks. Every line is JSON,
@@ -38,7 +38,7 @@ public enum SnapshotCodec {
             "format": .int(format), "key_bytes": .int(Int64(keys.count)), "position": position.json,
             "state": .object([
                 "budget": state.budget.json, "last_record_ms": .int(state.lastRecordMilliseconds),
-                "records_folded": .int(state.recordsFolded), "tasks": tasks.headerJSON,
+                "records_folded": .int(state.recordsFolded), "tasks": tasks.headerJSON, "workers": state.workers.json,
             ]),
             "waiting_bytes": .int(Int64(waiting.count)),
             "written_at": .string(ISOTime.format(milliseconds: writtenAtMilliseconds)),
@@ -67,6 +67,10 @@ public enum SnapshotCodec {
         var state = CortexState()
         state.budget = budget
         state.tasks = tasks
+        if let workersJSON = stateJSON["workers"] {
+            guard let workers = try? WorkerState(json: workersJSON) else { return nil }
+            state.workers = workers
+        }
         state.recordsFolded = stateJSON["records_folded"]?.intValue ?? 0
         state.lastRecordMilliseconds = stateJSON["last_record_ms"]?.intValue ?? 0
         return (state, position)

@@ -101,4 +101,53 @@ public enum Views {
             "version": .int(tasks.version),
         ])
     }
+
+    /// `worker-pool.json`: capacity, supervised workers (live ones, then the last ones that ended)
+    /// with state, pid, start time, task, tokens, restarts, last exit and heartbeat age, and the
+    /// spawn queue in order. `heartbeatAge` reads a worker's heartbeat file age in seconds (the
+    /// one environment fact of a view; the file is the heartbeat, DESIGN.md).
+    public static func workerPool(
+        _ state: CortexState, maxWorkers: Int, nowMilliseconds: Int64, heartbeatAge: (String) -> Double?
+    ) -> JSONValue {
+        let workers = state.workers
+        func row(_ worker: WorkerEntry) -> JSONValue {
+            JSONValue.object([
+                "allocation": .optional(worker.allocation), "command": .array(worker.spec.command.map { .string($0) }),
+                "ended_at": .optional(worker.endedMilliseconds.map { ISOTime.format(milliseconds: $0) }),
+                "exit_code": worker.lastExit.flatMap { exit in
+                    if case .exited(let code) = exit { return JSONValue.int(Int64(code)) }
+                    return nil
+                },
+                "heartbeat_age_s": worker.status.holdsCapacity ? heartbeatAge(worker.id).map { .double(($0 * 10).rounded() / 10) } : nil,
+                "id": .string(worker.id), "pid": worker.process.map { .int(Int64($0.pid)) },
+                "queued_reason": .optional(worker.queuedReason), "restarts": .int(worker.restarts),
+                "signal": worker.lastExit.flatMap { exit in
+                    if case .signaled(let signal) = exit { return JSONValue.int(Int64(signal)) }
+                    return nil
+                },
+                "start_ticks": worker.process.map { .int(Int64($0.startTicks)) },
+                "started_at": .optional(worker.startedMilliseconds.map { ISOTime.format(milliseconds: $0) }),
+                "state": .string(worker.status.rawValue), "supervisor_pid": worker.supervisor.map { .int(Int64($0.pid)) },
+                "task": .optional(worker.spec.task), "timed_out": worker.timedOut ? .bool(true) : nil,
+                "tokens": .optional(worker.spec.tokens), "type": .string(worker.spec.type),
+            ])
+        }
+        let active = workers.active
+        var byType: [String: Int64] = [:]
+        for worker in active { byType[worker.spec.type, default: 0] += 1 }
+        return .object([
+            "capacity": .object([
+                "available": .int(Int64(max(0, maxWorkers - active.count))), "max_workers": .int(Int64(maxWorkers)),
+                "running": .int(Int64(active.count)),
+                "by_type": .object(byType.sorted { $0.key < $1.key }.map { JSONMember($0.key, .int($0.value)) }),
+            ]),
+            "counts": .object(
+                workers.counts.sorted { $0.key.rawValue < $1.key.rawValue }.map { JSONMember($0.key.rawValue, .int($0.value)) }),
+            "queued": .array(workers.queue.compactMap { workers.live[$0] }.map(row)),
+            "recent": .array(workers.recent.reversed().map(row)),
+            "updated_at": .string(ISOTime.format(milliseconds: nowMilliseconds)),
+            "version": .int(workers.version),
+            "workers": .array(workers.all.filter { $0.status != .queued }.map(row)),
+        ])
+    }
 }

@@ -1,0 +1,162 @@
+import CortexCore
+import Glibc
+
+/// The supervisor side of `cortex-spawn`: starting a detached supervisor process, and what that
+/// process does (claim the worker, run it under `Supervisor`, record its start and exit, restart
+/// it per its policy, start queued workers its exit made room for).
+enum WorkerSupervision {
+    /// Starts `cortex-spawn _supervise WORKER` detached (own session, no terminal, streams on
+    /// /dev/null) and returns at once; the supervisor outlives the caller.
+    static func launch(_ worker: String, root: String) throws(CortexError) {
+        let program = selfExecutable() ?? "cortex-spawn"
+        // `cortex spawn …` runs inside the `cortex` executable, whose spawn tool is one word deeper.
+        let word = program.split(separator: "/").last == "cortex" ? ["spawn"] : []
+        _ = try Spawner.spawn(
+            SpawnRequest(
+                arguments: [program] + word + ["_supervise", worker, "--dir", absolutePath(root)],
+                environment: fullEnvironment(), newSession: true))
+    }
+
+    /// Supervises `id` in this process until it ends for good; returns its last exit (nil when
+    /// another supervisor already had it, or it was stopped before it started).
+    static func supervise(_ id: String, store: CoordinationStore) throws(CortexError) -> ProcessExit? {
+        guard let me = ProcessIdentity.current else { throw .io(operation: "read", path: "/proc/self/stat", errno: Errno.current) }
+        let claimed = try store.submit(.worker(.supervise(worker: id, supervisor: me)))
+        guard case .supervising = claimed.outcome else {
+            try store.publish()
+            return nil
+        }
+        let layout = store.layout
+        try Files.makeDirectory(layout.workers)
+        try Files.makeDirectory(layout.worker(id))
+        var lastExit: ProcessExit?
+        var stopRequested = false
+        var ranLong = false
+        while true {
+            guard let worker = store.state.workers.live[id] else { break }
+            var result: SupervisedExit
+            if worker.status == .stopping || stopRequested {
+                result = SupervisedExit(
+                    exit: .signaled(SIGTERM), stdout: StreamSummary(bytesSeen: 0, bytesKept: 0),
+                    stderr: StreamSummary(bytesSeen: 0, bytesKept: 0))
+            } else {
+                let plan = self.plan(for: worker, layout: layout)
+                let started = Int64(POSIX.monotonicNanoseconds() / 1_000_000)
+                do {
+                    result = try Supervisor.run(plan) { (process) throws(CortexError) in
+                        _ = try store.submit(.worker(.started(worker: id, supervisor: me, process: process)))
+                        try store.publish()
+                    }
+                } catch {
+                    // The program could not be started: recorded as exit 127, as a shell would.
+                    try? AtomicFile.replace(
+                        layout.worker(id) + "/stderr.log", with: Array("cortex-spawn: \(error.description)\n".utf8),
+                        durability: .processCrash)
+                    result = SupervisedExit(
+                        exit: .exited(127), stdout: StreamSummary(bytesSeen: 0, bytesKept: 0),
+                        stderr: StreamSummary(bytesSeen: 0, bytesKept: 0))
+                }
+                if result.stopSignal != nil, store.state.workers.live[id]?.status != .stopping {
+                    // Stopped by a signal to the supervisor: record it as a stop, so it is not restarted.
+                    _ = try store.submit(.worker(.stop(worker: id)))
+                }
+                ranLong = Int64(POSIX.monotonicNanoseconds() / 1_000_000) - started > 60_000
+            }
+            lastExit = result.exit
+            let exited = try store.submit(
+                .worker(
+                    .exited(
+                        worker: id, supervisor: me, exit: result.exit, timedOut: result.timedOut,
+                        tokensUsed: tokensUsed(layout, id), evidence: MachineEvidence.observe(store.config))))
+            for promoted in store.state.workers.toLaunch(by: exited.record.id) {
+                try? launch(promoted.id, root: layout.root)
+            }
+            try store.publish()
+            guard case .workerExited(_, restarting: true) = exited.outcome else { break }
+            let restarts = store.state.workers.live[id]?.restarts ?? 1
+            if waitForStop(milliseconds: ranLong ? 250 : restartBackoff(restarts)) { stopRequested = true }
+        }
+        return lastExit
+    }
+
+    /// Restart delay: 0.5 s, 1 s, 2 s, then 4 s at most, so a pool member is back well within 10 s.
+    static func restartBackoff(_ restarts: Int64) -> Int64 { min(4_000, 500 << min(3, max(0, restarts - 1))) }
+
+    /// Waits up to `milliseconds` for a stop signal (SIGTERM/SIGINT stay blocked after a
+    /// supervision); true when one came.
+    static func waitForStop(milliseconds: Int64) -> Bool {
+        var signals = sigset_t()
+        sigemptyset(&signals)
+        sigaddset(&signals, SIGTERM)
+        sigaddset(&signals, SIGINT)
+        sigprocmask(SIG_BLOCK, &signals, nil)
+        var timeout = timespec(tv_sec: Int(milliseconds / 1000), tv_nsec: Int((milliseconds % 1000) * 1_000_000))
+        while true {
+            let got = sigtimedwait(&signals, nil, &timeout)
+            if got > 0 { return true }
+            if errno == EINTR { continue }
+            return false
+        }
+    }
+
+    static func plan(for worker: WorkerEntry, layout: CoordinationLayout) -> SupervisionPlan {
+        var environment = fullEnvironment()
+        if let path = worker.spec.path { environment["PATH"] = path }
+        environment["CORTEX_DIR"] = absolutePath(layout.root)
+        environment["CORTEX_WORKER_ID"] = worker.id
+        environment["CORTEX_TASK_ID"] = worker.spec.task
+        environment["CORTEX_ALLOCATION"] = worker.allocation
+        environment["CORTEX_TOKENS"] = worker.spec.tokens.map(String.init)
+        let folder = layout.worker(worker.id)
+        return SupervisionPlan(
+            arguments: worker.spec.command, environment: environment, workingDirectory: worker.spec.workingDirectory,
+            stdoutLog: folder + "/stdout.log", stderrLog: folder + "/stderr.log", headLimit: Int(worker.spec.logHeadBytes),
+            tailLimit: Int(worker.spec.logTailBytes), heartbeatPath: layout.heartbeat(worker.id),
+            timeoutMilliseconds: worker.spec.timeoutMilliseconds, graceMilliseconds: worker.spec.graceMilliseconds)
+    }
+
+    /// Tokens the worker reported in `workers/<id>/tokens_used` (a number), if it did.
+    static func tokensUsed(_ layout: CoordinationLayout, _ id: String) -> Int64? {
+        guard let bytes = try? POSIX.readFile(layout.worker(id) + "/tokens_used") else { return nil }
+        let text = String(decoding: bytes, as: UTF8.self).trimmingWhitespace
+        return Int64(text).flatMap { $0 >= 0 ? $0 : nil }
+    }
+
+    /// This process's whole environment (workers inherit the caller's, unlike the CLI's own
+    /// view of it, which keeps only `CORTEX_*`).
+    static func fullEnvironment() -> [String: String] {
+        var result: [String: String] = [:]
+        var cursor = environ
+        while let entry = cursor.pointee {
+            let text = String(cString: entry)
+            if let equals = text.firstIndex(of: "=") {
+                result[String(text[..<equals])] = String(text[text.index(after: equals)...])
+            }
+            cursor += 1
+        }
+        return result
+    }
+
+    static func selfExecutable() -> String? {
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let length = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+        guard length > 0 else { return nil }
+        return String(decoding: buffer.prefix(length).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    static func absolutePath(_ path: String) -> String {
+        guard let resolved = realpath(path, nil) else { return path }
+        defer { free(resolved) }
+        return String(cString: resolved)
+    }
+}
+
+extension String {
+    /// The string without leading and trailing spaces, tabs and newlines.
+    var trimmingWhitespace: String {
+        let scalars = unicodeScalars
+        guard let first = scalars.firstIndex(where: { !" \t\n\r".unicodeScalars.contains($0) }) else { return "" }
+        let last = scalars.lastIndex(where: { !" \t\n\r".unicodeScalars.contains($0) })!
+        return String(scalars[first...last])
+    }
+}

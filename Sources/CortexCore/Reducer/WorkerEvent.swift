@@ -1,0 +1,164 @@
+/// Records about supervised workers (`cortex-spawn`, its supervisors, `cortex worker`, the reaper).
+public enum WorkerEvent: Equatable, Sendable {
+    /// `worker.spawn`: start a worker if feasible now, else queue it (or refuse when `queue` is false).
+    case spawn(WorkerSpec, queue: Bool, evidence: MachineEvidence)
+    /// `worker.supervise`: a supervisor takes charge of a starting worker; the first one wins.
+    case supervise(worker: String, supervisor: ProcessIdentity)
+    /// `worker.started`: the supervisor started the worker's process.
+    case started(worker: String, supervisor: ProcessIdentity, process: ProcessIdentity)
+    /// `worker.exited`: the worker's process ended; the fold decides whether it restarts.
+    case exited(
+        worker: String, supervisor: ProcessIdentity, exit: ProcessExit, timedOut: Bool, tokensUsed: Int64?,
+        evidence: MachineEvidence)
+    /// `worker.stop`: drain the worker (or drop it from the spawn queue).
+    case stop(worker: String)
+    /// `worker.promote`: start queued workers that fit now (the reaper, after losses).
+    case promote(evidence: MachineEvidence)
+
+    /// The record kind.
+    public var kind: String {
+        switch self {
+        case .spawn: "worker.spawn"
+        case .supervise: "worker.supervise"
+        case .started: "worker.started"
+        case .exited: "worker.exited"
+        case .stop: "worker.stop"
+        case .promote: "worker.promote"
+        }
+    }
+
+    /// The record payload.
+    public var data: JSONValue {
+        switch self {
+        case .spawn(let spec, let queue, let evidence):
+            .object(["evidence": evidence.json, "queue": .bool(queue), "spec": spec.json])
+        case .supervise(let worker, let supervisor): .object(["supervisor": supervisor.json, "worker": .string(worker)])
+        case .started(let worker, let supervisor, let process):
+            .object(["process": process.json, "supervisor": supervisor.json, "worker": .string(worker)])
+        case .exited(let worker, let supervisor, let exit, let timedOut, let tokensUsed, let evidence):
+            .object([
+                "evidence": evidence.json, "exit": exit.json, "supervisor": supervisor.json, "timed_out": .bool(timedOut),
+                "tokens_used": .optional(tokensUsed), "worker": .string(worker),
+            ])
+        case .stop(let worker): .object(["worker": .string(worker)])
+        case .promote(let evidence): .object(["evidence": evidence.json])
+        }
+    }
+
+    /// Decodes a `worker.*` record (nil for a kind this version does not know).
+    public static func decode(kind: String, data: JSONValue) throws(EventDecodingError) -> WorkerEvent? {
+        func worker() throws(EventDecodingError) -> String {
+            guard let id = data["worker"]?.stringValue else { throw EventDecodingError("\(kind): 'worker' must be a string") }
+            return id
+        }
+        func identity(_ key: String) throws(EventDecodingError) -> ProcessIdentity {
+            guard let json = data[key], let identity = ProcessIdentity(json: json) else {
+                throw EventDecodingError("\(kind): '\(key)' must be {pid, start_ticks}")
+            }
+            return identity
+        }
+        func evidence() throws(EventDecodingError) -> MachineEvidence {
+            guard let json = data["evidence"], let evidence = MachineEvidence(json: json) else {
+                throw EventDecodingError("\(kind): 'evidence' is missing or malformed")
+            }
+            return evidence
+        }
+        switch kind {
+        case "worker.spawn":
+            guard let json = data["spec"], let spec = WorkerSpec(json: json) else {
+                throw EventDecodingError("worker.spawn: 'spec' is missing or malformed")
+            }
+            return .spawn(spec, queue: data["queue"]?.boolValue ?? true, evidence: try evidence())
+        case "worker.supervise": return .supervise(worker: try worker(), supervisor: try identity("supervisor"))
+        case "worker.started":
+            return .started(worker: try worker(), supervisor: try identity("supervisor"), process: try identity("process"))
+        case "worker.exited":
+            guard let json = data["exit"], let exit = ProcessExit(json: json) else {
+                throw EventDecodingError("worker.exited: 'exit' must be {exit_code} or {signal}")
+            }
+            return .exited(
+                worker: try worker(), supervisor: try identity("supervisor"), exit: exit,
+                timedOut: data["timed_out"]?.boolValue ?? false, tokensUsed: data["tokens_used"]?.intValue,
+                evidence: try evidence())
+        case "worker.stop": return .stop(worker: try worker())
+        case "worker.promote": return .promote(evidence: try evidence())
+        default: return nil
+        }
+    }
+}
+
+extension WorkerSpec {
+    /// The spec as JSON (records, snapshots).
+    public var json: JSONValue {
+        .object([
+            "command": .array(command.map { .string($0) }), "cpu_millicores": .optional(cpuMillicores),
+            "grace_ms": .int(graceMilliseconds), "log_head_bytes": .int(logHeadBytes), "log_tail_bytes": .int(logTailBytes),
+            "memory_bytes": .optional(memoryBytes), "path": .optional(path), "restart": .string(restart.rawValue),
+            "task": .optional(task), "tenant": .optional(tenant), "timeout_ms": .optional(timeoutMilliseconds),
+            "tokens": .optional(tokens), "type": .string(type), "workdir": .optional(workingDirectory),
+        ])
+    }
+
+    /// Reads a spec written by `json`; nil when malformed.
+    public init?(json: JSONValue) {
+        guard let type = json["type"]?.stringValue, let items = json["command"]?.arrayValue else { return nil }
+        let command = items.compactMap(\.stringValue)
+        guard command.count == items.count, !command.isEmpty,
+            let restart = RestartPolicy(rawValue: json["restart"]?.stringValue ?? "never")
+        else { return nil }
+        func count(_ key: String) -> Int64? { json[key]?.intValue.flatMap { $0 >= 0 ? $0 : nil } }
+        self.init(
+            type: type, command: command, task: json["task"]?.stringValue, tokens: count("tokens"),
+            tenant: json["tenant"]?.stringValue, cpuMillicores: count("cpu_millicores"), memoryBytes: count("memory_bytes"),
+            timeoutMilliseconds: count("timeout_ms"), graceMilliseconds: count("grace_ms") ?? 10_000, restart: restart,
+            logHeadBytes: count("log_head_bytes") ?? 10 * 1024, logTailBytes: count("log_tail_bytes") ?? 30 * 1024,
+            workingDirectory: json["workdir"]?.stringValue, path: json["path"]?.stringValue)
+    }
+}
+
+extension MachineEvidence {
+    /// The evidence as JSON.
+    public var json: JSONValue {
+        .object([
+            "cores": .int(cores), "load_millis": .int(loadMillis), "max_load_per_core_millis": .int(maxLoadPerCoreMillis),
+            "max_workers": .int(maxWorkers), "memory_available": .int(memoryAvailableBytes),
+            "type_limits": .object(typeLimits.sorted { $0.key < $1.key }.map { JSONMember($0.key, .int($0.value)) }),
+        ])
+    }
+
+    /// Reads evidence written by `json`; nil when malformed.
+    public init?(json: JSONValue) {
+        guard let cores = json["cores"]?.intValue, let load = json["load_millis"]?.intValue,
+            let memory = json["memory_available"]?.intValue, let maxWorkers = json["max_workers"]?.intValue
+        else { return nil }
+        self.init(
+            cores: cores, loadMillis: load, memoryAvailableBytes: memory, maxWorkers: maxWorkers,
+            typeLimits: Dictionary(
+                (json["type_limits"]?.objectMembers ?? []).compactMap { member in member.value.intValue.map { (member.key, $0) } },
+                uniquingKeysWith: { first, _ in first }),
+            maxLoadPerCoreMillis: json["max_load_per_core_millis"]?.intValue ?? 4_000)
+    }
+}
+
+extension ProcessIdentity {
+    /// Reads `{"pid": …, "start_ticks": …}`; nil when malformed.
+    public init?(json: JSONValue) {
+        guard let pid = json["pid"]?.intValue, pid > 0, pid <= Int64(Int32.max), let ticks = json["start_ticks"]?.intValue,
+            ticks >= 0
+        else { return nil }
+        self.init(pid: Int32(pid), startTicks: UInt64(ticks))
+    }
+}
+
+extension ProcessExit {
+    /// Reads `{"exit_code": N}` or `{"signal": N}`; nil when malformed.
+    public init?(json: JSONValue) {
+        if let code = json["exit_code"]?.intValue, (0...255).contains(code) {
+            self = .exited(Int32(code))
+        } else if let signal = json["signal"]?.intValue, (1...64).contains(signal) {
+            self = .signaled(Int32(signal))
+        } else {
+            return nil
+        }
+    }
+}

@@ -1,0 +1,211 @@
+/// The spawner's rules (issue 4): feasibility judged in journal order, so concurrent
+/// `cortex-spawn` calls never overshoot `max_workers` or the budget; a FIFO spawn queue that
+/// capacity drains in order; restarts; settlement of reservations. Pure: the machine facts
+/// come from the evidence in each record.
+enum WorkerRules {
+    static func apply(_ event: WorkerEvent, recordID: String, at time: Int64, in state: inout CortexState) -> Outcome {
+        switch event {
+        case .spawn(let spec, let queue, let evidence): return spawn(spec, queue: queue, evidence, recordID, time, &state)
+        case .supervise(let id, let supervisor):
+            guard var worker = state.workers.live[id] else { return unknown(id, state.workers) }
+            guard worker.status == .starting || worker.status == .stopping, worker.supervisor == nil else {
+                let holder = worker.supervisor.map { "supervised by pid \($0.pid)" } ?? worker.status.rawValue
+                return .refused("\(id) is \(holder)")
+            }
+            worker.supervisor = supervisor
+            state.workers.live[id] = worker
+            return .supervising(worker: id)
+        case .started(let id, let supervisor, let process):
+            guard var worker = state.workers.live[id] else { return unknown(id, state.workers) }
+            guard worker.supervisor == supervisor else { return .refused("\(id) is not supervised by pid \(supervisor.pid)") }
+            if worker.status == .starting { worker.status = .running }
+            worker.process = process
+            worker.startedMilliseconds = time
+            state.workers.live[id] = worker
+            return .workerStarted(worker: id)
+        case .exited(let id, let supervisor, let exit, let timedOut, let tokensUsed, let evidence):
+            guard var worker = state.workers.live[id] else { return unknown(id, state.workers) }
+            guard worker.supervisor == supervisor else { return .refused("\(id) is not supervised by pid \(supervisor.pid)") }
+            worker.lastExit = exit
+            worker.timedOut = timedOut
+            worker.process = nil
+            let failed = exit != .exited(0)
+            let restart =
+                worker.status != .stopping && (worker.spec.restart == .always || (worker.spec.restart == .onFailure && failed))
+            if restart {
+                worker.status = .starting
+                worker.restarts += 1
+                state.workers.live[id] = worker
+                return .workerExited(worker: id, restarting: true)
+            }
+            end(&worker, as: worker.status == .stopping ? .stopped : .exited, tokensUsed: tokensUsed, at: time, in: &state)
+            promote(evidence, recordID, time, &state)
+            return .workerExited(worker: id, restarting: false)
+        case .stop(let id):
+            guard var worker = state.workers.live[id] else { return unknown(id, state.workers) }
+            switch worker.status {
+            case .queued:
+                end(&worker, as: .stopped, tokensUsed: nil, at: time, in: &state)
+            case .starting, .running:
+                worker.status = .stopping
+                state.workers.live[id] = worker
+            case .stopping, .exited, .stopped, .lost:
+                return .refused("\(id) is already \(worker.status.rawValue)")
+            }
+            return .stopping(worker: id)
+        case .promote(let evidence):
+            return .promoted(workers: promote(evidence, recordID, time, &state))
+        }
+    }
+
+    /// `worker.lost` for a supervised worker: its reservation is settled and its place freed.
+    /// (Queued spawns are started by the `worker.promote` the reaper appends next.)
+    static func lost(_ id: String, reason: String, at time: Int64, in state: inout CortexState) -> Bool {
+        guard var worker = state.workers.live[id], worker.status != .queued else { return false }
+        worker.lostReason = reason
+        end(&worker, as: .lost, tokensUsed: nil, at: time, in: &state)
+        return true
+    }
+
+    private static func spawn(
+        _ spec: WorkerSpec, queue: Bool, _ evidence: MachineEvidence, _ recordID: String, _ time: Int64,
+        _ state: inout CortexState
+    ) -> Outcome {
+        guard !spec.command.isEmpty else { return .rejected("a worker needs a command") }
+        guard !spec.type.isEmpty else { return .rejected("a worker needs a type") }
+        if let tokens = spec.tokens, tokens > state.budget.total {
+            return .refused("\(tokens) tokens requested, more than the whole budget (\(state.budget.total))")
+        }
+        let waiting = state.workers.queue.count
+        var reason = waiting > 0 ? "\(waiting) spawn\(waiting == 1 ? "" : "s") queued ahead" : nil
+        let id = WorkerState.workerID(state.workers.issued + 1)
+        var allocation: String?
+        if reason == nil {
+            switch admit(spec, id: id, evidence, at: time, in: &state) {
+            case .failure(let refusal): reason = refusal.reason
+            case .success(let granted): allocation = granted
+            }
+        }
+        if let reason, !queue { return .refused(reason) }
+        state.workers.issued += 1
+        var worker = WorkerEntry(id: id, spec: spec, status: .queued, requestedMilliseconds: time)
+        if let reason {
+            worker.queuedReason = reason
+            state.workers.queue.append(id)
+            state.workers.live[id] = worker
+            return .spawnQueued(worker: id, reason: reason)
+        }
+        worker.status = .starting
+        worker.allocation = allocation
+        worker.launchRecord = recordID
+        state.workers.live[id] = worker
+        return .spawned(worker: id, allocation: allocation)
+    }
+
+    struct Infeasible: Error {
+        var reason: String
+    }
+
+    /// Checks capacity, CPU and memory against the evidence, then reserves the tokens. Returns
+    /// the allocation id (nil when no tokens were asked for).
+    private static func admit(
+        _ spec: WorkerSpec, id: String, _ evidence: MachineEvidence, at time: Int64, in state: inout CortexState
+    ) -> Result<String?, Infeasible> {
+        let active = state.workers.active
+        if active.count >= evidence.maxWorkers {
+            return .failure(Infeasible(reason: "pool full: \(active.count) of \(evidence.maxWorkers) workers running"))
+        }
+        if let limit = evidence.typeLimits[spec.type] {
+            let ofType = active.filter { $0.spec.type == spec.type }.count
+            if ofType >= limit {
+                return .failure(Infeasible(reason: "type \(spec.type) full: \(ofType) of \(limit) workers running"))
+            }
+        }
+        let coresMillis = evidence.cores * 1000
+        if let cpu = spec.cpuMillicores {
+            let reserved = active.reduce(Int64(0)) { $0 + ($1.spec.cpuMillicores ?? 0) }
+            if reserved + cpu > coresMillis {
+                return .failure(
+                    Infeasible(
+                        reason: "CPU: \(millis(cpu)) cores requested, \(millis(max(0, coresMillis - reserved))) of \(evidence.cores) free"))
+            }
+        }
+        let loadLimit = evidence.cores * evidence.maxLoadPerCoreMillis
+        if evidence.loadMillis > loadLimit {
+            return .failure(
+                Infeasible(reason: "CPU: load \(millis(evidence.loadMillis)) over \(millis(loadLimit)) (\(evidence.cores) cores)"))
+        }
+        if let memory = spec.memoryBytes {
+            // Workers granted but not yet running have not taken their memory yet: count it as taken.
+            let pending = active.filter { $0.status == .starting }.reduce(Int64(0)) { $0 + ($1.spec.memoryBytes ?? 0) }
+            let free = evidence.memoryAvailableBytes - pending
+            if memory > free {
+                return .failure(Infeasible(reason: "memory: \(memory) bytes requested, \(max(0, free)) available"))
+            }
+        }
+        guard let tokens = spec.tokens else { return .success(nil) }
+        let request = BudgetRequest(tokens: tokens, holder: id, task: spec.task, tenant: spec.tenant)
+        switch BudgetRules.allocate(request, at: time, in: &state.budget) {
+        case .granted(let allocation):
+            state.budget.version += 1
+            return .success(allocation)
+        case .refused(let reason), .rejected(let reason): return .failure(Infeasible(reason: "tokens: \(reason)"))
+        default: return .failure(Infeasible(reason: "tokens: not granted"))
+        }
+    }
+
+    /// Starts queued workers in order while they fit; returns their ids.
+    @discardableResult
+    private static func promote(_ evidence: MachineEvidence, _ recordID: String, _ time: Int64, _ state: inout CortexState)
+        -> [String]
+    {
+        var promoted: [String] = []
+        while let id = state.workers.queue.first, var worker = state.workers.live[id] {
+            guard case .success(let allocation) = admit(worker.spec, id: id, evidence, at: time, in: &state) else {
+                break
+            }
+            state.workers.queue.removeFirst()
+            worker.status = .starting
+            worker.queuedReason = nil
+            worker.allocation = allocation
+            worker.launchRecord = recordID
+            state.workers.live[id] = worker
+            promoted.append(id)
+        }
+        return promoted
+    }
+
+    /// Moves a worker to a final status: its reservation settled, its place freed.
+    private static func end(
+        _ worker: inout WorkerEntry, as status: WorkerStatus, tokensUsed: Int64?, at time: Int64, in state: inout CortexState
+    ) {
+        if let allocation = worker.allocation {
+            let held = state.budget.allocations[allocation]?.tokens ?? 0
+            let used = tokensUsed.map { min($0, held) }
+            if BudgetRules.release(allocation, used: used, in: &state.budget).changesState { state.budget.version += 1 }
+            worker.allocation = nil
+        }
+        worker.status = status
+        worker.endedMilliseconds = time
+        state.workers.live[worker.id] = nil
+        state.workers.queue.removeAll { $0 == worker.id }
+        state.workers.recent.append(worker)
+        if state.workers.recent.count > WorkerState.recentLimit {
+            state.workers.recent.removeFirst(state.workers.recent.count - WorkerState.recentLimit)
+        }
+        state.workers.endedCounts[status, default: 0] += 1
+    }
+
+    private static func unknown(_ id: String, _ workers: WorkerState) -> Outcome {
+        if let number = SequentialID.number(prefix: "w-", id), number <= workers.issued {
+            return .refused("\(id) has already ended")
+        }
+        return .rejected("no worker \(id)")
+    }
+
+    private static func millis(_ value: Int64) -> String {
+        let whole = value / 1000
+        let fraction = abs(value % 1000)
+        return fraction == 0 ? "\(whole)" : "\(whole).\(String(fraction / 100))"
+    }
+}

@@ -1,0 +1,211 @@
+/// When a supervised worker that ended is started again.
+public enum RestartPolicy: String, CaseIterable, Sendable {
+    /// Never: the worker's end is final.
+    case never
+    /// When it exited non-zero or was killed by a signal.
+    case onFailure = "on-failure"
+    /// Whenever it ends, until stopped.
+    case always
+
+    /// Parses a policy name.
+    public static func parse(_ text: String) throws(CortexError) -> RestartPolicy {
+        guard let policy = RestartPolicy(rawValue: text) else {
+            throw .badInput("invalid restart policy '\(Values.printable(text))': use never, on-failure or always")
+        }
+        return policy
+    }
+}
+
+/// What `cortex-spawn` asks for: the command and everything the feasibility check and the
+/// supervisor need. Stored in the journal, so any process can start the worker later.
+public struct WorkerSpec: Equatable, Sendable {
+    /// The worker's type (pool limits and `worker-pool.json` group by it).
+    public var type: String
+    /// The program and its arguments.
+    public var command: [String]
+    /// The task it works on, if one.
+    public var task: String?
+    /// Tokens reserved for it before it starts.
+    public var tokens: Int64?
+    /// The tenant those tokens count against.
+    public var tenant: String?
+    /// CPU it needs, in thousandths of a core.
+    public var cpuMillicores: Int64?
+    /// Memory it needs, in bytes (checked against `MemAvailable`).
+    public var memoryBytes: Int64?
+    /// How long it may run before SIGTERM to its group.
+    public var timeoutMilliseconds: Int64?
+    /// Between SIGTERM and SIGKILL.
+    public var graceMilliseconds: Int64
+    /// Restart policy.
+    public var restart: RestartPolicy
+    /// Bytes of stdout/stderr kept from the start and from the end.
+    public var logHeadBytes: Int64
+    /// See `logHeadBytes`.
+    public var logTailBytes: Int64
+    /// The caller's working directory and `PATH`, so a worker started later by another process
+    /// runs where and as it would have run at once.
+    public var workingDirectory: String?
+    /// See `workingDirectory`.
+    public var path: String?
+
+    /// A spec with defaults for what is left out.
+    public init(
+        type: String = "default", command: [String], task: String? = nil, tokens: Int64? = nil, tenant: String? = nil,
+        cpuMillicores: Int64? = nil, memoryBytes: Int64? = nil, timeoutMilliseconds: Int64? = nil,
+        graceMilliseconds: Int64 = 10_000, restart: RestartPolicy = .never, logHeadBytes: Int64 = 10 * 1024,
+        logTailBytes: Int64 = 30 * 1024, workingDirectory: String? = nil, path: String? = nil
+    ) {
+        self.type = type
+        self.command = command
+        self.task = task
+        self.tokens = tokens
+        self.tenant = tenant
+        self.cpuMillicores = cpuMillicores
+        self.memoryBytes = memoryBytes
+        self.timeoutMilliseconds = timeoutMilliseconds
+        self.graceMilliseconds = graceMilliseconds
+        self.restart = restart
+        self.logHeadBytes = logHeadBytes
+        self.logTailBytes = logTailBytes
+        self.workingDirectory = workingDirectory
+        self.path = path
+    }
+}
+
+/// What the caller observed and the limits it read, written into the record as evidence
+/// (DESIGN.md, "The reducer": the fold never reads the machine, it judges the evidence).
+public struct MachineEvidence: Equatable, Sendable {
+    /// Online cores.
+    public var cores: Int64
+    /// One-minute load average, in thousandths.
+    public var loadMillis: Int64
+    /// `MemAvailable` in bytes.
+    public var memoryAvailableBytes: Int64
+    /// `max_workers` from config.json.
+    public var maxWorkers: Int64
+    /// The most workers of each limited type (config.json `type_limits`).
+    public var typeLimits: [String: Int64]
+    /// Load per core above which nothing new starts, in thousandths (config.json `max_load_per_core`).
+    public var maxLoadPerCoreMillis: Int64
+
+    /// Evidence from its parts.
+    public init(
+        cores: Int64, loadMillis: Int64, memoryAvailableBytes: Int64, maxWorkers: Int64, typeLimits: [String: Int64] = [:],
+        maxLoadPerCoreMillis: Int64 = 4_000
+    ) {
+        self.cores = cores
+        self.loadMillis = loadMillis
+        self.memoryAvailableBytes = memoryAvailableBytes
+        self.maxWorkers = maxWorkers
+        self.typeLimits = typeLimits
+        self.maxLoadPerCoreMillis = maxLoadPerCoreMillis
+    }
+}
+
+/// Where a supervised worker is.
+public enum WorkerStatus: String, CaseIterable, Sendable {
+    /// Not feasible yet: waiting for capacity, tokens, CPU or memory.
+    case queued
+    /// Granted: capacity and tokens held, its supervisor not yet running it.
+    case starting
+    /// Its process runs under a supervisor.
+    case running
+    /// Asked to stop: draining (SIGTERM, then SIGKILL after the grace).
+    case stopping
+    /// Ended on its own (exit or signal) and not restarted.
+    case exited
+    /// Stopped on request (or cancelled while queued).
+    case stopped
+    /// Declared lost by the reaper.
+    case lost
+
+    /// Holds a place against `max_workers`.
+    public var holdsCapacity: Bool { self == .starting || self == .running || self == .stopping }
+    /// Over: nothing changes it any more.
+    public var isFinal: Bool { self == .exited || self == .stopped || self == .lost }
+}
+
+/// One supervised worker as the fold knows it.
+public struct WorkerEntry: Equatable, Sendable {
+    /// `w-000042`.
+    public var id: String
+    /// What was asked for.
+    public var spec: WorkerSpec
+    /// Where it is.
+    public var status: WorkerStatus
+    /// When it was asked for.
+    public var requestedMilliseconds: Int64
+    /// Why it is queued.
+    public var queuedReason: String?
+    /// Its token reservation while it holds one.
+    public var allocation: String?
+    /// The id of the record whose writer must start its supervisor (the grant, or the
+    /// promotion out of the queue). Only that writer does, so no worker starts twice.
+    public var launchRecord: String?
+    /// The supervisor that claimed it.
+    public var supervisor: ProcessIdentity?
+    /// Its current process.
+    public var process: ProcessIdentity?
+    /// When its current process started.
+    public var startedMilliseconds: Int64?
+    /// Times it was started again after ending.
+    public var restarts: Int64 = 0
+    /// How its last process ended.
+    public var lastExit: ProcessExit?
+    /// Whether its last process was killed for running past its timeout.
+    public var timedOut = false
+    /// When it reached a final status.
+    public var endedMilliseconds: Int64?
+    /// Why it was declared lost.
+    public var lostReason: String?
+}
+
+/// The supervised workers as the fold sees them: live ones by id, the spawn queue in order, and
+/// the last few that ended (for `worker-pool.json` and `cortex worker show`).
+public struct WorkerState: Equatable, Sendable {
+    /// How many worker records changed this state: the version of `worker-pool.json`.
+    public var version: Int64 = 0
+    /// Workers issued so far; ids are `w-` and this number.
+    public var issued: Int64 = 0
+    /// Queued, starting, running and stopping workers by id.
+    public var live: [String: WorkerEntry] = [:]
+    /// Queued worker ids, oldest first: started in this order as capacity frees.
+    public var queue: [String] = []
+    /// The most recently ended workers, newest last (at most `recentLimit`).
+    public var recent: [WorkerEntry] = []
+    /// How many workers ever reached each final status.
+    public var endedCounts: [WorkerStatus: Int64] = [:]
+
+    /// How many ended workers are remembered.
+    public static let recentLimit = 50
+
+    /// No workers.
+    public init() {}
+
+    /// The id of the `number`th worker: `w-000042`.
+    public static func workerID(_ number: Int64) -> String { SequentialID.format(prefix: "w-", number) }
+
+    /// The live or recently ended worker `id`.
+    public func worker(_ id: String) -> WorkerEntry? { live[id] ?? recent.last { $0.id == id } }
+
+    /// Workers holding capacity.
+    public var active: [WorkerEntry] { live.values.filter { $0.status.holdsCapacity }.sorted { $0.id < $1.id } }
+
+    /// Live workers in id order (queued ones included).
+    public var all: [WorkerEntry] { live.values.sorted { $0.id < $1.id } }
+
+    /// Workers whose supervisor the writer of record `recordID` must start.
+    public func toLaunch(by recordID: String) -> [WorkerEntry] {
+        live.values.filter { $0.status == .starting && $0.launchRecord == recordID && $0.supervisor == nil }.sorted {
+            $0.id < $1.id
+        }
+    }
+
+    /// How many workers are in each status now.
+    public var counts: [WorkerStatus: Int64] {
+        var counts = endedCounts
+        for worker in live.values { counts[worker.status, default: 0] += 1 }
+        return counts
+    }
+}

@@ -1,0 +1,61 @@
+/// Workers as JSON: snapshots, `cortex worker show --json`, `worker-pool.json`.
+extension WorkerEntry {
+    /// The worker as JSON.
+    public var json: JSONValue {
+        .object([
+            "allocation": .optional(allocation), "ended_ms": .optional(endedMilliseconds), "id": .string(id),
+            "last_exit": lastExit?.json ?? .null, "launch_record": .optional(launchRecord), "lost_reason": .optional(lostReason),
+            "process": process?.json ?? .null, "queued_reason": .optional(queuedReason),
+            "requested_ms": .int(requestedMilliseconds), "restarts": .int(restarts), "spec": spec.json,
+            "started_ms": .optional(startedMilliseconds), "status": .string(status.rawValue),
+            "supervisor": supervisor?.json ?? .null, "timed_out": .bool(timedOut),
+        ])
+    }
+
+    /// Reads a worker written by `json`.
+    public init(json: JSONValue) throws(CortexError) {
+        guard let id = json["id"]?.stringValue, let specJSON = json["spec"], let spec = WorkerSpec(json: specJSON),
+            let status = json["status"]?.stringValue.flatMap(WorkerStatus.init(rawValue:)),
+            let requested = json["requested_ms"]?.intValue
+        else { throw .corrupt("worker entry without id, spec, status or requested_ms") }
+        self.init(id: id, spec: spec, status: status, requestedMilliseconds: requested)
+        queuedReason = json["queued_reason"]?.stringValue
+        allocation = json["allocation"]?.stringValue
+        launchRecord = json["launch_record"]?.stringValue
+        supervisor = json["supervisor"].flatMap(ProcessIdentity.init(json:))
+        process = json["process"].flatMap(ProcessIdentity.init(json:))
+        startedMilliseconds = json["started_ms"]?.intValue
+        restarts = json["restarts"]?.intValue ?? 0
+        lastExit = json["last_exit"].flatMap(ProcessExit.init(json:))
+        timedOut = json["timed_out"]?.boolValue ?? false
+        endedMilliseconds = json["ended_ms"]?.intValue
+        lostReason = json["lost_reason"]?.stringValue
+    }
+}
+
+extension WorkerState {
+    /// The whole worker state (bounded: live workers and the last `recentLimit` ended).
+    var json: JSONValue {
+        .object([
+            "ended_counts": .object(
+                endedCounts.sorted { $0.key.rawValue < $1.key.rawValue }.map { JSONMember($0.key.rawValue, .int($0.value)) }),
+            "issued": .int(issued), "live": .array(all.map(\.json)), "queue": .array(queue.map { .string($0) }),
+            "recent": .array(recent.map(\.json)), "version": .int(version),
+        ])
+    }
+
+    init(json: JSONValue) throws(CortexError) {
+        self.init()
+        version = json["version"]?.intValue ?? 0
+        issued = json["issued"]?.intValue ?? 0
+        for item in json["live"]?.arrayValue ?? [] {
+            let worker = try WorkerEntry(json: item)
+            live[worker.id] = worker
+        }
+        queue = (json["queue"]?.arrayValue ?? []).compactMap(\.stringValue)
+        recent = try (json["recent"]?.arrayValue ?? []).map { (item) throws(CortexError) in try WorkerEntry(json: item) }
+        for member in json["ended_counts"]?.objectMembers ?? [] {
+            if let status = WorkerStatus(rawValue: member.key) { endedCounts[status] = member.value.intValue ?? 0 }
+        }
+    }
+}
