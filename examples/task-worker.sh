@@ -6,11 +6,13 @@
 # and cannot overwrite the successor's work.
 #
 #   CORTEX_DIR=./coordination examples/task-worker.sh WORKER_ID [TYPE ...]
+#   cortex-spawn --pool 4 -- examples/task-worker.sh     # under supervision: the id is $CORTEX_WORKER_ID
 #
 # Each task's description is run as a bash command (a demo convention).
 set -uo pipefail
-worker=${1:?usage: task-worker.sh WORKER_ID [TYPE ...]}
-shift
+worker=${1:-${CORTEX_WORKER_ID:-}}
+[ -n "$worker" ] || { echo "usage: task-worker.sh WORKER_ID [TYPE ...] (or run it under cortex-spawn)" >&2; exit 64; }
+[ $# -gt 0 ] && shift
 type_flags=()
 for type in "$@"; do type_flags+=(--type "$type"); done
 idle_limit=${IDLE_LIMIT:-10s}   # exit after this long without work

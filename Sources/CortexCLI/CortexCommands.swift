@@ -115,11 +115,15 @@ public enum CortexTool {
         let budget = store.state.budget
         let health = journalHealth(store)
         let counts = store.state.tasks.counts
+        let workers = store.state.workers
+        let workerCounts = workers.counts
         let lines = [
             "coordination  \(store.layout.root)",
             "journal       \(health.text)",
             "budget        total \(budget.total) · allocated \(budget.reserved) (\(budget.allocations.count)) · spent \(budget.spent) · available \(budget.available) · period \(budget.period)",
             "tasks         " + TaskStatus.allCases.map { "\($0.rawValue) \(counts[$0, default: 0])" }.joined(separator: " · "),
+            "workers       \(workers.active.count) of \(store.config.maxWorkers) running · \(workers.queue.count) queued · "
+                + [WorkerStatus.exited, .stopped, .lost].map { "\($0.rawValue) \(workerCounts[$0, default: 0])" }.joined(separator: " · "),
         ]
         return Report(
             text: lines.joined(separator: "\n"),
@@ -127,6 +131,12 @@ public enum CortexTool {
                 "budget": Views.budget(store.state, nowMilliseconds: POSIX.wallClockMilliseconds()), "dir": .string(store.layout.root),
                 "journal": health.json,
                 "tasks": .object(TaskStatus.allCases.map { JSONMember($0.rawValue, .int(counts[$0, default: 0])) }),
+                "workers": .object(
+                    [
+                        JSONMember("max_workers", .int(Int64(store.config.maxWorkers))),
+                        JSONMember("running", .int(Int64(workers.active.count))),
+                        JSONMember("queued", .int(Int64(workers.queue.count))),
+                    ] + [WorkerStatus.exited, .stopped, .lost].map { JSONMember($0.rawValue, .int(workerCounts[$0, default: 0])) }),
             ]))
     }
 

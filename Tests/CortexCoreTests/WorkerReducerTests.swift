@@ -1,0 +1,199 @@
+import Glibc
+import Testing
+
+@testable import CortexCore
+
+/// The spawner's rules on the pure reducer: feasibility in journal order, the spawn queue,
+/// restarts and settlement. No processes, no clock.
+@Suite struct WorkerReducerTests {
+    struct Fold {
+        var state = CortexState()
+        var time: Int64 = 1_000
+        var next = 0
+        var lastRecordID = ""
+
+        @discardableResult
+        mutating func apply(_ event: Event) -> Outcome {
+            time += 1
+            next += 1
+            lastRecordID = "r\(next)"
+            return Reducer.reduce(&state, record(event, at: time, id: lastRecordID))
+        }
+
+        mutating func spawn(
+            _ spec: WorkerSpec = WorkerSpec(command: ["true"]), queue: Bool = true, evidence: MachineEvidence = .roomy
+        ) -> Outcome {
+            apply(.worker(.spawn(spec, queue: queue, evidence: evidence)))
+        }
+
+        /// Supervises, starts and ends worker `id` with `exit`.
+        @discardableResult
+        mutating func run(
+            _ id: String, exit: ProcessExit = .exited(0), tokensUsed: Int64? = nil, evidence: MachineEvidence = .roomy
+        ) -> Outcome {
+            let supervisor = ProcessIdentity(pid: 100, startTicks: 1)
+            apply(.worker(.supervise(worker: id, supervisor: supervisor)))
+            apply(.worker(.started(worker: id, supervisor: supervisor, process: ProcessIdentity(pid: 200, startTicks: 2))))
+            return apply(
+                .worker(
+                    .exited(worker: id, supervisor: supervisor, exit: exit, timedOut: false, tokensUsed: tokensUsed, evidence: evidence)))
+        }
+    }
+
+    @Test func capacityIsDecidedInJournalOrderAndTheRestQueueInOrder() {
+        var fold = Fold()
+        let small = MachineEvidence.roomy.withMaxWorkers(2)
+        #expect(fold.spawn(evidence: small) == .spawned(worker: "w-000001", allocation: nil))
+        #expect(fold.state.workers.toLaunch(by: fold.lastRecordID).map(\.id) == ["w-000001"])
+        #expect(fold.spawn(evidence: small) == .spawned(worker: "w-000002", allocation: nil))
+        #expect(fold.spawn(evidence: small) == .spawnQueued(worker: "w-000003", reason: "pool full: 2 of 2 workers running"))
+        #expect(fold.spawn(evidence: small) == .spawnQueued(worker: "w-000004", reason: "1 spawn queued ahead"))
+        #expect(fold.spawn(queue: false, evidence: small) == .refused("2 spawns queued ahead"))
+        #expect(fold.state.workers.issued == 4, "a refused spawn takes no id")
+        // Limits come from each record's evidence (the writer's config.json), here the same.
+        #expect(fold.run("w-000001", evidence: small) == .workerExited(worker: "w-000001", restarting: false))
+        // The exit made room: the head of the queue starts, and the exit's writer launches it.
+        #expect(fold.state.workers.live["w-000003"]?.status == .starting)
+        #expect(fold.state.workers.toLaunch(by: fold.lastRecordID).map(\.id) == ["w-000003"])
+        #expect(fold.state.workers.live["w-000004"]?.status == .queued)
+        #expect(fold.state.workers.active.count == 2)
+    }
+
+    @Test func typeLimitsCpuLoadAndMemoryAreJudgedFromTheEvidence() {
+        var fold = Fold()
+        var evidence = MachineEvidence.roomy
+        evidence.typeLimits = ["gpu": 1]
+        #expect(fold.spawn(WorkerSpec(type: "gpu", command: ["x"]), evidence: evidence) == .spawned(worker: "w-000001", allocation: nil))
+        #expect(
+            fold.spawn(WorkerSpec(type: "gpu", command: ["x"]), queue: false, evidence: evidence)
+                == .refused("type gpu full: 1 of 1 workers running"))
+        #expect(fold.spawn(WorkerSpec(type: "cpu", command: ["x"]), evidence: evidence) == .spawned(worker: "w-000002", allocation: nil))
+        var cpu = WorkerSpec(command: ["x"])
+        cpu.cpuMillicores = 1_500
+        #expect(fold.spawn(cpu, evidence: .roomy) == .spawned(worker: "w-000003", allocation: nil))
+        #expect(fold.spawn(cpu, queue: false, evidence: .roomy) == .refused("CPU: 1.5 cores requested, 0.5 of 2 free"))
+        var loaded = MachineEvidence.roomy
+        loaded.loadMillis = 9_000
+        #expect(fold.spawn(queue: false, evidence: loaded) == .refused("CPU: load 9 over 8 (2 cores)"))
+        var memory = WorkerSpec(command: ["x"])
+        memory.memoryBytes = 3 << 30
+        #expect(fold.spawn(memory, queue: false, evidence: .roomy) == .refused("memory: 3221225472 bytes requested, 2147483648 available"))
+    }
+
+    @Test func tokensAreReservedBeforeTheStartAndSettledAtTheEnd() {
+        var fold = Fold()
+        fold.apply(.budgetSet(total: 1_000))
+        var spec = WorkerSpec(command: ["x"])
+        spec.tokens = 600
+        #expect(fold.spawn(spec) == .spawned(worker: "w-000001", allocation: "alloc-000001"))
+        #expect(fold.state.budget.reserved == 600)
+        #expect(fold.state.budget.allocations["alloc-000001"]?.holder == "w-000001")
+        guard case .spawnQueued(_, let reason) = fold.spawn(spec) else {
+            Issue.record("not queued")
+            return
+        }
+        #expect(reason.hasPrefix("tokens: budget would be exceeded"))
+        spec.tokens = 5_000
+        #expect(fold.spawn(spec, queue: false) == .refused("5000 tokens requested, more than the whole budget (1000)"))
+        fold.run("w-000001", tokensUsed: 250)
+        #expect(fold.state.budget.spent == 250)
+        // The queued worker took the freed tokens when the first one ended.
+        #expect(fold.state.workers.live["w-000002"]?.status == .starting)
+        #expect(fold.state.budget.reserved == 600)
+        #expect(fold.state.budget.version == 4, "set, grant, settle + grant")
+    }
+
+    @Test func restartPoliciesAndStops() {
+        var fold = Fold()
+        var spec = WorkerSpec(command: ["x"])
+        spec.restart = .onFailure
+        _ = fold.spawn(spec)
+        #expect(fold.run("w-000001", exit: .signaled(SIGKILL)) == .workerExited(worker: "w-000001", restarting: true))
+        #expect(fold.state.workers.live["w-000001"]?.restarts == 1)
+        #expect(fold.state.workers.live["w-000001"]?.lastExit == .signaled(SIGKILL))
+        // The same supervisor keeps it: started again, then a clean exit ends it.
+        let supervisor = ProcessIdentity(pid: 100, startTicks: 1)
+        fold.apply(.worker(.started(worker: "w-000001", supervisor: supervisor, process: ProcessIdentity(pid: 300, startTicks: 3))))
+        #expect(
+            fold.apply(.worker(.exited(worker: "w-000001", supervisor: supervisor, exit: .exited(0), timedOut: false, tokensUsed: nil, evidence: .roomy)))
+                == .workerExited(worker: "w-000001", restarting: false))
+        #expect(fold.state.workers.recent.last?.status == .exited)
+
+        spec.restart = .always
+        _ = fold.spawn(spec)
+        fold.run("w-000002")
+        #expect(fold.state.workers.live["w-000002"]?.status == .starting, "always restarts a clean exit too")
+        #expect(fold.apply(.worker(.stop(worker: "w-000002"))) == .stopping(worker: "w-000002"))
+        #expect(
+            fold.apply(.worker(.exited(worker: "w-000002", supervisor: supervisor, exit: .signaled(SIGTERM), timedOut: false, tokensUsed: nil, evidence: .roomy)))
+                == .workerExited(worker: "w-000002", restarting: false))
+        #expect(fold.state.workers.recent.last?.status == .stopped)
+        #expect(fold.apply(.worker(.stop(worker: "w-000002"))) == .refused("w-000002 has already ended"))
+        #expect(fold.apply(.worker(.stop(worker: "w-000099"))) == .rejected("no worker w-000099"))
+    }
+
+    @Test func onlyTheFirstSupervisorGetsAWorkerAndOnlyItMayReport() {
+        var fold = Fold()
+        _ = fold.spawn()
+        let first = ProcessIdentity(pid: 10, startTicks: 1)
+        let second = ProcessIdentity(pid: 11, startTicks: 1)
+        #expect(fold.apply(.worker(.supervise(worker: "w-000001", supervisor: first))) == .supervising(worker: "w-000001"))
+        #expect(fold.apply(.worker(.supervise(worker: "w-000001", supervisor: second))) == .refused("w-000001 is supervised by pid 10"))
+        #expect(
+            fold.apply(.worker(.started(worker: "w-000001", supervisor: second, process: first)))
+                == .refused("w-000001 is not supervised by pid 11"))
+    }
+
+    @Test func aLostWorkerFreesItsPlaceAndTokensAndItsTasksGoBack() {
+        var fold = Fold()
+        fold.apply(.budgetSet(total: 100))
+        var spec = WorkerSpec(command: ["x"])
+        spec.tokens = 100
+        _ = fold.spawn(spec)
+        fold.apply(.taskCreate(TaskSpec(type: "t")))
+        fold.apply(.taskClaim(TaskClaim(worker: "w-000001")))
+        #expect(fold.apply(.workerLost(worker: "w-000001", reason: "supervisor gone")) == .requeued(tasks: ["task-000001"]))
+        #expect(fold.state.workers.live.isEmpty)
+        #expect(fold.state.workers.recent.last?.status == .lost)
+        #expect(fold.state.budget.reserved == 0)
+        #expect(fold.state.tasks.counts[.failed] == 1)
+    }
+
+    @Test func workerStateSurvivesItsSnapshotEncoding() throws {
+        var fold = Fold()
+        _ = fold.spawn(evidence: MachineEvidence.roomy.withMaxWorkers(1))
+        _ = fold.spawn(evidence: MachineEvidence.roomy.withMaxWorkers(1))
+        fold.run("w-000001", exit: .exited(3))
+        let bytes = SnapshotCodec.encode(fold.state, position: .start, writtenAtMilliseconds: 0)
+        let decoded = try #require(SnapshotCodec.decode(ImmutableBytes(bytes))).0
+        #expect(decoded.workers == fold.state.workers)
+    }
+
+    @Test func malformedWorkerRecordsAreRejected() {
+        var state = CortexState()
+        let bad: [Record] = [
+            Record(id: "a", timeMilliseconds: 1, kind: "worker.spawn", data: .object(["spec": .object(["type": "t"])])),
+            Record(id: "b", timeMilliseconds: 1, kind: "worker.started", data: .object(["worker": "w-000001"])),
+            Record(id: "c", timeMilliseconds: 1, kind: "worker.exited", data: .object(["worker": "w-000001", "exit": .object([:])])),
+            Record(id: "d", timeMilliseconds: 1, kind: "worker.promote", data: .object([:])),
+        ]
+        for item in bad {
+            guard case .rejected = Reducer.reduce(&state, item) else {
+                Issue.record("\(item.id) was not rejected")
+                continue
+            }
+        }
+        #expect(state.workers == WorkerState())
+    }
+}
+
+extension MachineEvidence {
+    /// Two cores, idle, 2 GiB free, 10 workers allowed.
+    static let roomy = MachineEvidence(cores: 2, loadMillis: 0, memoryAvailableBytes: 2 << 30, maxWorkers: 10)
+
+    func withMaxWorkers(_ count: Int64) -> MachineEvidence {
+        var copy = self
+        copy.maxWorkers = count
+        return copy
+    }
+}

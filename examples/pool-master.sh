@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# A master that spawns a pool of supervised workers and feeds it tasks. The pool
+# members are persistent: each runs examples/task-worker.sh, which claims tasks
+# (sleeping in the kernel until one exists) for as long as there is work; its
+# supervisor restarts it if it dies, keeps its heartbeat fresh and bounds its logs.
+#
+#   CORTEX_DIR=./coordination examples/pool-master.sh [WORKERS] [TASKS]
+set -euo pipefail
+export CORTEX_DIR=${CORTEX_DIR:-./coordination}
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+workers=${1:-4}
+tasks=${2:-20}
+
+cortex init >/dev/null
+# Feasibility is checked before anything starts: pool capacity (max_workers), CPU, memory and
+# tokens. What does not fit now is queued (exit 75) and starts when a place frees.
+pool=$(IDLE_LIMIT=30s cortex-spawn --pool "$workers" --type demo -- bash "$here/task-worker.sh") || [ $? -eq 75 ]
+echo "pool: $(echo $pool)"
+
+for i in $(seq "$tasks"); do
+  cortex-task create --type demo --description "sleep 0.$((RANDOM % 4)); echo item $i" >/dev/null
+done
+
+# Wait until the queue is drained (the view is rewritten by every command that changes it).
+until jq -e '(.counts.pending // 0) + (.counts.running // 0) + (.counts.failed // 0) == 0' \
+  "$CORTEX_DIR/task-queue.json" >/dev/null; do
+  sleep 0.2
+done
+cortex status
+
+# Drain the pool: each member gets SIGTERM through its supervisor and is not restarted.
+for worker in $pool; do cortex worker stop "$worker" >/dev/null; done
