@@ -2,7 +2,7 @@
 import PackageDescription
 
 /// The command-line tools. Each is a one-line `main.swift` over `CortexCLI`.
-let tools = ["cortex", "cortex-budget", "cortex-task", "cortex-spawn"]
+let tools = ["cortex", "cortex-budget", "cortex-task", "cortex-spawn", "cortex-reap"]
 
 let strict: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),

@@ -57,6 +57,12 @@ public enum CortexTool {
                     defaultCommand: SpawnTool.spawnCommand(name: "cortex spawn"), hidden: [SpawnTool.superviseCommand])
             ),
             (
+                "reap",
+                ToolSpec(
+                    name: "cortex reap", abstract: ReapTool.tool.abstract, commands: [],
+                    defaultCommand: ReapTool.reapCommand(name: "cortex reap"))
+            ),
+            (
                 "worker",
                 ToolSpec(
                     name: "cortex worker", abstract: "Supervised workers: list, show, stop, heartbeat.",

@@ -8,13 +8,21 @@ enum WorkerSupervision {
     /// Starts `cortex-spawn _supervise WORKER` detached (own session, no terminal, streams on
     /// /dev/null) and returns at once; the supervisor outlives the caller.
     static func launch(_ worker: String, root: String) throws(CortexError) {
-        let program = selfExecutable() ?? "cortex-spawn"
-        // `cortex spawn …` runs inside the `cortex` executable, whose spawn tool is one word deeper.
-        let word = program.split(separator: "/").last == "cortex" ? ["spawn"] : []
         _ = try Spawner.spawn(
             SpawnRequest(
-                arguments: [program] + word + ["_supervise", worker, "--dir", absolutePath(root)],
+                arguments: supervisorCommand() + ["_supervise", worker, "--dir", absolutePath(root)],
                 environment: fullEnvironment(), newSession: true))
+    }
+
+    /// How to run a supervisor from this executable: `cortex-spawn` beside it (any tool may
+    /// launch one: cortex-spawn, a supervisor, cortex-reap), else `cortex spawn`, else PATH.
+    static func supervisorCommand() -> [String] {
+        guard let program = selfExecutable() else { return ["cortex-spawn"] }
+        let folder = program.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
+        let sibling = folder + "/cortex-spawn"
+        if access(sibling, X_OK) == 0 { return [sibling] }
+        if program.split(separator: "/").last == "cortex" { return [program, "spawn"] }
+        return ["cortex-spawn"]
     }
 
     /// Supervises `id` in this process until it ends for good; returns its last exit (nil when

@@ -115,7 +115,10 @@ import Testing
         let supervisor = ProcessIdentity(pid: 100, startTicks: 1)
         fold.apply(.worker(.started(worker: "w-000001", supervisor: supervisor, process: ProcessIdentity(pid: 300, startTicks: 3))))
         #expect(
-            fold.apply(.worker(.exited(worker: "w-000001", supervisor: supervisor, exit: .exited(0), timedOut: false, tokensUsed: nil, evidence: .roomy)))
+            fold.apply(
+                .worker(
+                    .exited(
+                        worker: "w-000001", supervisor: supervisor, exit: .exited(0), timedOut: false, tokensUsed: nil, evidence: .roomy)))
                 == .workerExited(worker: "w-000001", restarting: false))
         #expect(fold.state.workers.recent.last?.status == .exited)
 
@@ -125,7 +128,11 @@ import Testing
         #expect(fold.state.workers.live["w-000002"]?.status == .starting, "always restarts a clean exit too")
         #expect(fold.apply(.worker(.stop(worker: "w-000002"))) == .stopping(worker: "w-000002"))
         #expect(
-            fold.apply(.worker(.exited(worker: "w-000002", supervisor: supervisor, exit: .signaled(SIGTERM), timedOut: false, tokensUsed: nil, evidence: .roomy)))
+            fold.apply(
+                .worker(
+                    .exited(
+                        worker: "w-000002", supervisor: supervisor, exit: .signaled(SIGTERM), timedOut: false, tokensUsed: nil,
+                        evidence: .roomy)))
                 == .workerExited(worker: "w-000002", restarting: false))
         #expect(fold.state.workers.recent.last?.status == .stopped)
         #expect(fold.apply(.worker(.stop(worker: "w-000002"))) == .refused("w-000002 has already ended"))

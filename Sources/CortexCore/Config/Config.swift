@@ -13,6 +13,8 @@ public struct CortexConfig: Equatable, Sendable {
     public var maxWorkers: Int = 10
     /// How long results (`results/`) and finished-task files are kept before the reaper purges them.
     public var resultRetentionMilliseconds: Int64 = 7 * 86_400_000
+    /// A worker whose heartbeat is older than this is declared lost by the reaper (`heartbeat_timeout`).
+    public var heartbeatTimeoutMilliseconds: Int64 = 60_000
     /// The most workers of each listed type alive at once (`type_limits`).
     public var typeLimits: [String: Int64] = [:]
     /// Load average per core above which no new worker starts (`max_load_per_core`, in thousandths).
@@ -24,7 +26,8 @@ public struct CortexConfig: Equatable, Sendable {
     /// The settings as the JSON written to `config.json`.
     public var json: JSONValue {
         .object([
-            "format": 1, "max_load_per_core": .double(Double(maxLoadPerCoreMillis) / 1000), "max_workers": .int(maxWorkers),
+            "format": 1, "heartbeat_timeout": .string("\(heartbeatTimeoutMilliseconds / 1000)s"),
+            "max_load_per_core": .double(Double(maxLoadPerCoreMillis) / 1000), "max_workers": .int(maxWorkers),
             "result_ttl": .string("\(resultRetentionMilliseconds / 1000)s"),
             "type_limits": .object(typeLimits.sorted { $0.key < $1.key }.map { JSONMember($0.key, .int($0.value)) }),
             "segment_max_bytes": .int(segmentMaxBytes),
@@ -51,6 +54,13 @@ public struct CortexConfig: Equatable, Sendable {
                 throw .configuration("\(path): 'max_load_per_core' must be a number > 0")
             }
             maxLoadPerCoreMillis = Int64((number * 1000).rounded())
+        }
+        if let raw = json["heartbeat_timeout"] {
+            let text = raw.stringValue ?? raw.intValue.map(String.init) ?? ""
+            guard let milliseconds = try? Values.parseDurationMilliseconds(text), milliseconds > 0 else {
+                throw .configuration("\(path): 'heartbeat_timeout' must be a duration such as 60s or 5m")
+            }
+            heartbeatTimeoutMilliseconds = milliseconds
         }
         for member in json["type_limits"]?.objectMembers ?? [] {
             guard let limit = member.value.intValue, limit >= 0 else {

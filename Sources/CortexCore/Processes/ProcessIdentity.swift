@@ -15,7 +15,8 @@ public struct ProcessIdentity: Equatable, Hashable, Sendable {
         self.startTicks = startTicks
     }
 
-    /// The identity of the running process `pid`, or nil when no such process exists.
+    /// The identity of the running process `pid`, or nil when no such process exists (or it has
+    /// ended and is a zombie waiting to be reaped).
     public static func of(pid: Int32) -> ProcessIdentity? {
         guard pid > 0, let stat = try? POSIX.readFile("/proc/\(pid)/stat") else { return nil }
         return parse(stat: stat, pid: pid)
@@ -32,6 +33,9 @@ public struct ProcessIdentity: Equatable, Hashable, Sendable {
         let fields = stat[(close + 1)...].split(separator: UInt8(ascii: " "))
         // After ")": field 3 (state) is index 0, so field 22 (starttime) is index 19.
         guard fields.count > 19, let ticks = UInt64(String(decoding: fields[19], as: UTF8.self)) else { return nil }
+        // A zombie (Z) or dead (X) process has ended: only its exit status waits for a parent
+        // that has not reaped it yet. It is not alive, and signalling it would do nothing.
+        if let state = fields[0].first, state == UInt8(ascii: "Z") || state == UInt8(ascii: "X") { return nil }
         return ProcessIdentity(pid: pid, startTicks: ticks)
     }
 

@@ -1,0 +1,185 @@
+import CortexCore
+import Glibc
+
+/// `cortex-reap`: the cron-driven reaper (SPEC.md). Observes processes and heartbeat files,
+/// appends what it saw as evidence (`worker.lost`), stops what is left of lost workers (only
+/// processes whose pid and start time match and that belong to the caller), restarts lost pool
+/// members, starts queued spawns that fit, purges expired results, writes a snapshot and the
+/// views. Idempotent: the journal decides, so two reapers at once double nothing.
+public enum ReapTool {
+    /// The tool: one command.
+    public static let tool = ToolSpec(
+        name: "cortex-reap", abstract: reapCommand(name: "cortex-reap").spec.abstract, commands: [],
+        defaultCommand: reapCommand(name: "cortex-reap"))
+
+    /// The reap command under `name` (`cortex-reap` or `cortex reap`).
+    public static func reapCommand(name: String) -> Command {
+        Command(
+            CommandSpec(
+                name: name,
+                abstract:
+                    "Clean up after anything: lost workers and leases, queued spawns, expired results; a fresh snapshot and views. Safe to run twice at once.",
+                options: [
+                    .flag("dry-run", "Say what would be done; change nothing."),
+                    .value("heartbeat-timeout", "D", "A heartbeat older than D means lost (default: config heartbeat_timeout, 60s)."),
+                    .value("grace", "D", "Between SIGTERM and SIGKILL for what is left of a lost worker (default 5s)."),
+                    .value("result-ttl", "D", "Purge results and finished-task files older than D (default: config result_ttl)."),
+                ],
+                examples: [
+                    "* * * * * cortex-reap --dir /srv/cortex/coordination >>/var/log/cortex-reap.log 2>&1   # crontab",
+                    "\(name) --dry-run", "\(name) --json | jq .lost",
+                ]),
+            body: reap)
+    }
+
+    struct Plan {
+        var lost: [(worker: String, reason: String, leftover: [ProcessIdentity], restart: WorkerSpec?)] = []
+        var relaunch: [String] = []
+    }
+
+    static func reap(_ invocation: Invocation) throws(CortexError) -> Report {
+        let arguments = invocation.arguments
+        let dryRun = arguments.has("dry-run")
+        let store = try invocation.openStore(mutating: false)
+        let layout = store.layout
+        let heartbeatTimeout =
+            try arguments.value("heartbeat-timeout").map { (text) throws(CortexError) in try Values.parseDurationMilliseconds(text) }
+            ?? store.config.heartbeatTimeoutMilliseconds
+        let grace = try arguments.value("grace").map { (text) throws(CortexError) in try Values.parseDurationMilliseconds(text) } ?? 5_000
+        let resultTTL =
+            try arguments.value("result-ttl").map { (text) throws(CortexError) in try Values.parseDurationMilliseconds(text) }
+            ?? store.config.resultRetentionMilliseconds
+        let now = POSIX.wallClockMilliseconds()
+        let plan = observe(store, now: now, heartbeatTimeout: heartbeatTimeout)
+
+        var lost: [String] = []
+        var requeued: [String] = []
+        var signalled: [String] = []
+        var restarted: [String] = []
+        var launched: [String] = []
+        var promoted: [String] = []
+        var purged = 0
+        if !dryRun {
+            for item in plan.lost {
+                let submission = try store.submit(.workerLost(worker: item.worker, reason: item.reason))
+                guard case .requeued(let tasks) = submission.outcome else { continue }
+                lost.append(item.worker)
+                requeued += tasks
+                for process in item.leftover where stopGroup(process, grace: grace) { signalled.append("\(process.pid)") }
+                if let spec = item.restart {
+                    let respawn = try store.submit(
+                        .worker(.spawn(spec, queue: true, evidence: MachineEvidence.observe(store.config))))
+                    if case .spawned(let worker, _) = respawn.outcome { restarted.append(worker) }
+                    if case .spawnQueued(let worker, _) = respawn.outcome { restarted.append(worker) }
+                    launched += try launchAll(store, record: respawn.record.id)
+                }
+            }
+            if !store.state.workers.queue.isEmpty {
+                let promotion = try store.submit(.worker(.promote(evidence: MachineEvidence.observe(store.config))))
+                if case .promoted(let workers) = promotion.outcome { promoted = workers }
+                launched += try launchAll(store, record: promotion.record.id)
+            }
+            for worker in plan.relaunch {
+                try WorkerSupervision.launch(worker, root: layout.root)
+                launched.append(worker)
+            }
+            purged = purgeExpired(layout, olderThan: now - resultTTL)
+            try store.writeSnapshot(nowMilliseconds: now)
+            try store.publishViews(nowMilliseconds: now)
+        } else {
+            lost = plan.lost.map(\.worker)
+            signalled = plan.lost.flatMap(\.leftover).map { "\($0.pid)" }
+            launched = plan.relaunch
+            purged = expiredFiles(layout, olderThan: now - resultTTL).count
+        }
+        let verb = dryRun ? "would " : ""
+        var lines: [String] = []
+        for item in plan.lost { lines.append("\(verb)declare \(item.worker) lost: \(item.reason)") }
+        if !requeued.isEmpty { lines.append("re-queued \(requeued.joined(separator: " "))") }
+        if !signalled.isEmpty {
+            lines.append("\(verb)stop leftover process group\(signalled.count == 1 ? "" : "s") \(signalled.joined(separator: " "))")
+        }
+        if !restarted.isEmpty { lines.append("restarted pool members as \(restarted.joined(separator: " "))") }
+        if !promoted.isEmpty { lines.append("started queued \(promoted.joined(separator: " "))") }
+        if !launched.isEmpty { lines.append("\(verb)launch supervisors for \(launched.joined(separator: " "))") }
+        if purged > 0 { lines.append("\(verb)purge \(purged) expired result file\(purged == 1 ? "" : "s")") }
+        lines.append(dryRun ? "dry run: nothing changed" : "reaped: \(lost.count) lost, snapshot and views written")
+        func strings(_ items: [String]) -> JSONValue { .array(items.map { .string($0) }) }
+        return Report(
+            text: lines.joined(separator: "\n"),
+            json: .object([
+                "dry_run": .bool(dryRun), "launched": strings(launched), "lost": strings(lost), "promoted": strings(promoted),
+                "purged": .int(Int64(purged)), "requeued": strings(requeued), "restarted": strings(restarted),
+                "signalled": strings(signalled),
+            ]))
+    }
+
+    /// What the machine shows about each worker the state thinks is alive.
+    static func observe(_ store: CoordinationStore, now: Int64, heartbeatTimeout: Int64) -> Plan {
+        var plan = Plan()
+        let layout = store.layout
+        for worker in store.state.workers.live.values.sorted(by: { $0.id < $1.id }) where worker.status.holdsCapacity {
+            let leftover = [worker.process].compactMap { $0 }.filter(\.isAliveAndOurs)
+            let restart = worker.status == .stopping || worker.spec.restart == .never ? nil : worker.spec
+            guard let supervisor = worker.supervisor else {
+                // Granted, but its launcher died before starting a supervisor: start one (a second
+                // one, if the first is merely slow, loses the worker.supervise race and exits).
+                if now - worker.requestedMilliseconds > 2_000 { plan.relaunch.append(worker.id) }
+                continue
+            }
+            if !supervisor.isAlive {
+                plan.lost.append((worker.id, "supervisor pid \(supervisor.pid) is gone", leftover, restart))
+            } else if let age = layout.heartbeatAge(worker.id, nowMilliseconds: now), age * 1000 > Double(heartbeatTimeout) {
+                plan.lost.append(
+                    (worker.id, "heartbeat \(Int(age))s old (supervisor pid \(supervisor.pid) hung)", leftover + [supervisor], restart))
+            }
+        }
+        // Claimers that are not supervised workers: their heartbeat file is their only sign of life.
+        var seen = Set(store.state.workers.live.keys)
+        for task in store.state.tasks.running {
+            guard let worker = task.worker, !seen.contains(worker) else { continue }
+            seen.insert(worker)
+            let age = layout.heartbeatAge(worker, nowMilliseconds: now)
+            if let age, age * 1000 <= Double(heartbeatTimeout) { continue }
+            let reason = age.map { "heartbeat \(Int($0))s old" } ?? "no heartbeat file"
+            plan.lost.append((worker, reason, [], nil))
+        }
+        return plan
+    }
+
+    /// SIGTERM to the process group, SIGKILL after `grace` if it is still there. Only a process
+    /// whose pid and start time match, and that belongs to the caller, is ever signalled.
+    static func stopGroup(_ process: ProcessIdentity, grace: Int64) -> Bool {
+        guard process.signalGroup(SIGTERM) else { return false }
+        var waited: Int64 = 0
+        while waited < grace && process.isAlive {
+            usleep(50_000)
+            waited += 50
+        }
+        if process.isAlive { process.signalGroup(SIGKILL) }
+        return true
+    }
+
+    static func launchAll(_ store: CoordinationStore, record: String) throws(CortexError) -> [String] {
+        let workers = store.state.workers.toLaunch(by: record).map(\.id)
+        for worker in workers { try WorkerSupervision.launch(worker, root: store.layout.root) }
+        return workers
+    }
+
+    static func expiredFiles(_ layout: CoordinationLayout, olderThan cutoff: Int64) -> [String] {
+        var expired: [String] = []
+        for folder in [layout.results, layout.finishedTasks] {
+            for name in (try? POSIX.directoryEntries(folder)) ?? [] where !name.hasPrefix(".") {
+                let path = folder + "/" + name
+                guard let info = try? POSIX.status(path) else { continue }
+                let modified = Int64(info.st_mtim.tv_sec) * 1000 + Int64(info.st_mtim.tv_nsec) / 1_000_000
+                if modified < cutoff { expired.append(path) }
+            }
+        }
+        return expired
+    }
+
+    static func purgeExpired(_ layout: CoordinationLayout, olderThan cutoff: Int64) -> Int {
+        expiredFiles(layout, olderThan: cutoff).filter { unlink($0) == 0 }.count
+    }
+}

@@ -1,0 +1,3 @@
+import CortexCLI
+
+runToolAndExit(ReapTool.tool)
