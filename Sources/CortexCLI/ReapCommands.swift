@@ -63,10 +63,14 @@ public enum ReapTool {
             for item in plan.lost {
                 let submission = try store.submit(.workerLost(worker: item.worker, reason: item.reason))
                 guard case .requeued(let tasks) = submission.outcome else { continue }
+                // Another reaper may have declared it lost first: then this record changed nothing,
+                // and only the reaper whose record ended the worker restarts it.
+                let endedByThisRecord = store.state.workers.worker(item.worker)?.endRecord == submission.record.id
+                guard endedByThisRecord || !tasks.isEmpty else { continue }
                 lost.append(item.worker)
                 requeued += tasks
                 for process in item.leftover where stopGroup(process, grace: grace) { signalled.append("\(process.pid)") }
-                if let spec = item.restart {
+                if let spec = item.restart, endedByThisRecord {
                     let respawn = try store.submit(
                         .worker(.spawn(spec, queue: true, evidence: MachineEvidence.observe(store.config))))
                     if case .spawned(let worker, _) = respawn.outcome { restarted.append(worker) }

@@ -42,7 +42,7 @@ public enum Reducer {
             return outcome
         case .workerLost(let worker, let reason):
             // Its tasks go back to the queue; a supervised worker also frees its place and tokens.
-            if WorkerRules.lost(worker, reason: reason, at: time, in: &state) { state.workers.version += 1 }
+            if WorkerRules.lost(worker, reason: reason, recordID: record.id, at: time, in: &state) { state.workers.version += 1 }
             let outcome = taskOutcome(event, at: time, in: &state.tasks)
             if outcome.changesState { state.tasks.version += 1 }
             return outcome

@@ -38,6 +38,7 @@ enum WorkerRules {
                 state.workers.live[id] = worker
                 return .workerExited(worker: id, restarting: true)
             }
+            worker.endRecord = recordID
             end(&worker, as: worker.status == .stopping ? .stopped : .exited, tokensUsed: tokensUsed, at: time, in: &state)
             promote(evidence, recordID, time, &state)
             return .workerExited(worker: id, restarting: false)
@@ -45,6 +46,7 @@ enum WorkerRules {
             guard var worker = state.workers.live[id] else { return unknown(id, state.workers) }
             switch worker.status {
             case .queued:
+                worker.endRecord = recordID
                 end(&worker, as: .stopped, tokensUsed: nil, at: time, in: &state)
             case .starting, .running:
                 worker.status = .stopping
@@ -60,9 +62,10 @@ enum WorkerRules {
 
     /// `worker.lost` for a supervised worker: its reservation is settled and its place freed.
     /// (Queued spawns are started by the `worker.promote` the reaper appends next.)
-    static func lost(_ id: String, reason: String, at time: Int64, in state: inout CortexState) -> Bool {
+    static func lost(_ id: String, reason: String, recordID: String, at time: Int64, in state: inout CortexState) -> Bool {
         guard var worker = state.workers.live[id], worker.status != .queued else { return false }
         worker.lostReason = reason
+        worker.endRecord = recordID
         end(&worker, as: .lost, tokensUsed: nil, at: time, in: &state)
         return true
     }

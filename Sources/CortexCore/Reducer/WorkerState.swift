@@ -159,6 +159,8 @@ public struct WorkerEntry: Equatable, Sendable {
     public var endedMilliseconds: Int64?
     /// Why it was declared lost.
     public var lostReason: String?
+    /// The id of the record that ended it (so a reaper knows whether its own record did).
+    public var endRecord: String?
 }
 
 /// The supervised workers as the fold sees them: live ones by id, the spawn queue in order, and

@@ -3,7 +3,8 @@ extension WorkerEntry {
     /// The worker as JSON.
     public var json: JSONValue {
         .object([
-            "allocation": .optional(allocation), "ended_ms": .optional(endedMilliseconds), "id": .string(id),
+            "allocation": .optional(allocation), "end_record": .optional(endRecord), "ended_ms": .optional(endedMilliseconds),
+            "id": .string(id),
             "last_exit": lastExit?.json ?? .null, "launch_record": .optional(launchRecord), "lost_reason": .optional(lostReason),
             "process": process?.json ?? .null, "queued_reason": .optional(queuedReason),
             "requested_ms": .int(requestedMilliseconds), "restarts": .int(restarts), "spec": spec.json,
@@ -30,6 +31,7 @@ extension WorkerEntry {
         timedOut = json["timed_out"]?.boolValue ?? false
         endedMilliseconds = json["ended_ms"]?.intValue
         lostReason = json["lost_reason"]?.stringValue
+        endRecord = json["end_record"]?.stringValue
     }
 }
 
