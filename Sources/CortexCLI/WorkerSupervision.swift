@@ -40,6 +40,12 @@ enum WorkerSupervision {
             guard let worker = store.state.workers.live[id] else { break }
             var result: SupervisedExit
             if worker.status == .stopping || stopRequested {
+                if worker.status != .stopping {
+                    // A stop signal between two runs, not from `cortex worker stop`: recorded as a
+                    // stop too, or the fold would restart the worker and this loop would record
+                    // a SIGTERM exit again and again without ever running it.
+                    _ = try store.submit(.worker(.stop(worker: id)))
+                }
                 result = SupervisedExit(
                     exit: .signaled(SIGTERM), stdout: StreamSummary(bytesSeen: 0, bytesKept: 0),
                     stderr: StreamSummary(bytesSeen: 0, bytesKept: 0))
