@@ -29,6 +29,10 @@ enum WorkerSupervision {
     /// another supervisor already had it, or it was stopped before it started).
     static func supervise(_ id: String, store: CoordinationStore) throws(CortexError) -> ProcessExit? {
         guard let me = ProcessIdentity.current else { throw .io(operation: "read", path: "/proc/self/stat", errno: Errno.current) }
+        // From the claim on, `cortex worker stop` may SIGTERM this process at any moment: blocked
+        // first, a stop that comes before the worker runs waits for the supervision to forward it
+        // instead of killing the supervisor and leaving the worker claimed by no one alive.
+        blockStopSignals()
         let claimed = try store.submit(.worker(.supervise(worker: id, supervisor: me)))
         guard case .supervising = claimed.outcome else {
             try store.publish()
@@ -44,6 +48,12 @@ enum WorkerSupervision {
             guard let worker = store.state.workers.live[id] else { break }
             var result: SupervisedExit
             if worker.status == .stopping || stopRequested {
+                if worker.status != .stopping {
+                    // A stop signal between two runs, not from `cortex worker stop`: recorded as a
+                    // stop too, or the fold would restart the worker and this loop would record
+                    // a SIGTERM exit again and again without ever running it.
+                    _ = try store.submit(.worker(.stop(worker: id)))
+                }
                 result = SupervisedExit(
                     exit: .signaled(SIGTERM), stdout: StreamSummary(bytesSeen: 0, bytesKept: 0),
                     stderr: StreamSummary(bytesSeen: 0, bytesKept: 0))
@@ -93,11 +103,7 @@ enum WorkerSupervision {
     /// Waits up to `milliseconds` for a stop signal (SIGTERM/SIGINT stay blocked after a
     /// supervision); true when one came.
     static func waitForStop(milliseconds: Int64) -> Bool {
-        var signals = sigset_t()
-        sigemptyset(&signals)
-        sigaddset(&signals, SIGTERM)
-        sigaddset(&signals, SIGINT)
-        sigprocmask(SIG_BLOCK, &signals, nil)
+        var signals = blockStopSignals()
         var timeout = timespec(tv_sec: Int(milliseconds / 1000), tv_nsec: Int((milliseconds % 1000) * 1_000_000))
         while true {
             let got = sigtimedwait(&signals, nil, &timeout)
@@ -105,6 +111,18 @@ enum WorkerSupervision {
             if errno == EINTR { continue }
             return false
         }
+    }
+
+    /// Blocks SIGTERM and SIGINT in the calling thread (they stay pending for a signalfd or
+    /// `sigtimedwait`); returns that set.
+    @discardableResult
+    static func blockStopSignals() -> sigset_t {
+        var signals = sigset_t()
+        sigemptyset(&signals)
+        sigaddset(&signals, SIGTERM)
+        sigaddset(&signals, SIGINT)
+        sigprocmask(SIG_BLOCK, &signals, nil)
+        return signals
     }
 
     static func plan(for worker: WorkerEntry, layout: CoordinationLayout) -> SupervisionPlan {
