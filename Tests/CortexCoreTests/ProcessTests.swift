@@ -10,6 +10,8 @@ import Testing
         #expect(ProcessIdentity.parse(stat: Array("garbage".utf8), pid: 1) == nil)
         let zombie = Array("4242 (sh) Z 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 100".utf8)
         #expect(ProcessIdentity.parse(stat: zombie, pid: 4242) == nil, "a zombie has ended")
+        #expect(
+            ProcessIdentity.parse(stat: zombie, pid: 4242, includingZombies: true)?.startTicks == 987_654, "a parent still reads its child")
     }
 
     @Test func thisProcessIsAliveAndARecycledPidIsNot() throws {

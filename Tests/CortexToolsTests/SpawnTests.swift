@@ -333,7 +333,7 @@ struct SpawnTests {
         var started: [String: ProcessIdentity?] = [:]
         try sandbox.waitUntil("the worker started its grandchild") { sandbox.lines("grandchild").count == 1 }
         for name in ["worker", "grandchild"] {
-            started[name] = sandbox.lines(name).first.flatMap(Int32.init).flatMap(ProcessIdentity.of(pid:))
+            started[name] = sandbox.lines(name).first.flatMap(Int32.init).flatMap { ProcessIdentity.of(pid: $0) }
         }
         let shown = try sandbox.waitForStatus("w-000001", "exited")
         #expect(shown["last_exit"] == .object([JSONMember("signal", .int(9))]), "\(shown.jsonText)")

@@ -15,11 +15,12 @@ public struct ProcessIdentity: Equatable, Hashable, Sendable {
         self.startTicks = startTicks
     }
 
-    /// The identity of the running process `pid`, or nil when no such process exists (or it has
-    /// ended and is a zombie waiting to be reaped).
-    public static func of(pid: Int32) -> ProcessIdentity? {
+    /// The identity of the running process `pid`, or nil when no such process exists (or, unless
+    /// `includingZombies`, it has ended and is a zombie waiting to be reaped). A parent reading
+    /// its own child's identity includes zombies: a child may end before its parent looks.
+    public static func of(pid: Int32, includingZombies: Bool = false) -> ProcessIdentity? {
         guard pid > 0, let stat = try? POSIX.readFile("/proc/\(pid)/stat") else { return nil }
-        return parse(stat: stat, pid: pid)
+        return parse(stat: stat, pid: pid, includingZombies: includingZombies)
     }
 
     /// This process.
@@ -28,14 +29,16 @@ public struct ProcessIdentity: Equatable, Hashable, Sendable {
     /// Reads the start time from the text of `/proc/<pid>/stat`. The command name (field 2) is in
     /// parentheses and may contain spaces or parentheses itself, so fields are counted from the
     /// last `)`.
-    static func parse(stat: [UInt8], pid: Int32) -> ProcessIdentity? {
+    static func parse(stat: [UInt8], pid: Int32, includingZombies: Bool = false) -> ProcessIdentity? {
         guard let close = stat.lastIndex(of: UInt8(ascii: ")")) else { return nil }
         let fields = stat[(close + 1)...].split(separator: UInt8(ascii: " "))
         // After ")": field 3 (state) is index 0, so field 22 (starttime) is index 19.
         guard fields.count > 19, let ticks = UInt64(String(decoding: fields[19], as: UTF8.self)) else { return nil }
         // A zombie (Z) or dead (X) process has ended: only its exit status waits for a parent
         // that has not reaped it yet. It is not alive, and signalling it would do nothing.
-        if let state = fields[0].first, state == UInt8(ascii: "Z") || state == UInt8(ascii: "X") { return nil }
+        if !includingZombies, let state = fields[0].first, state == UInt8(ascii: "Z") || state == UInt8(ascii: "X") {
+            return nil
+        }
         return ProcessIdentity(pid: pid, startTicks: ticks)
     }
 

@@ -139,7 +139,7 @@ final class Supervision {
                 throw .system("open", "a pidfd for process \(pid)", Errno.current)
             }
             // The worker is not reaped yet, so /proc/<pid> exists even if it has already ended.
-            guard let identity = ProcessIdentity.of(pid: pid) else {
+            guard let identity = ProcessIdentity.of(pid: pid, includingZombies: true) else {
                 throw .configuration("cannot read /proc/\(pid)/stat: is /proc mounted?")
             }
             let now = POSIX.monotonicNanoseconds()
