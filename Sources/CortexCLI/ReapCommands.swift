@@ -155,12 +155,7 @@ public enum ReapTool {
     /// whose pid and start time match, and that belongs to the caller, is ever signalled.
     static func stopGroup(_ process: ProcessIdentity, grace: Int64) -> Bool {
         guard process.signalGroup(SIGTERM) else { return false }
-        var waited: Int64 = 0
-        while waited < grace && process.isAlive {
-            usleep(50_000)
-            waited += 50
-        }
-        if process.isAlive { process.signalGroup(SIGKILL) }
+        if !process.waitForEnd(milliseconds: grace) { process.signalGroup(SIGKILL) }
         return true
     }
 
@@ -175,9 +170,7 @@ public enum ReapTool {
         for folder in [layout.results, layout.finishedTasks] {
             for name in (try? POSIX.directoryEntries(folder)) ?? [] where !name.hasPrefix(".") {
                 let path = folder + "/" + name
-                guard let info = try? POSIX.status(path) else { continue }
-                let modified = Int64(info.st_mtim.tv_sec) * 1000 + Int64(info.st_mtim.tv_nsec) / 1_000_000
-                if modified < cutoff { expired.append(path) }
+                if let modified = POSIX.modificationMilliseconds(path), modified < cutoff { expired.append(path) }
             }
         }
         return expired

@@ -80,7 +80,7 @@ public enum SpawnTool {
         spec.restart =
             try arguments.value("restart").map { (text) throws(CortexError) in try RestartPolicy.parse(text) }
             ?? (pool != nil ? .always : .never)
-        spec.workingDirectory = currentDirectory()
+        spec.workingDirectory = POSIX.currentDirectory()
         spec.path = getenv("PATH").map { String(cString: $0) }
 
         let store = try invocation.openStore(mutating: true)
@@ -127,11 +127,5 @@ public enum SpawnTool {
             return Report(exitCode: 75, text: lines.joined(separator: "\n"), json: json, diagnostic: queuedReasons.joined(separator: "; "))
         }
         return Report(exitCode: 0, text: lines.joined(separator: "\n"), json: json)
-    }
-
-    static func currentDirectory() -> String? {
-        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-        guard getcwd(&buffer, buffer.count) != nil else { return nil }
-        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 }

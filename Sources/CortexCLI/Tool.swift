@@ -222,13 +222,14 @@ public enum Terminal {
 }
 
 /// The `CORTEX_*` variables of the process environment: the only ones the tools read. (Copying
-/// the whole environment cost ~5% of a call.)
-public func processEnvironment() -> [String: String] {
+/// the whole environment cost ~5% of a call.) With `onlyCortex` false, all of it (what a
+/// supervised worker inherits).
+public func processEnvironment(onlyCortex: Bool = true) -> [String: String] {
     var result: [String: String] = [:]
     var pointer = environ
     while let entry = pointer.pointee {
         pointer += 1
-        guard entry[0] == 0x43, strncmp(entry, "CORTEX_", 7) == 0 else { continue }
+        if onlyCortex { guard entry[0] == 0x43, strncmp(entry, "CORTEX_", 7) == 0 else { continue } }
         let text = String(cString: entry)
         if let equals = text.firstIndex(of: "=") {
             result[String(text[..<equals])] = String(text[text.index(after: equals)...])

@@ -11,13 +11,13 @@ enum WorkerSupervision {
         _ = try Spawner.spawn(
             SpawnRequest(
                 arguments: supervisorCommand() + ["_supervise", worker, "--dir", absolutePath(root)],
-                environment: fullEnvironment(), newSession: true))
+                environment: processEnvironment(onlyCortex: false), newSession: true))
     }
 
     /// How to run a supervisor from this executable: `cortex-spawn` beside it (any tool may
     /// launch one: cortex-spawn, a supervisor, cortex-reap), else `cortex spawn`, else PATH.
     static func supervisorCommand() -> [String] {
-        guard let program = selfExecutable() else { return ["cortex-spawn"] }
+        guard let program = POSIX.readLink("/proc/self/exe") else { return ["cortex-spawn"] }
         let folder = program.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
         let sibling = folder + "/cortex-spawn"
         if access(sibling, X_OK) == 0 { return [sibling] }
@@ -126,7 +126,7 @@ enum WorkerSupervision {
     }
 
     static func plan(for worker: WorkerEntry, layout: CoordinationLayout) -> SupervisionPlan {
-        var environment = fullEnvironment()
+        var environment = processEnvironment(onlyCortex: false)
         if let path = worker.spec.path { environment["PATH"] = path }
         environment["CORTEX_DIR"] = absolutePath(layout.root)
         environment["CORTEX_WORKER_ID"] = worker.id
@@ -144,45 +144,13 @@ enum WorkerSupervision {
     /// Tokens the worker reported in `workers/<id>/tokens_used` (a number), if it did.
     static func tokensUsed(_ layout: CoordinationLayout, _ id: String) -> Int64? {
         guard let bytes = try? POSIX.readFile(layout.worker(id) + "/tokens_used") else { return nil }
-        let text = String(decoding: bytes, as: UTF8.self).trimmingWhitespace
+        let text = String(decoding: bytes.filter { !" \t\r\n".utf8.contains($0) }, as: UTF8.self)
         return Int64(text).flatMap { $0 >= 0 ? $0 : nil }
-    }
-
-    /// This process's whole environment (workers inherit the caller's, unlike the CLI's own
-    /// view of it, which keeps only `CORTEX_*`).
-    static func fullEnvironment() -> [String: String] {
-        var result: [String: String] = [:]
-        var cursor = environ
-        while let entry = cursor.pointee {
-            let text = String(cString: entry)
-            if let equals = text.firstIndex(of: "=") {
-                result[String(text[..<equals])] = String(text[text.index(after: equals)...])
-            }
-            cursor += 1
-        }
-        return result
-    }
-
-    static func selfExecutable() -> String? {
-        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-        let length = readlink("/proc/self/exe", &buffer, buffer.count - 1)
-        guard length > 0 else { return nil }
-        return String(decoding: buffer.prefix(length).map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     static func absolutePath(_ path: String) -> String {
         guard let resolved = realpath(path, nil) else { return path }
         defer { free(resolved) }
         return String(cString: resolved)
-    }
-}
-
-extension String {
-    /// The string without leading and trailing spaces, tabs and newlines.
-    var trimmingWhitespace: String {
-        let scalars = unicodeScalars
-        guard let first = scalars.firstIndex(where: { !" \t\n\r".unicodeScalars.contains($0) }) else { return "" }
-        let last = scalars.lastIndex(where: { !" \t\n\r".unicodeScalars.contains($0) })!
-        return String(scalars[first...last])
     }
 }

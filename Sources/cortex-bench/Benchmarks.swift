@@ -10,14 +10,10 @@ struct BenchOptions {
     var sections: Set<String> = ["submit", "call", "fold", "tail"]
 
     init(_ arguments: [String]) {
-        var index = 1
-        func next() -> String {
-            index += 1
-            guard index < arguments.count else { fail("\(arguments[index - 1]) needs a value") }
-            return arguments[index]
-        }
-        while index < arguments.count {
-            switch arguments[index] {
+        var cursor = ArgumentCursor(arguments, from: 1)
+        func next() -> String { cursor.value() }
+        while let argument = cursor.next() {
+            switch argument {
             case "--quick":
                 quick = true
                 records = 100_000
@@ -40,9 +36,8 @@ struct BenchOptions {
                     Scratch data goes to BASE/cortex-bench-PID (default /tmp), removed at the end unless --keep.
                     """)
                 exit(0)
-            default: fail("unknown argument \(arguments[index]) (see --help)")
+            default: fail("unknown argument \(argument) (see --help)")
             }
-            index += 1
         }
     }
 }

@@ -133,3 +133,28 @@ func fail(_ message: String) -> Never {
 func must<T>(_ what: String, _ body: () throws(CortexError) -> T) -> T {
     do { return try body() } catch { fail("\(what): \(error)") }
 }
+
+/// Walks `--option [value]` arguments for cortex-bench's small parsers.
+struct ArgumentCursor {
+    private let arguments: [String]
+    private var index: Int
+
+    /// A cursor at `arguments[index]`.
+    init(_ arguments: [String], from index: Int) {
+        self.arguments = arguments
+        self.index = index
+    }
+
+    /// The next argument, or nil at the end.
+    mutating func next() -> String? {
+        guard index < arguments.count else { return nil }
+        defer { index += 1 }
+        return arguments[index]
+    }
+
+    /// The value of the option just read (fails when there is none).
+    mutating func value() -> String {
+        guard let value = next() else { fail("\(arguments[index - 1]) needs a value") }
+        return value
+    }
+}

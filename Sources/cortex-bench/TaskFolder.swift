@@ -17,21 +17,16 @@ func runTaskFolder(_ arguments: [String]) {
     var pending = 0
     var type = "bench"
     var snapshotEvery: Int?
-    var index = 3
-    func next() -> String {
-        index += 1
-        guard index < arguments.count else { fail("\(arguments[index - 1]) needs a value") }
-        return arguments[index]
-    }
-    while index < arguments.count {
-        switch arguments[index] {
+    var cursor = ArgumentCursor(arguments, from: 3)
+    func next() -> String { cursor.value() }
+    while let argument = cursor.next() {
+        switch argument {
         case "--done": done = Int(next()) ?? -1
         case "--pending": pending = Int(next()) ?? -1
         case "--type": type = next()
         case "--snapshot-every": snapshotEvery = Int(next())
-        default: fail("unknown argument \(arguments[index])")
+        default: fail("unknown argument \(argument)")
         }
-        index += 1
     }
     guard done >= 0, pending >= 0 else { fail("--done and --pending need whole numbers") }
     let start = Clock.now()

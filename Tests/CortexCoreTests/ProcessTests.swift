@@ -24,6 +24,20 @@ import Testing
         #expect(ProcessIdentity.of(pid: Int32.max) == nil)
     }
 
+    @Test func waitingForAnEndWakesOnTheExitNotOnATimer() throws {
+        let short = try Spawner.spawn(SpawnRequest(arguments: ["sleep", "0.2"], environment: ["PATH": "/usr/bin:/bin"]))
+        let long = try Spawner.spawn(SpawnRequest(arguments: ["sleep", "30"], environment: ["PATH": "/usr/bin:/bin"]))
+        defer {
+            kill(long, SIGKILL)
+            _ = try? Spawner.waitForExit(long)
+        }
+        let shortIdentity = try #require(ProcessIdentity.of(pid: short))
+        let longIdentity = try #require(ProcessIdentity.of(pid: long))
+        #expect(shortIdentity.waitForEnd(milliseconds: 30_000), "ended (a zombie until reaped counts as ended)")
+        _ = try Spawner.waitForExit(short)
+        #expect(!longIdentity.waitForEnd(milliseconds: 100), "still running when the time is up")
+    }
+
     @Test func probesReadTheMachine() throws {
         #expect(SystemProbe.cores >= 1)
         #expect(try #require(SystemProbe.loadAverage()) >= 0)

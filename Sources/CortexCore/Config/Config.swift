@@ -131,8 +131,7 @@ public struct CoordinationLayout: Sendable {
     public func heartbeat(_ id: String) -> String { workers + "/" + id + "/heartbeat" }
     /// How many seconds ago worker `id` last touched its heartbeat file, or nil when it has none.
     public func heartbeatAge(_ id: String, nowMilliseconds: Int64) -> Double? {
-        guard let info = try? POSIX.status(heartbeat(id)) else { return nil }
-        let touched = Int64(info.st_mtim.tv_sec) * 1000 + Int64(info.st_mtim.tv_nsec) / 1_000_000
+        guard let touched = POSIX.modificationMilliseconds(heartbeat(id)) else { return nil }
         return Double(max(0, nowMilliseconds - touched)) / 1000
     }
 }

@@ -223,6 +223,28 @@ public enum POSIX {
         return Int64(now.tv_sec) * 1000 + Int64(now.tv_nsec) / 1_000_000
     }
 
+    /// A file's modification time in milliseconds since the Unix epoch, or nil when it does not exist.
+    public static func modificationMilliseconds(_ path: String) -> Int64? {
+        guard let info = try? status(path) else { return nil }
+        return Int64(info.st_mtim.tv_sec) * 1000 + Int64(info.st_mtim.tv_nsec) / 1_000_000
+    }
+
+    /// The target of the symbolic link at `path` (`/proc/self/exe`), or nil.
+    public static func readLink(_ path: String) -> String? {
+        var buffer = [UInt8](repeating: 0, count: Int(PATH_MAX) + 1)
+        let length = buffer.withUnsafeMutableBufferPointer { raw in
+            raw.baseAddress!.withMemoryRebound(to: CChar.self, capacity: raw.count) { Glibc.readlink(path, $0, raw.count - 1) }
+        }
+        return length > 0 ? String(decoding: buffer.prefix(length), as: UTF8.self) : nil
+    }
+
+    /// The working directory, or nil when it cannot be read (removed, too long).
+    public static func currentDirectory() -> String? {
+        guard let path = getcwd(nil, 0) else { return nil }
+        defer { free(path) }
+        return String(cString: path)
+    }
+
     /// A monotonic clock in nanoseconds, for timeouts and measurements.
     public static func monotonicNanoseconds() -> UInt64 {
         var now = timespec()

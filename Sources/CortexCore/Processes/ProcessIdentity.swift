@@ -1,3 +1,4 @@
+import CCortexShims
 import Glibc
 
 /// A process as Cortex records it: its pid **and** its start time (field 22 of
@@ -58,6 +59,25 @@ public struct ProcessIdentity: Equatable, Hashable, Sendable {
     public func signalGroup(_ signal: Int32) -> Bool {
         guard isAliveAndOurs else { return false }
         return kill(-pid, signal) == 0 || kill(pid, signal) == 0
+    }
+
+    /// Waits up to `milliseconds` for this process to end, on a pidfd (no polling; it works for
+    /// processes that are not our children). True when it has ended.
+    public func waitForEnd(milliseconds: Int64) -> Bool {
+        let fd = cortex_pidfd_open(pid)
+        guard fd >= 0 else { return !isAlive }
+        defer { close(fd) }
+        // Opened after the check below could be a recycled pid's: look again once it is open.
+        guard isAlive else { return true }
+        var watch = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        let deadline = POSIX.monotonicNanoseconds() + UInt64(max(0, milliseconds)) * 1_000_000
+        while true {
+            let now = POSIX.monotonicNanoseconds()
+            let left = now >= deadline ? 0 : Int32(min(Int64(Int32.max), Int64((deadline - now) / 1_000_000)))
+            let ready = poll(&watch, 1, left)
+            if ready > 0 { return true }
+            if ready == 0 || errno != EINTR { return !isAlive }
+        }
     }
 
     /// `{"pid": …, "start_ticks": …}`.

@@ -179,31 +179,46 @@ public struct TaskState: Sendable {
     /// Calls `body` with waiting (pending and failed) tasks in claim order until it returns false.
     /// Reads only as much of the snapshot as it walks.
     public func forEachWaiting(_ body: (TaskEntry) -> Bool) {
-        var liveIndex = 0
-        var stopped = false
-        snapshot.forEachWaitingLine(from: snapshotHead) { number, rank, line in
-            if takenFromSnapshot.contains(number) { return true }
-            let slot = QueueSlot(rank: rank, number: number, task: "")
-            while liveIndex < liveQueue.count && liveQueue[liveIndex] < slot {
-                if let entry = live[liveQueue[liveIndex].task], !body(entry) {
-                    stopped = true
-                    return false
-                }
-                liveIndex += 1
+        forEachWaitingItem { item in
+            switch item {
+            case .live(let entry): return body(entry)
+            case .line(let line):
+                // Decoded only here, when the walk reaches it.
+                guard let entry = SnapshotTasks.decodeTask(line) else { return true }
+                return body(entry)
             }
-            // Decoded only here, when the walk reaches it.
-            guard let fromSnapshot = SnapshotTasks.decodeTask(line) else { return true }
-            if !body(fromSnapshot) {
-                stopped = true
-                return false
+        }
+    }
+
+    /// A waiting task as the walk in claim order meets it: decoded (created or touched since the
+    /// snapshot), or still a line of the snapshot.
+    enum WaitingItem {
+        case live(TaskEntry)
+        case line(UnsafeRawBufferPointer)
+    }
+
+    /// Walks the waiting tasks in claim order until `body` returns false: the snapshot's lines
+    /// not taken since, merged by (priority, number) with the live queue. The one place that
+    /// knows the merge (claims, views and snapshot writing all go through it).
+    func forEachWaitingItem(_ body: (WaitingItem) -> Bool) {
+        var liveIndex = 0
+        /// Hands `body` the live tasks that come before `place` (all that are left when nil);
+        /// false when `body` asked to stop.
+        func liveTasks(before place: QueueSlot?) -> Bool {
+            while liveIndex < liveQueue.count, place.map({ liveQueue[liveIndex] < $0 }) ?? true {
+                let slot = liveQueue[liveIndex]
+                liveIndex += 1
+                if let entry = live[slot.task], !body(.live(entry)) { return false }
             }
             return true
         }
-        guard !stopped else { return }
-        while liveIndex < liveQueue.count {
-            if let entry = live[liveQueue[liveIndex].task], !body(entry) { return }
-            liveIndex += 1
+        var stopped = false
+        snapshot.forEachWaitingLine(from: snapshotHead) { number, rank, line in
+            if takenFromSnapshot.contains(number) { return true }
+            stopped = !liveTasks(before: QueueSlot(rank: rank, number: number, task: "")) || !body(.line(line))
+            return !stopped
         }
+        if !stopped { _ = liveTasks(before: nil) }
     }
 
     /// The first `limit` waiting tasks in claim order.

@@ -13,23 +13,14 @@ public enum SnapshotCodec {
     public static func encode(_ state: CortexState, position: JournalPosition, writtenAtMilliseconds: Int64) -> [UInt8] {
         let tasks = state.tasks
         var waiting: [UInt8] = []
-        var liveIndex = 0
-        func appendLive(before place: TaskState.QueueSlot?) {
-            while liveIndex < tasks.liveQueue.count, place.map({ tasks.liveQueue[liveIndex] < $0 }) ?? true {
-                if let entry = tasks.live[tasks.liveQueue[liveIndex].task] {
-                    waiting += SnapshotTasks.waitingLine(entry) + [0x0A]
-                }
-                liveIndex += 1
+        tasks.forEachWaitingItem { item in
+            switch item {
+            case .live(let entry): waiting += SnapshotTasks.waitingLine(entry)
+            case .line(let line): waiting += line  // untouched since the last snapshot: copied as bytes
             }
-        }
-        tasks.snapshot.forEachWaitingLine { number, rank, line in
-            guard !tasks.takenFromSnapshot.contains(number) else { return true }
-            appendLive(before: TaskState.QueueSlot(rank: rank, number: number, task: ""))
-            waiting += line
             waiting.append(0x0A)
             return true
         }
-        appendLive(before: nil)
         var keys: [UInt8] = []
         for (key, entry) in tasks.allKeys.sorted(by: { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }) {
             keys += SnapshotTasks.keyLine(key, entry) + [0x0A]
