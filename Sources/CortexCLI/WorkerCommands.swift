@@ -78,6 +78,17 @@ public enum WorkerTool {
     static func stop(_ invocation: Invocation) throws(CortexError) -> Report {
         let id = try Values.validateIdentifier(invocation.arguments.positionals[0], what: "worker id")
         let store = try invocation.openStore(mutating: false)
+        // Only a live worker gets a record: asking about one that ended, or never was, changes nothing.
+        guard let known = store.state.workers.worker(id) else {
+            if let number = SequentialID.number(prefix: "w-", id), number <= store.state.workers.issued {
+                return Report(exitCode: 1, text: "", json: .object(["worker": .string(id)]), diagnostic: "\(id) has already ended")
+            }
+            throw .notFound("no worker \(id)")
+        }
+        if known.status.isFinal {
+            return Report(
+                exitCode: 1, text: "", json: .object(["worker": .string(id)]), diagnostic: "\(id) has already \(known.status.rawValue)")
+        }
         let submission = try store.submit(.worker(.stop(worker: id)))
         try store.publish()
         switch submission.outcome {

@@ -81,6 +81,13 @@ struct BadInputTests {
             label: "complete unknown task", command: ["cortex-task", "complete", "task-000099", "--claim", "1", "--dir", "{dir}"],
             exitCode: 66),
         Case(label: "cancel unknown task", command: ["cortex-task", "cancel", "task-000099", "--dir", "{dir}"], exitCode: 66),
+        // cortex worker and cortex-reap.
+        Case(label: "stop unknown worker", command: ["cortex", "worker", "stop", "w-000099", "--dir", "{dir}"], exitCode: 66),
+        Case(label: "show unknown worker", command: ["cortex", "worker", "show", "w-000099", "--dir", "{dir}"], exitCode: 66),
+        Case(label: "worker id with a space", command: ["cortex", "worker", "show", "a b", "--dir", "{dir}"], exitCode: 65),
+        Case(label: "reap with a bad grace", command: ["cortex-reap", "--dir", "{dir}", "--grace", "5x"], exitCode: 65),
+        Case(label: "reap with an unknown flag", command: ["cortex-reap", "--dir", "{dir}", "--bogus"], exitCode: 64),
+        Case(label: "reap in a missing folder", command: ["cortex-reap", "--dir", "{dir}"], exitCode: 66, folder: .missing),
         Case(
             label: "missing result file",
             command: ["cortex-task", "complete", "task-000001", "--claim", "1", "--result-file", "/nonexistent.json", "--dir", "{dir}"],

@@ -12,6 +12,8 @@ struct NoLockTests {
     @Test func noOperationTakesAFileLock() throws {
         let directory = try TemporaryDirectory()
         try initialise(directory, totalTokens: 1000)
+        // The spawn below must not queue because the suite loads this 2-core machine.
+        try updateConfig(directory, ["max_load_per_core": .int(1000)])
         let dir = directory.coordination
         let steps: [[String]] = [
             ["cortex-budget", "allocate", "--dir", dir, "--tokens", "10"],
@@ -20,6 +22,9 @@ struct NoLockTests {
             ["cortex-task", "claim", "--dir", dir, "--worker", "w-1"],
             ["cortex-task", "heartbeat", "task-000001", "--claim", "1", "--dir", dir],
             ["cortex-task", "complete", "task-000001", "--claim", "1", "--result", "{}", "--dir", dir],
+            ["cortex-spawn", "--foreground", "--dir", dir, "--", "true"],
+            ["cortex", "worker", "list", "--dir", dir],
+            ["cortex-reap", "--dir", dir],
             ["cortex", "status", "--dir", dir],
             ["cortex", "verify", "--dir", dir],
         ]

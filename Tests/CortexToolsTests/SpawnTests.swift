@@ -93,6 +93,30 @@ struct SpawnTests {
 
     /// 50 `cortex-spawn` processes at once against `max_workers` 5: never more than 5 workers
     /// alive (sampled in /proc throughout), the rest queued (exit 75), and every one runs in the end.
+    /// Invariants 2 and 4 for spawns: 30 concurrent `cortex-spawn --no-queue --tokens 100` against a
+    /// budget of 1,000 with room for every worker: exactly 10 granted, never more than the budget
+    /// at any point of the journal, and each caller's answer is what a fresh fold gives its record.
+    @Test func concurrentSpawnsNeverOverReserveAndEachAnswerMatchesTheFold() throws {
+        let sandbox = try SpawnSandbox(maxWorkers: 100, totalTokens: 1_000)
+        let command = ["cortex-spawn", "--dir", sandbox.root, "--no-queue", "--tokens", "100", "--json", "--", "sleep", "5"]
+        let results = try runConcurrently(Array(repeating: command, count: 30), in: sandbox.directory)
+        let granted = results.filter { $0.exitCode == 0 }
+        #expect(granted.count == 10, "\(results)")
+        #expect(results.allSatisfy { $0.exitCode == 0 || $0.exitCode == 1 }, "\(results)")
+        let fold = try foldJournal(sandbox.directory)
+        #expect(fold.overAllocations.isEmpty, "\(fold.overAllocations)")
+        // What each process printed is the fold's outcome for its own record.
+        let printed = results.compactMap { $0.json?["workers"]?.arrayValue?.first }
+        #expect(printed.count == 30)
+        let folded = fold.records.filter { $0.record.kind == "worker.spawn" }.map(\.outcome.json)
+        #expect(
+            printed.filter { $0.string("outcome") == "spawned" }.compactMap { $0.string("worker") }.sorted()
+                == folded.filter { $0.string("outcome") == "spawned" }.compactMap { $0.string("worker") }.sorted())
+        #expect(printed.filter { $0.string("outcome") == "refused" }.count == folded.filter { $0.string("outcome") == "refused" }.count)
+        #expect(fold.state.budget.reserved == 1_000)
+        sandbox.killEverything()
+    }
+
     @Test func fiftyConcurrentSpawnsNeverRunMoreThanMaxWorkersAndAllRunInTheEnd() throws {
         let sandbox = try SpawnSandbox(maxWorkers: 5)
         // Each worker writes "pid start_ticks started ended" (bash's own clock) when it is done.

@@ -122,6 +122,8 @@ public enum WorkerStatus: String, CaseIterable, Sendable {
 
     /// Holds a place against `max_workers`.
     public var holdsCapacity: Bool { self == .starting || self == .running || self == .stopping }
+    /// Over: nothing changes it any more.
+    public var isFinal: Bool { self == .exited || self == .stopped || self == .lost }
 }
 
 /// One supervised worker as the fold knows it.
