@@ -18,9 +18,27 @@ public enum CortexTool {
                 body: initialise),
             Command(
                 CommandSpec(
-                    name: "cortex status", abstract: "One screen: journal health, budget, tasks by status.",
-                    examples: ["cortex status", "cortex status --json | jq .budget.available"]),
-                body: status),
+                    name: "cortex status",
+                    abstract:
+                        "One screen: workers against capacity, tasks by status and priority, tokens, the reaper, journal health. Exits 1 when something needs a person (lost workers not yet reaped, a damaged journal line, the budget exhausted with work waiting), the reasons on stderr.",
+                    examples: [
+                        "cortex status", "cortex status --json | jq .budget.available",
+                        "cortex status >/dev/null || echo 'needs attention'   # cron or a health check",
+                    ]),
+                body: OpsCommands.status),
+            Command(
+                CommandSpec(
+                    name: "cortex metrics",
+                    abstract:
+                        "Queue wait and run time P50/P95/P99, success, retry and dead-letter rates per task type, utilisation, token burn rate, in the Prometheus text format.",
+                    options: [
+                        .value("out", "FILE", "Write to FILE atomically instead of stdout (node_exporter's textfile collector).")
+                    ],
+                    examples: [
+                        "cortex metrics", "cortex metrics --out /var/lib/node_exporter/textfile/cortex.prom",
+                        "cortex metrics --json | jq '.types.build.run_seconds.p95'",
+                    ]),
+                body: OpsCommands.metrics),
             Command(
                 CommandSpec(
                     name: "cortex verify",
@@ -31,11 +49,19 @@ public enum CortexTool {
                 CommandSpec(
                     name: "cortex tail", abstract: "Print the event stream, one line an event; -f follows it.",
                     options: [
-                        .value("lines", "N", "How many past events to print first (default 10; 0 for none)."),
-                        .flag("follow", "Keep printing events as they are appended.", short: "f"),
+                        .value("lines", "N", "How many past events to print first (default 10, or all since --since; 0 for none)."),
+                        .flag("follow", "Keep printing events as they are appended (across segment rotation).", short: "f"),
+                        .value(
+                            "kind", "K", "Only records whose kind starts with K (task., budget.allocate); repeatable.", repeatable: true),
+                        .value("task", "ID", "Only records about task ID (a claim counts once the fold names its task)."),
+                        .value("worker", "ID", "Only records about worker (or holder) ID."),
+                        .value("since", "WHEN", "Only records from WHEN on: a duration ago (90s, 5m, 2h, 1d) or a UTC time."),
                     ],
-                    examples: ["cortex tail -f", "cortex tail --lines 100 --json | jq -c 'select(.kind==\"budget.allocate\")'"]),
-                body: tail),
+                    examples: [
+                        "cortex tail -f", "cortex tail -f --kind task. --worker w-000003", "cortex tail --since 10m --task task-000042",
+                        "cortex tail --lines 100 --json | jq -c 'select(.kind==\"budget.allocate\")'",
+                    ]),
+                body: OpsCommands.tail),
         ],
         examples: ["cortex init && cortex status", "cortex budget allocate --tokens 100"],
         nested: [
@@ -116,50 +142,6 @@ public enum CortexTool {
         do { return try body() } catch { throw .system("read", layout.config, error) }
     }
 
-    static func status(_ invocation: Invocation) throws(CortexError) -> Report {
-        let store = try invocation.openStore(mutating: false)
-        let budget = store.state.budget
-        let health = journalHealth(store)
-        let counts = store.state.tasks.counts
-        let workers = store.state.workers
-        let workerCounts = workers.counts
-        let lines = [
-            "coordination  \(store.layout.root)",
-            "journal       \(health.text)",
-            "budget        total \(budget.total) · allocated \(budget.reserved) (\(budget.allocations.count)) · spent \(budget.spent) · available \(budget.available) · period \(budget.period)",
-            "tasks         " + TaskStatus.allCases.map { "\($0.rawValue) \(counts[$0, default: 0])" }.joined(separator: " · "),
-            "workers       \(workers.active.count) of \(store.config.maxWorkers) running · \(workers.queue.count) queued · "
-                + [WorkerStatus.exited, .stopped, .lost].map { "\($0.rawValue) \(workerCounts[$0, default: 0])" }.joined(separator: " · "),
-        ]
-        return Report(
-            text: lines.joined(separator: "\n"),
-            json: .object([
-                "budget": Views.budget(store.state, nowMilliseconds: POSIX.wallClockMilliseconds()), "dir": .string(store.layout.root),
-                "journal": health.json,
-                "tasks": .object(TaskStatus.allCases.map { JSONMember($0.rawValue, .int(counts[$0, default: 0])) }),
-                "workers": .object(
-                    [
-                        JSONMember("max_workers", .int(Int64(store.config.maxWorkers))),
-                        JSONMember("running", .int(Int64(workers.active.count))),
-                        JSONMember("queued", .int(Int64(workers.queue.count))),
-                    ] + [WorkerStatus.exited, .stopped, .lost].map { JSONMember($0.rawValue, .int(workerCounts[$0, default: 0])) }),
-            ]))
-    }
-
-    private static func journalHealth(_ store: CoordinationStore) -> (text: String, json: JSONValue) {
-        let damaged = store.damagedLines.count
-        let text =
-            "live segment \(JournalSegment.fileName(store.position.segment)) at \(store.position.offset) bytes · \(store.state.recordsFolded) records folded"
-            + (damaged > 0 ? " · \(damaged) damaged line\(damaged == 1 ? "" : "s") since the snapshot (run 'cortex verify')" : "")
-        return (
-            text,
-            .object([
-                "damaged_lines_since_snapshot": .int(damaged), "live_segment": .int(store.position.segment),
-                "live_segment_bytes": .int(store.position.offset), "records_folded": .int(store.state.recordsFolded),
-            ])
-        )
-    }
-
     static func verify(_ invocation: Invocation) throws(CortexError) -> Report {
         let journal = try CoordinationStore.existingJournal(root: invocation.root)
         let report = try JournalVerifier.verify(journal)
@@ -190,54 +172,9 @@ public enum CortexTool {
             diagnostic: report.isClean ? nil : "the journal has damaged lines or a broken seal (listed above)")
     }
 
-    static func tail(_ invocation: Invocation) throws(CortexError) -> Report {
-        let arguments = invocation.arguments
-        let count = Int(try arguments.count("lines") ?? 10)
-        let json = arguments.has("json")
-        let journal = try CoordinationStore.existingJournal(root: invocation.root)
-        var recent: [Record] = []
-        recent.reserveCapacity(count)
-        var summary = try journal.readForward(from: .start) { (record, _) throws(CortexError) in
-            guard count > 0 else { return }
-            if recent.count == count { recent.removeFirst() }
-            recent.append(record)
-        }
-        for record in recent { Terminal.writeOut(EventFormatter.line(record, json: json) + "\n") }
-        guard arguments.has("follow") else { return Report(text: "", json: .null, diagnostic: nil).silent }
-        let watcher = try JournalWatcher(directory: journal.directory)
-        while true {
-            summary = try journal.readForward(from: summary.end) { (record, _) throws(CortexError) in
-                Terminal.writeOut(EventFormatter.line(record, json: json) + "\n")
-            }
-            _ = watcher.wait(timeoutMilliseconds: 1000)
-        }
-    }
 }
 
 extension Report {
     /// A report that prints nothing (the command already streamed its output).
     var silent: Report { Report(exitCode: exitCode, text: "", json: .null, diagnostic: diagnostic) }
-}
-
-/// Renders records for `cortex tail`.
-public enum EventFormatter {
-    /// `[14:47:01] budget.allocate holder=w-1 tokens=100`, or the record as one JSON line.
-    public static func line(_ record: Record, json: Bool) -> String {
-        if json {
-            return JSONValue.object([
-                "at": .string(ISOTime.format(milliseconds: record.timeMilliseconds)), "at_ms": .int(record.timeMilliseconds),
-                "data": record.data, "id": .string(record.id), "kind": .string(record.kind),
-            ]).jsonText
-        }
-        var text = "[\(ISOTime.clock(milliseconds: record.timeMilliseconds))] \(record.kind)"
-        for member in (record.data.objectMembers ?? []).sorted(by: { $0.key < $1.key }) {
-            let value: String
-            switch member.value {
-            case .string(let string): value = string.contains(" ") ? "\"\(string)\"" : string
-            default: value = member.value.jsonText
-            }
-            text += " \(member.key)=\(value)"
-        }
-        return text
-    }
 }

@@ -24,6 +24,7 @@ public enum ReapTool {
                     .value("heartbeat-timeout", "D", "A heartbeat older than D means lost (default: config heartbeat_timeout, 60s)."),
                     .value("grace", "D", "Between SIGTERM and SIGKILL for what is left of a lost worker (default 5s)."),
                     .value("result-ttl", "D", "Purge results and finished-task files older than D (default: config result_ttl)."),
+                    .value("metrics-out", "FILE", "Also write 'cortex metrics' to FILE atomically (node_exporter's textfile collector)."),
                 ],
                 examples: [
                     "* * * * * cortex-reap --dir /srv/cortex/coordination >>/var/log/cortex-reap.log 2>&1   # crontab",
@@ -90,6 +91,11 @@ public enum ReapTool {
             purged = purgeExpired(layout, olderThan: now - resultTTL)
             try store.writeSnapshot(nowMilliseconds: now)
             try store.publishViews(nowMilliseconds: now)
+            try recordRun(layout, at: now, lost: lost.count)
+            if let metricsOut = arguments.value("metrics-out") {
+                let metrics = MetricsReport(store.state, capacity: store.config.maxWorkers, nowMilliseconds: now)
+                try OpsCommands.writeMetrics(metrics.prometheusText, to: metricsOut)
+            }
         } else {
             lost = plan.lost.map(\.worker)
             signalled = plan.lost.flatMap(\.leftover).map { "\($0.pid)" }
@@ -116,6 +122,30 @@ public enum ReapTool {
                 "purged": .int(Int64(purged)), "requeued": strings(requeued), "restarted": strings(restarted),
                 "signalled": strings(signalled),
             ]))
+    }
+
+    /// When the reaper last ran and what it found, for `cortex status`.
+    struct LastRun {
+        var milliseconds: Int64
+        var lost: Int64
+    }
+
+    /// `state/reaper.json`: one small file rewritten by every run (no journal traffic).
+    static func lastRunPath(_ layout: CoordinationLayout) -> String { layout.stateFolder + "/reaper.json" }
+
+    static func recordRun(_ layout: CoordinationLayout, at now: Int64, lost: Int) throws(CortexError) {
+        let json = JSONValue.object([
+            "at": .string(ISOTime.format(milliseconds: now)), "at_ms": .int(now), "lost": .int(lost), "pid": .int(Int64(getpid())),
+        ])
+        try AtomicFile.replace(lastRunPath(layout), with: Array((json.jsonText + "\n").utf8), durability: .processCrash)
+    }
+
+    /// The last run recorded, or nil when the reaper never ran (or the file is unreadable).
+    static func lastRun(_ layout: CoordinationLayout) -> LastRun? {
+        guard let bytes = try? POSIX.readFile(lastRunPath(layout)), let json = try? JSONValue.parse(bytes),
+            let at = json["at_ms"]?.intValue
+        else { return nil }
+        return LastRun(milliseconds: at, lost: json["lost"]?.intValue ?? 0)
     }
 
     /// What the machine shows about each worker the state thinks is alive.

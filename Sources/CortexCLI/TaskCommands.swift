@@ -98,9 +98,24 @@ public enum TaskTool {
                 body: list),
             Command(
                 CommandSpec(
-                    name: "\(prefix) show", abstract: "Show one task.", positionals: [PositionalSpec("TASK", "The task id.")],
-                    examples: ["\(prefix) show task-000001 --json | jq .status"]),
+                    name: "\(prefix) show",
+                    abstract:
+                        "Show one task; a waiting one with its queue position and estimated start (list scheduling over max_workers slots with each type's P50 run time; P95 for the late bound).",
+                    positionals: [PositionalSpec("TASK", "The task id.")],
+                    examples: [
+                        "\(prefix) show task-000001 --json | jq .status", "\(prefix) show task-000042 --json | jq .wait.estimated_start",
+                    ]),
                 body: show),
+            Command(
+                CommandSpec(
+                    name: "\(prefix) estimate",
+                    abstract:
+                        "Expected duration (run time P50/P95/P99, mean) and tokens of a task type, from the history folded into the metrics. 66 without history.",
+                    options: [.value("type", "TYPE", "The task type.", required: true)],
+                    examples: [
+                        "\(prefix) estimate --type build", "\(prefix) estimate --type build --json | jq .run_seconds.p95",
+                    ]),
+                body: OpsCommands.estimate),
         ]
     }
 
@@ -293,10 +308,14 @@ public enum TaskTool {
         let id = try Values.validateIdentifier(invocation.arguments.positionals[0], what: "task id")
         let store = try invocation.openStore(mutating: false)
         guard let task = try store.task(id) else { throw .notFound("no task \(id)") }
-        let json = taskJSON(task, layout: store.layout)
-        let lines = (json.objectMembers ?? []).sorted { $0.key < $1.key }.map { member -> String in
+        var json = taskJSON(task, layout: store.layout)
+        var lines = (json.objectMembers ?? []).sorted { $0.key < $1.key }.map { member -> String in
             let value = member.value.stringValue ?? member.value.jsonText
             return padded(member.key, to: 14) + value
+        }
+        if let wait = OpsCommands.waitJSON(task, store: store, now: POSIX.wallClockMilliseconds()) {
+            json = merge(json, ["wait": wait.json])
+            lines.append(padded("wait", to: 14) + wait.text)
         }
         return Report(text: lines.joined(separator: "\n"), json: json)
     }

@@ -10,6 +10,8 @@ public struct CortexState: Equatable, Sendable {
     public var recordsFolded: Int64 = 0
     /// The time of the newest record folded, the fold's notion of "now".
     public var lastRecordMilliseconds: Int64 = 0
+    /// Operational metrics (queue wait, run time, rates), folded like the rest.
+    public var metrics = MetricsState()
 
     /// The state before any record.
     public init() {}
@@ -23,6 +25,7 @@ public enum Reducer {
     public static func reduce(_ state: inout CortexState, _ record: Record) -> Outcome {
         state.recordsFolded += 1
         state.lastRecordMilliseconds = max(state.lastRecordMilliseconds, record.timeMilliseconds)
+        state.metrics.advance(to: record.timeMilliseconds, running: state.tasks.activeCounts[.running, default: 0])
         let event: Event
         do {
             guard let decoded = try Event.decode(kind: record.kind, data: record.data) else { return .ignored }
@@ -30,6 +33,16 @@ public enum Reducer {
         } catch {
             return .rejected(error.reason)
         }
+        let before = MetricsRules.before(event, in: state)
+        let spentBefore = state.budget.spent
+        let outcome = apply(event, record: record, to: &state)
+        let spent = state.budget.spent - spentBefore
+        MetricsRules.record(event, outcome: outcome, before: before, spent: spent, at: record.timeMilliseconds, in: &state)
+        return outcome
+    }
+
+    /// Applies a decoded event (the rules, without the metrics).
+    private static func apply(_ event: Event, record: Record, to state: inout CortexState) -> Outcome {
         let time = record.timeMilliseconds
         switch event {
         case .budgetSet, .budgetAllocate, .budgetRelease, .budgetQuota, .budgetReset:

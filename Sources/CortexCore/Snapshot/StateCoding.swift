@@ -29,7 +29,8 @@ public enum SnapshotCodec {
             "format": .int(format), "key_bytes": .int(Int64(keys.count)), "position": position.json,
             "state": .object([
                 "budget": state.budget.json, "last_record_ms": .int(state.lastRecordMilliseconds),
-                "records_folded": .int(state.recordsFolded), "tasks": tasks.headerJSON, "workers": state.workers.json,
+                "metrics": state.metrics.json, "records_folded": .int(state.recordsFolded), "tasks": tasks.headerJSON,
+                "workers": state.workers.json,
             ]),
             "waiting_bytes": .int(Int64(waiting.count)),
             "written_at": .string(ISOTime.format(milliseconds: writtenAtMilliseconds)),
@@ -61,6 +62,10 @@ public enum SnapshotCodec {
         if let workersJSON = stateJSON["workers"] {
             guard let workers = try? WorkerState(json: workersJSON) else { return nil }
             state.workers = workers
+        }
+        if let metricsJSON = stateJSON["metrics"] {
+            guard let metrics = MetricsState(json: metricsJSON) else { return nil }
+            state.metrics = metrics
         }
         state.recordsFolded = stateJSON["records_folded"]?.intValue ?? 0
         state.lastRecordMilliseconds = stateJSON["last_record_ms"]?.intValue ?? 0

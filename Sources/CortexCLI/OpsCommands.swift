@@ -1,0 +1,474 @@
+import CortexCore
+import Glibc
+
+/// The operator's commands: `cortex status`, `cortex tail`, `cortex metrics`, and the wait
+/// estimates of `cortex-task show` and `cortex-task estimate` (issue 6).
+enum OpsCommands {
+    // MARK: - status
+
+    /// The exit code of `cortex status` when something needs a person (documented in its help).
+    static let attentionExitCode: Int32 = 1
+
+    static func status(_ invocation: Invocation) throws(CortexError) -> Report {
+        let store = try invocation.openStore(mutating: false)
+        let now = POSIX.wallClockMilliseconds()
+        let state = store.state
+        let config = store.config
+        let colour = Colour(enabled: !invocation.arguments.has("json") && Terminal.colourEnabled)
+        var attention: [String] = []
+
+        // Workers: supervised ones by type, plus claimers that are not supervised.
+        let workers = state.workers
+        let running = state.tasks.running
+        let busyWorkers = Set(running.compactMap(\.worker))
+        let unreaped = ReapTool.observe(store, now: now, heartbeatTimeout: config.heartbeatTimeoutMilliseconds).lost.map(\.worker)
+        if !unreaped.isEmpty {
+            attention.append(
+                "\(unreaped.count) lost worker\(unreaped.count == 1 ? "" : "s") not yet reaped (\(unreaped.joined(separator: " "))): run cortex-reap"
+            )
+        }
+        struct TypeCounts {
+            var running = 0
+            var idle = 0
+            var starting = 0
+            var queued = 0
+        }
+        var byType: [String: TypeCounts] = [:]
+        for worker in workers.live.values {
+            var counts = byType[worker.spec.type, default: TypeCounts()]
+            switch worker.status {
+            case .running, .stopping:
+                counts.running += 1
+                if !busyWorkers.contains(worker.id) { counts.idle += 1 }
+            case .starting: counts.starting += 1
+            case .queued: counts.queued += 1
+            default: break
+            }
+            byType[worker.spec.type] = counts
+        }
+        let supervised = Set(workers.live.keys)
+        let claimers = busyWorkers.subtracting(supervised)
+        let workerCounts = workers.counts
+        let activeCount = workers.active.count
+        let idleCount = byType.values.map(\.idle).reduce(0, +)
+
+        // Tasks.
+        let counts = state.tasks.counts
+        let queue = QueueSummary(state.tasks)
+        let oldestAge = queue.oldest.map { max(0, now - $0.createdMilliseconds) }
+
+        // Tokens.
+        let budget = state.budget
+        let waitingWork = queue.waiting + Int64(workers.queue.count)
+        if budget.available == 0 && waitingWork > 0 {
+            attention.append(
+                "token budget exhausted (0 of \(budget.total) available) with \(waitingWork) task\(waitingWork == 1 ? "" : "s")/spawn\(waitingWork == 1 ? "" : "s") waiting"
+            )
+        }
+        var tenants = Set(budget.quotas.keys).union(budget.tenantSpent.keys)
+        for allocation in budget.allocations.values { if let tenant = allocation.tenant { tenants.insert(tenant) } }
+
+        // Journal health.
+        let damaged = store.damagedLines.count
+        if damaged > 0 {
+            attention.append("\(damaged) damaged journal line\(damaged == 1 ? "" : "s") since the snapshot: run 'cortex verify'")
+        }
+
+        // The reaper's last run (cortex-reap leaves state/reaper.json).
+        let reaper = ReapTool.lastRun(store.layout)
+
+        var lines: [String] = []
+        func row(_ label: String, _ text: String) { lines.append(padded(label, to: 14) + text) }
+        row("coordination", store.layout.root)
+        row(
+            "journal",
+            (damaged > 0 ? colour.red("\(damaged) damaged line\(damaged == 1 ? "" : "s")") : colour.green("ok"))
+                + " · live segment \(JournalSegment.fileName(store.position.segment)) at \(store.position.offset) bytes · \(state.recordsFolded) records"
+        )
+        row(
+            "workers",
+            "\(activeCount) of \(config.maxWorkers) running (\(idleCount) idle) · \(workers.queue.count) spawn\(workers.queue.count == 1 ? "" : "s") queued · "
+                + (unreaped.isEmpty ? "0 lost unreaped" : colour.red("\(unreaped.count) lost unreaped"))
+                + " · ended: exited \(workerCounts[.exited, default: 0]) · stopped \(workerCounts[.stopped, default: 0]) · lost \(workerCounts[.lost, default: 0])"
+        )
+        for (type, typeCounts) in byType.sorted(by: { $0.key < $1.key }) {
+            let limit = config.typeLimits[type].map { " of \($0)" } ?? ""
+            row(
+                "  \(type)",
+                "\(typeCounts.running)\(limit) running (\(typeCounts.idle) idle) · \(typeCounts.starting) starting · \(typeCounts.queued) queued"
+            )
+        }
+        if !claimers.isEmpty { row("  claimers", "\(claimers.count) unsupervised worker\(claimers.count == 1 ? "" : "s") holding tasks") }
+        row("tasks", TaskStatus.allCases.map { "\($0.rawValue) \(counts[$0, default: 0])" }.joined(separator: " · "))
+        var waitingText = Priority.allCases.map { "\($0.rawValue) \(queue.waitingByPriority[$0, default: 0])" }.joined(separator: " · ")
+        if let oldest = queue.oldest, let oldestAge {
+            waitingText += " · oldest \(oldest.id) waiting \(Self.duration(oldestAge))"
+        }
+        row("  waiting", waitingText)
+        let available = budget.available == 0 && budget.total > 0 ? colour.red("available 0") : "available \(budget.available)"
+        row(
+            "tokens",
+            "total \(budget.total) · reserved \(budget.reserved) (\(budget.allocations.count)) · spent \(budget.spent) · \(available) · period \(budget.period)"
+        )
+        for tenant in tenants.sorted() {
+            let quota = budget.quotas[tenant].map { " · quota \($0)" } ?? ""
+            row(
+                "  \(tenant)",
+                "reserved \(budget.held(byTenant: tenant) - budget.tenantSpent[tenant, default: 0]) · spent \(budget.tenantSpent[tenant, default: 0])\(quota)"
+            )
+        }
+        if let reaper {
+            row(
+                "reaper",
+                "last run \(Self.duration(max(0, now - reaper.milliseconds))) ago (\(ISOTime.format(milliseconds: reaper.milliseconds))) · \(reaper.lost) lost"
+            )
+        } else {
+            row("reaper", colour.yellow("never run here") + " (add cortex-reap to cron: examples/)")
+        }
+        if attention.isEmpty {
+            row("attention", colour.green("none"))
+        } else {
+            for reason in attention { row("attention", colour.red(reason)) }
+        }
+
+        let tenantDetail = JSONValue.object(
+            tenants.sorted().map { tenant in
+                let spent = budget.tenantSpent[tenant, default: 0]
+                let detail = JSONValue.object([
+                    "quota": .optional(budget.quotas[tenant]), "reserved": .int(budget.held(byTenant: tenant) - spent),
+                    "spent": .int(spent),
+                ])
+                return JSONMember(tenant, detail)
+            })
+        let budgetJSON = merge(
+            Views.budget(state, nowMilliseconds: now), ["reserved": .int(budget.reserved), "tenant_detail": tenantDetail])
+        let journalJSON = JSONValue.object([
+            "damaged_lines_since_snapshot": .int(damaged), "live_segment": .int(store.position.segment),
+            "live_segment_bytes": .int(store.position.offset), "records_folded": .int(state.recordsFolded),
+        ])
+        let byPriority = JSONValue.object(
+            Priority.allCases.map { JSONMember($0.rawValue, .int(queue.waitingByPriority[$0, default: 0])) })
+        let queueJSON = JSONValue.object([
+            "oldest_age_seconds": .optional(oldestAge.map { $0 / 1000 }), "oldest_task": .optional(queue.oldest?.id),
+            "waiting": .int(queue.waiting), "waiting_by_priority": byPriority,
+        ])
+        var reaperJSON = JSONValue.null
+        if let reaper {
+            reaperJSON = .object([
+                "age_seconds": .int(max(0, now - reaper.milliseconds) / 1000),
+                "last_run": .string(ISOTime.format(milliseconds: reaper.milliseconds)), "lost": .int(reaper.lost),
+            ])
+        }
+        var typesJSON: [JSONMember] = []
+        for (type, typeCounts) in byType.sorted(by: { $0.key < $1.key }) {
+            let detail = JSONValue.object([
+                "idle": .int(typeCounts.idle), "limit": .optional(config.typeLimits[type]), "queued": .int(typeCounts.queued),
+                "running": .int(typeCounts.running), "starting": .int(typeCounts.starting),
+            ])
+            typesJSON.append(JSONMember(type, detail))
+        }
+        var workerMembers = [
+            JSONMember("claimers", .int(claimers.count)), JSONMember("idle", .int(idleCount)),
+            JSONMember("lost_unreaped", .array(unreaped.map { .string($0) })),
+            JSONMember("max_workers", .int(config.maxWorkers)), JSONMember("queued", .int(workers.queue.count)),
+            JSONMember("running", .int(activeCount)), JSONMember("types", .object(typesJSON)),
+        ]
+        for status in [WorkerStatus.exited, .stopped, .lost] {
+            workerMembers.append(JSONMember(status.rawValue, .int(workerCounts[status, default: 0])))
+        }
+        let json = JSONValue.object([
+            "attention": .array(attention.map { .string($0) }), "budget": budgetJSON, "dir": .string(store.layout.root),
+            "journal": journalJSON, "queue": queueJSON, "reaper": reaperJSON,
+            "tasks": .object(TaskStatus.allCases.map { JSONMember($0.rawValue, .int(counts[$0, default: 0])) }),
+            "workers": .object(workerMembers),
+        ])
+        return Report(
+            exitCode: attention.isEmpty ? 0 : attentionExitCode, text: lines.joined(separator: "\n"), json: json,
+            diagnostic: attention.isEmpty ? nil : "needs attention: " + attention.joined(separator: "; "))
+    }
+
+    /// `90s`, `5m12s`, `3h04m`, `2d03h`.
+    static func duration(_ milliseconds: Int64) -> String {
+        let seconds = milliseconds / 1000
+        if seconds < 60 { return "\(seconds)s" }
+        func two(_ value: Int64) -> String { value < 10 ? "0\(value)" : "\(value)" }
+        if seconds < 3600 { return "\(seconds / 60)m\(two(seconds % 60))s" }
+        if seconds < 86_400 { return "\(seconds / 3600)h\(two(seconds / 60 % 60))m" }
+        return "\(seconds / 86_400)d\(two(seconds / 3600 % 24))h"
+    }
+
+    // MARK: - metrics
+
+    static func metrics(_ invocation: Invocation) throws(CortexError) -> Report {
+        let out = invocation.arguments.value("out")
+        if let out, out.isEmpty || out.hasSuffix("/") { throw .badInput("invalid --out '\(Values.printable(out))': a file path") }
+        let store = try invocation.openStore(mutating: false)
+        let report = MetricsReport(store.state, capacity: store.config.maxWorkers, nowMilliseconds: POSIX.wallClockMilliseconds())
+        let text = report.prometheusText
+        if let out {
+            try writeMetrics(text, to: out)
+            return Report(text: "wrote metrics to \(out)", json: merge(report.json, ["out": .string(out)]))
+        }
+        return Report(text: text, json: report.json)
+    }
+
+    /// Writes the exposition text to `path` atomically (node_exporter's textfile collector
+    /// must never read half a file).
+    static func writeMetrics(_ text: String, to path: String) throws(CortexError) {
+        try AtomicFile.replace(path, with: Array(text.utf8), durability: .processCrash)
+    }
+
+    // MARK: - estimates
+
+    /// What `cortex-task show` adds for a waiting task: its place and estimated start.
+    static func waitJSON(_ task: TaskEntry, store: CoordinationStore, now: Int64) -> (json: JSONValue, text: String)? {
+        guard task.status == .pending || task.status == .failed,
+            let estimate = WaitEstimator.estimate(task: task.id, in: store.state, capacity: store.config.maxWorkers, nowMilliseconds: now)
+        else { return nil }
+        func at(_ milliseconds: Int64?) -> JSONValue? { milliseconds.map { .string(ISOTime.format(milliseconds: $0)) } }
+        let json = JSONValue.object([
+            "estimated_start": at(estimate.startMilliseconds), "estimated_start_p95": at(estimate.lateStartMilliseconds),
+            "estimated_wait_seconds": .optional(estimate.startMilliseconds.map { max(0, $0 - now) / 1000 }),
+            "position": .int(estimate.position), "slots": .int(estimate.slots),
+        ])
+        var text = "position \(estimate.position) in the queue"
+        if let start = estimate.startMilliseconds, let late = estimate.lateStartMilliseconds {
+            text +=
+                " · starts in about \(duration(max(0, start - now))) (\(ISOTime.format(milliseconds: start))), by \(duration(max(0, late - now))) at P95"
+        } else {
+            text += " · no run-time history yet to estimate a start"
+        }
+        return (json, text)
+    }
+
+    static func estimate(_ invocation: Invocation) throws(CortexError) -> Report {
+        guard let type = invocation.arguments.value("type"), !type.isEmpty else { throw .usage("missing option '--type <TYPE>'") }
+        let store = try invocation.openStore(mutating: false)
+        guard let metrics = store.state.metrics.types[type], metrics.runTime.count + metrics.tokensUsed.count > 0 else {
+            throw .notFound("no finished attempts of type '\(Values.printable(type))' yet: nothing to estimate from")
+        }
+        let run = metrics.runTime
+        func precise(_ value: Int64?) -> String {
+            guard let value else { return "-" }
+            return value < 60_000 ? "\(Double(value) / 1000)s" : duration(value)
+        }
+        var lines = [
+            "type          \(type)",
+            "duration      P50 \(precise(run.quantile(0.5))) · P95 \(precise(run.quantile(0.95))) · P99 \(precise(run.quantile(0.99))) · mean \(precise(run.mean.map { Int64($0) })) (\(run.count) attempt\(run.count == 1 ? "" : "s"))",
+        ]
+        let tokens = metrics.tokensUsed
+        if tokens.count > 0 {
+            lines.append(
+                "tokens        P50 \(tokens.quantile(0.5) ?? 0) · P95 \(tokens.quantile(0.95) ?? 0) · P99 \(tokens.quantile(0.99) ?? 0) · mean \(Int64(tokens.mean ?? 0)) (\(tokens.count) task\(tokens.count == 1 ? "" : "s"))"
+            )
+        } else {
+            lines.append("tokens        no --tokens-used reported yet")
+        }
+        let wait = metrics.queueWait
+        if wait.count > 0 {
+            lines.append("queue wait    P50 \(precise(wait.quantile(0.5))) · P95 \(precise(wait.quantile(0.95)))")
+        }
+        if let success = metrics.successRatio {
+            lines.append("success       \(Int((success * 100).rounded()))% of \(metrics.done + metrics.dead) finished")
+        }
+        return Report(text: lines.joined(separator: "\n"), json: merge(metrics.reportJSON, ["type": .string(type)]))
+    }
+}
+
+/// ANSI colour for people on a terminal only (no-color.org: `NO_COLOR` set turns it off).
+struct Colour {
+    var enabled: Bool
+    func red(_ text: String) -> String { paint(text, "31") }
+    func green(_ text: String) -> String { paint(text, "32") }
+    func yellow(_ text: String) -> String { paint(text, "33") }
+    private func paint(_ text: String, _ code: String) -> String { enabled ? "\u{1B}[\(code)m\(text)\u{1B}[0m" : text }
+}
+
+extension Terminal {
+    /// True when stdout is a terminal and `NO_COLOR` is unset or empty.
+    static var colourEnabled: Bool {
+        guard stdoutIsTerminal else { return false }
+        if let value = getenv("NO_COLOR"), value.pointee != 0 { return false }
+        return true
+    }
+}
+
+// MARK: - tail
+
+extension OpsCommands {
+    /// What `cortex tail` shows: every filter must match.
+    struct TailFilter {
+        var kinds: [String] = []
+        var task: String?
+        var worker: String?
+        var sinceMilliseconds: Int64?
+
+        /// Matches on the record alone (what a backwards scan can see): never more than `matches`.
+        func matchesRecord(_ record: Record) -> Bool { matches(record, outcome: nil) }
+
+        /// Matches on the record and, where the fold gave it, its outcome (a claim names its
+        /// task only in the outcome).
+        func matches(_ record: Record, outcome: Outcome?) -> Bool {
+            if let since = sinceMilliseconds, record.timeMilliseconds < since { return false }
+            if !kinds.isEmpty, !kinds.contains(where: { record.kind.hasPrefix($0) }) { return false }
+            let outcomeJSON = outcome?.json
+            if let task {
+                let data = record.data
+                let named =
+                    data["task"]?.stringValue == task || data["spec"]?["task"]?.stringValue == task
+                    || outcomeJSON?["task"]?.stringValue == task
+                    || (outcomeJSON?["tasks"]?.arrayValue ?? []).contains(.string(task))
+                if !named { return false }
+            }
+            if let worker {
+                let data = record.data
+                let named =
+                    data["worker"]?.stringValue == worker || data["holder"]?.stringValue == worker
+                    || outcomeJSON?["worker"]?.stringValue == worker
+                    || (outcomeJSON?["workers"]?.arrayValue ?? []).contains(.string(worker))
+                if !named { return false }
+            }
+            return true
+        }
+    }
+
+    static func tail(_ invocation: Invocation) throws(CortexError) -> Report {
+        let arguments = invocation.arguments
+        var filter = TailFilter()
+        for kind in arguments.allValues("kind") {
+            guard !kind.isEmpty, kind.utf8.allSatisfy({ $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "_") || (0x61...0x7A).contains($0) })
+            else {
+                throw .badInput("invalid --kind '\(Values.printable(kind))': a record kind or its prefix, such as task. or budget.allocate")
+            }
+            filter.kinds.append(kind)
+        }
+        filter.task = try arguments.identifier("task")
+        filter.worker = try arguments.identifier("worker")
+        if let since = arguments.value("since") {
+            if let time = ISOTime.parse(since) {
+                filter.sinceMilliseconds = time
+            } else if let ago = try? Values.parseDurationMilliseconds(since) {
+                filter.sinceMilliseconds = POSIX.wallClockMilliseconds() - ago
+            } else {
+                throw .badInput(
+                    "invalid --since '\(Values.printable(since))': a duration ago (90s, 5m, 2h, 1d) or a UTC time (2026-12-02T10:00:00Z)")
+            }
+        }
+        // With --since alone, everything since then; otherwise the last --lines (10) events.
+        let count: Int? = try arguments.count("lines").map { Int($0) } ?? (filter.sinceMilliseconds == nil ? 10 : nil)
+        let json = arguments.has("json")
+        let follow = arguments.has("follow")
+
+        let journal = try CoordinationStore.existingJournal(root: invocation.root)
+        let layout = CoordinationLayout(root: invocation.root)
+        // The snapshot's state lets the fold give outcomes (a claim's task, a grant's id) to the
+        // records after it without folding the whole journal.
+        let snapshot = ImmutableBytes.map(layout.snapshot).flatMap(SnapshotCodec.decode)
+        var state = snapshot?.0 ?? CortexState()
+        let foldFrom = snapshot?.1 ?? .start
+        let watcher = follow ? try JournalWatcher(directory: journal.directory) : nil
+        let start = try JournalTail.start(
+            of: journal, segmentHint: foldFrom.segment, count: count, sinceMilliseconds: filter.sinceMilliseconds,
+            matches: filter.matchesRecord)
+        let readFrom = min(start, foldFrom)
+
+        var recent: [String] = []
+        var printed = 0
+        func show(_ record: Record, _ outcome: Outcome?, streaming: Bool) {
+            let line = EventFormatter.line(record, outcome: outcome, json: json)
+            if streaming {
+                Terminal.writeOut(line + "\n")
+                return
+            }
+            recent.append(line)
+            if let count, recent.count > count { recent.removeFirst(recent.count - count) }
+        }
+        func visit(_ record: Record, _ position: JournalPosition, streaming: Bool) {
+            var outcome: Outcome?
+            if position >= foldFrom {
+                outcome = Reducer.reduce(&state, record)
+                // Finished tasks pile up in the outbox (a store compacts it into files): drop them.
+                if state.tasks.finished.count > 1024 { state.tasks.finished.removeAll() }
+            }
+            guard position >= start, filter.matches(record, outcome: outcome) else { return }
+            printed += 1
+            show(record, outcome, streaming: streaming)
+        }
+        var summary = try journal.readForward(from: readFrom) { (record, position) throws(CortexError) in
+            visit(record, position, streaming: false)
+        }
+        if !recent.isEmpty { Terminal.writeOut(recent.joined(separator: "\n") + "\n") }
+        guard let watcher else { return Report(text: "", json: .null).silent }
+        while true {
+            summary = try journal.readForward(from: summary.end) { (record, position) throws(CortexError) in
+                visit(record, position, streaming: true)
+            }
+            _ = watcher.wait(timeoutMilliseconds: 1000)
+        }
+    }
+}
+
+/// Renders records for `cortex tail`.
+public enum EventFormatter {
+    /// `[10:23:46] task.claim w-000003 → task-000001 claim 1`, or the record as one JSON line
+    /// (with the fold's outcome where it is known).
+    public static func line(_ record: Record, outcome: Outcome? = nil, json: Bool) -> String {
+        if json {
+            return JSONValue.object([
+                "at": .string(ISOTime.format(milliseconds: record.timeMilliseconds)), "at_ms": .int(record.timeMilliseconds),
+                "data": record.data, "id": .string(record.id), "kind": .string(record.kind), "outcome": outcome?.json,
+            ]).jsonText
+        }
+        var text = "[\(ISOTime.clock(milliseconds: record.timeMilliseconds))] \(record.kind)"
+        var members = (record.data.objectMembers ?? []).sorted(by: { $0.key < $1.key })
+        // The subject first, without its key: the worker, else the task.
+        for key in ["worker", "task", "allocation"] {
+            if let index = members.firstIndex(where: { $0.key == key }), let value = members[index].value.stringValue {
+                text += " " + value
+                members.remove(at: index)
+                break
+            }
+        }
+        for member in members {
+            let value: String
+            switch (member.key, member.value) {
+            case ("evidence", _), ("supervisor", _), ("context", _): continue
+            case ("spec", let spec):
+                value =
+                    (spec["type"]?.stringValue ?? "?") + " "
+                    + (spec["command"]?.arrayValue?.compactMap(\.stringValue).joined(separator: " ") ?? "")
+                text += " \(Values.printable(value))"
+                continue
+            case ("process", let process): value = process["pid"]?.jsonText ?? process.jsonText
+            case (_, .string(let string)): value = string.contains(" ") ? "\"\(Values.printable(string))\"" : Values.printable(string)
+            default: value = member.value.jsonText
+            }
+            text += " \(member.key)=\(value)"
+        }
+        if let outcome, let summary = summary(outcome) { text += " → " + summary }
+        return text
+    }
+
+    /// What the fold decided, in a few words (nil when there is nothing to add).
+    static func summary(_ outcome: Outcome) -> String? {
+        switch outcome {
+        case .applied, .ignored, .supervising, .workerStarted: nil
+        case .granted(let allocation): allocation
+        case .released(_, let spent, let returned): "spent \(spent), returned \(returned)"
+        case .created(let task, let existing): existing ? "\(task) (existing)" : task
+        case .claimed(let task, let claim): "\(task) claim \(claim)"
+        case .completed: "done"
+        case .retrying(_, _, let retryAt): "retry at \(ISOTime.clock(milliseconds: retryAt))"
+        case .deadLettered: "dead"
+        case .cancelled: "cancelled"
+        case .requeued(let tasks): tasks.isEmpty ? "no tasks held" : "requeued \(tasks.joined(separator: " "))"
+        case .spawned(let worker, _): "\(worker) starting"
+        case .spawnQueued(let worker, let reason): "\(worker) queued: \(reason)"
+        case .workerExited(_, let restarting): restarting ? "restarting" : "ended"
+        case .stopping: "stopping"
+        case .promoted(let workers): workers.isEmpty ? nil : "started \(workers.joined(separator: " "))"
+        case .refused(let reason): "refused: \(reason)"
+        case .rejected(let reason): "rejected: \(reason)"
+        }
+    }
+}

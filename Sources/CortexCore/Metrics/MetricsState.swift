@@ -1,0 +1,300 @@
+/// What the fold has learnt about one task type.
+public struct TypeMetrics: Equatable, Sendable {
+    /// Tasks created.
+    public var created: Int64 = 0
+    /// Attempts started (claims won).
+    public var attempts: Int64 = 0
+    /// Tasks that finished done.
+    public var done: Int64 = 0
+    /// Tasks dead-lettered (failed at their last attempt, or with no retry).
+    public var dead: Int64 = 0
+    /// Tasks cancelled.
+    public var cancelled: Int64 = 0
+    /// Failed attempts that were retried (a failure or a lost worker with attempts left).
+    public var retries: Int64 = 0
+    /// Attempts that ended because their worker was declared lost.
+    public var lostAttempts: Int64 = 0
+    /// Creation to first claim, in milliseconds. Retries are left out: their wait is the
+    /// configured backoff, not the queue.
+    public var queueWait = QuantileSketch()
+    /// Claim to complete or fail of each attempt, in milliseconds (lost attempts are left out:
+    /// their end is when the reaper noticed, not when the work stopped).
+    public var runTime = QuantileSketch()
+    /// `--tokens-used` of completed tasks.
+    public var tokensUsed = QuantileSketch()
+
+    /// Nothing learnt yet.
+    public init() {}
+
+    /// Adds `other`'s counts and samples.
+    public mutating func merge(_ other: TypeMetrics) {
+        created += other.created
+        attempts += other.attempts
+        done += other.done
+        dead += other.dead
+        cancelled += other.cancelled
+        retries += other.retries
+        lostAttempts += other.lostAttempts
+        queueWait.merge(other.queueWait)
+        runTime.merge(other.runTime)
+        tokensUsed.merge(other.tokensUsed)
+    }
+}
+
+/// Busy time and tokens spent in one minute of journal time.
+public struct MinuteTotals: Equatable, Sendable {
+    /// Minutes since the Unix epoch.
+    public var minute: Int64
+    /// Task-milliseconds of running tasks in that minute.
+    public var busyMilliseconds: Int64 = 0
+    /// Tokens that became spent in that minute.
+    public var tokensSpent: Int64 = 0
+}
+
+/// Operational metrics folded from the journal (docs/decisions/014-metrics.md): a pure
+/// function of the records, like the rest of `CortexState`, so it travels in the snapshot and
+/// every process agrees on it. Memory is bounded: sketches instead of samples, at most
+/// `typeLimit` task types (later ones are counted under `otherType`), and the last
+/// `minuteLimit` minutes of busy time and spending.
+public struct MetricsState: Equatable, Sendable {
+    /// Per task type.
+    public var types: [String: TypeMetrics] = [:]
+    /// Task-milliseconds spent running since the first record (the integral of running tasks).
+    public var busyMilliseconds: Int64 = 0
+    /// Tokens spent since the first record (across budget periods).
+    public var tokensSpent: Int64 = 0
+    /// Of those, per tenant.
+    public var tenantTokensSpent: [String: Int64] = [:]
+    /// The most recent minutes, oldest first.
+    public var minutes: [MinuteTotals] = []
+    /// The time of the first record folded (0 before any).
+    public var firstMilliseconds: Int64 = 0
+    /// The latest record time seen: the metrics' clock (records with an earlier time, from a
+    /// writer whose clock lags, add no busy time).
+    public var clockMilliseconds: Int64 = 0
+
+    /// The most task types tracked one by one.
+    public static let typeLimit = 256
+    /// Where types past `typeLimit` are counted.
+    public static let otherType = "_other"
+    /// Minutes of history kept for rates.
+    public static let minuteLimit = 16
+
+    /// Nothing folded yet.
+    public init() {}
+
+    /// The metrics of `type` (or of `otherType` once `typeLimit` types are tracked).
+    mutating func withType(_ type: String, _ body: (inout TypeMetrics) -> Void) {
+        let key = types[type] != nil || types.count < Self.typeLimit ? type : Self.otherType
+        body(&types[key, default: TypeMetrics()])
+    }
+
+    /// Moves the clock to `time` with `running` tasks running since the last record.
+    mutating func advance(to time: Int64, running: Int64) {
+        guard clockMilliseconds != 0 else {
+            firstMilliseconds = time
+            clockMilliseconds = time
+            return
+        }
+        guard time > clockMilliseconds else { return }
+        if running > 0 {
+            busyMilliseconds += running * (time - clockMilliseconds)
+            // Only the minutes still kept need the split.
+            var from = max(clockMilliseconds, time - Int64(Self.minuteLimit) * 60_000)
+            while from < time {
+                let minute = from / 60_000
+                let until = min(time, (minute + 1) * 60_000)
+                addToMinute(minute) { $0.busyMilliseconds += running * (until - from) }
+                from = until
+            }
+        }
+        clockMilliseconds = time
+    }
+
+    /// Counts `tokens` spent at `time`, against `tenant` if any.
+    mutating func spend(_ tokens: Int64, tenant: String?, at time: Int64) {
+        tokensSpent += tokens
+        if let tenant { tenantTokensSpent[tenant, default: 0] += tokens }
+        addToMinute(max(time, clockMilliseconds) / 60_000) { $0.tokensSpent += tokens }
+    }
+
+    private mutating func addToMinute(_ minute: Int64, _ body: (inout MinuteTotals) -> Void) {
+        if let last = minutes.indices.last, minutes[last].minute == minute {
+            body(&minutes[last])
+            return
+        }
+        if let last = minutes.last, last.minute > minute {
+            // A late minute (clock skew): fold it into the one it belongs to, if still kept.
+            if let index = minutes.firstIndex(where: { $0.minute == minute }) { body(&minutes[index]) }
+            return
+        }
+        var totals = MinuteTotals(minute: minute)
+        body(&totals)
+        minutes.append(totals)
+        if minutes.count > Self.minuteLimit { minutes.removeFirst(minutes.count - Self.minuteLimit) }
+    }
+
+    /// Busy task-milliseconds and tokens spent in the window of `windowMilliseconds` ending at
+    /// `now`, extending the busy time to `now` with `running` tasks still running.
+    public func window(endingAt now: Int64, windowMilliseconds: Int64, running: Int64) -> (
+        busyMilliseconds: Int64, tokensSpent: Int64, spanMilliseconds: Int64
+    ) {
+        let start = max(now - windowMilliseconds, firstMilliseconds)
+        var busy: Int64 = 0
+        var tokens: Int64 = 0
+        for totals in minutes {
+            let minuteStart = totals.minute * 60_000
+            let minuteEnd = minuteStart + 60_000
+            let overlap = min(minuteEnd, now) - max(minuteStart, start)
+            guard overlap > 0 else { continue }
+            // A minute only partly inside the window counts pro rata.
+            busy += totals.busyMilliseconds * overlap / 60_000
+            tokens += totals.tokensSpent * overlap / 60_000
+        }
+        if now > clockMilliseconds { busy += running * (now - max(clockMilliseconds, start)) }
+        return (busy, tokens, max(0, now - start))
+    }
+
+    // MARK: Coding (the snapshot's first line)
+
+    /// The metrics as JSON, keys sorted.
+    public var json: JSONValue {
+        .object([
+            "busy_ms": .int(busyMilliseconds), "clock_ms": .int(clockMilliseconds), "first_ms": .int(firstMilliseconds),
+            "minutes": .array(
+                minutes.map { .array([.int($0.minute), .int($0.busyMilliseconds), .int($0.tokensSpent)]) }),
+            "tenant_tokens_spent": .object(
+                tenantTokensSpent.sorted { $0.key < $1.key }.map { JSONMember($0.key, .int($0.value)) }),
+            "tokens_spent": .int(tokensSpent),
+            "types": .object(types.sorted { $0.key < $1.key }.map { JSONMember($0.key, $0.value.json) }),
+        ])
+    }
+
+    /// Reads `json`; nil when it is malformed.
+    public init?(json: JSONValue) {
+        guard let busy = json["busy_ms"]?.intValue, let clock = json["clock_ms"]?.intValue,
+            let first = json["first_ms"]?.intValue, let spent = json["tokens_spent"]?.intValue
+        else { return nil }
+        busyMilliseconds = busy
+        clockMilliseconds = clock
+        firstMilliseconds = first
+        tokensSpent = spent
+        for item in json["minutes"]?.arrayValue ?? [] {
+            guard let parts = item.arrayValue, parts.count == 3, let minute = parts[0].intValue, let busy = parts[1].intValue,
+                let tokens = parts[2].intValue
+            else { return nil }
+            minutes.append(MinuteTotals(minute: minute, busyMilliseconds: busy, tokensSpent: tokens))
+        }
+        for member in json["tenant_tokens_spent"]?.objectMembers ?? [] {
+            tenantTokensSpent[member.key] = member.value.intValue ?? 0
+        }
+        for member in json["types"]?.objectMembers ?? [] {
+            guard let metrics = TypeMetrics(json: member.value) else { return nil }
+            types[member.key] = metrics
+        }
+    }
+}
+
+extension TypeMetrics {
+    /// The type's metrics as JSON.
+    public var json: JSONValue {
+        .object([
+            "attempts": .int(attempts), "cancelled": .int(cancelled), "created": .int(created), "dead": .int(dead),
+            "done": .int(done), "lost_attempts": .int(lostAttempts), "queue_wait_ms": queueWait.json,
+            "retries": .int(retries), "run_ms": runTime.json, "tokens_used": tokensUsed.json,
+        ])
+    }
+
+    /// Reads `json`; nil when it is malformed.
+    public init?(json: JSONValue) {
+        func count(_ key: String) -> Int64 { json[key]?.intValue ?? 0 }
+        created = count("created")
+        attempts = count("attempts")
+        done = count("done")
+        dead = count("dead")
+        cancelled = count("cancelled")
+        retries = count("retries")
+        lostAttempts = count("lost_attempts")
+        guard let wait = json["queue_wait_ms"].flatMap(QuantileSketch.init(json:)),
+            let run = json["run_ms"].flatMap(QuantileSketch.init(json:)),
+            let tokens = json["tokens_used"].flatMap(QuantileSketch.init(json:))
+        else { return nil }
+        queueWait = wait
+        runTime = run
+        tokensUsed = tokens
+    }
+}
+
+/// How the reducer feeds the metrics: what it needs to know before a record changes the state
+/// (the task a complete or fail names, the tasks a lost worker held), then the outcome.
+enum MetricsRules {
+    /// What the metrics need from the state before a record is applied.
+    enum Before {
+        case nothing
+        case task(TaskEntry)
+        case held([TaskEntry])
+        case allocation(tenant: String?)
+    }
+
+    /// Reads what `event` will change, before it does.
+    static func before(_ event: Event, in state: CortexState) -> Before {
+        switch event {
+        case .taskComplete(let task, _, _, _), .taskFail(let task, _, _, _), .taskCancel(let task):
+            return state.tasks.activeTask(task).map(Before.task) ?? .nothing
+        case .workerLost(let worker, _):
+            return .held(state.tasks.running.filter { $0.worker == worker })
+        case .budgetRelease(let allocation, _):
+            return .allocation(tenant: state.budget.allocations[allocation]?.tenant)
+        default:
+            return .nothing
+        }
+    }
+
+    /// Counts `event`'s `outcome` at `time`; `spent` is how many tokens became spent.
+    static func record(
+        _ event: Event, outcome: Outcome, before: Before, spent: Int64, at time: Int64, in state: inout CortexState
+    ) {
+        if spent > 0 {
+            var tenant: String?
+            if case .allocation(let owner) = before { tenant = owner }
+            state.metrics.spend(spent, tenant: tenant, at: time)
+        }
+        switch (event, outcome) {
+        case (.taskCreate(let spec), .created(_, existing: false)):
+            state.metrics.withType(spec.type) { $0.created += 1 }
+        case (.taskClaim, .claimed(let task, let claim)):
+            guard let entry = state.tasks.activeTask(task) else { return }
+            state.metrics.withType(entry.spec.type) { metrics in
+                metrics.attempts += 1
+                if claim == 1 { metrics.queueWait.add((entry.claimedMilliseconds ?? time) - entry.createdMilliseconds) }
+            }
+        case (.taskComplete(_, _, _, let tokensUsed), .completed):
+            guard case .task(let entry) = before else { return }
+            state.metrics.withType(entry.spec.type) { metrics in
+                metrics.done += 1
+                metrics.runTime.add(time - (entry.claimedMilliseconds ?? time))
+                if let tokensUsed { metrics.tokensUsed.add(tokensUsed) }
+            }
+        case (.taskFail, .retrying), (.taskFail, .deadLettered):
+            guard case .task(let entry) = before else { return }
+            state.metrics.withType(entry.spec.type) { metrics in
+                if case .retrying = outcome { metrics.retries += 1 } else { metrics.dead += 1 }
+                metrics.runTime.add(time - (entry.claimedMilliseconds ?? time))
+            }
+        case (.taskCancel, .cancelled):
+            guard case .task(let entry) = before else { return }
+            state.metrics.withType(entry.spec.type) { $0.cancelled += 1 }
+        case (.workerLost, .requeued):
+            guard case .held(let entries) = before else { return }
+            for entry in entries {
+                let retried = state.tasks.activeTask(entry.id) != nil
+                state.metrics.withType(entry.spec.type) { metrics in
+                    metrics.lostAttempts += 1
+                    if retried { metrics.retries += 1 } else { metrics.dead += 1 }
+                }
+            }
+        default:
+            return
+        }
+    }
+}
