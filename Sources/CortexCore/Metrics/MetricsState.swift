@@ -143,13 +143,14 @@ public struct MetricsState: Equatable, Sendable {
         var busy: Int64 = 0
         var tokens: Int64 = 0
         for totals in minutes {
+            // A minute holds what happened from its start up to the clock (inclusive); one only
+            // partly inside the window (start, now] counts pro rata.
             let minuteStart = totals.minute * 60_000
-            let minuteEnd = minuteStart + 60_000
-            let overlap = min(minuteEnd, now) - max(minuteStart, start)
-            guard overlap > 0 else { continue }
-            // A minute only partly inside the window counts pro rata.
-            busy += totals.busyMilliseconds * overlap / 60_000
-            tokens += totals.tokensSpent * overlap / 60_000
+            let minuteEnd = min(minuteStart + 60_000, clockMilliseconds + 1)
+            let overlap = min(minuteEnd, now + 1) - max(minuteStart, start)
+            guard overlap > 0, minuteEnd > minuteStart else { continue }
+            busy += totals.busyMilliseconds * overlap / (minuteEnd - minuteStart)
+            tokens += totals.tokensSpent * overlap / (minuteEnd - minuteStart)
         }
         if now > clockMilliseconds { busy += running * (now - max(clockMilliseconds, start)) }
         return (busy, tokens, max(0, now - start))
