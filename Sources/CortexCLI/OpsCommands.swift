@@ -242,7 +242,7 @@ enum OpsCommands {
     }
 
     static func estimate(_ invocation: Invocation) throws(CortexError) -> Report {
-        guard let type = invocation.arguments.value("type"), !type.isEmpty else { throw .usage("missing option '--type <TYPE>'") }
+        guard let type = try invocation.arguments.identifier("type") else { throw .usage("missing option '--type <TYPE>'") }
         let store = try invocation.openStore(mutating: false)
         guard let metrics = store.state.metrics.types[type], metrics.runTime.count + metrics.tokensUsed.count > 0 else {
             throw .notFound("no finished attempts of type '\(Values.printable(type))' yet: nothing to estimate from")

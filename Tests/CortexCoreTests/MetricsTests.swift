@@ -199,7 +199,7 @@ import Testing
         let workers = ["w-1", "w-2"]
         var actual: [String: Int64] = [:]
         var pendingCompletions: [(Int64, String)] = [(now + 70, "task-000021")]
-        for id in waiting {
+        for _ in waiting {
             let slot = free.indices.min { free[$0] < free[$1] }!
             let start = free[slot]
             // Complete everything that ends by then, then claim.

@@ -185,6 +185,30 @@ struct BadInputTests {
         Case(
             label: "status of a missing folder with --json", command: ["cortex-budget", "status", "--dir", "{dir}", "--json"], exitCode: 66,
             folder: .missing),
+        // Issue 6: status, tail, metrics, estimate.
+        Case(label: "status with an unknown flag", command: ["cortex", "status", "--dir", "{dir}", "--colour"], exitCode: 64),
+        Case(label: "tail --lines not a number", command: ["cortex", "tail", "--dir", "{dir}", "--lines", "ten"], exitCode: 65),
+        Case(label: "tail --lines without a value", command: ["cortex", "tail", "--dir", "{dir}", "--lines"], exitCode: 64),
+        Case(label: "tail --since nonsense", command: ["cortex", "tail", "--dir", "{dir}", "--since", "yesterday"], exitCode: 65),
+        Case(
+            label: "tail --since an impossible date", command: ["cortex", "tail", "--dir", "{dir}", "--since", "2026-13-01T00:00:00Z"],
+            exitCode: 65),
+        Case(label: "tail --kind with a space", command: ["cortex", "tail", "--dir", "{dir}", "--kind", "task claim"], exitCode: 65),
+        Case(label: "tail --kind empty", command: ["cortex", "tail", "--dir", "{dir}", "--kind", ""], exitCode: 65),
+        Case(label: "tail --task invalid id", command: ["cortex", "tail", "--dir", "{dir}", "--task", "a/b", "--json"], exitCode: 65),
+        Case(label: "tail --worker invalid id", command: ["cortex", "tail", "--dir", "{dir}", "--worker", longID], exitCode: 65),
+        Case(label: "tail of a missing folder", command: ["cortex", "tail", "--dir", "{dir}"], exitCode: 66, folder: .missing),
+        Case(label: "metrics --out empty", command: ["cortex", "metrics", "--dir", "{dir}", "--out", ""], exitCode: 65),
+        Case(
+            label: "metrics --out into a missing folder", command: ["cortex", "metrics", "--dir", "{dir}", "--out", "/nonexistent/x.prom"],
+            exitCode: 74),
+        Case(
+            label: "metrics of a missing folder", command: ["cortex", "metrics", "--dir", "{dir}", "--json"], exitCode: 66, folder: .missing
+        ),
+        Case(label: "estimate without --type", command: ["cortex-task", "estimate", "--dir", "{dir}"], exitCode: 64),
+        Case(label: "estimate of an invalid type", command: ["cortex-task", "estimate", "--dir", "{dir}", "--type", "a b"], exitCode: 65),
+        Case(label: "estimate without history", command: ["cortex-task", "estimate", "--dir", "{dir}", "--type", "build"], exitCode: 66),
+        Case(label: "show an invalid task id", command: ["cortex-task", "show", "a b", "--dir", "{dir}"], exitCode: 65),
         // 78: configuration.
         Case(
             label: "malformed config.json, allocate", command: ["cortex-budget", "allocate", "--dir", "{dir}", "--tokens", "5"],
