@@ -30,7 +30,8 @@ public struct MetricsReport: Sendable {
     /// (config.json `max_workers`) as the denominator of utilisation.
     public init(_ state: CortexState, capacity: Int, nowMilliseconds now: Int64) {
         let metrics = state.metrics
-        let types = metrics.types.sorted { $0.key < $1.key }
+        let totals = metrics.totals
+        let types = totals.types.sorted { $0.key < $1.key }
         var jsonTypes: [JSONMember] = []
 
         func summary(_ name: String, _ help: String, scale: Double, _ sketch: (TypeMetrics) -> QuantileSketch) -> Family {
@@ -113,12 +114,12 @@ public struct MetricsReport: Sendable {
                 type: "gauge", samples: [Sample(labels: [], value: Double(oldestAge) / 1000)]))
 
         let running = counts[.running, default: 0]
-        let window = metrics.window(endingAt: now, windowMilliseconds: Self.windowMilliseconds, running: running)
+        let window = metrics.window(totals, endingAt: now, windowMilliseconds: Self.windowMilliseconds, running: running)
         let slots = max(1, capacity)
         let utilisation = window.spanMilliseconds > 0 ? Double(window.busyMilliseconds) / Double(Int64(slots) * window.spanMilliseconds) : 0
         let burnRate = window.spanMilliseconds > 0 ? Double(window.tokensSpent) * 1000 / Double(window.spanMilliseconds) : 0
         let busyTotal =
-            metrics.busyMilliseconds
+            totals.busyMilliseconds
             + (now > metrics.clockMilliseconds && metrics.clockMilliseconds > 0 ? running * (now - metrics.clockMilliseconds) : 0)
         families.append(
             Family(
@@ -150,9 +151,9 @@ public struct MetricsReport: Sendable {
         families.append(
             Family(
                 name: "cortex_tokens_spent_total", help: "Tokens spent since metrics began (across budget periods).",
-                type: "counter", samples: [Sample(labels: [], value: Double(metrics.tokensSpent))]))
+                type: "counter", samples: [Sample(labels: [], value: Double(totals.tokensSpent))]))
         var tenants = Family(name: "cortex_tenant_tokens_spent_total", help: "Tokens spent, by tenant.", type: "counter")
-        for (tenant, spent) in metrics.tenantTokensSpent.sorted(by: { $0.key < $1.key }) {
+        for (tenant, spent) in totals.tenantTokensSpent.sorted(by: { $0.key < $1.key }) {
             tenants.samples.append(Sample(labels: [("tenant", tenant)], value: Double(spent)))
         }
         families.append(tenants)
@@ -169,8 +170,8 @@ public struct MetricsReport: Sendable {
             "oldest_waiting_age_seconds": .double(Double(oldestAge) / 1000),
             "tasks": .object(TaskStatus.allCases.map { JSONMember($0.rawValue, .int(counts[$0, default: 0])) }),
             "tokens": .object([
-                "burn_rate_per_second": .double(burnRate), "spent_total": .int(metrics.tokensSpent),
-                "tenants": .object(metrics.tenantTokensSpent.sorted { $0.key < $1.key }.map { JSONMember($0.key, .int($0.value)) }),
+                "burn_rate_per_second": .double(burnRate), "spent_total": .int(totals.tokensSpent),
+                "tenants": .object(totals.tenantTokensSpent.sorted { $0.key < $1.key }.map { JSONMember($0.key, .int($0.value)) }),
             ]),
             "types": .object(jsonTypes),
             "window_seconds": .int(Self.windowMilliseconds / 1000),

@@ -51,117 +51,74 @@ public struct MinuteTotals: Equatable, Sendable {
     public var tokensSpent: Int64 = 0
 }
 
-/// Operational metrics folded from the journal (docs/decisions/014-metrics.md): a pure
-/// function of the records, like the rest of `CortexState`, so it travels in the snapshot and
-/// every process agrees on it. Memory is bounded: sketches instead of samples, at most
-/// `typeLimit` task types (later ones are counted under `otherType`), and the last
-/// `minuteLimit` minutes of busy time and spending.
-public struct MetricsState: Equatable, Sendable {
+/// The summed part of the metrics: counts, sketches and minute totals. A commutative monoid:
+/// the totals of two stretches of journal merge into the totals of both, so the snapshot keeps
+/// the totals up to its position and a call folds only its own stretch (docs/decisions/014).
+public struct MetricsTotals: Equatable, Sendable {
     /// Per task type.
     public var types: [String: TypeMetrics] = [:]
-    /// Task-milliseconds spent running since the first record (the integral of running tasks).
+    /// Task-milliseconds spent running (the integral of running tasks over journal time).
     public var busyMilliseconds: Int64 = 0
-    /// Tokens spent since the first record (across budget periods).
+    /// Tokens spent (across budget periods).
     public var tokensSpent: Int64 = 0
     /// Of those, per tenant.
     public var tenantTokensSpent: [String: Int64] = [:]
-    /// The most recent minutes, oldest first.
+    /// The most recent minutes (at most `MetricsState.minuteLimit`), oldest first.
     public var minutes: [MinuteTotals] = []
-    /// The time of the first record folded (0 before any).
-    public var firstMilliseconds: Int64 = 0
-    /// The latest record time seen: the metrics' clock (records with an earlier time, from a
-    /// writer whose clock lags, add no busy time).
-    public var clockMilliseconds: Int64 = 0
 
-    /// The most task types tracked one by one.
-    public static let typeLimit = 256
-    /// Where types past `typeLimit` are counted.
-    public static let otherType = "_other"
-    /// Minutes of history kept for rates.
-    public static let minuteLimit = 16
-
-    /// Nothing folded yet.
+    /// Nothing yet.
     public init() {}
 
-    /// The metrics of `type` (or of `otherType` once `typeLimit` types are tracked).
-    mutating func withType(_ type: String, _ body: (inout TypeMetrics) -> Void) {
-        let key = types[type] != nil || types.count < Self.typeLimit ? type : Self.otherType
-        body(&types[key, default: TypeMetrics()])
-    }
-
-    /// Moves the clock to `time` with `running` tasks running since the last record.
-    mutating func advance(to time: Int64, running: Int64) {
-        guard clockMilliseconds != 0 else {
-            firstMilliseconds = time
-            clockMilliseconds = time
-            return
-        }
-        guard time > clockMilliseconds else { return }
-        if running > 0 {
-            busyMilliseconds += running * (time - clockMilliseconds)
-            // Only the minutes still kept need the split.
-            var from = max(clockMilliseconds, time - Int64(Self.minuteLimit) * 60_000)
-            while from < time {
-                let minute = from / 60_000
-                let until = min(time, (minute + 1) * 60_000)
-                addToMinute(minute) { $0.busyMilliseconds += running * (until - from) }
-                from = until
+    /// Adds `other` in.
+    public mutating func merge(_ other: MetricsTotals) {
+        for (type, metrics) in other.types { types[type, default: TypeMetrics()].merge(metrics) }
+        busyMilliseconds += other.busyMilliseconds
+        tokensSpent += other.tokensSpent
+        for (tenant, spent) in other.tenantTokensSpent { tenantTokensSpent[tenant, default: 0] += spent }
+        for totals in other.minutes {
+            addToMinute(totals.minute) {
+                $0.busyMilliseconds += totals.busyMilliseconds
+                $0.tokensSpent += totals.tokensSpent
             }
         }
-        clockMilliseconds = time
+        limitTypes()
     }
 
-    /// Counts `tokens` spent at `time`, against `tenant` if any.
-    mutating func spend(_ tokens: Int64, tenant: String?, at time: Int64) {
-        tokensSpent += tokens
-        if let tenant { tenantTokensSpent[tenant, default: 0] += tokens }
-        addToMinute(max(time, clockMilliseconds) / 60_000) { $0.tokensSpent += tokens }
-    }
-
-    private mutating func addToMinute(_ minute: Int64, _ body: (inout MinuteTotals) -> Void) {
+    /// Adds to the totals of `minute`, keeping only the newest `minuteLimit` minutes (which
+    /// minutes survive does not depend on where a fold was split).
+    mutating func addToMinute(_ minute: Int64, _ body: (inout MinuteTotals) -> Void) {
         if let last = minutes.indices.last, minutes[last].minute == minute {
             body(&minutes[last])
             return
         }
-        if let last = minutes.last, last.minute > minute {
-            // A late minute (clock skew): fold it into the one it belongs to, if still kept.
-            if let index = minutes.firstIndex(where: { $0.minute == minute }) { body(&minutes[index]) }
+        let index = minutes.firstIndex { $0.minute >= minute } ?? minutes.endIndex
+        if index < minutes.endIndex, minutes[index].minute == minute {
+            body(&minutes[index])
             return
         }
         var totals = MinuteTotals(minute: minute)
         body(&totals)
-        minutes.append(totals)
-        if minutes.count > Self.minuteLimit { minutes.removeFirst(minutes.count - Self.minuteLimit) }
+        minutes.insert(totals, at: index)
+        if minutes.count > MetricsState.minuteLimit { minutes.removeFirst(minutes.count - MetricsState.minuteLimit) }
     }
 
-    /// Busy task-milliseconds and tokens spent in the window of `windowMilliseconds` ending at
-    /// `now`, extending the busy time to `now` with `running` tasks still running.
-    public func window(endingAt now: Int64, windowMilliseconds: Int64, running: Int64) -> (
-        busyMilliseconds: Int64, tokensSpent: Int64, spanMilliseconds: Int64
-    ) {
-        let start = max(now - windowMilliseconds, firstMilliseconds)
-        var busy: Int64 = 0
-        var tokens: Int64 = 0
-        for totals in minutes {
-            // A minute holds what happened from its start up to the clock (inclusive); one only
-            // partly inside the window (start, now] counts pro rata.
-            let minuteStart = totals.minute * 60_000
-            let minuteEnd = min(minuteStart + 60_000, clockMilliseconds + 1)
-            let overlap = min(minuteEnd, now + 1) - max(minuteStart, start)
-            guard overlap > 0, minuteEnd > minuteStart else { continue }
-            busy += totals.busyMilliseconds * overlap / (minuteEnd - minuteStart)
-            tokens += totals.tokensSpent * overlap / (minuteEnd - minuteStart)
+    /// Past `typeLimit` types, the ones whose names sort last are counted under `otherType`
+    /// (a rule on the set of names, so it gives the same totals however a fold was split).
+    mutating func limitTypes() {
+        guard types.count > MetricsState.typeLimit else { return }
+        let kept = Set(types.keys.filter { $0 != MetricsState.otherType }.sorted().prefix(MetricsState.typeLimit))
+        var other = types[MetricsState.otherType] ?? TypeMetrics()
+        for (type, metrics) in types where !kept.contains(type) && type != MetricsState.otherType {
+            other.merge(metrics)
+            types[type] = nil
         }
-        if now > clockMilliseconds { busy += running * (now - max(clockMilliseconds, start)) }
-        return (busy, tokens, max(0, now - start))
+        types[MetricsState.otherType] = other
     }
 
-    // MARK: Coding (the snapshot's first line)
-
-    /// The metrics as JSON, keys sorted.
+    /// The totals as JSON, keys sorted.
     public var json: JSONValue {
         .object([
-            "busy_ms": .int(busyMilliseconds), "clock_ms": .int(clockMilliseconds), "first_ms": .int(firstMilliseconds),
+            "busy_ms": .int(busyMilliseconds),
             "minutes": .array(
                 minutes.map { .array([.int($0.minute), .int($0.busyMilliseconds), .int($0.tokensSpent)]) }),
             "tenant_tokens_spent": .object(
@@ -173,12 +130,8 @@ public struct MetricsState: Equatable, Sendable {
 
     /// Reads `json`; nil when it is malformed.
     public init?(json: JSONValue) {
-        guard let busy = json["busy_ms"]?.intValue, let clock = json["clock_ms"]?.intValue,
-            let first = json["first_ms"]?.intValue, let spent = json["tokens_spent"]?.intValue
-        else { return nil }
+        guard let busy = json["busy_ms"]?.intValue, let spent = json["tokens_spent"]?.intValue else { return nil }
         busyMilliseconds = busy
-        clockMilliseconds = clock
-        firstMilliseconds = first
         tokensSpent = spent
         for item in json["minutes"]?.arrayValue ?? [] {
             guard let parts = item.arrayValue, parts.count == 3, let minute = parts[0].intValue, let busy = parts[1].intValue,
@@ -193,6 +146,126 @@ public struct MetricsState: Equatable, Sendable {
             guard let metrics = TypeMetrics(json: member.value) else { return nil }
             types[member.key] = metrics
         }
+    }
+}
+
+/// Operational metrics folded from the journal (docs/decisions/014-metrics.md): a pure
+/// function of the records, like the rest of `CortexState`, so it travels in the snapshot and
+/// every process agrees on it. Memory is bounded: sketches instead of samples, at most
+/// `typeLimit` task types (the rest counted under `otherType`), the last `minuteLimit` minutes
+/// of busy time and spending.
+///
+/// The totals up to the snapshot stay as bytes in the snapshot (its last section) until
+/// something reads them; the fold adds to `delta` only, so a call that does not report metrics
+/// never decodes them.
+public struct MetricsState: Equatable, Sendable {
+    /// The time of the first record folded (0 before any).
+    public internal(set) var firstMilliseconds: Int64 = 0
+    /// The latest record time seen: the metrics' clock (a record with an earlier time, from a
+    /// writer whose clock lags, adds no busy time).
+    public internal(set) var clockMilliseconds: Int64 = 0
+    /// The snapshot's totals, still as bytes (nil: none).
+    var base: LazyLines?
+    /// What the fold added since.
+    var delta = MetricsTotals()
+
+    /// The most task types tracked one by one.
+    public static let typeLimit = 256
+    /// Where types past `typeLimit` are counted.
+    public static let otherType = "_other"
+    /// Minutes of history kept for rates.
+    public static let minuteLimit = 16
+
+    /// Nothing folded yet.
+    public init() {}
+
+    /// Everything folded: the snapshot's totals (decoded now) plus what was folded since.
+    public var totals: MetricsTotals {
+        var totals = MetricsTotals()
+        if let base, !base.isEmpty {
+            let (bytes, _) = base.line(at: base.start)
+            if let json = try? JSONValue.parse(bytes.assumingMemoryBound(to: UInt8.self)),
+                let decoded = MetricsTotals(json: json)
+            {
+                totals = decoded
+            }
+        }
+        totals.merge(delta)
+        return totals
+    }
+
+    /// Per task type (decodes the snapshot's totals: read `totals` once for several reads).
+    public var types: [String: TypeMetrics] { totals.types }
+
+    public static func == (lhs: MetricsState, rhs: MetricsState) -> Bool {
+        lhs.firstMilliseconds == rhs.firstMilliseconds && lhs.clockMilliseconds == rhs.clockMilliseconds
+            && lhs.totals == rhs.totals
+    }
+
+    /// The metrics of `type`, as folded since the snapshot.
+    mutating func withType(_ type: String, _ body: (inout TypeMetrics) -> Void) {
+        body(&delta.types[type, default: TypeMetrics()])
+    }
+
+    /// Moves the clock to `time` with `running` tasks running since the last record.
+    mutating func advance(to time: Int64, running: Int64) {
+        guard clockMilliseconds != 0 else {
+            firstMilliseconds = time
+            clockMilliseconds = time
+            return
+        }
+        guard time > clockMilliseconds else { return }
+        if running > 0 {
+            delta.busyMilliseconds += running * (time - clockMilliseconds)
+            // Only the minutes still kept need the split.
+            var from = max(clockMilliseconds, time - Int64(Self.minuteLimit) * 60_000)
+            while from < time {
+                let minute = from / 60_000
+                let until = min(time, (minute + 1) * 60_000)
+                delta.addToMinute(minute) { $0.busyMilliseconds += running * (until - from) }
+                from = until
+            }
+        }
+        clockMilliseconds = time
+    }
+
+    /// Counts `tokens` spent at `time`, against `tenant` if any.
+    mutating func spend(_ tokens: Int64, tenant: String?, at time: Int64) {
+        delta.tokensSpent += tokens
+        if let tenant { delta.tenantTokensSpent[tenant, default: 0] += tokens }
+        delta.addToMinute(max(time, clockMilliseconds) / 60_000) { $0.tokensSpent += tokens }
+    }
+
+    /// Busy task-milliseconds and tokens spent in the window of `windowMilliseconds` ending at
+    /// `now`, extending the busy time to `now` with `running` tasks still running.
+    public func window(_ totals: MetricsTotals, endingAt now: Int64, windowMilliseconds: Int64, running: Int64) -> (
+        busyMilliseconds: Int64, tokensSpent: Int64, spanMilliseconds: Int64
+    ) {
+        let start = max(now - windowMilliseconds, firstMilliseconds)
+        var busy: Int64 = 0
+        var tokens: Int64 = 0
+        for minute in totals.minutes {
+            // A minute holds what happened from its start up to the clock (inclusive); one only
+            // partly inside the window (start, now] counts pro rata.
+            let minuteStart = minute.minute * 60_000
+            let minuteEnd = min(minuteStart + 60_000, clockMilliseconds + 1)
+            let overlap = min(minuteEnd, now + 1) - max(minuteStart, start)
+            guard overlap > 0, minuteEnd > minuteStart else { continue }
+            busy += minute.busyMilliseconds * overlap / (minuteEnd - minuteStart)
+            tokens += minute.tokensSpent * overlap / (minuteEnd - minuteStart)
+        }
+        if now > clockMilliseconds { busy += running * (now - max(clockMilliseconds, start)) }
+        return (busy, tokens, max(0, now - start))
+    }
+
+    /// The clock for a snapshot's first line.
+    var clockJSON: JSONValue { .object(["clock_ms": .int(clockMilliseconds), "first_ms": .int(firstMilliseconds)]) }
+
+    /// The state a snapshot holds: its clock and its totals' bytes.
+    init(clock: JSONValue, totals: LazyLines?) {
+        clockMilliseconds = clock["clock_ms"]?.intValue ?? 0
+        firstMilliseconds = clock["first_ms"]?.intValue ?? 0
+        base = totals
     }
 }
 

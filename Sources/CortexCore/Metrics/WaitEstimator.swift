@@ -32,11 +32,12 @@ public enum WaitEstimator {
         guard let target else { return nil }
         let running = state.tasks.running
         let slots = max(1, capacity, running.count)
+        let types = state.metrics.types
         var all = QuantileSketch()
-        for metrics in state.metrics.types.values { all.merge(metrics.runTime) }
+        for metrics in types.values { all.merge(metrics.runTime) }
         func start(quantile q: Double) -> Int64? {
             let fallback = all.quantile(q)
-            func runTime(_ type: String) -> Int64? { state.metrics.types[type]?.runTime.quantile(q) ?? fallback }
+            func runTime(_ type: String) -> Int64? { types[type]?.runTime.quantile(q) ?? fallback }
             var free: [Int64] = []
             for task in running {
                 guard let duration = runTime(task.spec.type) else { return nil }

@@ -1,13 +1,14 @@
 /// `state/snapshot.json` (docs/decisions/011): a first line with the position it covers and
 /// every part of the state that stays small (budget, counters, running tasks, workers), then the waiting
-/// tasks one per line in claim order, then the idempotency keys one per line in byte order.
+/// tasks one per line in claim order, then the idempotency keys one per line in byte order, then
+/// (format 3) one line of metrics totals (docs/decisions/014).
 /// The first line says how many bytes each section takes. Loading parses the first line only;
 /// the sections stay in the (mapped) file and are read where a call looks. Every line is JSON,
 /// so `jq -c . state/snapshot.json` reads it all.
 public enum SnapshotCodec {
     /// The format number this code writes and reads; other snapshots are ignored (the fold
     /// starts from the journal's beginning instead: a snapshot is a cache).
-    public static let format: Int64 = 2
+    public static let format: Int64 = 3
 
     /// The snapshot of `state` at `position`.
     public static func encode(_ state: CortexState, position: JournalPosition, writtenAtMilliseconds: Int64) -> [UInt8] {
@@ -25,17 +26,21 @@ public enum SnapshotCodec {
         for (key, entry) in tasks.allKeys.sorted(by: { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }) {
             keys += SnapshotTasks.keyLine(key, entry) + [0x0A]
         }
+        // The metrics' totals: a last line, decoded only by a call that reports them.
+        var metrics = state.metrics.totals.json.serialized()
+        metrics.append(0x0A)
         let header = JSONValue.object([
-            "format": .int(format), "key_bytes": .int(Int64(keys.count)), "position": position.json,
+            "format": .int(format), "key_bytes": .int(Int64(keys.count)), "metrics_bytes": .int(Int64(metrics.count)),
+            "position": position.json,
             "state": .object([
                 "budget": state.budget.json, "last_record_ms": .int(state.lastRecordMilliseconds),
-                "metrics": state.metrics.json, "records_folded": .int(state.recordsFolded), "tasks": tasks.headerJSON,
+                "metrics": state.metrics.clockJSON, "records_folded": .int(state.recordsFolded), "tasks": tasks.headerJSON,
                 "workers": state.workers.json,
             ]),
             "waiting_bytes": .int(Int64(waiting.count)),
             "written_at": .string(ISOTime.format(milliseconds: writtenAtMilliseconds)),
         ])
-        return header.serialized() + [0x0A] + waiting + keys
+        return header.serialized() + [0x0A] + waiting + keys + metrics
     }
 
     /// The state and position in a snapshot's bytes, or nil when they are not a readable
@@ -45,15 +50,18 @@ public enum SnapshotCodec {
         guard !all.isEmpty else { return nil }
         let (headerBytes, sectionsStart) = all.line(at: 0)
         guard let header = try? JSONValue.parse(headerBytes.assumingMemoryBound(to: UInt8.self)),
-            header["format"]?.intValue == format, let position = header["position"].flatMap(JournalPosition.init(json:)),
+            let version = header["format"]?.intValue, version == format || version == 2,
+            let position = header["position"].flatMap(JournalPosition.init(json:)),
             let waitingBytes = header["waiting_bytes"]?.intValue, let keyBytes = header["key_bytes"]?.intValue,
-            waitingBytes >= 0, keyBytes >= 0, sectionsStart + Int(waitingBytes) + Int(keyBytes) == bytes.buffer.count,
+            let metricsBytes = version == 2 ? 0 : header["metrics_bytes"]?.intValue,
+            waitingBytes >= 0, keyBytes >= 0, metricsBytes >= 0,
+            sectionsStart + Int(waitingBytes) + Int(keyBytes) + Int(metricsBytes) == bytes.buffer.count,
             let stateJSON = header["state"], let budgetJSON = stateJSON["budget"], let tasksJSON = stateJSON["tasks"]
         else { return nil }
         let waitingEnd = sectionsStart + Int(waitingBytes)
         let sections = SnapshotTasks(
             waiting: LazyLines(storage: bytes, start: sectionsStart, end: waitingEnd),
-            keys: LazyLines(storage: bytes, start: waitingEnd, end: bytes.buffer.count))
+            keys: LazyLines(storage: bytes, start: waitingEnd, end: waitingEnd + Int(keyBytes)))
         guard let budget = try? BudgetState(json: budgetJSON), let tasks = try? TaskState(header: tasksJSON, sections: sections)
         else { return nil }
         var state = CortexState()
@@ -63,10 +71,10 @@ public enum SnapshotCodec {
             guard let workers = try? WorkerState(json: workersJSON) else { return nil }
             state.workers = workers
         }
-        if let metricsJSON = stateJSON["metrics"] {
-            guard let metrics = MetricsState(json: metricsJSON) else { return nil }
-            state.metrics = metrics
-        }
+        let metricsStart = waitingEnd + Int(keyBytes)
+        state.metrics = MetricsState(
+            clock: stateJSON["metrics"] ?? .null,
+            totals: metricsBytes > 0 ? LazyLines(storage: bytes, start: metricsStart, end: bytes.buffer.count) : nil)
         state.recordsFolded = stateJSON["records_folded"]?.intValue ?? 0
         state.lastRecordMilliseconds = stateJSON["last_record_ms"]?.intValue ?? 0
         return (state, position)
