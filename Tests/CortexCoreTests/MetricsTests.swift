@@ -131,6 +131,9 @@ import Testing
             let (loaded, _) = try #require(SnapshotCodec.decode(ImmutableBytes(bytes)))
             #expect(loaded.metrics == first.metrics)
             #expect(loaded.metrics.delta == MetricsTotals(), "the snapshot's totals stay as bytes")
+            // Written again with nothing folded since: the same bytes, copied.
+            let again = SnapshotCodec.encode(loaded, position: JournalPosition(segment: 1, offset: 99), writtenAtMilliseconds: 0)
+            #expect(again == bytes)
             let resumed = history.fold(Array(records[cut...]), into: loaded)
             #expect(resumed.metrics == whole.metrics, "cut at \(cut)")
         }

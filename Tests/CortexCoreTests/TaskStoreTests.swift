@@ -29,7 +29,7 @@ import Testing
         try store.writeSnapshot()
         #expect(store.state.tasks.finished.isEmpty)
         let lines = try POSIX.readFile(layout.snapshot).split(separator: 0x0A).map { try JSONValue.parse($0) }
-        #expect(lines.count == 1 + 5 + 30, "first line, 5 waiting tasks, 30 keys")
+        #expect(lines.count == 1 + 5 + 30 + 1, "first line, 5 waiting tasks, 30 keys, the metrics totals")
         #expect(lines.first?["state"]?["tasks"]?["finished"]?.arrayValue?.isEmpty == true)
         #expect(lines.dropFirst().prefix(5).map { $0["id"]?.stringValue } == ids.suffix(5).map { $0 })
 

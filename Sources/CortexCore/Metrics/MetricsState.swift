@@ -258,6 +258,16 @@ public struct MetricsState: Equatable, Sendable {
         return (busy, tokens, max(0, now - start))
     }
 
+    /// The totals as a snapshot's last line: the loaded line's bytes again when nothing was
+    /// folded since (no decoding), else the merged totals.
+    var totalsLine: [UInt8] {
+        if delta == MetricsTotals(), let base, !base.isEmpty {
+            let (bytes, _) = base.line(at: base.start)
+            return Array(bytes) + [0x0A]
+        }
+        return totals.json.serialized() + [0x0A]
+    }
+
     /// The clock for a snapshot's first line.
     var clockJSON: JSONValue { .object(["clock_ms": .int(clockMilliseconds), "first_ms": .int(firstMilliseconds)]) }
 

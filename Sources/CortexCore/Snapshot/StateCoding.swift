@@ -27,8 +27,7 @@ public enum SnapshotCodec {
             keys += SnapshotTasks.keyLine(key, entry) + [0x0A]
         }
         // The metrics' totals: a last line, decoded only by a call that reports them.
-        var metrics = state.metrics.totals.json.serialized()
-        metrics.append(0x0A)
+        let metrics = state.metrics.totalsLine
         let header = JSONValue.object([
             "format": .int(format), "key_bytes": .int(Int64(keys.count)), "metrics_bytes": .int(Int64(metrics.count)),
             "position": position.json,
