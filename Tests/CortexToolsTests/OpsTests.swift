@@ -310,6 +310,40 @@ struct OpsTests {
         #expect(result.stdoutLines.last?.hasSuffix("→ alloc-000400") == true, "\(result.stdoutLines.last ?? "")")
     }
 
+    @Test func tailGivesOutcomesFromTheSnapshotOnAndRecordsBeforeItPlain() throws {
+        let directory = try TemporaryDirectory()
+        try initialise(directory, totalTokens: 1_000)
+        for index in 1...3 {
+            #expect(try run(["cortex-budget", "allocate", "--tokens", "1", "--holder", "before-\(index)"], directory).exitCode == 0)
+        }
+        #expect(try run(["cortex-reap"], directory).exitCode == 0)  // writes a fresh snapshot
+        for index in 1...2 {
+            #expect(try run(["cortex-budget", "allocate", "--tokens", "1", "--holder", "after-\(index)"], directory).exitCode == 0)
+        }
+        let result = try run(["cortex", "tail", "--kind", "budget.allocate"], directory)
+        #expect(result.exitCode == 0, "\(result)")
+        #expect(result.stdoutLines.count == 5, "\(result)")
+        let before = result.stdoutLines.filter { $0.contains("holder=before-") }
+        let after = result.stdoutLines.filter { $0.contains("holder=after-") }
+        #expect(before.count == 3 && before.allSatisfy { !$0.contains("→") }, "no fold before the snapshot: \(before)")
+        #expect(after.map { $0.components(separatedBy: "→ ").last ?? "" } == ["alloc-000004", "alloc-000005"], "\(after)")
+    }
+
+    @Test func statusIsColouredOnlyOnATerminalAndNotWithNoColor() throws {
+        guard let script = executableOnPath("script") else {
+            print("SKIPPED: statusIsColouredOnlyOnATerminal needs script(1) from util-linux for a pseudo-terminal")
+            return
+        }
+        let directory = try TemporaryDirectory()
+        try initialise(directory, totalTokens: 1_000)
+        let command = "\(toolPath("cortex")) status --dir \(directory.coordination)"
+        // The test runner's environment may carry NO_COLOR itself.
+        let coloured = try runTool([script, "-qec", "env -u NO_COLOR " + command, "/dev/null"], in: directory)
+        #expect(coloured.stdout.contains("\u{1B}[32m"), "\(coloured)")
+        let plain = try runTool([script, "-qec", "env NO_COLOR=1 " + command, "/dev/null"], in: directory)
+        #expect(plain.stdout.contains("attention") && !plain.stdout.contains("\u{1B}["), "\(plain)")
+    }
+
     @Test(.timeLimit(.minutes(2))) func tailFollowsAppendsAcrossSegmentRotation() throws {
         let directory = try TemporaryDirectory()
         try initialise(directory, totalTokens: 1_000)
