@@ -32,11 +32,14 @@ public enum CortexTool {
                     abstract:
                         "Queue wait and run time P50/P95/P99, success, retry and dead-letter rates per task type, utilisation, token burn rate, in the Prometheus text format.",
                     options: [
-                        .value("out", "FILE", "Write to FILE atomically instead of stdout (node_exporter's textfile collector).")
+                        .value(
+                            "out", "FILE",
+                            "Write to FILE atomically instead of stdout (node_exporter's textfile collector; with --json, the JSON).")
                     ],
                     examples: [
                         "cortex metrics", "cortex metrics --out /var/lib/node_exporter/textfile/cortex.prom",
-                        "cortex metrics --json | jq '.types.build.run_seconds.p95'",
+                        "cortex metrics --json | jq '.task_types.build.run_time_seconds.p95'",
+                        "cortex metrics --json --out $CORTEX_DIR/metrics.json   # what cortex dashboard reads",
                     ]),
                 body: OpsCommands.metrics),
             Command(

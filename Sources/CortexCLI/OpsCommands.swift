@@ -204,12 +204,13 @@ enum OpsCommands {
         if let out, out.isEmpty || out.hasSuffix("/") { throw .badInput("invalid --out '\(Values.printable(out))': a file path") }
         let store = try invocation.openStore(mutating: false)
         let report = MetricsReport(store.state, capacity: store.config.maxWorkers, nowMilliseconds: POSIX.wallClockMilliseconds())
-        let text = report.prometheusText
         if let out {
-            try writeMetrics(text, to: out)
-            return Report(text: "wrote metrics to \(out)", json: merge(report.json, ["out": .string(out)]))
+            // With --json the file gets the JSON (metrics.json beside the views, for the dashboard).
+            let json = invocation.arguments.has("json")
+            try writeMetrics(json ? report.json.jsonText + "\n" : report.prometheusText, to: out)
+            return Report(text: "wrote metrics to \(out)", json: .object(["out": .string(out)]))
         }
-        return Report(text: text, json: report.json)
+        return Report(text: report.prometheusText, json: report.json)
     }
 
     /// Writes the exposition text to `path` atomically (node_exporter's textfile collector

@@ -92,8 +92,10 @@ public enum ReapTool {
             try store.writeSnapshot(nowMilliseconds: now)
             try store.publishViews(nowMilliseconds: now)
             try recordRun(layout, at: now, lost: lost.count)
+            // metrics.json beside the views (cortex dashboard reads it), and the Prometheus text if asked.
+            let metrics = MetricsReport(store.state, capacity: store.config.maxWorkers, nowMilliseconds: now)
+            try OpsCommands.writeMetrics(metrics.json.jsonText + "\n", to: layout.root + "/metrics.json")
             if let metricsOut = arguments.value("metrics-out") {
-                let metrics = MetricsReport(store.state, capacity: store.config.maxWorkers, nowMilliseconds: now)
                 try OpsCommands.writeMetrics(metrics.prometheusText, to: metricsOut)
             }
         } else {

@@ -113,7 +113,7 @@ public enum TaskTool {
                         "Expected duration (run time P50/P95/P99, mean) and tokens of a task type, from the history folded into the metrics. 66 without history.",
                     options: [.value("type", "TYPE", "The task type.", required: true)],
                     examples: [
-                        "\(prefix) estimate --type build", "\(prefix) estimate --type build --json | jq .run_seconds.p95",
+                        "\(prefix) estimate --type build", "\(prefix) estimate --type build --json | jq .run_time_seconds.p95",
                     ]),
                 body: OpsCommands.estimate),
         ]

@@ -78,9 +78,9 @@ struct OpsTests {
             #expect(lines.contains(expected), "missing \(expected)")
         }
         let json = try #require(try run(["cortex", "metrics", "--json"], directory).json)
-        #expect(json["types"]?["a"]?["run_seconds"]?["p95"]?.doubleValue == 0.095)
-        #expect(json["types"]?["a"]?["queue_wait_seconds"]?["count"]?.intValue == 100)
-        #expect(json["types"]?["c"]?["success_ratio"]?.doubleValue == 0)
+        #expect(json["task_types"]?["a"]?["run_time_seconds"]?["p95"]?.doubleValue == 0.095)
+        #expect(json["task_types"]?["a"]?["queue_wait_seconds"]?["count"]?.intValue == 100)
+        #expect(json["task_types"]?["c"]?["success_ratio"]?.doubleValue == 0)
     }
 
     @Test func metricsOutReplacesTheFileWhole() throws {
@@ -95,11 +95,19 @@ struct OpsTests {
         #expect(!written.contains("stale"))
         let leftovers = try FileManager.default.contentsOfDirectory(atPath: directory.scratch).filter { $0.hasPrefix(".") }
         #expect(leftovers.isEmpty, "temporary files left: \(leftovers)")
-        // The reaper can refresh the same file on every run.
+        // With --json the file gets the JSON (the shape cortex dashboard reads as metrics.json).
+        let jsonOut = directory.scratch + "/metrics.json"
+        #expect(try run(["cortex", "metrics", "--json", "--out", jsonOut], directory).exitCode == 0)
+        let json = try JSONValue.parse(try String(contentsOfFile: jsonOut, encoding: .utf8))
+        #expect(json["task_types"]?["a"]?["run_time_seconds"]?["p99"]?.doubleValue == 0.099)
+        #expect(json["updated_at"]?.stringValue != nil)
+        // The reaper refreshes metrics.json beside the views, and the Prometheus file if asked, on every run.
         try FileManager.default.removeItem(atPath: out)
         let reaped = try run(["cortex-reap", "--metrics-out", out], directory)
         #expect(reaped.exitCode == 0, "\(reaped)")
         #expect(try String(contentsOfFile: out, encoding: .utf8).contains("cortex_tasks_created_total{type=\"a\"} 100"))
+        let beside = try JSONValue.parse(try String(contentsOfFile: directory.coordination + "/metrics.json", encoding: .utf8))
+        #expect(beside["task_types"]?["a"]?["queue_wait_seconds"]?["p50"]?.doubleValue == 0.05)
     }
 
     static let prometheusParser: Bool = {
@@ -150,9 +158,9 @@ struct OpsTests {
         let result = try run(["cortex-task", "estimate", "--type", "a", "--json"], directory)
         #expect(result.exitCode == 0, "\(result)")
         let json = try #require(result.json)
-        #expect(json["run_seconds"]?["p50"]?.doubleValue == 0.05)
-        #expect(json["run_seconds"]?["p99"]?.doubleValue == 0.099)
-        #expect(json["run_seconds"]?["mean"]?.doubleValue == 0.0505)
+        #expect(json["run_time_seconds"]?["p50"]?.doubleValue == 0.05)
+        #expect(json["run_time_seconds"]?["p99"]?.doubleValue == 0.099)
+        #expect(json["run_time_seconds"]?["mean"]?.doubleValue == 0.0505)
         #expect(json["tokens_used"]?["mean"]?.doubleValue == 505)
         let tokensMedian = try #require(json["tokens_used"]?["p50"]?.intValue)
         #expect(abs(tokensMedian - 500) <= 4)

@@ -173,7 +173,7 @@ public struct MetricsReport: Sendable {
                 "burn_rate_per_second": .double(burnRate), "spent_total": .int(totals.tokensSpent),
                 "tenants": .object(totals.tenantTokensSpent.sorted { $0.key < $1.key }.map { JSONMember($0.key, .int($0.value)) }),
             ]),
-            "types": .object(jsonTypes),
+            "task_types": .object(jsonTypes), "updated_at": .string(ISOTime.format(milliseconds: now)),
             "window_seconds": .int(Self.windowMilliseconds / 1000),
             "workers": .object([
                 "busy_seconds_total": .double(Double(busyTotal) / 1000), "capacity": .int(capacity),
@@ -244,7 +244,7 @@ extension TypeMetrics {
         return .object([
             "attempts": .int(attempts), "cancelled": .int(cancelled), "created": .int(created), "dead": .int(dead),
             "dead_letter_ratio": deadLetterRatio.map(JSONValue.double), "done": .int(done), "queue_wait_seconds": seconds(queueWait),
-            "retries": .int(retries), "retry_ratio": retryRatio.map(JSONValue.double), "run_seconds": seconds(runTime),
+            "retries": .int(retries), "retry_ratio": retryRatio.map(JSONValue.double), "run_time_seconds": seconds(runTime),
             "success_ratio": successRatio.map(JSONValue.double),
             "tokens_used": .object([
                 "count": .int(tokensUsed.count), "mean": tokensUsed.mean.map(JSONValue.double),
