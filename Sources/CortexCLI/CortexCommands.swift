@@ -169,6 +169,11 @@ public enum CortexTool {
         }
         lines += report.problems.map { "problem  \($0)" }
         lines += report.unsealed.map { "note     segment \($0) has a successor but no seal yet; the next reader seals it" }
+        if !report.archived.isEmpty || !report.purged.isEmpty {
+            lines.append(
+                "note     \(report.archived.count) archived segment(s) checked in journal/archive/, \(report.purged.count) past their retention (covered by the snapshot)"
+            )
+        }
         let summary =
             "\(report.isClean ? "journal ok" : "journal DAMAGED"): \(report.segments.count) segment\(report.segments.count == 1 ? "" : "s"), \(report.records) records, \(report.voidRecords) void (re-appended), \(report.damaged.count) damaged line\(report.damaged.count == 1 ? "" : "s")"
         lines.append(summary)
@@ -180,7 +185,8 @@ public enum CortexTool {
                         "segment": .int($0.position.segment),
                     ])
                 }),
-            "ok": .bool(report.isClean), "partial_tail_bytes": .int(report.partialTailBytes),
+            "archived": .int(report.archived.count), "ok": .bool(report.isClean), "partial_tail_bytes": .int(report.partialTailBytes),
+            "purged": .int(report.purged.count),
             "problems": .array(report.problems.map { .string($0) }), "records": .int(report.records),
             "segments": .int(report.segments.count), "unsealed": .array(report.unsealed.map { .int($0) }),
             "void_records": .int(report.voidRecords),

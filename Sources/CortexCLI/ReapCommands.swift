@@ -24,6 +24,9 @@ public enum ReapTool {
                     .value("heartbeat-timeout", "D", "A heartbeat older than D means lost (default: config heartbeat_timeout, 60s)."),
                     .value("grace", "D", "Between SIGTERM and SIGKILL for what is left of a lost worker (default 5s)."),
                     .value("result-ttl", "D", "Purge results and finished-task files older than D (default: config result_ttl)."),
+                    .value(
+                        "archive-retention", "D",
+                        "Remove archived journal segments older than D from journal/archive/ (default: config archive_retention, 7d)."),
                 ],
                 examples: [
                     "* * * * * cortex-reap --dir /srv/cortex/coordination >>/var/log/cortex-reap.log 2>&1   # crontab",
@@ -49,6 +52,9 @@ public enum ReapTool {
         let resultTTL =
             try arguments.value("result-ttl").map { (text) throws(CortexError) in try Values.parseDurationMilliseconds(text) }
             ?? store.config.resultRetentionMilliseconds
+        let archiveRetention =
+            try arguments.value("archive-retention").map { (text) throws(CortexError) in try Values.parseDurationMilliseconds(text) }
+            ?? store.config.archiveRetentionMilliseconds
         let now = POSIX.wallClockMilliseconds()
         let plan = observe(store, now: now, heartbeatTimeout: heartbeatTimeout)
 
@@ -59,6 +65,7 @@ public enum ReapTool {
         var launched: [String] = []
         var promoted: [String] = []
         var purged = 0
+        var compaction = CoordinationStore.Compaction()
         if !dryRun {
             for item in plan.lost {
                 let submission = try store.submit(.workerLost(worker: item.worker, reason: item.reason))
@@ -88,13 +95,19 @@ public enum ReapTool {
                 launched.append(worker)
             }
             purged = purgeExpired(layout, olderThan: now - resultTTL)
-            try store.writeSnapshot(nowMilliseconds: now)
+            compaction = try store.compactJournal(
+                rotateAboveBytes: store.config.reaperRotateBytes, retentionMilliseconds: archiveRetention, nowMilliseconds: now)
             try store.publishViews(nowMilliseconds: now)
         } else {
             lost = plan.lost.map(\.worker)
             signalled = plan.lost.flatMap(\.leftover).map { "\($0.pid)" }
             launched = plan.relaunch
             purged = expiredFiles(layout, olderThan: now - resultTTL).count
+            compaction.rotated = (try? store.journal.sizeOfSegment(store.position.segment)) ?? 0 > store.config.reaperRotateBytes
+            let live = store.position.segment + (compaction.rotated ? 1 : 0)
+            for segment in try store.journal.segmentNumbers() where segment < live {
+                if try !store.journal.isTombstone(segment) { compaction.archived.append(segment) }
+            }
         }
         let verb = dryRun ? "would " : ""
         var lines: [String] = []
@@ -107,13 +120,27 @@ public enum ReapTool {
         if !promoted.isEmpty { lines.append("started queued \(promoted.joined(separator: " "))") }
         if !launched.isEmpty { lines.append("\(verb)launch supervisors for \(launched.joined(separator: " "))") }
         if purged > 0 { lines.append("\(verb)purge \(purged) expired result file\(purged == 1 ? "" : "s")") }
+        if compaction.rotated { lines.append("\(verb)rotate the live journal segment") }
+        if !compaction.archived.isEmpty {
+            lines.append(
+                "\(verb)archive journal segment\(compaction.archived.count == 1 ? "" : "s") \(compaction.archived.map(String.init).joined(separator: " "))"
+            )
+        }
+        if !compaction.purged.isEmpty {
+            lines.append(
+                "removed archived segment\(compaction.purged.count == 1 ? "" : "s") \(compaction.purged.map(String.init).joined(separator: " ")) (past retention)"
+            )
+        }
         lines.append(dryRun ? "dry run: nothing changed" : "reaped: \(lost.count) lost, snapshot and views written")
         func strings(_ items: [String]) -> JSONValue { .array(items.map { .string($0) }) }
         return Report(
             text: lines.joined(separator: "\n"),
             json: .object([
-                "dry_run": .bool(dryRun), "launched": strings(launched), "lost": strings(lost), "promoted": strings(promoted),
+                "archived": .array(compaction.archived.map { JSONValue.int(Int64($0)) }), "dry_run": .bool(dryRun),
+                "archives_removed": .array(compaction.purged.map { JSONValue.int(Int64($0)) }), "launched": strings(launched),
+                "lost": strings(lost), "promoted": strings(promoted),
                 "purged": .int(Int64(purged)), "requeued": strings(requeued), "restarted": strings(restarted),
+                "rotated": .bool(compaction.rotated),
                 "signalled": strings(signalled),
             ]))
     }
