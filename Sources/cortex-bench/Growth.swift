@@ -35,11 +35,16 @@ func benchGrowth(_ options: BenchOptions, _ scratch: ScratchFolder) {
             if batch < 5 { break }
             for _ in 0..<(batch / 5) {
                 let created = must("create") { () throws(CortexError) in try writer.submit(.taskCreate(TaskSpec(type: "build"))).outcome }
-                let allocated = must("allocate") { () throws(CortexError) in try writer.submit(.budgetAllocate(BudgetRequest(tokens: 10))).outcome }
+                let allocated = must("allocate") { () throws(CortexError) in
+                    try writer.submit(.budgetAllocate(BudgetRequest(tokens: 10))).outcome
+                }
                 guard case .created(let task, _) = created, case .granted(let allocation) = allocated,
-                    case .claimed(_, let claim) = must("claim", { () throws(CortexError) in try writer.submit(.taskClaim(TaskClaim(worker: "w-1"))).outcome })
+                    case .claimed(_, let claim) = must(
+                        "claim", { () throws(CortexError) in try writer.submit(.taskClaim(TaskClaim(worker: "w-1"))).outcome })
                 else { fail("unexpected outcome while filling") }
-                _ = must("complete") { () throws(CortexError) in try writer.submit(.taskComplete(task: task, claim: claim, result: nil, tokensUsed: 7)) }
+                _ = must("complete") { () throws(CortexError) in
+                    try writer.submit(.taskComplete(task: task, claim: claim, result: nil, tokensUsed: 7))
+                }
                 _ = must("release") { () throws(CortexError) in try writer.submit(.budgetRelease(allocation: allocation, used: 7)) }
             }
             done += batch
@@ -56,7 +61,9 @@ func benchGrowth(_ options: BenchOptions, _ scratch: ScratchFolder) {
         for _ in 0..<300 {
             let start = Clock.now()
             let store = must("open") { () throws(CortexError) in try CoordinationStore.open(root: root, createIfMissing: false) }
-            guard case .granted(let allocation) = must("allocate", { () throws(CortexError) in try store.submit(.budgetAllocate(BudgetRequest(tokens: 1))).outcome })
+            guard
+                case .granted(let allocation) = must(
+                    "allocate", { () throws(CortexError) in try store.submit(.budgetAllocate(BudgetRequest(tokens: 1))).outcome })
             else { fail("allocation refused") }
             must("publish") { () throws(CortexError) in try store.publish() }
             let middle = Clock.now()
