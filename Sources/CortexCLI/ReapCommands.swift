@@ -85,11 +85,8 @@ public enum ReapTool {
                     launched += try launchAll(store, record: respawn.record.id)
                 }
             }
-            if !store.state.workers.queue.isEmpty {
-                let promotion = try store.submit(.worker(.promote(evidence: MachineEvidence.observe(store.config))))
-                if case .promoted(let workers) = promotion.outcome { promoted = workers }
-                launched += try launchAll(store, record: promotion.record.id)
-            }
+            promoted = try WorkerSupervision.startQueuedThatFit(store)
+            launched += promoted
             for worker in plan.relaunch {
                 try WorkerSupervision.launch(worker, root: layout.root)
                 launched.append(worker)

@@ -14,6 +14,20 @@ enum WorkerSupervision {
                 environment: processEnvironment(onlyCortex: false), newSession: true))
     }
 
+    /// Starts the queued spawns that fit now, in queue order: appends `worker.promote` with what
+    /// this process sees of the machine (only when something is queued), then launches a
+    /// supervisor for each worker that record granted. Called wherever room may have been made:
+    /// the reaper, a budget release, a larger total, a new budget period.
+    /// - Returns: the workers started.
+    @discardableResult
+    static func startQueuedThatFit(_ store: CoordinationStore) throws(CortexError) -> [String] {
+        guard !store.state.workers.queue.isEmpty else { return [] }
+        let promotion = try store.submit(.worker(.promote(evidence: MachineEvidence.observe(store.config))))
+        let workers = store.state.workers.toLaunch(by: promotion.record.id).map(\.id)
+        for worker in workers { try launch(worker, root: store.layout.root) }
+        return workers
+    }
+
     /// How to run a supervisor from this executable: `cortex-spawn` beside it (any tool may
     /// launch one: cortex-spawn, a supervisor, cortex-reap), else `cortex spawn`, else PATH.
     static func supervisorCommand() -> [String] {
