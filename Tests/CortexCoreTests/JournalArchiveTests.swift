@@ -129,6 +129,49 @@ import Testing
         #expect(try freshFold(layout).state.budget == store.state.budget)
     }
 
+    @Test func finishedTaskFilesOfPastHoursAreMergedAndStayFindable() throws {
+        let folder = try TemporaryDirectory()
+        var config = CortexConfig()
+        config.snapshotEveryRecords = 1_000_000
+        let layout = try folder.coordination(config)
+        let store = try CoordinationStore.open(root: layout.root, createIfMissing: false)
+        var ids: [String] = []
+        for round in 0..<5 {
+            for _ in 0..<4 {
+                guard case .created(let id, _) = try store.submit(.taskCreate(TaskSpec(type: "t"))).outcome,
+                    case .claimed(_, let claim) = try store.submit(.taskClaim(TaskClaim(worker: "w"))).outcome
+                else {
+                    Issue.record("round \(round): create or claim failed")
+                    return
+                }
+                _ = try store.submit(.taskComplete(task: id, claim: claim, result: nil, tokensUsed: nil))
+                ids.append(id)
+            }
+            try store.writeSnapshot()  // one small file of 4 finished tasks per round
+        }
+        func files() throws -> [String] { try POSIX.directoryEntries(layout.finishedTasks).filter { $0.hasSuffix(".jsonl") }.sorted() }
+        #expect(try files().count == 5)
+        let now = POSIX.wallClockMilliseconds()
+        // Files of the current hour stay as they are.
+        #expect(try store.mergeFinishedTaskFiles(nowMilliseconds: now) == 0)
+        // Two hours later they are merged into one file, each task once.
+        #expect(try store.mergeFinishedTaskFiles(nowMilliseconds: now + 7_200_000) == 5)
+        let merged = try files()
+        #expect(merged.count == 1 && merged[0].hasPrefix("hour-"), "\(merged)")
+        // A race left a second file of that hour holding some of the same tasks: merged again, no duplicate.
+        let copy = layout.finishedTasks + "/hour-\(now / 3_600_000)-copy.jsonl"
+        let first = try POSIX.readFile(layout.finishedTasks + "/" + merged[0])
+        try AtomicFile.replace(copy, with: Array(first.prefix(upTo: first.firstIndex(of: 0x0A)! + 1)), durability: .processCrash)
+        #expect(try store.mergeFinishedTaskFiles(nowMilliseconds: now + 7_200_000) == 2)
+        let remerged = try files()
+        #expect(remerged.count == 1, "\(remerged)")
+        let lines = try POSIX.readFile(layout.finishedTasks + "/" + remerged[0]).split(separator: 0x0A)
+        #expect(lines.count == 20, "each finished task once")
+        let reopened = try CoordinationStore.open(root: layout.root, createIfMissing: false)
+        #expect(try reopened.finishedTasks().map(\.id) == ids)
+        for id in ids { #expect(try reopened.task(id)?.status == .done, "\(id)") }
+    }
+
     /// Journal growth: many operations of every kind, with the reaper's compaction now and then.
     /// The live segment, the snapshot and the views stay the same size however long it runs, and
     /// finished work leaves the hot state (the 1,000,000-operation run is `cortex-bench growth`).

@@ -1,3 +1,5 @@
+import Glibc
+
 /// Keeping the journal bounded (docs/decisions/013): rotate the live segment past a size, write a
 /// durable snapshot past it, archive the sealed segments the snapshot covers, and remove archived
 /// copies past their retention. Run by the reaper; safe to run from two processes at once.
@@ -10,6 +12,8 @@ extension CoordinationStore {
         public var archived: [Int] = []
         /// Archived copies removed by this call because their retention ran out.
         public var purged: [Int] = []
+        /// Files of finished tasks merged into hourly files by this call.
+        public var finishedFilesMerged = 0
 
         /// Nothing done.
         public init() {}
@@ -45,6 +49,49 @@ extension CoordinationStore {
         let checkpoint = SnapshotCodec.encode(state, position: position, writtenAtMilliseconds: nowMilliseconds)
         try AtomicFile.replace(layout.checkpoint, with: checkpoint, durability: .powerLoss)
         result.purged = try journal.purgeArchives(below: covered, olderThan: nowMilliseconds - retentionMilliseconds)
+        result.finishedFilesMerged = try mergeFinishedTaskFiles(nowMilliseconds: nowMilliseconds)
         return result
+    }
+
+    /// Merges the small files of finished tasks (one per snapshot that compacted some, so up to
+    /// one per `snapshot_every_records` records) into one file per hour they were written in,
+    /// once that hour is over: `state/finished/hour-H-RANDOM.jsonl`. Lookups then open a few
+    /// hundred files at most, and the reaper's `result_ttl` purge removes whole hours.
+    ///
+    /// Safe with two reapers at once: every merge writes a file of its own name and removes only
+    /// the files it read, after its own file is durable. The worst a race leaves is a task in two
+    /// files (merged again on a later run); every lookup takes a task's first copy, and a
+    /// finished task never changes.
+    /// - Returns: how many files were merged.
+    func mergeFinishedTaskFiles(nowMilliseconds: Int64) throws(CortexError) -> Int {
+        let folder = layout.finishedTasks
+        let hour: Int64 = 3_600_000
+        var byHour: [Int64: [String]] = [:]
+        for name in (try? POSIX.directoryEntries(folder)) ?? [] where name.hasSuffix(".jsonl") && !name.hasPrefix(".") {
+            let bucket: Int64
+            if name.hasPrefix("hour-"), let number = Int64(name.dropFirst(5).prefix { $0 != "-" }) {
+                bucket = number
+            } else if let modified = POSIX.modificationMilliseconds(folder + "/" + name) {
+                bucket = modified / hour
+            } else {
+                continue
+            }
+            if bucket < nowMilliseconds / hour { byHour[bucket, default: []].append(name) }
+        }
+        var merged = 0
+        for (bucket, names) in byHour.sorted(by: { $0.key < $1.key }) where names.count > 1 || !names[0].hasPrefix("hour-") {
+            var seen = Set<[UInt8]>()
+            var lines: [UInt8] = []
+            for name in names.sorted() {
+                let path = folder + "/" + name
+                let bytes = try withPath("read", path) { () throws(Errno) in try POSIX.readFile(path) }
+                for line in bytes.split(separator: 0x0A) where seen.insert(Array(line)).inserted { lines += line + [0x0A] }
+            }
+            let target = folder + "/hour-\(bucket)-\(POSIX.randomHex(bytes: 4)).jsonl"
+            try AtomicFile.replace(target, with: lines, durability: .powerLoss)
+            for name in names { POSIX.unlinkIfPresent(folder + "/" + name) }
+            merged += names.count
+        }
+        return merged
     }
 }
