@@ -73,6 +73,23 @@ import Testing
         #expect(again.json?["lost"]?.arrayValue?.isEmpty == true, "\(again)")
     }
 
+    /// Supervisors touch the heartbeat every quarter of `heartbeat_timeout` (at most every 5 s):
+    /// a short timeout must not find a healthy worker's heartbeat stale.
+    @Test func aShortHeartbeatTimeoutNeverLosesAHealthyWorker() throws {
+        let directory = try folder()
+        defer { cleanUp(directory) }
+        try updateConfig(directory, ["heartbeat_timeout": .string("1s")])
+        let spawned = try runTool(["cortex-spawn", "--dir", directory.coordination, "--", "sleep", "300"], in: directory)
+        try #require(spawned.exitCode == 0, "\(spawned)")
+        try #require(try eventually { try running(directory).count == 1 })
+        for _ in 0..<3 {
+            usleep(900_000)
+            let reaped = try runTool(["cortex-reap", "--dir", directory.coordination, "--json"], in: directory)
+            #expect(reaped.exitCode == 0 && reaped.json?["lost"]?.arrayValue?.isEmpty == true, "\(reaped)")
+        }
+        #expect(try running(directory).count == 1)
+    }
+
     @Test func aRecycledPidIsDeclaredLostAndNeverSignalled() throws {
         let directory = try folder()
         // A process of ours that merely has the recorded pid: its start time differs.
