@@ -139,5 +139,14 @@ import Testing
         let fold = try foldJournal(directory)
         #expect(fold.state.workers.active.count == 3)
         #expect(fold.state.workers.endedCounts[.lost] == 2)
+        // The same end state as one reaper: one spawn per lost pool member, the task back in the
+        // queue once, and a third run finds nothing left to do.
+        #expect(fold.records.filter { $0.record.kind == "worker.spawn" }.count == 3 + 2)
+        #expect(fold.state.tasks.counts[.failed] == 1 && fold.state.tasks.running.isEmpty)
+        let third = try runTool(command, in: directory)
+        #expect(third.exitCode == 0, "\(third)")
+        for key in ["lost", "requeued", "restarted", "signalled", "launched"] {
+            #expect(third.json?[key]?.arrayValue?.isEmpty == true, "\(key): \(third)")
+        }
     }
 }
