@@ -90,6 +90,35 @@ import Testing
         #expect(try running(directory).count == 1)
     }
 
+    /// Hung workers (supervisor stopped, heartbeat stale, worker ignoring SIGTERM) are all
+    /// declared lost and their tasks given back first; then every leftover group gets SIGTERM at
+    /// once and SIGKILL after one shared grace. One grace each (4 × 2 groups × 2 s) would be 16 s.
+    @Test func hungWorkersAreStoppedWithinOneSharedGrace() throws {
+        let directory = try folder(maxWorkers: 8)
+        defer { cleanUp(directory) }
+        let spawned = try runTool(
+            ["cortex-spawn", "--dir", directory.coordination, "--pool", "4", "--", bashPath, "-c", "trap '' TERM; sleep 300"],
+            in: directory)
+        try #require(spawned.exitCode == 0, "\(spawned)")
+        try #require(try eventually { try running(directory).count == 4 })
+        let hung = try running(directory)
+        for worker in hung {
+            kill(Int32(worker.int("supervisor_pid")!), SIGSTOP)
+            let beat = directory.coordination + "/workers/" + worker.string("id")! + "/heartbeat"
+            try FileManager.default.setAttributes([.modificationDate: Date(timeIntervalSinceNow: -3600)], ofItemAtPath: beat)
+        }
+        let started = ContinuousClock.now
+        let reaped = try runTool(["cortex-reap", "--dir", directory.coordination, "--json", "--grace", "2s"], in: directory)
+        let took = ContinuousClock.now - started
+        #expect(reaped.exitCode == 0, "\(reaped)")
+        #expect(reaped.json?["lost"]?.arrayValue?.count == 4, "\(reaped)")
+        #expect(reaped.json?["signalled"]?.arrayValue?.count == 8, "each worker and its hung supervisor: \(reaped)")
+        #expect(took < .seconds(8), "took \(took): the graces ran one after another")
+        for worker in hung {
+            #expect(eventually { !alive(worker.int("pid")!) && !alive(worker.int("supervisor_pid")!) }, "\(worker.jsonText)")
+        }
+    }
+
     @Test func aRecycledPidIsDeclaredLostAndNeverSignalled() throws {
         let directory = try folder()
         // A process of ours that merely has the recorded pid: its start time differs.
