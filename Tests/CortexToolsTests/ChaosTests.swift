@@ -28,6 +28,9 @@ final class ChaosRun {
     /// What a process of the run is, from its command line.
     enum Role: String, CaseIterable {
         case supervisor, worker, call, reaper, other
+
+        /// The kinds the chaos loop kills.
+        static let victims: [Role] = [.worker, .supervisor, .call]
     }
 
     struct Member {
@@ -40,7 +43,9 @@ final class ChaosRun {
     let root: String
     let markEntry: String
     let environment: [String: String]
-    let taskCount: Int
+    /// Tasks created so far: 500, plus batches of 50 if the queue drains before chaos hit every
+    /// kind of process a few times (fast tools on a quiet machine).
+    var taskCount: Int
     let poolSize: Int
     let workerScript: String
     let seed: UInt64
@@ -58,7 +63,7 @@ final class ChaosRun {
     static func plan(_ number: Int) -> (work: String, maxAttempts: Int) {
         if number % 10 == 0 { return ("fail", 2) }
         if number % 10 == 5 { return ("0.02", 1) }
-        return (["0.02", "0.05", "0.1"][number % 3], 50)
+        return (["0.05", "0.1", "0.2"][number % 3], 50)
     }
 
     init(taskCount: Int, poolSize: Int) throws {
@@ -120,7 +125,7 @@ final class ChaosRun {
         """#
 
     var description: String {
-        "seed \(seed), kills \(Role.allCases.map { "\($0.rawValue) \(kills[$0] ?? 0)" }.joined(separator: ", ")), \(reaps.count) reaper runs"
+        "seed \(seed), \(taskCount) tasks, kills \(Role.allCases.map { "\($0.rawValue) \(kills[$0] ?? 0)" }.joined(separator: ", ")), \(reaps.count) reaper runs"
     }
 
     // MARK: - Phases
@@ -137,17 +142,25 @@ final class ChaosRun {
         try #require(spawned.exitCode == 0, "\(spawned)")
         poolIDs = spawned.stdoutLines
         try #require(poolIDs.count == poolSize, "\(spawned)")
+        try createTasks(1...taskCount)
+    }
+
+    /// Creates tasks `numbers` (their plan follows the number) from one bash loop in the background.
+    func createTasks(_ numbers: ClosedRange<Int>) throws {
         var lines = ["set -e"]
-        for number in 1...taskCount {
+        for number in numbers {
             let (work, attempts) = Self.plan(number)
             lines.append(
                 #""$1" create --dir "$2" --type chaos --description \#(work) --max-attempts \#(attempts) --backoff 0 >/dev/null"#)
         }
-        let script = directory.path + "/create-tasks.sh"
+        let script = directory.path + "/create-tasks-\(numbers.lowerBound).sh"
         try lines.joined(separator: "\n").write(toFile: script, atomically: true, encoding: .utf8)
         creator = try RunningTool(
             [bashPath, script, toolPath("cortex-task"), root], scratch: directory.scratch, environment: environment)
     }
+
+    /// True once chaos has killed every kind of victim at least three times.
+    var chaosHitEveryKind: Bool { Role.victims.allSatisfy { kills[$0, default: 0] >= 3 } }
 
     var poolIDs: [String] = []
 
@@ -166,7 +179,11 @@ final class ChaosRun {
                     self.creator = nil
                 }
                 fold = try foldJournal(directory)
-                if creator == nil && finished(fold) == taskCount { break }
+                if creator == nil && finished(fold) == taskCount {
+                    if chaosHitEveryKind || taskCount >= 1000 { break }
+                    try createTasks((taskCount + 1)...(taskCount + 50))
+                    taskCount += 50
+                }
             }
             if ContinuousClock.now > deadline {
                 throw SupportError(
@@ -175,9 +192,12 @@ final class ChaosRun {
             }
             reapIfDue()
             // The last fifth drains in calm: recovery must not wait for more chaos (a supervisor
-            // killed later would hide a lease that only its loss gives back).
-            if finished(fold) < taskCount * 4 / 5 { chaosTick() }
-            usleep(UInt32(100_000 + random.next() % 300_000))
+            // killed later would hide a lease that only its loss gives back). Fast (release) tools
+            // get there sooner, so chaos also goes on until every kind of process was hit a few times.
+            if finished(fold) < taskCount * 4 / 5 || !chaosHitEveryKind {
+                chaosTick()
+            }
+            usleep(UInt32(80_000 + random.next() % 250_000))
         }
         if let reaper {
             reaps.append(reaper.wait())
@@ -269,7 +289,7 @@ final class ChaosRun {
         #expect(verified.exitCode == 0, "\(verified)")
 
         // Chaos really happened, and the reaper always did its job.
-        for role in [Role.worker, .supervisor, .call] { #expect((kills[role] ?? 0) > 0, "no \(role) was killed: \(description)") }
+        for role in Role.victims { #expect((kills[role] ?? 0) > 0, "no \(role) was killed: \(description)") }
         for result in reaps { #expect(result.exitCode == 0, "\(result)") }
         let declaredLost = reaps.reduce(0) { $0 + ($1.json?["lost"]?.arrayValue?.count ?? 0) }
         #expect(declaredLost > 0, "killed supervisors were never declared lost: \(description)")
@@ -291,16 +311,17 @@ final class ChaosRun {
 
     // MARK: - Chaos
 
-    /// Kills one random process of a random kind: a worker (its bash loop), a supervisor, or an
-    /// in-flight `cortex-task claim|complete|fail` call.
+    /// Kills one random process of the kind killed least so far (ties broken at random): a worker
+    /// (its bash loop), a supervisor, or an in-flight `cortex-task claim|complete|fail` call.
     func chaosTick() {
-        let roll = random.next() % 100
-        let wanted: Role = roll < 35 ? .worker : roll < 60 ? .supervisor : .call
-        // In-flight calls are short: look a few times before giving up this tick.
-        for _ in 0..<(wanted == .call ? 10 : 1) {
+        let fewest = Role.victims.map { kills[$0, default: 0] }.min() ?? 0
+        let candidates = Role.victims.filter { kills[$0, default: 0] == fewest }
+        let wanted = candidates[Int(random.next() % UInt64(candidates.count))]
+        // In-flight calls are short: look many times before giving up this tick.
+        for _ in 0..<(wanted == .call ? 15 : 1) {
             let victims = processes().filter { $0.role == wanted }
             if victims.isEmpty {
-                usleep(5_000)
+                usleep(2_000)
                 continue
             }
             let victim = victims[Int(random.next() % UInt64(victims.count))].stat
