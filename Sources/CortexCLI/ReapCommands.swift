@@ -67,6 +67,10 @@ public enum ReapTool {
         var purged = 0
         var compaction = CoordinationStore.Compaction()
         if !dryRun {
+            // Every loss first, so the journal gives their tasks back before any slow step (stopping
+            // leftovers, starting replacements): recovery from a mass kill is one pass of appends.
+            var leftovers: [ProcessIdentity] = []
+            var restarts: [WorkerSpec] = []
             for item in plan.lost {
                 let submission = try store.submit(.workerLost(worker: item.worker, reason: item.reason))
                 guard case .requeued(let tasks) = submission.outcome else { continue }
@@ -76,14 +80,17 @@ public enum ReapTool {
                 guard endedByThisRecord || !tasks.isEmpty else { continue }
                 lost.append(item.worker)
                 requeued += tasks
-                for process in item.leftover where stopGroup(process, grace: grace) { signalled.append("\(process.pid)") }
-                if let spec = item.restart, endedByThisRecord {
-                    let respawn = try store.submit(
-                        .worker(.spawn(spec, queue: true, evidence: MachineEvidence.observe(store.config))))
-                    if case .spawned(let worker, _) = respawn.outcome { restarted.append(worker) }
-                    if case .spawnQueued(let worker, _) = respawn.outcome { restarted.append(worker) }
-                    launched += try launchAll(store, record: respawn.record.id)
-                }
+                leftovers += item.leftover
+                if let spec = item.restart, endedByThisRecord { restarts.append(spec) }
+            }
+            if !lost.isEmpty { try store.publishViews(nowMilliseconds: now) }
+            signalled = stopGroups(leftovers, grace: grace).map { "\($0.pid)" }
+            // Replacements start only once what was left of the lost workers is gone.
+            for spec in restarts {
+                let respawn = try store.submit(.worker(.spawn(spec, queue: true, evidence: MachineEvidence.observe(store.config))))
+                if case .spawned(let worker, _) = respawn.outcome { restarted.append(worker) }
+                if case .spawnQueued(let worker, _) = respawn.outcome { restarted.append(worker) }
+                launched += try launchAll(store, record: respawn.record.id)
             }
             promoted = try WorkerSupervision.startQueuedThatFit(store)
             launched += promoted
@@ -175,12 +182,19 @@ public enum ReapTool {
         return plan
     }
 
-    /// SIGTERM to the process group, SIGKILL after `grace` if it is still there. Only a process
-    /// whose pid and start time match, and that belongs to the caller, is ever signalled.
-    static func stopGroup(_ process: ProcessIdentity, grace: Int64) -> Bool {
-        guard process.signalGroup(SIGTERM) else { return false }
-        if !process.waitForEnd(milliseconds: grace) { process.signalGroup(SIGKILL) }
-        return true
+    /// SIGTERM to every process group at once, then SIGKILL to those still there when one shared
+    /// `grace` is over: a hundred hung workers cost one grace, not a hundred. Only a process whose
+    /// pid and start time match, and that belongs to the caller, is ever signalled. Returns the
+    /// processes signalled.
+    static func stopGroups(_ processes: [ProcessIdentity], grace: Int64) -> [ProcessIdentity] {
+        let signalled = processes.filter { $0.signalGroup(SIGTERM) }
+        let deadline = POSIX.monotonicNanoseconds() + UInt64(max(0, grace)) * 1_000_000
+        for process in signalled {
+            let now = POSIX.monotonicNanoseconds()
+            let left = now >= deadline ? 0 : Int64((deadline - now) / 1_000_000)
+            if !process.waitForEnd(milliseconds: left) { process.signalGroup(SIGKILL) }
+        }
+        return signalled
     }
 
     static func launchAll(_ store: CoordinationStore, record: String) throws(CortexError) -> [String] {

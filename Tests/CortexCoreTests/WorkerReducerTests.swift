@@ -166,6 +166,47 @@ import Testing
         #expect(fold.state.tasks.counts[.failed] == 1)
     }
 
+    /// A pool member killed while it held a task is restarted under the same id with a fresh
+    /// heartbeat, so the reaper never declares it lost: its exit must give the task back.
+    @Test func aRunThatEndsHoldingTasksGivesThemBackAndTheLastAttemptDies() {
+        var fold = Fold()
+        var spec = WorkerSpec(command: ["x"])
+        spec.restart = .always
+        _ = fold.spawn(spec)
+        _ = fold.spawn(WorkerSpec(command: ["y"]))
+        fold.apply(.taskCreate(TaskSpec(type: "t", maxAttempts: 2)))
+        fold.apply(.taskCreate(TaskSpec(type: "t", maxAttempts: 1)))
+        fold.apply(.taskCreate(TaskSpec(type: "t")))
+        let supervisor = ProcessIdentity(pid: 100, startTicks: 1)
+        fold.apply(.worker(.supervise(worker: "w-000001", supervisor: supervisor)))
+        fold.apply(.worker(.started(worker: "w-000001", supervisor: supervisor, process: ProcessIdentity(pid: 200, startTicks: 2))))
+        #expect(fold.apply(.taskClaim(TaskClaim(worker: "w-000001"))) == .claimed(task: "task-000001", claim: 1))
+        #expect(fold.apply(.taskClaim(TaskClaim(worker: "w-000001"))) == .claimed(task: "task-000002", claim: 1))
+        #expect(fold.apply(.taskClaim(TaskClaim(worker: "w-000002"))) == .claimed(task: "task-000003", claim: 1))
+        let version = fold.state.tasks.version
+        let exit = fold.apply(
+            .worker(
+                .exited(
+                    worker: "w-000001", supervisor: supervisor, exit: .signaled(SIGKILL), timedOut: false, tokensUsed: nil,
+                    evidence: .roomy)))
+        #expect(exit == .workerExited(worker: "w-000001", restarting: true), "the supervisor still learns it restarts")
+        #expect(fold.state.tasks.version == version + 1)
+        #expect(fold.state.tasks.activeTask("task-000001")?.status == .failed, "retried: attempts are left")
+        #expect(fold.state.tasks.activeTask("task-000002") == nil, "its only attempt is used up: dead")
+        #expect(fold.state.tasks.finished.last?.status == .dead)
+        #expect(fold.state.tasks.activeTask("task-000003")?.worker == "w-000002", "another worker's claim is untouched")
+        // The dead run's late complete is fenced off.
+        #expect(fold.apply(.taskComplete(task: "task-000001", claim: 1, result: nil, tokensUsed: nil)) != .completed(task: "task-000001"))
+        // An exit that holds nothing changes no task.
+        fold.apply(.worker(.started(worker: "w-000001", supervisor: supervisor, process: ProcessIdentity(pid: 201, startTicks: 3))))
+        let before = (fold.state.tasks.version, fold.state.tasks.counts)
+        fold.apply(
+            .worker(
+                .exited(
+                    worker: "w-000001", supervisor: supervisor, exit: .exited(0), timedOut: false, tokensUsed: nil, evidence: .roomy)))
+        #expect(fold.state.tasks.version == before.0 && fold.state.tasks.counts == before.1)
+    }
+
     @Test func workerStateSurvivesItsSnapshotEncoding() throws {
         var fold = Fold()
         _ = fold.spawn(evidence: MachineEvidence.roomy.withMaxWorkers(1))

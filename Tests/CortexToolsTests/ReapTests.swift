@@ -73,6 +73,52 @@ import Testing
         #expect(again.json?["lost"]?.arrayValue?.isEmpty == true, "\(again)")
     }
 
+    /// Supervisors touch the heartbeat every quarter of `heartbeat_timeout` (at most every 5 s):
+    /// a short timeout must not find a healthy worker's heartbeat stale.
+    @Test func aShortHeartbeatTimeoutNeverLosesAHealthyWorker() throws {
+        let directory = try folder()
+        defer { cleanUp(directory) }
+        try updateConfig(directory, ["heartbeat_timeout": .string("1s")])
+        let spawned = try runTool(["cortex-spawn", "--dir", directory.coordination, "--", "sleep", "300"], in: directory)
+        try #require(spawned.exitCode == 0, "\(spawned)")
+        try #require(try eventually { try running(directory).count == 1 })
+        for _ in 0..<3 {
+            usleep(900_000)
+            let reaped = try runTool(["cortex-reap", "--dir", directory.coordination, "--json"], in: directory)
+            #expect(reaped.exitCode == 0 && reaped.json?["lost"]?.arrayValue?.isEmpty == true, "\(reaped)")
+        }
+        #expect(try running(directory).count == 1)
+    }
+
+    /// Hung workers (supervisor stopped, heartbeat stale, worker ignoring SIGTERM) are all
+    /// declared lost and their tasks given back first; then every leftover group gets SIGTERM at
+    /// once and SIGKILL after one shared grace. One grace each (4 × 2 groups × 2 s) would be 16 s.
+    @Test func hungWorkersAreStoppedWithinOneSharedGrace() throws {
+        let directory = try folder(maxWorkers: 8)
+        defer { cleanUp(directory) }
+        let spawned = try runTool(
+            ["cortex-spawn", "--dir", directory.coordination, "--pool", "4", "--", bashPath, "-c", "trap '' TERM; sleep 300"],
+            in: directory)
+        try #require(spawned.exitCode == 0, "\(spawned)")
+        try #require(try eventually { try running(directory).count == 4 })
+        let hung = try running(directory)
+        for worker in hung {
+            kill(Int32(worker.int("supervisor_pid")!), SIGSTOP)
+            let beat = directory.coordination + "/workers/" + worker.string("id")! + "/heartbeat"
+            try FileManager.default.setAttributes([.modificationDate: Date(timeIntervalSinceNow: -3600)], ofItemAtPath: beat)
+        }
+        let started = ContinuousClock.now
+        let reaped = try runTool(["cortex-reap", "--dir", directory.coordination, "--json", "--grace", "2s"], in: directory)
+        let took = ContinuousClock.now - started
+        #expect(reaped.exitCode == 0, "\(reaped)")
+        #expect(reaped.json?["lost"]?.arrayValue?.count == 4, "\(reaped)")
+        #expect(reaped.json?["signalled"]?.arrayValue?.count == 8, "each worker and its hung supervisor: \(reaped)")
+        #expect(took < .seconds(8), "took \(took): the graces ran one after another")
+        for worker in hung {
+            #expect(eventually { !alive(worker.int("pid")!) && !alive(worker.int("supervisor_pid")!) }, "\(worker.jsonText)")
+        }
+    }
+
     @Test func aRecycledPidIsDeclaredLostAndNeverSignalled() throws {
         let directory = try folder()
         // A process of ours that merely has the recorded pid: its start time differs.
@@ -122,5 +168,14 @@ import Testing
         let fold = try foldJournal(directory)
         #expect(fold.state.workers.active.count == 3)
         #expect(fold.state.workers.endedCounts[.lost] == 2)
+        // The same end state as one reaper: one spawn per lost pool member, the task back in the
+        // queue once, and a third run finds nothing left to do.
+        #expect(fold.records.filter { $0.record.kind == "worker.spawn" }.count == 3 + 2)
+        #expect(fold.state.tasks.counts[.failed] == 1 && fold.state.tasks.running.isEmpty)
+        let third = try runTool(command, in: directory)
+        #expect(third.exitCode == 0, "\(third)")
+        for key in ["lost", "requeued", "restarted", "signalled", "launched"] {
+            #expect(third.json?[key]?.arrayValue?.isEmpty == true, "\(key): \(third)")
+        }
     }
 }
