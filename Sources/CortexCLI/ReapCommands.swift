@@ -36,7 +36,7 @@ public enum ReapTool {
     }
 
     struct Plan {
-        var lost: [(worker: String, reason: String, leftover: [ProcessIdentity], restart: WorkerSpec?)] = []
+        var lost: [(worker: String, reason: String, leftover: [ProcessIdentity])] = []
         var relaunch: [String] = []
     }
 
@@ -66,28 +66,32 @@ public enum ReapTool {
         var promoted: [String] = []
         var purged = 0
         var compaction = CoordinationStore.Compaction()
+        var lines: [String] = []
         if !dryRun {
             // Every loss first, so the journal gives their tasks back before any slow step (stopping
             // leftovers, starting replacements): recovery from a mass kill is one pass of appends.
             var leftovers: [ProcessIdentity] = []
-            var restarts: [WorkerSpec] = []
             for item in plan.lost {
                 let submission = try store.submit(.workerLost(worker: item.worker, reason: item.reason))
                 guard case .requeued(let tasks) = submission.outcome else { continue }
-                // Another reaper may have declared it lost first: then this record changed nothing,
-                // and only the reaper whose record ended the worker restarts it.
+                // Another reaper may have declared it lost first: then this record changed nothing.
                 let endedByThisRecord = store.state.workers.worker(item.worker)?.endRecord == submission.record.id
                 guard endedByThisRecord || !tasks.isEmpty else { continue }
                 lost.append(item.worker)
                 requeued += tasks
                 leftovers += item.leftover
-                if let spec = item.restart, endedByThisRecord { restarts.append(spec) }
             }
             if !lost.isEmpty { try store.publishViews(nowMilliseconds: now) }
-            signalled = stopGroups(leftovers, grace: grace).map { "\($0.pid)" }
-            // Replacements start only once what was left of the lost workers is gone.
-            for spec in restarts {
-                let respawn = try store.submit(.worker(.spawn(spec, queue: true, evidence: MachineEvidence.observe(store.config))))
+            // The pool members owed a replacement, by this run's losses or by an earlier reaper that
+            // died before replacing them. What is left of them goes first (pid and start time
+            // checked), then the replacement: the fold lets only the first `worker.replace` of
+            // each lost worker spawn, so two reapers never replace one twice.
+            let owed = store.state.workers.owedReplacements
+            leftovers += owed.flatMap(\.leftover).filter(\.isAliveAndOurs)
+            signalled = stopGroups(Array(Set(leftovers)), grace: grace).map { "\($0.pid)" }
+            for replacement in owed {
+                let respawn = try store.submit(
+                    .worker(.replace(worker: replacement.worker, evidence: MachineEvidence.observe(store.config))))
                 if case .spawned(let worker, _) = respawn.outcome { restarted.append(worker) }
                 if case .spawnQueued(let worker, _) = respawn.outcome { restarted.append(worker) }
                 launched += try launchAll(store, record: respawn.record.id)
@@ -106,6 +110,8 @@ public enum ReapTool {
             lost = plan.lost.map(\.worker)
             signalled = plan.lost.flatMap(\.leftover).map { "\($0.pid)" }
             launched = plan.relaunch
+            let owed = store.state.workers.owedReplacements.map(\.worker)
+            if !owed.isEmpty { lines.append("would replace lost pool members \(owed.joined(separator: " "))") }
             purged = expiredFiles(layout, olderThan: now - resultTTL).count
             compaction.rotated = (try? store.journal.sizeOfSegment(store.position.segment)) ?? 0 > store.config.reaperRotateBytes
             let live = store.position.segment + (compaction.rotated ? 1 : 0)
@@ -114,7 +120,6 @@ public enum ReapTool {
             }
         }
         let verb = dryRun ? "would " : ""
-        var lines: [String] = []
         for item in plan.lost { lines.append("\(verb)declare \(item.worker) lost: \(item.reason)") }
         if !requeued.isEmpty { lines.append("re-queued \(requeued.joined(separator: " "))") }
         if !signalled.isEmpty {
@@ -155,7 +160,6 @@ public enum ReapTool {
         let layout = store.layout
         for worker in store.state.workers.live.values.sorted(by: { $0.id < $1.id }) where worker.status.holdsCapacity {
             let leftover = [worker.process].compactMap { $0 }.filter(\.isAliveAndOurs)
-            let restart = worker.status == .stopping || worker.spec.restart == .never ? nil : worker.spec
             guard let supervisor = worker.supervisor else {
                 // Granted, but its launcher died before starting a supervisor: start one (a second
                 // one, if the first is merely slow, loses the worker.supervise race and exits).
@@ -163,10 +167,10 @@ public enum ReapTool {
                 continue
             }
             if !supervisor.isAlive {
-                plan.lost.append((worker.id, "supervisor pid \(supervisor.pid) is gone", leftover, restart))
+                plan.lost.append((worker.id, "supervisor pid \(supervisor.pid) is gone", leftover))
             } else if let age = layout.heartbeatAge(worker.id, nowMilliseconds: now), age * 1000 > Double(heartbeatTimeout) {
                 plan.lost.append(
-                    (worker.id, "heartbeat \(Int(age))s old (supervisor pid \(supervisor.pid) hung)", leftover + [supervisor], restart))
+                    (worker.id, "heartbeat \(Int(age))s old (supervisor pid \(supervisor.pid) hung)", leftover + [supervisor]))
             }
         }
         // Claimers that are not supervised workers: their heartbeat file is their only sign of life.
@@ -177,7 +181,7 @@ public enum ReapTool {
             let age = layout.heartbeatAge(worker, nowMilliseconds: now)
             if let age, age * 1000 <= Double(heartbeatTimeout) { continue }
             let reason = age.map { "heartbeat \(Int($0))s old" } ?? "no heartbeat file"
-            plan.lost.append((worker, reason, [], nil))
+            plan.lost.append((worker, reason, []))
         }
         return plan
     }
