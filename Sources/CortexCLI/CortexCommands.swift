@@ -36,6 +36,7 @@ public enum CortexTool {
                     ],
                     examples: ["cortex tail -f", "cortex tail --lines 100 --json | jq -c 'select(.kind==\"budget.allocate\")'"]),
                 body: tail),
+            DashboardTool.command,
         ],
         examples: ["cortex init && cortex status", "cortex budget allocate --tokens 100"],
         nested: [
