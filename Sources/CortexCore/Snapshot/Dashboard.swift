@@ -289,7 +289,7 @@ public enum Dashboard {
             var taskOf = {};
             (queue.running || []).forEach(function (task) { if (task.worker) taskOf[task.worker] = task; });
             var seen = {}, tiles = [];
-            (pool.workers || []).concat(pool.queued || []).forEach(function (w) {
+            (pool.workers || []).concat(pool.queued || [], pool.recent || []).forEach(function (w) {
               if (!w || seen[w.id]) return; seen[w.id] = true; tiles.push(w);
             });
             Object.keys(taskOf).sort().forEach(function (id) {
@@ -375,7 +375,13 @@ public enum Dashboard {
           }
 
           function summary(event) {
-            var dataObject = event.data || {}, keys = Object.keys(dataObject).sort(), parts = [];
+            // Plain values first (worker=…, task=…), nested objects (evidence, spec) after them.
+            var dataObject = event.data || {}, parts = [];
+            var keys = Object.keys(dataObject).sort(function (a, b) {
+              var nestedA = typeof dataObject[a] === "object" && dataObject[a] !== null;
+              var nestedB = typeof dataObject[b] === "object" && dataObject[b] !== null;
+              return nestedA === nestedB ? (a < b ? -1 : a > b ? 1 : 0) : nestedA ? 1 : -1;
+            });
             keys.forEach(function (key) {
               var value = dataObject[key];
               parts.push(key + "=" + (typeof value === "string" ? value : JSON.stringify(value)));
