@@ -120,6 +120,10 @@ struct DashboardTests {
 
         let server = try StaticServer(root: dir, scratch: directory.scratch)
         let chromium = try Chromium(browser, directory)
+        // --follow keeps events.json fresh while the state changes below.
+        let follower = try RunningTool(["cortex", "dashboard", "--dir", dir, "--follow"], scratch: directory.scratch)
+        defer { follower.kill(SIGTERM) }
+        try waitFor("cortex dashboard --follow to start", seconds: 10) { follower.stdoutSoFar().contains("following") }
         let first = try chromium.dumpDOM(server.url("dashboard.html"))
         #expect(first.attribute("data-mode", ofTestID: "source") == "live", "\(first.excerpt)")
         #expect(first.value(ofTestID: "tokens-reserved") == 1000)
@@ -133,6 +137,11 @@ struct DashboardTests {
         let budget = try view(dir, "token-budget.json")
         let queue = try view(dir, "task-queue.json")
 
+        try waitFor("events.json to show the new allocation and task", seconds: 10) {
+            let events = try view(dir, "events.json")["events"]?.arrayValue ?? []
+            return events.contains { $0["data"]?.string("holder") == "later" }
+                && events.contains { $0["data"]?.string("description") == "after the page" }
+        }
         let second = try chromium.dumpDOM(server.url("dashboard.html"))
         #expect(second.attribute("data-mode", ofTestID: "source") == "live")
         #expect(second.value(ofTestID: "tokens-reserved") == budget.int("allocated"))
@@ -142,6 +151,8 @@ struct DashboardTests {
         #expect(second.value(ofTestID: "tasks-pending") == 1)
         #expect(second.attributes("data-type", ofTestID: "latency-row") == ["build"])
         #expect(second.html.contains("250 ms") && second.html.contains("61 s"), "\(second.excerpt)")
+        #expect(second.html.contains("holder=later"), "the served event list follows the journal")
+        #expect(second.html.contains("description=after the page"))
 
         // The frozen snapshot (--embed) keeps what it saw, served or not.
         let frozen = try chromium.dumpDOM(server.url("frozen.html"))
