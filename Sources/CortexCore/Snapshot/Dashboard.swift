@@ -124,12 +124,13 @@ public enum Dashboard {
         h2 { margin:0 0 10px; font-size:13px; text-transform:uppercase; letter-spacing:.8px; color:var(--muted); display:flex; gap:10px; align-items:baseline; }
         h2 .aside { text-transform:none; letter-spacing:0; font-weight:normal; }
         h3 { margin:12px 0 6px; font-size:12px; color:var(--muted); font-weight:600; }
-        #tokens { grid-column:span 5; } #workers { grid-column:span 7; }
+        #tokens { grid-column:span 6; } #workers { grid-column:span 6; }
         #queue { grid-column:span 7; } #latency { grid-column:span 5; } #events { grid-column:span 12; }
         .stats { display:grid; grid-template-columns:repeat(4,1fr); gap:8px; margin:0 0 12px; }
         .stat { padding:6px 8px; border-left:4px solid var(--line); }
         .stat .label { color:var(--muted); font-size:12px; }
-        .stat .value { font-size:22px; font-weight:600; font-variant-numeric:tabular-nums; }
+        .stat .value { font-size:22px; font-weight:600; font-variant-numeric:tabular-nums; white-space:nowrap; }
+        .stat .value.long { font-size:17px; line-height:26px; }
         .stat.total { border-color:var(--ink); } .stat.reserved { border-color:var(--reserved); }
         .stat.spent { border-color:var(--spent); } .stat.available { border-color:var(--avail); }
         .gauge { display:flex; height:18px; border-radius:9px; overflow:hidden; background:#eef1f5; }
@@ -146,6 +147,11 @@ public enum Dashboard {
         .tile { border-radius:8px; padding:6px 8px; color:#fff; min-height:58px; font-size:12px; overflow:hidden; }
         .tile .id { font-weight:700; font-size:13px; }
         .tile .sub { opacity:.92; white-space:nowrap; overflow:hidden; text-overflow:ellipsis; }
+        .grid.compact { grid-template-columns:repeat(auto-fill,minmax(66px,1fr)); gap:3px; }
+        .grid.compact .tile { min-height:0; padding:1px 3px; border-radius:4px; border-width:1px; }
+        .grid.compact .tile .id { font-size:10px; font-weight:600; white-space:nowrap; overflow:hidden; text-overflow:clip; }
+        .grid.compact .tile .sub { display:none; }
+        .state-running.idle { background:#9ad7b1; color:#0f3d22; }
         .state-running { background:var(--run); } .state-starting { background:var(--start); } .state-stopping { background:var(--stop); }
         .state-queued { background:#fff; color:var(--ink); border:2px dashed var(--queued); } .state-exited { background:var(--exited); }
         .state-stopped { background:var(--stopped); color:var(--ink); } .state-lost { background:var(--lost); } .state-claimer { background:var(--claimer); }
@@ -184,8 +190,8 @@ public enum Dashboard {
           <section id="workers">
             <h2>Workers <span class="aside" data-testid="workers-summary" id="workers-summary"></span></h2>
             <div class="legend">
-              <span style="--c:var(--run)">running</span><span style="--c:var(--start)">starting</span><span style="--c:var(--stop)">stopping</span>
-              <span style="--c:var(--queued)">queued</span><span style="--c:var(--claimer)">claimer (unsupervised)</span>
+              <span style="--c:var(--run)">busy</span><span style="--c:#9ad7b1">idle</span><span style="--c:var(--start)">starting</span><span style="--c:var(--stop)">stopping</span>
+              <span style="--c:var(--queued)">queued</span><span style="--c:var(--claimer)">claimer</span>
               <span style="--c:var(--exited)">exited</span><span style="--c:var(--stopped)">stopped</span><span style="--c:var(--lost)">lost</span>
             </div>
             <div class="grid" id="worker-grid" data-testid="worker-grid"></div>
@@ -193,7 +199,7 @@ public enum Dashboard {
           <section id="queue">
             <h2>Queue <span class="aside" id="queue-summary"></span></h2>
             <div class="chips" id="task-counts"></div>
-            <h3>Running</h3>
+            <h3>Running <span class="note" id="running-note"></span></h3>
             <table id="running-table" data-testid="running-table">
               <colgroup><col style="width:24%"><col style="width:16%"><col style="width:22%"><col style="width:10%"><col style="width:28%"></colgroup>
               <thead><tr><th>task</th><th>type</th><th>worker</th><th class="num">claim</th><th>claimed at</th></tr></thead><tbody></tbody>
@@ -229,6 +235,7 @@ public enum Dashboard {
         (function () {
           var data = JSON.parse(document.getElementById("cortex-data").textContent);
           var fetchedAt = null;
+          var pendingRows = 12;   // the next ones in claim order; the counts say how many wait
 
           function $(id) { return document.getElementById(id); }
           function el(tag, cls, text) {
@@ -242,6 +249,7 @@ public enum Dashboard {
           function setNumber(testid, value) {
             var node = document.querySelector('[data-testid="' + testid + '"]');
             node.textContent = num(value);
+            node.className = node.textContent.length > 9 ? "value long" : "value";
             node.setAttribute("data-value", typeof value === "number" ? String(value) : "");
           }
           function cell(row, text, cls) { var td = el("td", cls, text); td.title = td.textContent; row.appendChild(td); return td; }
@@ -296,13 +304,13 @@ public enum Dashboard {
               if (!seen[id]) { seen[id] = true; tiles.push({ id: id, state: "claimer", type: taskOf[id].type }); }
             });
             tiles.forEach(function (w) {
-              var tile = el("div", "tile state-" + (w.state || "queued"));
+              var task = taskOf[w.id];
+              var tile = el("div", "tile state-" + (w.state || "queued") + (w.state === "running" && !task ? " idle" : ""));
               tile.setAttribute("data-testid", "worker");
               tile.setAttribute("data-worker", w.id);
               tile.setAttribute("data-state", w.state || "");
               tile.appendChild(el("div", "id", w.id));
               tile.appendChild(el("div", "sub", (w.state || "") + (w.type ? " · " + w.type : "")));
-              var task = taskOf[w.id];
               var line = task ? "▶ " + task.id : w.state === "queued" ? (w.queued_reason || "waiting for room")
                 : w.state === "running" ? "idle" : (typeof w.exit_code === "number" ? "exit " + w.exit_code
                 : typeof w.signal === "number" ? "signal " + w.signal : "");
@@ -312,10 +320,12 @@ public enum Dashboard {
               if (typeof w.heartbeat_age_s === "number") facts.push("♥ " + seconds(w.heartbeat_age_s));
               if (w.restarts) facts.push("↻" + w.restarts);
               if (facts.length) tile.appendChild(el("div", "sub", facts.join(" · ")));
-              tile.title = w.id + " " + (w.state || "") + (task ? " running " + task.id : "");
+              tile.title = [w.id, w.state, w.type, line].concat(facts).filter(Boolean).join(" · ");
               grid.appendChild(tile);
             });
             if (!tiles.length) grid.appendChild(el("div", "empty", "no workers yet"));
+            // Many workers (a pool of 100): small tiles, id and task only; the rest on hover.
+            grid.className = tiles.length > 24 ? "grid compact" : "grid";
             var cap = pool.capacity || {}, counts = pool.counts || {};
             var summary = num(cap.running) + " of " + num(cap.max_workers) + " running · " + num((pool.queued || []).length) + " queued";
             ["lost", "exited", "stopped"].forEach(function (k) { if (counts[k]) summary += " · " + counts[k] + " " + k; });
@@ -333,22 +343,24 @@ public enum Dashboard {
             });
             $("queue-summary").textContent = num(queue.total_created) + " created";
             var running = $("running-table").tBodies[0]; clear(running);
-            (queue.running || []).forEach(function (task) {
+            (queue.running || []).slice(0, pendingRows).forEach(function (task) {
               var row = el("tr"); row.setAttribute("data-testid", "running-task"); row.setAttribute("data-task", task.id);
               cell(row, task.id, "mono"); cell(row, task.type); cell(row, task.worker || "–", "mono");
               cell(row, task.claim, "num"); cell(row, clock(task.claimed_at)); running.appendChild(row);
             });
             if (!(queue.running || []).length) emptyRow(running, 5, "nothing running");
+            var busy = (queue.running || []).length;
+            $("running-note").textContent = busy > pendingRows ? "(first " + pendingRows + " of " + num(busy) + ")" : "";
             var pending = $("pending-table").tBodies[0]; clear(pending);
             var list = queue.pending || [];
-            list.slice(0, 25).forEach(function (task, index) {
+            list.slice(0, pendingRows).forEach(function (task, index) {
               var row = el("tr"); row.setAttribute("data-testid", "pending-task"); row.setAttribute("data-task", task.id);
               cell(row, index + 1, "num"); cell(row, task.id, "mono"); cell(row, task.priority, "pri-" + task.priority);
               cell(row, task.type); cell(row, task.description || (task.last_error ? "retry: " + task.last_error : ""));
               pending.appendChild(row);
             });
             if (!list.length) emptyRow(pending, 5, "queue empty");
-            var shown = Math.min(25, list.length), waiting = (counts.pending || 0) + (counts.failed || 0);
+            var shown = Math.min(pendingRows, list.length), waiting = (counts.pending || 0) + (counts.failed || 0);
             $("pending-note").textContent = waiting > shown ? "(first " + shown + " of " + num(waiting) + ")" : "";
           }
 
