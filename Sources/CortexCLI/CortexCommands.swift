@@ -76,7 +76,7 @@ public enum CortexTool {
 
     static func initialise(_ invocation: Invocation) throws(CortexError) -> Report {
         var arguments = invocation.arguments
-        if InitPrompt.shouldAsk(arguments) { arguments = try InitPrompt.ask(arguments, root: invocation.root) }
+        if InitPrompt.shouldAsk(arguments) { arguments = InitPrompt.ask(arguments, root: invocation.root) }
         let maxWorkers = try arguments.count("max-workers")
         if let maxWorkers, maxWorkers < 1 { throw .badInput("invalid --max-workers '0': at least 1") }
         let totalTokens = try arguments.count("total-tokens")

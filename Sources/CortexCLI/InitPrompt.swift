@@ -16,7 +16,7 @@ enum InitPrompt {
 
     /// `arguments` with the answers added as if given as flags. Enter keeps the default; an
     /// answer that is not a whole number is asked again (three times, then the default).
-    static func ask(_ arguments: ParsedArguments, root: String) throws(CortexError) -> ParsedArguments {
+    static func ask(_ arguments: ParsedArguments, root: String) -> ParsedArguments {
         var defaults = ["total-tokens": "1000000", "max-workers": String(CortexConfig().maxWorkers)]
         if let store = try? CoordinationStore.open(root: root, createIfMissing: false) {
             defaults["total-tokens"] = String(store.state.budget.total)
