@@ -52,7 +52,13 @@ pool=$(IDLE_LIMIT=20s cortex-spawn --pool 2 --type demo -- bash "$here/task-work
 #      cortex-task complete "$id" --claim "$claim" --result '{"ok":true}'  # refused if the lease was lost
 
 # 1.0: while [ "$(jq '(.pending | length) + (.running | length)' "$DIR/task-queue.json")" -gt 0 ]; do sleep 1; done
-until jq -e '.counts.pending + .counts.running + .counts.failed == 0' "$DIR/task-queue.json" >/dev/null; do sleep 0.2; done
+# (While spawns wait for room, as on a loaded machine, the reaper starts them once they fit.)
+deadline=$((SECONDS + ${DRAIN_TIMEOUT:-300}))
+until jq -e '.counts.pending + .counts.running + .counts.failed == 0' "$DIR/task-queue.json" >/dev/null; do
+  [ "$SECONDS" -lt "$deadline" ] || { echo "the queue did not drain in time: see 'cortex worker list'" >&2; exit 75; }
+  jq -e '.queued | length == 0' "$DIR/worker-pool.json" >/dev/null || cortex-reap >/dev/null
+  sleep 0.5
+done
 
 # --- the reaper ------------------------------------------------------------------------------
 # 1.0: (cron) for pid in $(cat "$DIR/pids"); do kill -0 "$pid" || requeue-with-jq "$pid"; done
