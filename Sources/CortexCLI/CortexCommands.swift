@@ -36,6 +36,7 @@ public enum CortexTool {
                     ],
                     examples: ["cortex tail -f", "cortex tail --lines 100 --json | jq -c 'select(.kind==\"budget.allocate\")'"]),
                 body: tail),
+            DashboardTool.command,
         ],
         examples: ["cortex init && cortex status", "cortex budget allocate --tokens 100"],
         nested: [
@@ -43,12 +44,14 @@ public enum CortexTool {
                 "budget",
                 ToolSpec(
                     name: "cortex budget", abstract: BudgetTool.tool.abstract,
-                    commands: BudgetTool.commands(prefix: "cortex budget"))
+                    commands: BudgetTool.commands(prefix: "cortex budget"),
+                    examples: nestedExamples(BudgetTool.tool.examples, tool: "cortex-budget", word: "budget"))
             ),
             (
                 "task",
                 ToolSpec(
-                    name: "cortex task", abstract: TaskTool.tool.abstract, commands: TaskTool.commands(prefix: "cortex task"))
+                    name: "cortex task", abstract: TaskTool.tool.abstract, commands: TaskTool.commands(prefix: "cortex task"),
+                    examples: nestedExamples(TaskTool.tool.examples, tool: "cortex-task", word: "task"))
             ),
             (
                 "spawn",
@@ -66,12 +69,14 @@ public enum CortexTool {
                 "worker",
                 ToolSpec(
                     name: "cortex worker", abstract: "Supervised workers: list, show, stop, heartbeat.",
-                    commands: WorkerTool.commands(prefix: "cortex worker"))
+                    commands: WorkerTool.commands(prefix: "cortex worker"),
+                    examples: ["cortex worker list", "cortex worker stop w-000003   # SIGTERM, SIGKILL after --grace"])
             ),
         ])
 
     static func initialise(_ invocation: Invocation) throws(CortexError) -> Report {
-        let arguments = invocation.arguments
+        var arguments = invocation.arguments
+        if InitPrompt.shouldAsk(arguments) { arguments = InitPrompt.ask(arguments, root: invocation.root) }
         let maxWorkers = try arguments.count("max-workers")
         if let maxWorkers, maxWorkers < 1 { throw .badInput("invalid --max-workers '0': at least 1") }
         let totalTokens = try arguments.count("total-tokens")
