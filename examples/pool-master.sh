@@ -22,8 +22,19 @@ for i in $(seq "$tasks"); do
 done
 
 # Wait until the queue is drained (the view is rewritten by every command that changes it).
+# Spawns queued for room (exit 75: a loaded machine, a full pool) start when a worker ends or
+# when the reaper sees they fit: on a machine without the reaper's cron line, be the cron.
+deadline=$((SECONDS + ${DRAIN_TIMEOUT:-300})) next_reap=$SECONDS
 until jq -e '(.counts.pending // 0) + (.counts.running // 0) + (.counts.failed // 0) == 0' \
   "$CORTEX_DIR/task-queue.json" >/dev/null; do
+  if [ "$SECONDS" -ge "$deadline" ]; then
+    echo "pool-master: the queue did not drain in time; see 'cortex worker list' and 'cortex status'" >&2
+    exit 75
+  fi
+  if [ "$SECONDS" -ge "$next_reap" ] && jq -e '.queued | length > 0' "$CORTEX_DIR/worker-pool.json" >/dev/null; then
+    cortex-reap >/dev/null
+    next_reap=$((SECONDS + 2))
+  fi
   sleep 0.2
 done
 cortex status

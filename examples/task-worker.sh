@@ -38,10 +38,16 @@ while true; do
 
   if [ "$exit_code" -eq 0 ]; then
     result=$(jq -cn --arg output "$output" '{output: $output}')
-    cortex-task complete "$task" --claim "$claim" --result "$result" >/dev/null \
-      && echo "$worker: $task done" \
-      || echo "$worker: $task was taken from us (stale claim $claim)"
+    cortex-task complete "$task" --claim "$claim" --result "$result" >/dev/null
   else
     cortex-task fail "$task" --claim "$claim" --error "exit $exit_code: ${output:0:200}"
   fi
+  status=$?
+  case $status in
+    0) echo "$worker: $task finished" ;;
+    1) echo "$worker: $task was taken from us (stale claim $claim)" ;;
+    # Killed or broken: we cannot know whether the task was recorded. Exit: the supervisor's
+    # exit record (or, unsupervised, the reaper once our heartbeat is stale) gives it back.
+    *) echo "$worker: finishing $task failed (exit $status), exiting" >&2; exit "$status" ;;
+  esac
 done

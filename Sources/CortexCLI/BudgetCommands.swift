@@ -88,8 +88,10 @@ public enum BudgetTool {
     private static func change(_ invocation: Invocation, _ event: Event) throws(CortexError) -> Report {
         let store = try invocation.openStore(mutating: true)
         let submission = try store.submit(event)
-        try store.publish()
         guard submission.outcome == .applied else { throw unexpected(submission.outcome) }
+        // A larger total or a new period may make room for spawns queued for tokens.
+        try WorkerSupervision.startQueuedThatFit(store)
+        try store.publish()
         return budgetReport(store.state)
     }
 
@@ -130,6 +132,8 @@ public enum BudgetTool {
             throw .badInput("invalid --used \(used): allocation \(allocation) reserved only \(outstanding.tokens) tokens")
         }
         let submission = try store.submit(.budgetRelease(allocation: allocation, used: used))
+        // Returned tokens may make room for spawns queued for tokens: start them now, not at the next reaper run.
+        if case .released(_, _, let returned) = submission.outcome, returned > 0 { try WorkerSupervision.startQueuedThatFit(store) }
         try store.publish()
         let json = merge(submission.outcome.json, ["record": .string(submission.record.id)])
         switch submission.outcome {

@@ -65,6 +65,7 @@ public enum CortexTool {
                         "cortex tail --lines 100 --json | jq -c 'select(.kind==\"budget.allocate\")'",
                     ]),
                 body: OpsCommands.tail),
+            DashboardTool.command,
         ],
         examples: ["cortex init && cortex status", "cortex budget allocate --tokens 100"],
         nested: [
@@ -72,12 +73,14 @@ public enum CortexTool {
                 "budget",
                 ToolSpec(
                     name: "cortex budget", abstract: BudgetTool.tool.abstract,
-                    commands: BudgetTool.commands(prefix: "cortex budget"))
+                    commands: BudgetTool.commands(prefix: "cortex budget"),
+                    examples: nestedExamples(BudgetTool.tool.examples, tool: "cortex-budget", word: "budget"))
             ),
             (
                 "task",
                 ToolSpec(
-                    name: "cortex task", abstract: TaskTool.tool.abstract, commands: TaskTool.commands(prefix: "cortex task"))
+                    name: "cortex task", abstract: TaskTool.tool.abstract, commands: TaskTool.commands(prefix: "cortex task"),
+                    examples: nestedExamples(TaskTool.tool.examples, tool: "cortex-task", word: "task"))
             ),
             (
                 "spawn",
@@ -95,12 +98,14 @@ public enum CortexTool {
                 "worker",
                 ToolSpec(
                     name: "cortex worker", abstract: "Supervised workers: list, show, stop, heartbeat.",
-                    commands: WorkerTool.commands(prefix: "cortex worker"))
+                    commands: WorkerTool.commands(prefix: "cortex worker"),
+                    examples: ["cortex worker list", "cortex worker stop w-000003   # SIGTERM, SIGKILL after --grace"])
             ),
         ])
 
     static func initialise(_ invocation: Invocation) throws(CortexError) -> Report {
-        let arguments = invocation.arguments
+        var arguments = invocation.arguments
+        if InitPrompt.shouldAsk(arguments) { arguments = InitPrompt.ask(arguments, root: invocation.root) }
         let maxWorkers = try arguments.count("max-workers")
         if let maxWorkers, maxWorkers < 1 { throw .badInput("invalid --max-workers '0': at least 1") }
         let totalTokens = try arguments.count("total-tokens")
@@ -154,6 +159,11 @@ public enum CortexTool {
         }
         lines += report.problems.map { "problem  \($0)" }
         lines += report.unsealed.map { "note     segment \($0) has a successor but no seal yet; the next reader seals it" }
+        if !report.archived.isEmpty || !report.purged.isEmpty {
+            lines.append(
+                "note     \(report.archived.count) archived segment(s) checked in journal/archive/, \(report.purged.count) past their retention (covered by the snapshot)"
+            )
+        }
         let summary =
             "\(report.isClean ? "journal ok" : "journal DAMAGED"): \(report.segments.count) segment\(report.segments.count == 1 ? "" : "s"), \(report.records) records, \(report.voidRecords) void (re-appended), \(report.damaged.count) damaged line\(report.damaged.count == 1 ? "" : "s")"
         lines.append(summary)
@@ -165,7 +175,8 @@ public enum CortexTool {
                         "segment": .int($0.position.segment),
                     ])
                 }),
-            "ok": .bool(report.isClean), "partial_tail_bytes": .int(report.partialTailBytes),
+            "archived": .int(report.archived.count), "ok": .bool(report.isClean), "partial_tail_bytes": .int(report.partialTailBytes),
+            "purged": .int(report.purged.count),
             "problems": .array(report.problems.map { .string($0) }), "records": .int(report.records),
             "segments": .int(report.segments.count), "unsealed": .array(report.unsealed.map { .int($0) }),
             "void_records": .int(report.voidRecords),

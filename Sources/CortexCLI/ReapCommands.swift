@@ -24,6 +24,9 @@ public enum ReapTool {
                     .value("heartbeat-timeout", "D", "A heartbeat older than D means lost (default: config heartbeat_timeout, 60s)."),
                     .value("grace", "D", "Between SIGTERM and SIGKILL for what is left of a lost worker (default 5s)."),
                     .value("result-ttl", "D", "Purge results and finished-task files older than D (default: config result_ttl)."),
+                    .value(
+                        "archive-retention", "D",
+                        "Remove archived journal segments older than D from journal/archive/ (default: config archive_retention, 7d)."),
                     .value("metrics-out", "FILE", "Also write 'cortex metrics' to FILE atomically (node_exporter's textfile collector)."),
                 ],
                 examples: [
@@ -34,7 +37,7 @@ public enum ReapTool {
     }
 
     struct Plan {
-        var lost: [(worker: String, reason: String, leftover: [ProcessIdentity], restart: WorkerSpec?)] = []
+        var lost: [(worker: String, reason: String, leftover: [ProcessIdentity])] = []
         var relaunch: [String] = []
     }
 
@@ -50,6 +53,9 @@ public enum ReapTool {
         let resultTTL =
             try arguments.value("result-ttl").map { (text) throws(CortexError) in try Values.parseDurationMilliseconds(text) }
             ?? store.config.resultRetentionMilliseconds
+        let archiveRetention =
+            try arguments.value("archive-retention").map { (text) throws(CortexError) in try Values.parseDurationMilliseconds(text) }
+            ?? store.config.archiveRetentionMilliseconds
         let now = POSIX.wallClockMilliseconds()
         let plan = observe(store, now: now, heartbeatTimeout: heartbeatTimeout)
 
@@ -60,36 +66,46 @@ public enum ReapTool {
         var launched: [String] = []
         var promoted: [String] = []
         var purged = 0
+        var compaction = CoordinationStore.Compaction()
+        var lines: [String] = []
         if !dryRun {
+            // Every loss first, so the journal gives their tasks back before any slow step (stopping
+            // leftovers, starting replacements): recovery from a mass kill is one pass of appends.
+            var leftovers: [ProcessIdentity] = []
             for item in plan.lost {
                 let submission = try store.submit(.workerLost(worker: item.worker, reason: item.reason))
                 guard case .requeued(let tasks) = submission.outcome else { continue }
-                // Another reaper may have declared it lost first: then this record changed nothing,
-                // and only the reaper whose record ended the worker restarts it.
+                // Another reaper may have declared it lost first: then this record changed nothing.
                 let endedByThisRecord = store.state.workers.worker(item.worker)?.endRecord == submission.record.id
                 guard endedByThisRecord || !tasks.isEmpty else { continue }
                 lost.append(item.worker)
                 requeued += tasks
-                for process in item.leftover where stopGroup(process, grace: grace) { signalled.append("\(process.pid)") }
-                if let spec = item.restart, endedByThisRecord {
-                    let respawn = try store.submit(
-                        .worker(.spawn(spec, queue: true, evidence: MachineEvidence.observe(store.config))))
-                    if case .spawned(let worker, _) = respawn.outcome { restarted.append(worker) }
-                    if case .spawnQueued(let worker, _) = respawn.outcome { restarted.append(worker) }
-                    launched += try launchAll(store, record: respawn.record.id)
-                }
+                leftovers += item.leftover
             }
-            if !store.state.workers.queue.isEmpty {
-                let promotion = try store.submit(.worker(.promote(evidence: MachineEvidence.observe(store.config))))
-                if case .promoted(let workers) = promotion.outcome { promoted = workers }
-                launched += try launchAll(store, record: promotion.record.id)
+            if !lost.isEmpty { try store.publishViews(nowMilliseconds: now) }
+            // The pool members owed a replacement, by this run's losses or by an earlier reaper that
+            // died before replacing them. What is left of them goes first (pid and start time
+            // checked), then the replacement: the fold lets only the first `worker.replace` of
+            // each lost worker spawn, so two reapers never replace one twice.
+            let owed = store.state.workers.owedReplacements
+            leftovers += owed.flatMap(\.leftover).filter(\.isAliveAndOurs)
+            signalled = stopGroups(Array(Set(leftovers)), grace: grace).map { "\($0.pid)" }
+            for replacement in owed {
+                let respawn = try store.submit(
+                    .worker(.replace(worker: replacement.worker, evidence: MachineEvidence.observe(store.config))))
+                if case .spawned(let worker, _) = respawn.outcome { restarted.append(worker) }
+                if case .spawnQueued(let worker, _) = respawn.outcome { restarted.append(worker) }
+                launched += try launchAll(store, record: respawn.record.id)
             }
+            promoted = try WorkerSupervision.startQueuedThatFit(store)
+            launched += promoted
             for worker in plan.relaunch {
                 try WorkerSupervision.launch(worker, root: layout.root)
                 launched.append(worker)
             }
             purged = purgeExpired(layout, olderThan: now - resultTTL)
-            try store.writeSnapshot(nowMilliseconds: now)
+            compaction = try store.compactJournal(
+                rotateAboveBytes: store.config.reaperRotateBytes, retentionMilliseconds: archiveRetention, nowMilliseconds: now)
             try store.publishViews(nowMilliseconds: now)
             try recordRun(layout, at: now, lost: lost.count)
             // metrics.json beside the views (cortex dashboard reads it), and the Prometheus text if asked.
@@ -102,10 +118,16 @@ public enum ReapTool {
             lost = plan.lost.map(\.worker)
             signalled = plan.lost.flatMap(\.leftover).map { "\($0.pid)" }
             launched = plan.relaunch
+            let owed = store.state.workers.owedReplacements.map(\.worker)
+            if !owed.isEmpty { lines.append("would replace lost pool members \(owed.joined(separator: " "))") }
             purged = expiredFiles(layout, olderThan: now - resultTTL).count
+            compaction.rotated = (try? store.journal.sizeOfSegment(store.position.segment)) ?? 0 > store.config.reaperRotateBytes
+            let live = store.position.segment + (compaction.rotated ? 1 : 0)
+            for segment in try store.journal.segmentNumbers() where segment < live {
+                if try !store.journal.isTombstone(segment) { compaction.archived.append(segment) }
+            }
         }
         let verb = dryRun ? "would " : ""
-        var lines: [String] = []
         for item in plan.lost { lines.append("\(verb)declare \(item.worker) lost: \(item.reason)") }
         if !requeued.isEmpty { lines.append("re-queued \(requeued.joined(separator: " "))") }
         if !signalled.isEmpty {
@@ -115,13 +137,27 @@ public enum ReapTool {
         if !promoted.isEmpty { lines.append("started queued \(promoted.joined(separator: " "))") }
         if !launched.isEmpty { lines.append("\(verb)launch supervisors for \(launched.joined(separator: " "))") }
         if purged > 0 { lines.append("\(verb)purge \(purged) expired result file\(purged == 1 ? "" : "s")") }
+        if compaction.rotated { lines.append("\(verb)rotate the live journal segment") }
+        if !compaction.archived.isEmpty {
+            lines.append(
+                "\(verb)archive journal segment\(compaction.archived.count == 1 ? "" : "s") \(compaction.archived.map(String.init).joined(separator: " "))"
+            )
+        }
+        if !compaction.purged.isEmpty {
+            lines.append(
+                "removed archived segment\(compaction.purged.count == 1 ? "" : "s") \(compaction.purged.map(String.init).joined(separator: " ")) (past retention)"
+            )
+        }
         lines.append(dryRun ? "dry run: nothing changed" : "reaped: \(lost.count) lost, snapshot and views written")
         func strings(_ items: [String]) -> JSONValue { .array(items.map { .string($0) }) }
         return Report(
             text: lines.joined(separator: "\n"),
             json: .object([
-                "dry_run": .bool(dryRun), "launched": strings(launched), "lost": strings(lost), "promoted": strings(promoted),
+                "archived": .array(compaction.archived.map { JSONValue.int(Int64($0)) }), "dry_run": .bool(dryRun),
+                "archives_removed": .array(compaction.purged.map { JSONValue.int(Int64($0)) }), "launched": strings(launched),
+                "lost": strings(lost), "promoted": strings(promoted),
                 "purged": .int(Int64(purged)), "requeued": strings(requeued), "restarted": strings(restarted),
+                "rotated": .bool(compaction.rotated),
                 "signalled": strings(signalled),
             ]))
     }
@@ -156,7 +192,6 @@ public enum ReapTool {
         let layout = store.layout
         for worker in store.state.workers.live.values.sorted(by: { $0.id < $1.id }) where worker.status.holdsCapacity {
             let leftover = [worker.process].compactMap { $0 }.filter(\.isAliveAndOurs)
-            let restart = worker.status == .stopping || worker.spec.restart == .never ? nil : worker.spec
             guard let supervisor = worker.supervisor else {
                 // Granted, but its launcher died before starting a supervisor: start one (a second
                 // one, if the first is merely slow, loses the worker.supervise race and exits).
@@ -164,10 +199,10 @@ public enum ReapTool {
                 continue
             }
             if !supervisor.isAlive {
-                plan.lost.append((worker.id, "supervisor pid \(supervisor.pid) is gone", leftover, restart))
+                plan.lost.append((worker.id, "supervisor pid \(supervisor.pid) is gone", leftover))
             } else if let age = layout.heartbeatAge(worker.id, nowMilliseconds: now), age * 1000 > Double(heartbeatTimeout) {
                 plan.lost.append(
-                    (worker.id, "heartbeat \(Int(age))s old (supervisor pid \(supervisor.pid) hung)", leftover + [supervisor], restart))
+                    (worker.id, "heartbeat \(Int(age))s old (supervisor pid \(supervisor.pid) hung)", leftover + [supervisor]))
             }
         }
         // Claimers that are not supervised workers: their heartbeat file is their only sign of life.
@@ -178,17 +213,24 @@ public enum ReapTool {
             let age = layout.heartbeatAge(worker, nowMilliseconds: now)
             if let age, age * 1000 <= Double(heartbeatTimeout) { continue }
             let reason = age.map { "heartbeat \(Int($0))s old" } ?? "no heartbeat file"
-            plan.lost.append((worker, reason, [], nil))
+            plan.lost.append((worker, reason, []))
         }
         return plan
     }
 
-    /// SIGTERM to the process group, SIGKILL after `grace` if it is still there. Only a process
-    /// whose pid and start time match, and that belongs to the caller, is ever signalled.
-    static func stopGroup(_ process: ProcessIdentity, grace: Int64) -> Bool {
-        guard process.signalGroup(SIGTERM) else { return false }
-        if !process.waitForEnd(milliseconds: grace) { process.signalGroup(SIGKILL) }
-        return true
+    /// SIGTERM to every process group at once, then SIGKILL to those still there when one shared
+    /// `grace` is over: a hundred hung workers cost one grace, not a hundred. Only a process whose
+    /// pid and start time match, and that belongs to the caller, is ever signalled. Returns the
+    /// processes signalled.
+    static func stopGroups(_ processes: [ProcessIdentity], grace: Int64) -> [ProcessIdentity] {
+        let signalled = processes.filter { $0.signalGroup(SIGTERM) }
+        let deadline = POSIX.monotonicNanoseconds() + UInt64(max(0, grace)) * 1_000_000
+        for process in signalled {
+            let now = POSIX.monotonicNanoseconds()
+            let left = now >= deadline ? 0 : Int64((deadline - now) / 1_000_000)
+            if !process.waitForEnd(milliseconds: left) { process.signalGroup(SIGKILL) }
+        }
+        return signalled
     }
 
     static func launchAll(_ store: CoordinationStore, record: String) throws(CortexError) -> [String] {

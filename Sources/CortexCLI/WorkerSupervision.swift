@@ -14,6 +14,20 @@ enum WorkerSupervision {
                 environment: processEnvironment(onlyCortex: false), newSession: true))
     }
 
+    /// Starts the queued spawns that fit now, in queue order: appends `worker.promote` with what
+    /// this process sees of the machine (only when something is queued), then launches a
+    /// supervisor for each worker that record granted. Called wherever room may have been made:
+    /// the reaper, a budget release, a larger total, a new budget period.
+    /// - Returns: the workers started.
+    @discardableResult
+    static func startQueuedThatFit(_ store: CoordinationStore) throws(CortexError) -> [String] {
+        guard !store.state.workers.queue.isEmpty else { return [] }
+        let promotion = try store.submit(.worker(.promote(evidence: MachineEvidence.observe(store.config))))
+        let workers = store.state.workers.toLaunch(by: promotion.record.id).map(\.id)
+        for worker in workers { try launch(worker, root: store.layout.root) }
+        return workers
+    }
+
     /// How to run a supervisor from this executable: `cortex-spawn` beside it (any tool may
     /// launch one: cortex-spawn, a supervisor, cortex-reap), else `cortex spawn`, else PATH.
     static func supervisorCommand() -> [String] {
@@ -58,7 +72,7 @@ enum WorkerSupervision {
                     exit: .signaled(SIGTERM), stdout: StreamSummary(bytesSeen: 0, bytesKept: 0),
                     stderr: StreamSummary(bytesSeen: 0, bytesKept: 0))
             } else {
-                let plan = self.plan(for: worker, layout: layout)
+                let plan = self.plan(for: worker, layout: layout, config: store.config)
                 let started = Int64(POSIX.monotonicNanoseconds() / 1_000_000)
                 do {
                     result = try Supervisor.run(plan) { (process) throws(CortexError) in
@@ -125,7 +139,13 @@ enum WorkerSupervision {
         return signals
     }
 
-    static func plan(for worker: WorkerEntry, layout: CoordinationLayout) -> SupervisionPlan {
+    /// How often a supervisor touches its worker's heartbeat: a quarter of `heartbeat_timeout`,
+    /// at most every 5 s, so a short timeout never finds a healthy worker's heartbeat stale.
+    static func heartbeatIntervalMilliseconds(_ config: CortexConfig) -> Int64 {
+        min(5_000, max(100, config.heartbeatTimeoutMilliseconds / 4))
+    }
+
+    static func plan(for worker: WorkerEntry, layout: CoordinationLayout, config: CortexConfig) -> SupervisionPlan {
         var environment = processEnvironment(onlyCortex: false)
         if let path = worker.spec.path { environment["PATH"] = path }
         environment["CORTEX_DIR"] = absolutePath(layout.root)
@@ -138,7 +158,8 @@ enum WorkerSupervision {
             arguments: worker.spec.command, environment: environment, workingDirectory: worker.spec.workingDirectory,
             stdoutLog: folder + "/stdout.log", stderrLog: folder + "/stderr.log", headLimit: Int(worker.spec.logHeadBytes),
             tailLimit: Int(worker.spec.logTailBytes), heartbeatPath: layout.heartbeat(worker.id),
-            timeoutMilliseconds: worker.spec.timeoutMilliseconds, graceMilliseconds: worker.spec.graceMilliseconds)
+            heartbeatIntervalMilliseconds: heartbeatIntervalMilliseconds(config), timeoutMilliseconds: worker.spec.timeoutMilliseconds,
+            graceMilliseconds: worker.spec.graceMilliseconds)
     }
 
     /// Tokens the worker reported in `workers/<id>/tokens_used` (a number), if it did.

@@ -119,8 +119,9 @@ public final class CoordinationStore {
     /// Starts from `state/snapshot.json` when it is readable. A missing or unreadable snapshot is
     /// not an error: the snapshot is a cache, and the fold starts from the beginning instead.
     private func loadSnapshot() {
-        guard let bytes = ImmutableBytes.map(layout.snapshot), let (snapshotState, snapshotPosition) = SnapshotCodec.decode(bytes)
-        else { return }
+        // The checkpoint is an older snapshot kept under a second name by the reaper (compactJournal).
+        let decoded = [layout.snapshot, layout.checkpoint].lazy.compactMap { ImmutableBytes.map($0).flatMap(SnapshotCodec.decode) }
+        guard let (snapshotState, snapshotPosition) = decoded.first else { return }
         state = snapshotState
         position = snapshotPosition
         self.snapshotPosition = snapshotPosition

@@ -26,13 +26,15 @@ struct BenchOptions {
             case "--help", "-h":
                 print(
                     """
-                    USAGE: cortex-bench [--quick] [--records N] [--dir BASE] [--only submit,call,fold,tail] [--keep]
+                    USAGE: cortex-bench [--quick] [--records N] [--dir BASE] [--only submit,call,fold,tail,growth] [--keep]
 
                     In-library measurements of CortexCore (no process start):
                       submit  append + fold + decide (store.submit) in one process
                       call    what one 'cortex-budget allocate' does, minus exec: open + submit + publish, by phase
                       fold    fold speed over an N-record journal (default 1,000,000), with and without a snapshot
                       tail    fold cost after a snapshot vs records since it and vs journal length
+                    growth  N operations (default 1,000,000) with the reaper's compaction: call cost and folder sizes
+                            at checkpoints (not in the default set; --only growth)
                     Scratch data goes to BASE/cortex-bench-PID (default /tmp), removed at the end unless --keep.
                     """)
                 exit(0)
@@ -52,6 +54,7 @@ func runLibraryBenchmarks(_ arguments: [String]) {
     var foldFolder: JournalBuilder?
     if options.sections.contains("fold") { foldFolder = benchFold(options, scratch) }
     if options.sections.contains("tail") { benchTail(options, scratch, big: foldFolder) }
+    if options.sections.contains("growth") { benchGrowth(options, scratch) }
     if !options.keep { scratch.remove() }
 }
 

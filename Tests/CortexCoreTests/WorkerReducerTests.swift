@@ -166,6 +166,89 @@ import Testing
         #expect(fold.state.tasks.counts[.failed] == 1)
     }
 
+    /// The replacement a lost pool member is owed lives in the state, not in a reaper's memory:
+    /// a reaper killed between `worker.lost` and the respawn leaves it to the next one, and two
+    /// reapers replacing the same worker spawn one replacement.
+    @Test func aLostPoolMemberIsOwedExactlyOneReplacement() throws {
+        var fold = Fold()
+        let pooled = WorkerSpec(type: "build", command: ["loop"], restart: .always)
+        _ = fold.spawn(pooled)
+        _ = fold.spawn(WorkerSpec(command: ["once"]))  // restart: never
+        _ = fold.spawn(pooled)
+        fold.apply(.worker(.supervise(worker: "w-000001", supervisor: ProcessIdentity(pid: 100, startTicks: 1))))
+        fold.apply(.worker(.stop(worker: "w-000003")))  // stopping: its loss is not replaced
+        for id in ["w-000001", "w-000002", "w-000003"] { fold.apply(.workerLost(worker: id, reason: "supervisor gone")) }
+        #expect(fold.state.workers.owedReplacements.map(\.worker) == ["w-000001"])
+        #expect(fold.state.workers.owedReplacements.first?.leftover == [ProcessIdentity(pid: 100, startTicks: 1)])
+        #expect(fold.state.workers.owedReplacements.first?.spec == pooled)
+        // Survives a snapshot (a later reaper loads it from there).
+        let bytes = SnapshotCodec.encode(fold.state, position: .start, writtenAtMilliseconds: 0)
+        #expect(try #require(SnapshotCodec.decode(ImmutableBytes(bytes))).0.workers == fold.state.workers)
+        // A second loss record for the same worker owes nothing more.
+        fold.apply(.workerLost(worker: "w-000001", reason: "seen again"))
+        #expect(fold.state.workers.owedReplacements.count == 1)
+        // The first replace spawns it with the same spec; a second (another reaper) changes nothing.
+        #expect(fold.apply(.worker(.replace(worker: "w-000001", evidence: .roomy))) == .spawned(worker: "w-000004", allocation: nil))
+        #expect(fold.state.workers.live["w-000004"]?.spec == pooled)
+        #expect(fold.state.workers.owedReplacements.isEmpty)
+        guard case .refused = fold.apply(.worker(.replace(worker: "w-000001", evidence: .roomy))) else {
+            Issue.record("a second replacement was not refused")
+            return
+        }
+        guard case .refused = fold.apply(.worker(.replace(worker: "w-000002", evidence: .roomy))) else {
+            Issue.record("a worker that never restarts got a replacement")
+            return
+        }
+        #expect(fold.state.workers.issued == 4)
+        // Capacity still decides: with the pool full the replacement waits in the queue.
+        fold.apply(.workerLost(worker: "w-000004", reason: "gone"))
+        _ = fold.spawn(evidence: MachineEvidence.roomy.withMaxWorkers(1))
+        #expect(
+            fold.apply(.worker(.replace(worker: "w-000004", evidence: MachineEvidence.roomy.withMaxWorkers(1))))
+                == .spawnQueued(worker: "w-000006", reason: "pool full: 1 of 1 workers running"))
+    }
+
+    /// A pool member killed while it held a task is restarted under the same id with a fresh
+    /// heartbeat, so the reaper never declares it lost: its exit must give the task back.
+    @Test func aRunThatEndsHoldingTasksGivesThemBackAndTheLastAttemptDies() {
+        var fold = Fold()
+        var spec = WorkerSpec(command: ["x"])
+        spec.restart = .always
+        _ = fold.spawn(spec)
+        _ = fold.spawn(WorkerSpec(command: ["y"]))
+        fold.apply(.taskCreate(TaskSpec(type: "t", maxAttempts: 2)))
+        fold.apply(.taskCreate(TaskSpec(type: "t", maxAttempts: 1)))
+        fold.apply(.taskCreate(TaskSpec(type: "t")))
+        let supervisor = ProcessIdentity(pid: 100, startTicks: 1)
+        fold.apply(.worker(.supervise(worker: "w-000001", supervisor: supervisor)))
+        fold.apply(.worker(.started(worker: "w-000001", supervisor: supervisor, process: ProcessIdentity(pid: 200, startTicks: 2))))
+        #expect(fold.apply(.taskClaim(TaskClaim(worker: "w-000001"))) == .claimed(task: "task-000001", claim: 1))
+        #expect(fold.apply(.taskClaim(TaskClaim(worker: "w-000001"))) == .claimed(task: "task-000002", claim: 1))
+        #expect(fold.apply(.taskClaim(TaskClaim(worker: "w-000002"))) == .claimed(task: "task-000003", claim: 1))
+        let version = fold.state.tasks.version
+        let exit = fold.apply(
+            .worker(
+                .exited(
+                    worker: "w-000001", supervisor: supervisor, exit: .signaled(SIGKILL), timedOut: false, tokensUsed: nil,
+                    evidence: .roomy)))
+        #expect(exit == .workerExited(worker: "w-000001", restarting: true), "the supervisor still learns it restarts")
+        #expect(fold.state.tasks.version == version + 1)
+        #expect(fold.state.tasks.activeTask("task-000001")?.status == .failed, "retried: attempts are left")
+        #expect(fold.state.tasks.activeTask("task-000002") == nil, "its only attempt is used up: dead")
+        #expect(fold.state.tasks.finished.last?.status == .dead)
+        #expect(fold.state.tasks.activeTask("task-000003")?.worker == "w-000002", "another worker's claim is untouched")
+        // The dead run's late complete is fenced off.
+        #expect(fold.apply(.taskComplete(task: "task-000001", claim: 1, result: nil, tokensUsed: nil)) != .completed(task: "task-000001"))
+        // An exit that holds nothing changes no task.
+        fold.apply(.worker(.started(worker: "w-000001", supervisor: supervisor, process: ProcessIdentity(pid: 201, startTicks: 3))))
+        let before = (fold.state.tasks.version, fold.state.tasks.counts)
+        fold.apply(
+            .worker(
+                .exited(
+                    worker: "w-000001", supervisor: supervisor, exit: .exited(0), timedOut: false, tokensUsed: nil, evidence: .roomy)))
+        #expect(fold.state.tasks.version == before.0 && fold.state.tasks.counts == before.1)
+    }
+
     @Test func workerStateSurvivesItsSnapshotEncoding() throws {
         var fold = Fold()
         _ = fold.spawn(evidence: MachineEvidence.roomy.withMaxWorkers(1))

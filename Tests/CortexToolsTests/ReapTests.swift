@@ -73,6 +73,84 @@ import Testing
         #expect(again.json?["lost"]?.arrayValue?.isEmpty == true, "\(again)")
     }
 
+    /// A reaper killed right after its `worker.lost` record (before it stopped the leftovers or
+    /// spawned the replacement) leaves both to the next reaper: the replacement a pool member is
+    /// owed is in the journal, and so are the identities of what is left of it.
+    @Test func aReaperKilledAfterDeclaringALossLeavesTheReplacementToTheNextOne() throws {
+        let directory = try folder()
+        defer { cleanUp(directory) }
+        let spawned = try runTool(
+            ["cortex-spawn", "--dir", directory.coordination, "--pool", "1", "--", "sleep", "300"], in: directory)
+        try #require(spawned.exitCode == 0, "\(spawned)")
+        try #require(try eventually { try running(directory).count == 1 })
+        let victim = try #require(try running(directory).first)
+        let id = try #require(victim.string("id"))
+        let supervisor = try #require(victim.int("supervisor_pid"))
+        let worker = try #require(victim.int("pid"))
+        // What the killed reaper managed to append: the loss, and nothing after it.
+        let store = try CoordinationStore.open(root: directory.coordination, createIfMissing: false)
+        _ = try store.submit(.workerLost(worker: id, reason: "test: the reaper was killed after this record"))
+        #expect(store.state.workers.owedReplacements.map(\.worker) == [id])
+
+        let next = try runTool(["cortex-reap", "--dir", directory.coordination, "--json", "--grace", "2s"], in: directory)
+        #expect(next.exitCode == 0, "\(next)")
+        #expect(next.json?["restarted"]?.arrayValue?.count == 1, "\(next)")
+        #expect(eventually { !alive(worker) && !alive(supervisor) }, "what was left of the lost member was stopped")
+        #expect(try eventually { try running(directory).count == 1 && running(directory).first?.string("id") != id })
+        // Nothing is replaced twice.
+        let again = try runTool(["cortex-reap", "--dir", directory.coordination, "--json"], in: directory)
+        #expect(again.json?["restarted"]?.arrayValue?.isEmpty == true, "\(again)")
+        let fold = try foldJournal(directory)
+        #expect(fold.state.workers.owedReplacements.isEmpty)
+        #expect(fold.state.workers.issued == 2, "one member, one replacement")
+    }
+
+    /// Supervisors touch the heartbeat every quarter of `heartbeat_timeout` (at most every 5 s):
+    /// a short timeout must not find a healthy worker's heartbeat stale.
+    @Test func aShortHeartbeatTimeoutNeverLosesAHealthyWorker() throws {
+        let directory = try folder()
+        defer { cleanUp(directory) }
+        try updateConfig(directory, ["heartbeat_timeout": .string("1s")])
+        let spawned = try runTool(["cortex-spawn", "--dir", directory.coordination, "--", "sleep", "300"], in: directory)
+        try #require(spawned.exitCode == 0, "\(spawned)")
+        try #require(try eventually { try running(directory).count == 1 })
+        for _ in 0..<3 {
+            usleep(900_000)
+            let reaped = try runTool(["cortex-reap", "--dir", directory.coordination, "--json"], in: directory)
+            #expect(reaped.exitCode == 0 && reaped.json?["lost"]?.arrayValue?.isEmpty == true, "\(reaped)")
+        }
+        #expect(try running(directory).count == 1)
+    }
+
+    /// Hung workers (supervisor stopped, heartbeat stale, worker ignoring SIGTERM) are all
+    /// declared lost and their tasks given back first; then every leftover group gets SIGTERM at
+    /// once and SIGKILL after one shared grace. One grace each (4 × 2 groups × 2 s) would be 16 s.
+    @Test func hungWorkersAreStoppedWithinOneSharedGrace() throws {
+        let directory = try folder(maxWorkers: 8)
+        defer { cleanUp(directory) }
+        let spawned = try runTool(
+            ["cortex-spawn", "--dir", directory.coordination, "--pool", "4", "--", bashPath, "-c", "trap '' TERM; sleep 300"],
+            in: directory)
+        try #require(spawned.exitCode == 0, "\(spawned)")
+        try #require(try eventually { try running(directory).count == 4 })
+        let hung = try running(directory)
+        for worker in hung {
+            kill(Int32(worker.int("supervisor_pid")!), SIGSTOP)
+            let beat = directory.coordination + "/workers/" + worker.string("id")! + "/heartbeat"
+            try FileManager.default.setAttributes([.modificationDate: Date(timeIntervalSinceNow: -3600)], ofItemAtPath: beat)
+        }
+        let started = ContinuousClock.now
+        let reaped = try runTool(["cortex-reap", "--dir", directory.coordination, "--json", "--grace", "2s"], in: directory)
+        let took = ContinuousClock.now - started
+        #expect(reaped.exitCode == 0, "\(reaped)")
+        #expect(reaped.json?["lost"]?.arrayValue?.count == 4, "\(reaped)")
+        #expect(reaped.json?["signalled"]?.arrayValue?.count == 8, "each worker and its hung supervisor: \(reaped)")
+        #expect(took < .seconds(8), "took \(took): the graces ran one after another")
+        for worker in hung {
+            #expect(eventually { !alive(worker.int("pid")!) && !alive(worker.int("supervisor_pid")!) }, "\(worker.jsonText)")
+        }
+    }
+
     @Test func aRecycledPidIsDeclaredLostAndNeverSignalled() throws {
         let directory = try folder()
         // A process of ours that merely has the recorded pid: its start time differs.
@@ -122,5 +200,21 @@ import Testing
         let fold = try foldJournal(directory)
         #expect(fold.state.workers.active.count == 3)
         #expect(fold.state.workers.endedCounts[.lost] == 2)
+        // The same end state as one reaper: one spawn per lost pool member, the task back in the
+        // queue once, and a third run finds nothing left to do.
+        #expect(fold.records.filter { $0.record.kind == "worker.spawn" }.count == 3)
+        let replacements = fold.records.filter {
+            if case .spawned = $0.outcome { return $0.record.kind == "worker.replace" }
+            return false
+        }
+        #expect(replacements.count == 2, "one replacement per lost member, whichever reaper appended it")
+        #expect(fold.state.workers.issued == 3 + 2)
+        #expect(fold.state.workers.owedReplacements.isEmpty)
+        #expect(fold.state.tasks.counts[.failed] == 1 && fold.state.tasks.running.isEmpty)
+        let third = try runTool(command, in: directory)
+        #expect(third.exitCode == 0, "\(third)")
+        for key in ["lost", "requeued", "restarted", "signalled", "launched"] {
+            #expect(third.json?[key]?.arrayValue?.isEmpty == true, "\(key): \(third)")
+        }
     }
 }

@@ -89,6 +89,32 @@ struct SpawnTests {
         #expect(budget.int("allocated") == 900 && budget.int("spent") == 0, "\(budget.jsonText)")
     }
 
+    @Test func aSpawnQueuedForTokensStartsWhenABudgetReleaseReturnsThem() throws {
+        let sandbox = try SpawnSandbox(totalTokens: 1000)
+        let hold = try sandbox.tool(["cortex-budget", "allocate", "--dir", sandbox.root, "--tokens", "900", "--json"])
+        let allocation = try #require(hold.json?.string("allocation"), "\(hold)")
+        let marker = sandbox.scratch + "/ran"
+        let queued = try sandbox.spawn(["--tokens", "300", "--", bashPath, "-c", #"touch "$1""#, "worker", marker])
+        #expect(queued.exitCode == 75, "queued for tokens: \(queued)")
+        #expect(queued.stdout == "w-000001\n", "\(queued)")
+        // Releasing with 100 used returns 800: the queued worker starts now, not at the next reaper run.
+        let release = try sandbox.tool(["cortex-budget", "release", allocation, "--dir", sandbox.root, "--used", "100"])
+        #expect(release.exitCode == 0, "\(release)")
+        try sandbox.waitForStatus("w-000001", "exited")
+        #expect(FileManager.default.fileExists(atPath: marker), "the worker ran")
+        let budget = try sandbox.budgetStatus()
+        #expect(budget.int("allocated") == 0 && budget.int("spent") == 400, "\(budget.jsonText)")
+        // A release that returns nothing (all of it spent) appends no promotion.
+        let second = try sandbox.tool(["cortex-budget", "allocate", "--dir", sandbox.root, "--tokens", "10", "--json"])
+        let before = try foldJournal(sandbox.directory).records.count
+        let spentAll = try sandbox.tool([
+            "cortex-budget", "release", try #require(second.json?.string("allocation")), "--dir", sandbox.root,
+        ])
+        #expect(spentAll.exitCode == 0, "\(spentAll)")
+        #expect(try foldJournal(sandbox.directory).records.count == before + 1, "only the release record")
+        try sandbox.expectNoProcessesLeft()
+    }
+
     // MARK: - Capacity under concurrency
 
     /// 50 `cortex-spawn` processes at once against `max_workers` 5: never more than 5 workers

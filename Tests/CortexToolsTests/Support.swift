@@ -126,7 +126,8 @@ final class RunningTool {
     /// - Parameter barrier: when given (the read end of a pipe), the process first blocks in
     ///   bash's `read` on it and only then `exec`s the tool, so many processes can be released
     ///   at the same moment by closing the write end.
-    init(_ arguments: [String], scratch: String, barrier: Int32? = nil) throws {
+    /// - Parameter environment: the process's environment (the tools' usual one by default).
+    init(_ arguments: [String], scratch: String, barrier: Int32? = nil, environment: [String: String] = toolEnvironment) throws {
         command = arguments
         let executable = arguments[0].hasPrefix("/") ? arguments[0] : toolPath(arguments[0])
         let name = UUID().uuidString
@@ -139,7 +140,7 @@ final class RunningTool {
             argv = [executable] + arguments.dropFirst()
         }
         pid = try Spawn.start(
-            argv, environment: toolEnvironment, directory: scratch, stdin: barrier, stdout: stdoutPath, stderr: stderrPath)
+            argv, environment: environment, directory: scratch, stdin: barrier, stdout: stdoutPath, stderr: stderrPath)
     }
 
     deinit {

@@ -19,6 +19,12 @@ public struct CortexConfig: Equatable, Sendable {
     public var typeLimits: [String: Int64] = [:]
     /// Load average per core above which no new worker starts (`max_load_per_core`, in thousandths).
     public var maxLoadPerCoreMillis: Int64 = 4_000
+    /// The reaper rotates the live segment once it passes this many bytes (`rotate_bytes`), so the
+    /// segments behind it can be archived even when writers never reach `segment_max_bytes`.
+    public var reaperRotateBytes: Int64 = 1 << 20
+    /// How long archived segments stay in `journal/archive/` before the reaper removes them
+    /// (`archive_retention`).
+    public var archiveRetentionMilliseconds: Int64 = 7 * 86_400_000
 
     /// The defaults.
     public init() {}
@@ -26,9 +32,10 @@ public struct CortexConfig: Equatable, Sendable {
     /// The settings as the JSON written to `config.json`.
     public var json: JSONValue {
         .object([
+            "archive_retention": .string("\(archiveRetentionMilliseconds / 1000)s"),
             "format": 1, "heartbeat_timeout": .string("\(heartbeatTimeoutMilliseconds / 1000)s"),
             "max_load_per_core": .double(Double(maxLoadPerCoreMillis) / 1000), "max_workers": .int(maxWorkers),
-            "result_ttl": .string("\(resultRetentionMilliseconds / 1000)s"),
+            "result_ttl": .string("\(resultRetentionMilliseconds / 1000)s"), "rotate_bytes": .int(reaperRotateBytes),
             "type_limits": .object(typeLimits.sorted { $0.key < $1.key }.map { JSONMember($0.key, .int($0.value)) }),
             "segment_max_bytes": .int(segmentMaxBytes),
             "snapshot_every_records": .int(snapshotEveryRecords), "sync_appends": .bool(syncAppends),
@@ -49,6 +56,7 @@ public struct CortexConfig: Equatable, Sendable {
         if let value = try positive("segment_max_bytes", minimum: 1024) { segmentMaxBytes = value }
         if let value = try positive("snapshot_every_records", minimum: 1) { snapshotEveryRecords = Int(value) }
         if let value = try positive("max_workers", minimum: 1) { maxWorkers = Int(value) }
+        if let value = try positive("rotate_bytes", minimum: 1024) { reaperRotateBytes = value }
         if let raw = json["max_load_per_core"] {
             guard let number = raw.doubleValue, number > 0, number < 1e6 else {
                 throw .configuration("\(path): 'max_load_per_core' must be a number > 0")
@@ -74,6 +82,13 @@ public struct CortexConfig: Equatable, Sendable {
                 throw .configuration("\(path): 'result_ttl' must be a duration such as 3600, 90m, 12h or 7d")
             }
             resultRetentionMilliseconds = milliseconds
+        }
+        if let raw = json["archive_retention"] {
+            let text = raw.stringValue ?? raw.intValue.map(String.init) ?? ""
+            guard let milliseconds = try? Values.parseDurationMilliseconds(text) else {
+                throw .configuration("\(path): 'archive_retention' must be a duration such as 3600, 12h or 7d")
+            }
+            archiveRetentionMilliseconds = milliseconds
         }
         if let raw = json["sync_appends"] {
             guard let flag = raw.boolValue else { throw .configuration("\(path): 'sync_appends' must be true or false") }
@@ -109,6 +124,9 @@ public struct CoordinationLayout: Sendable {
     public var stateFolder: String { root + "/state" }
     /// The folded state and the journal position it covers.
     public var snapshot: String { root + "/state/snapshot.json" }
+    /// A second name of the snapshot the reaper last archived behind: the fallback when
+    /// `snapshot.json` is unreadable once archived segments have been purged.
+    public var checkpoint: String { root + "/state/checkpoint.json" }
     /// Settings.
     public var config: String { root + "/config.json" }
     /// One folder per worker.

@@ -18,14 +18,28 @@ public enum Values {
     /// Parses a duration: `90`, `90s`, `5m`, `2h`, `1d` (a bare number is seconds).
     /// - Returns: the duration in milliseconds.
     public static func parseDurationMilliseconds(_ text: String) throws(CortexError) -> Int64 {
-        let units: [Character: Int64] = ["s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000]
-        return try parseScaled(text, units: units, what: "duration", example: "90, 90s, 5m, 2h or 1d")
+        try parseScaled(text, what: "duration", example: "90, 90s, 5m, 2h or 1d") { unit in
+            switch unit {
+            case "s": 1000
+            case "m": 60_000
+            case "h": 3_600_000
+            case "d": 86_400_000
+            default: nil
+            }
+        }
     }
 
     /// Parses a size: `512`, `512K`, `64M`, `2G` (powers of 1024; a bare number is bytes).
     public static func parseSizeBytes(_ text: String) throws(CortexError) -> Int64 {
-        let units: [Character: Int64] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40]
-        return try parseScaled(text.uppercased(), units: units, what: "size", example: "4096, 512K, 64M or 2G")
+        try parseScaled(text.uppercased(), what: "size", example: "4096, 512K, 64M or 2G") { unit in
+            switch unit {
+            case "K": 1 << 10
+            case "M": 1 << 20
+            case "G": 1 << 30
+            case "T": 1 << 40
+            default: nil
+            }
+        }
     }
 
     /// Parses a whole, non-negative count that jq can hold exactly (below 2^53).
@@ -36,12 +50,14 @@ public enum Values {
         return value
     }
 
-    private static func parseScaled(_ text: String, units: [Character: Int64], what: String, example: String)
+    /// (Units by `switch`, not a dictionary literal: a new dictionary type costs a fresh process
+    /// a metadata instantiation and a conformance lookup, more than the parse.)
+    private static func parseScaled(_ text: String, what: String, example: String, scaleOf: (Character) -> Int64?)
         throws(CortexError) -> Int64
     {
         var digits = Substring(text)
         var scale: Int64 = what == "duration" ? 1000 : 1
-        if let last = digits.last, let unit = units[last] {
+        if let last = digits.last, let unit = scaleOf(last) {
             scale = unit
             digits = digits.dropLast()
         }

@@ -208,12 +208,28 @@ public final class FileJournal {
 
     private func descriptorForReading(segment: Int, path: String) throws(CortexError) -> Int32? {
         if let readDescriptor, readDescriptor.segment == segment { return readDescriptor.fd }
-        let fd: Int32
+        var fd: Int32
         do {
             fd = try POSIX.open(path, O_RDONLY)
         } catch {
             if error.rawValue == ENOENT { return nil }
             throw .system("open", path, error)
+        }
+        // An archived segment: read its archived copy, the same bytes at the same offsets.
+        // (The path is rebuilt from the number, never taken from the file.)
+        if (try? FileJournal.archiveNamed(byTombstoneAt: fd, path: path)) != nil {
+            POSIX.close(fd)
+            let archived = archivePath(ofSegment: segment)
+            do {
+                fd = try POSIX.open(archived, O_RDONLY)
+            } catch {
+                if error.rawValue == ENOENT {
+                    throw .corrupt(
+                        "journal segment \(path) was archived and its archived copy \(archived) has been purged; a snapshot past it is needed (state/snapshot.json)"
+                    )
+                }
+                throw .system("open", archived, error)
+            }
         }
         if let readDescriptor { POSIX.close(readDescriptor.fd) }
         readDescriptor = (segment, fd)
@@ -223,16 +239,33 @@ public final class FileJournal {
 
 /// File systems known to serialise `O_APPEND` writes to one file (DESIGN.md).
 public enum SupportedFileSystem {
-    /// `statfs` magic numbers and names of the accepted file systems.
-    public static let accepted: [Int64: String] = [
-        0xEF53: "ext4", 0x5846_5342: "xfs", 0x9123_683E: "btrfs", 0x0102_1994: "tmpfs", 0x794C_7630: "overlayfs",
-    ]
+    /// The name of an accepted file system by its `statfs` magic number, or nil. (A `switch`,
+    /// not a dictionary: every call checks this, and a dictionary type costs a fresh process a
+    /// metadata instantiation.)
+    public static func acceptedName(_ type: Int64) -> String? {
+        switch type {
+        case 0xEF53: "ext4"
+        case 0x5846_5342: "xfs"
+        case 0x9123_683E: "btrfs"
+        case 0x0102_1994: "tmpfs"
+        case 0x794C_7630: "overlayfs"
+        default: nil
+        }
+    }
 
     /// Names of a few refused ones, for a clearer message.
-    static let knownRefused: [Int64: String] = [
-        0x6969: "nfs", 0xFF53_4D42: "cifs", 0xFE53_4D42: "smb2", 0x0102_1997: "9p", 0x6573_5546: "fuse",
-        0x9FA0: "proc", 0x6265_6572: "sysfs",
-    ]
+    static func refusedName(_ type: Int64) -> String? {
+        switch type {
+        case 0x6969: "nfs"
+        case 0xFF53_4D42: "cifs"
+        case 0xFE53_4D42: "smb2"
+        case 0x0102_1997: "9p"
+        case 0x6573_5546: "fuse"
+        case 0x9FA0: "proc"
+        case 0x6265_6572: "sysfs"
+        default: nil
+        }
+    }
 
     /// Throws `CortexError.configuration` unless `path` (or its nearest existing ancestor) lies
     /// on an accepted file system.
@@ -249,8 +282,8 @@ public enum SupportedFileSystem {
         }
         let checked = probe
         let type = try withPath("statfs", checked) { () throws(Errno) in try POSIX.fileSystemType(checked) }
-        if accepted[type] == nil {
-            let name = knownRefused[type] ?? "file system type 0x\(String(type, radix: 16))"
+        if acceptedName(type) == nil {
+            let name = refusedName(type) ?? "file system type 0x\(String(type, radix: 16))"
             throw .configuration(
                 "\(path) is on \(name), which does not serialise O_APPEND writes; use a local ext4, xfs, btrfs, tmpfs or overlayfs folder")
         }

@@ -21,6 +21,11 @@ public enum JournalVerifier {
         public var unsealed: [Int] = []
         /// Bytes after the live segment's last complete line (a write in progress, or torn).
         public var partialTailBytes: Int64 = 0
+        /// Segments under a tombstone whose archived copy was checked instead.
+        public var archived: [Int] = []
+        /// Segments under a tombstone whose archived copy the retention has removed (not a fault:
+        /// the snapshot covers them).
+        public var purged: [Int] = []
 
         /// True when nothing is damaged and the structure is sound.
         public var isClean: Bool { damaged.isEmpty && problems.isEmpty }
@@ -51,8 +56,19 @@ public enum JournalVerifier {
     private static func check(segment: Int, isLive: Bool, journal: FileJournal, into report: inout Report)
         throws(CortexError)
     {
-        let path = journal.path(ofSegment: segment)
-        let fd = try withPath("open", path) { () throws(Errno) in try POSIX.open(path, O_RDONLY) }
+        var path = journal.path(ofSegment: segment)
+        var fd = try withPath("open", path) { () throws(Errno) in try POSIX.open(path, O_RDONLY) }
+        if try FileJournal.archiveNamed(byTombstoneAt: fd, path: path) != nil {
+            POSIX.close(fd)
+            path = journal.archivePath(ofSegment: segment)
+            let archived = path
+            guard let opened = try? POSIX.open(archived, O_RDONLY) else {
+                report.purged.append(segment)
+                return
+            }
+            fd = opened
+            report.archived.append(segment)
+        }
         defer { POSIX.close(fd) }
         var sealSeen = false
         var damaged: [DamagedLine] = []

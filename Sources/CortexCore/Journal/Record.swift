@@ -53,15 +53,7 @@ public struct Record: Equatable, Sendable {
     }
 
     /// A fresh record id: `r` and 16 random hex digits.
-    public static func newID() -> String {
-        let hex = Array("0123456789abcdef".utf8)
-        var text: [UInt8] = [UInt8(ascii: "r")]
-        for byte in POSIX.randomBytes(8) {
-            text.append(hex[Int(byte >> 4)])
-            text.append(hex[Int(byte & 0xF)])
-        }
-        return String(decoding: text, as: UTF8.self)
-    }
+    public static func newID() -> String { "r" + POSIX.randomHex(bytes: 8) }
 
     /// The kind of the record that ends a segment (DESIGN.md, "Sealing and rotation").
     public static let sealKind = "journal.seal"

@@ -215,6 +215,21 @@ public enum POSIX {
         return bytes
     }
 
+    /// `bytes` random bytes as lower-case hex digits (record ids, temp names). Formatted by
+    /// table: `String(_:radix:)` is generic and costs a fresh process more than the syscall.
+    public static func randomHex(bytes count: Int) -> String {
+        let digits: StaticString = "0123456789abcdef"
+        var text: [UInt8] = []
+        text.reserveCapacity(count * 2)
+        digits.withUTF8Buffer { hex in
+            for byte in randomBytes(count) {
+                text.append(hex[Int(byte >> 4)])
+                text.append(hex[Int(byte & 0xF)])
+            }
+        }
+        return String(decoding: text, as: UTF8.self)
+    }
+
     /// Milliseconds since the Unix epoch, from the wall clock. Only the edges read clocks;
     /// the reducer takes time from records.
     public static func wallClockMilliseconds() -> Int64 {

@@ -62,6 +62,14 @@ public enum Reducer {
         case .worker(let workerEvent):
             let outcome = WorkerRules.apply(workerEvent, recordID: record.id, at: time, in: &state)
             if outcome.changesState { state.workers.version += 1 }
+            if case .workerExited(let worker, let restarting) = outcome {
+                // The run that held these claims has ended (its supervisor killed what was left of
+                // its group before recording the exit), so no one will complete them: a restarted
+                // worker keeps its id and a fresh heartbeat, and the reaper would never see them.
+                let how = restarting ? "exited and was restarted" : "exited"
+                let requeued = TaskRules.workerLost(worker, reason: "the run \(how)", at: time, in: &state.tasks)
+                if case .requeued(let tasks) = requeued, !tasks.isEmpty { state.tasks.version += 1 }
+            }
             return outcome
         }
     }

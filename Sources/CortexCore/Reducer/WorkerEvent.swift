@@ -14,6 +14,9 @@ public enum WorkerEvent: Equatable, Sendable {
     case stop(worker: String)
     /// `worker.promote`: start queued workers that fit now (the reaper, after losses).
     case promote(evidence: MachineEvidence)
+    /// `worker.replace`: spawn the replacement a lost pool member is owed (the reaper). The first
+    /// such record for a lost worker wins; later ones change nothing.
+    case replace(worker: String, evidence: MachineEvidence)
 
     /// The record kind.
     public var kind: String {
@@ -24,6 +27,7 @@ public enum WorkerEvent: Equatable, Sendable {
         case .exited: "worker.exited"
         case .stop: "worker.stop"
         case .promote: "worker.promote"
+        case .replace: "worker.replace"
         }
     }
 
@@ -42,6 +46,7 @@ public enum WorkerEvent: Equatable, Sendable {
             ])
         case .stop(let worker): .object(["worker": .string(worker)])
         case .promote(let evidence): .object(["evidence": evidence.json])
+        case .replace(let worker, let evidence): .object(["evidence": evidence.json, "worker": .string(worker)])
         }
     }
 
@@ -82,6 +87,7 @@ public enum WorkerEvent: Equatable, Sendable {
                 evidence: try evidence())
         case "worker.stop": return .stop(worker: try worker())
         case "worker.promote": return .promote(evidence: try evidence())
+        case "worker.replace": return .replace(worker: try worker(), evidence: try evidence())
         default: return nil
         }
     }

@@ -57,13 +57,25 @@ enum WorkerRules {
             return .stopping(worker: id)
         case .promote(let evidence):
             return .promoted(workers: promote(evidence, recordID, time, &state))
+        case .replace(let id, let evidence):
+            guard let index = state.workers.owedReplacements.firstIndex(where: { $0.worker == id }) else {
+                return .refused("\(id) is owed no replacement (never lost, not restartable, or already replaced)")
+            }
+            let owed = state.workers.owedReplacements.remove(at: index)
+            return spawn(owed.spec, queue: true, evidence, recordID, time, &state)
         }
     }
 
-    /// `worker.lost` for a supervised worker: its reservation is settled and its place freed.
-    /// (Queued spawns are started by the `worker.promote` the reaper appends next.)
+    /// `worker.lost` for a supervised worker: its reservation is settled and its place freed; a
+    /// pool member (restart policy other than never, not being stopped) is owed a replacement,
+    /// which the reaper spawns with `worker.replace`. (Queued spawns are started by the
+    /// `worker.promote` the reaper appends next.)
     static func lost(_ id: String, reason: String, recordID: String, at time: Int64, in state: inout CortexState) -> Bool {
         guard var worker = state.workers.live[id], worker.status != .queued else { return false }
+        if worker.status != .stopping && worker.spec.restart != .never {
+            let leftover = [worker.supervisor, worker.process].compactMap { $0 }
+            state.workers.owedReplacements.append(OwedReplacement(worker: id, spec: worker.spec, leftover: leftover))
+        }
         worker.lostReason = reason
         worker.endRecord = recordID
         end(&worker, as: .lost, tokensUsed: nil, at: time, in: &state)

@@ -163,6 +163,24 @@ public struct WorkerEntry: Equatable, Sendable {
     public var endRecord: String?
 }
 
+/// A lost worker's claim to a replacement (see `WorkerState.owedReplacements`).
+public struct OwedReplacement: Equatable, Sendable {
+    /// The lost worker.
+    public var worker: String
+    /// Its spec: the replacement is spawned with it.
+    public var spec: WorkerSpec
+    /// Its supervisor and process when it was declared lost: a reaper stops what is left of
+    /// them (pid and start time checked) before the replacement starts.
+    public var leftover: [ProcessIdentity]
+
+    /// A claim to a replacement.
+    public init(worker: String, spec: WorkerSpec, leftover: [ProcessIdentity]) {
+        self.worker = worker
+        self.spec = spec
+        self.leftover = leftover
+    }
+}
+
 /// The supervised workers as the fold sees them: live ones by id, the spawn queue in order, and
 /// the last few that ended (for `worker-pool.json` and `cortex worker show`).
 public struct WorkerState: Equatable, Sendable {
@@ -178,6 +196,10 @@ public struct WorkerState: Equatable, Sendable {
     public var recent: [WorkerEntry] = []
     /// How many workers ever reached each final status.
     public var endedCounts: [WorkerStatus: Int64] = [:]
+    /// Lost workers whose restart policy owes them a replacement not yet spawned, oldest first.
+    /// Kept in the state (not in a reaper's memory) so a reaper killed between declaring a pool
+    /// member lost and replacing it leaves the replacement to the next one.
+    public var owedReplacements: [OwedReplacement] = []
 
     /// How many ended workers are remembered.
     public static let recentLimit = 50

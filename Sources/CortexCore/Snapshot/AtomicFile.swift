@@ -54,7 +54,7 @@ public enum AtomicFile {
     /// A private name beside `path`: `.NAME.tmp-PID-RANDOM` (hidden from globs, unique per process).
     static func temporaryName(beside path: String) -> String {
         let (directory, name) = split(path)
-        return "\(directory)/.\(name).tmp-\(getpid())-\(POSIX.randomBytes(4).map { String($0, radix: 16) }.joined())"
+        return "\(directory)/.\(name).tmp-\(getpid())-\(POSIX.randomHex(bytes: 4))"
     }
 
     /// Creates a temp file beside `path` (`O_EXCL|O_NOFOLLOW`) holding `bytes`, `fsync`ed when

@@ -41,7 +41,12 @@ extension WorkerState {
         .object([
             "ended_counts": .object(
                 endedCounts.sorted { $0.key.rawValue < $1.key.rawValue }.map { JSONMember($0.key.rawValue, .int($0.value)) }),
-            "issued": .int(issued), "live": .array(all.map(\.json)), "queue": .array(queue.map { .string($0) }),
+            "issued": .int(issued), "live": .array(all.map(\.json)),
+            "owed_replacements": .array(
+                owedReplacements.map {
+                    .object(["leftover": .array($0.leftover.map(\.json)), "spec": $0.spec.json, "worker": .string($0.worker)])
+                }),
+            "queue": .array(queue.map { .string($0) }),
             "recent": .array(recent.map(\.json)), "version": .int(version),
         ])
     }
@@ -55,6 +60,13 @@ extension WorkerState {
             live[worker.id] = worker
         }
         queue = (json["queue"]?.arrayValue ?? []).compactMap(\.stringValue)
+        for item in json["owed_replacements"]?.arrayValue ?? [] {
+            guard let worker = item["worker"]?.stringValue, let spec = item["spec"].flatMap(WorkerSpec.init(json:)) else {
+                throw .corrupt("owed replacement without worker or spec")
+            }
+            let leftover = (item["leftover"]?.arrayValue ?? []).compactMap(ProcessIdentity.init(json:))
+            owedReplacements.append(OwedReplacement(worker: worker, spec: spec, leftover: leftover))
+        }
         recent = try (json["recent"]?.arrayValue ?? []).map { (item) throws(CortexError) in try WorkerEntry(json: item) }
         for member in json["ended_counts"]?.objectMembers ?? [] {
             if let status = WorkerStatus(rawValue: member.key) { endedCounts[status] = member.value.intValue ?? 0 }

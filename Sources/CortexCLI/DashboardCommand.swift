@@ -1,0 +1,111 @@
+import CortexCore
+import Glibc
+
+/// `cortex dashboard`: writes the self-contained HTML page (docs/decisions/016-dashboard.md).
+public enum DashboardTool {
+    /// How many journal events a page shows unless `--events` says otherwise.
+    public static let defaultEventCount = 50
+
+    /// The command.
+    public static let command = Command(
+        CommandSpec(
+            name: "cortex dashboard",
+            abstract: "Write a self-contained HTML dashboard: worker grid, queue, token gauges, latency, last events.",
+            options: [
+                .value("out", "FILE", "Where to write the page (default: DIR/dashboard.html)."),
+                .flag("embed", "A frozen snapshot: the page shows the data embedded now and never reloads."),
+                .value("events", "N", "How many of the last journal events to include (default 50)."),
+                .flag("follow", "Then keep events.json beside the page fresh (at most once a second) until stopped.", short: "f"),
+            ],
+            examples: [
+                "cortex dashboard                      # DIR/dashboard.html and DIR/events.json",
+                "cd coordination && python3 -m http.server --bind 127.0.0.1 8080   # then open http://127.0.0.1:8080/dashboard.html",
+                "cortex dashboard --embed --out /tmp/cortex-snapshot.html        # a frozen copy to open from disk or mail",
+                "cortex dashboard --follow &           # a served page's event list follows the journal too",
+            ]),
+        body: run)
+
+    static func run(_ invocation: Invocation) throws(CortexError) -> Report {
+        let arguments = invocation.arguments
+        let eventCount = Int(try arguments.count("events") ?? Int64(defaultEventCount))
+        let frozen = arguments.has("embed")
+        if frozen && arguments.has("follow") { throw .usage("--follow keeps a live page's events.json fresh: not with --embed") }
+        let store = try invocation.openStore(mutating: false)
+        let layout = store.layout
+        let out = arguments.value("out") ?? layout.root + "/dashboard.html"
+        let now = POSIX.wallClockMilliseconds()
+        let journal = try CoordinationStore.existingJournal(root: layout.root)
+        var recent = RecentEvents(capacity: eventCount)
+        var summary = try journal.readForward(from: .start) { (record, _) throws(CortexError) in recent.append(record) }
+        let events = recent.json
+        let snapshot = Dashboard.Snapshot(
+            budget: Views.budget(store.state, nowMilliseconds: now),
+            taskQueue: Views.taskQueue(store.state, nowMilliseconds: now),
+            workerPool: Views.workerPool(
+                store.state, maxWorkers: store.config.maxWorkers, nowMilliseconds: now,
+                heartbeatAge: { layout.heartbeatAge($0, nowMilliseconds: now) }),
+            metrics: readMetrics(layout.root + "/" + Dashboard.metricsFileName), events: events, directory: layout.root,
+            generatedMilliseconds: now, frozen: frozen)
+        // A live page reads its events from events.json beside it; a frozen one needs none.
+        var eventsFile: String?
+        if !frozen {
+            let path = directory(of: out) + "/" + Dashboard.eventsFileName
+            try AtomicFile.replace(
+                path, with: Dashboard.eventsDocument(events, nowMilliseconds: now).prettySerialized(), durability: .processCrash)
+            eventsFile = path
+        }
+        try AtomicFile.replace(out, with: Dashboard.page(snapshot), durability: .processCrash)
+        if let eventsFile, arguments.has("follow") {
+            Terminal.writeOut("wrote \(out); following the journal into \(eventsFile)\n")
+            let watcher = try JournalWatcher(directory: journal.directory)
+            while true {
+                _ = watcher.wait(timeoutMilliseconds: 1000)
+                let before = summary.end
+                summary = try journal.readForward(from: summary.end) { (record, _) throws(CortexError) in recent.append(record) }
+                guard summary.end != before else { continue }
+                let events = Dashboard.eventsDocument(recent.json, nowMilliseconds: POSIX.wallClockMilliseconds())
+                try AtomicFile.replace(eventsFile, with: events.prettySerialized(), durability: .processCrash)
+                usleep(1_000_000)  // at most one rewrite a second, however busy the journal
+            }
+        }
+        let workers = store.state.workers.all.count
+        var text = "wrote \(out): \(workers) worker\(workers == 1 ? "" : "s"), \(store.state.tasks.created) tasks, \(events.count) events"
+        text += frozen ? " (frozen snapshot)" : "\nserve it live: cd \(directory(of: out)) && python3 -m http.server --bind 127.0.0.1 8080"
+        return Report(
+            text: text,
+            json: .object([
+                "events": .int(events.count), "events_file": .optional(eventsFile), "frozen": .bool(frozen), "out": .string(out),
+                "tasks": .int(store.state.tasks.created), "workers": .int(workers),
+            ]))
+    }
+
+    /// The last `capacity` records read, oldest first.
+    struct RecentEvents {
+        let capacity: Int
+        private(set) var records: [Record] = []
+
+        init(capacity: Int) { self.capacity = capacity }
+
+        mutating func append(_ record: Record) {
+            guard capacity > 0 else { return }
+            if records.count == capacity { records.removeFirst() }
+            records.append(record)
+        }
+
+        /// The records in `cortex tail --json`'s shape (the same formatter, so the same fields).
+        var json: [JSONValue] { records.compactMap { try? JSONValue.parse(EventFormatter.line($0, json: true)) } }
+    }
+
+    /// `metrics.json` when it exists and parses; nil means "no metrics yet" (the page shows –).
+    static func readMetrics(_ path: String) -> JSONValue? {
+        guard let bytes = try? POSIX.readFile(path), let value = try? JSONValue.parse(bytes), value.objectMembers != nil else {
+            return nil
+        }
+        return value
+    }
+
+    static func directory(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "." }
+        return slash == path.startIndex ? "/" : String(path[..<slash])
+    }
+}

@@ -1,0 +1,225 @@
+import Glibc
+import Testing
+
+@testable import CortexCore
+
+/// Archiving sealed segments behind tombstones and keeping the journal bounded
+/// (docs/decisions/013): no fold, position or decision may change because a segment was archived.
+@Suite struct JournalArchiveTests {
+    /// A folder whose writers rotate every ~2 KiB, with budget records spread over many segments.
+    func folderWithSegments(allocations: Int = 60) throws -> (TemporaryDirectory, CoordinationLayout, CoordinationStore) {
+        let folder = try TemporaryDirectory()
+        var config = CortexConfig()
+        config.segmentMaxBytes = 2048
+        config.snapshotEveryRecords = 1_000_000  // snapshots only when the test asks
+        let layout = try folder.coordination(config)
+        let store = try CoordinationStore.open(root: layout.root, createIfMissing: false)
+        _ = try store.submit(.budgetSet(total: 1_000_000))
+        for index in 0..<allocations {
+            _ = try store.submit(.budgetAllocate(BudgetRequest(tokens: 10, holder: "w\(index)")))
+            if index % 2 == 0 { _ = try store.submit(.budgetRelease(allocation: BudgetState.allocationID(Int64(index + 1)), used: 3)) }
+        }
+        return (folder, layout, store)
+    }
+
+    func compact(_ store: CoordinationStore, retention: Int64 = 86_400_000) throws -> CoordinationStore.Compaction {
+        try store.compactJournal(rotateAboveBytes: 1024, retentionMilliseconds: retention, nowMilliseconds: POSIX.wallClockMilliseconds())
+    }
+
+    @Test func archivingChangesNoFoldAndNoOutcome() throws {
+        let (folder, layout, store) = try folderWithSegments()
+        defer { withExtendedLifetime(folder) {} }
+        let before = try freshFold(layout)
+        let result = try compact(store)
+        #expect(result.archived.count >= 3, "segments behind the snapshot are archived")
+        #expect(try compact(store).archived.isEmpty, "archiving twice does nothing more")
+        let journal = FileJournal(directory: layout.journal)
+        for segment in result.archived {
+            #expect(try journal.isTombstone(segment))
+            #expect(try POSIX.status(journal.archivePath(ofSegment: segment)) != nil)
+            #expect(try journal.sizeOfSegment(segment) < 256, "a tombstone is one short line")
+        }
+        // A fresh fold from the start reads the archived copies and decides every record the same way.
+        let after = try freshFold(layout)
+        #expect(after.outcomes.map(\.0.id) == before.outcomes.map(\.0.id))
+        #expect(after.outcomes.map(\.1) == before.outcomes.map(\.1))
+        #expect(after.state.budget == before.state.budget)
+        let report = try JournalVerifier.verify(journal)
+        #expect(report.isClean, "\(report.problems) \(report.damaged)")
+        #expect(report.archived == result.archived)
+        #expect(report.records == before.outcomes.count)
+    }
+
+    @Test func aReaderBehindTheArchiveBoundaryCatchesUp() throws {
+        let (folder, layout, writer) = try folderWithSegments(allocations: 10)
+        defer { withExtendedLifetime(folder) {} }
+        // A reader that has folded only the first segments, with a descriptor on the old file.
+        let reader = try CoordinationStore.open(root: layout.root, createIfMissing: false)
+        for index in 0..<50 { _ = try writer.submit(.budgetAllocate(BudgetRequest(tokens: 1, holder: "late\(index)"))) }
+        _ = try compact(writer)
+        try reader.catchUp()
+        #expect(reader.state.budget == writer.state.budget)
+        // A reader starting from a position inside an archived segment, with nothing cached.
+        var fromMiddle = 0
+        _ = try FileJournal(directory: layout.journal).readForward(from: JournalPosition(segment: 2, offset: 0)) { _, _ in
+            fromMiddle += 1
+        }
+        #expect(fromMiddle > 0)
+    }
+
+    @Test func anOldSnapshotPointingIntoAnArchivedSegmentStillLoads() throws {
+        let (folder, layout, store) = try folderWithSegments(allocations: 10)
+        defer { withExtendedLifetime(folder) {} }
+        try store.writeSnapshot()
+        let oldSnapshot = try POSIX.readFile(layout.snapshot)
+        for index in 0..<60 { _ = try store.submit(.budgetAllocate(BudgetRequest(tokens: 1, holder: "x\(index)"))) }
+        let result = try compact(store)
+        #expect(!result.archived.isEmpty)
+        // A slow writer puts back an older snapshot: its position lies in an archived segment.
+        try AtomicFile.replace(layout.snapshot, with: oldSnapshot, durability: .processCrash)
+        let reopened = try CoordinationStore.open(root: layout.root, createIfMissing: false)
+        #expect(reopened.state.budget == store.state.budget)
+        #expect(reopened.recordsSinceSnapshot > 0, "it folded from the old snapshot through archived copies")
+    }
+
+    @Test func afterRetentionTheSnapshotOrItsCheckpointCarriesTheState() throws {
+        let (folder, layout, store) = try folderWithSegments()
+        defer { withExtendedLifetime(folder) {} }
+        let first = try compact(store, retention: 0)
+        #expect(!first.archived.isEmpty)
+        usleep(5_000)
+        let second = try compact(store, retention: 0)
+        #expect(Set(second.purged).union(first.purged) == Set(first.archived))
+        let journal = FileJournal(directory: layout.journal)
+        #expect(journal.archivedSegmentNumbers().isEmpty)
+        // Folding from the very start is no longer possible, and says why.
+        #expect(throws: CortexError.self) { try freshFold(layout) }
+        // The snapshot carries the state; with a damaged snapshot the checkpoint does.
+        #expect(try CoordinationStore.open(root: layout.root, createIfMissing: false).state.budget == store.state.budget)
+        try AtomicFile.replace(layout.snapshot, with: Array("{\"format\":2,\"posi".utf8), durability: .processCrash)
+        #expect(try CoordinationStore.open(root: layout.root, createIfMissing: false).state.budget == store.state.budget)
+        let report = try JournalVerifier.verify(journal)
+        #expect(report.isClean)
+        #expect(Set(report.purged) == Set(first.archived))
+    }
+
+    @Test func anArchiveInterruptedAfterTheLinkIsFinishedByTheNextRun() throws {
+        let (folder, layout, store) = try folderWithSegments()
+        defer { withExtendedLifetime(folder) {} }
+        let journal = FileJournal(directory: layout.journal)
+        try store.writeSnapshot()
+        // kill -9 between the link and the tombstone: the archive copy exists, the name is still the segment.
+        try POSIX.link(journal.path(ofSegment: 1), journal.archivePath(ofSegment: 1))
+        let result = try compact(store)
+        #expect(result.archived.first == 1)
+        #expect(try journal.isTombstone(1))
+        #expect(try freshFold(layout).state.budget == store.state.budget)
+    }
+
+    @Test func aTombstoneNeverRedirectsOutsideTheArchiveFolder() throws {
+        let (folder, layout, store) = try folderWithSegments()
+        defer { withExtendedLifetime(folder) {} }
+        _ = try compact(store)
+        let journal = FileJournal(directory: layout.journal)
+        // A hand-made tombstone naming another file: the reader still opens archive/<its own number>.
+        let forged = Record(
+            id: Record.newID(), timeMilliseconds: 1, kind: Record.sealKind, data: .object(["archive": "../../config.json", "next": 2]))
+        let path = journal.path(ofSegment: 1)
+        try AtomicFile.replace(path, with: try RecordCodec.encode(forged), durability: .processCrash)
+        #expect(try freshFold(layout).state.budget == store.state.budget)
+    }
+
+    @Test func finishedTaskFilesOfPastHoursAreMergedAndStayFindable() throws {
+        let folder = try TemporaryDirectory()
+        var config = CortexConfig()
+        config.snapshotEveryRecords = 1_000_000
+        let layout = try folder.coordination(config)
+        let store = try CoordinationStore.open(root: layout.root, createIfMissing: false)
+        var ids: [String] = []
+        for round in 0..<5 {
+            for _ in 0..<4 {
+                guard case .created(let id, _) = try store.submit(.taskCreate(TaskSpec(type: "t"))).outcome,
+                    case .claimed(_, let claim) = try store.submit(.taskClaim(TaskClaim(worker: "w"))).outcome
+                else {
+                    Issue.record("round \(round): create or claim failed")
+                    return
+                }
+                _ = try store.submit(.taskComplete(task: id, claim: claim, result: nil, tokensUsed: nil))
+                ids.append(id)
+            }
+            try store.writeSnapshot()  // one small file of 4 finished tasks per round
+        }
+        func files() throws -> [String] { try POSIX.directoryEntries(layout.finishedTasks).filter { $0.hasSuffix(".jsonl") }.sorted() }
+        #expect(try files().count == 5)
+        let now = POSIX.wallClockMilliseconds()
+        // Files of the current hour stay as they are.
+        #expect(try store.mergeFinishedTaskFiles(nowMilliseconds: now) == 0)
+        // Two hours later they are merged into one file, each task once.
+        #expect(try store.mergeFinishedTaskFiles(nowMilliseconds: now + 7_200_000) == 5)
+        let merged = try files()
+        #expect(merged.count == 1 && merged[0].hasPrefix("hour-"), "\(merged)")
+        // A race left a second file of that hour holding some of the same tasks: merged again, no duplicate.
+        let copy = layout.finishedTasks + "/hour-\(now / 3_600_000)-copy.jsonl"
+        let first = try POSIX.readFile(layout.finishedTasks + "/" + merged[0])
+        try AtomicFile.replace(copy, with: Array(first.prefix(upTo: first.firstIndex(of: 0x0A)! + 1)), durability: .processCrash)
+        #expect(try store.mergeFinishedTaskFiles(nowMilliseconds: now + 7_200_000) == 2)
+        let remerged = try files()
+        #expect(remerged.count == 1, "\(remerged)")
+        let lines = try POSIX.readFile(layout.finishedTasks + "/" + remerged[0]).split(separator: 0x0A)
+        #expect(lines.count == 20, "each finished task once")
+        let reopened = try CoordinationStore.open(root: layout.root, createIfMissing: false)
+        #expect(try reopened.finishedTasks().map(\.id) == ids)
+        for id in ids { #expect(try reopened.task(id)?.status == .done, "\(id)") }
+    }
+
+    /// Journal growth: many operations of every kind, with the reaper's compaction now and then.
+    /// The live segment, the snapshot and the views stay the same size however long it runs, and
+    /// finished work leaves the hot state (the 1,000,000-operation run is `cortex-bench growth`).
+    @Test func theLiveJournalSnapshotAndViewsStayBounded() throws {
+        let folder = try TemporaryDirectory()
+        var config = CortexConfig()
+        config.segmentMaxBytes = 64 << 10
+        let layout = try folder.coordination(config)
+        let store = try CoordinationStore.open(root: layout.root, createIfMissing: false)
+        _ = try store.submit(.budgetSet(total: 1 << 50))
+        var sizes: [(live: Int64, snapshot: Int, views: Int, journalFiles: Int)] = []
+        var operations = 0
+        for round in 0..<8 {
+            for index in 0..<150 {
+                let created = try store.submit(.taskCreate(TaskSpec(type: "t")))
+                guard case .created(let task, _) = created.outcome,
+                    case .granted(let allocation) = try store.submit(.budgetAllocate(BudgetRequest(tokens: 5, holder: task))).outcome,
+                    case .claimed(_, let claim) = try store.submit(.taskClaim(TaskClaim(worker: "w\(index % 7)"))).outcome
+                else {
+                    Issue.record("round \(round) op \(index): unexpected outcome")
+                    return
+                }
+                _ = try store.submit(.taskComplete(task: task, claim: claim, result: nil, tokensUsed: 3))
+                _ = try store.submit(.budgetRelease(allocation: allocation, used: 3))
+                operations += 5
+                try store.publish()
+            }
+            _ = try store.compactJournal(
+                rotateAboveBytes: 16 << 10, retentionMilliseconds: 0, nowMilliseconds: POSIX.wallClockMilliseconds() + 1)
+            try store.publishViews()
+            let viewBytes = try [layout.budgetView, layout.taskView, layout.workerView].reduce(0) { try $0 + POSIX.readFile($1).count }
+            sizes.append(
+                (
+                    try FileJournal(directory: layout.journal).sizeOfSegment(store.position.segment),
+                    try POSIX.readFile(layout.snapshot).count,
+                    viewBytes, FileJournal(directory: layout.journal).archivedSegmentNumbers().count
+                ))
+        }
+        #expect(operations == 6_000)
+        #expect(store.state.tasks.counts[.done] == 1_200)
+        #expect(store.state.budget.allocations.isEmpty)
+        for sample in sizes.dropFirst() {
+            #expect(sample.snapshot <= sizes[0].snapshot + 256, "the snapshot holds live work only: \(sizes.map(\.snapshot))")
+            #expect(sample.live <= 16 << 10, "the live segment is rotated and archived")
+            #expect(sample.views <= sizes[0].views + 64, "views do not grow with finished work: \(sizes.map(\.views))")
+            #expect(sample.journalFiles == 0, "retention 0 removes every archived copy")
+        }
+        let report = try JournalVerifier.verify(FileJournal(directory: layout.journal))
+        #expect(report.isClean)
+    }
+}

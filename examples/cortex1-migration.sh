@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# A Cortex 1.0 master, rewritten line by line. Each "# 1.0:" comment is the old code (flock on a
+# lock file, a jq read-modify-write of the shared JSON file, mv into place); the line right under
+# it is the one Cortex 2 call that replaces it. No lock files, no temp files, no `mv`: every call
+# is one journal append and the views are rewritten for you. The views keep 1.0's names and
+# fields, so read-only jq lines stay as they were.
+#
+#   CORTEX_DIR=/tmp/migrated examples/cortex1-migration.sh [TASKS]
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+tasks=${1:-6}
+# 1.0: DIR=./coordination
+export CORTEX_DIR=${CORTEX_DIR:-./coordination}
+DIR=$CORTEX_DIR
+
+# --- setting up ------------------------------------------------------------------------------
+# 1.0: mkdir -p "$DIR" && echo '{"total_budget":500000,"allocated":0,"in_use":0,"available":500000}' >"$DIR/token-budget.json"
+# 1.0: echo '{"pending":[],"running":{},"done":0}' >"$DIR/task-queue.json"
+cortex init --total-tokens 500000 --max-workers 4 >/dev/null
+
+# --- the budget ------------------------------------------------------------------------------
+# 1.0: exec 9>"$DIR/token-budget.json.lock"; flock 9
+# 1.0: jq -e --argjson t 20000 'if .available >= $t then .allocated += $t | .in_use = .allocated | .available -= $t
+# 1.0:   else false end' "$DIR/token-budget.json" >"$DIR/tmp.$$" && mv "$DIR/tmp.$$" "$DIR/token-budget.json" || echo over
+# 1.0: flock -u 9
+allocation=$(cortex-budget allocate --tokens 20000 --holder master) || { echo "over budget: try later" >&2; exit 1; }
+
+# 1.0: jq .available "$DIR/token-budget.json"                      (unchanged: same file, same field)
+jq .available "$DIR/token-budget.json"
+
+# --- enqueueing ------------------------------------------------------------------------------
+for i in $(seq "$tasks"); do
+  # 1.0: exec 8>"$DIR/task-queue.json.lock"; flock 8
+  # 1.0: jq --arg id "task-$i" --arg d "sleep 0.1; echo $i" '.pending += [{id: $id, type: "demo", priority: "medium", description: $d}]' \
+  # 1.0:   "$DIR/task-queue.json" >"$DIR/tmp.$$" && mv "$DIR/tmp.$$" "$DIR/task-queue.json"; flock -u 8
+  cortex-task create --type demo --description "sleep 0.1; echo $i" --key "migration-$i" >/dev/null
+done
+
+# 1.0: jq '.pending | length' "$DIR/task-queue.json"               (unchanged)
+jq '.pending | length' "$DIR/task-queue.json"
+
+# --- workers ---------------------------------------------------------------------------------
+# 1.0: for n in 1 2; do nohup ./worker.sh "w-$n" >"logs/w-$n.log" 2>&1 & echo $! >>"$DIR/pids"; done
+# (Supervised: own session, bounded logs in workers/<id>/, restarted if they die, heartbeat kept.)
+pool=$(IDLE_LIMIT=20s cortex-spawn --pool 2 --type demo -- bash "$here/task-worker.sh") || [ $? -eq 75 ]
+
+# A 1.0 worker's loop body, for reference (examples/task-worker.sh is the 2.0 one):
+# 1.0: flock 8; id=$(jq -r '.pending[0].id // empty' "$DIR/task-queue.json")
+# 1.0: jq --arg id "$id" --arg w "$W" '.running[$id] = {worker: $w} | .pending |= .[1:]' ... && mv ...; flock -u 8
+#      task=$(cortex-task claim --worker "$W" --type demo --wait 5m)       # + a fencing token: .claim
+# 1.0: flock 8; jq --arg id "$id" 'del(.running[$id]) | .done += 1' ... && mv ...; flock -u 8
+#      cortex-task complete "$id" --claim "$claim" --result '{"ok":true}'  # refused if the lease was lost
+
+# 1.0: while [ "$(jq '(.pending | length) + (.running | length)' "$DIR/task-queue.json")" -gt 0 ]; do sleep 1; done
+# (While spawns wait for room, as on a loaded machine, the reaper starts them once they fit.)
+deadline=$((SECONDS + ${DRAIN_TIMEOUT:-300}))
+until jq -e '.counts.pending + .counts.running + .counts.failed == 0' "$DIR/task-queue.json" >/dev/null; do
+  [ "$SECONDS" -lt "$deadline" ] || { echo "the queue did not drain in time: see 'cortex worker list'" >&2; exit 75; }
+  jq -e '.queued | length == 0' "$DIR/worker-pool.json" >/dev/null || cortex-reap >/dev/null
+  sleep 0.5
+done
+
+# --- the reaper ------------------------------------------------------------------------------
+# 1.0: (cron) for pid in $(cat "$DIR/pids"); do kill -0 "$pid" || requeue-with-jq "$pid"; done
+cortex-reap >/dev/null
+
+# --- releasing -------------------------------------------------------------------------------
+# 1.0: flock 9; jq --argjson t 20000 '.allocated -= $t | .in_use = .allocated | .available += $t' ... && mv ...; flock -u 9
+cortex-budget release "$allocation" --used 12000 >/dev/null   # 12000 spent, 8000 back in the pool
+
+# 1.0: for pid in $(cat "$DIR/pids"); do kill "$pid"; done
+for worker in $pool; do cortex worker stop "$worker" >/dev/null; done
+
+# 1.0: jq .done "$DIR/task-queue.json"
+jq .counts.done "$DIR/task-queue.json"
