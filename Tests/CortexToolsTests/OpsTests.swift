@@ -318,6 +318,23 @@ struct OpsTests {
         #expect(result.stdoutLines.last?.hasSuffix("→ alloc-000400") == true, "\(result.stdoutLines.last ?? "")")
     }
 
+    @Test func tailReadsBackIntoArchivedSegments() throws {
+        let directory = try TemporaryDirectory()
+        try initialise(directory, totalTokens: 1_000)
+        try updateConfig(directory, ["segment_max_bytes": 1024, "rotate_bytes": 1024])
+        for index in 1...40 {
+            #expect(try run(["cortex-budget", "allocate", "--tokens", "1", "--holder", "h-\(index)"], directory).exitCode == 0)
+        }
+        #expect(try run(["cortex-reap"], directory).exitCode == 0)  // archives the covered sealed segments
+        let archived = try FileManager.default.contentsOfDirectory(atPath: directory.coordination + "/journal/archive")
+        #expect(archived.count > 3, "segments archived: \(archived)")
+        let result = try run(["cortex", "tail", "--kind", "budget.allocate", "--lines", "40"], directory)
+        #expect(result.exitCode == 0, "\(result)")
+        #expect(result.stdoutLines.count == 40, "\(result)")
+        #expect(result.stdoutLines.first?.contains("holder=h-1 ") == true || result.stdoutLines.first?.hasSuffix("holder=h-1") == true)
+        #expect(result.stdoutLines.last?.contains("holder=h-40") == true)
+    }
+
     @Test func tailGivesOutcomesFromTheSnapshotOnAndRecordsBeforeItPlain() throws {
         let directory = try TemporaryDirectory()
         try initialise(directory, totalTokens: 1_000)

@@ -26,8 +26,15 @@ public enum JournalTail {
         var segment = last
         while segment >= 1 {
             guard try journal.segmentExists(segment) else { return JournalPosition(segment: segment + 1, offset: 0) }
+            // An archived segment: its copy under journal/archive/ has the same bytes at the same
+            // offsets (the tombstone's seal is not the segment's end). Past a purged copy, stop.
+            var path = journal.path(ofSegment: segment)
+            if try journal.isTombstone(segment) {
+                path = journal.archivePath(ofSegment: segment)
+                guard (try? POSIX.status(path)) ?? nil != nil else { return JournalPosition(segment: segment + 1, offset: 0) }
+            }
             var stop: JournalPosition?
-            try scanBackwards(journal.path(ofSegment: segment)) { (line, start, end) in
+            try scanBackwards(path) { (line, start, end) in
                 guard case .record(let record, _) = RecordCodec.decode(line), !record.isSeal else { return true }
                 if let since = sinceMilliseconds, record.timeMilliseconds < since {
                     stop = JournalPosition(segment: segment, offset: end)
