@@ -20,6 +20,11 @@ public struct MetricsReport: Sendable {
         var help: String
         var type: String
         var samples: [Sample] = []
+
+        /// A family of one unlabelled sample.
+        static func single(_ name: String, _ help: String, type: String, value: Double) -> Family {
+            Family(name: name, help: help, type: type, samples: [Sample(labels: [], value: value)])
+        }
     }
 
     private(set) var families: [Family] = []
@@ -109,9 +114,9 @@ public struct MetricsReport: Sendable {
         families.append(waiting)
         let oldestAge = queue.oldest.map { max(0, now - $0.createdMilliseconds) } ?? 0
         families.append(
-            Family(
-                name: "cortex_oldest_waiting_task_age_seconds", help: "Age of the oldest waiting task (0 when none waits).",
-                type: "gauge", samples: [Sample(labels: [], value: Double(oldestAge) / 1000)]))
+            Family.single(
+                "cortex_oldest_waiting_task_age_seconds", "Age of the oldest waiting task (0 when none waits).", type: "gauge",
+                value: Double(oldestAge) / 1000))
 
         let running = counts[.running, default: 0]
         let window = metrics.window(totals, endingAt: now, windowMilliseconds: Self.windowMilliseconds, running: running)
@@ -122,17 +127,15 @@ public struct MetricsReport: Sendable {
             totals.busyMilliseconds
             + (now > metrics.clockMilliseconds && metrics.clockMilliseconds > 0 ? running * (now - metrics.clockMilliseconds) : 0)
         families.append(
-            Family(
-                name: "cortex_worker_busy_seconds_total", help: "Task-seconds spent running (the integral of running tasks).",
-                type: "counter", samples: [Sample(labels: [], value: Double(busyTotal) / 1000)]))
+            Family.single(
+                "cortex_worker_busy_seconds_total", "Task-seconds spent running (the integral of running tasks).", type: "counter",
+                value: Double(busyTotal) / 1000))
         families.append(
-            Family(
-                name: "cortex_worker_utilisation", help: "Busy task-seconds over capacity-seconds in the last 5 minutes.",
-                type: "gauge", samples: [Sample(labels: [], value: utilisation)]))
+            Family.single(
+                "cortex_worker_utilisation", "Busy task-seconds over capacity-seconds in the last 5 minutes.", type: "gauge",
+                value: utilisation))
         families.append(
-            Family(
-                name: "cortex_worker_capacity", help: "Worker slots (config.json max_workers).", type: "gauge",
-                samples: [Sample(labels: [], value: Double(capacity))]))
+            Family.single("cortex_worker_capacity", "Worker slots (config.json max_workers).", type: "gauge", value: Double(capacity)))
         var workers = Family(name: "cortex_workers", help: "Supervised workers by status now.", type: "gauge")
         let workerCounts = state.workers.counts
         for status in WorkerStatus.allCases {
@@ -149,22 +152,20 @@ public struct MetricsReport: Sendable {
         }
         families.append(tokens)
         families.append(
-            Family(
-                name: "cortex_tokens_spent_total", help: "Tokens spent since metrics began (across budget periods).",
-                type: "counter", samples: [Sample(labels: [], value: Double(totals.tokensSpent))]))
+            Family.single(
+                "cortex_tokens_spent_total", "Tokens spent since metrics began (across budget periods).", type: "counter",
+                value: Double(totals.tokensSpent)))
         var tenants = Family(name: "cortex_tenant_tokens_spent_total", help: "Tokens spent, by tenant.", type: "counter")
         for (tenant, spent) in totals.tenantTokensSpent.sorted(by: { $0.key < $1.key }) {
             tenants.samples.append(Sample(labels: [("tenant", tenant)], value: Double(spent)))
         }
         families.append(tenants)
         families.append(
-            Family(
-                name: "cortex_token_burn_rate_per_second", help: "Tokens spent per second over the last 5 minutes.",
-                type: "gauge", samples: [Sample(labels: [], value: burnRate)]))
+            Family.single(
+                "cortex_token_burn_rate_per_second", "Tokens spent per second over the last 5 minutes.", type: "gauge", value: burnRate))
         families.append(
-            Family(
-                name: "cortex_journal_records_total", help: "Records folded from the journal.", type: "counter",
-                samples: [Sample(labels: [], value: Double(state.recordsFolded))]))
+            Family.single(
+                "cortex_journal_records_total", "Records folded from the journal.", type: "counter", value: Double(state.recordsFolded)))
 
         json = .object([
             "oldest_waiting_age_seconds": .double(Double(oldestAge) / 1000),
