@@ -26,6 +26,12 @@ public final class CoordinationStore {
     public private(set) var tornAppends = 0
     private var liveSizeSeen: Int64 = 0
     private var snapshotPosition: JournalPosition?
+    /// Which `state/snapshot.json` this store loaded or wrote (inode and change time), to see
+    /// whether another process has written a newer one since.
+    private var snapshotFileIdentity: SnapshotFileIdentity?
+    /// True once this store submitted a record whose number in the journal is a multiple of
+    /// `snapshotEveryRecords`: its turn to write the snapshot.
+    private var holdsSnapshotDuty = false
     /// The id of the last record folded, and of the last record this store submitted.
     private var lastFoldedRecordID: String?
     private var lastSubmittedRecordID: String?
@@ -120,7 +126,9 @@ public final class CoordinationStore {
     /// not an error: the snapshot is a cache, and the fold starts from the beginning instead.
     private func loadSnapshot() {
         // The checkpoint is an older snapshot kept under a second name by the reaper (compactJournal).
+        let identity = SnapshotFileIdentity.of(layout.snapshot)
         let decoded = [layout.snapshot, layout.checkpoint].lazy.compactMap { ImmutableBytes.map($0).flatMap(SnapshotCodec.decode) }
+        snapshotFileIdentity = identity
         guard let (snapshotState, snapshotPosition) = decoded.first else { return }
         state = snapshotState
         position = snapshotPosition
@@ -140,7 +148,12 @@ public final class CoordinationStore {
         var watchedOutcome: Outcome?
         let summary = try journal.readForward(from: position) { (record, _) throws(CortexError) in
             let outcome = Reducer.reduce(&self.state, record)
-            if watchedOutcome == nil, record.id == watchedID { watchedOutcome = outcome }
+            if watchedOutcome == nil, record.id == watchedID {
+                watchedOutcome = outcome
+                // Every snapshotEveryRecords-th record of the journal makes its writer the one
+                // to write the next snapshot (see publish).
+                if self.state.recordsFolded % Int64(self.config.snapshotEveryRecords) == 0 { self.holdsSnapshotDuty = true }
+            }
             self.lastFoldedRecordID = record.id
         }
         position = summary.end
@@ -213,14 +226,28 @@ public final class CoordinationStore {
     /// burst still always publishes; a lone caller never waits.
     public func publish(nowMilliseconds: Int64 = POSIX.wallClockMilliseconds()) throws(CortexError) {
         if try journalMovedSinceFold() { try catchUp() }
+        try writeSnapshotIfDue(nowMilliseconds: nowMilliseconds)
         if let submitted = lastSubmittedRecordID, lastFoldedRecordID != submitted { return }
         if lastSubmittedRecordID != nil && sawConcurrentWriters {
             usleep(CoordinationStore.contendedPublishDelayMicroseconds)
             if try journalMovedSinceFold() { try catchUp() }
             if lastFoldedRecordID != lastSubmittedRecordID { return }
         }
-        if recordsSinceSnapshot >= config.snapshotEveryRecords { try writeSnapshot(nowMilliseconds: nowMilliseconds) }
         try publishViews(nowMilliseconds: nowMilliseconds)
+    }
+
+    /// Writes a snapshot when this store's fold is `snapshotEveryRecords` past the one it loaded
+    /// and it is this store's turn: it wrote the N-th, 2N-th, … record of the journal (every
+    /// process agrees on those numbers), or the snapshot lags four times that (the process whose
+    /// turn it was died). And only if no other process replaced the snapshot since this one
+    /// loaded it. Before turns, every publisher that had loaded the last snapshot wrote its own:
+    /// under 20 concurrent claimers of a 10,000-task queue, 211 snapshots of 1.6 MB for 2,000
+    /// records instead of ~16.
+    private func writeSnapshotIfDue(nowMilliseconds: Int64) throws(CortexError) {
+        let every = config.snapshotEveryRecords
+        guard recordsSinceSnapshot >= every, holdsSnapshotDuty || recordsSinceSnapshot >= 4 * every else { return }
+        guard SnapshotFileIdentity.of(layout.snapshot) == snapshotFileIdentity else { return }
+        try writeSnapshot(nowMilliseconds: nowMilliseconds)
     }
 
     /// Writes `state/snapshot.json` for the current fold. The journal up to the snapshot's position
@@ -235,6 +262,8 @@ public final class CoordinationStore {
         try compactFinishedTasks()
         let snapshot = SnapshotCodec.encode(state, position: position, writtenAtMilliseconds: nowMilliseconds)
         try AtomicFile.replace(layout.snapshot, with: snapshot, durability: .powerLoss)
+        snapshotFileIdentity = SnapshotFileIdentity.of(layout.snapshot)
+        holdsSnapshotDuty = false
         snapshotPosition = position
         recordsSinceSnapshot = 0
     }
@@ -289,5 +318,18 @@ public final class CoordinationStore {
     public func journalMovedSinceFold() throws(CortexError) -> Bool {
         if try journal.segmentExists(position.segment + 1) { return true }
         return try journal.sizeOfSegment(position.segment) != liveSizeSeen
+    }
+}
+
+/// A file's inode and change time: which snapshot file is in place (a rename puts a new inode there).
+struct SnapshotFileIdentity: Equatable {
+    var inode: UInt64
+    var changedNanoseconds: Int64
+
+    /// The identity of the file at `path`, or nil when there is none.
+    static func of(_ path: String) -> SnapshotFileIdentity? {
+        guard let info = try? POSIX.status(path) else { return nil }
+        return SnapshotFileIdentity(
+            inode: UInt64(info.st_ino), changedNanoseconds: Int64(info.st_ctim.tv_sec) * 1_000_000_000 + Int64(info.st_ctim.tv_nsec))
     }
 }

@@ -223,3 +223,48 @@ import Testing
         #expect(report.isClean)
     }
 }
+
+/// Who writes snapshots: one process per `snapshot_every_records` records, not every publisher.
+@Suite struct SnapshotDutyTests {
+    @Test func onlyTheWriterOfEveryNthRecordWritesTheSnapshot() throws {
+        let folder = try TemporaryDirectory()
+        var config = CortexConfig()
+        config.snapshotEveryRecords = 8
+        let layout = try folder.coordination(config)
+        // Five processes that loaded the same (absent) snapshot, appending in turn: 20 records.
+        let stores = try (0..<5).map { _ in try CoordinationStore.open(root: layout.root, createIfMissing: false) }
+        for round in 0..<4 {
+            for (index, store) in stores.enumerated() {
+                _ = try store.submit(.budgetQuota(tenant: "t\(index)-\(round)", tokens: 1))
+            }
+        }
+        var writes = 0
+        var last = SnapshotFileIdentity.of(layout.snapshot)
+        for store in stores {
+            try store.publish()
+            let now = SnapshotFileIdentity.of(layout.snapshot)
+            if now != last { writes += 1 }
+            last = now
+        }
+        // Each of the five folded 20 ≥ 8 records past its snapshot; before turns all five wrote one.
+        #expect(writes == 1, "the holder of record 8 or 16 writes; the other sees a newer snapshot")
+        let reopened = try CoordinationStore.open(root: layout.root, createIfMissing: false)
+        #expect(reopened.state.budget.quotas.count == 20)
+        #expect(reopened.recordsSinceSnapshot < 20)
+    }
+
+    @Test func aLaggingSnapshotIsWrittenByAnyoneOnceItIsFourTurnsBehind() throws {
+        let folder = try TemporaryDirectory()
+        var config = CortexConfig()
+        config.snapshotEveryRecords = 8
+        let layout = try folder.coordination(config)
+        // Records 1...33 appended by a writer that never publishes (it died after each append).
+        let silent = try CoordinationStore.open(root: layout.root, createIfMissing: false)
+        for index in 0..<33 { _ = try silent.submit(.budgetQuota(tenant: "s\(index)", tokens: 1)) }
+        #expect(SnapshotFileIdentity.of(layout.snapshot) == nil)
+        let late = try CoordinationStore.open(root: layout.root, createIfMissing: false)
+        _ = try late.submit(.budgetQuota(tenant: "late", tokens: 1))  // record 34: not a turn
+        try late.publish()
+        #expect(SnapshotFileIdentity.of(layout.snapshot) != nil, "34 ≥ 4 × 8 records behind: written anyway")
+    }
+}
