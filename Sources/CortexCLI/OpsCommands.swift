@@ -414,12 +414,7 @@ public enum EventFormatter {
     /// `[10:23:46] task.claim w-000003 → task-000001 claim 1`, or the record as one JSON line
     /// (with the fold's outcome where it is known).
     public static func line(_ record: Record, outcome: Outcome? = nil, json: Bool) -> String {
-        if json {
-            return JSONValue.object([
-                "at": .string(ISOTime.format(milliseconds: record.timeMilliseconds)), "at_ms": .int(record.timeMilliseconds),
-                "data": record.data, "id": .string(record.id), "kind": .string(record.kind), "outcome": outcome?.json,
-            ]).jsonText
-        }
+        if json { return self.json(record, outcome: outcome).jsonText }
         var text = "[\(ISOTime.clock(milliseconds: record.timeMilliseconds))] \(record.kind)"
         var members = (record.data.objectMembers ?? []).sorted(by: { $0.key < $1.key })
         // The subject first, without its key: the worker, else the task.
@@ -448,6 +443,14 @@ public enum EventFormatter {
         }
         if let outcome, let summary = summary(outcome) { text += " → " + summary }
         return text
+    }
+
+    /// The record as `cortex tail --json` prints it (with the fold's outcome where it is known).
+    public static func json(_ record: Record, outcome: Outcome? = nil) -> JSONValue {
+        .object([
+            "at": .string(ISOTime.format(milliseconds: record.timeMilliseconds)), "at_ms": .int(record.timeMilliseconds),
+            "data": record.data, "id": .string(record.id), "kind": .string(record.kind), "outcome": outcome?.json,
+        ])
     }
 
     /// What the fold decided, in a few words (nil when there is nothing to add).

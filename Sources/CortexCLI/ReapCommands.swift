@@ -95,7 +95,7 @@ public enum ReapTool {
                     .worker(.replace(worker: replacement.worker, evidence: MachineEvidence.observe(store.config))))
                 if case .spawned(let worker, _) = respawn.outcome { restarted.append(worker) }
                 if case .spawnQueued(let worker, _) = respawn.outcome { restarted.append(worker) }
-                launched += try launchAll(store, record: respawn.record.id)
+                launched += try WorkerSupervision.launchWorkers(grantedBy: respawn.record.id, in: store)
             }
             promoted = try WorkerSupervision.startQueuedThatFit(store)
             launched += promoted
@@ -231,12 +231,6 @@ public enum ReapTool {
             if !process.waitForEnd(milliseconds: left) { process.signalGroup(SIGKILL) }
         }
         return signalled
-    }
-
-    static func launchAll(_ store: CoordinationStore, record: String) throws(CortexError) -> [String] {
-        let workers = store.state.workers.toLaunch(by: record).map(\.id)
-        for worker in workers { try WorkerSupervision.launch(worker, root: store.layout.root) }
-        return workers
     }
 
     static func expiredFiles(_ layout: CoordinationLayout, olderThan cutoff: Int64) -> [String] {

@@ -23,7 +23,14 @@ enum WorkerSupervision {
     static func startQueuedThatFit(_ store: CoordinationStore) throws(CortexError) -> [String] {
         guard !store.state.workers.queue.isEmpty else { return [] }
         let promotion = try store.submit(.worker(.promote(evidence: MachineEvidence.observe(store.config))))
-        let workers = store.state.workers.toLaunch(by: promotion.record.id).map(\.id)
+        return try launchWorkers(grantedBy: promotion.record.id, in: store)
+    }
+
+    /// Launches a supervisor for every worker that record `record` granted (only its writer
+    /// does, DESIGN.md / decision 012).
+    /// - Returns: those workers.
+    static func launchWorkers(grantedBy record: String, in store: CoordinationStore) throws(CortexError) -> [String] {
+        let workers = store.state.workers.toLaunch(by: record).map(\.id)
         for worker in workers { try launch(worker, root: store.layout.root) }
         return workers
     }

@@ -28,7 +28,7 @@ public final class CoordinationStore {
     private var snapshotPosition: JournalPosition?
     /// Which `state/snapshot.json` this store loaded or wrote (inode and change time), to see
     /// whether another process has written a newer one since.
-    private var snapshotFileIdentity: SnapshotFileIdentity?
+    private var snapshotFileIdentity: FileIdentity?
     /// True once this store submitted a record whose number in the journal is a multiple of
     /// `snapshotEveryRecords`: its turn to write the snapshot.
     private var holdsSnapshotDuty = false
@@ -126,10 +126,10 @@ public final class CoordinationStore {
     /// not an error: the snapshot is a cache, and the fold starts from the beginning instead.
     private func loadSnapshot() {
         // The checkpoint is an older snapshot kept under a second name by the reaper (compactJournal).
-        let identity = SnapshotFileIdentity.of(layout.snapshot)
-        let decoded = [layout.snapshot, layout.checkpoint].lazy.compactMap { ImmutableBytes.map($0).flatMap(SnapshotCodec.decode) }
-        snapshotFileIdentity = identity
-        guard let (snapshotState, snapshotPosition) = decoded.first else { return }
+        let mapped = ImmutableBytes.map(layout.snapshot)
+        snapshotFileIdentity = mapped?.fileIdentity
+        let decoded = mapped.flatMap(SnapshotCodec.decode) ?? ImmutableBytes.map(layout.checkpoint).flatMap(SnapshotCodec.decode)
+        guard let (snapshotState, snapshotPosition) = decoded else { return }
         state = snapshotState
         position = snapshotPosition
         self.snapshotPosition = snapshotPosition
@@ -246,7 +246,7 @@ public final class CoordinationStore {
     private func writeSnapshotIfDue(nowMilliseconds: Int64) throws(CortexError) {
         let every = config.snapshotEveryRecords
         guard recordsSinceSnapshot >= every, holdsSnapshotDuty || recordsSinceSnapshot >= 4 * every else { return }
-        guard SnapshotFileIdentity.of(layout.snapshot) == snapshotFileIdentity else { return }
+        guard FileIdentity.of(layout.snapshot) == snapshotFileIdentity else { return }
         try writeSnapshot(nowMilliseconds: nowMilliseconds)
     }
 
@@ -262,7 +262,7 @@ public final class CoordinationStore {
         try compactFinishedTasks()
         let snapshot = SnapshotCodec.encode(state, position: position, writtenAtMilliseconds: nowMilliseconds)
         try AtomicFile.replace(layout.snapshot, with: snapshot, durability: .powerLoss)
-        snapshotFileIdentity = SnapshotFileIdentity.of(layout.snapshot)
+        snapshotFileIdentity = FileIdentity.of(layout.snapshot)
         holdsSnapshotDuty = false
         snapshotPosition = position
         recordsSinceSnapshot = 0
@@ -318,18 +318,5 @@ public final class CoordinationStore {
     public func journalMovedSinceFold() throws(CortexError) -> Bool {
         if try journal.segmentExists(position.segment + 1) { return true }
         return try journal.sizeOfSegment(position.segment) != liveSizeSeen
-    }
-}
-
-/// A file's inode and change time: which snapshot file is in place (a rename puts a new inode there).
-struct SnapshotFileIdentity: Equatable {
-    var inode: UInt64
-    var changedNanoseconds: Int64
-
-    /// The identity of the file at `path`, or nil when there is none.
-    static func of(_ path: String) -> SnapshotFileIdentity? {
-        guard let info = try? POSIX.status(path) else { return nil }
-        return SnapshotFileIdentity(
-            inode: UInt64(info.st_ino), changedNanoseconds: Int64(info.st_ctim.tv_sec) * 1_000_000_000 + Int64(info.st_ctim.tv_nsec))
     }
 }

@@ -239,10 +239,10 @@ import Testing
             }
         }
         var writes = 0
-        var last = SnapshotFileIdentity.of(layout.snapshot)
+        var last = FileIdentity.of(layout.snapshot)
         for store in stores {
             try store.publish()
-            let now = SnapshotFileIdentity.of(layout.snapshot)
+            let now = FileIdentity.of(layout.snapshot)
             if now != last { writes += 1 }
             last = now
         }
@@ -261,10 +261,10 @@ import Testing
         // Records 1...33 appended by a writer that never publishes (it died after each append).
         let silent = try CoordinationStore.open(root: layout.root, createIfMissing: false)
         for index in 0..<33 { _ = try silent.submit(.budgetQuota(tenant: "s\(index)", tokens: 1)) }
-        #expect(SnapshotFileIdentity.of(layout.snapshot) == nil)
+        #expect(FileIdentity.of(layout.snapshot) == nil)
         let late = try CoordinationStore.open(root: layout.root, createIfMissing: false)
         _ = try late.submit(.budgetQuota(tenant: "late", tokens: 1))  // record 34: not a turn
         try late.publish()
-        #expect(SnapshotFileIdentity.of(layout.snapshot) != nil, "34 ≥ 4 × 8 records behind: written anyway")
+        #expect(FileIdentity.of(layout.snapshot) != nil, "34 ≥ 4 × 8 records behind: written anyway")
     }
 }

@@ -208,28 +208,14 @@ public final class FileJournal {
 
     private func descriptorForReading(segment: Int, path: String) throws(CortexError) -> Int32? {
         if let readDescriptor, readDescriptor.segment == segment { return readDescriptor.fd }
-        var fd: Int32
-        do {
-            fd = try POSIX.open(path, O_RDONLY)
-        } catch {
-            if error.rawValue == ENOENT { return nil }
-            throw .system("open", path, error)
-        }
-        // An archived segment: read its archived copy, the same bytes at the same offsets.
-        // (The path is rebuilt from the number, never taken from the file.)
-        if (try? FileJournal.archiveNamed(byTombstoneAt: fd, path: path)) != nil {
-            POSIX.close(fd)
-            let archived = archivePath(ofSegment: segment)
-            do {
-                fd = try POSIX.open(archived, O_RDONLY)
-            } catch {
-                if error.rawValue == ENOENT {
-                    throw .corrupt(
-                        "journal segment \(path) was archived and its archived copy \(archived) has been purged; a snapshot past it is needed (state/snapshot.json)"
-                    )
-                }
-                throw .system("open", archived, error)
-            }
+        let fd: Int32
+        switch try openForReading(segment: segment) {
+        case .missing: return nil
+        case .purged(let archived):
+            throw .corrupt(
+                "journal segment \(path) was archived and its archived copy \(archived) has been purged; a snapshot past it is needed (state/snapshot.json)"
+            )
+        case .open(let opened, _, _): fd = opened
         }
         if let readDescriptor { POSIX.close(readDescriptor.fd) }
         readDescriptor = (segment, fd)

@@ -30,6 +30,40 @@ extension FileJournal {
         ((try? POSIX.directoryEntries(archiveDirectory)) ?? []).compactMap(JournalSegment.number(fromFileName:)).sorted()
     }
 
+    /// Segment `segment` opened for reading (`FileJournal.openForReading`).
+    public enum OpenedSegment {
+        /// No such segment.
+        case missing
+        /// A tombstone stands under its name and its archived copy (this path) is gone.
+        case purged(archive: String)
+        /// Its bytes, open read-only at `fd` (the caller closes it): the segment file, or its
+        /// archived copy when `archived` (the same bytes at the same offsets).
+        case open(fd: Int32, path: String, archived: Bool)
+    }
+
+    /// Opens segment `segment` for reading, following a tombstone to the archived copy. The one
+    /// place that knows how: the fold, `cortex verify` and `cortex tail` all read through it.
+    /// (The archive's path is rebuilt from the number, never taken from the file.)
+    public func openForReading(segment: Int) throws(CortexError) -> OpenedSegment {
+        let path = path(ofSegment: segment)
+        let fd: Int32
+        do { fd = try POSIX.open(path, O_RDONLY) } catch {
+            if error.rawValue == ENOENT { return .missing }
+            throw .system("open", path, error)
+        }
+        guard (try? FileJournal.archiveNamed(byTombstoneAt: fd, path: path)) != nil else {
+            return .open(fd: fd, path: path, archived: false)
+        }
+        POSIX.close(fd)
+        let archived = archivePath(ofSegment: segment)
+        do {
+            return .open(fd: try POSIX.open(archived, O_RDONLY), path: archived, archived: true)
+        } catch {
+            if error.rawValue == ENOENT { return .purged(archive: archived) }
+            throw .system("open", archived, error)
+        }
+    }
+
     /// True when `journal/N.jsonl` is a tombstone (its segment was archived).
     public func isTombstone(_ segment: Int) throws(CortexError) -> Bool {
         let path = path(ofSegment: segment)

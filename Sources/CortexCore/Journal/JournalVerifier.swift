@@ -56,18 +56,19 @@ public enum JournalVerifier {
     private static func check(segment: Int, isLive: Bool, journal: FileJournal, into report: inout Report)
         throws(CortexError)
     {
-        var path = journal.path(ofSegment: segment)
-        var fd = try withPath("open", path) { () throws(Errno) in try POSIX.open(path, O_RDONLY) }
-        if try FileJournal.archiveNamed(byTombstoneAt: fd, path: path) != nil {
-            POSIX.close(fd)
-            path = journal.archivePath(ofSegment: segment)
-            let archived = path
-            guard let opened = try? POSIX.open(archived, O_RDONLY) else {
-                report.purged.append(segment)
-                return
-            }
+        let fd: Int32
+        let path: String
+        switch try journal.openForReading(segment: segment) {
+        case .missing:
+            report.problems.append("segment \(segment) vanished while it was checked")
+            return
+        case .purged:
+            report.purged.append(segment)
+            return
+        case .open(let opened, let openedPath, let archived):
             fd = opened
-            report.archived.append(segment)
+            path = openedPath
+            if archived { report.archived.append(segment) }
         }
         defer { POSIX.close(fd) }
         var sealSeen = false

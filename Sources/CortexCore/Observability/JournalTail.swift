@@ -25,16 +25,14 @@ public enum JournalTail {
         }
         var segment = last
         while segment >= 1 {
-            guard try journal.segmentExists(segment) else { return JournalPosition(segment: segment + 1, offset: 0) }
-            // An archived segment: its copy under journal/archive/ has the same bytes at the same
-            // offsets (the tombstone's seal is not the segment's end). Past a purged copy, stop.
-            var path = journal.path(ofSegment: segment)
-            if try journal.isTombstone(segment) {
-                path = journal.archivePath(ofSegment: segment)
-                guard (try? POSIX.status(path)) ?? nil != nil else { return JournalPosition(segment: segment + 1, offset: 0) }
+            // An archived segment is read from its copy under journal/archive/ (the same bytes at
+            // the same offsets). A missing segment or a purged copy is where the scan stops.
+            guard case .open(let fd, let path, _) = try journal.openForReading(segment: segment) else {
+                return JournalPosition(segment: segment + 1, offset: 0)
             }
+            defer { POSIX.close(fd) }
             var stop: JournalPosition?
-            try scanBackwards(path) { (line, start, end) in
+            try scanBackwards(fd: fd, path: path) { (line, start, end) in
                 guard case .record(let record, _) = RecordCodec.decode(line), !record.isSeal else { return true }
                 if let since = sinceMilliseconds, record.timeMilliseconds < since {
                     stop = JournalPosition(segment: segment, offset: end)
@@ -55,14 +53,12 @@ public enum JournalTail {
         return .start
     }
 
-    /// Calls `visit` with each complete line of the file at `path` (without its newline), its
+    /// Calls `visit` with each complete line of the file open at `fd` (without its newline), its
     /// start offset and the offset past its newline, last line first, until `visit` returns false.
     /// A final line without a newline (a write in progress) is skipped.
     static func scanBackwards(
-        _ path: String, visit: (UnsafeBufferPointer<UInt8>, Int64, Int64) throws(CortexError) -> Bool
+        fd: Int32, path: String, visit: (UnsafeBufferPointer<UInt8>, Int64, Int64) throws(CortexError) -> Bool
     ) throws(CortexError) {
-        let fd = try withPath("open", path) { () throws(Errno) in try POSIX.open(path, O_RDONLY) }
-        defer { POSIX.close(fd) }
         let size = try withPath("stat", path) { () throws(Errno) in Int64(try POSIX.status(fd).st_size) }
         // `buffer` holds the file's bytes from `bufferStart` up to the end of the line being assembled.
         var buffer: [UInt8] = []

@@ -8,6 +8,8 @@ public final class ImmutableBytes: @unchecked Sendable {
     // @unchecked: the bytes are never written after init, and are unmapped only in deinit.
     /// The bytes.
     public let buffer: UnsafeRawBufferPointer
+    /// Which file was mapped (nil for a copy).
+    public let fileIdentity: FileIdentity?
     private let mapped: Bool
 
     /// A copy of `bytes`.
@@ -15,11 +17,13 @@ public final class ImmutableBytes: @unchecked Sendable {
         let copy = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, bytes.count), alignment: 1)
         copy.copyMemory(from: UnsafeRawBufferPointer(start: bytes, count: bytes.count))
         buffer = UnsafeRawBufferPointer(rebasing: copy[0..<bytes.count])
+        fileIdentity = nil
         mapped = false
     }
 
-    private init(mapping: UnsafeRawBufferPointer) {
+    private init(mapping: UnsafeRawBufferPointer, identity: FileIdentity) {
         buffer = mapping
+        fileIdentity = identity
         mapped = true
     }
 
@@ -32,7 +36,7 @@ public final class ImmutableBytes: @unchecked Sendable {
         let size = Int(info.st_size)
         guard size > 0 else { return ImmutableBytes([]) }
         guard let address = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), address != MAP_FAILED else { return nil }
-        return ImmutableBytes(mapping: UnsafeRawBufferPointer(start: address, count: size))
+        return ImmutableBytes(mapping: UnsafeRawBufferPointer(start: address, count: size), identity: FileIdentity(info))
     }
 
     deinit {
@@ -42,6 +46,23 @@ public final class ImmutableBytes: @unchecked Sendable {
             buffer.deallocate()
         }
     }
+}
+
+/// Which file stands at a path: its inode and change time (a rename puts another inode there).
+public struct FileIdentity: Equatable, Sendable {
+    /// The inode number.
+    public var inode: UInt64
+    /// The change time in nanoseconds since the epoch.
+    public var changedNanoseconds: Int64
+
+    /// The identity in `info`.
+    public init(_ info: stat) {
+        inode = UInt64(info.st_ino)
+        changedNanoseconds = Int64(info.st_ctim.tv_sec) * 1_000_000_000 + Int64(info.st_ctim.tv_nsec)
+    }
+
+    /// The identity of the file at `path`, or nil when there is none.
+    public static func of(_ path: String) -> FileIdentity? { (try? POSIX.status(path)).flatMap { $0.map(FileIdentity.init) } }
 }
 
 /// A run of newline-terminated lines inside `ImmutableBytes`, read one line at a time. The large
