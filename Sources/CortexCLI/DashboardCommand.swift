@@ -36,7 +36,11 @@ public enum DashboardTool {
         let now = POSIX.wallClockMilliseconds()
         let journal = try CoordinationStore.existingJournal(root: layout.root)
         var recent = RecentEvents(capacity: eventCount)
-        var summary = try journal.readForward(from: .start) { (record, _) throws(CortexError) in recent.append(record) }
+        // Only the last records: found by scanning back from the end, never by reading the whole
+        // journal (whose oldest segments may be archived and purged).
+        let start = try JournalTail.start(
+            of: journal, segmentHint: store.position.segment, count: eventCount, sinceMilliseconds: nil, matches: { _ in true })
+        var summary = try journal.readForward(from: start) { (record, _) throws(CortexError) in recent.append(record) }
         let events = recent.json
         let snapshot = Dashboard.Snapshot(
             budget: Views.budget(store.state, nowMilliseconds: now),
@@ -93,7 +97,7 @@ public enum DashboardTool {
         }
 
         /// The records in `cortex tail --json`'s shape (the same formatter, so the same fields).
-        var json: [JSONValue] { records.compactMap { try? JSONValue.parse(EventFormatter.line($0, json: true)) } }
+        var json: [JSONValue] { records.map { EventFormatter.json($0) } }
     }
 
     /// `metrics.json` when it exists and parses; nil means "no metrics yet" (the page shows –).
