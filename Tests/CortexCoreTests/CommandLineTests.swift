@@ -96,6 +96,15 @@ import Testing
         #expect(throws: CortexError.configuration("c: 'sync_appends' must be true or false")) {
             try CortexConfig(json: try JSONValue.parse(#"{"sync_appends":"yes"}"#), path: "c")
         }
+        let compaction = try CortexConfig(json: try JSONValue.parse(#"{"rotate_bytes":"2M","archive_retention":"12h"}"#), path: "c")
+        #expect(compaction.reaperRotateBytes == 2 << 20)
+        #expect(compaction.archiveRetentionMilliseconds == 12 * 3_600_000)
+        #expect(throws: CortexError.configuration("c: 'rotate_bytes' must be a whole number ≥ 1024")) {
+            try CortexConfig(json: try JSONValue.parse(#"{"rotate_bytes":10}"#), path: "c")
+        }
+        #expect(throws: CortexError.configuration("c: 'archive_retention' must be a duration such as 3600, 12h or 7d")) {
+            try CortexConfig(json: try JSONValue.parse(#"{"archive_retention":"soon"}"#), path: "c")
+        }
     }
 
     @Test func filesystemsThatDoNotSerialiseAppendsAreRefused() {

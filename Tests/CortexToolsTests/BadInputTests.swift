@@ -86,6 +86,9 @@ struct BadInputTests {
         Case(label: "show unknown worker", command: ["cortex", "worker", "show", "w-000099", "--dir", "{dir}"], exitCode: 66),
         Case(label: "worker id with a space", command: ["cortex", "worker", "show", "a b", "--dir", "{dir}"], exitCode: 65),
         Case(label: "reap with a bad grace", command: ["cortex-reap", "--dir", "{dir}", "--grace", "5x"], exitCode: 65),
+        Case(
+            label: "reap with a bad archive retention", command: ["cortex-reap", "--dir", "{dir}", "--archive-retention", "soon"],
+            exitCode: 65),
         Case(label: "reap with an unknown flag", command: ["cortex-reap", "--dir", "{dir}", "--bogus"], exitCode: 64),
         Case(label: "reap in a missing folder", command: ["cortex-reap", "--dir", "{dir}"], exitCode: 66, folder: .missing),
         Case(
@@ -210,6 +213,9 @@ struct BadInputTests {
         Case(label: "estimate without history", command: ["cortex-task", "estimate", "--dir", "{dir}", "--type", "build"], exitCode: 66),
         Case(label: "show an invalid task id", command: ["cortex-task", "show", "a b", "--dir", "{dir}"], exitCode: 65),
         // 78: configuration.
+        Case(
+            label: "reap with a too small rotate_bytes", command: ["cortex-reap", "--dir", "{dir}"], exitCode: 78,
+            folder: .config("{\"rotate_bytes\": 10}\n")),
         Case(
             label: "malformed config.json, allocate", command: ["cortex-budget", "allocate", "--dir", "{dir}", "--tokens", "5"],
             exitCode: 78, folder: .config("{\"segment_max_bytes\": ")),
