@@ -3,6 +3,8 @@ import PackageDescription
 
 /// The command-line tools. Each is a one-line `main.swift` over `CortexCLI`.
 let tools = ["cortex", "cortex-budget", "cortex-task", "cortex-spawn", "cortex-reap"]
+/// Installed beside the tools but not typed by people: the supervisor each worker run lives under.
+let helpers = ["cortex-supervise"]
 
 let strict: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
@@ -13,9 +15,17 @@ let package = Package(
     name: "cortex",
     products: [
         .library(name: "CortexCore", targets: ["CortexCore"])
-    ] + tools.map { .executable(name: $0, targets: [$0]) },
+    ] + (tools + helpers).map { .executable(name: $0, targets: [$0]) },
     targets: [
         .target(name: "CCortexShims", cSettings: [.define("_GNU_SOURCE")]),
+        // The supervisor that lives as long as its worker, in Embedded Swift: no Swift runtime to
+        // load and no journal code, so each of 100 supervisors stays small (decision 017). It
+        // links statically on its own; `bin/build` builds it without -static-executable.
+        .target(name: "CSupervisorLibc", cSettings: [.define("_GNU_SOURCE")]),
+        .executableTarget(
+            name: "cortex-supervise", dependencies: ["CSupervisorLibc"],
+            swiftSettings: [.enableExperimentalFeature("Embedded"), .unsafeFlags(["-wmo", "-parse-as-library"])],
+            linkerSettings: [.unsafeFlags(["-Xclang-linker", "-static"])]),
         .target(name: "CortexCore", dependencies: ["CCortexShims"], swiftSettings: strict),
         .target(name: "CortexCLI", dependencies: ["CortexCore"], swiftSettings: strict),
         .testTarget(name: "CortexCoreTests", dependencies: ["CortexCore", "CortexCLI"], swiftSettings: strict),

@@ -43,14 +43,90 @@ public enum SpawnTool {
 
     static let superviseCommand = Command(
         CommandSpec(
-            name: "cortex-spawn _supervise", abstract: "Internal: supervise worker W (started detached by cortex-spawn).",
-            positionals: [PositionalSpec("WORKER", "The worker id.")]),
-        body: { invocation throws(CortexError) in
-            let id = try Values.validateIdentifier(invocation.arguments.positionals[0], what: "worker")
-            let store = try invocation.openStore(mutating: false)
-            let exit = try WorkerSupervision.supervise(id, store: store)
-            return Report(exitCode: 0, text: "", json: .object(["worker": .string(id), "exit": exit?.json ?? .null]))
-        })
+            name: "cortex-spawn _supervise",
+            abstract: "Internal: supervise worker W (started detached by cortex-spawn; resumed by cortex-supervise).",
+            positionals: [PositionalSpec("WORKER", "The worker id.")],
+            options: [
+                .flag("foreground", "Exit with the worker's exit code (cortex-spawn --foreground)."),
+                .value("started", "PID:TICKS", "The run's worker has started (from cortex-supervise, its parent)."),
+                .value("exit", "HOW", "The run ended: exited:N or signaled:N (from cortex-supervise)."),
+                .value("start-failure", "REASON", "The run could not start (from cortex-supervise)."),
+                .value("ran-ms", "N", "How long the run lasted."),
+                .value("stdout", "SEEN:KEPT", "Bytes the worker wrote to stdout and bytes its log kept."),
+                .value("stderr", "SEEN:KEPT", "Bytes the worker wrote to stderr and bytes its log kept."),
+                .flag("timed-out", "The run's timeout fired."),
+                .flag("killed-after-grace", "The worker outlived the grace and was killed."),
+                .value("stop-signal", "N", "The first stop signal the supervisor forwarded."),
+                .value("write-failure", "REASON", "A log or heartbeat write failed during the run."),
+            ]),
+        body: supervise)
+
+    static func supervise(_ invocation: Invocation) throws(CortexError) -> Report {
+        let arguments = invocation.arguments
+        let id = try Values.validateIdentifier(arguments.positionals[0], what: "worker")
+        let store = try invocation.openStore(mutating: false)
+        if let started = arguments.value("started") {
+            guard let (pid, ticks) = pair(started), let pid = Int32(exactly: pid), let ticks = UInt64(exactly: ticks) else {
+                throw .usage("--started takes PID:TICKS")
+            }
+            try WorkerSupervision.recordStart(id, process: ProcessIdentity(pid: pid, startTicks: ticks), store: store)
+            return Report(text: "", json: .null)
+        }
+        let context = WorkerSupervision.Context(foreground: arguments.has("foreground"), json: arguments.has("json"))
+        let exit: ProcessExit?
+        if let reason = arguments.value("start-failure") {
+            exit = try WorkerSupervision.resume(
+                id, after: WorkerSupervision.startFailure(reason, worker: id, layout: store.layout), ranMilliseconds: 0, store: store,
+                context: context)
+        } else if let how = arguments.value("exit") {
+            let ran = arguments.value("ran-ms").flatMap { Int64($0) } ?? 0
+            exit = try WorkerSupervision.resume(
+                id, after: try runResult(how, arguments), ranMilliseconds: ran, store: store, context: context)
+        } else {
+            exit = try WorkerSupervision.supervise(id, store: store, context: context)
+        }
+        return supervisionReport(id, exit, foreground: context.foreground)
+    }
+
+    /// What a supervision prints when it ends: with `--foreground`, it exits with the worker's
+    /// exit code (128+N for signal N).
+    static func supervisionReport(_ id: String, _ exit: ProcessExit?, foreground: Bool) -> Report {
+        let code: Int32 =
+            switch exit {
+            case .exited(let code): code
+            case .signaled(let signal): 128 + signal
+            case nil: 1
+            }
+        return Report(exitCode: foreground ? code : 0, text: "", json: .object(["worker": .string(id), "exit": exit?.json ?? .null]))
+    }
+
+    /// How a run ended, from the options `cortex-supervise` passed.
+    static func runResult(_ how: String, _ arguments: ParsedArguments) throws(CortexError) -> SupervisedExit {
+        let parts = how.split(separator: ":")
+        guard parts.count == 2, let number = Int32(parts[1]) else { throw .usage("--exit takes exited:N or signaled:N") }
+        let exit: ProcessExit
+        switch parts[0] {
+        case "exited": exit = .exited(number)
+        case "signaled": exit = .signaled(number)
+        default: throw .usage("--exit takes exited:N or signaled:N")
+        }
+        func summary(_ name: String) throws(CortexError) -> StreamSummary {
+            guard let text = arguments.value(name) else { return .none }
+            guard let (seen, kept) = pair(text) else { throw .usage("--\(name) takes SEEN:KEPT") }
+            return StreamSummary(bytesSeen: seen, bytesKept: Int(kept))
+        }
+        return SupervisedExit(
+            exit: exit, timedOut: arguments.has("timed-out"), stopSignal: arguments.value("stop-signal").flatMap { Int32($0) },
+            killedAfterGrace: arguments.has("killed-after-grace"), stdout: try summary("stdout"), stderr: try summary("stderr"),
+            writeFailure: arguments.value("write-failure"))
+    }
+
+    /// `A:B` as two non-negative numbers.
+    static func pair(_ text: String) -> (Int64, Int64)? {
+        let parts = text.split(separator: ":")
+        guard parts.count == 2, let first = Int64(parts[0]), let second = Int64(parts[1]), first >= 0, second >= 0 else { return nil }
+        return (first, second)
+    }
 
     static func spawn(_ invocation: Invocation) throws(CortexError) -> Report {
         let arguments = invocation.arguments
@@ -109,14 +185,8 @@ public enum SpawnTool {
         }
         try store.publish()
         if arguments.has("foreground"), let worker = toLaunch.first {
-            let exit = try WorkerSupervision.supervise(worker, store: store)
-            let code: Int32 =
-                switch exit {
-                case .exited(let code): code
-                case .signaled(let signal): 128 + signal
-                case nil: 1
-                }
-            return Report(exitCode: code, text: "", json: .object(["worker": .string(worker), "exit": exit?.json ?? .null]))
+            let context = WorkerSupervision.Context(foreground: true, json: arguments.has("json"))
+            return supervisionReport(worker, try WorkerSupervision.supervise(worker, store: store, context: context), foreground: true)
         }
         for worker in toLaunch { try WorkerSupervision.launch(worker, root: store.layout.root) }
         let json = JSONValue.object(["workers": .array(rows)])

@@ -46,10 +46,22 @@ enum WorkerSupervision {
         return ["cortex-spawn"]
     }
 
-    /// Supervises `id` in this process until it ends for good; returns its last exit (nil when
-    /// another supervisor already had it, or it was stopped before it started).
-    static func supervise(_ id: String, store: CoordinationStore) throws(CortexError) -> ProcessExit? {
-        guard let me = ProcessIdentity.current else { throw .io(operation: "read", path: "/proc/self/stat", errno: Errno.current) }
+    /// Where a supervisor's image is and what it carries over to the next one: the tool
+    /// replaces itself with `cortex-supervise` for each run, which replaces itself with the tool
+    /// again when the run ends (docs/decisions/017-lean-supervisor.md).
+    struct Context {
+        /// `cortex-spawn --foreground`: the last image exits with the worker's exit code.
+        var foreground = false
+        /// Print the last image's report as JSON.
+        var json = false
+    }
+
+    /// Claims `id` for this process and supervises it until it ends for good; returns its last
+    /// exit (nil when another supervisor already had it, or it was stopped before it started).
+    /// Each run replaces this process with `cortex-supervise`, so this returns only when no run
+    /// is left to start; the supervision goes on in `resume(_:after:…)`.
+    static func supervise(_ id: String, store: CoordinationStore, context: Context) throws(CortexError) -> ProcessExit? {
+        let me = try currentIdentity()
         // From the claim on, `cortex worker stop` may SIGTERM this process at any moment: blocked
         // first, a stop that comes before the worker runs waits for the supervision to forward it
         // instead of killing the supervisor and leaving the worker claimed by no one alive.
@@ -59,14 +71,46 @@ enum WorkerSupervision {
             try store.publish()
             return nil
         }
-        let layout = store.layout
-        try Files.makeDirectory(layout.workers)
-        try Files.makeDirectory(layout.worker(id))
-        var lastExit: ProcessExit?
-        var stopRequested = false
-        var ranLong = false
-        while true {
-            guard let worker = store.state.workers.live[id] else { break }
+        try Files.makeDirectory(store.layout.workers)
+        try Files.makeDirectory(store.layout.worker(id))
+        return try continueSupervision(id, store: store, me: me, context: context, lastExit: nil, stopRequested: false)
+    }
+
+    /// Records the start of a run: called by `cortex-supervise` (as its child, so the supervisor
+    /// is the parent process) once the worker exists.
+    static func recordStart(_ id: String, process: ProcessIdentity, store: CoordinationStore) throws(CortexError) {
+        guard let supervisor = ProcessIdentity.of(pid: getppid()) else {
+            throw .io(operation: "read", path: "/proc/\(getppid())/stat", errno: Errno.current)
+        }
+        _ = try store.submit(.worker(.started(worker: id, supervisor: supervisor, process: process)))
+        try store.publish()
+    }
+
+    /// Goes on after a run ended (in the image `cortex-supervise` became): records the end,
+    /// restarts the worker per its policy, or returns its last exit when it is done.
+    static func resume(_ id: String, after result: SupervisedExit, ranMilliseconds: Int64, store: CoordinationStore, context: Context)
+        throws(CortexError) -> ProcessExit?
+    {
+        let me = try currentIdentity()
+        blockStopSignals()
+        if result.stopSignal != nil, store.state.workers.live[id]?.status != .stopping {
+            // Stopped by a signal to the supervisor: record it as a stop, so it is not restarted.
+            _ = try store.submit(.worker(.stop(worker: id)))
+        }
+        guard let stopRequested = try recordEnd(id, result, ranLong: ranMilliseconds > 60_000, store: store, me: me) else {
+            return result.exit
+        }
+        return try continueSupervision(id, store: store, me: me, context: context, lastExit: result.exit, stopRequested: stopRequested)
+    }
+
+    /// The top of the supervision loop: while the worker is live, either records a stop that
+    /// came between runs, or starts the next run (this process becomes `cortex-supervise`).
+    static func continueSupervision(
+        _ id: String, store: CoordinationStore, me: ProcessIdentity, context: Context, lastExit: ProcessExit?, stopRequested: Bool
+    ) throws(CortexError) -> ProcessExit? {
+        var lastExit = lastExit
+        var stopRequested = stopRequested
+        while let worker = store.state.workers.live[id] {
             var result: SupervisedExit
             if worker.status == .stopping || stopRequested {
                 if worker.status != .stopping {
@@ -75,47 +119,81 @@ enum WorkerSupervision {
                     // a SIGTERM exit again and again without ever running it.
                     _ = try store.submit(.worker(.stop(worker: id)))
                 }
-                result = SupervisedExit(
-                    exit: .signaled(SIGTERM), stdout: StreamSummary(bytesSeen: 0, bytesKept: 0),
-                    stderr: StreamSummary(bytesSeen: 0, bytesKept: 0))
+                result = SupervisedExit(exit: .signaled(SIGTERM), stdout: .none, stderr: .none)
             } else {
-                let plan = self.plan(for: worker, layout: layout, config: store.config)
-                let started = Int64(POSIX.monotonicNanoseconds() / 1_000_000)
-                do {
-                    result = try Supervisor.run(plan) { (process) throws(CortexError) in
-                        _ = try store.submit(.worker(.started(worker: id, supervisor: me, process: process)))
-                        try store.publish()
-                    }
+                do throws(CortexError) {
+                    try run(worker, store: store, context: context)
                 } catch {
-                    // The program could not be started: recorded as exit 127, as a shell would.
-                    try? AtomicFile.replace(
-                        layout.worker(id) + "/stderr.log", with: Array("cortex-spawn: \(error.description)\n".utf8),
-                        durability: .processCrash)
-                    result = SupervisedExit(
-                        exit: .exited(127), stdout: StreamSummary(bytesSeen: 0, bytesKept: 0),
-                        stderr: StreamSummary(bytesSeen: 0, bytesKept: 0))
+                    result = startFailure(error.description, worker: id, layout: store.layout)
                 }
-                if result.stopSignal != nil, store.state.workers.live[id]?.status != .stopping {
-                    // Stopped by a signal to the supervisor: record it as a stop, so it is not restarted.
-                    _ = try store.submit(.worker(.stop(worker: id)))
-                }
-                ranLong = Int64(POSIX.monotonicNanoseconds() / 1_000_000) - started > 60_000
             }
             lastExit = result.exit
-            let exited = try store.submit(
-                .worker(
-                    .exited(
-                        worker: id, supervisor: me, exit: result.exit, timedOut: result.timedOut,
-                        tokensUsed: tokensUsed(layout, id), evidence: MachineEvidence.observe(store.config))))
-            for promoted in store.state.workers.toLaunch(by: exited.record.id) {
-                try? launch(promoted.id, root: layout.root)
-            }
-            try store.publish()
-            guard case .workerExited(_, restarting: true) = exited.outcome else { break }
-            let restarts = store.state.workers.live[id]?.restarts ?? 1
-            if waitForStop(milliseconds: ranLong ? 250 : restartBackoff(restarts)) { stopRequested = true }
+            guard let again = try recordEnd(id, result, ranLong: false, store: store, me: me) else { break }
+            stopRequested = again
         }
         return lastExit
+    }
+
+    /// A run that could not start: recorded as exit 127, as a shell would, with the reason in
+    /// the worker's stderr.log.
+    static func startFailure(_ reason: String, worker id: String, layout: CoordinationLayout) -> SupervisedExit {
+        try? AtomicFile.replace(
+            layout.worker(id) + "/stderr.log", with: Array("cortex-spawn: \(reason)\n".utf8), durability: .processCrash)
+        return SupervisedExit(exit: .exited(127), stdout: .none, stderr: .none)
+    }
+
+    /// Replaces this process with `cortex-supervise` running `worker` once; returns only by throwing.
+    static func run(_ worker: WorkerEntry, store: CoordinationStore, context: Context) throws(CortexError) -> Never {
+        let report =
+            supervisorCommand() + ["_supervise", worker.id, "--dir", absolutePath(store.layout.root)]
+            + (context.foreground ? ["--foreground"] : []) + (context.json ? ["--json"] : [])
+        let plan = self.plan(for: worker, layout: store.layout, config: store.config)
+        let arguments = try plan.supervisorArguments(program: try leanSupervisor(), report: report)
+        do throws(Errno) {
+            try POSIX.execute(arguments, environment: processEnvironment(onlyCortex: false))
+        } catch {
+            throw .system("run", arguments[0], error)
+        }
+    }
+
+    /// Records the end of a run, starts the queued workers it made room for, and waits out the
+    /// restart backoff; returns nil when the worker is done, else whether a stop signal came
+    /// during the wait.
+    static func recordEnd(_ id: String, _ result: SupervisedExit, ranLong: Bool, store: CoordinationStore, me: ProcessIdentity)
+        throws(CortexError) -> Bool?
+    {
+        let layout = store.layout
+        let exited = try store.submit(
+            .worker(
+                .exited(
+                    worker: id, supervisor: me, exit: result.exit, timedOut: result.timedOut,
+                    tokensUsed: tokensUsed(layout, id), evidence: MachineEvidence.observe(store.config))))
+        for promoted in store.state.workers.toLaunch(by: exited.record.id) {
+            try? launch(promoted.id, root: layout.root)
+        }
+        try store.publish()
+        guard case .workerExited(_, restarting: true) = exited.outcome else { return nil }
+        let restarts = store.state.workers.live[id]?.restarts ?? 1
+        return waitForStop(milliseconds: ranLong ? 250 : restartBackoff(restarts))
+    }
+
+    /// `cortex-supervise` beside this executable, else in PATH.
+    static func leanSupervisor() throws(CortexError) -> String {
+        if let program = POSIX.readLink("/proc/self/exe") {
+            let sibling =
+                program.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/") + "/cortex-supervise"
+            if access(sibling, X_OK) == 0 { return sibling }
+        }
+        let path = getenv("PATH").map { String(cString: $0) } ?? "/usr/local/bin:/usr/bin:/bin"
+        for folder in path.split(separator: ":") where access("\(folder)/cortex-supervise", X_OK) == 0 {
+            return "\(folder)/cortex-supervise"
+        }
+        throw .notFound("no cortex-supervise beside this tool or in PATH: install it with the other tools (bin/install)")
+    }
+
+    static func currentIdentity() throws(CortexError) -> ProcessIdentity {
+        guard let me = ProcessIdentity.current else { throw .io(operation: "read", path: "/proc/self/stat", errno: Errno.current) }
+        return me
     }
 
     /// Restart delay: 0.5 s, 1 s, 2 s, then 4 s at most, so a pool member is back well within 10 s.

@@ -25,6 +25,17 @@ public enum POSIX {
         try retryingInterrupts { Glibc.open(path, flags | O_CLOEXEC, mode) }
     }
 
+    /// Replaces this process with `arguments` (a path, then its arguments) and `environment`:
+    /// same pid, same start time, same blocked and pending signals. Returns only by throwing.
+    public static func execute(_ arguments: [String], environment: [String: String]) throws(Errno) -> Never {
+        let argv = arguments.map { strdup($0) } + [nil]
+        let envp = environment.sorted { $0.key < $1.key }.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        execve(arguments[0], argv, envp)
+        let failure = Errno.current
+        (argv + envp).forEach { free($0) }
+        throw failure
+    }
+
     /// Closes `fd`, ignoring errors (see the note at the top of this file).
     public static func close(_ fd: Int32) { _ = Glibc.close(fd) }
 

@@ -1,7 +1,8 @@
+import CCortexShims
 import Glibc
 
-/// What a `Supervisor` starts and how it watches it: the worker's command, where its bounded logs
-/// and heartbeat go, and when to stop it.
+/// What `cortex-supervise` starts and how it watches it: the worker's command, where its bounded
+/// logs and heartbeat go, and when to stop it (docs/decisions/017-lean-supervisor.md).
 public struct SupervisionPlan: Sendable {
     /// The program and its arguments; a program name without `/` is looked up in `PATH`.
     public var arguments: [String]
@@ -25,20 +26,15 @@ public struct SupervisionPlan: Sendable {
     /// How long the worker may run before it is stopped (SIGTERM to its group, then SIGKILL
     /// after the grace), or nil for no limit.
     public var timeoutMilliseconds: Int64?
-    /// How long a stopped worker has between the first stop signal and SIGKILL.
+    /// How long a stopped worker has between the first stop signal (SIGTERM or SIGINT to the
+    /// supervisor, forwarded to the worker's group) and SIGKILL.
     public var graceMilliseconds: Int64
-    /// Signals that make the supervisor stop the worker: each one received is forwarded to the
-    /// worker's process group, and SIGKILL follows after the grace. They are blocked in the
-    /// thread that calls `Supervisor.run` and read from a signalfd.
-    public var stopSignals: [Int32]
 
-    /// A plan; logs keep 10 KiB + 30 KiB, the heartbeat is touched every 5 s, the grace is 10 s,
-    /// and SIGTERM and SIGINT stop the worker.
+    /// A plan; logs keep 10 KiB + 30 KiB, the heartbeat is touched every 5 s, the grace is 10 s.
     public init(
         arguments: [String], environment: [String: String], workingDirectory: String? = nil, stdoutLog: String,
         stderrLog: String, headLimit: Int = 10 * 1024, tailLimit: Int = 30 * 1024, heartbeatPath: String? = nil,
-        heartbeatIntervalMilliseconds: Int64 = 5_000, timeoutMilliseconds: Int64? = nil, graceMilliseconds: Int64 = 10_000,
-        stopSignals: [Int32] = [SIGTERM, SIGINT]
+        heartbeatIntervalMilliseconds: Int64 = 5_000, timeoutMilliseconds: Int64? = nil, graceMilliseconds: Int64 = 10_000
     ) {
         self.arguments = arguments
         self.environment = environment
@@ -51,7 +47,39 @@ public struct SupervisionPlan: Sendable {
         self.heartbeatIntervalMilliseconds = heartbeatIntervalMilliseconds
         self.timeoutMilliseconds = timeoutMilliseconds
         self.graceMilliseconds = graceMilliseconds
-        self.stopSignals = stopSignals
+    }
+
+    /// The command line of `cortex-supervise` (at `program`) running this plan and telling
+    /// `report` of the worker's start and end. The environment goes through a memfd
+    /// (`--environment-fd`), not the command line, which any user can read in /proc.
+    /// - Throws: `CortexError` when the memfd cannot be made or written.
+    public func supervisorArguments(program: String, report: [String]) throws(CortexError) -> [String] {
+        guard let reporter = report.first else { throw .usage("no program to report to") }
+        let fd = cortex_memfd("cortex-worker-environment")
+        if fd < 0 { throw .system("create", "a memfd for the worker's environment", Errno.current) }
+        var block: [UInt8] = []
+        for (name, value) in environment.sorted(by: { $0.key < $1.key }) {
+            block += Array(name.utf8) + [UInt8(ascii: "=")] + Array(value.utf8) + [0]
+        }
+        do throws(Errno) {
+            try POSIX.writeAll(fd, block)
+        } catch {
+            POSIX.close(fd)
+            throw .system("write", "the worker's environment", error)
+        }
+        _ = lseek(fd, 0, SEEK_SET)
+        var arguments = [
+            program, "--stdout-log", stdoutLog, "--stderr-log", stderrLog, "--log-head", String(headLimit), "--log-tail",
+            String(tailLimit), "--grace", String(max(0, graceMilliseconds)), "--environment-fd", String(fd),
+        ]
+        if let heartbeatPath {
+            arguments += ["--heartbeat", heartbeatPath, "--heartbeat-every", String(max(1, heartbeatIntervalMilliseconds))]
+        }
+        if let timeoutMilliseconds { arguments += ["--timeout", String(max(0, timeoutMilliseconds))] }
+        if let workingDirectory { arguments += ["--chdir", workingDirectory] }
+        arguments += ["--report", reporter]
+        for argument in report.dropFirst() { arguments += ["--report-arg", argument] }
+        return arguments + ["--"] + self.arguments
     }
 }
 
@@ -67,6 +95,9 @@ public struct StreamSummary: Equatable, Sendable {
         self.bytesSeen = bytesSeen
         self.bytesKept = bytesKept
     }
+
+    /// Nothing seen, nothing kept (a run that did not start).
+    public static let none = StreamSummary(bytesSeen: 0, bytesKept: 0)
 }
 
 /// How a supervised worker ended, and what the supervisor did about it.
@@ -85,12 +116,12 @@ public struct SupervisedExit: Equatable, Sendable {
     public var stderr: StreamSummary
     /// The first failure to rewrite a log or touch the heartbeat while the worker ran, if any;
     /// supervision went on regardless, so the exit is still known.
-    public var writeFailure: CortexError?
+    public var writeFailure: String?
 
     /// A result from its parts.
     public init(
         exit: ProcessExit, timedOut: Bool = false, stopSignal: Int32? = nil, killedAfterGrace: Bool = false,
-        stdout: StreamSummary, stderr: StreamSummary, writeFailure: CortexError? = nil
+        stdout: StreamSummary, stderr: StreamSummary, writeFailure: String? = nil
     ) {
         self.exit = exit
         self.timedOut = timedOut

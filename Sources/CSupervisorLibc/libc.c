@@ -1,0 +1,53 @@
+/* The C library surface of cortex-supervise (see the header). */
+#ifndef _GNU_SOURCE
+#error CSupervisorLibc must be built with _GNU_SOURCE
+#endif
+#include "CSupervisorLibc.h"
+#include <sys/signalfd.h>
+#include <sys/syscall.h>
+
+extern char **environ;
+
+static int saved_argc;
+static char **saved_argv;
+
+/* glibc calls .init_array functions with main's arguments, before main. */
+static void save_arguments(int argc, char **argv, char **envp) {
+    (void)envp;
+    saved_argc = argc;
+    saved_argv = argv;
+}
+__attribute__((section(".init_array"), used)) static void (*save_arguments_entry)(int, char **, char **) = save_arguments;
+
+int supervisor_errno(void) { return errno; }
+int supervisor_argc(void) { return saved_argc; }
+char **supervisor_argv(void) { return saved_argv; }
+char **supervisor_environ(void) { return environ; }
+int supervisor_wifexited(int status) { return WIFEXITED(status); }
+int supervisor_wexitstatus(int status) { return WEXITSTATUS(status); }
+int supervisor_wtermsig(int status) { return WTERMSIG(status); }
+int supervisor_pidfd_open(pid_t pid) { return (int)syscall(SYS_pidfd_open, pid, 0); }
+int supervisor_signalfd(const sigset_t *mask) { return signalfd(-1, mask, SFD_NONBLOCK | SFD_CLOEXEC); }
+uint32_t supervisor_signalfd_signal(const void *record) { return ((const struct signalfd_siginfo *)record)->ssi_signo; }
+int supervisor_signalfd_record_size(void) { return (int)sizeof(struct signalfd_siginfo); }
+int supervisor_pipe(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
+void supervisor_close_from(int lowest) { closefrom(lowest); }
+short supervisor_spawn_flag_setsid(void) { return (short)POSIX_SPAWN_SETSID; }
+int supervisor_spawn_addchdir(posix_spawn_file_actions_t *actions, const char *path) {
+    return posix_spawn_file_actions_addchdir_np(actions, path);
+}
+int supervisor_spawn_addclosefrom(posix_spawn_file_actions_t *actions, int lowest) {
+    return posix_spawn_file_actions_addclosefrom_np(actions, lowest);
+}
+int supervisor_open(const char *path, int flags, mode_t mode) { return open(path, flags, mode); }
+int supervisor_set_nonblocking(int fd) { return fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK); }
+void supervisor_default_sigchld(void) { signal(SIGCHLD, SIG_DFL); }
+int supervisor_touch(const char *path) {
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOCTTY, 0644);
+    if (fd < 0) return -1;
+    int rc = futimens(fd, NULL);
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return rc;
+}
