@@ -43,4 +43,4 @@ int cortex_wtermsig(int status) { return WTERMSIG(status); }
 int cortex_pidfd_open(pid_t pid) { return (int)syscall(SYS_pidfd_open, pid, 0); }
 int cortex_signalfd(const sigset_t *mask) { return signalfd(-1, mask, SFD_NONBLOCK | SFD_CLOEXEC); }
 int cortex_signalfd_record_size(void) { return (int)sizeof(struct signalfd_siginfo); }
-int cortex_memfd(const char *name) { return memfd_create(name, 0); }
+int cortex_memfd(const char *name) { return memfd_create(name, MFD_CLOEXEC); }

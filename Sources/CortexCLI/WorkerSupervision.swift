@@ -150,7 +150,8 @@ enum WorkerSupervision {
         let plan = self.plan(for: worker, layout: store.layout, config: store.config)
         let arguments = try plan.supervisorArguments(program: try leanSupervisor(), report: report)
         do throws(Errno) {
-            try POSIX.execute(arguments, environment: processEnvironment(onlyCortex: false))
+            let environmentFD = arguments.firstIndex(of: "--environment-fd").flatMap { Int32(arguments[$0 + 1]) }
+            try POSIX.execute(arguments, environment: processEnvironment(onlyCortex: false), keepingOpen: environmentFD.map { [$0] } ?? [])
         } catch {
             throw .system("run", arguments[0], error)
         }

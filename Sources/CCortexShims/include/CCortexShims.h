@@ -48,8 +48,9 @@ int cortex_signalfd(const sigset_t *mask);
 /// sizeof(struct signalfd_siginfo): the size of one record read from a signalfd (ssi_signo is its first uint32).
 int cortex_signalfd_record_size(void);
 
-/// memfd_create(name, 0): an anonymous file that stays open across exec (for what a process
-/// hands to the program it becomes). Returns the descriptor or -1 with errno set.
+/// memfd_create(name, MFD_CLOEXEC): an anonymous file (for what a process hands to the program
+/// it becomes; `POSIX.execute(keepingOpen:)` clears close-on-exec just before the exec, so no
+/// other child ever inherits it). Returns the descriptor or -1 with errno set.
 int cortex_memfd(const char *name);
 
 #endif

@@ -26,8 +26,11 @@ public enum POSIX {
     }
 
     /// Replaces this process with `arguments` (a path, then its arguments) and `environment`:
-    /// same pid, same start time, same blocked and pending signals. Returns only by throwing.
-    public static func execute(_ arguments: [String], environment: [String: String]) throws(Errno) -> Never {
+    /// same pid, same start time, same blocked and pending signals. The descriptors in
+    /// `keepingOpen` lose close-on-exec just before, so the new image inherits them and no child
+    /// spawned earlier could. Returns only by throwing.
+    public static func execute(_ arguments: [String], environment: [String: String], keepingOpen: [Int32] = []) throws(Errno) -> Never {
+        for fd in keepingOpen { _ = fcntl(fd, F_SETFD, 0) }
         let argv = arguments.map { strdup($0) } + [nil]
         let envp = environment.sorted { $0.key < $1.key }.map { strdup("\($0.key)=\($0.value)") } + [nil]
         execve(arguments[0], argv, envp)
