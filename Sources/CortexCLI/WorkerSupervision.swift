@@ -38,12 +38,18 @@ enum WorkerSupervision {
     /// How to run a supervisor from this executable: `cortex-spawn` beside it (any tool may
     /// launch one: cortex-spawn, a supervisor, cortex-reap), else `cortex spawn`, else PATH.
     static func supervisorCommand() -> [String] {
-        guard let program = POSIX.readLink("/proc/self/exe") else { return ["cortex-spawn"] }
-        let folder = program.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
-        let sibling = folder + "/cortex-spawn"
-        if access(sibling, X_OK) == 0 { return [sibling] }
-        if program.split(separator: "/").last == "cortex" { return [program, "spawn"] }
+        if let sibling = besideThisExecutable("cortex-spawn") { return [sibling] }
+        if let program = POSIX.readLink("/proc/self/exe"), program.split(separator: "/").last == "cortex" {
+            return [program, "spawn"]
+        }
         return ["cortex-spawn"]
+    }
+
+    /// The executable `name` in this executable's folder, if there is one.
+    static func besideThisExecutable(_ name: String) -> String? {
+        guard let program = POSIX.readLink("/proc/self/exe") else { return nil }
+        let sibling = program.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/") + "/" + name
+        return access(sibling, X_OK) == 0 ? sibling : nil
     }
 
     /// Where a supervisor's image is and what it carries over to the next one: the tool
@@ -180,11 +186,7 @@ enum WorkerSupervision {
 
     /// `cortex-supervise` beside this executable, else in PATH.
     static func leanSupervisor() throws(CortexError) -> String {
-        if let program = POSIX.readLink("/proc/self/exe") {
-            let sibling =
-                program.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/") + "/cortex-supervise"
-            if access(sibling, X_OK) == 0 { return sibling }
-        }
+        if let sibling = besideThisExecutable("cortex-supervise") { return sibling }
         let path = getenv("PATH").map { String(cString: $0) } ?? "/usr/local/bin:/usr/bin:/bin"
         for folder in path.split(separator: ":") where access("\(folder)/cortex-supervise", X_OK) == 0 {
             return "\(folder)/cortex-supervise"
