@@ -172,9 +172,11 @@ public enum CortexTool {
                 // A record of its own, naming the positions: the journal stays append-only, and
                 // any later damage is at another position, so verify still reports it.
                 let store = try invocation.openStore()
-                let submission = try store.submit(kind: JournalVerifier.acknowledgementKind, data: JournalVerifier.acknowledgement(of: harmless))
+                let submission = try store.submit(
+                    kind: JournalVerifier.acknowledgementKind, data: JournalVerifier.acknowledgement(of: harmless))
                 acknowledgement = submission.record.id
-                lines.append("acknowledged \(harmless.count) torn fragment\(harmless.count == 1 ? "" : "s") in record \(submission.record.id)")
+                lines.append(
+                    "acknowledged \(harmless.count) torn fragment\(harmless.count == 1 ? "" : "s") in record \(submission.record.id)")
                 report = try JournalVerifier.verify(journal)
             }
         }

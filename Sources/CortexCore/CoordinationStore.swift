@@ -220,7 +220,9 @@ public final class CoordinationStore {
                 // The record is in the file: every other process already folds it. A failed
                 // flush cannot take it back, so the caller still gets its outcome, with a warning.
                 do { try journal.syncSegment(target) } catch {
-                    warn("record \(record.id) is in the journal but was not flushed to disk (\(error.description)); it may not survive a power loss")
+                    warn(
+                        "record \(record.id) is in the journal but was not flushed to disk (\(error.description)); it may not survive a power loss"
+                    )
                 }
             }
             let foldedBefore = state.recordsFolded
