@@ -188,7 +188,13 @@ public enum SpawnTool {
             let context = WorkerSupervision.Context(foreground: true, json: arguments.has("json"))
             return supervisionReport(worker, try WorkerSupervision.supervise(worker, store: store, context: context), foreground: true)
         }
-        for worker in toLaunch { try WorkerSupervision.launch(worker, root: store.layout.root) }
+        for worker in toLaunch {
+            // Granted by the journal: a supervisor that cannot be started now is started by the
+            // reaper (a granted worker without one), and the caller still learns its id.
+            do { try WorkerSupervision.launch(worker, root: store.layout.root) } catch {
+                store.warn("no supervisor started for \(worker) yet (\(error.description)); cortex-reap starts it")
+            }
+        }
         let json = JSONValue.object(["workers": .array(rows)])
         if let refusal {
             return Report(exitCode: 1, text: lines.joined(separator: "\n"), json: json, diagnostic: "not started: \(refusal)")

@@ -323,13 +323,14 @@ import Testing
 
         let step: Int64 = 2 * 3600 * 1000
         let reaperFile = root + "/state/reaper.json"
-        guard case .object(var members) = try JSONValue.parse(String(contentsOfFile: reaperFile, encoding: .utf8)),
-            let index = members.firstIndex(where: { $0.key == "boot_epoch_ms" }), let epoch = members[index].value.intValue
-        else {
-            Issue.record("state/reaper.json has no boot_epoch_ms")
+        guard case .object(var members) = try JSONValue.parse(String(contentsOfFile: reaperFile, encoding: .utf8)) else {
+            Issue.record("state/reaper.json is not a JSON object")
             return
         }
-        members[index].value = .int(epoch - step)
+        // The offset the last run saw, before the step (this process's reading if it saw none).
+        let epoch = members.first { $0.key == "boot_epoch_ms" }?.value.intValue ?? FolderClock.bootEpochMilliseconds()
+        members.removeAll { $0.key == "boot_epoch_ms" }
+        members.append(JSONMember("boot_epoch_ms", .int(epoch - step)))
         try Data(JSONValue.object(members).jsonText.utf8).write(to: URL(fileURLWithPath: reaperFile))
         try setModificationTime(root + "/workers/w-1/heartbeat", secondsAgo: TimeInterval(step / 1000))
 
