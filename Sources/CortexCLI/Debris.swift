@@ -40,14 +40,25 @@ enum Debris {
         let names = Set((try? POSIX.directoryEntries(layout.results)) ?? [])
         var found: [(task: String, attempt: String)] = []
         for name in names.sorted() where !name.hasPrefix(".") && name.hasSuffix(".json") {
-            guard let marker = name.firstRange(of: ".attempt-") else { continue }
-            let task = String(name[..<marker.lowerBound])
+            guard let task = taskOfAttemptFile(name) else { continue }
             guard !names.contains(task + ".json"), found.last?.task != task,
                 let entry = try? store.task(task), entry.status == .done, entry.result == "results/" + name
             else { continue }
             found.append((task, entry.result!))
         }
         return found
+    }
+
+    /// `TASK` of an attempt's result file name `TASK.attempt-N.json`, or nil.
+    static func taskOfAttemptFile(_ name: String) -> String? {
+        let bytes = Array(name.utf8)
+        let marker = Array(".attempt-".utf8)
+        guard bytes.count > marker.count else { return nil }
+        for start in stride(from: bytes.count - marker.count, through: 1, by: -1)
+        where bytes[start..<start + marker.count].elementsEqual(marker) {
+            return String(decoding: bytes[..<start], as: UTF8.self)
+        }
+        return nil
     }
 
     /// Links each of `unlinkedResults`; returns the tasks linked.
