@@ -203,17 +203,24 @@ import Testing
             let created = try runTool(["cortex-task", "create", "--dir", root, "--type", "t"], in: directory)
             try #require(created.exitCode == 0, "\(created)")
         }
-        // Writers killed at random moments; some die between creating a temp file and renaming it.
+        // Writers killed at random moments; some die between creating a temp file and renaming
+        // it, some `complete`s between their record and the result link.
         var generator = SystemRandomNumberGenerator()
-        for round in 0..<40 {
-            let command: [String]
-            switch round % 3 {
+        for round in 0..<60 {
+            var command: [String]
+            switch round % 4 {
             case 0: command = ["cortex-budget", "allocate", "--dir", root, "--tokens", "3"]
             case 1: command = ["cortex-task", "create", "--dir", root, "--type", "t"]
+            case 2:
+                let claimed = try runTool(["cortex-task", "claim", "--dir", root, "--worker", "w-\(round)"], in: directory)
+                guard let task = claimed.json?.string("id"), let claim = claimed.json?.int("claim") else { continue }
+                command = [
+                    "cortex-task", "complete", task, "--dir", root, "--claim", "\(claim)", "--result", #"{"round":\#(round)}"#,
+                ]
             default: command = ["cortex-reap", "--dir", root]
             }
             let victim = try RunningTool(command, scratch: directory.scratch)
-            usleep(UInt32.random(in: 0...4000, using: &generator))
+            usleep(UInt32.random(in: 0...6000, using: &generator))
             victim.kill(SIGKILL)
             _ = victim.wait()
         }
@@ -237,6 +244,12 @@ import Testing
         #expect(temporaryFiles(under: root).isEmpty, "left: \(temporaryFiles(under: root))")
         let verify = try runTool(["cortex", "verify", "--dir", root, "--json"], in: directory)
         #expect(verify.json?["problems"]?.arrayValue?.isEmpty == true, "\(verify)")
+        // Every done task's result is linked, whenever its `complete` died.
+        let store = try CoordinationStore.open(root: root, createIfMissing: false)
+        for task in try store.finishedTasks() where task.status == .done {
+            guard task.result != nil else { continue }
+            #expect(FileManager.default.fileExists(atPath: root + "/results/\(task.id).json"), "\(task.id) done without its result link")
+        }
     }
 
     /// `complete` killed after its record landed: the task is done, its attempt's result file is
