@@ -86,12 +86,12 @@ public enum BudgetTool {
 
     /// Appends a change that always applies and reports the budget after it.
     private static func change(_ invocation: Invocation, _ event: Event) throws(CortexError) -> Report {
-        let store = try invocation.openStore(mutating: true)
+        let store = try invocation.openStore()
         let submission = try store.submit(event)
         guard submission.outcome == .applied else { throw unexpected(submission.outcome) }
         // A larger total or a new period may make room for spawns queued for tokens.
-        try WorkerSupervision.startQueuedThatFit(store)
-        try store.publish()
+        WorkerSupervision.startQueuedThatFitAfterRecording(store)
+        store.publishAfterRecording()
         return budgetReport(store.state)
     }
 
@@ -102,9 +102,9 @@ public enum BudgetTool {
         let request = BudgetRequest(
             tokens: tokens, holder: try arguments.identifier("holder"), task: try arguments.identifier("task"),
             tenant: try arguments.identifier("tenant"))
-        let store = try invocation.openStore(mutating: true)
+        let store = try invocation.openStore()
         let submission = try store.submit(.budgetAllocate(request))
-        try store.publish()
+        store.publishAfterRecording()
         let json = merge(submission.outcome.json, ["record": .string(submission.record.id), "tokens": .int(tokens)])
         switch submission.outcome {
         case .granted(let allocation):
@@ -119,7 +119,7 @@ public enum BudgetTool {
     static func release(_ invocation: Invocation) throws(CortexError) -> Report {
         let allocation = try Values.validateIdentifier(invocation.arguments.positionals[0], what: "allocation id")
         let used = try invocation.arguments.count("used")
-        let store = try invocation.openStore(mutating: false)
+        let store = try invocation.openStore()
         // Checks against the folded state. Allocations never come back once released and ids
         // are issued in order, so what these checks find cannot change before our record lands.
         guard let outstanding = store.state.budget.allocations[allocation] else {
@@ -133,8 +133,10 @@ public enum BudgetTool {
         }
         let submission = try store.submit(.budgetRelease(allocation: allocation, used: used))
         // Returned tokens may make room for spawns queued for tokens: start them now, not at the next reaper run.
-        if case .released(_, _, let returned) = submission.outcome, returned > 0 { try WorkerSupervision.startQueuedThatFit(store) }
-        try store.publish()
+        if case .released(_, _, let returned) = submission.outcome, returned > 0 {
+            WorkerSupervision.startQueuedThatFitAfterRecording(store)
+        }
+        store.publishAfterRecording()
         let json = merge(submission.outcome.json, ["record": .string(submission.record.id)])
         switch submission.outcome {
         case .released(_, let spent, let returned):
@@ -148,7 +150,7 @@ public enum BudgetTool {
     }
 
     static func status(_ invocation: Invocation) throws(CortexError) -> Report {
-        let store = try invocation.openStore(mutating: false)
+        let store = try invocation.openStore()
         return budgetReport(store.state)
     }
 

@@ -46,7 +46,16 @@ public enum CortexTool {
                 CommandSpec(
                     name: "cortex verify",
                     abstract: "Check the journal: checksums, seals, torn lines (exit 1 and where, if any).",
-                    examples: ["cortex verify || echo 'journal damaged: see above'"]),
+                    options: [
+                        .flag(
+                            "acknowledge",
+                            "Record the harmless torn fragments found (heads of records written again whole) as known: verify is green again for them, red for new damage."
+                        )
+                    ],
+                    examples: [
+                        "cortex verify || echo 'journal damaged: see above'",
+                        "cortex verify --acknowledge   # after a full disk or kill -9 left torn fragments",
+                    ]),
                 body: verify),
             Command(
                 CommandSpec(
@@ -114,13 +123,13 @@ public enum CortexTool {
         if let maxWorkers { defaults.maxWorkers = Int(maxWorkers) }
         try CoordinationStore.createLayout(layout, config: defaults)
         if let maxWorkers { try updateConfig(layout, key: "max_workers", value: .int(maxWorkers)) }
-        let store = try CoordinationStore.open(root: layout.root, createIfMissing: true)
+        let store = try invocation.openStore()
         if let totalTokens {
             _ = try store.submit(.budgetSet(total: totalTokens))
         } else if store.state.recordsFolded == 0 {
             _ = try store.submit(.budgetSet(total: 1_000_000))
         }
-        try store.publish()
+        store.publishAfterRecording()
         let budget = store.state.budget
         return Report(
             text:
@@ -152,8 +161,25 @@ public enum CortexTool {
 
     static func verify(_ invocation: Invocation) throws(CortexError) -> Report {
         let journal = try CoordinationStore.existingJournal(root: invocation.root)
-        let report = try JournalVerifier.verify(journal)
+        var report = try JournalVerifier.verify(journal)
         var lines: [String] = []
+        var acknowledgement: String?
+        if invocation.arguments.has("acknowledge") {
+            let harmless = JournalVerifier.acknowledgeable(report)
+            if harmless.isEmpty {
+                lines.append("note     nothing to acknowledge: no torn fragment")
+            } else {
+                // A record of its own, naming the positions: the journal stays append-only, and
+                // any later damage is at another position, so verify still reports it.
+                let store = try invocation.openStore()
+                let submission = try store.submit(
+                    kind: JournalVerifier.acknowledgementKind, data: JournalVerifier.acknowledgement(of: harmless))
+                acknowledgement = submission.record.id
+                lines.append(
+                    "acknowledged \(harmless.count) torn fragment\(harmless.count == 1 ? "" : "s") in record \(submission.record.id)")
+                report = try JournalVerifier.verify(journal)
+            }
+        }
         for line in report.damaged {
             lines.append("damaged  \(journal.directory)/\(line.position): \(line.reason) (\(line.length) bytes)")
         }
@@ -164,8 +190,15 @@ public enum CortexTool {
                 "note     \(report.archived.count) archived segment(s) checked in journal/archive/, \(report.purged.count) past their retention (covered by the snapshot)"
             )
         }
-        let summary =
+        for line in report.acknowledged {
+            lines.append("known    \(journal.directory)/\(line.position): \(line.reason) (\(line.length) bytes), acknowledged")
+        }
+        var summary =
             "\(report.isClean ? "journal ok" : "journal DAMAGED"): \(report.segments.count) segment\(report.segments.count == 1 ? "" : "s"), \(report.records) records, \(report.voidRecords) void (re-appended), \(report.damaged.count) damaged line\(report.damaged.count == 1 ? "" : "s")"
+        if !report.acknowledged.isEmpty { summary += ", \(report.acknowledged.count) acknowledged" }
+        if report.damaged.contains(where: { JournalVerifier.acknowledgeableReasons.contains($0.reason) }) {
+            summary += " ('cortex verify --acknowledge' records the torn fragments as known)"
+        }
         lines.append(summary)
         let json = JSONValue.object([
             "damaged": .array(
@@ -175,6 +208,7 @@ public enum CortexTool {
                         "segment": .int($0.position.segment),
                     ])
                 }),
+            "acknowledged": .int(report.acknowledged.count), "acknowledgement_record": .optional(acknowledgement),
             "archived": .int(report.archived.count), "ok": .bool(report.isClean), "partial_tail_bytes": .int(report.partialTailBytes),
             "purged": .int(report.purged.count),
             "problems": .array(report.problems.map { .string($0) }), "records": .int(report.records),

@@ -30,7 +30,7 @@ public enum DashboardTool {
         let eventCount = Int(try arguments.count("events") ?? Int64(defaultEventCount))
         let frozen = arguments.has("embed")
         if frozen && arguments.has("follow") { throw .usage("--follow keeps a live page's events.json fresh: not with --embed") }
-        let store = try invocation.openStore(mutating: false)
+        let store = try invocation.openStore()
         let layout = store.layout
         let out = arguments.value("out") ?? layout.root + "/dashboard.html"
         let now = POSIX.wallClockMilliseconds()

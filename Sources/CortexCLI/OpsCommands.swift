@@ -10,7 +10,7 @@ enum OpsCommands {
     static let attentionExitCode: Int32 = 1
 
     static func status(_ invocation: Invocation) throws(CortexError) -> Report {
-        let store = try invocation.openStore(mutating: false)
+        let store = try invocation.openStore()
         let now = POSIX.wallClockMilliseconds()
         let state = store.state
         let config = store.config
@@ -21,7 +21,10 @@ enum OpsCommands {
         let workers = state.workers
         let running = state.tasks.running
         let busyWorkers = Set(running.compactMap(\.worker))
-        let unreaped = ReapTool.observe(store, now: now, heartbeatTimeout: config.heartbeatTimeoutMilliseconds).lost.map(\.worker)
+        let unreaped = ReapTool.observe(
+            store, now: now, heartbeatTimeout: config.heartbeatTimeoutMilliseconds,
+            stampedNoEarlierThan: ReapTool.lastRun(store.layout)?.clockStepAtMilliseconds
+        ).lost.map(\.worker)
         if !unreaped.isEmpty {
             attention.append(
                 "\(unreaped.count) lost worker\(unreaped.count == 1 ? "" : "s") not yet reaped (\(unreaped.joined(separator: " "))): run cortex-reap"
@@ -202,7 +205,7 @@ enum OpsCommands {
     static func metrics(_ invocation: Invocation) throws(CortexError) -> Report {
         let out = invocation.arguments.value("out")
         if let out, out.isEmpty || out.hasSuffix("/") { throw .badInput("invalid --out '\(Values.printable(out))': a file path") }
-        let store = try invocation.openStore(mutating: false)
+        let store = try invocation.openStore()
         let report = MetricsReport(store.state, capacity: store.config.maxWorkers, nowMilliseconds: POSIX.wallClockMilliseconds())
         if let out {
             // With --json the file gets the JSON (metrics.json beside the views, for the dashboard).
@@ -244,7 +247,7 @@ enum OpsCommands {
 
     static func estimate(_ invocation: Invocation) throws(CortexError) -> Report {
         guard let type = try invocation.arguments.identifier("type") else { throw .usage("missing option '--type <TYPE>'") }
-        let store = try invocation.openStore(mutating: false)
+        let store = try invocation.openStore()
         guard let metrics = store.state.metrics.types[type], metrics.runTime.count + metrics.tokensUsed.count > 0 else {
             throw .notFound("no finished attempts of type '\(Values.printable(type))' yet: nothing to estimate from")
         }

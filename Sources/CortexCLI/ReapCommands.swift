@@ -28,6 +28,9 @@ public enum ReapTool {
                         "archive-retention", "D",
                         "Remove archived journal segments older than D from journal/archive/ (default: config archive_retention, 7d)."),
                     .value("metrics-out", "FILE", "Also write 'cortex metrics' to FILE atomically (node_exporter's textfile collector)."),
+                    .value(
+                        "temp-grace", "D",
+                        "Remove temp files (.NAME.tmp-PID-RANDOM) left by killed writers once older than D (default 10m)."),
                 ],
                 examples: [
                     "* * * * * cortex-reap --dir /srv/cortex/coordination >>/var/log/cortex-reap.log 2>&1   # crontab",
@@ -44,7 +47,7 @@ public enum ReapTool {
     static func reap(_ invocation: Invocation) throws(CortexError) -> Report {
         let arguments = invocation.arguments
         let dryRun = arguments.has("dry-run")
-        let store = try invocation.openStore(mutating: false)
+        let store = try invocation.openStore()
         let layout = store.layout
         let heartbeatTimeout =
             try arguments.value("heartbeat-timeout").map { (text) throws(CortexError) in try Values.parseDurationMilliseconds(text) }
@@ -56,8 +59,14 @@ public enum ReapTool {
         let archiveRetention =
             try arguments.value("archive-retention").map { (text) throws(CortexError) in try Values.parseDurationMilliseconds(text) }
             ?? store.config.archiveRetentionMilliseconds
+        let temporaryGrace =
+            try arguments.value("temp-grace").map { (text) throws(CortexError) in try Values.parseDurationMilliseconds(text) }
+            ?? defaultTemporaryGraceMilliseconds
         let now = POSIX.wallClockMilliseconds()
-        let plan = observe(store, now: now, heartbeatTimeout: heartbeatTimeout)
+        // Heartbeat ages: against a probe touched now (the file system's clock), and never across
+        // a wall-clock step (FolderClock).
+        let clock = try clockReading(layout, dryRun: dryRun, wallNow: now)
+        let plan = observe(store, now: clock.folderNow, heartbeatTimeout: heartbeatTimeout, stampedNoEarlierThan: clock.stepAt)
 
         var lost: [String] = []
         var requeued: [String] = []
@@ -66,6 +75,8 @@ public enum ReapTool {
         var launched: [String] = []
         var promoted: [String] = []
         var purged = 0
+        var linked: [String] = []
+        var removedTemporaries = 0
         var compaction = CoordinationStore.Compaction()
         var lines: [String] = []
         if !dryRun {
@@ -82,7 +93,7 @@ public enum ReapTool {
                 requeued += tasks
                 leftovers += item.leftover
             }
-            if !lost.isEmpty { try store.publishViews(nowMilliseconds: now) }
+            if !lost.isEmpty { publishViewsAfterRecording(store, now: now) }
             // The pool members owed a replacement, by this run's losses or by an earlier reaper that
             // died before replacing them. What is left of them goes first (pid and start time
             // checked), then the replacement: the fold lets only the first `worker.replace` of
@@ -104,15 +115,28 @@ public enum ReapTool {
                 launched.append(worker)
             }
             purged = purgeExpired(layout, olderThan: now - resultTTL)
-            compaction = try store.compactJournal(
-                rotateAboveBytes: store.config.reaperRotateBytes, retentionMilliseconds: archiveRetention, nowMilliseconds: now)
-            try store.publishViews(nowMilliseconds: now)
-            try recordRun(layout, at: now, lost: lost.count)
-            // metrics.json beside the views (cortex dashboard reads it), and the Prometheus text if asked.
-            let metrics = MetricsReport(store.state, capacity: store.config.maxWorkers, nowMilliseconds: now)
-            try OpsCommands.writeMetrics(metrics.json.jsonText + "\n", to: layout.root + "/metrics.json")
-            if let metricsOut = arguments.value("metrics-out") {
-                try OpsCommands.writeMetrics(metrics.prometheusText, to: metricsOut)
+            // Debris of kill -9: result links of completions whose writer died after the record,
+            // and temp files no writer will rename (by age on the folder's clock: pids recycle).
+            linked = Debris.repairResultLinks(store)
+            removedTemporaries = Debris.removeStaleTemporaryFiles(layout, modifiedBefore: clock.folderNow - temporaryGrace)
+            // From here on the records are in: a full disk makes the derived files stale, not the run failed.
+            do {
+                compaction = try store.compactJournal(
+                    rotateAboveBytes: store.config.reaperRotateBytes, retentionMilliseconds: archiveRetention, nowMilliseconds: now)
+            } catch {
+                store.warn("journal not compacted: \(error.description)")
+            }
+            publishViewsAfterRecording(store, now: now)
+            do {
+                try recordRun(layout, at: now, lost: lost.count, clock: clock)
+                // metrics.json beside the views (cortex dashboard reads it), and the Prometheus text if asked.
+                let metrics = MetricsReport(store.state, capacity: store.config.maxWorkers, nowMilliseconds: now)
+                try OpsCommands.writeMetrics(metrics.json.jsonText + "\n", to: layout.root + "/metrics.json")
+                if let metricsOut = arguments.value("metrics-out") {
+                    try OpsCommands.writeMetrics(metrics.prometheusText, to: metricsOut)
+                }
+            } catch {
+                store.warn("state/reaper.json or the metrics not written: \(error.description)")
             }
         } else {
             lost = plan.lost.map(\.worker)
@@ -121,6 +145,8 @@ public enum ReapTool {
             let owed = store.state.workers.owedReplacements.map(\.worker)
             if !owed.isEmpty { lines.append("would replace lost pool members \(owed.joined(separator: " "))") }
             purged = expiredFiles(layout, olderThan: now - resultTTL).count
+            linked = Debris.unlinkedResults(store).map(\.task)
+            removedTemporaries = Debris.staleTemporaryFiles(layout, modifiedBefore: clock.folderNow - temporaryGrace).count
             compaction.rotated = (try? store.journal.sizeOfSegment(store.position.segment)) ?? 0 > store.config.reaperRotateBytes
             let live = store.position.segment + (compaction.rotated ? 1 : 0)
             for segment in try store.journal.segmentNumbers() where segment < live {
@@ -128,6 +154,11 @@ public enum ReapTool {
             }
         }
         let verb = dryRun ? "would " : ""
+        if let step = clock.step {
+            lines.append(
+                "the wall clock was stepped by \(step / 1000)s since the last run: no worker is lost by heartbeat age until one timeout after this run"
+            )
+        }
         for item in plan.lost { lines.append("\(verb)declare \(item.worker) lost: \(item.reason)") }
         if !requeued.isEmpty { lines.append("re-queued \(requeued.joined(separator: " "))") }
         if !signalled.isEmpty {
@@ -137,6 +168,10 @@ public enum ReapTool {
         if !promoted.isEmpty { lines.append("started queued \(promoted.joined(separator: " "))") }
         if !launched.isEmpty { lines.append("\(verb)launch supervisors for \(launched.joined(separator: " "))") }
         if purged > 0 { lines.append("\(verb)purge \(purged) expired result file\(purged == 1 ? "" : "s")") }
+        if !linked.isEmpty { lines.append("\(verb)link the results of \(linked.joined(separator: " "))") }
+        if removedTemporaries > 0 {
+            lines.append("\(verb)remove \(removedTemporaries) temp file\(removedTemporaries == 1 ? "" : "s") left by killed writers")
+        }
         if compaction.rotated { lines.append("\(verb)rotate the live journal segment") }
         if !compaction.archived.isEmpty {
             lines.append(
@@ -154,10 +189,11 @@ public enum ReapTool {
             text: lines.joined(separator: "\n"),
             json: .object([
                 "archived": .array(compaction.archived.map { JSONValue.int(Int64($0)) }), "dry_run": .bool(dryRun),
-                "archives_removed": .array(compaction.purged.map { JSONValue.int(Int64($0)) }), "launched": strings(launched),
+                "archives_removed": .array(compaction.purged.map { JSONValue.int(Int64($0)) }),
+                "clock_step_ms": .optional(clock.step), "launched": strings(launched), "linked_results": strings(linked),
                 "lost": strings(lost), "promoted": strings(promoted),
                 "purged": .int(Int64(purged)), "requeued": strings(requeued), "restarted": strings(restarted),
-                "rotated": .bool(compaction.rotated),
+                "rotated": .bool(compaction.rotated), "temp_files_removed": .int(Int64(removedTemporaries)),
                 "signalled": strings(signalled),
             ]))
     }
@@ -166,14 +202,43 @@ public enum ReapTool {
     struct LastRun {
         var milliseconds: Int64
         var lost: Int64
+        /// `FolderClock.bootEpochMilliseconds()` at that run (nil from older versions).
+        var bootEpochMilliseconds: Int64?
+        /// The folder time of the run that last saw the wall clock stepped, if any.
+        var clockStepAtMilliseconds: Int64?
+    }
+
+    /// How long a temp file may sit before the reaper takes it for a killed writer's.
+    static let defaultTemporaryGraceMilliseconds: Int64 = 10 * 60_000
+
+    /// What this run knows of the clocks (FolderClock).
+    struct ClockReading {
+        /// "Now" on the folder's clock: the probe's modification time (the wall clock in a dry run).
+        var folderNow: Int64
+        /// The wall clock's offset from boot time now.
+        var bootEpoch: Int64
+        /// How far the wall clock was stepped since the last run, if it was.
+        var step: Int64?
+        /// Heartbeats stamped before this folder time have an unknown age: they count as stamped then.
+        var stepAt: Int64?
+    }
+
+    static func clockReading(_ layout: CoordinationLayout, dryRun: Bool, wallNow: Int64) throws(CortexError) -> ClockReading {
+        let folderNow = dryRun ? wallNow : FolderClock.probe(layout) ?? wallNow
+        let bootEpoch = FolderClock.bootEpochMilliseconds()
+        let last = lastRun(layout)
+        let step = FolderClock.step(from: last?.bootEpochMilliseconds, to: bootEpoch)
+        return ClockReading(
+            folderNow: folderNow, bootEpoch: bootEpoch, step: step, stepAt: step != nil ? folderNow : last?.clockStepAtMilliseconds)
     }
 
     /// `state/reaper.json`: one small file rewritten by every run (no journal traffic).
     static func lastRunPath(_ layout: CoordinationLayout) -> String { layout.stateFolder + "/reaper.json" }
 
-    static func recordRun(_ layout: CoordinationLayout, at now: Int64, lost: Int) throws(CortexError) {
+    static func recordRun(_ layout: CoordinationLayout, at now: Int64, lost: Int, clock: ClockReading) throws(CortexError) {
         let json = JSONValue.object([
-            "at": .string(ISOTime.format(milliseconds: now)), "at_ms": .int(now), "lost": .int(lost), "pid": .int(Int64(getpid())),
+            "at": .string(ISOTime.format(milliseconds: now)), "at_ms": .int(now), "boot_epoch_ms": .int(clock.bootEpoch),
+            "clock_step_at_ms": .optional(clock.stepAt), "lost": .int(lost), "pid": .int(Int64(getpid())),
         ])
         try AtomicFile.replace(lastRunPath(layout), with: Array((json.jsonText + "\n").utf8), durability: .processCrash)
     }
@@ -183,13 +248,23 @@ public enum ReapTool {
         guard let bytes = try? POSIX.readFile(lastRunPath(layout)), let json = try? JSONValue.parse(bytes),
             let at = json["at_ms"]?.intValue
         else { return nil }
-        return LastRun(milliseconds: at, lost: json["lost"]?.intValue ?? 0)
+        return LastRun(
+            milliseconds: at, lost: json["lost"]?.intValue ?? 0, bootEpochMilliseconds: json["boot_epoch_ms"]?.intValue,
+            clockStepAtMilliseconds: json["clock_step_at_ms"]?.intValue)
     }
 
-    /// What the machine shows about each worker the state thinks is alive.
-    static func observe(_ store: CoordinationStore, now: Int64, heartbeatTimeout: Int64) -> Plan {
+    /// What the machine shows about each worker the state thinks is alive. A heartbeat stamped
+    /// before `stampedNoEarlierThan` (the run that saw the wall clock stepped) counts as stamped
+    /// then: its own time is on the other side of the step.
+    static func observe(_ store: CoordinationStore, now: Int64, heartbeatTimeout: Int64, stampedNoEarlierThan stepAt: Int64? = nil)
+        -> Plan
+    {
         var plan = Plan()
         let layout = store.layout
+        func heartbeatAge(_ worker: String) -> Double? {
+            guard let touched = POSIX.modificationMilliseconds(layout.heartbeat(worker)) else { return nil }
+            return FolderClock.age(heartbeatMilliseconds: max(touched, stepAt ?? touched), nowMilliseconds: now)
+        }
         for worker in store.state.workers.live.values.sorted(by: { $0.id < $1.id }) where worker.status.holdsCapacity {
             let leftover = [worker.process].compactMap { $0 }.filter(\.isAliveAndOurs)
             guard let supervisor = worker.supervisor else {
@@ -200,7 +275,7 @@ public enum ReapTool {
             }
             if !supervisor.isAlive {
                 plan.lost.append((worker.id, "supervisor pid \(supervisor.pid) is gone", leftover))
-            } else if let age = layout.heartbeatAge(worker.id, nowMilliseconds: now), age * 1000 > Double(heartbeatTimeout) {
+            } else if let age = heartbeatAge(worker.id), age * 1000 > Double(heartbeatTimeout) {
                 plan.lost.append(
                     (worker.id, "heartbeat \(Int(age))s old (supervisor pid \(supervisor.pid) hung)", leftover + [supervisor]))
             }
@@ -210,12 +285,19 @@ public enum ReapTool {
         for task in store.state.tasks.running {
             guard let worker = task.worker, !seen.contains(worker) else { continue }
             seen.insert(worker)
-            let age = layout.heartbeatAge(worker, nowMilliseconds: now)
+            let age = heartbeatAge(worker)
             if let age, age * 1000 <= Double(heartbeatTimeout) { continue }
             let reason = age.map { "heartbeat \(Int($0))s old" } ?? "no heartbeat file"
             plan.lost.append((worker, reason, []))
         }
         return plan
+    }
+
+    /// `publishViews` after the run's records: a failure is a warning (stale views), not the run's outcome.
+    static func publishViewsAfterRecording(_ store: CoordinationStore, now: Int64) {
+        do { try store.publishViews(nowMilliseconds: now) } catch {
+            store.warn("the views are stale: \(error.description) (the records are in the journal; the next writer republishes them)")
+        }
     }
 
     /// SIGTERM to every process group at once, then SIGKILL to those still there when one shared

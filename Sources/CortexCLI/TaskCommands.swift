@@ -144,7 +144,7 @@ public enum TaskTool {
             } ?? 1000)
         let contextSource = arguments.value("context-file")
         let contextBytes = try contextSource.map { (path) throws(CortexError) in try readInputFile(path, what: "context file") }
-        let store = try invocation.openStore(mutating: true)
+        let store = try invocation.openStore()
         if let key = spec.key, let existing = store.state.tasks.key(key) {
             // Known key: the same id, nothing appended (keys are never reassigned while kept).
             return Report(text: existing.task, json: .object(["existing": true, "outcome": "created", "task": .string(existing.task)]))
@@ -157,7 +157,7 @@ public enum TaskTool {
             spec.context = name
         }
         let submission = try store.submit(.taskCreate(spec))
-        try store.publish()
+        store.publishAfterRecording()
         guard case .created(let task, let existing) = submission.outcome else { throw unexpected(submission.outcome) }
         if existing, let contextPath { POSIX.unlinkIfPresent(store.layout.root + "/" + contextPath) }
         return Report(text: task, json: merge(submission.outcome.json, ["record": .string(submission.record.id)]))
@@ -174,7 +174,7 @@ public enum TaskTool {
             try Values.parseDurationMilliseconds(text)
         }
         let request = TaskClaim(worker: worker, types: types, capabilities: capabilities)
-        let store = try invocation.openStore(mutating: true)
+        let store = try invocation.openStore()
         try WorkerFiles.touchHeartbeat(store.layout, worker: worker)
         let deadline = POSIX.monotonicNanoseconds() + UInt64(max(0, waitMilliseconds ?? 0)) * 1_000_000
         // Armed before the first look, so a task created between the look and the wait still wakes us.
@@ -184,7 +184,7 @@ public enum TaskTool {
             if store.state.tasks.firstClaimable(by: request, at: now) != nil {
                 watcher?.disarm()
                 let submission = try store.submit(.taskClaim(request))
-                try store.publish()
+                store.publishAfterRecording()
                 if case .claimed(let id, let token) = submission.outcome, let task = try store.task(id) {
                     let json = merge(claimJSON(task, claim: token, layout: store.layout), ["record": .string(submission.record.id)])
                     return Report(text: json.jsonText, json: json)
@@ -239,12 +239,18 @@ public enum TaskTool {
             try AtomicFile.replace(store.layout.root + "/" + resultPath!, with: bytes, durability: .powerLoss)
         }
         let submission = try store.submit(.taskComplete(task: task.id, claim: claim, result: resultPath, tokensUsed: tokensUsed))
-        try store.publish()
+        store.publishAfterRecording()
         guard case .completed = submission.outcome else {
             if let resultPath { POSIX.unlinkIfPresent(store.layout.root + "/" + resultPath) }
             throw unexpected(submission.outcome)
         }
-        if let resultPath { try ResultFiles.publish(store.layout, task: task.id, attemptFile: resultPath) }
+        if let resultPath {
+            // The completion is recorded: a link that cannot be made now is made by the reaper
+            // (ResultFiles.repairLinks), and the command still reports the completion.
+            do { try ResultFiles.publish(store.layout, task: task.id, attemptFile: resultPath) } catch {
+                store.warn("results/\(task.id).json not linked yet (\(error.description)); cortex-reap links it")
+            }
+        }
         return Report(text: "", json: merge(submission.outcome.json, ["result": .optional(resultPath).map { $0 } ?? .null]))
     }
 
@@ -253,7 +259,7 @@ public enum TaskTool {
         let error = arguments.value("error").map { String($0.prefix(4096)) }
         let (store, task, claim) = try leasedTask(invocation)
         let submission = try store.submit(.taskFail(task: task.id, claim: claim, error: error, retry: !arguments.has("no-retry")))
-        try store.publish()
+        store.publishAfterRecording()
         switch submission.outcome {
         case .retrying(_, let attempt, let retryAt):
             return Report(
@@ -268,18 +274,18 @@ public enum TaskTool {
 
     static func cancel(_ invocation: Invocation) throws(CortexError) -> Report {
         let id = try Values.validateIdentifier(invocation.arguments.positionals[0], what: "task id")
-        let store = try invocation.openStore(mutating: false)
+        let store = try invocation.openStore()
         guard let task = try store.task(id) else { throw .notFound("no task \(id)") }
         if task.status.isTerminal { throw .refused("\(id) has already finished (\(task.status.rawValue))") }
         let submission = try store.submit(.taskCancel(task: id))
-        try store.publish()
+        store.publishAfterRecording()
         guard case .cancelled = submission.outcome else { throw unexpected(submission.outcome) }
         return Report(text: "\(id): cancelled", json: submission.outcome.json)
     }
 
     static func list(_ invocation: Invocation) throws(CortexError) -> Report {
         let status = try invocation.arguments.value("status").map { (text) throws(CortexError) in try TaskStatus.parse(text) }
-        let store = try invocation.openStore(mutating: false)
+        let store = try invocation.openStore()
         var tasks: [TaskEntry]
         if let status, !status.isTerminal {
             tasks = store.state.tasks.tasks(in: status)
@@ -306,7 +312,7 @@ public enum TaskTool {
 
     static func show(_ invocation: Invocation) throws(CortexError) -> Report {
         let id = try Values.validateIdentifier(invocation.arguments.positionals[0], what: "task id")
-        let store = try invocation.openStore(mutating: false)
+        let store = try invocation.openStore()
         guard let task = try store.task(id) else { throw .notFound("no task \(id)") }
         var json = taskJSON(task, layout: store.layout)
         var lines = (json.objectMembers ?? []).sorted { $0.key < $1.key }.map { member -> String in
@@ -330,7 +336,7 @@ public enum TaskTool {
             throw .badInput("invalid --claim: a claim token is a whole number ≥ 1")
         }
         // Refers to an existing task: never creates a missing folder (a mistyped --dir).
-        let store = try invocation.openStore(mutating: false)
+        let store = try invocation.openStore()
         guard let task = try store.task(id) else { throw .notFound("no task \(id)") }
         guard task.status == .running, task.attempt == claim else {
             let now = task.status == .running ? "is held by claim \(task.attempt)" : "is \(task.status.rawValue)"

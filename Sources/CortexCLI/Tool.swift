@@ -33,15 +33,34 @@ public struct Invocation: Sendable {
     public var environment: [String: String]
     /// The command's spec (for messages).
     public var spec: CommandSpec
+    /// The stores this command opened, whose warnings are printed when it ends.
+    public var session = CommandSession()
 
     /// The coordination folder (`--dir`, `$CORTEX_DIR`, `./coordination`).
     public var root: String { CoordinationLayout.resolveRoot(flag: arguments.value("dir"), environment: environment) }
 
-    /// Opens the store. `mutating` commands that create things (allocate, create, claim) also
-    /// create a missing layout; commands about an existing thing pass false and get 66.
-    public func openStore(mutating: Bool) throws(CortexError) -> CoordinationStore {
-        try CoordinationStore.open(root: root, createIfMissing: mutating)
+    /// Opens the store of an existing coordination folder: a missing folder is `notFound` (66)
+    /// and a folder without `config.json` a `configuration` error (78), for every command
+    /// alike. Only `cortex init` creates a folder (docs/decisions/021-outcome-is-the-truth.md).
+    /// The store's warnings (stale views after a recorded outcome) are printed when the command ends.
+    public func openStore() throws(CortexError) -> CoordinationStore {
+        let store = try CoordinationStore.open(root: root, createIfMissing: false)
+        session.stores.append(store)
+        return store
     }
+}
+
+/// What one command run opened: the stores whose warnings the shared runner prints on stderr
+/// after the command's report (one run is one thread, hence the unchecked `Sendable`).
+public final class CommandSession: @unchecked Sendable {
+    /// The stores opened so far, in order.
+    var stores: [CoordinationStore] = []
+
+    /// An empty session.
+    public init() {}
+
+    /// Every store's warnings, in order.
+    var warnings: [String] { stores.flatMap(\.warnings) }
 }
 
 /// A command: its spec and its body.
@@ -147,7 +166,9 @@ public struct ToolSpec: Sendable {
                 Terminal.writeOut(command.spec.help)
                 return 0
             }
-            let report = try command.body(Invocation(arguments: parsed, environment: environment, spec: command.spec))
+            let invocation = Invocation(arguments: parsed, environment: environment, spec: command.spec)
+            defer { printWarnings(of: invocation.session, command: command.spec.name) }
+            let report = try command.body(invocation)
             Output.print(report, json: parsed.has("json"), command: command.spec.name)
             return report.exitCode
         } catch {
@@ -162,6 +183,12 @@ public struct ToolSpec: Sendable {
             return code
         }
     }
+}
+
+/// Prints what went wrong after a command's records reached the journal (stale views, an
+/// unflushed append): one `warning:` line each on stderr. The exit code stays the outcome's.
+private func printWarnings(of session: CommandSession, command: String) {
+    for warning in session.warnings { Terminal.writeError("\(command): warning: \(warning)") }
 }
 
 /// The one mapping from library errors to SPEC.md's exit codes.

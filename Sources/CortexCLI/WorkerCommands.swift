@@ -38,7 +38,7 @@ public enum WorkerTool {
     }
 
     static func list(_ invocation: Invocation) throws(CortexError) -> Report {
-        let store = try invocation.openStore(mutating: false)
+        let store = try invocation.openStore()
         let workers = store.state.workers
         var entries = workers.all
         if invocation.arguments.has("all") { entries += workers.recent.reversed() }
@@ -66,7 +66,7 @@ public enum WorkerTool {
 
     static func show(_ invocation: Invocation) throws(CortexError) -> Report {
         let id = try Values.validateIdentifier(invocation.arguments.positionals[0], what: "worker id")
-        let store = try invocation.openStore(mutating: false)
+        let store = try invocation.openStore()
         guard let worker = store.state.workers.worker(id) else { throw .notFound("no worker \(id) (or it ended long ago)") }
         let json = workerJSON(worker, store.layout, POSIX.wallClockMilliseconds())
         let lines = (json.objectMembers ?? []).sorted { $0.key < $1.key }.map { member -> String in
@@ -77,7 +77,7 @@ public enum WorkerTool {
 
     static func stop(_ invocation: Invocation) throws(CortexError) -> Report {
         let id = try Values.validateIdentifier(invocation.arguments.positionals[0], what: "worker id")
-        let store = try invocation.openStore(mutating: false)
+        let store = try invocation.openStore()
         // Only a live worker gets a record: asking about one that ended, or never was, changes nothing.
         guard let known = store.state.workers.worker(id) else {
             if let number = SequentialID.number(prefix: "w-", id), number <= store.state.workers.issued {
@@ -90,7 +90,7 @@ public enum WorkerTool {
                 exitCode: 1, text: "", json: .object(["worker": .string(id)]), diagnostic: "\(id) has already \(known.status.rawValue)")
         }
         let submission = try store.submit(.worker(.stop(worker: id)))
-        try store.publish()
+        store.publishAfterRecording()
         switch submission.outcome {
         case .stopping:
             // The supervisor forwards SIGTERM to the worker's group and SIGKILLs it after the

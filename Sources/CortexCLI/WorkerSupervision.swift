@@ -26,6 +26,14 @@ enum WorkerSupervision {
         return try launchWorkers(grantedBy: promotion.record.id, in: store)
     }
 
+    /// `startQueuedThatFit` after the caller's own record is in the journal: a failure is a
+    /// warning, not the caller's outcome (the reaper starts what fits on its next run).
+    static func startQueuedThatFitAfterRecording(_ store: CoordinationStore) {
+        do { try startQueuedThatFit(store) } catch {
+            store.warn("queued spawns not started (\(error.description)); the next reaper run starts what fits")
+        }
+    }
+
     /// Launches a supervisor for every worker that record `record` granted (only its writer
     /// does, DESIGN.md / decision 012).
     /// - Returns: those workers.
@@ -74,7 +82,7 @@ enum WorkerSupervision {
         blockStopSignals()
         let claimed = try store.submit(.worker(.supervise(worker: id, supervisor: me)))
         guard case .supervising = claimed.outcome else {
-            try store.publish()
+            store.publishAfterRecording()
             return nil
         }
         try Files.makeDirectory(store.layout.workers)
@@ -89,7 +97,7 @@ enum WorkerSupervision {
             throw .io(operation: "read", path: "/proc/\(getppid())/stat", errno: Errno.current)
         }
         _ = try store.submit(.worker(.started(worker: id, supervisor: supervisor, process: process)))
-        try store.publish()
+        store.publishAfterRecording()
     }
 
     /// Goes on after a run ended (in the image `cortex-supervise` became): records the end,
@@ -178,7 +186,7 @@ enum WorkerSupervision {
         for promoted in store.state.workers.toLaunch(by: exited.record.id) {
             try? launch(promoted.id, root: layout.root)
         }
-        try store.publish()
+        store.publishAfterRecording()
         guard case .workerExited(_, restarting: true) = exited.outcome else { return nil }
         let restarts = store.state.workers.live[id]?.restarts ?? 1
         return waitForStop(milliseconds: ranLong ? 250 : restartBackoff(restarts))

@@ -38,6 +38,11 @@ public final class CoordinationStore {
     /// True when other writers' records landed between this store's first fold and its own
     /// record: the journal is busy, and a later writer is likely to publish the views.
     private var sawConcurrentWriters = false
+    /// Problems met after a record of this store reached the journal (a view, snapshot or
+    /// `fdatasync` that failed). They do not change the record's outcome, which is what the
+    /// command reports; the command-line layer prints each as one line on stderr
+    /// (docs/decisions/021-outcome-is-the-truth.md).
+    public private(set) var warnings: [String] = []
 
     private init(layout: CoordinationLayout, config: CortexConfig) {
         self.layout = layout
@@ -47,9 +52,10 @@ public final class CoordinationStore {
 
     /// Opens the coordination folder at `root` and folds the journal to its end.
     /// - Parameter createIfMissing: create the layout with default settings when it is not there
-    ///   (mutating tools do; read-only ones report `notFound`).
-    /// - Throws: `configuration` on an unsupported file system or a bad `config.json`,
-    ///   `notFound` when the folder is missing and may not be created, `io`/`corrupt` otherwise.
+    ///   (`cortex init` and benchmarks; the tools' commands pass false).
+    /// - Throws: `configuration` on an unsupported file system, a bad `config.json`, or a journal
+    ///   without `config.json` (when not created), `notFound` when the folder is missing and may
+    ///   not be created, `io`/`corrupt` otherwise.
     public static func open(root: String, createIfMissing: Bool) throws(CortexError) -> CoordinationStore {
         let layout = CoordinationLayout(root: root)
         try SupportedFileSystem.check(layout.root)
@@ -57,6 +63,12 @@ public final class CoordinationStore {
         var configBytes = try readConfig(layout)
         if configBytes == nil {
             guard createIfMissing else {
+                if try withPath("stat", layout.journal, { () throws(Errno) in try POSIX.status(layout.journal) }) != nil {
+                    // A folder with a journal but no settings: never guess them (a silent default
+                    // max_workers or segment size would change what every writer decides).
+                    throw .configuration(
+                        "\(layout.config) is missing: run 'cortex init --dir \(layout.root)' to write the default settings")
+                }
                 throw .notFound("no coordination folder at \(layout.root) (create it with 'cortex init --dir \(layout.root)')")
             }
             try createLayout(layout, config: CortexConfig())
@@ -146,6 +158,7 @@ public final class CoordinationStore {
     /// Folds to the end of the journal; returns the outcome of the record with id `watchedID` if it was folded.
     private func foldForward(watchingFor watchedID: String?) throws(CortexError) -> Outcome? {
         var watchedOutcome: Outcome?
+        var acknowledged = Set<JournalPosition>()
         let summary = try journal.readForward(from: position) { (record, _) throws(CortexError) in
             let outcome = Reducer.reduce(&self.state, record)
             if watchedOutcome == nil, record.id == watchedID {
@@ -155,11 +168,16 @@ public final class CoordinationStore {
                 if self.state.recordsFolded % Int64(self.config.snapshotEveryRecords) == 0 { self.holdsSnapshotDuty = true }
             }
             self.lastFoldedRecordID = record.id
+            if record.kind == JournalVerifier.acknowledgementKind {
+                acknowledged.formUnion(JournalVerifier.acknowledgedPositions(record))
+            }
         }
         position = summary.end
         liveSizeSeen = summary.liveSizeSeen
         recordsSinceSnapshot += summary.recordsRead
         damagedLines += summary.damaged
+        // Damage `cortex verify --acknowledge` recorded as known and harmless is not reported again.
+        if !acknowledged.isEmpty { damagedLines.removeAll { acknowledged.contains($0.position) } }
         return watchedOutcome
     }
 
@@ -174,8 +192,13 @@ public final class CoordinationStore {
     /// Appends `event` as a record and returns the outcome the fold gives it: the same outcome
     /// every other process folding the journal will give it (DESIGN.md, "Writer").
     public func submit(_ event: Event) throws(CortexError) -> Submission {
-        let record = Record(
-            id: Record.newID(), timeMilliseconds: POSIX.wallClockMilliseconds(), kind: event.kind, data: event.data)
+        try submit(kind: event.kind, data: event.data)
+    }
+
+    /// Appends a record of `kind` with `data`, as `submit(_:)` does for an event. For records the
+    /// reducer does not fold (an acknowledgement of damage): their outcome is `ignored`.
+    public func submit(kind: String, data: JSONValue) throws(CortexError) -> Submission {
+        let record = Record(id: Record.newID(), timeMilliseconds: POSIX.wallClockMilliseconds(), kind: kind, data: data)
         let line = try RecordCodec.encode(record)
         var attempts = 0
         while true {
@@ -193,13 +216,24 @@ public final class CoordinationStore {
             case .appended(let start):
                 appended = start
             }
-            if config.syncAppends { try journal.syncSegment(target) }
+            if config.syncAppends {
+                // The record is in the file: every other process already folds it. A failed
+                // flush cannot take it back, so the caller still gets its outcome, with a warning.
+                do { try journal.syncSegment(target) } catch {
+                    warn(
+                        "record \(record.id) is in the journal but was not flushed to disk (\(error.description)); it may not survive a power loss"
+                    )
+                }
+            }
             let foldedBefore = state.recordsFolded
             if let outcome = try foldForward(watchingFor: record.id) {
                 if state.recordsFolded - foldedBefore > 1 { sawConcurrentWriters = true }
                 if appended.offset + Int64(line.count) >= config.segmentMaxBytes {
-                    // Our record is in; a seal can only land after it.
-                    try journal.rotate(segment: target, timeMilliseconds: record.timeMilliseconds)
+                    // Our record is in; a seal can only land after it. If rotating fails, the
+                    // next writer (also past the limit) rotates instead.
+                    do { try journal.rotate(segment: target, timeMilliseconds: record.timeMilliseconds) } catch {
+                        warn("journal segment not rotated (\(error.description)); the next writer rotates it")
+                    }
                 }
                 lastSubmittedRecordID = record.id
                 return Submission(record: record, outcome: outcome)
@@ -210,6 +244,19 @@ public final class CoordinationStore {
             // The fold met the segment's first seal before our record: it is void. Append it again.
         }
     }
+
+    /// `publish`, for a command whose record is already in the journal: a failure (a full disk,
+    /// an unwritable view) becomes a warning that the views are stale, never an error, because
+    /// the record's outcome stands whatever happens to the derived files. The next writer or
+    /// reaper run republishes them.
+    public func publishAfterRecording(nowMilliseconds: Int64 = POSIX.wallClockMilliseconds()) {
+        do { try publish(nowMilliseconds: nowMilliseconds) } catch {
+            warn("the views are stale: \(error.description) (the record is in the journal; the next writer republishes them)")
+        }
+    }
+
+    /// Notes a problem met after this store's record reached the journal (see `warnings`).
+    public func warn(_ message: String) { warnings.append(message) }
 
     /// Writes a snapshot if enough records were replayed since the last one, then the views.
     /// Every command that submits a record calls this once at the end; that contract is what

@@ -150,6 +150,6 @@ public struct CoordinationLayout: Sendable {
     /// How many seconds ago worker `id` last touched its heartbeat file, or nil when it has none.
     public func heartbeatAge(_ id: String, nowMilliseconds: Int64) -> Double? {
         guard let touched = POSIX.modificationMilliseconds(heartbeat(id)) else { return nil }
-        return Double(max(0, nowMilliseconds - touched)) / 1000
+        return FolderClock.age(heartbeatMilliseconds: touched, nowMilliseconds: nowMilliseconds)
     }
 }

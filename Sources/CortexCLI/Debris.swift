@@ -1,0 +1,77 @@
+import CortexCore
+import Glibc
+
+/// What `kill -9` leaves behind, and how the reaper clears it
+/// (docs/decisions/021-outcome-is-the-truth.md).
+enum Debris {
+    /// Every folder Cortex writes temp files in: the folder itself (views, config, metrics),
+    /// the journal (tombstones) and its archive, state/ and state/finished/ (snapshots,
+    /// compacted tasks), results/, context/ and each worker's folder (logs).
+    static func temporaryFileFolders(_ layout: CoordinationLayout) -> [String] {
+        var folders = [
+            layout.root, layout.journal, layout.archive, layout.stateFolder, layout.finishedTasks, layout.results, layout.contexts,
+            layout.workers,
+        ]
+        for name in (try? POSIX.directoryEntries(layout.workers)) ?? [] where !name.hasPrefix(".") {
+            var info = stat()
+            let path = layout.workers + "/" + name
+            if fstatat(AT_FDCWD, path, &info, AT_SYMLINK_NOFOLLOW) == 0, info.st_mode & S_IFMT == S_IFDIR { folders.append(path) }
+        }
+        return folders
+    }
+
+    /// The temp files in the folder last modified before `cutoff` (folder time).
+    static func staleTemporaryFiles(_ layout: CoordinationLayout, modifiedBefore cutoff: Int64) -> [String] {
+        temporaryFileFolders(layout).flatMap { AtomicFile.staleTemporaryFiles(in: $0, modifiedBefore: cutoff) }
+    }
+
+    /// Removes them; returns how many were removed. A temp file a live writer still uses is at
+    /// most seconds old, so an age of minutes can only be a killed writer's (pids are recycled
+    /// and may be another user's: the age is the criterion, not the pid in the name).
+    static func removeStaleTemporaryFiles(_ layout: CoordinationLayout, modifiedBefore cutoff: Int64) -> Int {
+        staleTemporaryFiles(layout, modifiedBefore: cutoff).filter { unlink($0) == 0 }.count
+    }
+
+    /// Done tasks whose accepted result (`results/TASK.attempt-N.json`, named in the completion
+    /// record) has no `results/TASK.json` link: the completing process was killed between its
+    /// record and the link.
+    static func unlinkedResults(_ store: CoordinationStore) -> [(task: String, attempt: String)] {
+        let layout = store.layout
+        let names = Set((try? POSIX.directoryEntries(layout.results)) ?? [])
+        var found: [(task: String, attempt: String)] = []
+        for name in names.sorted() where !name.hasPrefix(".") && name.hasSuffix(".json") {
+            guard let task = taskOfAttemptFile(name) else { continue }
+            guard !names.contains(task + ".json"), found.last?.task != task,
+                let entry = try? store.task(task), entry.status == .done, entry.result == "results/" + name
+            else { continue }
+            found.append((task, entry.result!))
+        }
+        return found
+    }
+
+    /// `TASK` of an attempt's result file name `TASK.attempt-N.json`, or nil.
+    static func taskOfAttemptFile(_ name: String) -> String? {
+        let bytes = Array(name.utf8)
+        let marker = Array(".attempt-".utf8)
+        guard bytes.count > marker.count else { return nil }
+        for start in stride(from: bytes.count - marker.count, through: 1, by: -1)
+        where bytes[start..<start + marker.count].elementsEqual(marker) {
+            return String(decoding: bytes[..<start], as: UTF8.self)
+        }
+        return nil
+    }
+
+    /// Links each of `unlinkedResults`; returns the tasks linked.
+    static func repairResultLinks(_ store: CoordinationStore) -> [String] {
+        var linked: [String] = []
+        for item in unlinkedResults(store) {
+            do {
+                try ResultFiles.publish(store.layout, task: item.task, attemptFile: item.attempt)
+                linked.append(item.task)
+            } catch {
+                store.warn("results/\(item.task).json not linked: \(error.description)")
+            }
+        }
+        return linked
+    }
+}
