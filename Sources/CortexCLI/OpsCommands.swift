@@ -387,7 +387,7 @@ extension OpsCommands {
         func visit(_ record: Record, _ position: JournalPosition, streaming: Bool) {
             var outcome: Outcome?
             if position >= foldFrom {
-                outcome = Reducer.reduce(&state, record)
+                outcome = Reducer.reduce(&state, record, at: position)
                 // Finished tasks pile up in the outbox (a store compacts it into files): drop them.
                 if state.tasks.finished.count > 1024 { state.tasks.finished.removeAll() }
             }

@@ -80,7 +80,7 @@ public enum WorkerTool {
         let store = try invocation.openStore(mutating: false)
         // Only a live worker gets a record: asking about one that ended, or never was, changes nothing.
         guard let known = store.state.workers.worker(id) else {
-            if let number = SequentialID.number(prefix: "w-", id), number <= store.state.workers.issued {
+            if IssuedID.issued(id, .worker, before: store.position, counted: store.state.workers.issued) {
                 return Report(exitCode: 1, text: "", json: .object(["worker": .string(id)]), diagnostic: "\(id) has already ended")
             }
             throw .notFound("no worker \(id)")

@@ -146,8 +146,8 @@ public final class CoordinationStore {
     /// Folds to the end of the journal; returns the outcome of the record with id `watchedID` if it was folded.
     private func foldForward(watchingFor watchedID: String?) throws(CortexError) -> Outcome? {
         var watchedOutcome: Outcome?
-        let summary = try journal.readForward(from: position) { (record, _) throws(CortexError) in
-            let outcome = Reducer.reduce(&self.state, record)
+        let summary = try journal.readForward(from: position) { (record, recordPosition) throws(CortexError) in
+            let outcome = Reducer.reduce(&self.state, record, at: recordPosition)
             if watchedOutcome == nil, record.id == watchedID {
                 watchedOutcome = outcome
                 // Every snapshotEveryRecords-th record of the journal makes its writer the one
