@@ -16,8 +16,10 @@ import Testing
         let store = try CoordinationStore.open(root: layout.root, createIfMissing: false)
         _ = try store.submit(.budgetSet(total: 1_000_000))
         for index in 0..<allocations {
-            _ = try store.submit(.budgetAllocate(BudgetRequest(tokens: 10, holder: "w\(index)")))
-            if index % 2 == 0 { _ = try store.submit(.budgetRelease(allocation: BudgetState.allocationID(Int64(index + 1)), used: 3)) }
+            let granted = try store.submit(.budgetAllocate(BudgetRequest(tokens: 10, holder: "w\(index)"))).outcome
+            if index % 2 == 0, case .granted(let id) = granted {
+                _ = try store.submit(.budgetRelease(allocation: id, used: 3))
+            }
         }
         return (folder, layout, store)
     }
