@@ -44,7 +44,7 @@ public enum BudgetTool {
                     abstract: "End an allocation; the unused rest returns to the pool (without --used all of it counts as spent).",
                     positionals: [PositionalSpec("ALLOCATION", "The id printed by allocate.")],
                     options: [.value("used", "N", "Tokens actually used (at most the reservation).")],
-                    examples: ["\(prefix) release alloc-000042 --used 3200"]),
+                    examples: ["\(prefix) release alloc-1.244 --used 3200"]),
                 body: release),
             Command(
                 CommandSpec(

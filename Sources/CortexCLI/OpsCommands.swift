@@ -411,7 +411,7 @@ extension OpsCommands {
 
 /// Renders records for `cortex tail`.
 public enum EventFormatter {
-    /// `[10:23:46] task.claim w-000003 → task-000001 claim 1`, or the record as one JSON line
+    /// `[10:23:46] task.claim w-1.5042 → task-1.122 claim 1`, or the record as one JSON line
     /// (with the fold's outcome where it is known).
     public static func line(_ record: Record, outcome: Outcome? = nil, json: Bool) -> String {
         if json { return self.json(record, outcome: outcome).jsonText }

@@ -136,7 +136,8 @@ struct CommandBehaviourTests {
         #expect(beyond.stderrLines.count == 1 && beyond.stderr.contains("quota"), "\(beyond)")
 
         // Spent tokens count against the quota too: 60 reserved, release 60 used → still 60 held.
-        let release = try runTool(["cortex-budget", "release", within.stdout.trimmingCharacters(in: .newlines), "--dir", dir], in: directory)
+        let withinID = within.stdout.trimmingCharacters(in: .newlines)
+        let release = try runTool(["cortex-budget", "release", withinID, "--dir", dir], in: directory)
         #expect(release.exitCode == 0, "\(release)")
         let stillBeyond = try runTool(["cortex-budget", "allocate", "--dir", dir, "--tokens", "41", "--tenant", "acme"], in: directory)
         #expect(stillBeyond.exitCode == 1, "\(stillBeyond)")
