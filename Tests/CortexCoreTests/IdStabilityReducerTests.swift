@@ -162,5 +162,7 @@ import Testing
         #expect(IssuedID("task-000042", .task) == .counted(42))
         #expect(IssuedID("task-7.9", .task) == .positional(JournalPosition(segment: 7, offset: 9)))
         #expect(IssuedID("task-42", .task) == nil, "counted ids had at least six digits")
+        let created = ["w-000007", "w-1.900", "w-1.1000", "w-2.0", "w-10.5"]
+        #expect(created.shuffled().sorted { IssuedID.issueOrder($0, $1, .worker) } == created, "listed in the order created")
     }
 }

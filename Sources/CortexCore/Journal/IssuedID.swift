@@ -61,6 +61,20 @@ public enum IssuedID: Equatable, Sendable {
         self = .counted(number)
     }
 
+    /// True when id `a` of `kind` was issued before id `b` (counted ids before positional ones,
+    /// anything else last, by its text): listings show things in the order they were created,
+    /// which the text of positional ids does not sort into (`w-1.900` came before `w-1.1000`).
+    public static func issueOrder(_ a: String, _ b: String, _ kind: IDKind) -> Bool {
+        func key(_ id: String) -> (Int, Int64, Int64, String) {
+            switch IssuedID(id, kind) {
+            case .counted(let number): (0, number, 0, "")
+            case .positional(let position): (1, Int64(position.segment), position.offset, "")
+            case nil: (2, 0, 0, id)
+            }
+        }
+        return key(a) < key(b)
+    }
+
     /// True when an id of `kind` named `text` was issued before the record at `position` (a
     /// positional id from an earlier record, or a counted id within `counted`, the number of
     /// counted ids issued): a thing of that id that is no longer active has finished, which is a

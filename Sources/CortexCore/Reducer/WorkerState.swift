@@ -220,15 +220,17 @@ public struct WorkerState: Equatable, Sendable {
     public func worker(_ id: String) -> WorkerEntry? { live[id] ?? recent.last { $0.id == id } }
 
     /// Workers holding capacity.
-    public var active: [WorkerEntry] { live.values.filter { $0.status.holdsCapacity }.sorted { $0.id < $1.id } }
+    public var active: [WorkerEntry] {
+        live.values.filter { $0.status.holdsCapacity }.sorted { IssuedID.issueOrder($0.id, $1.id, .worker) }
+    }
 
-    /// Live workers in id order (queued ones included).
-    public var all: [WorkerEntry] { live.values.sorted { $0.id < $1.id } }
+    /// Live workers in the order they were created (queued ones included).
+    public var all: [WorkerEntry] { live.values.sorted { IssuedID.issueOrder($0.id, $1.id, .worker) } }
 
     /// Workers whose supervisor the writer of record `recordID` must start.
     public func toLaunch(by recordID: String) -> [WorkerEntry] {
         live.values.filter { $0.status == .starting && $0.launchRecord == recordID && $0.supervisor == nil }.sorted {
-            $0.id < $1.id
+            IssuedID.issueOrder($0.id, $1.id, .worker)
         }
     }
 
