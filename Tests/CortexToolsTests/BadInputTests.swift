@@ -175,7 +175,7 @@ struct BadInputTests {
         Case(label: "tail with negative lines", command: ["cortex", "tail", "--dir", "{dir}", "--lines", "-1"], exitCode: 65),
         // 66: not found.
         Case(
-            label: "release of an unknown allocation", command: ["cortex-budget", "release", "alloc-000999", "--dir", "{dir}"], exitCode: 66
+            label: "release of an unknown allocation", command: ["cortex-budget", "release", "alloc-9.0", "--dir", "{dir}"], exitCode: 66
         ),
         Case(
             label: "release of an unknown allocation with --json",
