@@ -44,7 +44,7 @@ public enum BudgetTool {
                     abstract: "End an allocation; the unused rest returns to the pool (without --used all of it counts as spent).",
                     positionals: [PositionalSpec("ALLOCATION", "The id printed by allocate.")],
                     options: [.value("used", "N", "Tokens actually used (at most the reservation).")],
-                    examples: ["\(prefix) release alloc-000042 --used 3200"]),
+                    examples: ["\(prefix) release alloc-1.244 --used 3200"]),
                 body: release),
             Command(
                 CommandSpec(
@@ -120,10 +120,11 @@ public enum BudgetTool {
         let allocation = try Values.validateIdentifier(invocation.arguments.positionals[0], what: "allocation id")
         let used = try invocation.arguments.count("used")
         let store = try invocation.openStore()
-        // Checks against the folded state. Allocations never come back once released and ids
-        // are issued in order, so what these checks find cannot change before our record lands.
+        // Checks against the folded state. Allocations never come back once released, and an id
+        // from before the end of the fold was issued there or never, so what these checks find
+        // cannot change before our record lands.
         guard let outstanding = store.state.budget.allocations[allocation] else {
-            if let number = BudgetState.allocationNumber(allocation), number <= store.state.budget.allocationsIssued {
+            if IssuedID.issued(allocation, .allocation, before: store.position, counted: store.state.budget.allocationsIssued) {
                 throw .refused("allocation \(allocation) was already released")
             }
             throw .notFound("no allocation \(allocation)")

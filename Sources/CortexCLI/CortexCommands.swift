@@ -70,7 +70,7 @@ public enum CortexTool {
                         .value("since", "WHEN", "Only records from WHEN on: a duration ago (90s, 5m, 2h, 1d) or a UTC time."),
                     ],
                     examples: [
-                        "cortex tail -f", "cortex tail -f --kind task. --worker w-000003", "cortex tail --since 10m --task task-000042",
+                        "cortex tail -f", "cortex tail -f --kind task. --worker w-1.5042", "cortex tail --since 10m --task task-2.4096",
                         "cortex tail --lines 100 --json | jq -c 'select(.kind==\"budget.allocate\")'",
                     ]),
                 body: OpsCommands.tail),
@@ -108,7 +108,7 @@ public enum CortexTool {
                 ToolSpec(
                     name: "cortex worker", abstract: "Supervised workers: list, show, stop, heartbeat.",
                     commands: WorkerTool.commands(prefix: "cortex worker"),
-                    examples: ["cortex worker list", "cortex worker stop w-000003   # SIGTERM, SIGKILL after --grace"])
+                    examples: ["cortex worker list", "cortex worker stop w-1.5042   # SIGTERM, SIGKILL after --grace"])
             ),
         ])
 

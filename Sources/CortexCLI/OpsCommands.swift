@@ -390,7 +390,7 @@ extension OpsCommands {
         func visit(_ record: Record, _ position: JournalPosition, streaming: Bool) {
             var outcome: Outcome?
             if position >= foldFrom {
-                outcome = Reducer.reduce(&state, record)
+                outcome = Reducer.reduce(&state, record, at: position)
                 // Finished tasks pile up in the outbox (a store compacts it into files): drop them.
                 if state.tasks.finished.count > 1024 { state.tasks.finished.removeAll() }
             }
@@ -414,7 +414,7 @@ extension OpsCommands {
 
 /// Renders records for `cortex tail`.
 public enum EventFormatter {
-    /// `[10:23:46] task.claim w-000003 → task-000001 claim 1`, or the record as one JSON line
+    /// `[10:23:46] task.claim w-1.5042 → task-1.122 claim 1`, or the record as one JSON line
     /// (with the fold's outcome where it is known).
     public static func line(_ record: Record, outcome: Outcome? = nil, json: Bool) -> String {
         if json { return self.json(record, outcome: outcome).jsonText }

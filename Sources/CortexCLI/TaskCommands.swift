@@ -11,7 +11,7 @@ public enum TaskTool {
         examples: [
             "id=$(cortex-task create --type build --priority high --description 'compile module A')",
             "task=$(cortex-task claim --worker w-1 --type build --wait 30s) && claim=$(jq -r .claim <<<\"$task\")",
-            "cortex-task complete task-000001 --claim 1 --result '{\"ok\":true}'",
+            "cortex-task complete task-1.122 --claim 1 --result '{\"ok\":true}'",
             "jq '.counts' coordination/task-queue.json",
         ])
 
@@ -71,7 +71,7 @@ public enum TaskTool {
                         .value("result-file", "FILE", "The result, from a JSON file."),
                         .value("tokens-used", "N", "Tokens the work used."),
                     ],
-                    examples: ["\(prefix) complete task-000001 --claim 1 --result '{\"lines\":42}'"]),
+                    examples: ["\(prefix) complete task-1.122 --claim 1 --result '{\"lines\":42}'"]),
                 body: complete),
             Command(
                 CommandSpec(
@@ -83,12 +83,12 @@ public enum TaskTool {
                         .value("error", "TEXT", "What went wrong."),
                         .flag("no-retry", "Dead-letter it now."),
                     ],
-                    examples: ["\(prefix) fail task-000001 --claim 1 --error 'exit 2'"]),
+                    examples: ["\(prefix) fail task-1.122 --claim 1 --error 'exit 2'"]),
                 body: fail),
             Command(
                 CommandSpec(
                     name: "\(prefix) cancel", abstract: "Cancel a task that has not finished.",
-                    positionals: [PositionalSpec("TASK", "The task id.")], examples: ["\(prefix) cancel task-000001"]),
+                    positionals: [PositionalSpec("TASK", "The task id.")], examples: ["\(prefix) cancel task-1.122"]),
                 body: cancel),
             Command(
                 CommandSpec(
@@ -103,7 +103,7 @@ public enum TaskTool {
                         "Show one task; a waiting one with its queue position and estimated start (list scheduling over max_workers slots with each type's P50 run time; P95 for the late bound).",
                     positionals: [PositionalSpec("TASK", "The task id.")],
                     examples: [
-                        "\(prefix) show task-000001 --json | jq .status", "\(prefix) show task-000042 --json | jq .wait.estimated_start",
+                        "\(prefix) show task-1.122 --json | jq .status", "\(prefix) show task-2.4096 --json | jq .wait.estimated_start",
                     ]),
                 body: show),
             Command(

@@ -15,8 +15,8 @@ public enum WorkerTool {
             Command(
                 CommandSpec(
                     name: "\(prefix) show", abstract: "One worker: state, pid, start time, restarts, exit, heartbeat age, logs.",
-                    positionals: [PositionalSpec("WORKER", "The worker id (w-000001).")],
-                    examples: ["\(prefix) show w-000001", "tail \"$(\(prefix) show w-000001 --json | jq -r .stderr_log)\""]),
+                    positionals: [PositionalSpec("WORKER", "The worker id (w-1.5042).")],
+                    examples: ["\(prefix) show w-1.5042", "tail \"$(\(prefix) show w-1.5042 --json | jq -r .stderr_log)\""]),
                 body: show),
             Command(
                 CommandSpec(
@@ -24,7 +24,7 @@ public enum WorkerTool {
                     abstract: "Drain a worker: SIGTERM to it through its supervisor, SIGKILL after its grace; no restart.",
                     positionals: [PositionalSpec("WORKER", "The worker id.")],
                     examples: [
-                        "\(prefix) stop w-000003",
+                        "\(prefix) stop w-1.5042",
                         "for w in $(\(prefix) list --json | jq -r '.workers[].id'); do \(prefix) stop \"$w\"; done",
                     ]),
                 body: stop),
@@ -80,7 +80,7 @@ public enum WorkerTool {
         let store = try invocation.openStore()
         // Only a live worker gets a record: asking about one that ended, or never was, changes nothing.
         guard let known = store.state.workers.worker(id) else {
-            if let number = SequentialID.number(prefix: "w-", id), number <= store.state.workers.issued {
+            if IssuedID.issued(id, .worker, before: store.position, counted: store.state.workers.issued) {
                 return Report(exitCode: 1, text: "", json: .object(["worker": .string(id)]), diagnostic: "\(id) has already ended")
             }
             throw .notFound("no worker \(id)")

@@ -159,8 +159,8 @@ public final class CoordinationStore {
     private func foldForward(watchingFor watchedID: String?) throws(CortexError) -> Outcome? {
         var watchedOutcome: Outcome?
         var acknowledged = Set<JournalPosition>()
-        let summary = try journal.readForward(from: position) { (record, _) throws(CortexError) in
-            let outcome = Reducer.reduce(&self.state, record)
+        let summary = try journal.readForward(from: position) { (record, recordPosition) throws(CortexError) in
+            let outcome = Reducer.reduce(&self.state, record, at: recordPosition)
             if watchedOutcome == nil, record.id == watchedID {
                 watchedOutcome = outcome
                 // Every snapshotEveryRecords-th record of the journal makes its writer the one

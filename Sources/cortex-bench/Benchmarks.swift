@@ -235,7 +235,7 @@ func benchFold(_ options: BenchOptions, _ scratch: ScratchFolder) -> JournalBuil
         let journal = FileJournal(directory: builder.layout.journal)
         var state = CortexState()
         let summary = must("read") { () throws(CortexError) in
-            try journal.readForward(from: .start) { record, _ in _ = Reducer.reduce(&state, record) }
+            try journal.readForward(from: .start) { record, position in _ = Reducer.reduce(&state, record, at: position) }
         }
         if !(1...64).contains(state.budget.allocations.count) { fail("unexpected fold: \(state.budget.allocations.count) outstanding") }
         return summary.recordsRead
@@ -244,14 +244,16 @@ func benchFold(_ options: BenchOptions, _ scratch: ScratchFolder) -> JournalBuil
 
     // The reducer alone, over records already decoded (the first 100,000, folded repeatedly).
     do {
-        var decodedRecords: [Record] = []
+        var decodedRecords: [(Record, JournalPosition)] = []
         let journal = FileJournal(directory: builder.layout.journal)
         _ = must("read") { () throws(CortexError) in
-            try journal.readForward(from: .start) { record, _ in if decodedRecords.count < 100_000 { decodedRecords.append(record) } }
+            try journal.readForward(from: .start) { record, position in
+                if decodedRecords.count < 100_000 { decodedRecords.append((record, position)) }
+            }
         }
         let (folds, reduceOnlySeconds) = best {
             var state = CortexState()
-            for record in decodedRecords { _ = Reducer.reduce(&state, record) }
+            for (record, position) in decodedRecords { _ = Reducer.reduce(&state, record, at: position) }
             return decodedRecords.count
         }
         row("Reducer.reduce alone (records already decoded, first \(grouped(folds)))", folds, reduceOnlySeconds, wholeJournal: false)

@@ -4,8 +4,8 @@ import Glibc
 /// Writes a realistic budget journal fast: records encoded with `RecordCodec.encode`, written in
 /// 1 MiB batches instead of one `write(2)` each, rotated with seals at the configured segment size
 /// exactly as `submit` would. Every allocation is granted (the budget is 10^15 tokens), so
-/// allocation ids are predictable and the builder can release the oldest ones to keep the state
-/// a realistic size.
+/// allocation ids are predictable (`alloc-` and the allocate record's position) and the builder
+/// can release the oldest ones to keep the state a realistic size.
 final class JournalBuilder {
     let root: String
     let layout: CoordinationLayout
@@ -19,6 +19,9 @@ final class JournalBuilder {
     private var buffer: [UInt8] = []
     private var allocationsIssued: Int64 = 0
     private var allocationsReleased: Int64 = 0
+    /// Ids of the allocations granted and not yet released, oldest first from `oldestOutstanding`.
+    private var unreleased: [String] = []
+    private var oldestOutstanding = 0
     private(set) var recordsWritten = 0
     private var clock: Int64 = 1_800_000_000_000
 
@@ -54,18 +57,26 @@ final class JournalBuilder {
             let outstanding = allocationsIssued - allocationsReleased
             if let limit = outstandingLimit, outstanding >= Int64(limit) {
                 allocationsReleased += 1
-                let id = BudgetState.allocationID(allocationsReleased)
+                let id = unreleased[oldestOutstanding]
+                oldestOutstanding += 1
+                if oldestOutstanding >= 4096 && oldestOutstanding * 2 >= unreleased.count {
+                    unreleased.removeFirst(oldestOutstanding)
+                    oldestOutstanding = 0
+                }
                 emit(kind: "budget.release", data: Event.budgetRelease(allocation: id, used: 7).data)
             } else {
                 allocationsIssued += 1
                 let request = BudgetRequest(tokens: 10 + allocationsIssued % 90, holder: "w-\(allocationsIssued % 50)")
-                emit(kind: "budget.allocate", data: Event.budgetAllocate(request).data)
+                let position = emit(kind: "budget.allocate", data: Event.budgetAllocate(request).data)
+                unreleased.append(position.id(.allocation))
             }
         }
         flush()
     }
 
-    private func emit(kind: String, data: JSONValue) {
+    /// Appends a record; returns the position it will start at.
+    @discardableResult
+    private func emit(kind: String, data: JSONValue) -> JournalPosition {
         clock += 1
         let record = Record(id: Record.newID(), timeMilliseconds: clock, kind: kind, data: data)
         let line = must("encode") { () throws(CortexError) in try RecordCodec.encode(record) }
@@ -75,9 +86,11 @@ final class JournalBuilder {
             segment += 1
             openSegment()
         }
+        let position = JournalPosition(segment: segment, offset: segmentSize + Int64(buffer.count))
         buffer.append(contentsOf: line)
         recordsWritten += 1
         if buffer.count >= 1 << 20 { flush() }
+        return position
     }
 
     func flush() {

@@ -54,10 +54,11 @@ func runOpsJournal(_ arguments: [String]) {
             segmentSize = 0
             fd = open(journal.path(ofSegment: segment), O_WRONLY | O_APPEND | O_CLOEXEC)
         }
+        let position = JournalPosition(segment: segment, offset: segmentSize + Int64(buffer.count))
         buffer.append(contentsOf: line)
         written += 1
         if buffer.count >= 1 << 20 { flush() }
-        let outcome = Reducer.reduce(&state, record)
+        let outcome = Reducer.reduce(&state, record, at: position)
         // The fold's outbox of finished tasks is compacted into files by a store; here it is dropped.
         if state.tasks.finished.count > 4096 { state.tasks.finished.removeAll() }
         return outcome

@@ -54,7 +54,7 @@ import Testing
         #expect(ExitCode.of(.configuration("")) == 78)
     }
 
-    @Test(arguments: ["a", "A9", "task-000042", "w.1_x-y", String(repeating: "a", count: 64)])
+    @Test(arguments: ["a", "A9", "task-000042", "task-3.1048576", "w.1_x-y", String(repeating: "a", count: 64)])
     func validIdentifiersPass(_ id: String) throws {
         #expect(try Values.validateIdentifier(id, what: "id") == id)
     }

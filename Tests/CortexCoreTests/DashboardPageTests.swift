@@ -19,7 +19,7 @@ import Testing
 
     @Test func userTextInAnyViewCannotCloseTheDataBlock() throws {
         let queue = JSONValue.object([
-            "pending": .array([.object(["description": .string(Self.hostile), "id": "task-000001", "type": "build"])])
+            "pending": .array([.object(["description": .string(Self.hostile), "id": "task-1.0", "type": "build"])])
         ])
         let snapshot = Dashboard.Snapshot(
             budget: .object([:]), taskQueue: queue, workerPool: .object(["workers": .array([])]),

@@ -16,8 +16,10 @@ import Testing
         let store = try CoordinationStore.open(root: layout.root, createIfMissing: false)
         _ = try store.submit(.budgetSet(total: 1_000_000))
         for index in 0..<allocations {
-            _ = try store.submit(.budgetAllocate(BudgetRequest(tokens: 10, holder: "w\(index)")))
-            if index % 2 == 0 { _ = try store.submit(.budgetRelease(allocation: BudgetState.allocationID(Int64(index + 1)), used: 3)) }
+            let granted = try store.submit(.budgetAllocate(BudgetRequest(tokens: 10, holder: "w\(index)"))).outcome
+            if index % 2 == 0, case .granted(let id) = granted {
+                _ = try store.submit(.budgetRelease(allocation: id, used: 3))
+            }
         }
         return (folder, layout, store)
     }
@@ -199,8 +201,10 @@ import Testing
                 operations += 5
                 try store.publish()
             }
+            // "Now" a second ahead: the segment this call seals is archived with the seal's real
+            // mtime, which a loaded machine puts past a cutoff only 1 ms ahead.
             _ = try store.compactJournal(
-                rotateAboveBytes: 16 << 10, retentionMilliseconds: 0, nowMilliseconds: POSIX.wallClockMilliseconds() + 1)
+                rotateAboveBytes: 16 << 10, retentionMilliseconds: 0, nowMilliseconds: POSIX.wallClockMilliseconds() + 1_000)
             try store.publishViews()
             let viewBytes = try [layout.budgetView, layout.taskView, layout.workerView].reduce(0) { try $0 + POSIX.readFile($1).count }
             sizes.append(

@@ -15,7 +15,7 @@ import Testing
         let rotator = FileJournal(directory: layout.journal)
         try rotator.rotate(segment: 1, timeMilliseconds: 5)
         let submission = try writer.submit(.budgetAllocate(BudgetRequest(tokens: 10)))
-        #expect(submission.outcome == .granted(allocation: "alloc-000001"))
+        #expect(submission.outcome == .granted(allocation: "alloc-2.0"), "named by where it landed, the next segment's start")
         #expect(writer.position.segment == 2)
 
         // The fresh fold sees the record exactly once, with the same outcome.
@@ -124,9 +124,11 @@ import Testing
         _ = try store.submit(.budgetSet(total: 10_000))
         _ = try store.submit(.budgetQuota(tenant: "acme", tokens: 500))
         for index in 0..<40 {
-            _ = try store.submit(.budgetAllocate(BudgetRequest(tokens: 25, holder: "w\(index)", tenant: index % 2 == 0 ? "acme" : nil)))
+            let granted = try store.submit(
+                .budgetAllocate(BudgetRequest(tokens: 25, holder: "w\(index)", tenant: index % 2 == 0 ? "acme" : nil))
+            ).outcome
             if index == 20 { try store.writeSnapshot() }
-            if index % 3 == 0 { _ = try store.submit(.budgetRelease(allocation: BudgetState.allocationID(Int64(index + 1)), used: 5)) }
+            if index % 3 == 0, case .granted(let id) = granted { _ = try store.submit(.budgetRelease(allocation: id, used: 5)) }
         }
         try store.writeSnapshot()
         _ = try store.submit(.budgetReset)

@@ -56,7 +56,8 @@ import Testing
                 let (task, claim, _) = running.remove(at: Int.random(in: 0..<running.count, using: &random))
                 event = .taskFail(task: task, claim: claim, error: "e", retry: Bool.random(using: &random))
             case 90..<95:
-                event = .taskCancel(task: TaskState.taskID(Int64.random(in: 1...max(1, eager.tasks.created + 1), using: &random)))
+                let offset = Int64.random(in: 0...Int64(step) + 1, using: &random)
+                event = .taskCancel(task: JournalPosition(segment: 1, offset: offset).id(.task))
             case 95..<98:
                 let worker = "w-\(Int.random(in: 0..<6, using: &random))"
                 running.removeAll { $0.2 == worker }
@@ -65,8 +66,9 @@ import Testing
                 event = .taskCreate(TaskSpec(type: "a", key: "key-\(Int.random(in: 0..<300, using: &random))"))
             }
             let folded = record(event, at: time, id: "r\(step)")
-            let expected = Reducer.reduce(&eager, folded)
-            let got = Reducer.reduce(&lazy, folded)
+            let position = JournalPosition(segment: 1, offset: Int64(step))
+            let expected = Reducer.reduce(&eager, folded, at: position)
+            let got = Reducer.reduce(&lazy, folded, at: position)
             try #require(got == expected, "seed \(seed) step \(step): \(event.kind)")
             if case .claimed(let task, let claim) = expected, case .taskClaim(let request) = event {
                 running.append((task, claim, request.worker))
@@ -92,12 +94,12 @@ import Testing
         }
         var lazy = try #require(Self.throughSnapshot(state))
         #expect(lazy.tasks.live.isEmpty, "nothing decoded by loading")
-        #expect(Reducer.reduce(&lazy, record(.taskClaim(TaskClaim(worker: "w")), at: 2)) == .claimed(task: "task-005000", claim: 1))
-        #expect(Reducer.reduce(&lazy, record(.taskClaim(TaskClaim(worker: "w")), at: 2)) == .claimed(task: "task-000001", claim: 1))
+        #expect(Reducer.reduce(&lazy, record(.taskClaim(TaskClaim(worker: "w")), at: 2)) == .claimed(task: "task-1.4999", claim: 1))
+        #expect(Reducer.reduce(&lazy, record(.taskClaim(TaskClaim(worker: "w")), at: 2)) == .claimed(task: "task-1.0", claim: 1))
         #expect(lazy.tasks.live.count == 2, "only the claimed tasks were decoded into live state")
-        #expect(lazy.tasks.key("k2500")?.task == "task-002501")
+        #expect(lazy.tasks.key("k2500")?.task == "task-1.2500")
         #expect(lazy.tasks.key("k-missing") == nil)
-        #expect(lazy.tasks.activeTask("task-003000")?.spec.key == "k2999")
+        #expect(lazy.tasks.activeTask("task-1.2999")?.spec.key == "k2999")
         #expect(lazy.tasks.counts[.pending] == 4_998 && lazy.tasks.counts[.running] == 2)
     }
 

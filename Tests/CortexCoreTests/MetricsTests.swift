@@ -5,22 +5,29 @@ import Testing
 /// The metrics fold (docs/decisions/014-metrics.md) on journals with known answers: no files,
 /// no clock, every time from the records.
 @Suite struct MetricsTests {
-    /// Records folded in time order (ties keep the order given), with their outcomes.
+    /// Records folded in time order (ties keep the order given), with their outcomes. The n-th
+    /// event added (from 0) sits at offset n of segment 1, whatever its place in time order.
     struct History {
         var events: [(time: Int64, event: Event)] = []
         static let start: Int64 = 1_800_000_000_000
 
         mutating func add(_ offset: Int64, _ event: Event) { events.append((Self.start + offset, event)) }
 
-        var records: [Record] {
+        /// The id of the task the `k`-th `task.create` added so far (from 1) creates.
+        func task(_ k: Int64) -> String {
+            let creates = events.indices.filter { events[$0].event.kind == "task.create" }
+            return JournalPosition(segment: 1, offset: Int64(creates[Int(k) - 1])).id(.task)
+        }
+
+        var records: [(Record, JournalPosition)] {
             events.enumerated().sorted { ($0.element.time, $0.offset) < ($1.element.time, $1.offset) }.map {
-                record($0.element.event, at: $0.element.time)
+                (record($0.element.event, at: $0.element.time), JournalPosition(segment: 1, offset: Int64($0.offset)))
             }
         }
 
-        func fold(_ records: [Record]? = nil, into state: CortexState = CortexState()) -> CortexState {
+        func fold(_ records: [(Record, JournalPosition)]? = nil, into state: CortexState = CortexState()) -> CortexState {
             var state = state
-            for record in records ?? self.records { _ = Reducer.reduce(&state, record) }
+            for (record, position) in records ?? self.records { _ = Reducer.reduce(&state, record, at: position) }
             return state
         }
     }
@@ -34,23 +41,23 @@ import Testing
         for k in Int64(1)...100 {
             history.add(k, .taskClaim(TaskClaim(worker: "w-\(k)", types: ["a"])))
             history.add(
-                2 * k, .taskComplete(task: TaskState.taskID(k), claim: 1, result: nil, tokensUsed: 10 * k))
+                2 * k, .taskComplete(task: history.task(k), claim: 1, result: nil, tokensUsed: 10 * k))
         }
         // Type b: tasks 101...110, created at 1 s, fail once at 1.1 s, retried after the backoff.
         for _ in 1...10 { history.add(1_000, .taskCreate(TaskSpec(type: "b", backoffMilliseconds: 10))) }
         for k in Int64(101)...110 {
             history.add(1_050, .taskClaim(TaskClaim(worker: "wb-\(k)", types: ["b"])))
-            history.add(1_100, .taskFail(task: TaskState.taskID(k), claim: 1, error: "flaky", retry: true))
+            history.add(1_100, .taskFail(task: history.task(k), claim: 1, error: "flaky", retry: true))
         }
         for k in Int64(101)...110 {
             history.add(2_000, .taskClaim(TaskClaim(worker: "wb-\(k)", types: ["b"])))
-            history.add(2_100, .taskComplete(task: TaskState.taskID(k), claim: 2, result: nil, tokensUsed: nil))
+            history.add(2_100, .taskComplete(task: history.task(k), claim: 2, result: nil, tokensUsed: nil))
         }
         // Type c: tasks 111...115 fail for good.
         for _ in 1...5 { history.add(3_000, .taskCreate(TaskSpec(type: "c"))) }
         for k in Int64(111)...115 {
             history.add(3_010, .taskClaim(TaskClaim(worker: "wc", types: ["c"])))
-            history.add(3_020, .taskFail(task: TaskState.taskID(k), claim: 1, error: "bad", retry: false))
+            history.add(3_020, .taskFail(task: history.task(k), claim: 1, error: "bad", retry: false))
         }
         // Type d: task 116, its worker lost.
         history.add(4_000, .taskCreate(TaskSpec(type: "d")))
@@ -147,9 +154,9 @@ import Testing
         history.add(0, .budgetAllocate(BudgetRequest(tokens: 1_000, tenant: "acme")))
         history.add(0, .taskClaim(TaskClaim(worker: "w-1")))
         history.add(0, .taskClaim(TaskClaim(worker: "w-2")))
-        history.add(60_000, .taskComplete(task: "task-000001", claim: 1, result: nil, tokensUsed: nil))
-        history.add(60_000, .taskComplete(task: "task-000002", claim: 1, result: nil, tokensUsed: nil))
-        history.add(60_000, .budgetRelease(allocation: "alloc-000001", used: 600))
+        history.add(60_000, .taskComplete(task: history.task(1), claim: 1, result: nil, tokensUsed: nil))
+        history.add(60_000, .taskComplete(task: history.task(2), claim: 1, result: nil, tokensUsed: nil))
+        history.add(60_000, .budgetRelease(allocation: "alloc-1.3", used: 600))
         let state = history.fold()
         let totals = state.metrics.totals
         #expect(totals.busyMilliseconds == 120_000)
@@ -184,7 +191,7 @@ import Testing
         for k in Int64(1)...20 {
             history.add(k * 1_000, .taskCreate(TaskSpec(type: "a")))
             history.add(k * 1_000, .taskClaim(TaskClaim(worker: "w-1")))
-            history.add(k * 1_000 + 100, .taskComplete(task: TaskState.taskID(k), claim: 1, result: nil, tokensUsed: nil))
+            history.add(k * 1_000 + 100, .taskComplete(task: history.task(k), claim: 1, result: nil, tokensUsed: nil))
         }
         // Five waiting tasks; one more is running since 30 ms before now.
         let now = History.start + 100_000
@@ -192,7 +199,7 @@ import Testing
         history.add(99_970, .taskClaim(TaskClaim(worker: "w-1")))
         for _ in 1...5 { history.add(99_990, .taskCreate(TaskSpec(type: "a"))) }
         var state = history.fold()
-        let waiting = (22...26).map { TaskState.taskID(Int64($0)) }
+        let waiting = (22...26).map { history.task(Int64($0)) }
         let estimates = try waiting.map { id in
             try #require(WaitEstimator.estimate(task: id, in: state, capacity: 2, nowMilliseconds: now))
         }
@@ -203,7 +210,7 @@ import Testing
         var free: [Int64] = [now + 70, now]  // w-1 finishes task 21 at now + 70
         let workers = ["w-1", "w-2"]
         var actual: [String: Int64] = [:]
-        var pendingCompletions: [(Int64, String)] = [(now + 70, "task-000021")]
+        var pendingCompletions: [(Int64, String)] = [(now + 70, history.task(21))]
         for _ in waiting {
             let slot = free.indices.min { free[$0] < free[$1] }!
             let start = free[slot]

@@ -44,10 +44,19 @@ func writeConfig(_ config: CortexConfig, _ layout: CoordinationLayout) throws {
 func freshFold(_ layout: CoordinationLayout) throws -> (state: CortexState, outcomes: [(Record, Outcome)]) {
     var state = CortexState()
     var outcomes: [(Record, Outcome)] = []
-    _ = try FileJournal(directory: layout.journal).readForward(from: .start) { record, _ in
-        outcomes.append((record, Reducer.reduce(&state, record)))
+    _ = try FileJournal(directory: layout.journal).readForward(from: .start) { record, position in
+        outcomes.append((record, Reducer.reduce(&state, record, at: position)))
     }
     return (state, outcomes)
+}
+
+extension Reducer {
+    /// Folds `record` as the next record of a journal that exists only in the test: record n of
+    /// the fold (counting from 0) sits at offset n of segment 1, so what it creates is
+    /// `task-1.n`, `alloc-1.n` or `w-1.n`.
+    static func reduce(_ state: inout CortexState, _ record: Record) -> Outcome {
+        reduce(&state, record, at: JournalPosition(segment: 1, offset: state.recordsFolded))
+    }
 }
 
 /// A record for tests, with a fixed time.

@@ -149,7 +149,7 @@ import Testing
         #expect(fold.apply(.taskCancel(task: running)) == .cancelled(task: running))
         #expect(fold.apply(.taskCancel(task: pending)) == .cancelled(task: pending))
         #expect(fold.apply(.taskCancel(task: pending)) == .refused("\(pending) has already finished"))
-        #expect(fold.apply(.taskCancel(task: "task-000099")) == .rejected("no task task-000099"))
+        #expect(fold.apply(.taskCancel(task: "task-1.99")) == .rejected("no task task-1.99"))
         #expect(fold.claim() == .refused("nothing to claim"))
         #expect(fold.state.tasks.counts[.cancelled] == 2)
     }
@@ -168,7 +168,7 @@ import Testing
             Record(id: "a", timeMilliseconds: 1, kind: "task.create", data: .object(["type": 5])),
             Record(id: "b", timeMilliseconds: 1, kind: "task.create", data: .object(["type": "x", "priority": "urgent"])),
             Record(id: "c", timeMilliseconds: 1, kind: "task.claim", data: .object(["worker": "w", "types": "build"])),
-            Record(id: "d", timeMilliseconds: 1, kind: "task.complete", data: .object(["task": "task-000001"])),
+            Record(id: "d", timeMilliseconds: 1, kind: "task.complete", data: .object(["task": "task-1.0"])),
             Record(id: "e", timeMilliseconds: 1, kind: "task.create", data: .object(["type": "x", "max_attempts": 0])),
         ]
         for item in bad {

@@ -43,19 +43,19 @@ import Testing
     @Test func capacityIsDecidedInJournalOrderAndTheRestQueueInOrder() {
         var fold = Fold()
         let small = MachineEvidence.roomy.withMaxWorkers(2)
-        #expect(fold.spawn(evidence: small) == .spawned(worker: "w-000001", allocation: nil))
-        #expect(fold.state.workers.toLaunch(by: fold.lastRecordID).map(\.id) == ["w-000001"])
-        #expect(fold.spawn(evidence: small) == .spawned(worker: "w-000002", allocation: nil))
-        #expect(fold.spawn(evidence: small) == .spawnQueued(worker: "w-000003", reason: "pool full: 2 of 2 workers running"))
-        #expect(fold.spawn(evidence: small) == .spawnQueued(worker: "w-000004", reason: "1 spawn queued ahead"))
+        #expect(fold.spawn(evidence: small) == .spawned(worker: "w-1.0", allocation: nil))
+        #expect(fold.state.workers.toLaunch(by: fold.lastRecordID).map(\.id) == ["w-1.0"])
+        #expect(fold.spawn(evidence: small) == .spawned(worker: "w-1.1", allocation: nil))
+        #expect(fold.spawn(evidence: small) == .spawnQueued(worker: "w-1.2", reason: "pool full: 2 of 2 workers running"))
+        #expect(fold.spawn(evidence: small) == .spawnQueued(worker: "w-1.3", reason: "1 spawn queued ahead"))
         #expect(fold.spawn(queue: false, evidence: small) == .refused("2 spawns queued ahead"))
         #expect(fold.state.workers.issued == 4, "a refused spawn takes no id")
         // Limits come from each record's evidence (the writer's config.json), here the same.
-        #expect(fold.run("w-000001", evidence: small) == .workerExited(worker: "w-000001", restarting: false))
+        #expect(fold.run("w-1.0", evidence: small) == .workerExited(worker: "w-1.0", restarting: false))
         // The exit made room: the head of the queue starts, and the exit's writer launches it.
-        #expect(fold.state.workers.live["w-000003"]?.status == .starting)
-        #expect(fold.state.workers.toLaunch(by: fold.lastRecordID).map(\.id) == ["w-000003"])
-        #expect(fold.state.workers.live["w-000004"]?.status == .queued)
+        #expect(fold.state.workers.live["w-1.2"]?.status == .starting)
+        #expect(fold.state.workers.toLaunch(by: fold.lastRecordID).map(\.id) == ["w-1.2"])
+        #expect(fold.state.workers.live["w-1.3"]?.status == .queued)
         #expect(fold.state.workers.active.count == 2)
     }
 
@@ -63,14 +63,14 @@ import Testing
         var fold = Fold()
         var evidence = MachineEvidence.roomy
         evidence.typeLimits = ["gpu": 1]
-        #expect(fold.spawn(WorkerSpec(type: "gpu", command: ["x"]), evidence: evidence) == .spawned(worker: "w-000001", allocation: nil))
+        #expect(fold.spawn(WorkerSpec(type: "gpu", command: ["x"]), evidence: evidence) == .spawned(worker: "w-1.0", allocation: nil))
         #expect(
             fold.spawn(WorkerSpec(type: "gpu", command: ["x"]), queue: false, evidence: evidence)
                 == .refused("type gpu full: 1 of 1 workers running"))
-        #expect(fold.spawn(WorkerSpec(type: "cpu", command: ["x"]), evidence: evidence) == .spawned(worker: "w-000002", allocation: nil))
+        #expect(fold.spawn(WorkerSpec(type: "cpu", command: ["x"]), evidence: evidence) == .spawned(worker: "w-1.2", allocation: nil))
         var cpu = WorkerSpec(command: ["x"])
         cpu.cpuMillicores = 1_500
-        #expect(fold.spawn(cpu, evidence: .roomy) == .spawned(worker: "w-000003", allocation: nil))
+        #expect(fold.spawn(cpu, evidence: .roomy) == .spawned(worker: "w-1.3", allocation: nil))
         #expect(fold.spawn(cpu, queue: false, evidence: .roomy) == .refused("CPU: 1.5 cores requested, 0.5 of 2 free"))
         var loaded = MachineEvidence.roomy
         loaded.loadMillis = 9_000
@@ -85,9 +85,9 @@ import Testing
         fold.apply(.budgetSet(total: 1_000))
         var spec = WorkerSpec(command: ["x"])
         spec.tokens = 600
-        #expect(fold.spawn(spec) == .spawned(worker: "w-000001", allocation: "alloc-000001"))
+        #expect(fold.spawn(spec) == .spawned(worker: "w-1.1", allocation: "alloc-1.1"))
         #expect(fold.state.budget.reserved == 600)
-        #expect(fold.state.budget.allocations["alloc-000001"]?.holder == "w-000001")
+        #expect(fold.state.budget.allocations["alloc-1.1"]?.holder == "w-1.1")
         guard case .spawnQueued(_, let reason) = fold.spawn(spec) else {
             Issue.record("not queued")
             return
@@ -95,10 +95,10 @@ import Testing
         #expect(reason.hasPrefix("tokens: budget would be exceeded"))
         spec.tokens = 5_000
         #expect(fold.spawn(spec, queue: false) == .refused("5000 tokens requested, more than the whole budget (1000)"))
-        fold.run("w-000001", tokensUsed: 250)
+        fold.run("w-1.1", tokensUsed: 250)
         #expect(fold.state.budget.spent == 250)
         // The queued worker took the freed tokens when the first one ended.
-        #expect(fold.state.workers.live["w-000002"]?.status == .starting)
+        #expect(fold.state.workers.live["w-1.2"]?.status == .starting)
         #expect(fold.state.budget.reserved == 600)
         #expect(fold.state.budget.version == 4, "set, grant, settle + grant")
     }
@@ -108,35 +108,35 @@ import Testing
         var spec = WorkerSpec(command: ["x"])
         spec.restart = .onFailure
         _ = fold.spawn(spec)
-        #expect(fold.run("w-000001", exit: .signaled(SIGKILL)) == .workerExited(worker: "w-000001", restarting: true))
-        #expect(fold.state.workers.live["w-000001"]?.restarts == 1)
-        #expect(fold.state.workers.live["w-000001"]?.lastExit == .signaled(SIGKILL))
+        #expect(fold.run("w-1.0", exit: .signaled(SIGKILL)) == .workerExited(worker: "w-1.0", restarting: true))
+        #expect(fold.state.workers.live["w-1.0"]?.restarts == 1)
+        #expect(fold.state.workers.live["w-1.0"]?.lastExit == .signaled(SIGKILL))
         // The same supervisor keeps it: started again, then a clean exit ends it.
         let supervisor = ProcessIdentity(pid: 100, startTicks: 1)
-        fold.apply(.worker(.started(worker: "w-000001", supervisor: supervisor, process: ProcessIdentity(pid: 300, startTicks: 3))))
+        fold.apply(.worker(.started(worker: "w-1.0", supervisor: supervisor, process: ProcessIdentity(pid: 300, startTicks: 3))))
         #expect(
             fold.apply(
                 .worker(
                     .exited(
-                        worker: "w-000001", supervisor: supervisor, exit: .exited(0), timedOut: false, tokensUsed: nil, evidence: .roomy)))
-                == .workerExited(worker: "w-000001", restarting: false))
+                        worker: "w-1.0", supervisor: supervisor, exit: .exited(0), timedOut: false, tokensUsed: nil, evidence: .roomy)))
+                == .workerExited(worker: "w-1.0", restarting: false))
         #expect(fold.state.workers.recent.last?.status == .exited)
 
         spec.restart = .always
         _ = fold.spawn(spec)
-        fold.run("w-000002")
-        #expect(fold.state.workers.live["w-000002"]?.status == .starting, "always restarts a clean exit too")
-        #expect(fold.apply(.worker(.stop(worker: "w-000002"))) == .stopping(worker: "w-000002"))
+        fold.run("w-1.6")
+        #expect(fold.state.workers.live["w-1.6"]?.status == .starting, "always restarts a clean exit too")
+        #expect(fold.apply(.worker(.stop(worker: "w-1.6"))) == .stopping(worker: "w-1.6"))
         #expect(
             fold.apply(
                 .worker(
                     .exited(
-                        worker: "w-000002", supervisor: supervisor, exit: .signaled(SIGTERM), timedOut: false, tokensUsed: nil,
+                        worker: "w-1.6", supervisor: supervisor, exit: .signaled(SIGTERM), timedOut: false, tokensUsed: nil,
                         evidence: .roomy)))
-                == .workerExited(worker: "w-000002", restarting: false))
+                == .workerExited(worker: "w-1.6", restarting: false))
         #expect(fold.state.workers.recent.last?.status == .stopped)
-        #expect(fold.apply(.worker(.stop(worker: "w-000002"))) == .refused("w-000002 has already ended"))
-        #expect(fold.apply(.worker(.stop(worker: "w-000099"))) == .rejected("no worker w-000099"))
+        #expect(fold.apply(.worker(.stop(worker: "w-1.6"))) == .refused("w-1.6 has already ended"))
+        #expect(fold.apply(.worker(.stop(worker: "w-1.99"))) == .rejected("no worker w-1.99"))
     }
 
     @Test func onlyTheFirstSupervisorGetsAWorkerAndOnlyItMayReport() {
@@ -144,11 +144,11 @@ import Testing
         _ = fold.spawn()
         let first = ProcessIdentity(pid: 10, startTicks: 1)
         let second = ProcessIdentity(pid: 11, startTicks: 1)
-        #expect(fold.apply(.worker(.supervise(worker: "w-000001", supervisor: first))) == .supervising(worker: "w-000001"))
-        #expect(fold.apply(.worker(.supervise(worker: "w-000001", supervisor: second))) == .refused("w-000001 is supervised by pid 10"))
+        #expect(fold.apply(.worker(.supervise(worker: "w-1.0", supervisor: first))) == .supervising(worker: "w-1.0"))
+        #expect(fold.apply(.worker(.supervise(worker: "w-1.0", supervisor: second))) == .refused("w-1.0 is supervised by pid 10"))
         #expect(
-            fold.apply(.worker(.started(worker: "w-000001", supervisor: second, process: first)))
-                == .refused("w-000001 is not supervised by pid 11"))
+            fold.apply(.worker(.started(worker: "w-1.0", supervisor: second, process: first)))
+                == .refused("w-1.0 is not supervised by pid 11"))
     }
 
     @Test func aLostWorkerFreesItsPlaceAndTokensAndItsTasksGoBack() {
@@ -158,8 +158,8 @@ import Testing
         spec.tokens = 100
         _ = fold.spawn(spec)
         fold.apply(.taskCreate(TaskSpec(type: "t")))
-        fold.apply(.taskClaim(TaskClaim(worker: "w-000001")))
-        #expect(fold.apply(.workerLost(worker: "w-000001", reason: "supervisor gone")) == .requeued(tasks: ["task-000001"]))
+        fold.apply(.taskClaim(TaskClaim(worker: "w-1.1")))
+        #expect(fold.apply(.workerLost(worker: "w-1.1", reason: "supervisor gone")) == .requeued(tasks: ["task-1.2"]))
         #expect(fold.state.workers.live.isEmpty)
         #expect(fold.state.workers.recent.last?.status == .lost)
         #expect(fold.state.budget.reserved == 0)
@@ -175,37 +175,37 @@ import Testing
         _ = fold.spawn(pooled)
         _ = fold.spawn(WorkerSpec(command: ["once"]))  // restart: never
         _ = fold.spawn(pooled)
-        fold.apply(.worker(.supervise(worker: "w-000001", supervisor: ProcessIdentity(pid: 100, startTicks: 1))))
-        fold.apply(.worker(.stop(worker: "w-000003")))  // stopping: its loss is not replaced
-        for id in ["w-000001", "w-000002", "w-000003"] { fold.apply(.workerLost(worker: id, reason: "supervisor gone")) }
-        #expect(fold.state.workers.owedReplacements.map(\.worker) == ["w-000001"])
+        fold.apply(.worker(.supervise(worker: "w-1.0", supervisor: ProcessIdentity(pid: 100, startTicks: 1))))
+        fold.apply(.worker(.stop(worker: "w-1.2")))  // stopping: its loss is not replaced
+        for id in ["w-1.0", "w-1.1", "w-1.2"] { fold.apply(.workerLost(worker: id, reason: "supervisor gone")) }
+        #expect(fold.state.workers.owedReplacements.map(\.worker) == ["w-1.0"])
         #expect(fold.state.workers.owedReplacements.first?.leftover == [ProcessIdentity(pid: 100, startTicks: 1)])
         #expect(fold.state.workers.owedReplacements.first?.spec == pooled)
         // Survives a snapshot (a later reaper loads it from there).
         let bytes = SnapshotCodec.encode(fold.state, position: .start, writtenAtMilliseconds: 0)
         #expect(try #require(SnapshotCodec.decode(ImmutableBytes(bytes))).0.workers == fold.state.workers)
         // A second loss record for the same worker owes nothing more.
-        fold.apply(.workerLost(worker: "w-000001", reason: "seen again"))
+        fold.apply(.workerLost(worker: "w-1.0", reason: "seen again"))
         #expect(fold.state.workers.owedReplacements.count == 1)
         // The first replace spawns it with the same spec; a second (another reaper) changes nothing.
-        #expect(fold.apply(.worker(.replace(worker: "w-000001", evidence: .roomy))) == .spawned(worker: "w-000004", allocation: nil))
-        #expect(fold.state.workers.live["w-000004"]?.spec == pooled)
+        #expect(fold.apply(.worker(.replace(worker: "w-1.0", evidence: .roomy))) == .spawned(worker: "w-1.9", allocation: nil))
+        #expect(fold.state.workers.live["w-1.9"]?.spec == pooled)
         #expect(fold.state.workers.owedReplacements.isEmpty)
-        guard case .refused = fold.apply(.worker(.replace(worker: "w-000001", evidence: .roomy))) else {
+        guard case .refused = fold.apply(.worker(.replace(worker: "w-1.0", evidence: .roomy))) else {
             Issue.record("a second replacement was not refused")
             return
         }
-        guard case .refused = fold.apply(.worker(.replace(worker: "w-000002", evidence: .roomy))) else {
+        guard case .refused = fold.apply(.worker(.replace(worker: "w-1.1", evidence: .roomy))) else {
             Issue.record("a worker that never restarts got a replacement")
             return
         }
         #expect(fold.state.workers.issued == 4)
         // Capacity still decides: with the pool full the replacement waits in the queue.
-        fold.apply(.workerLost(worker: "w-000004", reason: "gone"))
+        fold.apply(.workerLost(worker: "w-1.9", reason: "gone"))
         _ = fold.spawn(evidence: MachineEvidence.roomy.withMaxWorkers(1))
         #expect(
-            fold.apply(.worker(.replace(worker: "w-000004", evidence: MachineEvidence.roomy.withMaxWorkers(1))))
-                == .spawnQueued(worker: "w-000006", reason: "pool full: 1 of 1 workers running"))
+            fold.apply(.worker(.replace(worker: "w-1.9", evidence: MachineEvidence.roomy.withMaxWorkers(1))))
+                == .spawnQueued(worker: "w-1.14", reason: "pool full: 1 of 1 workers running"))
     }
 
     /// A pool member killed while it held a task is restarted under the same id with a fresh
@@ -220,32 +220,32 @@ import Testing
         fold.apply(.taskCreate(TaskSpec(type: "t", maxAttempts: 1)))
         fold.apply(.taskCreate(TaskSpec(type: "t")))
         let supervisor = ProcessIdentity(pid: 100, startTicks: 1)
-        fold.apply(.worker(.supervise(worker: "w-000001", supervisor: supervisor)))
-        fold.apply(.worker(.started(worker: "w-000001", supervisor: supervisor, process: ProcessIdentity(pid: 200, startTicks: 2))))
-        #expect(fold.apply(.taskClaim(TaskClaim(worker: "w-000001"))) == .claimed(task: "task-000001", claim: 1))
-        #expect(fold.apply(.taskClaim(TaskClaim(worker: "w-000001"))) == .claimed(task: "task-000002", claim: 1))
-        #expect(fold.apply(.taskClaim(TaskClaim(worker: "w-000002"))) == .claimed(task: "task-000003", claim: 1))
+        fold.apply(.worker(.supervise(worker: "w-1.0", supervisor: supervisor)))
+        fold.apply(.worker(.started(worker: "w-1.0", supervisor: supervisor, process: ProcessIdentity(pid: 200, startTicks: 2))))
+        #expect(fold.apply(.taskClaim(TaskClaim(worker: "w-1.0"))) == .claimed(task: "task-1.2", claim: 1))
+        #expect(fold.apply(.taskClaim(TaskClaim(worker: "w-1.0"))) == .claimed(task: "task-1.3", claim: 1))
+        #expect(fold.apply(.taskClaim(TaskClaim(worker: "w-1.1"))) == .claimed(task: "task-1.4", claim: 1))
         let version = fold.state.tasks.version
         let exit = fold.apply(
             .worker(
                 .exited(
-                    worker: "w-000001", supervisor: supervisor, exit: .signaled(SIGKILL), timedOut: false, tokensUsed: nil,
+                    worker: "w-1.0", supervisor: supervisor, exit: .signaled(SIGKILL), timedOut: false, tokensUsed: nil,
                     evidence: .roomy)))
-        #expect(exit == .workerExited(worker: "w-000001", restarting: true), "the supervisor still learns it restarts")
+        #expect(exit == .workerExited(worker: "w-1.0", restarting: true), "the supervisor still learns it restarts")
         #expect(fold.state.tasks.version == version + 1)
-        #expect(fold.state.tasks.activeTask("task-000001")?.status == .failed, "retried: attempts are left")
-        #expect(fold.state.tasks.activeTask("task-000002") == nil, "its only attempt is used up: dead")
+        #expect(fold.state.tasks.activeTask("task-1.2")?.status == .failed, "retried: attempts are left")
+        #expect(fold.state.tasks.activeTask("task-1.3") == nil, "its only attempt is used up: dead")
         #expect(fold.state.tasks.finished.last?.status == .dead)
-        #expect(fold.state.tasks.activeTask("task-000003")?.worker == "w-000002", "another worker's claim is untouched")
+        #expect(fold.state.tasks.activeTask("task-1.4")?.worker == "w-1.1", "another worker's claim is untouched")
         // The dead run's late complete is fenced off.
-        #expect(fold.apply(.taskComplete(task: "task-000001", claim: 1, result: nil, tokensUsed: nil)) != .completed(task: "task-000001"))
+        #expect(fold.apply(.taskComplete(task: "task-1.2", claim: 1, result: nil, tokensUsed: nil)) != .completed(task: "task-1.2"))
         // An exit that holds nothing changes no task.
-        fold.apply(.worker(.started(worker: "w-000001", supervisor: supervisor, process: ProcessIdentity(pid: 201, startTicks: 3))))
+        fold.apply(.worker(.started(worker: "w-1.0", supervisor: supervisor, process: ProcessIdentity(pid: 201, startTicks: 3))))
         let before = (fold.state.tasks.version, fold.state.tasks.counts)
         fold.apply(
             .worker(
                 .exited(
-                    worker: "w-000001", supervisor: supervisor, exit: .exited(0), timedOut: false, tokensUsed: nil, evidence: .roomy)))
+                    worker: "w-1.0", supervisor: supervisor, exit: .exited(0), timedOut: false, tokensUsed: nil, evidence: .roomy)))
         #expect(fold.state.tasks.version == before.0 && fold.state.tasks.counts == before.1)
     }
 
@@ -253,7 +253,7 @@ import Testing
         var fold = Fold()
         _ = fold.spawn(evidence: MachineEvidence.roomy.withMaxWorkers(1))
         _ = fold.spawn(evidence: MachineEvidence.roomy.withMaxWorkers(1))
-        fold.run("w-000001", exit: .exited(3))
+        fold.run("w-1.0", exit: .exited(3))
         let bytes = SnapshotCodec.encode(fold.state, position: .start, writtenAtMilliseconds: 0)
         let decoded = try #require(SnapshotCodec.decode(ImmutableBytes(bytes))).0
         #expect(decoded.workers == fold.state.workers)
@@ -263,8 +263,8 @@ import Testing
         var state = CortexState()
         let bad: [Record] = [
             Record(id: "a", timeMilliseconds: 1, kind: "worker.spawn", data: .object(["spec": .object(["type": "t"])])),
-            Record(id: "b", timeMilliseconds: 1, kind: "worker.started", data: .object(["worker": "w-000001"])),
-            Record(id: "c", timeMilliseconds: 1, kind: "worker.exited", data: .object(["worker": "w-000001", "exit": .object([:])])),
+            Record(id: "b", timeMilliseconds: 1, kind: "worker.started", data: .object(["worker": "w-1.0"])),
+            Record(id: "c", timeMilliseconds: 1, kind: "worker.exited", data: .object(["worker": "w-1.0", "exit": .object([:])])),
             Record(id: "d", timeMilliseconds: 1, kind: "worker.promote", data: .object([:])),
         ]
         for item in bad {

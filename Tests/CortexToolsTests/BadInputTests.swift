@@ -8,7 +8,8 @@ import Testing
 struct BadInputTests {
     /// The folder a case runs against.
     enum Folder: Sendable {
-        /// Initialised with 1000 tokens and one allocation, alloc-000001 of 10 tokens.
+        /// Initialised with 1000 tokens, one allocation of 10 tokens (`{alloc}` in a command) and
+        /// one task claimed by w-1 with claim 1 (`{task}`).
         case ready
         /// Initialised, then `config.json` replaced with these bytes.
         case config(String)
@@ -41,11 +42,11 @@ struct BadInputTests {
         // cortex-task: usage (64), bad data (65), not found (66), and a stale claim (1: a normal no).
         Case(label: "task create without --type", command: ["cortex-task", "create", "--dir", "{dir}"], exitCode: 64),
         Case(label: "claim without --worker", command: ["cortex-task", "claim", "--dir", "{dir}"], exitCode: 64),
-        Case(label: "complete without --claim", command: ["cortex-task", "complete", "task-000001", "--dir", "{dir}"], exitCode: 64),
+        Case(label: "complete without --claim", command: ["cortex-task", "complete", "{task}", "--dir", "{dir}"], exitCode: 64),
         Case(
             label: "complete with --result and --result-file",
             command: [
-                "cortex-task", "complete", "task-000001", "--claim", "1", "--result", "{}", "--result-file", "/etc/passwd", "--dir",
+                "cortex-task", "complete", "{task}", "--claim", "1", "--result", "{}", "--result-file", "/etc/passwd", "--dir",
                 "{dir}",
             ], exitCode: 64),
         Case(label: "cortex task without a command", command: ["cortex", "task", "--dir", "{dir}"], exitCode: 64),
@@ -65,25 +66,25 @@ struct BadInputTests {
         Case(label: "bad wait", command: ["cortex-task", "claim", "--dir", "{dir}", "--worker", "w-2", "--wait", "forever"], exitCode: 65),
         Case(
             label: "malformed result JSON",
-            command: ["cortex-task", "complete", "task-000001", "--claim", "1", "--result", "{bad", "--dir", "{dir}"], exitCode: 65),
+            command: ["cortex-task", "complete", "{task}", "--claim", "1", "--result", "{bad", "--dir", "{dir}"], exitCode: 65),
         Case(
             label: "result file that is not JSON",
-            command: ["cortex-task", "complete", "task-000001", "--claim", "1", "--result-file", "/etc/passwd", "--dir", "{dir}"],
+            command: ["cortex-task", "complete", "{task}", "--claim", "1", "--result-file", "/etc/passwd", "--dir", "{dir}"],
             exitCode: 65),
-        Case(label: "claim token 0", command: ["cortex-task", "complete", "task-000001", "--claim", "0", "--dir", "{dir}"], exitCode: 65),
+        Case(label: "claim token 0", command: ["cortex-task", "complete", "{task}", "--claim", "0", "--dir", "{dir}"], exitCode: 65),
         Case(
-            label: "claim token not a number", command: ["cortex-task", "fail", "task-000001", "--claim", "x", "--dir", "{dir}"],
+            label: "claim token not a number", command: ["cortex-task", "fail", "{task}", "--claim", "x", "--dir", "{dir}"],
             exitCode: 65),
         Case(label: "task id with a slash", command: ["cortex-task", "show", "task/1", "--dir", "{dir}"], exitCode: 65),
         Case(label: "unknown status", command: ["cortex-task", "list", "--status", "sleeping", "--dir", "{dir}"], exitCode: 65),
-        Case(label: "show unknown task", command: ["cortex-task", "show", "task-000099", "--dir", "{dir}"], exitCode: 66),
+        Case(label: "show unknown task", command: ["cortex-task", "show", "task-9.0", "--dir", "{dir}"], exitCode: 66),
         Case(
-            label: "complete unknown task", command: ["cortex-task", "complete", "task-000099", "--claim", "1", "--dir", "{dir}"],
+            label: "complete unknown task", command: ["cortex-task", "complete", "task-9.0", "--claim", "1", "--dir", "{dir}"],
             exitCode: 66),
-        Case(label: "cancel unknown task", command: ["cortex-task", "cancel", "task-000099", "--dir", "{dir}"], exitCode: 66),
+        Case(label: "cancel unknown task", command: ["cortex-task", "cancel", "task-9.0", "--dir", "{dir}"], exitCode: 66),
         // cortex worker and cortex-reap.
-        Case(label: "stop unknown worker", command: ["cortex", "worker", "stop", "w-000099", "--dir", "{dir}"], exitCode: 66),
-        Case(label: "show unknown worker", command: ["cortex", "worker", "show", "w-000099", "--dir", "{dir}"], exitCode: 66),
+        Case(label: "stop unknown worker", command: ["cortex", "worker", "stop", "w-9.0", "--dir", "{dir}"], exitCode: 66),
+        Case(label: "show unknown worker", command: ["cortex", "worker", "show", "w-9.0", "--dir", "{dir}"], exitCode: 66),
         Case(label: "worker id with a space", command: ["cortex", "worker", "show", "a b", "--dir", "{dir}"], exitCode: 65),
         Case(label: "reap with a bad grace", command: ["cortex-reap", "--dir", "{dir}", "--grace", "5x"], exitCode: 65),
         Case(
@@ -93,25 +94,25 @@ struct BadInputTests {
         Case(label: "reap in a missing folder", command: ["cortex-reap", "--dir", "{dir}"], exitCode: 66, folder: .missing),
         Case(
             label: "missing result file",
-            command: ["cortex-task", "complete", "task-000001", "--claim", "1", "--result-file", "/nonexistent.json", "--dir", "{dir}"],
+            command: ["cortex-task", "complete", "{task}", "--claim", "1", "--result-file", "/nonexistent.json", "--dir", "{dir}"],
             exitCode: 66),
         Case(
             label: "missing context file",
             command: ["cortex-task", "create", "--dir", "{dir}", "--type", "b", "--context-file", "/nonexistent.txt"], exitCode: 66),
         Case(
-            label: "heartbeat in a missing folder", command: ["cortex-task", "heartbeat", "task-000001", "--claim", "1", "--dir", "{dir}"],
+            label: "heartbeat in a missing folder", command: ["cortex-task", "heartbeat", "{task}", "--claim", "1", "--dir", "{dir}"],
             exitCode: 66, folder: .missing),
         Case(
-            label: "release in a missing folder", command: ["cortex-budget", "release", "alloc-000001", "--dir", "{dir}"], exitCode: 66,
+            label: "release in a missing folder", command: ["cortex-budget", "release", "{alloc}", "--dir", "{dir}"], exitCode: 66,
             folder: .missing),
         Case(
-            label: "complete with a stale claim", command: ["cortex-task", "complete", "task-000001", "--claim", "2", "--dir", "{dir}"],
+            label: "complete with a stale claim", command: ["cortex-task", "complete", "{task}", "--claim", "2", "--dir", "{dir}"],
             exitCode: 1),
         Case(
-            label: "fail with a stale claim", command: ["cortex-task", "fail", "task-000001", "--claim", "2", "--dir", "{dir}"], exitCode: 1
+            label: "fail with a stale claim", command: ["cortex-task", "fail", "{task}", "--claim", "2", "--dir", "{dir}"], exitCode: 1
         ),
         Case(
-            label: "heartbeat with a stale claim", command: ["cortex-task", "heartbeat", "task-000001", "--claim", "2", "--dir", "{dir}"],
+            label: "heartbeat with a stale claim", command: ["cortex-task", "heartbeat", "{task}", "--claim", "2", "--dir", "{dir}"],
             exitCode: 1),
         Case(label: "missing required option", command: ["cortex-budget", "allocate", "--dir", "{dir}"], exitCode: 64),
         Case(
@@ -119,7 +120,7 @@ struct BadInputTests {
             exitCode: 64),
         Case(label: "option without its value", command: ["cortex-budget", "allocate", "--dir", "{dir}", "--tokens"], exitCode: 64),
         Case(label: "missing positional", command: ["cortex-budget", "release", "--dir", "{dir}"], exitCode: 64),
-        Case(label: "extra positional", command: ["cortex-budget", "release", "alloc-000001", "extra", "--dir", "{dir}"], exitCode: 64),
+        Case(label: "extra positional", command: ["cortex-budget", "release", "{alloc}", "extra", "--dir", "{dir}"], exitCode: 64),
         Case(label: "flag given a value", command: ["cortex-budget", "status", "--dir", "{dir}", "--json=yes"], exitCode: 64),
         Case(
             label: "option given twice", command: ["cortex-budget", "allocate", "--dir", "{dir}", "--tokens", "5", "--tokens", "6"],
@@ -166,15 +167,15 @@ struct BadInputTests {
         Case(label: "non-numeric total", command: ["cortex-budget", "set", "--dir", "{dir}", "--total", "lots"], exitCode: 65),
         Case(
             label: "release --used more than reserved",
-            command: ["cortex-budget", "release", "alloc-000001", "--dir", "{dir}", "--used", "11"], exitCode: 65),
+            command: ["cortex-budget", "release", "{alloc}", "--dir", "{dir}", "--used", "11"], exitCode: 65),
         Case(
-            label: "release --used negative", command: ["cortex-budget", "release", "alloc-000001", "--dir", "{dir}", "--used", "-1"],
+            label: "release --used negative", command: ["cortex-budget", "release", "{alloc}", "--dir", "{dir}", "--used", "-1"],
             exitCode: 65),
         Case(label: "init with 0 workers", command: ["cortex", "init", "--dir", "{dir}", "--max-workers", "0"], exitCode: 65),
         Case(label: "tail with negative lines", command: ["cortex", "tail", "--dir", "{dir}", "--lines", "-1"], exitCode: 65),
         // 66: not found.
         Case(
-            label: "release of an unknown allocation", command: ["cortex-budget", "release", "alloc-000999", "--dir", "{dir}"], exitCode: 66
+            label: "release of an unknown allocation", command: ["cortex-budget", "release", "alloc-9.0", "--dir", "{dir}"], exitCode: 66
         ),
         Case(
             label: "release of an unknown allocation with --json",
@@ -245,14 +246,18 @@ struct BadInputTests {
     func badInputGetsItsExitCodeAndOneLineOnStderrAndChangesNoFile(_ testCase: Case) throws {
         let directory = try TemporaryDirectory()
         var folder = directory.coordination
+        // Well-formed ids for folders that have none.
+        var placeholders = ["{alloc}": "alloc-1.0", "{task}": "task-1.0"]
         switch testCase.folder {
         case .ready, .config:
             try initialise(directory, totalTokens: 1000)
             let allocation = try runTool(["cortex-budget", "allocate", "--dir", folder, "--tokens", "10"], in: directory)
-            try #require(allocation.stdout == "alloc-000001\n", "\(allocation)")
+            try #require(allocation.exitCode == 0, "\(allocation)")
+            placeholders["{alloc}"] = allocation.stdout.trimmingCharacters(in: .newlines)
             // And a task claimed by w-1 with claim 1, so the task commands have something to refuse.
             let task = try runTool(["cortex-task", "create", "--dir", folder, "--type", "build"], in: directory)
-            try #require(task.stdout == "task-000001\n", "\(task)")
+            try #require(task.exitCode == 0, "\(task)")
+            placeholders["{task}"] = task.stdout.trimmingCharacters(in: .newlines)
             let claim = try runTool(["cortex-task", "claim", "--dir", folder, "--worker", "w-1"], in: directory)
             try #require(claim.exitCode == 0, "\(claim)")
             if case .config(let text) = testCase.folder {
@@ -265,7 +270,8 @@ struct BadInputTests {
         }
         let before = try contentsUnlessProc(folder, testCase.folder)
 
-        let result = try runTool(testCase.command.map { $0 == "{dir}" ? folder : $0 }, in: directory)
+        placeholders["{dir}"] = folder
+        let result = try runTool(testCase.command.map { placeholders[$0] ?? $0 }, in: directory)
 
         #expect(result.exitCode == testCase.exitCode, "\(result)")
         #expect(result.stderrLines.count == 1, "exactly one line on stderr: \(result)")

@@ -242,9 +242,15 @@ final class ChaosRun {
         for folded in fold.records {
             if case .completed(let task) = folded.outcome { completions[task, default: 0] += 1 }
         }
+        // Tasks are created by one loop at a time, so the n-th create folded is task number n.
+        let createdInOrder = fold.records.compactMap { folded -> String? in
+            if case .created(let task, false) = folded.outcome { return task }
+            return nil
+        }
+        try #require(createdInOrder.count == taskCount, "\(createdInOrder.count) creates folded")
         var tally: [TaskStatus: Int] = [:]
         for number in 1...taskCount {
-            let id = "task-" + String(repeating: "0", count: max(0, 6 - String(number).count)) + String(number)
+            let id = createdInOrder[number - 1]
             guard let entry = entries[id] else {
                 Issue.record("\(id) is lost: not finished in the fold")
                 continue

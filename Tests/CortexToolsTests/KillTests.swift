@@ -18,11 +18,13 @@ struct KillTests {
         try initialise(directory, totalTokens: 1_000_000)
         try forceRotation(directory)  // kills also land between creating a segment and sealing the old one
 
-        // alloc-000001…015 exist before the race; each gets one releaser during it.
+        // 15 allocations exist before the race; each gets one releaser during it.
         let preallocated = 15
+        var preallocatedIDs: [String] = []
         for _ in 1...preallocated {
             let result = try runTool(["cortex-budget", "allocate", "--dir", directory.coordination, "--tokens", "10"], in: directory)
             try #require(result.exitCode == 0, "\(result)")
+            preallocatedIDs.append(result.stdout.trimmingCharacters(in: .newlines))
         }
 
         var commands: [[String]] = (0..<60).map { _ in
@@ -31,7 +33,7 @@ struct KillTests {
         for number in 1...preallocated {
             commands.append(
                 [
-                    "cortex-budget", "release", BudgetState.allocationID(Int64(number)), "--dir", directory.coordination, "--used", "3",
+                    "cortex-budget", "release", preallocatedIDs[number - 1], "--dir", directory.coordination, "--used", "3",
                     "--json",
                 ])
         }
@@ -112,9 +114,11 @@ struct KillTests {
         }
         #expect(verify.exitCode == (damaged.isEmpty ? 0 : 1), "\(verify)")
 
-        // The folder keeps working: the next allocation gets the next id.
+        // The folder keeps working: the next allocation is named by where its record landed.
         let next = try runTool(["cortex-budget", "allocate", "--dir", directory.coordination, "--tokens", "1"], in: directory)
         #expect(next.exitCode == 0, "\(next)")
-        #expect(next.stdout == BudgetState.allocationID(fold.state.budget.allocationsIssued + 1) + "\n", "\(next)")
+        let last = try #require(try foldJournal(directory).records.last)
+        #expect(last.outcome == .granted(allocation: last.position.id(.allocation)), "\(last.outcome)")
+        #expect(next.stdout == last.position.id(.allocation) + "\n", "\(next)")
     }
 }

@@ -17,22 +17,26 @@ struct NoLockTests {
         let dir = directory.coordination
         let steps: [[String]] = [
             ["cortex-budget", "allocate", "--dir", dir, "--tokens", "10"],
-            ["cortex-budget", "release", "alloc-000001", "--dir", dir, "--used", "3"],
+            ["cortex-budget", "release", "{allocation}", "--dir", dir, "--used", "3"],
             ["cortex-task", "create", "--dir", dir, "--type", "work"],
             ["cortex-task", "claim", "--dir", dir, "--worker", "w-1"],
-            ["cortex-task", "heartbeat", "task-000001", "--claim", "1", "--dir", dir],
-            ["cortex-task", "complete", "task-000001", "--claim", "1", "--result", "{}", "--dir", dir],
+            ["cortex-task", "heartbeat", "{task}", "--claim", "1", "--dir", dir],
+            ["cortex-task", "complete", "{task}", "--claim", "1", "--result", "{}", "--dir", dir],
             ["cortex-spawn", "--foreground", "--dir", dir, "--", "true"],
             ["cortex", "worker", "list", "--dir", dir],
             ["cortex-reap", "--dir", dir],
             ["cortex", "status", "--dir", dir],
             ["cortex", "verify", "--dir", dir],
         ]
-        for (index, step) in steps.enumerated() {
+        var printed: [String: String] = [:]  // ids printed by the steps before
+        for (index, original) in steps.enumerated() {
+            let step = original.map { printed[$0] ?? $0 }
             let trace = directory.scratch + "/trace-\(index).txt"
             let result = try runTool(
                 [straceCommand!, "-f", "-qq", "-e", "trace=flock,fcntl", "-o", trace, toolPath(step[0])] + step.dropFirst(), in: directory)
             #expect(result.exitCode == 0, "\(result)")
+            if step[1] == "allocate" { printed["{allocation}"] = result.stdout.trimmingCharacters(in: .newlines) }
+            if step[1] == "create" { printed["{task}"] = result.stdout.trimmingCharacters(in: .newlines) }
             let calls = try String(contentsOfFile: trace, encoding: .utf8)
             for lock in Self.lockCalls {
                 #expect(!calls.contains(lock), "\(step.joined(separator: " ")) took a lock: \(calls)")

@@ -14,18 +14,54 @@ struct OpsTests {
 
         mutating func add(_ offset: Int64, _ event: Event) { events.append((base + offset, event)) }
 
+        /// Stands for the id of the `k`-th task created (from 1, in time order) until `write`
+        /// learns where its record lands.
+        static func task(_ k: Int64) -> String { "#task\(k)" }
+
+        /// Stands for the id of the `k`-th allocation asked for, like `task(_:)`.
+        static func allocation(_ k: Int64) -> String { "#alloc\(k)" }
+
+        /// The ids the written records created, in time order.
+        struct Written {
+            var tasks: [String] = []
+            var allocations: [String] = []
+
+            /// `event` with the stand-ins of `History.task(_:)` and `allocation(_:)` replaced.
+            func resolving(_ event: Event) -> Event {
+                func id(_ text: String) -> String {
+                    if text.hasPrefix("#task"), let k = Int(text.dropFirst(5)) { return tasks[k - 1] }
+                    if text.hasPrefix("#alloc"), let k = Int(text.dropFirst(6)) { return allocations[k - 1] }
+                    return text
+                }
+                switch event {
+                case .taskComplete(let task, let claim, let result, let used):
+                    return .taskComplete(task: id(task), claim: claim, result: result, tokensUsed: used)
+                case .taskFail(let task, let claim, let error, let retry):
+                    return .taskFail(task: id(task), claim: claim, error: error, retry: retry)
+                case .budgetRelease(let allocation, let used): return .budgetRelease(allocation: id(allocation), used: used)
+                default: return event
+                }
+            }
+        }
+
         /// Appends the events in time order (ties in the order given) to the journal's live segment.
-        func write(to directory: TemporaryDirectory) throws {
+        @discardableResult
+        func write(to directory: TemporaryDirectory) throws -> Written {
             let journal = FileJournal(directory: directory.coordination + "/journal")
             let ordered = events.enumerated().sorted { ($0.element.time, $0.offset) < ($1.element.time, $1.offset) }
             var segment = 1
             while try journal.segmentExists(segment + 1) { segment += 1 }
+            var written = Written()
             for (_, item) in ordered {
-                let record = Record(id: Record.newID(), timeMilliseconds: item.time, kind: item.event.kind, data: item.event.data)
-                guard case .appended = try journal.appendLine(try RecordCodec.encode(record), toSegment: segment) else {
+                let event = written.resolving(item.event)
+                let record = Record(id: Record.newID(), timeMilliseconds: item.time, kind: event.kind, data: event.data)
+                guard case .appended(let position) = try journal.appendLine(try RecordCodec.encode(record), toSegment: segment) else {
                     throw SupportError("torn append")
                 }
+                if case .taskCreate = event { written.tasks.append(position.id(.task)) }
+                if case .budgetAllocate = event { written.allocations.append(position.id(.allocation)) }
             }
+            return written
         }
 
         /// 100 tasks of type `a` (task k waits k ms, runs k ms, reports 10·k tokens) and 5 of type
@@ -35,23 +71,28 @@ struct OpsTests {
             for _ in 1...100 { history.add(0, .taskCreate(TaskSpec(type: "a"))) }
             for k in Int64(1)...100 {
                 history.add(k, .taskClaim(TaskClaim(worker: "w-\(k)", types: ["a"])))
-                history.add(2 * k, .taskComplete(task: TaskState.taskID(k), claim: 1, result: nil, tokensUsed: 10 * k))
+                history.add(2 * k, .taskComplete(task: History.task(k), claim: 1, result: nil, tokensUsed: 10 * k))
             }
             for _ in 1...5 { history.add(3_000, .taskCreate(TaskSpec(type: "c"))) }
             for k in Int64(101)...105 {
                 history.add(3_010, .taskClaim(TaskClaim(worker: "wc", types: ["c"])))
-                history.add(3_020, .taskFail(task: TaskState.taskID(k), claim: 1, error: "bad", retry: false))
+                history.add(3_020, .taskFail(task: History.task(k), claim: 1, error: "bad", retry: false))
             }
             return history
         }
     }
 
     static func ready(_ history: History, config: [String: JSONValue] = [:]) throws -> TemporaryDirectory {
+        try readyWithIDs(history, config: config).0
+    }
+
+    /// `ready`, with the ids the history's records created.
+    static func readyWithIDs(_ history: History, config: [String: JSONValue] = [:]) throws -> (TemporaryDirectory, History.Written) {
         let directory = try TemporaryDirectory()
         try initialise(directory, totalTokens: 1_000)
         if !config.isEmpty { try updateConfig(directory, config) }
-        try history.write(to: directory)
-        return directory
+        let written = try history.write(to: directory)
+        return (directory, written)
     }
 
     func run(_ arguments: [String], _ directory: TemporaryDirectory) throws -> ToolResult {
@@ -176,22 +217,22 @@ struct OpsTests {
         for k in Int64(1)...5 {
             history.add(k * 100_000, .taskCreate(TaskSpec(type: "slow")))
             history.add(k * 100_000, .taskClaim(TaskClaim(worker: "w-1")))
-            history.add(k * 100_000 + 60_000, .taskComplete(task: TaskState.taskID(k), claim: 1, result: nil, tokensUsed: nil))
+            history.add(k * 100_000 + 60_000, .taskComplete(task: History.task(k), claim: 1, result: nil, tokensUsed: nil))
         }
         for _ in 1...3 { history.add(550_000, .taskCreate(TaskSpec(type: "slow"))) }
-        let directory = try Self.ready(history, config: ["max_workers": 2])
+        let (directory, written) = try Self.readyWithIDs(history, config: ["max_workers": 2])
         var waits: [Int64] = []
-        for number in Int64(6)...8 {
-            let shown = try run(["cortex-task", "show", TaskState.taskID(number), "--json"], directory)
+        for number in 6...8 {
+            let shown = try run(["cortex-task", "show", written.tasks[number - 1], "--json"], directory)
             let wait = try #require(shown.json?["wait"], "\(shown)")
-            #expect(wait["position"]?.intValue == number - 5)
+            #expect(wait["position"]?.intValue == Int64(number - 5))
             #expect(wait["slots"]?.intValue == 2)
             waits.append(try #require(wait["estimated_wait_seconds"]?.intValue))
         }
         #expect(waits == [0, 0, 60])
-        let text = try run(["cortex-task", "show", "task-000008"], directory)
+        let text = try run(["cortex-task", "show", written.tasks[7]], directory)
         #expect(text.stdout.contains("position 3 in the queue"), "\(text)")
-        let done = try run(["cortex-task", "show", "task-000001", "--json"], directory)
+        let done = try run(["cortex-task", "show", written.tasks[0], "--json"], directory)
         #expect(done.exitCode == 0 && done.json?["wait"] == nil)
     }
 
@@ -205,15 +246,15 @@ struct OpsTests {
         history.add(3, .budgetQuota(tenant: "acme", tokens: 500))
         history.add(4, .budgetAllocate(BudgetRequest(tokens: 100, tenant: "acme")))
         history.add(5, .budgetAllocate(BudgetRequest(tokens: 50, tenant: "acme")))
-        history.add(6, .budgetRelease(allocation: "alloc-000002", used: 30))
-        let directory = try Self.ready(history)
+        history.add(6, .budgetRelease(allocation: History.allocation(2), used: 30))
+        let (directory, written) = try Self.readyWithIDs(history)
         let result = try run(["cortex", "status", "--json"], directory)
         #expect(result.exitCode == 0, "\(result)")
         let json = try #require(result.json)
         #expect(json["attention"]?.arrayValue == [])
         #expect(json["queue"]?["waiting_by_priority"]?["high"]?.intValue == 2)
         #expect(json["queue"]?["waiting_by_priority"]?["low"]?.intValue == 1)
-        #expect(json["queue"]?["oldest_task"]?.stringValue == "task-000001")
+        #expect(json["queue"]?["oldest_task"]?.stringValue == written.tasks[0])
         #expect((json["queue"]?["oldest_age_seconds"]?.intValue ?? 0) >= 600)
         #expect(json["budget"]?["reserved"]?.intValue == 100 && json["budget"]?["spent"]?.intValue == 30)
         #expect(json["budget"]?["available"]?.intValue == 870)
@@ -222,7 +263,7 @@ struct OpsTests {
         #expect(json["reaper"] == .null)
         let text = try run(["cortex", "status"], directory)
         #expect(text.exitCode == 0 && text.stderr.isEmpty, "\(text)")
-        #expect(text.stdout.contains("oldest task-000001 waiting 10m"), "\(text)")
+        #expect(text.stdout.contains("oldest \(written.tasks[0]) waiting 10m"), "\(text)")
         #expect(!text.stdout.contains("\u{1B}["), "no colour when stdout is not a terminal")
         // After a reaper run, status says when it ran.
         #expect(try run(["cortex-reap"], directory).exitCode == 0)
@@ -264,7 +305,7 @@ struct OpsTests {
         for k in Int64(1)...3 { history.add(k * 1_000, .taskCreate(TaskSpec(type: "a"))) }
         for k in Int64(1)...3 {
             history.add(10_000 + k * 1_000, .taskClaim(TaskClaim(worker: "w-\(k)")))
-            history.add(20_000 + k * 1_000, .taskComplete(task: TaskState.taskID(k), claim: 1, result: nil, tokensUsed: nil))
+            history.add(20_000 + k * 1_000, .taskComplete(task: History.task(k), claim: 1, result: nil, tokensUsed: nil))
         }
         history.add(30_000, .budgetAllocate(BudgetRequest(tokens: 10, holder: "w-2")))
         return history
@@ -272,12 +313,12 @@ struct OpsTests {
 
     @Test func tailFiltersByKindTaskWorkerAndTime() throws {
         let history = Self.tailHistory()
-        let directory = try Self.ready(history)
+        let (directory, written) = try Self.readyWithIDs(history)
         let claims = try run(["cortex", "tail", "--kind", "task.claim"], directory)
         #expect(claims.exitCode == 0, "\(claims)")
         #expect(claims.stdoutLines.count == 3)
-        #expect(claims.stdoutLines.first?.hasSuffix("task.claim w-1 → task-000001 claim 1") == true, "\(claims)")
-        let task = try run(["cortex", "tail", "--task", "task-000002"], directory)
+        #expect(claims.stdoutLines.first?.hasSuffix("task.claim w-1 → \(written.tasks[0]) claim 1") == true, "\(claims)")
+        let task = try run(["cortex", "tail", "--task", written.tasks[1]], directory)
         #expect(task.stdoutLines.map { $0.split(separator: " ")[1] } == ["task.create", "task.claim", "task.complete"], "\(task)")
         let worker = try run(["cortex", "tail", "--worker", "w-2", "--json"], directory)
         #expect(worker.stdoutLines.compactMap { try? JSONValue.parse($0)["kind"]?.stringValue } == ["task.claim", "budget.allocate"])
@@ -301,9 +342,12 @@ struct OpsTests {
         // Write through the tools' rotation rule: split the history over sealed segments.
         let journal = FileJournal(directory: directory.coordination + "/journal")
         var segment = 1
+        var last = JournalPosition.start
         for (time, event) in history.events {
             let record = Record(id: Record.newID(), timeMilliseconds: time, kind: event.kind, data: event.data)
-            _ = try journal.appendLine(try RecordCodec.encode(record), toSegment: segment)
+            if case .appended(let position) = try journal.appendLine(try RecordCodec.encode(record), toSegment: segment) {
+                last = position
+            }
             if try journal.sizeOfSegment(segment) > 1024 {
                 try journal.rotate(segment: segment, timeMilliseconds: time)
                 segment += 1
@@ -315,7 +359,7 @@ struct OpsTests {
         #expect(result.stdoutLines.count == 150)
         #expect(result.stdoutLines.first?.contains("holder=h-251") == true, "\(result.stdoutLines.first ?? "")")
         #expect(result.stdoutLines.last?.contains("holder=h-400") == true)
-        #expect(result.stdoutLines.last?.hasSuffix("→ alloc-000400") == true, "\(result.stdoutLines.last ?? "")")
+        #expect(result.stdoutLines.last?.hasSuffix("→ \(last.id(.allocation))") == true, "\(result.stdoutLines.last ?? "")")
     }
 
     @Test func tailReadsBackIntoArchivedSegments() throws {
@@ -342,8 +386,11 @@ struct OpsTests {
             #expect(try run(["cortex-budget", "allocate", "--tokens", "1", "--holder", "before-\(index)"], directory).exitCode == 0)
         }
         #expect(try run(["cortex-reap"], directory).exitCode == 0)  // writes a fresh snapshot
+        var printed: [String] = []
         for index in 1...2 {
-            #expect(try run(["cortex-budget", "allocate", "--tokens", "1", "--holder", "after-\(index)"], directory).exitCode == 0)
+            let allocated = try run(["cortex-budget", "allocate", "--tokens", "1", "--holder", "after-\(index)"], directory)
+            #expect(allocated.exitCode == 0)
+            printed.append(allocated.stdout.trimmingCharacters(in: .newlines))
         }
         let result = try run(["cortex", "tail", "--kind", "budget.allocate"], directory)
         #expect(result.exitCode == 0, "\(result)")
@@ -351,7 +398,7 @@ struct OpsTests {
         let before = result.stdoutLines.filter { $0.contains("holder=before-") }
         let after = result.stdoutLines.filter { $0.contains("holder=after-") }
         #expect(before.count == 3 && before.allSatisfy { !$0.contains("→") }, "no fold before the snapshot: \(before)")
-        #expect(after.map { $0.components(separatedBy: "→ ").last ?? "" } == ["alloc-000004", "alloc-000005"], "\(after)")
+        #expect(after.map { $0.components(separatedBy: "→ ").last ?? "" } == printed, "\(after)")
     }
 
     @Test func statusIsColouredOnlyOnATerminalAndNotWithNoColor() throws {
@@ -379,9 +426,11 @@ struct OpsTests {
         // Give the tail time to arm its watch; records before that are still read (it reads
         // after arming), so this only keeps the test honest about following.
         usleep(200_000)
+        var printed: [String] = []
         for index in 1...30 {
             let allocated = try run(["cortex-budget", "allocate", "--tokens", "1", "--holder", "h-\(index)"], directory)
             try #require(allocated.exitCode == 0, "\(allocated)")
+            printed.append(allocated.stdout.trimmingCharacters(in: .newlines))
         }
         var lines: [String] = []
         for _ in 0..<200 {
@@ -393,6 +442,6 @@ struct OpsTests {
         _ = tail.wait()
         #expect(try segmentFiles(directory).count >= 4, "rotation happened")
         #expect(lines.count == 30, "\(lines)")
-        #expect(lines.map { $0.components(separatedBy: "→ ").last ?? "" } == (1...30).map { BudgetState.allocationID(Int64($0)) })
+        #expect(lines.map { $0.components(separatedBy: "→ ").last ?? "" } == printed)
     }
 }

@@ -160,14 +160,15 @@ import Testing
         let impostor = ProcessIdentity(pid: real.pid, startTicks: real.startTicks + 7)
         let store = try CoordinationStore.open(root: directory.coordination, createIfMissing: false)
         let evidence = MachineEvidence(cores: 2, loadMillis: 0, memoryAvailableBytes: 1 << 30, maxWorkers: 4)
-        _ = try store.submit(.worker(.spawn(WorkerSpec(command: ["sleep", "1"]), queue: true, evidence: evidence)))
-        _ = try store.submit(.worker(.supervise(worker: "w-000001", supervisor: impostor)))
-        _ = try store.submit(.worker(.started(worker: "w-000001", supervisor: impostor, process: impostor)))
+        let spawned = try store.submit(.worker(.spawn(WorkerSpec(command: ["sleep", "1"]), queue: true, evidence: evidence)))
+        guard case .spawned(let worker, _) = spawned.outcome else { throw SupportError("not spawned: \(spawned.outcome)") }
+        _ = try store.submit(.worker(.supervise(worker: worker, supervisor: impostor)))
+        _ = try store.submit(.worker(.started(worker: worker, supervisor: impostor, process: impostor)))
         try store.publish()
 
         let reaped = try runTool(["cortex-reap", "--dir", directory.coordination, "--json", "--grace", "1s"], in: directory)
         #expect(reaped.exitCode == 0, "\(reaped)")
-        #expect(reaped.json?["lost"]?.arrayValue?.compactMap(\.stringValue) == ["w-000001"])
+        #expect(reaped.json?["lost"]?.arrayValue?.compactMap(\.stringValue) == [worker])
         #expect(reaped.json?["signalled"]?.arrayValue?.isEmpty == true, "a recycled pid must never be signalled")
         #expect(bystander.isRunning, "the process that reused the pid is untouched")
     }

@@ -332,7 +332,7 @@ func foldJournal(_ directory: TemporaryDirectory) throws -> FreshFold {
     var fold = FreshFold()
     let journal = FileJournal(directory: directory.coordination + "/journal")
     let summary = try journal.readForward(from: .start) { (record, position) throws(CortexError) in
-        let outcome = Reducer.reduce(&fold.state, record)
+        let outcome = Reducer.reduce(&fold.state, record, at: position)
         fold.records.append(FoldedRecord(record: record, position: position, outcome: outcome))
         let budget = fold.state.budget
         if budget.reserved + budget.spent > budget.total {

@@ -13,7 +13,7 @@ public struct BudgetState: Equatable, Sendable {
     public var periodStartedMilliseconds: Int64?
     /// Outstanding allocations by id.
     public var allocations: [String: Allocation] = [:]
-    /// How many allocation ids have been issued; ids are `alloc-` and this number.
+    /// How many allocations have been granted (ids are positions, see `Allocation.id`).
     public var allocationsIssued: Int64 = 0
     /// Quota per tenant: the most it may hold (reserved + spent in the period).
     public var quotas: [String: Int64] = [:]
@@ -34,12 +34,6 @@ public struct BudgetState: Equatable, Sendable {
     /// What tenant `tenant` holds now (reserved + spent this period).
     public func held(byTenant tenant: String) -> Int64 { tenantReserved[tenant, default: 0] + tenantSpent[tenant, default: 0] }
 
-    /// The id of the `number`th allocation: `alloc-000042`.
-    public static func allocationID(_ number: Int64) -> String { SequentialID.format(prefix: "alloc-", number) }
-
-    /// The number inside an allocation id, or nil when `id` is not of that form.
-    public static func allocationNumber(_ id: String) -> Int64? { SequentialID.number(prefix: "alloc-", id) }
-
     mutating func insert(_ allocation: Allocation) {
         allocations[allocation.id] = allocation
         reserved += allocation.tokens
@@ -59,7 +53,8 @@ public struct BudgetState: Equatable, Sendable {
 
 /// An outstanding reservation of tokens.
 public struct Allocation: Equatable, Sendable {
-    /// `alloc-000042`.
+    /// `alloc-` and the position of the record that asked for it (`alloc-3.1048576`); a
+    /// worker's reservation is named by the record that created the worker (`WorkerState.allocationID`).
     public var id: String
     /// Tokens reserved.
     public var tokens: Int64

@@ -52,7 +52,7 @@ public enum Outcome: Equatable, Sendable {
         }
     }
 
-    /// The outcome as JSON: `{"outcome": "granted", "allocation": "alloc-000001"}`.
+    /// The outcome as JSON: `{"outcome": "granted", "allocation": "alloc-1.244"}`.
     public var json: JSONValue {
         switch self {
         case .applied: .object(["outcome": "applied"])

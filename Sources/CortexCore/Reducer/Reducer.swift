@@ -17,12 +17,14 @@ public struct CortexState: Equatable, Sendable {
     public init() {}
 }
 
-/// The pure reducer: `(state, record) → (state, outcome)`. No clock, no file system, no
-/// randomness; time comes from the records. Any process folding the same records reaches the
-/// same state and the same outcomes.
+/// The pure reducer: `(state, record, position) → (state, outcome)`. No clock, no file system, no
+/// randomness; time comes from the records, and the ids of what a record creates from its
+/// position in the journal (`JournalPosition.id(_:)`). Any process folding the same records
+/// reaches the same state and the same outcomes.
 public enum Reducer {
-    /// Folds `record` into `state` in place and returns the outcome for it.
-    public static func reduce(_ state: inout CortexState, _ record: Record) -> Outcome {
+    /// Folds `record`, which starts at `position` in the journal, into `state` in place and
+    /// returns the outcome for it.
+    public static func reduce(_ state: inout CortexState, _ record: Record, at position: JournalPosition) -> Outcome {
         state.recordsFolded += 1
         state.lastRecordMilliseconds = max(state.lastRecordMilliseconds, record.timeMilliseconds)
         state.metrics.advance(to: record.timeMilliseconds, running: state.tasks.activeCounts[.running, default: 0])
@@ -35,32 +37,34 @@ public enum Reducer {
         }
         let before = MetricsRules.before(event, in: state)
         let spentBefore = state.budget.spent
-        let outcome = apply(event, record: record, to: &state)
+        let outcome = apply(event, record: record, at: position, to: &state)
         let spent = state.budget.spent - spentBefore
         MetricsRules.record(event, outcome: outcome, before: before, spent: spent, at: record.timeMilliseconds, in: &state)
         return outcome
     }
 
     /// Applies a decoded event (the rules, without the metrics).
-    private static func apply(_ event: Event, record: Record, to state: inout CortexState) -> Outcome {
+    private static func apply(_ event: Event, record: Record, at position: JournalPosition, to state: inout CortexState)
+        -> Outcome
+    {
         let time = record.timeMilliseconds
         switch event {
         case .budgetSet, .budgetAllocate, .budgetRelease, .budgetQuota, .budgetReset:
-            let outcome = BudgetRules.apply(event, at: time, to: &state.budget)
+            let outcome = BudgetRules.apply(event, at: time, position, to: &state.budget)
             if outcome.changesState { state.budget.version += 1 }
             return outcome
         case .taskCreate, .taskClaim, .taskComplete, .taskFail, .taskCancel:
-            let outcome = taskOutcome(event, at: time, in: &state.tasks)
+            let outcome = taskOutcome(event, at: time, position, in: &state.tasks)
             if outcome.changesState { state.tasks.version += 1 }
             return outcome
         case .workerLost(let worker, let reason):
             // Its tasks go back to the queue; a supervised worker also frees its place and tokens.
             if WorkerRules.lost(worker, reason: reason, recordID: record.id, at: time, in: &state) { state.workers.version += 1 }
-            let outcome = taskOutcome(event, at: time, in: &state.tasks)
+            let outcome = taskOutcome(event, at: time, position, in: &state.tasks)
             if outcome.changesState { state.tasks.version += 1 }
             return outcome
         case .worker(let workerEvent):
-            let outcome = WorkerRules.apply(workerEvent, recordID: record.id, at: time, in: &state)
+            let outcome = WorkerRules.apply(workerEvent, recordID: record.id, at: time, position, in: &state)
             if outcome.changesState { state.workers.version += 1 }
             if case .workerExited(let worker, let restarting) = outcome {
                 // The run that held these claims has ended (its supervisor killed what was left of
@@ -74,32 +78,34 @@ public enum Reducer {
         }
     }
 
-    private static func taskOutcome(_ event: Event, at time: Int64, in tasks: inout TaskState) -> Outcome {
+    private static func taskOutcome(_ event: Event, at time: Int64, _ position: JournalPosition, in tasks: inout TaskState)
+        -> Outcome
+    {
         switch event {
         case .budgetSet, .budgetAllocate, .budgetRelease, .budgetQuota, .budgetReset, .worker:
             return .ignored  // routed to BudgetRules and WorkerRules above
-        case .taskCreate(let spec): return TaskRules.create(spec, at: time, in: &tasks)
+        case .taskCreate(let spec): return TaskRules.create(spec, at: time, position, in: &tasks)
         case .taskClaim(let claim): return TaskRules.claim(claim, at: time, in: &tasks)
         case .taskComplete(let task, let claim, let result, let tokensUsed):
-            return TaskRules.complete(task, claim: claim, result: result, tokensUsed: tokensUsed, at: time, in: &tasks)
+            return TaskRules.complete(task, claim: claim, result: result, tokensUsed: tokensUsed, at: time, position, in: &tasks)
         case .taskFail(let task, let claim, let error, let retry):
-            return TaskRules.fail(task, claim: claim, error: error, retry: retry, at: time, in: &tasks)
-        case .taskCancel(let task): return TaskRules.cancel(task, at: time, in: &tasks)
+            return TaskRules.fail(task, claim: claim, error: error, retry: retry, at: time, position, in: &tasks)
+        case .taskCancel(let task): return TaskRules.cancel(task, at: time, position, in: &tasks)
         case .workerLost(let worker, let reason): return TaskRules.workerLost(worker, reason: reason, at: time, in: &tasks)
         }
     }
 
-    /// The functional form of `reduce(_:_:)`.
-    public static func reducing(_ state: CortexState, _ record: Record) -> (CortexState, Outcome) {
+    /// The functional form of `reduce(_:_:at:)`.
+    public static func reducing(_ state: CortexState, _ record: Record, at position: JournalPosition) -> (CortexState, Outcome) {
         var next = state
-        let outcome = reduce(&next, record)
+        let outcome = reduce(&next, record, at: position)
         return (next, outcome)
     }
 }
 
 /// The budget's rules (DESIGN.md, "The reducer": Budget).
 enum BudgetRules {
-    static func apply(_ event: Event, at time: Int64, to budget: inout BudgetState) -> Outcome {
+    static func apply(_ event: Event, at time: Int64, _ position: JournalPosition, to budget: inout BudgetState) -> Outcome {
         switch event {
         case .budgetSet(let total):
             budget.total = total
@@ -114,15 +120,17 @@ enum BudgetRules {
             budget.tenantSpent = [:]
             return .applied
         case .budgetAllocate(let request):
-            return allocate(request, at: time, in: &budget)
+            return allocate(request, id: position.id(.allocation), at: time, in: &budget)
         case .budgetRelease(let id, let used):
-            return release(id, used: used, in: &budget)
+            return release(id, used: used, before: position, in: &budget)
         case .taskCreate, .taskClaim, .taskComplete, .taskFail, .taskCancel, .workerLost, .worker:
             return .ignored  // the reducer routes only budget events here
         }
     }
 
-    static func allocate(_ request: BudgetRequest, at time: Int64, in budget: inout BudgetState) -> Outcome {
+    /// Grants `request` under `id` (`alloc-` and the position of the record that asked for it,
+    /// or for a worker, of the record that created the worker) if it fits.
+    static func allocate(_ request: BudgetRequest, id: String, at time: Int64, in budget: inout BudgetState) -> Outcome {
         guard request.tokens > 0 else { return .rejected("an allocation needs at least 1 token") }
         let available = budget.available
         if request.tokens > available {
@@ -136,8 +144,9 @@ enum BudgetRules {
                     "tenant \(tenant) quota would be exceeded: \(request.tokens) tokens requested, holds \(held) of \(quota)")
             }
         }
+        // Unique by construction (one allocation per record or worker); never replace one.
+        guard budget.allocations[id] == nil else { return .rejected("allocation \(id) already exists") }
         budget.allocationsIssued += 1
-        let id = BudgetState.allocationID(budget.allocationsIssued)
         budget.insert(
             Allocation(
                 id: id, tokens: request.tokens, holder: request.holder, task: request.task, tenant: request.tenant,
@@ -145,9 +154,11 @@ enum BudgetRules {
         return .granted(allocation: id)
     }
 
-    static func release(_ id: String, used: Int64?, in budget: inout BudgetState) -> Outcome {
+    /// Releases allocation `id` for the record at `position`. An id issued before that record
+    /// but no longer held was released (a normal "no"); any other is unknown.
+    static func release(_ id: String, used: Int64?, before position: JournalPosition, in budget: inout BudgetState) -> Outcome {
         guard let allocation = budget.allocations[id] else {
-            if let number = BudgetState.allocationNumber(id), number <= budget.allocationsIssued {
+            if IssuedID.issued(id, .allocation, before: position, counted: budget.allocationsIssued) {
                 return .refused("allocation \(id) was already released")
             }
             return .rejected("no allocation \(id)")

@@ -23,14 +23,15 @@ enum TaskRules {
     /// The longest retry backoff.
     static let maximumBackoffMilliseconds: Int64 = 300_000
 
-    static func create(_ spec: TaskSpec, at time: Int64, in tasks: inout TaskState) -> Outcome {
+    /// Creates the task `task-` and `position` (the create record's place in the journal), or
+    /// names the task its idempotency key already names.
+    static func create(_ spec: TaskSpec, at time: Int64, _ position: JournalPosition, in tasks: inout TaskState) -> Outcome {
         if let key = spec.key, let existing = tasks.key(key) { return .created(task: existing.task, existing: true) }
         guard !spec.type.isEmpty else { return .rejected("a task needs a type") }
         guard spec.maxAttempts >= 1 else { return .rejected("max attempts must be at least 1") }
         tasks.created += 1
         let entry = TaskEntry(
-            id: TaskState.taskID(tasks.created), number: tasks.created, spec: spec, status: .pending,
-            createdMilliseconds: time)
+            id: position.id(.task), number: tasks.created, spec: spec, status: .pending, createdMilliseconds: time)
         tasks.store(entry, replacing: nil)
         if let key = spec.key { tasks.setKey(key, TaskState.KeyEntry(task: entry.id)) }
         if tasks.created % 1024 == 0 { tasks.pruneKeys(before: time - keyRetentionMilliseconds) }
@@ -60,10 +61,11 @@ enum TaskRules {
     }
 
     static func complete(
-        _ id: String, claim: Int64, result: String?, tokensUsed: Int64?, at time: Int64, in tasks: inout TaskState
+        _ id: String, claim: Int64, result: String?, tokensUsed: Int64?, at time: Int64, _ position: JournalPosition,
+        in tasks: inout TaskState
     ) -> Outcome {
         let entry: TaskEntry
-        switch lease(id, claim: claim, in: tasks) {
+        switch lease(id, claim: claim, before: position, in: tasks) {
         case .failure(let refusal): return refusal.outcome
         case .success(let held): entry = held
         }
@@ -75,17 +77,18 @@ enum TaskRules {
         return .completed(task: id)
     }
 
-    static func fail(_ id: String, claim: Int64, error: String?, retry: Bool, at time: Int64, in tasks: inout TaskState)
-        -> Outcome
-    {
-        switch lease(id, claim: claim, in: tasks) {
+    static func fail(
+        _ id: String, claim: Int64, error: String?, retry: Bool, at time: Int64, _ position: JournalPosition,
+        in tasks: inout TaskState
+    ) -> Outcome {
+        switch lease(id, claim: claim, before: position, in: tasks) {
         case .failure(let refusal): return refusal.outcome
         case .success(let entry): return failAttempt(entry, error: error, retry: retry, at: time, in: &tasks)
         }
     }
 
-    static func cancel(_ id: String, at time: Int64, in tasks: inout TaskState) -> Outcome {
-        guard let entry = tasks.activeTask(id) else { return missing(id, in: tasks) }
+    static func cancel(_ id: String, at time: Int64, _ position: JournalPosition, in tasks: inout TaskState) -> Outcome {
+        guard let entry = tasks.activeTask(id) else { return missing(id, before: position, in: tasks) }
         var cancelled = entry
         cancelled.status = .cancelled
         cancelled.worker = nil
@@ -127,9 +130,13 @@ enum TaskRules {
         var outcome: Outcome
     }
 
-    /// The running task `id` if `claim` is its current fencing token.
-    private static func lease(_ id: String, claim: Int64, in tasks: TaskState) -> Result<TaskEntry, Refusal> {
-        guard let entry = tasks.activeTask(id) else { return .failure(Refusal(outcome: missing(id, in: tasks))) }
+    /// The running task `id` if `claim` is its current fencing token (for the record at `position`).
+    private static func lease(_ id: String, claim: Int64, before position: JournalPosition, in tasks: TaskState)
+        -> Result<TaskEntry, Refusal>
+    {
+        guard let entry = tasks.activeTask(id) else {
+            return .failure(Refusal(outcome: missing(id, before: position, in: tasks)))
+        }
         guard entry.status == .running, entry.attempt == claim else {
             let now = entry.status == .running ? "is held by claim \(entry.attempt)" : "is \(entry.status.rawValue)"
             return .failure(Refusal(outcome: .refused("lease lost: \(id) \(now), not claim \(claim)")))
@@ -137,9 +144,10 @@ enum TaskRules {
         return .success(entry)
     }
 
-    /// The outcome for a task that is not active: finished (a normal "no") or never created.
-    private static func missing(_ id: String, in tasks: TaskState) -> Outcome {
-        if let number = SequentialID.number(prefix: "task-", id), number <= tasks.created {
+    /// The outcome for a task that is not active, for the record at `position`: finished (a
+    /// normal "no") when its id was issued before that record, otherwise never created.
+    private static func missing(_ id: String, before position: JournalPosition, in tasks: TaskState) -> Outcome {
+        if IssuedID.issued(id, .task, before: position, counted: tasks.created) {
             return .refused("\(id) has already finished")
         }
         return .rejected("no task \(id)")

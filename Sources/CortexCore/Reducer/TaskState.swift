@@ -73,9 +73,10 @@ public struct TaskSpec: Equatable, Sendable {
 
 /// One task as the fold knows it.
 public struct TaskEntry: Equatable, Sendable {
-    /// `task-000042`.
+    /// `task-` and the position of the record that created it: `task-3.1048576`.
     public var id: String
-    /// Its creation order (the number in its id): FIFO within a priority.
+    /// Its creation order, counted by the fold: FIFO within a priority. Unlike the id, only
+    /// its order matters, so a skipped record may change it without harm.
     public var number: Int64
     /// What was asked for.
     public var spec: TaskSpec
@@ -115,7 +116,7 @@ public struct TaskState: Sendable {
     public var version: Int64 = 0
     /// Running tasks, and waiting tasks created or touched since the snapshot, by id.
     var live: [String: TaskEntry] = [:]
-    /// Tasks issued so far; ids are `task-` and this number.
+    /// Tasks created so far (it numbers their claim order; ids are positions, see `TaskEntry.id`).
     public var created: Int64 = 0
     /// Finished since the last compaction, in the order they finished.
     public var finished: [TaskEntry] = []
@@ -158,16 +159,15 @@ public struct TaskState: Sendable {
         public static func < (lhs: QueueSlot, rhs: QueueSlot) -> Bool { (lhs.rank, lhs.number) < (rhs.rank, rhs.number) }
     }
 
-    /// The id of the `number`th task: `task-000042`.
-    public static func taskID(_ number: Int64) -> String { SequentialID.format(prefix: "task-", number) }
-
     // MARK: Reading
 
     /// The pending, failed or running task `id`, or nil when it is not active.
     public func activeTask(_ id: String) -> TaskEntry? {
         if let entry = live[id] { return entry }
-        guard let number = SequentialID.number(prefix: "task-", id), !takenFromSnapshot.contains(number) else { return nil }
-        return snapshot.waitingTask(id)
+        guard IssuedID(id, .task) != nil, let entry = snapshot.waitingTask(id), !takenFromSnapshot.contains(entry.number) else {
+            return nil
+        }
+        return entry
     }
 
     /// The task an idempotency key names, if the key is still remembered.
@@ -364,20 +364,5 @@ extension TaskState: Equatable {
         lhs.version == rhs.version && lhs.created == rhs.created && lhs.finished == rhs.finished
             && lhs.finishedCounts == rhs.finishedCounts && lhs.counts == rhs.counts && lhs.running == rhs.running
             && lhs.waiting() == rhs.waiting() && lhs.allKeys == rhs.allKeys
-    }
-}
-
-/// Short readable ids issued in fold order: `task-000042`, `alloc-000007`.
-public enum SequentialID {
-    /// `prefix` and `number`, zero-padded to six digits.
-    public static func format(prefix: String, _ number: Int64) -> String {
-        let digits = String(number)
-        return prefix + String(repeating: "0", count: max(0, 6 - digits.count)) + digits
-    }
-
-    /// The number in an id of that form, or nil.
-    public static func number(prefix: String, _ id: String) -> Int64? {
-        guard id.hasPrefix(prefix), let number = Int64(id.dropFirst(prefix.count)), number > 0 else { return nil }
-        return number
     }
 }

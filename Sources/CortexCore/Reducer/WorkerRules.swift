@@ -3,11 +3,14 @@
 /// capacity drains in order; restarts; settlement of reservations. Pure: the machine facts
 /// come from the evidence in each record.
 enum WorkerRules {
-    static func apply(_ event: WorkerEvent, recordID: String, at time: Int64, in state: inout CortexState) -> Outcome {
+    static func apply(
+        _ event: WorkerEvent, recordID: String, at time: Int64, _ position: JournalPosition, in state: inout CortexState
+    ) -> Outcome {
         switch event {
-        case .spawn(let spec, let queue, let evidence): return spawn(spec, queue: queue, evidence, recordID, time, &state)
+        case .spawn(let spec, let queue, let evidence):
+            return spawn(spec, queue: queue, evidence, recordID, position, time, &state)
         case .supervise(let id, let supervisor):
-            guard var worker = state.workers.live[id] else { return unknown(id, state.workers) }
+            guard var worker = state.workers.live[id] else { return unknown(id, before: position, state.workers) }
             guard worker.status == .starting || worker.status == .stopping, worker.supervisor == nil else {
                 let holder = worker.supervisor.map { "supervised by pid \($0.pid)" } ?? worker.status.rawValue
                 return .refused("\(id) is \(holder)")
@@ -16,7 +19,7 @@ enum WorkerRules {
             state.workers.live[id] = worker
             return .supervising(worker: id)
         case .started(let id, let supervisor, let process):
-            guard var worker = state.workers.live[id] else { return unknown(id, state.workers) }
+            guard var worker = state.workers.live[id] else { return unknown(id, before: position, state.workers) }
             guard worker.supervisor == supervisor else { return .refused("\(id) is not supervised by pid \(supervisor.pid)") }
             if worker.status == .starting { worker.status = .running }
             worker.process = process
@@ -24,7 +27,7 @@ enum WorkerRules {
             state.workers.live[id] = worker
             return .workerStarted(worker: id)
         case .exited(let id, let supervisor, let exit, let timedOut, let tokensUsed, let evidence):
-            guard var worker = state.workers.live[id] else { return unknown(id, state.workers) }
+            guard var worker = state.workers.live[id] else { return unknown(id, before: position, state.workers) }
             guard worker.supervisor == supervisor else { return .refused("\(id) is not supervised by pid \(supervisor.pid)") }
             worker.lastExit = exit
             worker.timedOut = timedOut
@@ -43,7 +46,7 @@ enum WorkerRules {
             promote(evidence, recordID, time, &state)
             return .workerExited(worker: id, restarting: false)
         case .stop(let id):
-            guard var worker = state.workers.live[id] else { return unknown(id, state.workers) }
+            guard var worker = state.workers.live[id] else { return unknown(id, before: position, state.workers) }
             switch worker.status {
             case .queued:
                 worker.endRecord = recordID
@@ -62,7 +65,7 @@ enum WorkerRules {
                 return .refused("\(id) is owed no replacement (never lost, not restartable, or already replaced)")
             }
             let owed = state.workers.owedReplacements.remove(at: index)
-            return spawn(owed.spec, queue: true, evidence, recordID, time, &state)
+            return spawn(owed.spec, queue: true, evidence, recordID, position, time, &state)
         }
     }
 
@@ -83,8 +86,8 @@ enum WorkerRules {
     }
 
     private static func spawn(
-        _ spec: WorkerSpec, queue: Bool, _ evidence: MachineEvidence, _ recordID: String, _ time: Int64,
-        _ state: inout CortexState
+        _ spec: WorkerSpec, queue: Bool, _ evidence: MachineEvidence, _ recordID: String, _ position: JournalPosition,
+        _ time: Int64, _ state: inout CortexState
     ) -> Outcome {
         guard !spec.command.isEmpty else { return .rejected("a worker needs a command") }
         guard !spec.type.isEmpty else { return .rejected("a worker needs a type") }
@@ -93,7 +96,7 @@ enum WorkerRules {
         }
         let waiting = state.workers.queue.count
         var reason = waiting > 0 ? "\(waiting) spawn\(waiting == 1 ? "" : "s") queued ahead" : nil
-        let id = WorkerState.workerID(state.workers.issued + 1)
+        let id = position.id(.worker)
         var allocation: String?
         if reason == nil {
             switch admit(spec, id: id, evidence, at: time, in: &state) {
@@ -160,7 +163,7 @@ enum WorkerRules {
         }
         guard let tokens = spec.tokens else { return .success(nil) }
         let request = BudgetRequest(tokens: tokens, holder: id, task: spec.task, tenant: spec.tenant)
-        switch BudgetRules.allocate(request, at: time, in: &state.budget) {
+        switch BudgetRules.allocate(request, id: WorkerState.allocationID(forWorker: id), at: time, in: &state.budget) {
         case .granted(let allocation):
             state.budget.version += 1
             return .success(allocation)
@@ -197,7 +200,10 @@ enum WorkerRules {
         if let allocation = worker.allocation {
             let held = state.budget.allocations[allocation]?.tokens ?? 0
             let used = tokensUsed.map { min($0, held) }
-            if BudgetRules.release(allocation, used: used, in: &state.budget).changesState { state.budget.version += 1 }
+            // The worker holds it, so where "before" is does not matter.
+            if BudgetRules.release(allocation, used: used, before: .start, in: &state.budget).changesState {
+                state.budget.version += 1
+            }
             worker.allocation = nil
         }
         worker.status = status
@@ -211,8 +217,10 @@ enum WorkerRules {
         state.workers.endedCounts[status, default: 0] += 1
     }
 
-    private static func unknown(_ id: String, _ workers: WorkerState) -> Outcome {
-        if let number = SequentialID.number(prefix: "w-", id), number <= workers.issued {
+    /// The outcome for a worker that is not live, for the record at `position`: ended (a normal
+    /// "no") when its id was issued before that record, otherwise never created.
+    private static func unknown(_ id: String, before position: JournalPosition, _ workers: WorkerState) -> Outcome {
+        if IssuedID.issued(id, .worker, before: position, counted: workers.issued) {
             return .refused("\(id) has already ended")
         }
         return .rejected("no worker \(id)")

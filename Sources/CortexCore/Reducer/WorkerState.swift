@@ -128,7 +128,7 @@ public enum WorkerStatus: String, CaseIterable, Sendable {
 
 /// One supervised worker as the fold knows it.
 public struct WorkerEntry: Equatable, Sendable {
-    /// `w-000042`.
+    /// `w-` and the position of the record that created it: `w-3.1048576`.
     public var id: String
     /// What was asked for.
     public var spec: WorkerSpec
@@ -186,7 +186,7 @@ public struct OwedReplacement: Equatable, Sendable {
 public struct WorkerState: Equatable, Sendable {
     /// How many worker records changed this state: the version of `worker-pool.json`.
     public var version: Int64 = 0
-    /// Workers issued so far; ids are `w-` and this number.
+    /// Workers created so far (ids are positions, see `WorkerEntry.id`).
     public var issued: Int64 = 0
     /// Queued, starting, running and stopping workers by id.
     public var live: [String: WorkerEntry] = [:]
@@ -207,22 +207,30 @@ public struct WorkerState: Equatable, Sendable {
     /// No workers.
     public init() {}
 
-    /// The id of the `number`th worker: `w-000042`.
-    public static func workerID(_ number: Int64) -> String { SequentialID.format(prefix: "w-", number) }
+    /// The id of the token reservation of worker `worker`: `alloc-` and the position that names
+    /// the worker (`w-3.1048576` reserves `alloc-3.1048576`). A record creates at most one worker
+    /// and a worker holds at most one reservation in its life, so no other allocation has this
+    /// id. A worker with a counted id from an older version reserves `alloc-w-000042`.
+    public static func allocationID(forWorker worker: String) -> String {
+        guard let position = JournalPosition(id: worker, .worker) else { return IDKind.allocation.prefix + worker }
+        return position.id(.allocation)
+    }
 
     /// The live or recently ended worker `id`.
     public func worker(_ id: String) -> WorkerEntry? { live[id] ?? recent.last { $0.id == id } }
 
     /// Workers holding capacity.
-    public var active: [WorkerEntry] { live.values.filter { $0.status.holdsCapacity }.sorted { $0.id < $1.id } }
+    public var active: [WorkerEntry] {
+        live.values.filter { $0.status.holdsCapacity }.sorted { IssuedID.issueOrder($0.id, $1.id, .worker) }
+    }
 
-    /// Live workers in id order (queued ones included).
-    public var all: [WorkerEntry] { live.values.sorted { $0.id < $1.id } }
+    /// Live workers in the order they were created (queued ones included).
+    public var all: [WorkerEntry] { live.values.sorted { IssuedID.issueOrder($0.id, $1.id, .worker) } }
 
     /// Workers whose supervisor the writer of record `recordID` must start.
     public func toLaunch(by recordID: String) -> [WorkerEntry] {
         live.values.filter { $0.status == .starting && $0.launchRecord == recordID && $0.supervisor == nil }.sorted {
-            $0.id < $1.id
+            IssuedID.issueOrder($0.id, $1.id, .worker)
         }
     }
 

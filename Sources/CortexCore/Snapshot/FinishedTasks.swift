@@ -22,7 +22,7 @@ extension CoordinationStore {
     public func task(_ id: String) throws(CortexError) -> TaskEntry? {
         if let live = state.tasks.activeTask(id) { return live }
         if let recent = state.tasks.finished.last(where: { $0.id == id }) { return recent }
-        guard let number = SequentialID.number(prefix: "task-", id), number <= state.tasks.created else { return nil }
+        guard IssuedID.issued(id, .task, before: position, counted: state.tasks.created) else { return nil }
         let needle = Array("\"id\":\"\(id)\"".utf8)
         for file in try compactedTaskFiles() {
             let bytes = try withPath("read", file) { () throws(Errno) in try POSIX.readFile(file) }
