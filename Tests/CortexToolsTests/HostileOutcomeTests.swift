@@ -65,8 +65,8 @@ import Testing
 
     func fold(_ root: String) throws -> CortexState {
         var state = CortexState()
-        _ = try FileJournal(directory: root + "/journal").readForward(from: .start) { (record, _) throws(CortexError) in
-            _ = Reducer.reduce(&state, record)
+        _ = try FileJournal(directory: root + "/journal").readForward(from: .start) { (record, position) throws(CortexError) in
+            _ = Reducer.reduce(&state, record, at: position)
         }
         return state
     }
