@@ -120,8 +120,24 @@ public enum ReapTool {
             }
             promoted = try WorkerSupervision.startQueuedThatFit(store)
             launched += promoted
-            launched += try WorkerSupervision.launch(plan.relaunch, layout: layout)
+            var startable: [WorkerEntry] = []
+            for worker in plan.relaunch {
+                guard worker.spec.request.flatMap({ WorkerRequest.owner($0, in: layout) }) == nil else {
+                    startable.append(worker)
+                    continue
+                }
+                // Nothing can ever start it (no request file): it ends here, stopped first so no
+                // replacement is owed, instead of holding a place for good.
+                _ = try store.submit(.worker(.stop(worker: worker.id)))
+                let ended = try store.submit(.workerLost(worker: worker.id, reason: "no request file: nothing can start it"))
+                if case .requeued(let tasks) = ended.outcome, store.state.workers.worker(worker.id)?.endRecord == ended.record.id {
+                    lost.append(worker.id)
+                    requeued += tasks
+                }
+            }
+            launched += try WorkerSupervision.launch(startable, layout: layout)
             purged = purgeExpired(layout, olderThan: now - resultTTL)
+            retireOrphanRequests(store, olderThan: now - orphanRequestGraceMilliseconds)
             compaction = try store.compactJournal(
                 rotateAboveBytes: store.config.reaperRotateBytes, retentionMilliseconds: archiveRetention, nowMilliseconds: now)
             try store.publishViews(nowMilliseconds: now)
@@ -250,6 +266,24 @@ public enum ReapTool {
             if !leftover.process.waitForEnd(milliseconds: left) { leftover.process.signalGroup(SIGKILL, ownedBy: leftover.owner) }
         }
         return signalled
+    }
+
+    /// How old a request file no worker names must be before the reaper removes it: far longer
+    /// than the moment between a spawn writing its request and appending the record naming it.
+    static let orphanRequestGraceMilliseconds: Int64 = 10 * 60_000
+
+    /// Removes request files that no live worker or owed replacement names and that are older
+    /// than `cutoff`: left by a spawn killed before its record, or by a worker's last supervisor
+    /// killed before it removed the request. Nothing can then be started from them by a
+    /// replayed record (docs/decisions/022-requester-rights.md).
+    static func retireOrphanRequests(_ store: CoordinationStore, olderThan cutoff: Int64) {
+        let layout = store.layout
+        for name in (try? POSIX.directoryEntries(layout.requests)) ?? [] where WorkerRequest.isValidName(name) {
+            guard store.state.workers.holder(ofRequest: name) == nil,
+                let modified = POSIX.modificationMilliseconds(layout.requests + "/" + name), modified < cutoff
+            else { continue }
+            WorkerRequest.remove(name, in: layout)
+        }
     }
 
     static func expiredFiles(_ layout: CoordinationLayout, olderThan cutoff: Int64) -> [String] {

@@ -167,6 +167,43 @@ import Testing
         #expect(folder.lines("queued") == ["\(user.uid) s3cret none"], "as the user, with her environment")
     }
 
+    /// A launcher of another non-root user never starts a worker it did not ask for: the user's
+    /// supervisor, promoting root's queued spawn when her worker exits, leaves it owed to root;
+    /// `cortex status` says so, and root's reaper then starts it (as root, its requester).
+    @Test func aSpawnPromotedByAnotherUsersSupervisorIsOwedToItsRequester() throws {
+        if let reason = SecondUser.skipReason {
+            print("skipped: \(reason)")
+            return
+        }
+        let user = try SecondUser.ensure()
+        let folder = try OwnedFolder(user: user, maxWorkers: 1)
+        defer { folder.killEverything() }
+        let go = folder.output + "/go"
+        let hers = try user.runTool(
+            ["cortex-spawn", "--dir", folder.coordination, "--", "sh", "-c", "while [ ! -e \(go) ]; do sleep 0.05; done"],
+            in: folder.directory)
+        try #require(hers.exitCode == 0, "\(hers)")
+        let log = folder.output + "/root-log"
+        let queued = try runTool(
+            ["cortex-spawn", "--dir", folder.coordination, "--", "sh", "-c", "id -u >>\(log)"], in: folder.directory)
+        try #require(queued.exitCode == 75, "queued behind her worker: \(queued)")
+        let id = try #require(queued.stdoutLines.first)
+        #expect(FileManager.default.createFile(atPath: go, contents: nil))
+
+        var status: ToolResult?
+        let owed = try eventually {
+            status = try runTool(["cortex", "status", "--dir", folder.coordination, "--json"], in: folder.directory)
+            let attention = status?.json?["attention"]?.arrayValue?.compactMap(\.stringValue) ?? []
+            return attention.contains { $0.hasPrefix("\(id) owed to user root (uid 0)") }
+        }
+        #expect(owed, "status says whom it is owed to: \(String(describing: status))")
+        #expect(folder.lines("root-log").isEmpty, "her supervisor did not start root's worker")
+
+        let reaped = try runTool(["cortex-reap", "--dir", folder.coordination, "--json"], in: folder.directory)
+        #expect(reaped.json?["launched"]?.arrayValue?.contains(.string(id)) == true, "\(reaped)")
+        #expect(eventually { folder.lines("root-log") == ["0"] }, "root's reaper started root's worker: \(folder.lines("root-log"))")
+    }
+
     /// Repro 2, first half: a worker that names a root process as its own start
     /// (`exec cortex-spawn _supervise $CORTEX_WORKER_ID --started VICTIM:TICKS`, its supervisor
     /// stopped so the record would stay) is refused and nothing is recorded; root's reaper, run
