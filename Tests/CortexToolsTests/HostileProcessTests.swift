@@ -314,4 +314,56 @@ import Testing
         }
         #expect(reason.contains(first), "\(reason)")
     }
+
+    /// A request is trusted only as a private regular file: group- or world-writable, a
+    /// symlink or a FIFO in its place is refused (exit 77), at once, never followed or blocked on.
+    @Test func aRequestIsTrustedOnlyAsAPrivateRegularFile() throws {
+        let directory = try TemporaryDirectory()
+        let layout = CoordinationLayout(root: directory.path)
+        let request = WorkerRequest(command: ["true"], workingDirectory: "/", environment: ["PATH": "/usr/bin:/bin", "K": "v"])
+        let name = WorkerRequest.newName()
+        try request.create(name, in: layout)
+        let found = try WorkerRequest.read(name, in: layout)
+        #expect(found.request == request && found.owner == getuid())
+        #expect(throws: CortexError.self, "created once, never overwritten") { try request.create(name, in: layout) }
+        let path = layout.requests + "/" + name
+        func refusedWith77(_ what: String) {
+            do {
+                _ = try WorkerRequest.read(name, in: layout)
+                Issue.record("\(what) was trusted")
+            } catch {
+                if case .io(_, _, let errno) = error {
+                    #expect(errno.isPermissionDenied, "\(what): \(error)")
+                } else {
+                    Issue.record("\(what): \(error)")
+                }
+            }
+        }
+        chmod(path, 0o620)
+        refusedWith77("a group-writable request")
+        unlink(path)
+        try FileManager.default.createDirectory(atPath: directory.path + "/other", withIntermediateDirectories: false)
+        try request.create("r-0000", in: CoordinationLayout(root: directory.path + "/other"))
+        #expect(symlink(directory.path + "/other/requests/r-0000", path) == 0)
+        refusedWith77("a symlink")
+        unlink(path)
+        #expect(mkfifo(path, 0o600) == 0)
+        refusedWith77("a FIFO")
+        #expect(WorkerRequest.isValidName(name) && !WorkerRequest.isValidName("../x") && !WorkerRequest.isValidName("r-XY"))
+    }
+
+    /// The groups a root launcher gives a requester come from the local files only: the primary
+    /// group of its passwd entry and every group listing it; an unknown uid is refused.
+    @Test func credentialsComeFromThePasswdAndGroupFiles() throws {
+        let directory = try TemporaryDirectory()
+        let databases = Credentials.Databases(passwd: directory.path + "/passwd", group: directory.path + "/group")
+        try Data("root:x:0:0:root:/root:/bin/sh\nalice:x:1001:1001::/home/alice:/bin/sh\nmallory:x:1002:1002::/:/bin/sh\n".utf8)
+            .write(to: URL(fileURLWithPath: databases.passwd))
+        try Data("root:x:0:\nalice:x:1001:\nbuild:x:2000:mallory,alice\nwheel:x:10:malice\ndocker:x:999:bob\n".utf8)
+            .write(to: URL(fileURLWithPath: databases.group))
+        let alice = try Credentials.of(user: 1001, databases: databases)
+        #expect(alice == Credentials(uid: 1001, gid: 1001, groups: [1001, 2000]), "not wheel: 'malice' is not 'alice'")
+        #expect(throws: CortexError.self) { try Credentials.of(user: 4242, databases: databases) }
+        #expect(Credentials.userName(1002, databases: databases) == "mallory")
+    }
 }
