@@ -49,8 +49,9 @@ enum WorkerSupervision {
         _ = try Spawner.spawn(
             SpawnRequest(
                 arguments: supervisorCommand() + ["_supervise", worker.id, "--dir", absolutePath(layout.root)],
-                environment: found.request.environment.filter { !$0.key.hasPrefix("CORTEX_") }, newSession: true,
-                credentials: credentials))
+                environment: found.request.environment.filter { !$0.key.hasPrefix("CORTEX_") },
+                // As another user, not in the launcher's working directory (which that user may not enter).
+                workingDirectory: credentials == nil ? nil : "/", newSession: true, credentials: credentials))
         return .launched
     }
 
@@ -165,8 +166,7 @@ enum WorkerSupervision {
     /// Records the start of a run: called by `cortex-supervise` (as its child, so the supervisor
     /// is the parent process) once the worker exists. Only a process that is verifiably that
     /// supervisor's own child is recorded: its parent is the supervisor (the caller's parent),
-    /// its start time is the one given, and it runs as the same user as the supervisor and the
-    /// caller. Anything else (a worker naming another process, or a caller that is not the
+    /// its start time is the one given, and its real user is the supervisor's and the caller's. Anything else (a worker naming another process, or a caller that is not the
     /// supervisor's child) is refused with exit 77 and nothing is recorded, so no forged pid can
     /// later be signalled as "what is left of" this worker.
     static func recordStart(_ id: String, process: ProcessIdentity, store: CoordinationStore) throws(CortexError) {
@@ -179,9 +179,11 @@ enum WorkerSupervision {
         }
         guard ProcessIdentity.parentPID(of: process.pid) == parent else { throw refuse("not a child of supervisor pid \(parent)") }
         guard ProcessIdentity.of(pid: process.pid, includingZombies: true) == process else { throw refuse("its start time differs") }
+        // The worker's real uid (a set-uid program it runs keeps it; a reaper will not signal
+        // such a process anyway, its other ids differ).
         let me = geteuid()
         guard let supervisorUIDs = ProcessIdentity.userIDs(of: parent), supervisorUIDs.allSatisfy({ $0 == me }),
-            let workerUIDs = ProcessIdentity.userIDs(of: process.pid), workerUIDs.allSatisfy({ $0 == me })
+            ProcessIdentity.userIDs(of: process.pid)?.first == me
         else { throw refuse("it does not run as the supervisor's user") }
         // The check above could have read a pid recycled after the child ended: look again.
         guard ProcessIdentity.parentPID(of: process.pid) == parent else { throw refuse("not a child of supervisor pid \(parent)") }
