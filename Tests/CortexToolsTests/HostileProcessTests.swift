@@ -292,6 +292,49 @@ import Testing
         #expect(reaped.json?["signalled"]?.arrayValue?.contains(.string("\(victim.pid)")) != true, "\(reaped)")
     }
 
+    /// `cortex worker stop`, run by root on a worker whose supervisor a forged record names as
+    /// a root process, signals nothing: the worker's requester is the user, not root.
+    @Test func rootsWorkerStopNeverSignalsAProcessOfAnotherUserThanTheRequester() throws {
+        if let reason = SecondUser.skipReason {
+            print("skipped: \(reason)")
+            return
+        }
+        let user = try SecondUser.ensure()
+        let folder = try OwnedFolder(user: user)
+        defer { folder.killEverything() }
+        let victim = try RunningTool(["/bin/sleep", "300"], scratch: folder.directory.scratch)
+        defer { victim.kill(SIGKILL) }
+        let victimIdentity = try #require(ProcessIdentity.of(pid: victim.pid))
+        // The user's own request file, and forged records: a spawn naming it, a claim by the root process.
+        let name = WorkerRequest.newName()
+        let made = try user.runTool(
+            [
+                "/bin/sh", "-c",
+                "mkdir -p \(folder.coordination)/requests && umask 077 && echo '{\"command\":[\"true\"],\"environment\":{}}' > \(folder.coordination)/requests/\(name)",
+            ], in: folder.directory)
+        try #require(made.exitCode == 0, "\(made)")
+        var spec = WorkerSpec(command: ["true"])
+        spec.request = name
+        let evidence = MachineEvidence(cores: 4, loadMillis: 0, memoryAvailableBytes: 1 << 30, maxWorkers: 8)
+        let segments = try FileManager.default.contentsOfDirectory(atPath: folder.coordination + "/journal")
+            .filter { JournalSegment.number(fromFileName: $0) != nil }.sorted()
+        let segment = folder.coordination + "/journal/" + (try #require(segments.last))
+        func forge(_ event: WorkerEvent) throws {
+            let record = Record(id: Record.newID(), timeMilliseconds: POSIX.wallClockMilliseconds(), kind: event.kind, data: event.data)
+            try appendBytes(try RecordCodec.encode(record), to: segment)
+        }
+        try forge(.spawn(spec, queue: true, evidence: evidence))
+        var state = CortexState()
+        for record in try folder.fold() { _ = Reducer.reduce(&state, record) }
+        let id = try #require(state.workers.live.values.first { $0.spec.request == name }?.id)
+        try forge(.supervise(worker: id, supervisor: victimIdentity))
+
+        let stopped = try runTool(["cortex", "worker", "stop", id, "--dir", folder.coordination, "--json"], in: folder.directory)
+        #expect(stopped.exitCode == 0, "\(stopped)")
+        #expect(stopped.json?["signalled"] == .bool(false), "\(stopped)")
+        #expect(victim.isRunning, "root's process is alive")
+    }
+
     /// A request file starts one worker: a record replaying the request of a live worker is
     /// rejected by the fold, so no one can start the requester's command a second time with it.
     @Test func aReplayedRequestIsRejectedByTheFold() {
