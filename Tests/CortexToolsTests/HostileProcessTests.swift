@@ -132,6 +132,8 @@ import Testing
         for key in ["pid", "supervisor_pid"] {
             let pid = Int32(try #require(replacement.int(key)))
             #expect(SecondUser.uid(ofProcess: pid) == user.uid, "\(key) \(pid) runs as the user")
+            let groups = SecondUser.groups(ofProcess: pid)
+            #expect(groups.gids == [user.gid] && !groups.supplementary.contains(0), "\(key) \(pid) has her groups only: \(groups)")
         }
     }
 

@@ -72,6 +72,16 @@ struct SecondUser: Sendable {
         return first
     }
 
+    /// The distinct group ids of the `Gid:` line and the `Groups:` line of `/proc/<pid>/status`.
+    static func groups(ofProcess pid: Int32) -> (gids: Set<gid_t>, supplementary: Set<gid_t>) {
+        let text = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
+        func numbers(_ prefix: String) -> Set<gid_t> {
+            guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix(prefix) }) else { return [] }
+            return Set(line.dropFirst(prefix.count).split(whereSeparator: { $0 == " " || $0 == "\t" }).compactMap { UInt32($0) })
+        }
+        return (numbers("Gid:"), numbers("Groups:"))
+    }
+
     private static var setprivPath: String { executableOnPath("setpriv") ?? "/usr/bin/setpriv" }
 
     private static func run(_ arguments: [String]) throws -> Int32 {
