@@ -30,6 +30,18 @@ enum OpsCommands {
                 "\(unreaped.count) lost worker\(unreaped.count == 1 ? "" : "s") not yet reaped (\(unreaped.joined(separator: " "))): run cortex-reap"
             )
         }
+        // Granted workers no launcher has started (the granting record's writer was not their
+        // requester, or died): owed to a launcher running as the requester, or root.
+        for worker in workers.live.values.sorted(by: { $0.id < $1.id })
+        where worker.status == .starting && worker.supervisor == nil && now - worker.requestedMilliseconds > 2_000 {
+            if let owner = worker.spec.request.flatMap({ WorkerRequest.owner($0, in: store.layout) }) {
+                attention.append(
+                    "\(worker.id) owed to user \(Credentials.describe(owner)): not started yet; cortex-reap run as that user or root starts it"
+                )
+            } else {
+                attention.append("\(worker.id) cannot start: its request file is gone (cortex-reap ends it)")
+            }
+        }
         struct TypeCounts {
             var running = 0
             var idle = 0

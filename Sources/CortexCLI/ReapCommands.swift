@@ -40,8 +40,27 @@ public enum ReapTool {
     }
 
     struct Plan {
-        var lost: [(worker: String, reason: String, leftover: [ProcessIdentity])] = []
-        var relaunch: [String] = []
+        var lost: [(worker: String, reason: String, leftover: [Leftover])] = []
+        var relaunch: [WorkerEntry] = []
+    }
+
+    /// A process recorded for a worker that may be stopped: alive with the recorded start time,
+    /// running as the worker's requester (the owner of its request file; root's own processes
+    /// only for root's workers), and marked as that worker's (`ProcessIdentity.isMarked`).
+    struct Leftover: Hashable {
+        var process: ProcessIdentity
+        var owner: uid_t
+    }
+
+    /// The processes of `identities` recorded for worker `worker` (spec `spec`) that may be
+    /// stopped (`Leftover`); none when its requester is unknown (no request file).
+    static func stoppable(_ identities: [ProcessIdentity], worker: String, spec: WorkerSpec, layout: CoordinationLayout) -> [Leftover] {
+        guard !identities.isEmpty, let name = spec.request, let owner = WorkerRequest.owner(name, in: layout) else { return [] }
+        let caller = getuid()
+        guard caller == owner || caller == 0 else { return [] }
+        return identities.filter { $0.isAlive(ownedBy: owner) && $0.isMarked(asWorker: worker) }.map {
+            Leftover(process: $0, owner: owner)
+        }
     }
 
     static func reap(_ invocation: Invocation) throws(CortexError) -> Report {
@@ -82,13 +101,15 @@ public enum ReapTool {
         if !dryRun {
             // Every loss first, so the journal gives their tasks back before any slow step (stopping
             // leftovers, starting replacements): recovery from a mass kill is one pass of appends.
-            var leftovers: [ProcessIdentity] = []
+            var leftovers: [Leftover] = []
             for item in plan.lost {
                 let submission = try store.submit(.workerLost(worker: item.worker, reason: item.reason))
                 guard case .requeued(let tasks) = submission.outcome else { continue }
                 // Another reaper may have declared it lost first: then this record changed nothing.
                 let endedByThisRecord = store.state.workers.worker(item.worker)?.endRecord == submission.record.id
                 guard endedByThisRecord || !tasks.isEmpty else { continue }
+                // Lost for good (no replacement owed): its request can never start anything again.
+                WorkerSupervision.retireRequest(of: item.worker, endedBy: submission.record.id, in: store)
                 lost.append(item.worker)
                 requeued += tasks
                 leftovers += item.leftover
@@ -99,8 +120,8 @@ public enum ReapTool {
             // checked), then the replacement: the fold lets only the first `worker.replace` of
             // each lost worker spawn, so two reapers never replace one twice.
             let owed = store.state.workers.owedReplacements
-            leftovers += owed.flatMap(\.leftover).filter(\.isAliveAndOurs)
-            signalled = stopGroups(Array(Set(leftovers)), grace: grace).map { "\($0.pid)" }
+            leftovers += owed.flatMap { stoppable($0.leftover, worker: $0.worker, spec: $0.spec, layout: layout) }
+            signalled = stopGroups(Array(Set(leftovers)), grace: grace).map { "\($0.process.pid)" }
             for replacement in owed {
                 let respawn = try store.submit(
                     .worker(.replace(worker: replacement.worker, evidence: MachineEvidence.observe(store.config))))
@@ -110,11 +131,24 @@ public enum ReapTool {
             }
             promoted = try WorkerSupervision.startQueuedThatFit(store)
             launched += promoted
+            var startable: [WorkerEntry] = []
             for worker in plan.relaunch {
-                try WorkerSupervision.launch(worker, root: layout.root)
-                launched.append(worker)
+                guard worker.spec.request.flatMap({ WorkerRequest.owner($0, in: layout) }) == nil else {
+                    startable.append(worker)
+                    continue
+                }
+                // Nothing can ever start it (no request file): it ends here, stopped first so no
+                // replacement is owed, instead of holding a place for good.
+                _ = try store.submit(.worker(.stop(worker: worker.id)))
+                let ended = try store.submit(.workerLost(worker: worker.id, reason: "no request file: nothing can start it"))
+                if case .requeued(let tasks) = ended.outcome, store.state.workers.worker(worker.id)?.endRecord == ended.record.id {
+                    lost.append(worker.id)
+                    requeued += tasks
+                }
             }
+            launched += try WorkerSupervision.launch(startable, layout: layout)
             purged = purgeExpired(layout, olderThan: now - resultTTL)
+            retireOrphanRequests(store, olderThan: now - orphanRequestGraceMilliseconds)
             // Debris of kill -9: result links of completions whose writer died after the record,
             // and temp files no writer will rename (by age on the folder's clock: pids recycle).
             linked = Debris.repairResultLinks(store)
@@ -140,8 +174,8 @@ public enum ReapTool {
             }
         } else {
             lost = plan.lost.map(\.worker)
-            signalled = plan.lost.flatMap(\.leftover).map { "\($0.pid)" }
-            launched = plan.relaunch
+            signalled = plan.lost.flatMap(\.leftover).map { "\($0.process.pid)" }
+            launched = plan.relaunch.map(\.id)
             let owed = store.state.workers.owedReplacements.map(\.worker)
             if !owed.isEmpty { lines.append("would replace lost pool members \(owed.joined(separator: " "))") }
             purged = expiredFiles(layout, olderThan: now - resultTTL).count
@@ -266,18 +300,19 @@ public enum ReapTool {
             return FolderClock.age(heartbeatMilliseconds: max(touched, stepAt ?? touched), nowMilliseconds: now)
         }
         for worker in store.state.workers.live.values.sorted(by: { $0.id < $1.id }) where worker.status.holdsCapacity {
-            let leftover = [worker.process].compactMap { $0 }.filter(\.isAliveAndOurs)
+            let leftover = stoppable([worker.process].compactMap { $0 }, worker: worker.id, spec: worker.spec, layout: layout)
             guard let supervisor = worker.supervisor else {
-                // Granted, but its launcher died before starting a supervisor: start one (a second
-                // one, if the first is merely slow, loses the worker.supervise race and exits).
-                if now - worker.requestedMilliseconds > 2_000 { plan.relaunch.append(worker.id) }
+                // Granted, but its launcher died (or was not its requester) before starting a
+                // supervisor: start one (a second one, if the first is merely slow, loses the
+                // worker.supervise race and exits).
+                if now - worker.requestedMilliseconds > 2_000 { plan.relaunch.append(worker) }
                 continue
             }
             if !supervisor.isAlive {
                 plan.lost.append((worker.id, "supervisor pid \(supervisor.pid) is gone", leftover))
             } else if let age = heartbeatAge(worker.id), age * 1000 > Double(heartbeatTimeout) {
-                plan.lost.append(
-                    (worker.id, "heartbeat \(Int(age))s old (supervisor pid \(supervisor.pid) hung)", leftover + [supervisor]))
+                let hung = stoppable([supervisor], worker: worker.id, spec: worker.spec, layout: layout)
+                plan.lost.append((worker.id, "heartbeat \(Int(age))s old (supervisor pid \(supervisor.pid) hung)", leftover + hung))
             }
         }
         // Claimers that are not supervised workers: their heartbeat file is their only sign of life.
@@ -302,17 +337,35 @@ public enum ReapTool {
 
     /// SIGTERM to every process group at once, then SIGKILL to those still there when one shared
     /// `grace` is over: a hundred hung workers cost one grace, not a hundred. Only a process whose
-    /// pid and start time match, and that belongs to the caller, is ever signalled. Returns the
-    /// processes signalled.
-    static func stopGroups(_ processes: [ProcessIdentity], grace: Int64) -> [ProcessIdentity] {
-        let signalled = processes.filter { $0.signalGroup(SIGTERM) }
+    /// pid and start time match, and that runs as its worker's requester, is ever signalled
+    /// (root signals only the requester's processes of the group). Returns the processes signalled.
+    static func stopGroups(_ leftovers: [Leftover], grace: Int64) -> [Leftover] {
+        let signalled = leftovers.filter { $0.process.signalGroup(SIGTERM, ownedBy: $0.owner) }
         let deadline = POSIX.monotonicNanoseconds() + UInt64(max(0, grace)) * 1_000_000
-        for process in signalled {
+        for leftover in signalled {
             let now = POSIX.monotonicNanoseconds()
             let left = now >= deadline ? 0 : Int64((deadline - now) / 1_000_000)
-            if !process.waitForEnd(milliseconds: left) { process.signalGroup(SIGKILL) }
+            if !leftover.process.waitForEnd(milliseconds: left) { leftover.process.signalGroup(SIGKILL, ownedBy: leftover.owner) }
         }
         return signalled
+    }
+
+    /// How old a request file no worker names must be before the reaper removes it: far longer
+    /// than the moment between a spawn writing its request and appending the record naming it.
+    static let orphanRequestGraceMilliseconds: Int64 = 10 * 60_000
+
+    /// Removes request files that no live worker or owed replacement names and that are older
+    /// than `cutoff`: left by a spawn killed before its record, or by a worker's last supervisor
+    /// killed before it removed the request. Nothing can then be started from them by a
+    /// replayed record (docs/decisions/022-requester-rights.md).
+    static func retireOrphanRequests(_ store: CoordinationStore, olderThan cutoff: Int64) {
+        let layout = store.layout
+        for name in (try? POSIX.directoryEntries(layout.requests)) ?? [] where WorkerRequest.isValidName(name) {
+            guard store.state.workers.holder(ofRequest: name) == nil,
+                let modified = POSIX.modificationMilliseconds(layout.requests + "/" + name), modified < cutoff
+            else { continue }
+            WorkerRequest.remove(name, in: layout)
+        }
     }
 
     static func expiredFiles(_ layout: CoordinationLayout, olderThan cutoff: Int64) -> [String] {

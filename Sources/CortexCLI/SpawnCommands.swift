@@ -165,19 +165,35 @@ public enum SpawnTool {
         var lines: [String] = []
         var queuedReasons: [String] = []
         var refusal: String?
-        var toLaunch: [String] = []
+        var toLaunch: [WorkerEntry] = []
+        // What runs, and as whom: one private request file per worker, written before the
+        // record that names it (docs/decisions/022-requester-rights.md).
+        let request = WorkerRequest(
+            command: command, workingDirectory: spec.workingDirectory, environment: processEnvironment(onlyCortex: false))
         for _ in 0..<(pool ?? 1) {
-            let submission = try store.submit(.worker(.spawn(spec, queue: !arguments.has("no-queue"), evidence: evidence)))
+            spec.request = WorkerRequest.newName()
+            let name = spec.request!
+            try request.create(name, in: store.layout)
+            let submission: CoordinationStore.Submission
+            do throws(CortexError) {
+                submission = try store.submit(.worker(.spawn(spec, queue: !arguments.has("no-queue"), evidence: evidence)))
+            } catch {
+                WorkerRequest.remove(name, in: store.layout)
+                throw error
+            }
             switch submission.outcome {
             case .spawned(let worker, _):
                 lines.append(worker)
-                toLaunch += store.state.workers.toLaunch(by: submission.record.id).map(\.id)
+                toLaunch += store.state.workers.toLaunch(by: submission.record.id)
             case .spawnQueued(let worker, let reason):
                 lines.append(worker)
                 queuedReasons.append("\(worker) queued: \(reason)")
             case .refused(let reason):
+                WorkerRequest.remove(name, in: store.layout)
                 refusal = reason
-            case .rejected(let reason): throw .badInput(reason)
+            case .rejected(let reason):
+                WorkerRequest.remove(name, in: store.layout)
+                throw .badInput(reason)
             default: throw unexpected(submission.outcome)
             }
             rows.append(submission.outcome.json)
@@ -186,14 +202,13 @@ public enum SpawnTool {
         store.publishAfterRecording()
         if arguments.has("foreground"), let worker = toLaunch.first {
             let context = WorkerSupervision.Context(foreground: true, json: arguments.has("json"))
-            return supervisionReport(worker, try WorkerSupervision.supervise(worker, store: store, context: context), foreground: true)
+            return supervisionReport(
+                worker.id, try WorkerSupervision.supervise(worker.id, store: store, context: context), foreground: true)
         }
-        for worker in toLaunch {
-            // Granted by the journal: a supervisor that cannot be started now is started by the
-            // reaper (a granted worker without one), and the caller still learns its id.
-            do { try WorkerSupervision.launch(worker, root: store.layout.root) } catch {
-                store.warn("no supervisor started for \(worker) yet (\(error.description)); cortex-reap starts it")
-            }
+        // Granted by the journal: a supervisor that cannot be started now is started by the
+        // reaper (a granted worker without one), and the caller still learns its id.
+        do { _ = try WorkerSupervision.launch(toLaunch, layout: store.layout) } catch {
+            store.warn("no supervisor started yet (\(error.description)); cortex-reap starts it")
         }
         let json = JSONValue.object(["workers": .array(rows)])
         if let refusal {

@@ -93,9 +93,17 @@ public enum WorkerTool {
         store.publishAfterRecording()
         switch submission.outcome {
         case .stopping:
+            // Stopped while queued: it never runs, and its request can never start anything.
+            WorkerSupervision.retireRequest(of: id, endedBy: submission.record.id, in: store)
             // The supervisor forwards SIGTERM to the worker's group and SIGKILLs it after the
-            // grace; only a supervisor whose pid and start time still match is signalled.
-            let signalled = store.state.workers.live[id]?.supervisor?.signalGroup(SIGTERM) ?? false
+            // grace; only a supervisor whose pid and start time still match, that runs as the
+            // worker's requester and carries the worker's mark, is signalled.
+            let owner = known.spec.request.flatMap { WorkerRequest.owner($0, in: store.layout) }
+            let signalled =
+                store.state.workers.live[id]?.supervisor.map { supervisor in
+                    guard let owner, supervisor.isMarked(asWorker: id) else { return false }
+                    return supervisor.signalGroup(SIGTERM, ownedBy: owner)
+                } ?? false
             let state = store.state.workers.worker(id)?.status.rawValue ?? "stopped"
             return Report(
                 text: "\(id) \(state)",

@@ -5,13 +5,88 @@ import Glibc
 /// process does (claim the worker, run it under `Supervisor`, record its start and exit, restart
 /// it per its policy, start queued workers its exit made room for).
 enum WorkerSupervision {
+    /// What a launcher did about a worker it was asked to start.
+    enum Launch: Equatable {
+        /// Its supervisor was started, as the requester.
+        case launched
+        /// Left for a launcher running as this user (the requester) or as root.
+        case owed(uid_t)
+        /// Nothing can start it: no request file, or one that cannot be trusted.
+        case refused(String)
+    }
+
     /// Starts `cortex-spawn _supervise WORKER` detached (own session, no terminal, streams on
-    /// /dev/null) and returns at once; the supervisor outlives the caller.
-    static func launch(_ worker: String, root: String) throws(CortexError) {
+    /// /dev/null) **as the worker's requester** and returns at once; the supervisor outlives the
+    /// caller. The requester is the owner of the worker's request file
+    /// (docs/decisions/022-requester-rights.md): a launcher running as that user starts it; a
+    /// root launcher starts it with the requester's user, group and supplementary groups; any
+    /// other launcher leaves it owed (`.owed`) to one that can. The supervisor's environment is
+    /// the requester's (from the request file, `CORTEX_*` left out), never the launcher's.
+    /// - Throws: `CortexError` when the supervisor could not be started.
+    @discardableResult
+    static func launch(_ worker: WorkerEntry, layout: CoordinationLayout) throws(CortexError) -> Launch {
+        guard let name = worker.spec.request else {
+            return .refused("\(worker.id) names no request file: no one can tell who asked for it")
+        }
+        let found: WorkerRequest.Found
+        if let owner = WorkerRequest.owner(name, in: layout), owner != geteuid(), geteuid() != 0 {
+            return .owed(owner)
+        }
+        do throws(CortexError) {
+            found = try WorkerRequest.read(name, in: layout)
+        } catch {
+            return .refused("\(worker.id): \(error.description)")
+        }
+        var credentials: Credentials?
+        if found.owner != geteuid() {
+            guard geteuid() == 0 else { return .owed(found.owner) }
+            do throws(CortexError) {
+                credentials = try Credentials.of(user: found.owner)
+            } catch {
+                return .refused("\(worker.id): \(error.description)")
+            }
+        }
         _ = try Spawner.spawn(
             SpawnRequest(
-                arguments: supervisorCommand() + ["_supervise", worker, "--dir", absolutePath(root)],
-                environment: processEnvironment(onlyCortex: false), newSession: true))
+                arguments: supervisorCommand() + ["_supervise", worker.id, "--dir", absolutePath(layout.root)],
+                environment: found.request.environment.filter { !$0.key.hasPrefix("CORTEX_") },
+                // As another user, not in the launcher's working directory (which that user may not enter).
+                workingDirectory: credentials == nil ? nil : "/", newSession: true, credentials: credentials))
+        return .launched
+    }
+
+    /// Launches each of `workers` (`launch`); says on stderr which are owed to another user or
+    /// cannot be started. Returns the ids whose supervisor was started.
+    static func launch(_ workers: [WorkerEntry], layout: CoordinationLayout) throws(CortexError) -> [String] {
+        var launched: [String] = []
+        for worker in workers {
+            switch try launch(worker, layout: layout) {
+            case .launched: launched.append(worker.id)
+            case .owed(let owner):
+                warn("\(worker.id) was asked for by \(Credentials.describe(owner)): left to a launcher running as that user or root")
+            case .refused(let reason): warn("not starting \(reason)")
+            }
+        }
+        return launched
+    }
+
+    /// Removes the request file of worker `id` when record `record` ended it for good and no
+    /// live worker or owed replacement still names that request (a lost pool member's
+    /// replacement inherits it): from then on nothing can be started from it again, whatever a
+    /// record says. Best effort: a request left behind by a remover killed at that moment is
+    /// what a replayed record could still use (docs/decisions/022-requester-rights.md).
+    static func retireRequest(of id: String, endedBy record: String, in store: CoordinationStore) {
+        let workers = store.state.workers
+        guard workers.live[id] == nil, let worker = workers.worker(id), worker.endRecord == record,
+            let request = worker.spec.request, workers.holder(ofRequest: request) == nil
+        else { return }
+        WorkerRequest.remove(request, in: store.layout)
+    }
+
+    /// One line on stderr, prefixed with the tool's name.
+    static func warn(_ line: String) {
+        let program = CommandLine.arguments.first.map { String($0.split(separator: "/").last ?? "cortex") } ?? "cortex"
+        Terminal.writeError("\(program): \(line)")
     }
 
     /// Starts the queued spawns that fit now, in queue order: appends `worker.promote` with what
@@ -35,12 +110,10 @@ enum WorkerSupervision {
     }
 
     /// Launches a supervisor for every worker that record `record` granted (only its writer
-    /// does, DESIGN.md / decision 012).
-    /// - Returns: those workers.
+    /// does, decision 012), as each worker's requester (`launch`).
+    /// - Returns: the workers whose supervisor was started.
     static func launchWorkers(grantedBy record: String, in store: CoordinationStore) throws(CortexError) -> [String] {
-        let workers = store.state.workers.toLaunch(by: record).map(\.id)
-        for worker in workers { try launch(worker, root: store.layout.root) }
-        return workers
+        try launch(store.state.workers.toLaunch(by: record), layout: store.layout)
     }
 
     /// How to run a supervisor from this executable: `cortex-spawn` beside it (any tool may
@@ -76,6 +149,14 @@ enum WorkerSupervision {
     /// is left to start; the supervision goes on in `resume(_:after:…)`.
     static func supervise(_ id: String, store: CoordinationStore, context: Context) throws(CortexError) -> ProcessExit? {
         let me = try currentIdentity()
+        if let worker = store.state.workers.live[id], let name = worker.spec.request,
+            let owner = WorkerRequest.owner(name, in: store.layout), owner != geteuid()
+        {
+            // Only the requester supervises (a root launcher starts this as the requester).
+            throw .io(
+                operation: "supervise", path: "\(id) for \(Credentials.describe(owner)) as \(Credentials.describe(geteuid()))",
+                errno: Errno(EPERM))
+        }
         // From the claim on, `cortex worker stop` may SIGTERM this process at any moment: blocked
         // first, a stop that comes before the worker runs waits for the supervision to forward it
         // instead of killing the supervisor and leaving the worker claimed by no one alive.
@@ -91,11 +172,29 @@ enum WorkerSupervision {
     }
 
     /// Records the start of a run: called by `cortex-supervise` (as its child, so the supervisor
-    /// is the parent process) once the worker exists.
+    /// is the parent process) once the worker exists. Only a process that is verifiably that
+    /// supervisor's own child is recorded: its parent is the supervisor (the caller's parent),
+    /// its start time is the one given, and its real user is the supervisor's and the caller's. Anything else (a worker naming another process, or a caller that is not the
+    /// supervisor's child) is refused with exit 77 and nothing is recorded, so no forged pid can
+    /// later be signalled as "what is left of" this worker.
     static func recordStart(_ id: String, process: ProcessIdentity, store: CoordinationStore) throws(CortexError) {
-        guard let supervisor = ProcessIdentity.of(pid: getppid()) else {
-            throw .io(operation: "read", path: "/proc/\(getppid())/stat", errno: Errno.current)
+        let parent = getppid()
+        guard let supervisor = ProcessIdentity.of(pid: parent) else {
+            throw .io(operation: "read", path: "/proc/\(parent)/stat", errno: Errno.current)
         }
+        func refuse(_ why: String) -> CortexError {
+            .io(operation: "record", path: "pid \(process.pid) as the start of \(id) (\(why))", errno: Errno(EPERM))
+        }
+        guard ProcessIdentity.parentPID(of: process.pid) == parent else { throw refuse("not a child of supervisor pid \(parent)") }
+        guard ProcessIdentity.of(pid: process.pid, includingZombies: true) == process else { throw refuse("its start time differs") }
+        // The worker's real uid (a set-uid program it runs keeps it; a reaper will not signal
+        // such a process anyway, its other ids differ).
+        let me = geteuid()
+        guard let supervisorUIDs = ProcessIdentity.userIDs(of: parent), supervisorUIDs.allSatisfy({ $0 == me }),
+            ProcessIdentity.userIDs(of: process.pid)?.first == me
+        else { throw refuse("it does not run as the supervisor's user") }
+        // The check above could have read a pid recycled after the child ended: look again.
+        guard ProcessIdentity.parentPID(of: process.pid) == parent else { throw refuse("not a child of supervisor pid \(parent)") }
         _ = try store.submit(.worker(.started(worker: id, supervisor: supervisor, process: process)))
         store.publishAfterRecording()
     }
@@ -139,6 +238,11 @@ enum WorkerSupervision {
                     try run(worker, store: store, context: context)
                 } catch {
                     result = startFailure(error.description, worker: id, layout: store.layout)
+                    if case .notFound = error, worker.spec.request.map({ WorkerRequest.owner($0, in: store.layout) == nil }) ?? true {
+                        // Its request is gone (or it never had one): nothing can ever start it
+                        // again, so it ends here rather than failing on every restart.
+                        _ = try store.submit(.worker(.stop(worker: id)))
+                    }
                 }
             }
             lastExit = result.exit
@@ -161,7 +265,7 @@ enum WorkerSupervision {
         let report =
             supervisorCommand() + ["_supervise", worker.id, "--dir", absolutePath(store.layout.root)]
             + (context.foreground ? ["--foreground"] : []) + (context.json ? ["--json"] : [])
-        let plan = self.plan(for: worker, layout: store.layout, config: store.config)
+        let plan = try self.plan(for: worker, layout: store.layout, config: store.config)
         let arguments = try plan.supervisorArguments(program: try leanSupervisor(), report: report)
         do throws(Errno) {
             let environmentFD = arguments.firstIndex(of: "--environment-fd").flatMap { Int32(arguments[$0 + 1]) }
@@ -184,10 +288,13 @@ enum WorkerSupervision {
                     worker: id, supervisor: me, exit: result.exit, timedOut: result.timedOut,
                     tokensUsed: tokensUsed(layout, id), evidence: MachineEvidence.observe(store.config))))
         for promoted in store.state.workers.toLaunch(by: exited.record.id) {
-            try? launch(promoted.id, root: layout.root)
+            _ = try? launch([promoted], layout: layout)
         }
         store.publishAfterRecording()
-        guard case .workerExited(_, restarting: true) = exited.outcome else { return nil }
+        guard case .workerExited(_, restarting: true) = exited.outcome else {
+            retireRequest(of: id, endedBy: exited.record.id, in: store)
+            return nil
+        }
         let restarts = store.state.workers.live[id]?.restarts ?? 1
         return waitForStop(milliseconds: ranLong ? 250 : restartBackoff(restarts))
     }
@@ -241,9 +348,25 @@ enum WorkerSupervision {
         min(5_000, max(100, config.heartbeatTimeoutMilliseconds / 4))
     }
 
-    static func plan(for worker: WorkerEntry, layout: CoordinationLayout, config: CortexConfig) -> SupervisionPlan {
-        var environment = processEnvironment(onlyCortex: false)
-        if let path = worker.spec.path { environment["PATH"] = path }
+    /// What `cortex-supervise` runs for `worker`: the command, working directory and
+    /// environment of its request file, which must belong to this process's user (the
+    /// requester), plus the `CORTEX_*` variables of this run. Nothing of this process's own
+    /// environment reaches the worker.
+    /// - Throws: `CortexError.notFound` when the request is gone, `.io` (77) when it belongs to
+    ///   another user or cannot be trusted, `.badInput` when it is malformed.
+    static func plan(for worker: WorkerEntry, layout: CoordinationLayout, config: CortexConfig) throws(CortexError)
+        -> SupervisionPlan
+    {
+        guard let name = worker.spec.request else {
+            throw .notFound("\(worker.id) names no request file (asked for before requests existed): start it again with cortex-spawn")
+        }
+        let found = try WorkerRequest.read(name, in: layout)
+        guard found.owner == geteuid() else {
+            throw .io(
+                operation: "run", path: "\(worker.id) for \(Credentials.describe(found.owner)) as \(Credentials.describe(geteuid()))",
+                errno: Errno(EPERM))
+        }
+        var environment = found.request.environment
         environment["CORTEX_DIR"] = absolutePath(layout.root)
         environment["CORTEX_WORKER_ID"] = worker.id
         environment["CORTEX_TASK_ID"] = worker.spec.task
@@ -251,7 +374,7 @@ enum WorkerSupervision {
         environment["CORTEX_TOKENS"] = worker.spec.tokens.map(String.init)
         let folder = layout.worker(worker.id)
         return SupervisionPlan(
-            arguments: worker.spec.command, environment: environment, workingDirectory: worker.spec.workingDirectory,
+            arguments: found.request.command, environment: environment, workingDirectory: found.request.workingDirectory,
             stdoutLog: folder + "/stdout.log", stderrLog: folder + "/stderr.log", headLimit: Int(worker.spec.logHeadBytes),
             tailLimit: Int(worker.spec.logTailBytes), heartbeatPath: layout.heartbeat(worker.id),
             heartbeatIntervalMilliseconds: heartbeatIntervalMilliseconds(config), timeoutMilliseconds: worker.spec.timeoutMilliseconds,

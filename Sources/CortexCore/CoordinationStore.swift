@@ -99,7 +99,7 @@ public final class CoordinationStore {
         try makeDirectories(layout.root)
         for folder in [
             layout.journal, layout.archive, layout.stateFolder, layout.finishedTasks, layout.workers, layout.results,
-            layout.contexts,
+            layout.contexts, layout.requests,
         ] {
             try withPath("create folder", folder) { () throws(Errno) in try POSIX.makeDirectory(folder) }
         }

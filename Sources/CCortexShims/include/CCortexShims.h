@@ -3,10 +3,13 @@
 
 #include <stdint.h>
 #include <signal.h>
+#include <stddef.h>
 #include <sys/types.h>
 
 /// Linux calls and macros that Swift's Glibc module does not expose (it is built
 /// without _GNU_SOURCE). One-line forwarders only: logic stays in Swift, where it is tested.
+/// The exceptions are the two privilege calls at the end: what runs between fork and exec must
+/// be C (only raw system calls there), and both are tested through the tools (HostileProcessTests).
 
 /// statfs(2)'s f_type for `path`, stored in *type. Returns 0 or -1 with errno set.
 int cortex_filesystem_type(const char *path, int64_t *type);
@@ -52,5 +55,22 @@ int cortex_signalfd_record_size(void);
 /// it becomes; `POSIX.execute(keepingOpen:)` clears close-on-exec just before the exec, so no
 /// other child ever inherits it). Returns the descriptor or -1 with errno set.
 int cortex_memfd(const char *name);
+
+/// Makes this process (every thread) run as `uid`/`gid` with exactly `groups`: setgroups,
+/// setresgid, setresuid, then checks that real, effective and saved ids and the group list are
+/// what was asked and, when `uid` is not 0, that the old ids cannot be regained. Irrevocable.
+/// Returns 0, or an errno value (EPERM when the ids did not stick) with nothing guaranteed.
+int cortex_drop_privileges(uid_t uid, gid_t gid, const gid_t *groups, size_t group_count);
+
+/// Starts `path` (absolute; no PATH search) as a new process running as `uid`/`gid` with exactly
+/// `groups` (the caller computed them before: the child does no user look-up): fork, then in the
+/// child only raw system calls (an empty signal mask, default dispositions for `reset_signals`,
+/// a new session when `new_session`, standard streams from `fd0`/`fd1`/`fd2` or /dev/null when
+/// -1, `directory` when not NULL, setgroups + setresgid + setresuid on this thread alone, a check
+/// that they stuck, every other descriptor closed) and execve. *pid gets the child's pid.
+/// Returns 0, or the errno of the step that failed (the child then exits 127 without exec).
+int cortex_spawn_as(pid_t *pid, const char *path, char *const argv[], char *const envp[], const char *directory, int fd0,
+                    int fd1, int fd2, int new_session, const int *reset_signals, size_t reset_count, uid_t uid, gid_t gid,
+                    const gid_t *groups, size_t group_count);
 
 #endif

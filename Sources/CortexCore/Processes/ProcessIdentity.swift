@@ -46,19 +46,88 @@ public struct ProcessIdentity: Equatable, Hashable, Sendable {
     /// True when a process with this pid exists and started at this time (not a recycled pid).
     public var isAlive: Bool { ProcessIdentity.of(pid: pid) == self }
 
-    /// True when the process is alive and belongs to the calling user (the only processes the
-    /// reaper may signal).
-    public var isAliveAndOurs: Bool {
-        guard isAlive, let info = try? POSIX.status("/proc/\(pid)") else { return false }
-        return info.st_uid == getuid()
+    /// True when the process is alive and belongs to the calling user.
+    public var isAliveAndOurs: Bool { isAlive(ownedBy: getuid()) }
+
+    /// True when a process with this pid exists, started at this time, and runs as `owner`
+    /// only: its real, effective, saved and file-system user ids are all `owner` (so a set-uid
+    /// program, or root's process, never passes for a user's). Root passes only for its own.
+    public func isAlive(ownedBy owner: uid_t) -> Bool {
+        guard isAlive, let uids = ProcessIdentity.userIDs(of: pid), !uids.isEmpty else { return false }
+        return uids.allSatisfy { $0 == owner } && isAlive
+    }
+
+    /// True when the process carries the mark of worker `id`: `CORTEX_WORKER_ID=<id>` in the
+    /// environment it was started with (the worker and what it started), or `id` as one of its
+    /// arguments (its supervisor: `cortex-spawn _supervise <id>`, `cortex-supervise … <id>`).
+    /// A pid a record names is signalled only when this holds, so a forged record cannot aim
+    /// the reaper at an unrelated process of the same user.
+    public func isMarked(asWorker id: String) -> Bool {
+        let limit = 1 << 20
+        let mark = Array("CORTEX_WORKER_ID=\(id)".utf8)
+        if let environment = try? UntrustedFile.regularFileProcEntry("/proc/\(pid)/environ", limit: limit),
+            environment.split(separator: 0).contains(where: { $0.elementsEqual(mark) })
+        {
+            return true
+        }
+        if let arguments = try? UntrustedFile.regularFileProcEntry("/proc/\(pid)/cmdline", limit: limit),
+            arguments.split(separator: 0).contains(where: { $0.elementsEqual(id.utf8) })
+        {
+            return true
+        }
+        return false
+    }
+
+    /// The parent pid of process `pid` (field 4 of `/proc/<pid>/stat`), zombies included, or nil.
+    public static func parentPID(of pid: Int32) -> Int32? {
+        guard pid > 0, let stat = try? POSIX.readFile("/proc/\(pid)/stat"), let close = stat.lastIndex(of: UInt8(ascii: ")")) else {
+            return nil
+        }
+        let fields = stat[(close + 1)...].split(separator: UInt8(ascii: " "))
+        guard fields.count > 1 else { return nil }
+        return Int32(String(decoding: fields[1], as: UTF8.self))
+    }
+
+    /// The real, effective, saved and file-system user ids of process `pid` (the `Uid:` line of
+    /// `/proc/<pid>/status`), or nil.
+    public static func userIDs(of pid: Int32) -> [uid_t]? {
+        guard pid > 0, let status = try? POSIX.readFile("/proc/\(pid)/status") else { return nil }
+        for line in status.split(separator: 0x0A) where line.starts(with: Array("Uid:".utf8)) {
+            let numbers = line.dropFirst(4).split(whereSeparator: { $0 == 0x09 || $0 == 0x20 })
+            let uids = numbers.compactMap { UInt32(String(decoding: $0, as: UTF8.self)) }
+            return uids.count == numbers.count ? uids : nil
+        }
+        return nil
     }
 
     /// Sends `signal` to the process group led by this process, only if the pid still names this
-    /// very process and it belongs to the caller. Returns false (and signals nothing) otherwise.
+    /// very process and it runs as `owner` (by default the caller), and only when the caller is
+    /// `owner` or root. Root never signals the group wholesale on a user's behalf: it signals
+    /// each member of the group that runs as `owner`, so a process of another user that joined
+    /// the group (a set-uid helper) is left alone. Returns false (and signals nothing) otherwise.
     @discardableResult
-    public func signalGroup(_ signal: Int32) -> Bool {
-        guard isAliveAndOurs else { return false }
-        return kill(-pid, signal) == 0 || kill(pid, signal) == 0
+    public func signalGroup(_ signal: Int32, ownedBy owner: uid_t = getuid()) -> Bool {
+        let caller = getuid()
+        guard caller == owner || caller == 0, isAlive(ownedBy: owner) else { return false }
+        if caller == owner { return kill(-pid, signal) == 0 || kill(pid, signal) == 0 }
+        var any = false
+        for member in ProcessIdentity.groupMembers(pid) where ProcessIdentity.userIDs(of: member)?.allSatisfy({ $0 == owner }) == true {
+            if kill(member, signal) == 0 { any = true }
+        }
+        return any
+    }
+
+    /// The pids whose process group (field 5 of `/proc/<pid>/stat`) is `group`.
+    static func groupMembers(_ group: Int32) -> [Int32] {
+        var members: [Int32] = []
+        for name in (try? POSIX.directoryEntries("/proc")) ?? [] {
+            guard let pid = Int32(name), let stat = try? POSIX.readFile("/proc/\(pid)/stat"),
+                let close = stat.lastIndex(of: UInt8(ascii: ")"))
+            else { continue }
+            let fields = stat[(close + 1)...].split(separator: UInt8(ascii: " "))
+            if fields.count > 2, Int32(String(decoding: fields[2], as: UTF8.self)) == group { members.append(pid) }
+        }
+        return members
     }
 
     /// Waits up to `milliseconds` for this process to end, on a pidfd (no polling; it works for

@@ -18,12 +18,17 @@ public struct SpawnRequest: Sendable {
     /// Start a new session (and so a new process group whose id is the child's pid), so the
     /// whole tree can be signalled with `kill(-pid, …)` and the caller's terminal is left alone.
     public var newSession: Bool
+    /// The user the child runs as (groups included), or nil for the caller's own. Only root can
+    /// ask for another user; the change happens in the child before `execve`, and the working
+    /// directory is entered as that user (docs/decisions/022-requester-rights.md).
+    public var credentials: Credentials?
 
     /// A request; streams default to `/dev/null`, a new session to true.
     public init(
         arguments: [String], environment: [String: String], workingDirectory: String? = nil, standardInput: Int32? = nil,
-        standardOutput: Int32? = nil, standardError: Int32? = nil, newSession: Bool = true
+        standardOutput: Int32? = nil, standardError: Int32? = nil, newSession: Bool = true, credentials: Credentials? = nil
     ) {
+        self.credentials = credentials
         self.arguments = arguments
         self.environment = environment
         self.workingDirectory = workingDirectory
@@ -61,6 +66,7 @@ public enum Spawner {
     /// - Throws: `CortexError.notFound` when the program does not exist, `.io` otherwise.
     public static func spawn(_ request: SpawnRequest) throws(CortexError) -> pid_t {
         guard let program = request.arguments.first, !program.isEmpty else { throw .usage("no command to run") }
+        if let credentials = request.credentials { return try spawn(request, as: credentials) }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -102,6 +108,46 @@ public enum Spawner {
             throw .system("start", program, Errno(result))
         }
         return pid
+    }
+
+    /// `spawn` as another user: fork, then (in C, raw system calls only) the same hygiene as
+    /// `posix_spawn` above, the switch to `credentials` (groups, group, user; checked), the
+    /// working directory entered as that user, and `execve`.
+    static func spawn(_ request: SpawnRequest, as credentials: Credentials) throws(CortexError) -> pid_t {
+        let program = request.arguments[0]
+        guard let path = resolve(program) else {
+            throw .notFound("no program \(program) (not a path, and not found in PATH)")
+        }
+        let argv = request.arguments.map { strdup($0) } + [nil]
+        let environment = request.environment.sorted { $0.key < $1.key }.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { (argv + environment).forEach { free($0) } }
+        var pid: pid_t = 0
+        let result = credentials.groups.withUnsafeBufferPointer { groups in
+            resetSignals.withUnsafeBufferPointer { signals in
+                cortex_spawn_as(
+                    &pid, path, argv, environment, request.workingDirectory, request.standardInput ?? -1,
+                    request.standardOutput ?? -1, request.standardError ?? -1, request.newSession ? 1 : 0, signals.baseAddress,
+                    signals.count, credentials.uid, credentials.gid, groups.baseAddress, groups.count)
+            }
+        }
+        guard result == 0 else {
+            if result == ENOENT { throw .notFound("no program \(program) (or no folder \(request.workingDirectory ?? "."))") }
+            throw .system("start as \(Credentials.describe(credentials.uid))", program, Errno(result))
+        }
+        return pid
+    }
+
+    /// `program` itself when it holds a `/`, else the first executable of that name in this
+    /// process's `PATH` (as `posix_spawnp` would search), else nil.
+    static func resolve(_ program: String) -> String? {
+        if program.contains("/") { return program }
+        let search = getenv("PATH").map { String(cString: $0) } ?? "/usr/local/bin:/usr/bin:/bin"
+        for folder in search.split(separator: ":", omittingEmptySubsequences: false) {
+            let candidate = (folder.isEmpty ? "." : String(folder)) + "/" + program
+            var info = stat()
+            if access(candidate, X_OK) == 0, stat(candidate, &info) == 0, info.st_mode & S_IFMT != S_IFDIR { return candidate }
+        }
+        return nil
     }
 
     /// Waits for child `pid` to end (retrying `EINTR`) and says how. With `blocking` false,

@@ -99,7 +99,8 @@ extension WorkerSpec {
         .object([
             "command": .array(command.map { .string($0) }), "cpu_millicores": .optional(cpuMillicores),
             "grace_ms": .int(graceMilliseconds), "log_head_bytes": .int(logHeadBytes), "log_tail_bytes": .int(logTailBytes),
-            "memory_bytes": .optional(memoryBytes), "path": .optional(path), "restart": .string(restart.rawValue),
+            "memory_bytes": .optional(memoryBytes), "path": .optional(path), "request": .optional(request),
+            "restart": .string(restart.rawValue),
             "task": .optional(task), "tenant": .optional(tenant), "timeout_ms": .optional(timeoutMilliseconds),
             "tokens": .optional(tokens), "type": .string(type), "workdir": .optional(workingDirectory),
         ])
@@ -118,7 +119,8 @@ extension WorkerSpec {
             tenant: json["tenant"]?.stringValue, cpuMillicores: count("cpu_millicores"), memoryBytes: count("memory_bytes"),
             timeoutMilliseconds: count("timeout_ms"), graceMilliseconds: count("grace_ms") ?? 10_000, restart: restart,
             logHeadBytes: count("log_head_bytes") ?? 10 * 1024, logTailBytes: count("log_tail_bytes") ?? 30 * 1024,
-            workingDirectory: json["workdir"]?.stringValue, path: json["path"]?.stringValue)
+            workingDirectory: json["workdir"]?.stringValue, path: json["path"]?.stringValue,
+            request: json["request"]?.stringValue)
     }
 }
 

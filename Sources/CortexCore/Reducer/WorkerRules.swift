@@ -91,6 +91,10 @@ enum WorkerRules {
     ) -> Outcome {
         guard !spec.command.isEmpty else { return .rejected("a worker needs a command") }
         guard !spec.type.isEmpty else { return .rejected("a worker needs a type") }
+        if let request = spec.request, let holder = state.workers.holder(ofRequest: request) {
+            // A replayed request: one request file starts one worker (and its replacements), never two.
+            return .rejected("request \(request) already belongs to worker \(holder)")
+        }
         if let tokens = spec.tokens, tokens > state.budget.total {
             return .refused("\(tokens) tokens requested, more than the whole budget (\(state.budget.total))")
         }

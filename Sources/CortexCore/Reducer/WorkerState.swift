@@ -48,14 +48,20 @@ public struct WorkerSpec: Equatable, Sendable {
     public var workingDirectory: String?
     /// See `workingDirectory`.
     public var path: String?
+    /// The name of the requester's private request file (`requests/<name>`, `WorkerRequest`):
+    /// what actually runs, and as whom (its owner). The command, directory and `PATH` above are
+    /// for people reading the journal; no launcher executes them. Nil in records written before
+    /// requests existed: such a worker is never started again by anyone.
+    public var request: String?
 
     /// A spec with defaults for what is left out.
     public init(
         type: String = "default", command: [String], task: String? = nil, tokens: Int64? = nil, tenant: String? = nil,
         cpuMillicores: Int64? = nil, memoryBytes: Int64? = nil, timeoutMilliseconds: Int64? = nil,
         graceMilliseconds: Int64 = 10_000, restart: RestartPolicy = .never, logHeadBytes: Int64 = 10 * 1024,
-        logTailBytes: Int64 = 30 * 1024, workingDirectory: String? = nil, path: String? = nil
+        logTailBytes: Int64 = 30 * 1024, workingDirectory: String? = nil, path: String? = nil, request: String? = nil
     ) {
+        self.request = request
         self.type = type
         self.command = command
         self.task = task
@@ -232,6 +238,12 @@ public struct WorkerState: Equatable, Sendable {
         live.values.filter { $0.status == .starting && $0.launchRecord == recordID && $0.supervisor == nil }.sorted {
             IssuedID.issueOrder($0.id, $1.id, .worker)
         }
+    }
+
+    /// The worker (live, or lost and owed a replacement) whose spec names request `name`.
+    public func holder(ofRequest name: String) -> String? {
+        if let worker = live.values.first(where: { $0.spec.request == name }) { return worker.id }
+        return owedReplacements.first { $0.spec.request == name }?.worker
     }
 
     /// How many workers are in each status now.
