@@ -108,7 +108,7 @@ public enum CortexTool {
         if InitPrompt.shouldAsk(arguments) { arguments = InitPrompt.ask(arguments, root: invocation.root) }
         let maxWorkers = try arguments.count("max-workers")
         if let maxWorkers, maxWorkers < 1 { throw .badInput("invalid --max-workers '0': at least 1") }
-        let totalTokens = try arguments.count("total-tokens")
+        let totalTokens = try arguments.tokens("total-tokens")
         let layout = CoordinationLayout(root: invocation.root)
         var defaults = CortexConfig()
         if let maxWorkers { defaults.maxWorkers = Int(maxWorkers) }

@@ -24,6 +24,10 @@ public enum Reducer {
     /// Folds `record` into `state` in place and returns the outcome for it.
     public static func reduce(_ state: inout CortexState, _ record: Record) -> Outcome {
         state.recordsFolded += 1
+        // A time outside the limits would reach every duration the fold computes: refused first.
+        guard Limits.isRecordTime(record.timeMilliseconds) else {
+            return .rejected("at_ms \(record.timeMilliseconds) is outside 0...\(Limits.latestRecordMilliseconds)")
+        }
         state.lastRecordMilliseconds = max(state.lastRecordMilliseconds, record.timeMilliseconds)
         state.metrics.advance(to: record.timeMilliseconds, running: state.tasks.activeCounts[.running, default: 0])
         let event: Event
@@ -36,7 +40,7 @@ public enum Reducer {
         let before = MetricsRules.before(event, in: state)
         let spentBefore = state.budget.spent
         let outcome = apply(event, record: record, to: &state)
-        let spent = state.budget.spent - spentBefore
+        let spent = state.budget.spent.saturatingSubtract(spentBefore)
         MetricsRules.record(event, outcome: outcome, before: before, spent: spent, at: record.timeMilliseconds, in: &state)
         return outcome
     }
@@ -131,7 +135,7 @@ enum BudgetRules {
         }
         if let tenant = request.tenant, let quota = budget.quotas[tenant] {
             let held = budget.held(byTenant: tenant)
-            if held + request.tokens > quota {
+            if held.saturatingAdd(request.tokens) > quota {
                 return .refused(
                     "tenant \(tenant) quota would be exceeded: \(request.tokens) tokens requested, holds \(held) of \(quota)")
             }
@@ -153,12 +157,14 @@ enum BudgetRules {
             return .rejected("no allocation \(id)")
         }
         let spent = used ?? allocation.tokens
-        guard spent <= allocation.tokens else {
+        guard spent >= 0, spent <= allocation.tokens else {
             return .rejected("allocation \(id) reserved \(allocation.tokens) tokens; --used \(spent) is more")
         }
         _ = budget.remove(id)
-        budget.spent += spent
-        if let tenant = allocation.tenant, spent > 0 { budget.tenantSpent[tenant, default: 0] += spent }
-        return .released(allocation: id, spent: spent, returned: allocation.tokens - spent)
+        budget.spent = budget.spent.saturatingAdd(spent)
+        if let tenant = allocation.tenant, spent > 0 {
+            budget.tenantSpent[tenant] = budget.tenantSpent[tenant, default: 0].saturatingAdd(spent)
+        }
+        return .released(allocation: id, spent: spent, returned: allocation.tokens.saturatingSubtract(spent))
     }
 }

@@ -54,6 +54,8 @@ public enum SnapshotCodec {
             let waitingBytes = header["waiting_bytes"]?.intValue, let keyBytes = header["key_bytes"]?.intValue,
             let metricsBytes = version == 2 ? 0 : header["metrics_bytes"]?.intValue,
             waitingBytes >= 0, keyBytes >= 0, metricsBytes >= 0,
+            // Each size bounded first, so a hostile header cannot overflow the sum.
+            waitingBytes <= bytes.buffer.count, keyBytes <= bytes.buffer.count, metricsBytes <= bytes.buffer.count,
             sectionsStart + Int(waitingBytes) + Int(keyBytes) + Int(metricsBytes) == bytes.buffer.count,
             let stateJSON = header["state"], let budgetJSON = stateJSON["budget"], let tasksJSON = stateJSON["tasks"]
         else { return nil }
@@ -74,8 +76,12 @@ public enum SnapshotCodec {
         state.metrics = MetricsState(
             clock: stateJSON["metrics"] ?? .null,
             totals: metricsBytes > 0 ? LazyLines(storage: bytes, start: metricsStart, end: bytes.buffer.count) : nil)
-        state.recordsFolded = stateJSON["records_folded"]?.intValue ?? 0
-        state.lastRecordMilliseconds = stateJSON["last_record_ms"]?.intValue ?? 0
+        guard let recordsFolded = stateJSON["records_folded"].snapshotCount(default: 0),
+            let lastRecord = stateJSON["last_record_ms"].snapshotTime(default: 0),
+            Limits.isRecordTime(state.metrics.clockMilliseconds), Limits.isRecordTime(state.metrics.firstMilliseconds)
+        else { return nil }
+        state.recordsFolded = recordsFolded
+        state.lastRecordMilliseconds = lastRecord
         return (state, position)
     }
 }
@@ -97,21 +103,35 @@ extension BudgetState {
 
     init(json: JSONValue) throws(CortexError) {
         self.init()
-        func count(_ key: String) throws(CortexError) -> Int64 {
-            guard let value = json[key]?.intValue else { throw .corrupt("snapshot budget has no '\(key)'") }
+        // Every number within the limits a record's would be in (docs/journal-format.md, "Limits").
+        func count(_ key: String, atMost limit: Int64 = Limits.maximumCount) throws(CortexError) -> Int64 {
+            guard let value = json[key].snapshotCount(atMost: limit) else {
+                throw .corrupt("snapshot budget has no '\(key)' in range")
+            }
             return value
         }
-        total = try count("total")
-        version = json["version"]?.intValue ?? 0
-        spent = try count("spent")
+        func tokens(_ value: JSONValue) throws(CortexError) -> Int64 {
+            guard let tokens = value.intValue, tokens >= 0, tokens <= Limits.maximumTokens else {
+                throw .corrupt("snapshot budget has tokens out of range")
+            }
+            return tokens
+        }
+        total = try count("total", atMost: Limits.maximumTokens)
+        version = try json["version"] == nil ? 0 : count("version")
+        spent = try count("spent", atMost: Limits.maximumTokens)
         period = try count("period")
         allocationsIssued = try count("allocations_issued")
-        periodStartedMilliseconds = json["period_started_ms"]?.intValue
-        for member in json["quotas"]?.objectMembers ?? [] { quotas[member.key] = member.value.intValue ?? 0 }
-        for member in json["tenant_spent"]?.objectMembers ?? [] { tenantSpent[member.key] = member.value.intValue ?? 0 }
+        guard let started = json["period_started_ms"].snapshotOptionalTime() else {
+            throw .corrupt("snapshot budget period start out of range")
+        }
+        periodStartedMilliseconds = started
+        for member in json["quotas"]?.objectMembers ?? [] { quotas[member.key] = try tokens(member.value) }
+        for member in json["tenant_spent"]?.objectMembers ?? [] { tenantSpent[member.key] = try tokens(member.value) }
         for item in json["allocations"]?.arrayValue ?? [] {
-            guard let id = item["id"]?.stringValue, let tokens = item["tokens"]?.intValue else {
-                throw .corrupt("snapshot allocation without id or tokens")
+            guard let id = item["id"]?.stringValue, let tokens = item["tokens"]?.intValue, tokens >= 0,
+                tokens <= Limits.maximumTokens
+            else {
+                throw .corrupt("snapshot allocation without id or tokens in range")
             }
             insert(
                 Allocation(
@@ -147,18 +167,21 @@ extension TaskState {
 
     /// Reads a snapshot's first-line task state over its sections.
     init(header json: JSONValue, sections: SnapshotTasks) throws(CortexError) {
-        guard let created = json["created"]?.intValue else { throw .corrupt("snapshot tasks have no 'created'") }
-        func counts(_ key: String) -> [TaskStatus: Int64] {
+        guard let created = json["created"].snapshotCount(), let version = json["version"].snapshotCount(default: 0) else {
+            throw .corrupt("snapshot tasks have no 'created' in range")
+        }
+        func counts(_ key: String) throws(CortexError) -> [TaskStatus: Int64] {
             var counts: [TaskStatus: Int64] = [:]
             for member in json[key]?.objectMembers ?? [] {
-                if let status = TaskStatus(rawValue: member.key) { counts[status] = member.value.intValue ?? 0 }
+                guard let count = Optional(member.value).snapshotCount() else { throw .corrupt("snapshot task count out of range") }
+                if let status = TaskStatus(rawValue: member.key) { counts[status] = count }
             }
             return counts
         }
         let running = try (json["running"]?.arrayValue ?? []).map { (item) throws(CortexError) in try TaskEntry(json: item) }
         self.init(
-            version: json["version"]?.intValue ?? 0, created: created, finishedCounts: counts("finished_counts"),
-            activeCounts: counts("active_counts"), running: running, snapshot: sections)
+            version: version, created: created, finishedCounts: try counts("finished_counts"),
+            activeCounts: try counts("active_counts"), running: running, snapshot: sections)
         finished = try (json["finished"]?.arrayValue ?? []).map { (item) throws(CortexError) in try TaskEntry(json: item) }
     }
 }
@@ -224,6 +247,16 @@ extension TaskEntry {
         guard let id, let number, let status, let created, let type else {
             throw .corrupt("task entry without id, number, status, created_ms or type")
         }
+        // The limits a record's numbers are held to (a few comparisons: this is on the claim path).
+        func within(_ value: Int64?, _ limit: Int64) -> Bool { value.map { $0 >= 0 && $0 <= limit } ?? true }
+        func time(_ value: Int64?) -> Bool { value.map(Limits.isRecordTime) ?? true }
+        guard within(number, Limits.maximumCount), within(entry.attempt, Limits.maximumCount), time(created),
+            time(entry.claimedMilliseconds), time(entry.finishedMilliseconds), within(entry.notBeforeMilliseconds, Int64.max / 2),
+            within(spec.tokens, Limits.maximumTokens), within(entry.tokensUsed, Limits.maximumTokens),
+            within(spec.timeoutMilliseconds, Limits.maximumDurationMilliseconds),
+            within(spec.backoffMilliseconds, Limits.maximumDurationMilliseconds), spec.maxAttempts >= 1,
+            spec.maxAttempts <= Limits.maximumAttempts
+        else { throw .corrupt("task entry \(id) with a number out of range") }
         spec.type = type
         entry.id = id
         entry.number = number
@@ -231,5 +264,29 @@ extension TaskEntry {
         entry.createdMilliseconds = created
         entry.spec = spec
         self = entry
+    }
+}
+
+extension Optional where Wrapped == JSONValue {
+    /// A snapshot's count: a whole number from 0 to `limit`; `default` when absent; nil when out
+    /// of range (the snapshot is then not used).
+    func snapshotCount(atMost limit: Int64 = Limits.maximumCount, default fallback: Int64? = nil) -> Int64? {
+        guard let value = self, value != .null else { return fallback }
+        guard let number = value.intValue, number >= 0, number <= limit else { return nil }
+        return number
+    }
+
+    /// A snapshot's record time; `default` when absent; nil when out of range.
+    func snapshotTime(default fallback: Int64? = nil) -> Int64? {
+        guard let value = self, value != .null else { return fallback }
+        guard let number = value.intValue, Limits.isRecordTime(number) else { return nil }
+        return number
+    }
+
+    /// An optional record time: `.some(nil)` when absent, nil when out of range.
+    func snapshotOptionalTime() -> Int64?? {
+        guard let value = self, value != .null else { return .some(nil) }
+        guard let number = value.intValue, Limits.isRecordTime(number) else { return nil }
+        return .some(number)
     }
 }
