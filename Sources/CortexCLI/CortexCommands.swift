@@ -164,9 +164,27 @@ public enum CortexTool {
                 "note     \(report.archived.count) archived segment(s) checked in journal/archive/, \(report.purged.count) past their retention (covered by the snapshot)"
             )
         }
+        // The snapshots carry a checksum (docs/decisions/018): one that fails it is reported and
+        // not used by any call.
+        var snapshotProblems: [String] = []
+        let layout = CoordinationLayout(root: invocation.root)
+        for path in [layout.snapshot, layout.checkpoint] {
+            guard let bytes = ImmutableBytes.map(path), bytes.buffer.count > 0 else { continue }
+            switch SnapshotCodec.integrity(bytes) {
+            case .verified:
+                if SnapshotCodec.decode(bytes) == nil { snapshotProblems.append("\(path): a number out of range, not used") }
+            case .unverified: lines.append("note     \(path) has no checksum (an earlier format); the next snapshot will")
+            case .mismatch:
+                snapshotProblems.append("\(path): checksum mismatch, changed after it was written; not used (calls fold the journal)")
+            case .unreadable: snapshotProblems.append("\(path): not a readable snapshot; not used")
+            }
+        }
+        lines += snapshotProblems.map { "problem  \($0)" }
+        let clean = report.isClean && snapshotProblems.isEmpty
         let summary =
             "\(report.isClean ? "journal ok" : "journal DAMAGED"): \(report.segments.count) segment\(report.segments.count == 1 ? "" : "s"), \(report.records) records, \(report.voidRecords) void (re-appended), \(report.damaged.count) damaged line\(report.damaged.count == 1 ? "" : "s")"
         lines.append(summary)
+        if !snapshotProblems.isEmpty { lines.append("snapshot DAMAGED: \(snapshotProblems.count) snapshot file(s) not used") }
         let json = JSONValue.object([
             "damaged": .array(
                 report.damaged.map {
@@ -175,15 +193,19 @@ public enum CortexTool {
                         "segment": .int($0.position.segment),
                     ])
                 }),
-            "archived": .int(report.archived.count), "ok": .bool(report.isClean), "partial_tail_bytes": .int(report.partialTailBytes),
+            "archived": .int(report.archived.count), "ok": .bool(clean), "partial_tail_bytes": .int(report.partialTailBytes),
             "purged": .int(report.purged.count),
             "problems": .array(report.problems.map { .string($0) }), "records": .int(report.records),
-            "segments": .int(report.segments.count), "unsealed": .array(report.unsealed.map { .int($0) }),
+            "segments": .int(report.segments.count), "snapshot_problems": .array(snapshotProblems.map { .string($0) }),
+            "unsealed": .array(report.unsealed.map { .int($0) }),
             "void_records": .int(report.voidRecords),
         ])
         return Report(
-            exitCode: report.isClean ? 0 : 1, text: lines.joined(separator: "\n"), json: json,
-            diagnostic: report.isClean ? nil : "the journal has damaged lines or a broken seal (listed above)")
+            exitCode: clean ? 0 : 1, text: lines.joined(separator: "\n"), json: json,
+            diagnostic: clean
+                ? nil
+                : report.isClean
+                    ? "a snapshot failed its check (listed above)" : "the journal has damaged lines or a broken seal (listed above)")
     }
 
 }

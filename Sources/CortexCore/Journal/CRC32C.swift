@@ -18,9 +18,10 @@ public enum CRC32C {
         return tables
     }()
 
-    /// The CRC-32C of `bytes`.
-    public static func checksum(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
-        var crc: UInt32 = 0xFFFF_FFFF
+    /// The CRC-32C of `bytes`; with `previous`, the CRC-32C of the bytes that gave `previous`
+    /// followed by `bytes` (a checksum over two separate buffers).
+    public static func checksum(_ bytes: UnsafeRawBufferPointer, continuing previous: UInt32 = 0) -> UInt32 {
+        var crc: UInt32 = previous ^ 0xFFFF_FFFF
         var index = 0
         let count = bytes.count
         tables.withUnsafeBufferPointer { tableArrays in

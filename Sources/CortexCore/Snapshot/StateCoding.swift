@@ -5,10 +5,30 @@
 /// The first line says how many bytes each section takes. Loading parses the first line only;
 /// the sections stay in the (mapped) file and are read where a call looks. Every line is JSON,
 /// so `jq -c . state/snapshot.json` reads it all.
+///
+/// Format 4 ends the first line with `,"crc":"xxxxxxxx"}`: the CRC-32C of every byte of the file
+/// except that field, checked on the raw bytes before anything is parsed (docs/decisions/018).
 public enum SnapshotCodec {
-    /// The format number this code writes and reads; other snapshots are ignored (the fold
-    /// starts from the journal's beginning instead: a snapshot is a cache).
-    public static let format: Int64 = 3
+    /// The format number this code writes; it also reads formats 2 and 3 (no checksum), other
+    /// snapshots are ignored (the fold starts from the journal's beginning instead: a snapshot
+    /// is a cache).
+    public static let format: Int64 = 4
+
+    /// What the checksum says about a snapshot's bytes.
+    public enum Integrity: Equatable, Sendable {
+        /// The checksum matches.
+        case verified
+        /// An earlier format, written without a checksum: accepted as it is.
+        case unverified
+        /// The checksum does not match: the bytes were changed after they were written.
+        case mismatch
+        /// Not a snapshot this version can read (empty, truncated, malformed, unknown format).
+        case unreadable
+    }
+
+    private static let checksumMarker: [UInt8] = Array(#","crc":""#.utf8)
+    /// `,"crc":"` + 8 hex digits + `"}`.
+    private static let checksumSuffixLength = 18
 
     /// The snapshot of `state` at `position`.
     public static func encode(_ state: CortexState, position: JournalPosition, writtenAtMilliseconds: Int64) -> [UInt8] {
@@ -39,17 +59,64 @@ public enum SnapshotCodec {
             "waiting_bytes": .int(Int64(waiting.count)),
             "written_at": .string(ISOTime.format(milliseconds: writtenAtMilliseconds)),
         ])
-        return header.serialized() + [0x0A] + waiting + keys + metrics
+        // The checksum covers the first line up to its crc field, then every section.
+        var first = header.serialized()
+        first.removeLast()  // the closing brace: the crc field goes last
+        var crc = first.withUnsafeBytes { CRC32C.checksum($0) }
+        for section in [waiting, keys, metrics] { crc = section.withUnsafeBytes { CRC32C.checksum($0, continuing: crc) } }
+        first += checksumMarker
+        first += Array(hex(crc).utf8)
+        first += [UInt8(ascii: "\""), UInt8(ascii: "}"), 0x0A]
+        return first + waiting + keys + metrics
+    }
+
+    private static func hex(_ value: UInt32) -> String {
+        let digits = String(value, radix: 16)
+        return String(repeating: "0", count: 8 - digits.count) + digits
+    }
+
+    /// Checks a snapshot's checksum (one pass over its bytes, no parsing but the format field).
+    public static func integrity(_ bytes: ImmutableBytes) -> Integrity {
+        let all = LazyLines(storage: bytes, start: 0, end: bytes.buffer.count)
+        guard !all.isEmpty else { return .unreadable }
+        let (header, sectionsStart) = all.line(at: 0)
+        let count = header.count
+        let markerStart = count - checksumSuffixLength
+        guard markerStart > 0, header[markerStart..<(markerStart + checksumMarker.count)].elementsEqual(checksumMarker),
+            header[count - 2] == UInt8(ascii: "\""), header[count - 1] == UInt8(ascii: "}")
+        else {
+            // No checksum: an earlier format is accepted as it is, anything else is not a snapshot.
+            guard let json = try? JSONValue.parse(header.assumingMemoryBound(to: UInt8.self)),
+                let version = json["format"]?.intValue, version == 2 || version == 3
+            else { return .unreadable }
+            return .unverified
+        }
+        var stored: UInt32 = 0
+        for byte in header[(markerStart + checksumMarker.count)..<(count - 2)] {
+            switch byte {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): stored = stored << 4 | UInt32(byte - UInt8(ascii: "0"))
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): stored = stored << 4 | UInt32(byte - UInt8(ascii: "a") + 10)
+            default: return .mismatch
+            }
+        }
+        var crc = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: header[..<markerStart]))
+        if sectionsStart < bytes.buffer.count {
+            crc = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: bytes.buffer[sectionsStart...]), continuing: crc)
+        }
+        return crc == stored ? .verified : .mismatch
     }
 
     /// The state and position in a snapshot's bytes, or nil when they are not a readable
     /// snapshot of this format.
+    /// A snapshot whose checksum does not match is not readable: the caller falls back.
     public static func decode(_ bytes: ImmutableBytes) -> (CortexState, JournalPosition)? {
+        let check = integrity(bytes)
+        guard check == .verified || check == .unverified else { return nil }
         let all = LazyLines(storage: bytes, start: 0, end: bytes.buffer.count)
         guard !all.isEmpty else { return nil }
         let (headerBytes, sectionsStart) = all.line(at: 0)
         guard let header = try? JSONValue.parse(headerBytes.assumingMemoryBound(to: UInt8.self)),
-            let version = header["format"]?.intValue, version == format || version == 2,
+            let version = header["format"]?.intValue, (2...format).contains(version),
             let position = header["position"].flatMap(JournalPosition.init(json:)),
             let waitingBytes = header["waiting_bytes"]?.intValue, let keyBytes = header["key_bytes"]?.intValue,
             let metricsBytes = version == 2 ? 0 : header["metrics_bytes"]?.intValue,
