@@ -157,6 +157,9 @@ public enum CortexTool {
         for line in report.damaged {
             lines.append("damaged  \(journal.directory)/\(line.position): \(line.reason) (\(line.length) bytes)")
         }
+        for record in report.invalid {
+            lines.append("invalid  \(journal.directory)/\(record.position): record \(record.id) refused by the fold: \(record.reason)")
+        }
         lines += report.problems.map { "problem  \($0)" }
         lines += report.unsealed.map { "note     segment \($0) has a successor but no seal yet; the next reader seals it" }
         if !report.archived.isEmpty || !report.purged.isEmpty {
@@ -193,7 +196,15 @@ public enum CortexTool {
                         "segment": .int($0.position.segment),
                     ])
                 }),
-            "archived": .int(report.archived.count), "ok": .bool(clean), "partial_tail_bytes": .int(report.partialTailBytes),
+            "archived": .int(report.archived.count),
+            "invalid": .array(
+                report.invalid.map {
+                    .object([
+                        "id": .string($0.id), "offset": .int($0.position.offset), "reason": .string($0.reason),
+                        "segment": .int($0.position.segment),
+                    ])
+                }),
+            "ok": .bool(clean), "partial_tail_bytes": .int(report.partialTailBytes),
             "purged": .int(report.purged.count),
             "problems": .array(report.problems.map { .string($0) }), "records": .int(report.records),
             "segments": .int(report.segments.count), "snapshot_problems": .array(snapshotProblems.map { .string($0) }),
@@ -205,7 +216,7 @@ public enum CortexTool {
             diagnostic: clean
                 ? nil
                 : report.isClean
-                    ? "a snapshot failed its check (listed above)" : "the journal has damaged lines or a broken seal (listed above)")
+                    ? "a snapshot failed its check (listed above)" : "the journal has damaged lines, invalid records or a broken seal (listed above)")
     }
 
 }

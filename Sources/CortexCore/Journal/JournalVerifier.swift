@@ -14,6 +14,9 @@ public enum JournalVerifier {
         public var voidRecords = 0
         /// Torn or corrupt lines.
         public var damaged: [DamagedLine] = []
+        /// Whole records (checksum intact) that the fold refuses whatever the state: a time or a
+        /// number outside the limits, a malformed payload. No tool writes them.
+        public var invalid: [InvalidRecord] = []
         /// Structural faults: a missing segment, a seal naming the wrong successor, a seal in the live segment.
         public var problems: [String] = []
         /// Sealed segments whose successor exists but whose seal is not there yet; the next
@@ -28,7 +31,17 @@ public enum JournalVerifier {
         public var purged: [Int] = []
 
         /// True when nothing is damaged and the structure is sound.
-        public var isClean: Bool { damaged.isEmpty && problems.isEmpty }
+        public var isClean: Bool { damaged.isEmpty && problems.isEmpty && invalid.isEmpty }
+    }
+
+    /// A well-formed record the fold refuses (see `Report.invalid`).
+    public struct InvalidRecord: Equatable, Sendable {
+        /// Where its line starts.
+        public var position: JournalPosition
+        /// The record's id.
+        public var id: String
+        /// Why the fold refuses it.
+        public var reason: String
     }
 
     /// Checks every segment in `journal`'s folder.
@@ -73,6 +86,7 @@ public enum JournalVerifier {
         defer { POSIX.close(fd) }
         var sealSeen = false
         var damaged: [DamagedLine] = []
+        var invalid: [InvalidRecord] = []
         var records = 0
         var void = 0
         var problems: [String] = []
@@ -98,6 +112,9 @@ public enum JournalVerifier {
                     if isLive { problems.append("\(here): the live segment is sealed but segment \(segment + 1) does not exist") }
                 } else {
                     records += 1
+                    if let reason = Reducer.invalidity(of: record) {
+                        invalid.append(InvalidRecord(position: here, id: record.id, reason: reason))
+                    }
                 }
             }
             return true
@@ -105,6 +122,7 @@ public enum JournalVerifier {
         report.records += records
         report.voidRecords += void
         report.damaged += damaged
+        report.invalid += invalid
         report.problems += problems
         if !sealSeen && !isLive { report.unsealed.append(segment) }
         let partial = end.sizeSeen - end.offset

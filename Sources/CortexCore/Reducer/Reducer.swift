@@ -45,6 +45,21 @@ public enum Reducer {
         return outcome
     }
 
+    /// Why the fold refuses `record` whatever the state (its time or a number out of the limits,
+    /// a malformed payload), or nil when it is valid or of a kind this version does not know.
+    /// No tool writes such a record: `cortex verify` reports them.
+    public static func invalidity(of record: Record) -> String? {
+        guard Limits.isRecordTime(record.timeMilliseconds) else {
+            return "at_ms \(record.timeMilliseconds) is outside 0...\(Limits.latestRecordMilliseconds)"
+        }
+        do {
+            _ = try Event.decode(kind: record.kind, data: record.data)
+            return nil
+        } catch {
+            return error.reason
+        }
+    }
+
     /// Applies a decoded event (the rules, without the metrics).
     private static func apply(_ event: Event, record: Record, to state: inout CortexState) -> Outcome {
         let time = record.timeMilliseconds
