@@ -67,9 +67,11 @@ import Testing
         var state = CortexState()
         for _ in 0..<300 { fuzzer.learn(from: Reducer.reduce(&state, fuzzer.record(previous: [], hostility: 0))) }
         let bytes = SnapshotCodec.encode(state, position: .start, writtenAtMilliseconds: 1_000)
+        var used = 0
         for _ in 0..<150 {
             let mutated = fuzzer.mutateSnapshot(bytes)
             guard var (decoded, _) = SnapshotCodec.decode(ImmutableBytes(mutated)) else { continue }
+            used += 1
             _ = decoded.tasks.waiting()
             _ = decoded.tasks.allKeys
             _ = decoded.metrics.totals
@@ -77,6 +79,8 @@ import Testing
             for _ in 0..<20 { fuzzer.learn(from: Reducer.reduce(&decoded, fuzzer.record(previous: []))) }
             _ = SnapshotCodec.encode(decoded, position: .start, writtenAtMilliseconds: 1_000)
         }
+        #expect(used > 0, "seed \(seed): every mutated snapshot was refused, so none was folded on")
+        print("FoldFuzzTests: snapshot seed \(seed): \(used) of 150 hostile snapshots loaded")
     }
 
     /// The issue's reproduction: a backoff of 104249991 days failed until its 12th attempt.
@@ -118,6 +122,7 @@ import Testing
             let outcome = Reducer.reduce(&state, Record(id: "r1", timeMilliseconds: 1_000, kind: kind, data: data))
             #expect(outcome.rejectionReason != nil, "\(kind) \(data.jsonText): \(outcome)")
         }
+        for time in Fuzzer.extremes { #expect(ISOTime.format(milliseconds: time).count == 20) }
         for time in [Int64.min, -1, Limits.latestRecordMilliseconds + 1, Int64.max] {
             var state = CortexState()
             let outcome = Reducer.reduce(&state, record(.budgetSet(total: 10), at: time))
@@ -347,22 +352,59 @@ struct Fuzzer {
         return bytes
     }
 
-    /// A snapshot whose bytes were changed: random flips, or one number swapped for an extreme.
+    /// A snapshot whose bytes were changed: random flips (which the checksum catches), or, as a
+    /// hostile writer would, one number in the first line or a section swapped for an extreme,
+    /// with the section lengths and the checksum made right again.
     mutating func mutateSnapshot(_ snapshot: [UInt8]) -> [UInt8] {
         var bytes = snapshot
-        if chance(30) {
+        if chance(20) {
             for _ in 0...next(3) where !bytes.isEmpty { bytes[next(bytes.count)] ^= UInt8(1 << next(8)) }
             return bytes
         }
-        // Replace the digits of one number, keeping the JSON well formed.
-        let digits = bytes.indices.filter { (0x30...0x39).contains(bytes[$0]) && $0 > 0 && !(0x30...0x39).contains(bytes[$0 - 1]) }
-        guard !digits.isEmpty else { return bytes }
-        let start = pick(digits)
+        guard let newline = bytes.firstIndex(of: 0x0A), let header = try? JSONValue.parse(Array(bytes[..<newline])),
+            let waiting = header["waiting_bytes"]?.intValue, let keys = header["key_bytes"]?.intValue,
+            let metrics = header["metrics_bytes"]?.intValue
+        else { return bytes }
+        var members = (header.objectMembers ?? []).filter { $0.key != "crc" }
+        var start = newline + 1
+        var sections: [[UInt8]] = []
+        for length in [waiting, keys, metrics] {
+            sections.append(Array(bytes[start..<(start + Int(length))]))
+            start += Int(length)
+        }
+        let part = next(4)
+        if part == 0 {
+            guard let mutated = try? JSONValue.parse(replaceNumber(in: JSONValue.object(members).serialized())),
+                let mutatedMembers = mutated.objectMembers
+            else { return bytes }
+            members = mutatedMembers
+        } else {
+            sections[part - 1] = replaceNumber(in: sections[part - 1])
+        }
+        // Lengths and checksum as the writer computes them.
+        for (key, section) in zip(["waiting_bytes", "key_bytes", "metrics_bytes"], sections) {
+            if let index = members.firstIndex(where: { $0.key == key }) { members[index].value = .int(Int64(section.count)) }
+        }
+        var first = JSONValue.object(members).serialized()
+        first.removeLast()
+        var crc = first.withUnsafeBytes { CRC32C.checksum($0) }
+        for section in sections { crc = section.withUnsafeBytes { CRC32C.checksum($0, continuing: crc) } }
+        let hex = String(crc, radix: 16)
+        first += Array(",\"crc\":\"\(String(repeating: "0", count: 8 - hex.count) + hex)\"}\n".utf8)
+        return first + sections.joined()
+    }
+
+    /// `bytes` with the digits of one number replaced by an extreme value.
+    mutating func replaceNumber(in bytes: [UInt8]) -> [UInt8] {
+        func isDigit(_ index: Int) -> Bool { (0x30...0x39).contains(bytes[index]) }
+        let starts = bytes.indices.filter { isDigit($0) && $0 > 0 && !isDigit($0 - 1) && bytes[$0 - 1] != UInt8(ascii: "-") }
+        guard !starts.isEmpty else { return bytes }
+        let start = pick(starts)
         var end = start
-        while end < bytes.count, (0x30...0x39).contains(bytes[end]) { end += 1 }
-        let replacement = Array(String(pick(Self.extremes)).utf8)
-        bytes.replaceSubrange(start..<end, with: replacement)
-        return bytes
+        while end < bytes.count, isDigit(end) { end += 1 }
+        var mutated = bytes
+        mutated.replaceSubrange(start..<end, with: Array(String(pick(Self.extremes)).utf8))
+        return mutated
     }
 }
 

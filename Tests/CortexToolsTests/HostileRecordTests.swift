@@ -32,6 +32,8 @@ struct HostileRecordTests {
             (["cortex-reap", "--dir", dir], [0]),
             (["cortex-budget", "allocate", "--dir", dir, "--tokens", "1"], [0]),
             (["cortex-budget", "status", "--dir", dir], [0]),
+            (["cortex", "tail", "--dir", dir, "--lines", "100"], [0]),
+            (["cortex", "metrics", "--dir", dir], [0]),
         ]
         for (command, codes) in commands {
             let result = try runTool(command, in: directory)
