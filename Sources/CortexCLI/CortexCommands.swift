@@ -211,12 +211,9 @@ public enum CortexTool {
             "unsealed": .array(report.unsealed.map { .int($0) }),
             "void_records": .int(report.voidRecords),
         ])
-        return Report(
-            exitCode: clean ? 0 : 1, text: lines.joined(separator: "\n"), json: json,
-            diagnostic: clean
-                ? nil
-                : report.isClean
-                    ? "a snapshot failed its check (listed above)" : "the journal has damaged lines, invalid records or a broken seal (listed above)")
+        let journalProblem = "the journal has damaged lines, invalid records or a broken seal (listed above)"
+        let diagnostic = clean ? nil : report.isClean ? "a snapshot failed its check (listed above)" : journalProblem
+        return Report(exitCode: clean ? 0 : 1, text: lines.joined(separator: "\n"), json: json, diagnostic: diagnostic)
     }
 
 }
