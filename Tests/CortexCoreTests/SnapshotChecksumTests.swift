@@ -18,6 +18,22 @@ import Testing
         return edited
     }
 
+    /// The CPU's crc32 instruction and the tables give the same CRC-32C, in one piece or two.
+    @Test func theHardwareAndTableChecksumsAgree() {
+        #expect(CRC32C.checksum(Array("123456789".utf8)) == 0xE306_9283)
+        var generator = SplitMix64(seed: 7)
+        for length in [0, 1, 7, 8, 9, 63, 64, 65, 1_000, 4_099] {
+            let bytes = (0..<length).map { _ in UInt8(truncatingIfNeeded: generator.next()) }
+            bytes.withUnsafeBytes { buffer in
+                let table = CRC32C.tableChecksum(buffer)
+                #expect(CRC32C.checksum(buffer) == table, "length \(length)")
+                let split = length / 3
+                let first = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: buffer[..<split]))
+                #expect(CRC32C.checksum(UnsafeRawBufferPointer(rebasing: buffer[split...]), continuing: first) == table)
+            }
+        }
+    }
+
     @Test func aSameLengthEditIsCaught() throws {
         var state = CortexState()
         _ = Reducer.reduce(&state, record(.budgetSet(total: 1_000), at: 1))

@@ -53,4 +53,9 @@ int cortex_signalfd_record_size(void);
 /// other child ever inherits it). Returns the descriptor or -1 with errno set.
 int cortex_memfd(const char *name);
 
+/// CRC-32C of `count` bytes with the SSE4.2 `crc32` instruction, continuing from the raw
+/// (inverted) state in *state. Returns 1, or 0 without touching *state when the CPU has no
+/// SSE4.2 (the caller then uses its tables; both give the same checksum).
+int cortex_crc32c_hardware(uint32_t *state, const void *bytes, size_t count);
+
 #endif
