@@ -126,20 +126,37 @@ struct HostileRecordTests {
     @Test(.timeLimit(.minutes(2))) func hugeTokenCountsBrickNothing() throws {
         let directory = try TemporaryDirectory()
         try initialise(directory, totalTokens: 1000)
+        let dir = directory.coordination
         let now = Int64(Date().timeIntervalSince1970 * 1000)
+        /// Releases (with the tool) the allocation a hostile record made for `holder`, if the fold granted one.
+        func releaseAllocation(of holder: String) throws {
+            let status = try runTool(["cortex-budget", "status", "--dir", dir, "--json"], in: directory)
+            #expect(status.exitCode == 0, "\(status)")
+            let allocations = status.json?["allocations"]?.arrayValue ?? []
+            guard let id = allocations.first(where: { $0["holder"]?.stringValue == holder })?["id"]?.stringValue else { return }
+            let release = try runTool(["cortex-budget", "release", id, "--dir", dir], in: directory)
+            #expect(release.signal == nil, "\(release)")
+        }
+        // Twice the whole of Int64 spent: the tokens-spent total would overflow.
         try Self.appendRecords(
             [
                 ("budget.set", now, .object(["total": .int(Int64.max)])),
                 ("budget.quota", now, .object(["tenant": "a", "tokens": .int(Int64.max)])),
-                ("budget.allocate", now, .object(["tenant": "a", "tokens": .int(Int64.max - 10)])),
+                ("budget.allocate", now, .object(["holder": "h1", "tokens": .int(Int64.max)])),
             ], in: directory)
-        let allocate = try runTool(
-            ["cortex-budget", "allocate", "--dir", directory.coordination, "--tenant", "a", "--tokens", "20"], in: directory)
+        try releaseAllocation(of: "h1")
+        try Self.appendRecords(
+            [
+                ("budget.reset", now + 1, .object([:])),
+                ("budget.allocate", now + 1, .object(["holder": "h2", "tokens": .int(Int64.max)])),
+            ], in: directory)
+        try releaseAllocation(of: "h2")
+        let allocate = try runTool(["cortex-budget", "allocate", "--dir", dir, "--tenant", "a", "--tokens", "20"], in: directory)
         #expect(allocate.exitCode == 0, "\(allocate)")
         try Self.expectEveryToolStillWorks(directory)
-        let budget = try runTool(["cortex-budget", "status", "--dir", directory.coordination, "--json"], in: directory)
+        let budget = try runTool(["cortex-budget", "status", "--dir", dir, "--json"], in: directory)
         #expect(budget.json?["total_budget"]?.intValue == 1000, "\(budget)")
-        try Self.expectVerifyReportsInvalidRecords(directory, count: 3)
+        try Self.expectVerifyReportsInvalidRecords(directory, count: 4)
     }
 
     @Test(.timeLimit(.minutes(2))) func anEditedSnapshotIsNotBelieved() throws {
