@@ -70,13 +70,13 @@ public enum BudgetTool {
     }
 
     static func set(_ invocation: Invocation) throws(CortexError) -> Report {
-        let total = try invocation.arguments.count("total")!
+        let total = try invocation.arguments.tokens("total")!
         return try change(invocation, .budgetSet(total: total))
     }
 
     static func quota(_ invocation: Invocation) throws(CortexError) -> Report {
         let tenant = try invocation.arguments.identifier("tenant")!
-        let tokens = try invocation.arguments.count("tokens")!
+        let tokens = try invocation.arguments.tokens("tokens")!
         return try change(invocation, .budgetQuota(tenant: tenant, tokens: tokens))
     }
 
@@ -97,7 +97,7 @@ public enum BudgetTool {
 
     static func allocate(_ invocation: Invocation) throws(CortexError) -> Report {
         let arguments = invocation.arguments
-        let tokens = try arguments.count("tokens")!
+        let tokens = try arguments.tokens("tokens")!
         guard tokens > 0 else { throw .badInput("invalid --tokens '0': an allocation needs at least 1 token") }
         let request = BudgetRequest(
             tokens: tokens, holder: try arguments.identifier("holder"), task: try arguments.identifier("task"),
@@ -118,7 +118,7 @@ public enum BudgetTool {
 
     static func release(_ invocation: Invocation) throws(CortexError) -> Report {
         let allocation = try Values.validateIdentifier(invocation.arguments.positionals[0], what: "allocation id")
-        let used = try invocation.arguments.count("used")
+        let used = try invocation.arguments.tokens("used")
         let store = try invocation.openStore()
         // Checks against the folded state. Allocations never come back once released, and an id
         // from before the end of the fold was issued there or never, so what these checks find

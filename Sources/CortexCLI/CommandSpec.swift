@@ -206,11 +206,14 @@ public struct ParsedArguments: Sendable {
     /// True when the flag `--name` was given.
     public func has(_ name: String) -> Bool { flags.contains(name) }
 
-    /// `--name`'s value as a count (65 when malformed).
-    public func count(_ name: String) throws(CortexError) -> Int64? {
+    /// `--name`'s value as a count up to `limit` (65 when malformed or larger).
+    public func count(_ name: String, atMost limit: Int64 = Limits.maximumCount) throws(CortexError) -> Int64? {
         guard let text = value(name) else { return nil }
-        return try Values.parseCount(text, what: "--\(name)")
+        return try Values.parseCount(text, what: "--\(name)", atMost: limit)
     }
+
+    /// `--name`'s value as a number of tokens, at most `Limits.maximumTokens` (65 otherwise).
+    public func tokens(_ name: String) throws(CortexError) -> Int64? { try count(name, atMost: Limits.maximumTokens) }
 
     /// `--name`'s value as an id (65 when malformed).
     public func identifier(_ name: String) throws(CortexError) -> String? {

@@ -117,7 +117,7 @@ public enum CortexTool {
         if InitPrompt.shouldAsk(arguments) { arguments = InitPrompt.ask(arguments, root: invocation.root) }
         let maxWorkers = try arguments.count("max-workers")
         if let maxWorkers, maxWorkers < 1 { throw .badInput("invalid --max-workers '0': at least 1") }
-        let totalTokens = try arguments.count("total-tokens")
+        let totalTokens = try arguments.tokens("total-tokens")
         let layout = CoordinationLayout(root: invocation.root)
         var defaults = CortexConfig()
         if let maxWorkers { defaults.maxWorkers = Int(maxWorkers) }
@@ -183,6 +183,9 @@ public enum CortexTool {
         for line in report.damaged {
             lines.append("damaged  \(journal.directory)/\(line.position): \(line.reason) (\(line.length) bytes)")
         }
+        for record in report.invalid {
+            lines.append("invalid  \(journal.directory)/\(record.position): record \(record.id) refused by the fold: \(record.reason)")
+        }
         lines += report.problems.map { "problem  \($0)" }
         lines += report.unsealed.map { "note     segment \($0) has a successor but no seal yet; the next reader seals it" }
         if !report.archived.isEmpty || !report.purged.isEmpty {
@@ -193,6 +196,23 @@ public enum CortexTool {
         for line in report.acknowledged {
             lines.append("known    \(journal.directory)/\(line.position): \(line.reason) (\(line.length) bytes), acknowledged")
         }
+        // The snapshots carry a checksum (docs/decisions/018): one that fails it is reported and
+        // not used by any call.
+        var snapshotProblems: [String] = []
+        let layout = CoordinationLayout(root: invocation.root)
+        for path in [layout.snapshot, layout.checkpoint] {
+            guard let bytes = ImmutableBytes.map(path), bytes.buffer.count > 0 else { continue }
+            switch SnapshotCodec.integrity(bytes) {
+            case .verified:
+                if SnapshotCodec.decode(bytes) == nil { snapshotProblems.append("\(path): a number out of range, not used") }
+            case .unverified: lines.append("note     \(path) has no checksum (an earlier format); the next snapshot will")
+            case .mismatch:
+                snapshotProblems.append("\(path): checksum mismatch, changed after it was written; not used (calls fold the journal)")
+            case .unreadable: snapshotProblems.append("\(path): not a readable snapshot; not used")
+            }
+        }
+        lines += snapshotProblems.map { "problem  \($0)" }
+        let clean = report.isClean && snapshotProblems.isEmpty
         var summary =
             "\(report.isClean ? "journal ok" : "journal DAMAGED"): \(report.segments.count) segment\(report.segments.count == 1 ? "" : "s"), \(report.records) records, \(report.voidRecords) void (re-appended), \(report.damaged.count) damaged line\(report.damaged.count == 1 ? "" : "s")"
         if !report.acknowledged.isEmpty { summary += ", \(report.acknowledged.count) acknowledged" }
@@ -200,6 +220,7 @@ public enum CortexTool {
             summary += " ('cortex verify --acknowledge' records the torn fragments as known)"
         }
         lines.append(summary)
+        if !snapshotProblems.isEmpty { lines.append("snapshot DAMAGED: \(snapshotProblems.count) snapshot file(s) not used") }
         let json = JSONValue.object([
             "damaged": .array(
                 report.damaged.map {
@@ -209,15 +230,24 @@ public enum CortexTool {
                     ])
                 }),
             "acknowledged": .int(report.acknowledged.count), "acknowledgement_record": .optional(acknowledgement),
-            "archived": .int(report.archived.count), "ok": .bool(report.isClean), "partial_tail_bytes": .int(report.partialTailBytes),
+            "archived": .int(report.archived.count),
+            "invalid": .array(
+                report.invalid.map {
+                    .object([
+                        "id": .string($0.id), "offset": .int($0.position.offset), "reason": .string($0.reason),
+                        "segment": .int($0.position.segment),
+                    ])
+                }),
+            "ok": .bool(clean), "partial_tail_bytes": .int(report.partialTailBytes),
             "purged": .int(report.purged.count),
             "problems": .array(report.problems.map { .string($0) }), "records": .int(report.records),
-            "segments": .int(report.segments.count), "unsealed": .array(report.unsealed.map { .int($0) }),
+            "segments": .int(report.segments.count), "snapshot_problems": .array(snapshotProblems.map { .string($0) }),
+            "unsealed": .array(report.unsealed.map { .int($0) }),
             "void_records": .int(report.voidRecords),
         ])
-        return Report(
-            exitCode: report.isClean ? 0 : 1, text: lines.joined(separator: "\n"), json: json,
-            diagnostic: report.isClean ? nil : "the journal has damaged lines or a broken seal (listed above)")
+        let journalProblem = "the journal has damaged lines, invalid records or a broken seal (listed above)"
+        let diagnostic = clean ? nil : report.isClean ? "a snapshot failed its check (listed above)" : journalProblem
+        return Report(exitCode: clean ? 0 : 1, text: lines.joined(separator: "\n"), json: json, diagnostic: diagnostic)
     }
 
 }

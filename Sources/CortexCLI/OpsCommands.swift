@@ -84,6 +84,9 @@ enum OpsCommands {
         for allocation in budget.allocations.values { if let tenant = allocation.tenant { tenants.insert(tenant) } }
 
         // Journal health.
+        for rejected in store.rejectedSnapshots {
+            attention.append("snapshot not used (\(rejected)): run 'cortex verify'")
+        }
         let damaged = store.damagedLines.count
         if damaged > 0 {
             attention.append("\(damaged) damaged journal line\(damaged == 1 ? "" : "s") since the snapshot: run 'cortex verify'")

@@ -280,7 +280,7 @@ public enum ReapTool {
     /// The last run recorded, or nil when the reaper never ran (or the file is unreadable).
     static func lastRun(_ layout: CoordinationLayout) -> LastRun? {
         guard let bytes = try? POSIX.readFile(lastRunPath(layout)), let json = try? JSONValue.parse(bytes),
-            let at = json["at_ms"]?.intValue
+            let at = json["at_ms"]?.intValue, Limits.isRecordTime(at)
         else { return nil }
         return LastRun(
             milliseconds: at, lost: json["lost"]?.intValue ?? 0, bootEpochMilliseconds: json["boot_epoch_ms"]?.intValue,

@@ -137,7 +137,7 @@ public enum SpawnTool {
         if pool != nil && arguments.has("foreground") { throw .usage("--foreground runs one worker; it cannot start a --pool") }
         var spec = WorkerSpec(type: try arguments.identifier("type") ?? "default", command: command)
         spec.task = try arguments.identifier("task")
-        spec.tokens = try arguments.count("tokens")
+        spec.tokens = try arguments.tokens("tokens")
         if spec.tokens == 0 { throw .badInput("--tokens must be at least 1") }
         spec.tenant = try arguments.identifier("tenant")
         if let cpu = arguments.value("cpu") {

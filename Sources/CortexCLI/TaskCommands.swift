@@ -122,7 +122,7 @@ public enum TaskTool {
     static func create(_ invocation: Invocation) throws(CortexError) -> Report {
         let arguments = invocation.arguments
         let type = try arguments.identifier("type")!
-        let maxAttempts = try arguments.count("max-attempts") ?? 3
+        let maxAttempts = try arguments.count("max-attempts", atMost: Limits.maximumAttempts) ?? 3
         guard maxAttempts >= 1 else { throw .badInput("invalid --max-attempts '0': at least 1") }
         var requires: [String] = []
         for list in arguments.allValues("requires") {
@@ -133,7 +133,7 @@ public enum TaskTool {
         var spec = TaskSpec(
             type: type, description: arguments.value("description"),
             priority: try arguments.value("priority").map { (text) throws(CortexError) in try Priority.parse(text) } ?? .medium,
-            tokens: try arguments.count("tokens"),
+            tokens: try arguments.tokens("tokens"),
             timeoutMilliseconds: try arguments.value("timeout").map { (text) throws(CortexError) in
                 try Values.parseDurationMilliseconds(text)
             },
@@ -229,7 +229,7 @@ public enum TaskTool {
         if let bytes = resultBytes {
             do { _ = try JSONValue.parse(bytes) } catch { throw .badInput("the result is not valid JSON: \(error)") }
         }
-        let tokensUsed = try arguments.count("tokens-used")
+        let tokensUsed = try arguments.tokens("tokens-used")
         let (store, task, claim) = try leasedTask(invocation)
         var resultPath: String?
         if let bytes = resultBytes {

@@ -24,6 +24,9 @@ public final class CoordinationStore {
     public private(set) var damagedLines: [DamagedLine] = []
     /// Appends that came out short and were written again whole.
     public private(set) var tornAppends = 0
+    /// Snapshots this store did not trust when it loaded (checksum mismatch, unreadable), with
+    /// why; it folded from the checkpoint or the journal's beginning instead.
+    public private(set) var rejectedSnapshots: [String] = []
     private var liveSizeSeen: Int64 = 0
     private var snapshotPosition: JournalPosition?
     /// Which `state/snapshot.json` this store loaded or wrote (inode and change time), to see
@@ -138,9 +141,19 @@ public final class CoordinationStore {
     /// not an error: the snapshot is a cache, and the fold starts from the beginning instead.
     private func loadSnapshot() {
         // The checkpoint is an older snapshot kept under a second name by the reaper (compactJournal).
+        // A snapshot failing its checksum (or its limits) is not used: the checkpoint, then the
+        // journal from its beginning, give the same state (docs/decisions/018).
+        func load(_ path: String, mapped: ImmutableBytes?) -> (CortexState, JournalPosition)? {
+            guard let mapped, mapped.buffer.count > 0 else { return nil }
+            if let decoded = SnapshotCodec.decode(mapped) { return decoded }
+            let why = SnapshotCodec.integrity(mapped) == .mismatch ? "checksum mismatch" : "unreadable"
+            rejectedSnapshots.append("\(path): \(why)")
+            return nil
+        }
         let mapped = ImmutableBytes.map(layout.snapshot)
         snapshotFileIdentity = mapped?.fileIdentity
-        let decoded = mapped.flatMap(SnapshotCodec.decode) ?? ImmutableBytes.map(layout.checkpoint).flatMap(SnapshotCodec.decode)
+        let decoded =
+            load(layout.snapshot, mapped: mapped) ?? load(layout.checkpoint, mapped: ImmutableBytes.map(layout.checkpoint))
         guard let (snapshotState, snapshotPosition) = decoded else { return }
         state = snapshotState
         position = snapshotPosition

@@ -90,7 +90,7 @@ import Testing
         let good = try CortexConfig(json: try JSONValue.parse(#"{"segment_max_bytes":"64K","max_workers":3,"extra":1}"#), path: "c")
         #expect(good.segmentMaxBytes == 65_536)
         #expect(good.maxWorkers == 3)
-        #expect(throws: CortexError.configuration("c: 'max_workers' must be a whole number ≥ 1")) {
+        #expect(throws: CortexError.configuration("c: 'max_workers' must be a whole number from 1 to 9007199254740991")) {
             try CortexConfig(json: try JSONValue.parse(#"{"max_workers":0}"#), path: "c")
         }
         #expect(throws: CortexError.configuration("c: 'sync_appends' must be true or false")) {
@@ -99,7 +99,7 @@ import Testing
         let compaction = try CortexConfig(json: try JSONValue.parse(#"{"rotate_bytes":"2M","archive_retention":"12h"}"#), path: "c")
         #expect(compaction.reaperRotateBytes == 2 << 20)
         #expect(compaction.archiveRetentionMilliseconds == 12 * 3_600_000)
-        #expect(throws: CortexError.configuration("c: 'rotate_bytes' must be a whole number ≥ 1024")) {
+        #expect(throws: CortexError.configuration("c: 'rotate_bytes' must be a whole number from 1024 to 9007199254740991")) {
             try CortexConfig(json: try JSONValue.parse(#"{"rotate_bytes":10}"#), path: "c")
         }
         #expect(throws: CortexError.configuration("c: 'archive_retention' must be a duration such as 3600, 12h or 7d")) {

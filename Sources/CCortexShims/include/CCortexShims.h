@@ -73,4 +73,9 @@ int cortex_spawn_as(pid_t *pid, const char *path, char *const argv[], char *cons
                     int fd1, int fd2, int new_session, const int *reset_signals, size_t reset_count, uid_t uid, gid_t gid,
                     const gid_t *groups, size_t group_count);
 
+/// CRC-32C of `count` bytes with the SSE4.2 `crc32` instruction, continuing from the raw
+/// (inverted) state in *state. Returns 1, or 0 without touching *state when the CPU has no
+/// SSE4.2 (the caller then uses its tables; both give the same checksum).
+int cortex_crc32c_hardware(uint32_t *state, const void *bytes, size_t count);
+
 #endif

@@ -49,9 +49,9 @@ public struct CortexConfig: Equatable, Sendable {
         guard case .object = json else { throw .configuration("\(path): expected a JSON object") }
         func positive(_ key: String, minimum: Int64) throws(CortexError) -> Int64? {
             guard let raw = json[key] else { return nil }
-            if let number = raw.intValue, number >= minimum { return number }
+            if let number = raw.intValue, number >= minimum, number <= Limits.maximumCount { return number }
             if let text = raw.stringValue, let bytes = try? Values.parseSizeBytes(text), bytes >= minimum { return bytes }
-            throw .configuration("\(path): '\(key)' must be a whole number ≥ \(minimum)")
+            throw .configuration("\(path): '\(key)' must be a whole number from \(minimum) to \(Limits.maximumCount)")
         }
         if let value = try positive("segment_max_bytes", minimum: 1024) { segmentMaxBytes = value }
         if let value = try positive("snapshot_every_records", minimum: 1) { snapshotEveryRecords = Int(value) }
@@ -71,8 +71,8 @@ public struct CortexConfig: Equatable, Sendable {
             heartbeatTimeoutMilliseconds = milliseconds
         }
         for member in json["type_limits"]?.objectMembers ?? [] {
-            guard let limit = member.value.intValue, limit >= 0 else {
-                throw .configuration("\(path): 'type_limits.\(member.key)' must be a whole number ≥ 0")
+            guard let limit = member.value.intValue, limit >= 0, limit <= Limits.maximumCount else {
+                throw .configuration("\(path): 'type_limits.\(member.key)' must be a whole number from 0 to \(Limits.maximumCount)")
             }
             typeLimits[member.key] = limit
         }

@@ -2,7 +2,9 @@
 public enum ISOTime {
     /// `2026-11-23T05:00:00Z` for a time in milliseconds since the Unix epoch. Pure arithmetic
     /// (days to civil date), no `gmtime_r`: that one reads `/etc/localtime` on first use.
-    public static func format(milliseconds: Int64) -> String {
+    public static func format(milliseconds unclamped: Int64) -> String {
+        // Held to years 0000-9999, so any Int64 (a hostile record's time) formats without overflow.
+        let milliseconds = min(max(unclamped, -62_167_219_200_000), Limits.latestRecordMilliseconds)
         let seconds = milliseconds >= 0 ? milliseconds / 1000 : (milliseconds - 999) / 1000
         var days = seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400
         let secondOfDay = seconds - days * 86_400

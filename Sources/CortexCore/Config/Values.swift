@@ -15,10 +15,14 @@ public enum Values {
         return text
     }
 
-    /// Parses a duration: `90`, `90s`, `5m`, `2h`, `1d` (a bare number is seconds).
+    /// Parses a duration: `90`, `90s`, `5m`, `2h`, `1d` (a bare number is seconds), at most
+    /// `Limits.maximumDurationMilliseconds` (3650d).
     /// - Returns: the duration in milliseconds.
     public static func parseDurationMilliseconds(_ text: String) throws(CortexError) -> Int64 {
-        try parseScaled(text, what: "duration", example: "90, 90s, 5m, 2h or 1d") { unit in
+        try parseScaled(
+            text, what: "duration", example: "90, 90s, 5m, 2h or 1d", limit: Limits.maximumDurationMilliseconds,
+            limitText: "3650d"
+        ) { unit in
             switch unit {
             case "s": 1000
             case "m": 60_000
@@ -29,9 +33,13 @@ public enum Values {
         }
     }
 
-    /// Parses a size: `512`, `512K`, `64M`, `2G` (powers of 1024; a bare number is bytes).
+    /// Parses a size: `512`, `512K`, `64M`, `2G` (powers of 1024; a bare number is bytes), at
+    /// most `Limits.maximumSizeBytes` (1024T).
     public static func parseSizeBytes(_ text: String) throws(CortexError) -> Int64 {
-        try parseScaled(text.uppercased(), what: "size", example: "4096, 512K, 64M or 2G") { unit in
+        try parseScaled(
+            text.uppercased(), what: "size", example: "4096, 512K, 64M or 2G", limit: Limits.maximumSizeBytes,
+            limitText: "1024T"
+        ) { unit in
             switch unit {
             case "K": 1 << 10
             case "M": 1 << 20
@@ -42,19 +50,22 @@ public enum Values {
         }
     }
 
-    /// Parses a whole, non-negative count that jq can hold exactly (below 2^53).
-    public static func parseCount(_ text: String, what: String) throws(CortexError) -> Int64 {
-        guard let value = Int64(text), value >= 0, value < (1 << 53) else {
-            throw .badInput("invalid \(what) '\(printable(text))': expected a whole number from 0 to 9007199254740991")
+    /// Parses a whole, non-negative count up to `limit` (by default the largest jq holds
+    /// exactly, 2^53 - 1; `Limits` has the tighter ones for tokens and attempts).
+    public static func parseCount(_ text: String, what: String, atMost limit: Int64 = Limits.maximumCount) throws(CortexError)
+        -> Int64
+    {
+        guard let value = Int64(text), value >= 0, value <= limit else {
+            throw .badInput("invalid \(what) '\(printable(text))': expected a whole number from 0 to \(limit)")
         }
         return value
     }
 
     /// (Units by `switch`, not a dictionary literal: a new dictionary type costs a fresh process
     /// a metadata instantiation and a conformance lookup, more than the parse.)
-    private static func parseScaled(_ text: String, what: String, example: String, scaleOf: (Character) -> Int64?)
-        throws(CortexError) -> Int64
-    {
+    private static func parseScaled(
+        _ text: String, what: String, example: String, limit: Int64, limitText: String, scaleOf: (Character) -> Int64?
+    ) throws(CortexError) -> Int64 {
         var digits = Substring(text)
         var scale: Int64 = what == "duration" ? 1000 : 1
         if let last = digits.last, let unit = scaleOf(last) {
@@ -66,6 +77,8 @@ public enum Values {
         else {
             throw .badInput("invalid \(what) '\(printable(text))': expected \(example)")
         }
+        // Past the limit a duration would overflow the nanoseconds a wait computes from it.
+        guard number <= limit / scale else { throw .badInput("invalid \(what) '\(printable(text))': at most \(limitText)") }
         return number * scale
     }
 

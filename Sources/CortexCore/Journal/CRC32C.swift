@@ -1,3 +1,5 @@
+import CCortexShims
+
 /// CRC-32C (Castagnoli), the checksum on every journal line. Table-driven, slicing by 8,
 /// so a 200-byte record costs a fraction of a microsecond.
 public enum CRC32C {
@@ -18,9 +20,20 @@ public enum CRC32C {
         return tables
     }()
 
-    /// The CRC-32C of `bytes`.
-    public static func checksum(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
-        var crc: UInt32 = 0xFFFF_FFFF
+    /// The CRC-32C of `bytes`; with `previous`, the CRC-32C of the bytes that gave `previous`
+    /// followed by `bytes` (a checksum over two separate buffers). Uses the CPU's `crc32`
+    /// instruction where there is one (a 1.6 MB snapshot in a fraction of a millisecond).
+    public static func checksum(_ bytes: UnsafeRawBufferPointer, continuing previous: UInt32 = 0) -> UInt32 {
+        var state = previous ^ 0xFFFF_FFFF
+        if let base = bytes.baseAddress, cortex_crc32c_hardware(&state, base, bytes.count) != 0 {
+            return state ^ 0xFFFF_FFFF
+        }
+        return tableChecksum(bytes, continuing: previous)
+    }
+
+    /// The same checksum from the tables (CPUs without SSE4.2; tests compare the two).
+    static func tableChecksum(_ bytes: UnsafeRawBufferPointer, continuing previous: UInt32 = 0) -> UInt32 {
+        var crc: UInt32 = previous ^ 0xFFFF_FFFF
         var index = 0
         let count = bytes.count
         tables.withUnsafeBufferPointer { tableArrays in

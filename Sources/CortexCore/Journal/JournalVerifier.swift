@@ -17,6 +17,9 @@ public enum JournalVerifier {
         /// Damaged lines an acknowledgement record (`cortex verify --acknowledge`) names: known
         /// and harmless, no longer a fault.
         public var acknowledged: [DamagedLine] = []
+        /// Whole records (checksum intact) that the fold refuses whatever the state: a time or a
+        /// number outside the limits, a malformed payload. No tool writes them.
+        public var invalid: [InvalidRecord] = []
         /// Structural faults: a missing segment, a seal naming the wrong successor, a seal in the live segment.
         public var problems: [String] = []
         /// Sealed segments whose successor exists but whose seal is not there yet; the next
@@ -34,7 +37,17 @@ public enum JournalVerifier {
         public var purged: [Int] = []
 
         /// True when nothing is damaged and the structure is sound.
-        public var isClean: Bool { damaged.isEmpty && problems.isEmpty }
+        public var isClean: Bool { damaged.isEmpty && problems.isEmpty && invalid.isEmpty }
+    }
+
+    /// A well-formed record the fold refuses (see `Report.invalid`).
+    public struct InvalidRecord: Equatable, Sendable {
+        /// Where its line starts.
+        public var position: JournalPosition
+        /// The record's id.
+        public var id: String
+        /// Why the fold refuses it.
+        public var reason: String
     }
 
     /// The kind of an acknowledgement record: `data.damaged` lists the positions
@@ -132,6 +145,7 @@ public enum JournalVerifier {
         defer { POSIX.close(fd) }
         var sealSeen = false
         var damaged: [DamagedLine] = []
+        var invalid: [InvalidRecord] = []
         var records = 0
         var void = 0
         var problems: [String] = []
@@ -158,6 +172,9 @@ public enum JournalVerifier {
                 } else {
                     records += 1
                     for position in acknowledgedPositions(record) { acknowledged.insert(position) }
+                    if let reason = Reducer.invalidity(of: record) {
+                        invalid.append(InvalidRecord(position: here, id: record.id, reason: reason))
+                    }
                 }
             }
             return true
@@ -165,6 +182,7 @@ public enum JournalVerifier {
         report.records += records
         report.voidRecords += void
         report.damaged += damaged
+        report.invalid += invalid
         report.problems += problems
         if !sealSeen && !isLive { report.unsealed.append(segment) }
         let partial = end.sizeSeen - end.offset

@@ -12,6 +12,9 @@ public struct JournalPosition: Comparable, Hashable, Sendable, CustomStringConve
         self.offset = offset
     }
 
+    /// The highest segment number a position may name (12 digits, the file name's width).
+    public static let maximumSegment: Int64 = 999_999_999_999
+
     /// The start of the journal.
     public static let start = JournalPosition(segment: 1, offset: 0)
 
@@ -27,7 +30,7 @@ public struct JournalPosition: Comparable, Hashable, Sendable, CustomStringConve
     /// Reads `{"segment": N, "offset": M}`.
     public init?(json: JSONValue) {
         guard let segment = json["segment"]?.intValue, let offset = json["offset"]?.intValue,
-            segment >= 1, offset >= 0
+            segment >= 1, segment <= JournalPosition.maximumSegment, offset >= 0, offset <= Limits.maximumCount
         else { return nil }
         self.init(segment: Int(segment), offset: offset)
     }

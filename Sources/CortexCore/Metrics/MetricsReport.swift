@@ -112,7 +112,7 @@ public struct MetricsReport: Sendable {
                 Sample(labels: [("priority", priority.rawValue)], value: Double(queue.waitingByPriority[priority, default: 0])))
         }
         families.append(waiting)
-        let oldestAge = queue.oldest.map { max(0, now - $0.createdMilliseconds) } ?? 0
+        let oldestAge = queue.oldest.map { max(0, now.saturatingSubtract($0.createdMilliseconds)) } ?? 0
         families.append(
             Family.single(
                 "cortex_oldest_waiting_task_age_seconds", "Age of the oldest waiting task (0 when none waits).", type: "gauge",
@@ -121,11 +121,12 @@ public struct MetricsReport: Sendable {
         let running = counts[.running, default: 0]
         let window = metrics.window(totals, endingAt: now, windowMilliseconds: Self.windowMilliseconds, running: running)
         let slots = max(1, capacity)
-        let utilisation = window.spanMilliseconds > 0 ? Double(window.busyMilliseconds) / Double(Int64(slots) * window.spanMilliseconds) : 0
+        let utilisation =
+            window.spanMilliseconds > 0 ? Double(window.busyMilliseconds) / (Double(slots) * Double(window.spanMilliseconds)) : 0
         let burnRate = window.spanMilliseconds > 0 ? Double(window.tokensSpent) * 1000 / Double(window.spanMilliseconds) : 0
-        let busyTotal =
-            totals.busyMilliseconds
-            + (now > metrics.clockMilliseconds && metrics.clockMilliseconds > 0 ? running * (now - metrics.clockMilliseconds) : 0)
+        let busyTotal = totals.busyMilliseconds.saturatingAdd(
+            now > metrics.clockMilliseconds && metrics.clockMilliseconds > 0
+                ? running.saturatingMultiply(now - metrics.clockMilliseconds) : 0)
         families.append(
             Family.single(
                 "cortex_worker_busy_seconds_total", "Task-seconds spent running (the integral of running tasks).", type: "counter",
@@ -223,13 +224,13 @@ public struct MetricsReport: Sendable {
 
 extension TypeMetrics {
     /// Done over done plus dead-lettered (nil before either).
-    public var successRatio: Double? { done + dead == 0 ? nil : Double(done) / Double(done + dead) }
+    public var successRatio: Double? { done == 0 && dead == 0 ? nil : Double(done) / (Double(done) + Double(dead)) }
     /// Dead-lettered over done plus dead-lettered (nil before either).
-    public var deadLetterRatio: Double? { done + dead == 0 ? nil : Double(dead) / Double(done + dead) }
+    public var deadLetterRatio: Double? { done == 0 && dead == 0 ? nil : Double(dead) / (Double(done) + Double(dead)) }
     /// Retried attempts over attempts that ended: done, retried or dead (nil before any).
     public var retryRatio: Double? {
-        let ended = done + retries + dead
-        return ended == 0 ? nil : Double(retries) / Double(ended)
+        let ended = Double(done) + Double(retries) + Double(dead)
+        return ended == 0 ? nil : Double(retries) / ended
     }
 
     /// The type's numbers for `cortex metrics --json` and `cortex-task estimate --json`.

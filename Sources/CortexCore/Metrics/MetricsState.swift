@@ -28,13 +28,14 @@ public struct TypeMetrics: Equatable, Sendable {
 
     /// Adds `other`'s counts and samples.
     public mutating func merge(_ other: TypeMetrics) {
-        created += other.created
-        attempts += other.attempts
-        done += other.done
-        dead += other.dead
-        cancelled += other.cancelled
-        retries += other.retries
-        lostAttempts += other.lostAttempts
+        // Saturating: the totals may come from a snapshot another process wrote.
+        created = created.saturatingAdd(other.created)
+        attempts = attempts.saturatingAdd(other.attempts)
+        done = done.saturatingAdd(other.done)
+        dead = dead.saturatingAdd(other.dead)
+        cancelled = cancelled.saturatingAdd(other.cancelled)
+        retries = retries.saturatingAdd(other.retries)
+        lostAttempts = lostAttempts.saturatingAdd(other.lostAttempts)
         queueWait.merge(other.queueWait)
         runTime.merge(other.runTime)
         tokensUsed.merge(other.tokensUsed)
@@ -72,13 +73,15 @@ public struct MetricsTotals: Equatable, Sendable {
     /// Adds `other` in.
     public mutating func merge(_ other: MetricsTotals) {
         for (type, metrics) in other.types { types[type, default: TypeMetrics()].merge(metrics) }
-        busyMilliseconds += other.busyMilliseconds
-        tokensSpent += other.tokensSpent
-        for (tenant, spent) in other.tenantTokensSpent { tenantTokensSpent[tenant, default: 0] += spent }
+        busyMilliseconds = busyMilliseconds.saturatingAdd(other.busyMilliseconds)
+        tokensSpent = tokensSpent.saturatingAdd(other.tokensSpent)
+        for (tenant, spent) in other.tenantTokensSpent {
+            tenantTokensSpent[tenant] = tenantTokensSpent[tenant, default: 0].saturatingAdd(spent)
+        }
         for totals in other.minutes {
             addToMinute(totals.minute) {
-                $0.busyMilliseconds += totals.busyMilliseconds
-                $0.tokensSpent += totals.tokensSpent
+                $0.busyMilliseconds = $0.busyMilliseconds.saturatingAdd(totals.busyMilliseconds)
+                $0.tokensSpent = $0.tokensSpent.saturatingAdd(totals.tokensSpent)
             }
         }
         limitTypes()
@@ -216,13 +219,15 @@ public struct MetricsState: Equatable, Sendable {
         }
         guard time > clockMilliseconds else { return }
         if running > 0 {
-            delta.busyMilliseconds += running * (time - clockMilliseconds)
+            delta.busyMilliseconds = delta.busyMilliseconds.saturatingAdd(running.saturatingMultiply(time - clockMilliseconds))
             // Only the minutes still kept need the split.
             var from = max(clockMilliseconds, time - Int64(Self.minuteLimit) * 60_000)
             while from < time {
                 let minute = from / 60_000
                 let until = min(time, (minute + 1) * 60_000)
-                delta.addToMinute(minute) { $0.busyMilliseconds += running * (until - from) }
+                delta.addToMinute(minute) {
+                    $0.busyMilliseconds = $0.busyMilliseconds.saturatingAdd(running.saturatingMultiply(until - from))
+                }
                 from = until
             }
         }
@@ -231,9 +236,9 @@ public struct MetricsState: Equatable, Sendable {
 
     /// Counts `tokens` spent at `time`, against `tenant` if any.
     mutating func spend(_ tokens: Int64, tenant: String?, at time: Int64) {
-        delta.tokensSpent += tokens
-        if let tenant { delta.tenantTokensSpent[tenant, default: 0] += tokens }
-        delta.addToMinute(max(time, clockMilliseconds) / 60_000) { $0.tokensSpent += tokens }
+        delta.tokensSpent = delta.tokensSpent.saturatingAdd(tokens)
+        if let tenant { delta.tenantTokensSpent[tenant] = delta.tenantTokensSpent[tenant, default: 0].saturatingAdd(tokens) }
+        delta.addToMinute(max(time, clockMilliseconds) / 60_000) { $0.tokensSpent = $0.tokensSpent.saturatingAdd(tokens) }
     }
 
     /// Busy task-milliseconds and tokens spent in the window of `windowMilliseconds` ending at
@@ -241,21 +246,24 @@ public struct MetricsState: Equatable, Sendable {
     public func window(_ totals: MetricsTotals, endingAt now: Int64, windowMilliseconds: Int64, running: Int64) -> (
         busyMilliseconds: Int64, tokensSpent: Int64, spanMilliseconds: Int64
     ) {
-        let start = max(now - windowMilliseconds, firstMilliseconds)
+        let start = max(now.saturatingSubtract(windowMilliseconds), firstMilliseconds)
         var busy: Int64 = 0
         var tokens: Int64 = 0
         for minute in totals.minutes {
             // A minute holds what happened from its start up to the clock (inclusive); one only
             // partly inside the window (start, now] counts pro rata.
-            let minuteStart = minute.minute * 60_000
-            let minuteEnd = min(minuteStart + 60_000, clockMilliseconds + 1)
-            let overlap = min(minuteEnd, now + 1) - max(minuteStart, start)
+            let minuteStart = minute.minute.saturatingMultiply(60_000)
+            let minuteEnd = min(minuteStart.saturatingAdd(60_000), clockMilliseconds.saturatingAdd(1))
+            let overlap = min(minuteEnd, now.saturatingAdd(1)).saturatingSubtract(max(minuteStart, start))
             guard overlap > 0, minuteEnd > minuteStart else { continue }
-            busy += minute.busyMilliseconds * overlap / (minuteEnd - minuteStart)
-            tokens += minute.tokensSpent * overlap / (minuteEnd - minuteStart)
+            let length = minuteEnd.saturatingSubtract(minuteStart)
+            busy = busy.saturatingAdd(minute.busyMilliseconds.saturatingMultiply(overlap) / length)
+            tokens = tokens.saturatingAdd(minute.tokensSpent.saturatingMultiply(overlap) / length)
         }
-        if now > clockMilliseconds { busy += running * (now - max(clockMilliseconds, start)) }
-        return (busy, tokens, max(0, now - start))
+        if now > clockMilliseconds {
+            busy = busy.saturatingAdd(running.saturatingMultiply(now.saturatingSubtract(max(clockMilliseconds, start))))
+        }
+        return (busy, tokens, max(0, now.saturatingSubtract(start)))
     }
 
     /// The totals as a snapshot's last line: the loaded line's bytes again when nothing was

@@ -45,9 +45,9 @@ public struct QuantileSketch: Equatable, Sendable {
         let value = max(0, value)
         minimum = count == 0 ? value : min(minimum, value)
         maximum = count == 0 ? value : max(maximum, value)
-        count += 1
+        count = count.saturatingAdd(1)
         sum &+= value
-        buckets[Self.bucket(of: value), default: 0] += 1
+        buckets[Self.bucket(of: value)] = buckets[Self.bucket(of: value), default: 0].saturatingAdd(1)
     }
 
     /// Adds every sample of `other`.
@@ -55,9 +55,9 @@ public struct QuantileSketch: Equatable, Sendable {
         guard other.count > 0 else { return }
         minimum = count == 0 ? other.minimum : min(minimum, other.minimum)
         maximum = count == 0 ? other.maximum : max(maximum, other.maximum)
-        count += other.count
+        count = count.saturatingAdd(other.count)
         sum &+= other.sum
-        for (index, samples) in other.buckets { buckets[index, default: 0] += samples }
+        for (index, samples) in other.buckets { buckets[index] = buckets[index, default: 0].saturatingAdd(samples) }
     }
 
     /// The `q`-quantile by nearest rank: the smallest sample with at least `ceil(q × count)`
@@ -65,10 +65,12 @@ public struct QuantileSketch: Equatable, Sendable {
     /// the minimum and maximum are exact). Nil when empty.
     public func quantile(_ q: Double) -> Int64? {
         guard count > 0 else { return nil }
-        let wanted = max(1, min(count, Int64((q * Double(count)).rounded(.up))))
+        // In Double until clamped: q × count may not fit an Int64 when count is near its limit.
+        let rank = (q * Double(count)).rounded(.up)
+        let wanted = rank >= Double(count) ? count : max(1, Int64(max(0, rank)))
         var seen: Int64 = 0
         for index in buckets.keys.sorted() {
-            seen += buckets[index, default: 0]
+            seen = seen.saturatingAdd(buckets[index, default: 0])
             if seen >= wanted {
                 let (lower, upper) = Self.range(ofBucket: index)
                 return min(maximum, max(minimum, lower + (upper - lower) / 2))
@@ -101,14 +103,17 @@ public struct QuantileSketch: Equatable, Sendable {
         var total: Int64 = 0
         var index = 0
         while index < flat.count {
-            guard let bucket = flat[index].intValue, let samples = flat[index + 1].intValue, bucket >= 0, samples > 0 else {
+            guard let bucket = flat[index].intValue, let samples = flat[index + 1].intValue, bucket >= 0,
+                bucket <= Int64(Self.bucket(of: .max)), samples > 0, samples <= Limits.maximumCount
+            else {
                 return nil
             }
             buckets[Int(bucket), default: 0] += samples
             total += samples
+            guard total <= Limits.maximumCount else { return nil }
             index += 2
         }
-        guard total == count else { return nil }
+        guard total == count, minimum <= maximum, minimum >= 0 else { return nil }
         self.count = count
         self.sum = sum
         self.minimum = minimum

@@ -41,13 +41,13 @@ public enum WaitEstimator {
             var free: [Int64] = []
             for task in running {
                 guard let duration = runTime(task.spec.type) else { return nil }
-                free.append(max(now, (task.claimedMilliseconds ?? now) + duration))
+                free.append(max(now, (task.claimedMilliseconds ?? now).saturatingAdd(duration)))
             }
             free += Array(repeating: now, count: slots - free.count)
             for task in ahead {
                 guard let duration = runTime(task.spec.type) else { return nil }
                 let index = free.indices.min { free[$0] < free[$1] }!
-                free[index] = max(free[index], task.notBeforeMilliseconds ?? now) + duration
+                free[index] = max(free[index], task.notBeforeMilliseconds ?? now).saturatingAdd(duration)
             }
             return max(free.min() ?? now, target.notBeforeMilliseconds ?? now)
         }

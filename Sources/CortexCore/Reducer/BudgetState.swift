@@ -29,22 +29,22 @@ public struct BudgetState: Equatable, Sendable {
     public init() {}
 
     /// Tokens that may still be granted: `total - spent - reserved`, never negative.
-    public var available: Int64 { max(0, total - spent - reserved) }
+    public var available: Int64 { max(0, total.saturatingSubtract(spent).saturatingSubtract(reserved)) }
 
     /// What tenant `tenant` holds now (reserved + spent this period).
-    public func held(byTenant tenant: String) -> Int64 { tenantReserved[tenant, default: 0] + tenantSpent[tenant, default: 0] }
+    public func held(byTenant tenant: String) -> Int64 { tenantReserved[tenant, default: 0].saturatingAdd(tenantSpent[tenant, default: 0]) }
 
     mutating func insert(_ allocation: Allocation) {
         allocations[allocation.id] = allocation
-        reserved += allocation.tokens
-        if let tenant = allocation.tenant { tenantReserved[tenant, default: 0] += allocation.tokens }
+        reserved = reserved.saturatingAdd(allocation.tokens)
+        if let tenant = allocation.tenant { tenantReserved[tenant] = tenantReserved[tenant, default: 0].saturatingAdd(allocation.tokens) }
     }
 
     mutating func remove(_ id: String) -> Allocation? {
         guard let allocation = allocations.removeValue(forKey: id) else { return nil }
-        reserved -= allocation.tokens
+        reserved = reserved.saturatingSubtract(allocation.tokens)
         if let tenant = allocation.tenant {
-            tenantReserved[tenant, default: 0] -= allocation.tokens
+            tenantReserved[tenant] = tenantReserved[tenant, default: 0].saturatingSubtract(allocation.tokens)
             if tenantReserved[tenant] == 0 { tenantReserved[tenant] = nil }
         }
         return allocation

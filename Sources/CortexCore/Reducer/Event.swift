@@ -88,17 +88,19 @@ public enum Event: Equatable, Sendable {
     /// - Returns: nil for a kind this version does not know.
     /// - Throws: a reason when the kind is known but the payload is malformed.
     public static func decode(kind: String, data: JSONValue) throws(EventDecodingError) -> Event? {
-        func count(_ key: String) throws(EventDecodingError) -> Int64 {
-            guard let value = data[key]?.intValue, value >= 0 else {
-                throw EventDecodingError("\(kind): '\(key)' must be a whole number ≥ 0")
+        // Every number is checked against its limit here, so the rules' arithmetic cannot overflow.
+        func count(_ key: String, atMost limit: Int64 = Limits.maximumCount) throws(EventDecodingError) -> Int64 {
+            guard let value = data[key]?.intValue, value >= 0, value <= limit else {
+                throw EventDecodingError("\(kind): '\(key)' must be a whole number from 0 to \(limit)")
             }
             return value
         }
-        func optionalCount(_ key: String) throws(EventDecodingError) -> Int64? {
+        func optionalCount(_ key: String, atMost limit: Int64 = Limits.maximumCount) throws(EventDecodingError) -> Int64? {
             guard let raw = data[key], raw != .null else { return nil }
-            guard let value = raw.intValue, value >= 0 else { throw EventDecodingError("\(kind): '\(key)' must be a whole number ≥ 0") }
-            return value
+            return try count(key, atMost: limit)
         }
+        let tokens = Limits.maximumTokens
+        let duration = Limits.maximumDurationMilliseconds
         func text(_ key: String) throws(EventDecodingError) -> String {
             guard let value = data[key]?.stringValue else { throw EventDecodingError("\(kind): '\(key)' must be a string") }
             return value
@@ -113,14 +115,14 @@ public enum Event: Equatable, Sendable {
         }
 
         switch kind {
-        case "budget.set": return .budgetSet(total: try count("total"))
+        case "budget.set": return .budgetSet(total: try count("total", atMost: tokens))
         case "budget.allocate":
             return .budgetAllocate(
                 BudgetRequest(
-                    tokens: try count("tokens"), holder: optionalText("holder"), task: optionalText("task"),
+                    tokens: try count("tokens", atMost: tokens), holder: optionalText("holder"), task: optionalText("task"),
                     tenant: optionalText("tenant")))
-        case "budget.release": return .budgetRelease(allocation: try text("allocation"), used: try optionalCount("used"))
-        case "budget.quota": return .budgetQuota(tenant: try text("tenant"), tokens: try count("tokens"))
+        case "budget.release": return .budgetRelease(allocation: try text("allocation"), used: try optionalCount("used", atMost: tokens))
+        case "budget.quota": return .budgetQuota(tenant: try text("tenant"), tokens: try count("tokens", atMost: tokens))
         case "budget.reset": return .budgetReset
         case "task.create":
             guard let priority = Priority(rawValue: optionalText("priority") ?? "medium") else {
@@ -129,17 +131,18 @@ public enum Event: Equatable, Sendable {
             return .taskCreate(
                 TaskSpec(
                     type: try text("type"), description: optionalText("description"), priority: priority,
-                    tokens: try optionalCount("tokens"), timeoutMilliseconds: try optionalCount("timeout_ms"),
-                    maxAttempts: try optionalCount("max_attempts") ?? 3, requires: try texts("requires"),
+                    tokens: try optionalCount("tokens", atMost: tokens),
+                    timeoutMilliseconds: try optionalCount("timeout_ms", atMost: duration),
+                    maxAttempts: try optionalCount("max_attempts", atMost: Limits.maximumAttempts) ?? 3, requires: try texts("requires"),
                     tenant: optionalText("tenant"), key: optionalText("key"), context: optionalText("context"),
-                    backoffMilliseconds: try optionalCount("backoff_ms") ?? 1000))
+                    backoffMilliseconds: try optionalCount("backoff_ms", atMost: duration) ?? 1000))
         case "task.claim":
             return .taskClaim(
                 TaskClaim(worker: try text("worker"), types: try texts("types"), capabilities: try texts("capabilities")))
         case "task.complete":
             return .taskComplete(
                 task: try text("task"), claim: try count("claim"), result: optionalText("result"),
-                tokensUsed: try optionalCount("tokens_used"))
+                tokensUsed: try optionalCount("tokens_used", atMost: tokens))
         case "task.fail":
             return .taskFail(
                 task: try text("task"), claim: try count("claim"), error: optionalText("error"),

@@ -26,6 +26,10 @@ public enum Reducer {
     /// returns the outcome for it.
     public static func reduce(_ state: inout CortexState, _ record: Record, at position: JournalPosition) -> Outcome {
         state.recordsFolded += 1
+        // A time outside the limits would reach every duration the fold computes: refused first.
+        guard Limits.isRecordTime(record.timeMilliseconds) else {
+            return .rejected("at_ms \(record.timeMilliseconds) is outside 0...\(Limits.latestRecordMilliseconds)")
+        }
         state.lastRecordMilliseconds = max(state.lastRecordMilliseconds, record.timeMilliseconds)
         state.metrics.advance(to: record.timeMilliseconds, running: state.tasks.activeCounts[.running, default: 0])
         let event: Event
@@ -38,9 +42,24 @@ public enum Reducer {
         let before = MetricsRules.before(event, in: state)
         let spentBefore = state.budget.spent
         let outcome = apply(event, record: record, at: position, to: &state)
-        let spent = state.budget.spent - spentBefore
+        let spent = state.budget.spent.saturatingSubtract(spentBefore)
         MetricsRules.record(event, outcome: outcome, before: before, spent: spent, at: record.timeMilliseconds, in: &state)
         return outcome
+    }
+
+    /// Why the fold refuses `record` whatever the state (its time or a number out of the limits,
+    /// a malformed payload), or nil when it is valid or of a kind this version does not know.
+    /// No tool writes such a record: `cortex verify` reports them.
+    public static func invalidity(of record: Record) -> String? {
+        guard Limits.isRecordTime(record.timeMilliseconds) else {
+            return "at_ms \(record.timeMilliseconds) is outside 0...\(Limits.latestRecordMilliseconds)"
+        }
+        do {
+            _ = try Event.decode(kind: record.kind, data: record.data)
+            return nil
+        } catch {
+            return error.reason
+        }
     }
 
     /// Applies a decoded event (the rules, without the metrics).
@@ -139,7 +158,7 @@ enum BudgetRules {
         }
         if let tenant = request.tenant, let quota = budget.quotas[tenant] {
             let held = budget.held(byTenant: tenant)
-            if held + request.tokens > quota {
+            if held.saturatingAdd(request.tokens) > quota {
                 return .refused(
                     "tenant \(tenant) quota would be exceeded: \(request.tokens) tokens requested, holds \(held) of \(quota)")
             }
@@ -164,12 +183,14 @@ enum BudgetRules {
             return .rejected("no allocation \(id)")
         }
         let spent = used ?? allocation.tokens
-        guard spent <= allocation.tokens else {
+        guard spent >= 0, spent <= allocation.tokens else {
             return .rejected("allocation \(id) reserved \(allocation.tokens) tokens; --used \(spent) is more")
         }
         _ = budget.remove(id)
-        budget.spent += spent
-        if let tenant = allocation.tenant, spent > 0 { budget.tenantSpent[tenant, default: 0] += spent }
-        return .released(allocation: id, spent: spent, returned: allocation.tokens - spent)
+        budget.spent = budget.spent.saturatingAdd(spent)
+        if let tenant = allocation.tenant, spent > 0 {
+            budget.tenantSpent[tenant] = budget.tenantSpent[tenant, default: 0].saturatingAdd(spent)
+        }
+        return .released(allocation: id, spent: spent, returned: allocation.tokens.saturatingSubtract(spent))
     }
 }

@@ -34,7 +34,7 @@ enum TaskRules {
             id: position.id(.task), number: tasks.created, spec: spec, status: .pending, createdMilliseconds: time)
         tasks.store(entry, replacing: nil)
         if let key = spec.key { tasks.setKey(key, TaskState.KeyEntry(task: entry.id)) }
-        if tasks.created % 1024 == 0 { tasks.pruneKeys(before: time - keyRetentionMilliseconds) }
+        if tasks.created % 1024 == 0 { tasks.pruneKeys(before: time.saturatingSubtract(keyRetentionMilliseconds)) }
         return .created(task: entry.id, existing: false)
     }
 
@@ -114,11 +114,13 @@ enum TaskRules {
         failed.worker = nil
         if retry && entry.attempt < entry.spec.maxAttempts {
             let exponent = min(entry.attempt - 1, 20)
-            let backoff = min(entry.spec.backoffMilliseconds * (Int64(1) << exponent), maximumBackoffMilliseconds)
+            // Capped before it can overflow: a backoff of years doubled 20 times exceeds Int64.
+            let doubled = entry.spec.backoffMilliseconds.saturatingMultiply(Int64(1) << max(0, exponent))
+            let backoff = min(max(0, doubled), maximumBackoffMilliseconds)
             failed.status = .failed
-            failed.notBeforeMilliseconds = time + backoff
+            failed.notBeforeMilliseconds = time.saturatingAdd(backoff)
             tasks.store(failed, replacing: entry)
-            return .retrying(task: entry.id, attempt: entry.attempt, retryAtMilliseconds: time + backoff)
+            return .retrying(task: entry.id, attempt: entry.attempt, retryAtMilliseconds: time.saturatingAdd(backoff))
         }
         failed.status = .dead
         finish(failed, replacing: entry, at: time, in: &tasks)

@@ -68,6 +68,13 @@ public enum WorkerEvent: Equatable, Sendable {
             }
             return evidence
         }
+        func tokensUsed() throws(EventDecodingError) -> Int64? {
+            guard let raw = data["tokens_used"], raw != .null else { return nil }
+            guard let value = raw.intValue, value >= 0, value <= Limits.maximumTokens else {
+                throw EventDecodingError("\(kind): 'tokens_used' must be a whole number from 0 to \(Limits.maximumTokens)")
+            }
+            return value
+        }
         switch kind {
         case "worker.spawn":
             guard let json = data["spec"], let spec = WorkerSpec(json: json) else {
@@ -83,7 +90,7 @@ public enum WorkerEvent: Equatable, Sendable {
             }
             return .exited(
                 worker: try worker(), supervisor: try identity("supervisor"), exit: exit,
-                timedOut: data["timed_out"]?.boolValue ?? false, tokensUsed: data["tokens_used"]?.intValue,
+                timedOut: data["timed_out"]?.boolValue ?? false, tokensUsed: try tokensUsed(),
                 evidence: try evidence())
         case "worker.stop": return .stop(worker: try worker())
         case "worker.promote": return .promote(evidence: try evidence())
@@ -113,14 +120,28 @@ extension WorkerSpec {
         guard command.count == items.count, !command.isEmpty,
             let restart = RestartPolicy(rawValue: json["restart"]?.stringValue ?? "never")
         else { return nil }
-        func count(_ key: String) -> Int64? { json[key]?.intValue.flatMap { $0 >= 0 ? $0 : nil } }
+        // A number out of its range makes the spec malformed (docs/journal-format.md, "Limits").
+        var malformed = false
+        func count(_ key: String, atMost limit: Int64) -> Int64? {
+            guard let raw = json[key], raw != .null else { return nil }
+            guard let value = raw.intValue, value >= 0, value <= limit else {
+                malformed = true
+                return nil
+            }
+            return value
+        }
+        let duration = Limits.maximumDurationMilliseconds
+        let size = Limits.maximumSizeBytes
         self.init(
-            type: type, command: command, task: json["task"]?.stringValue, tokens: count("tokens"),
-            tenant: json["tenant"]?.stringValue, cpuMillicores: count("cpu_millicores"), memoryBytes: count("memory_bytes"),
-            timeoutMilliseconds: count("timeout_ms"), graceMilliseconds: count("grace_ms") ?? 10_000, restart: restart,
-            logHeadBytes: count("log_head_bytes") ?? 10 * 1024, logTailBytes: count("log_tail_bytes") ?? 30 * 1024,
+            type: type, command: command, task: json["task"]?.stringValue, tokens: count("tokens", atMost: Limits.maximumTokens),
+            tenant: json["tenant"]?.stringValue, cpuMillicores: count("cpu_millicores", atMost: Limits.maximumCPUMillicores),
+            memoryBytes: count("memory_bytes", atMost: size), timeoutMilliseconds: count("timeout_ms", atMost: duration),
+            graceMilliseconds: count("grace_ms", atMost: duration) ?? 10_000, restart: restart,
+            logHeadBytes: count("log_head_bytes", atMost: size) ?? 10 * 1024,
+            logTailBytes: count("log_tail_bytes", atMost: size) ?? 30 * 1024,
             workingDirectory: json["workdir"]?.stringValue, path: json["path"]?.stringValue,
             request: json["request"]?.stringValue)
+        if malformed { return nil }
     }
 }
 
@@ -136,15 +157,23 @@ extension MachineEvidence {
 
     /// Reads evidence written by `json`; nil when malformed.
     public init?(json: JSONValue) {
-        guard let cores = json["cores"]?.intValue, let load = json["load_millis"]?.intValue,
-            let memory = json["memory_available"]?.intValue, let maxWorkers = json["max_workers"]?.intValue
+        func count(_ value: JSONValue?) -> Int64? {
+            guard let number = value?.intValue, number >= 0, number <= Limits.maximumCount else { return nil }
+            return number
+        }
+        guard let cores = count(json["cores"]), cores <= Limits.maximumCores, let load = count(json["load_millis"]),
+            let memory = count(json["memory_available"]), let maxWorkers = count(json["max_workers"])
         else { return nil }
+        var typeLimits: [String: Int64] = [:]
+        for member in json["type_limits"]?.objectMembers ?? [] {
+            guard let limit = count(member.value) else { return nil }
+            if typeLimits[member.key] == nil { typeLimits[member.key] = limit }
+        }
+        let loadPerCore = json["max_load_per_core_millis"].map(count) ?? 4_000
+        guard let loadPerCore else { return nil }
         self.init(
-            cores: cores, loadMillis: load, memoryAvailableBytes: memory, maxWorkers: maxWorkers,
-            typeLimits: Dictionary(
-                (json["type_limits"]?.objectMembers ?? []).compactMap { member in member.value.intValue.map { (member.key, $0) } },
-                uniquingKeysWith: { first, _ in first }),
-            maxLoadPerCoreMillis: json["max_load_per_core_millis"]?.intValue ?? 4_000)
+            cores: cores, loadMillis: load, memoryAvailableBytes: memory, maxWorkers: maxWorkers, typeLimits: typeLimits,
+            maxLoadPerCoreMillis: loadPerCore)
     }
 }
 

@@ -143,24 +143,28 @@ enum WorkerRules {
                 return .failure(Infeasible(reason: "type \(spec.type) full: \(ofType) of \(limit) workers running"))
             }
         }
-        let coresMillis = evidence.cores * 1000
+        let coresMillis = evidence.cores.saturatingMultiply(1000)
         if let cpu = spec.cpuMillicores {
-            let reserved = active.reduce(Int64(0)) { $0 + ($1.spec.cpuMillicores ?? 0) }
-            if reserved + cpu > coresMillis {
+            let reserved = active.reduce(Int64(0)) { $0.saturatingAdd($1.spec.cpuMillicores ?? 0) }
+            if reserved.saturatingAdd(cpu) > coresMillis {
                 return .failure(
                     Infeasible(
-                        reason: "CPU: \(millis(cpu)) cores requested, \(millis(max(0, coresMillis - reserved))) of \(evidence.cores) free"))
+                        reason:
+                            "CPU: \(millis(cpu)) cores requested, \(millis(max(0, coresMillis.saturatingSubtract(reserved)))) of \(evidence.cores) free"
+                    ))
             }
         }
-        let loadLimit = evidence.cores * evidence.maxLoadPerCoreMillis
+        let loadLimit = evidence.cores.saturatingMultiply(evidence.maxLoadPerCoreMillis)
         if evidence.loadMillis > loadLimit {
             return .failure(
                 Infeasible(reason: "CPU: load \(millis(evidence.loadMillis)) over \(millis(loadLimit)) (\(evidence.cores) cores)"))
         }
         if let memory = spec.memoryBytes {
             // Workers granted but not yet running have not taken their memory yet: count it as taken.
-            let pending = active.filter { $0.status == .starting }.reduce(Int64(0)) { $0 + ($1.spec.memoryBytes ?? 0) }
-            let free = evidence.memoryAvailableBytes - pending
+            let pending = active.filter { $0.status == .starting }.reduce(Int64(0)) {
+                $0.saturatingAdd($1.spec.memoryBytes ?? 0)
+            }
+            let free = evidence.memoryAvailableBytes.saturatingSubtract(pending)
             if memory > free {
                 return .failure(Infeasible(reason: "memory: \(memory) bytes requested, \(max(0, free)) available"))
             }
@@ -203,7 +207,7 @@ enum WorkerRules {
     ) {
         if let allocation = worker.allocation {
             let held = state.budget.allocations[allocation]?.tokens ?? 0
-            let used = tokensUsed.map { min($0, held) }
+            let used = tokensUsed.map { max(0, min($0, held)) }
             // The worker holds it, so where "before" is does not matter.
             if BudgetRules.release(allocation, used: used, before: .start, in: &state.budget).changesState {
                 state.budget.version += 1

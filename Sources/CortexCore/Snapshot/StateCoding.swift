@@ -5,10 +5,30 @@
 /// The first line says how many bytes each section takes. Loading parses the first line only;
 /// the sections stay in the (mapped) file and are read where a call looks. Every line is JSON,
 /// so `jq -c . state/snapshot.json` reads it all.
+///
+/// Format 4 ends the first line with `,"crc":"xxxxxxxx"}`: the CRC-32C of every byte of the file
+/// except that field, checked on the raw bytes before anything is parsed (docs/decisions/018).
 public enum SnapshotCodec {
-    /// The format number this code writes and reads; other snapshots are ignored (the fold
-    /// starts from the journal's beginning instead: a snapshot is a cache).
-    public static let format: Int64 = 3
+    /// The format number this code writes; it also reads formats 2 and 3 (no checksum), other
+    /// snapshots are ignored (the fold starts from the journal's beginning instead: a snapshot
+    /// is a cache).
+    public static let format: Int64 = 4
+
+    /// What the checksum says about a snapshot's bytes.
+    public enum Integrity: Equatable, Sendable {
+        /// The checksum matches.
+        case verified
+        /// An earlier format, written without a checksum: accepted as it is.
+        case unverified
+        /// The checksum does not match: the bytes were changed after they were written.
+        case mismatch
+        /// Not a snapshot this version can read (empty, truncated, malformed, unknown format).
+        case unreadable
+    }
+
+    private static let checksumMarker: [UInt8] = Array(#","crc":""#.utf8)
+    /// `,"crc":"` + 8 hex digits + `"}`.
+    private static let checksumSuffixLength = 18
 
     /// The snapshot of `state` at `position`.
     public static func encode(_ state: CortexState, position: JournalPosition, writtenAtMilliseconds: Int64) -> [UInt8] {
@@ -39,21 +59,70 @@ public enum SnapshotCodec {
             "waiting_bytes": .int(Int64(waiting.count)),
             "written_at": .string(ISOTime.format(milliseconds: writtenAtMilliseconds)),
         ])
-        return header.serialized() + [0x0A] + waiting + keys + metrics
+        // The checksum covers the first line up to its crc field, then every section.
+        var first = header.serialized()
+        first.removeLast()  // the closing brace: the crc field goes last
+        var crc = first.withUnsafeBytes { CRC32C.checksum($0) }
+        for section in [waiting, keys, metrics] { crc = section.withUnsafeBytes { CRC32C.checksum($0, continuing: crc) } }
+        first += checksumMarker
+        first += Array(hex(crc).utf8)
+        first += [UInt8(ascii: "\""), UInt8(ascii: "}"), 0x0A]
+        return first + waiting + keys + metrics
+    }
+
+    private static func hex(_ value: UInt32) -> String {
+        let digits = String(value, radix: 16)
+        return String(repeating: "0", count: 8 - digits.count) + digits
+    }
+
+    /// Checks a snapshot's checksum (one pass over its bytes, no parsing but the format field).
+    public static func integrity(_ bytes: ImmutableBytes) -> Integrity {
+        let all = LazyLines(storage: bytes, start: 0, end: bytes.buffer.count)
+        guard !all.isEmpty else { return .unreadable }
+        let (header, sectionsStart) = all.line(at: 0)
+        let count = header.count
+        let markerStart = count - checksumSuffixLength
+        guard markerStart > 0, header[markerStart..<(markerStart + checksumMarker.count)].elementsEqual(checksumMarker),
+            header[count - 2] == UInt8(ascii: "\""), header[count - 1] == UInt8(ascii: "}")
+        else {
+            // No checksum: an earlier format is accepted as it is, anything else is not a snapshot.
+            guard let json = try? JSONValue.parse(header.assumingMemoryBound(to: UInt8.self)),
+                let version = json["format"]?.intValue, version == 2 || version == 3
+            else { return .unreadable }
+            return .unverified
+        }
+        var stored: UInt32 = 0
+        for byte in header[(markerStart + checksumMarker.count)..<(count - 2)] {
+            switch byte {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): stored = stored << 4 | UInt32(byte - UInt8(ascii: "0"))
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): stored = stored << 4 | UInt32(byte - UInt8(ascii: "a") + 10)
+            default: return .mismatch
+            }
+        }
+        var crc = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: header[..<markerStart]))
+        if sectionsStart < bytes.buffer.count {
+            crc = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: bytes.buffer[sectionsStart...]), continuing: crc)
+        }
+        return crc == stored ? .verified : .mismatch
     }
 
     /// The state and position in a snapshot's bytes, or nil when they are not a readable
     /// snapshot of this format.
+    /// A snapshot whose checksum does not match is not readable: the caller falls back.
     public static func decode(_ bytes: ImmutableBytes) -> (CortexState, JournalPosition)? {
+        let check = integrity(bytes)
+        guard check == .verified || check == .unverified else { return nil }
         let all = LazyLines(storage: bytes, start: 0, end: bytes.buffer.count)
         guard !all.isEmpty else { return nil }
         let (headerBytes, sectionsStart) = all.line(at: 0)
         guard let header = try? JSONValue.parse(headerBytes.assumingMemoryBound(to: UInt8.self)),
-            let version = header["format"]?.intValue, version == format || version == 2,
+            let version = header["format"]?.intValue, (2...format).contains(version),
             let position = header["position"].flatMap(JournalPosition.init(json:)),
             let waitingBytes = header["waiting_bytes"]?.intValue, let keyBytes = header["key_bytes"]?.intValue,
             let metricsBytes = version == 2 ? 0 : header["metrics_bytes"]?.intValue,
             waitingBytes >= 0, keyBytes >= 0, metricsBytes >= 0,
+            // Each size bounded first, so a hostile header cannot overflow the sum.
+            waitingBytes <= bytes.buffer.count, keyBytes <= bytes.buffer.count, metricsBytes <= bytes.buffer.count,
             sectionsStart + Int(waitingBytes) + Int(keyBytes) + Int(metricsBytes) == bytes.buffer.count,
             let stateJSON = header["state"], let budgetJSON = stateJSON["budget"], let tasksJSON = stateJSON["tasks"]
         else { return nil }
@@ -74,8 +143,12 @@ public enum SnapshotCodec {
         state.metrics = MetricsState(
             clock: stateJSON["metrics"] ?? .null,
             totals: metricsBytes > 0 ? LazyLines(storage: bytes, start: metricsStart, end: bytes.buffer.count) : nil)
-        state.recordsFolded = stateJSON["records_folded"]?.intValue ?? 0
-        state.lastRecordMilliseconds = stateJSON["last_record_ms"]?.intValue ?? 0
+        guard let recordsFolded = stateJSON["records_folded"].snapshotCount(default: 0),
+            let lastRecord = stateJSON["last_record_ms"].snapshotTime(default: 0),
+            Limits.isRecordTime(state.metrics.clockMilliseconds), Limits.isRecordTime(state.metrics.firstMilliseconds)
+        else { return nil }
+        state.recordsFolded = recordsFolded
+        state.lastRecordMilliseconds = lastRecord
         return (state, position)
     }
 }
@@ -97,21 +170,35 @@ extension BudgetState {
 
     init(json: JSONValue) throws(CortexError) {
         self.init()
-        func count(_ key: String) throws(CortexError) -> Int64 {
-            guard let value = json[key]?.intValue else { throw .corrupt("snapshot budget has no '\(key)'") }
+        // Every number within the limits a record's would be in (docs/journal-format.md, "Limits").
+        func count(_ key: String, atMost limit: Int64 = Limits.maximumCount) throws(CortexError) -> Int64 {
+            guard let value = json[key].snapshotCount(atMost: limit) else {
+                throw .corrupt("snapshot budget has no '\(key)' in range")
+            }
             return value
         }
-        total = try count("total")
-        version = json["version"]?.intValue ?? 0
-        spent = try count("spent")
+        func tokens(_ value: JSONValue) throws(CortexError) -> Int64 {
+            guard let tokens = value.intValue, tokens >= 0, tokens <= Limits.maximumTokens else {
+                throw .corrupt("snapshot budget has tokens out of range")
+            }
+            return tokens
+        }
+        total = try count("total", atMost: Limits.maximumTokens)
+        version = try json["version"] == nil ? 0 : count("version")
+        spent = try count("spent", atMost: Limits.maximumTokens)
         period = try count("period")
         allocationsIssued = try count("allocations_issued")
-        periodStartedMilliseconds = json["period_started_ms"]?.intValue
-        for member in json["quotas"]?.objectMembers ?? [] { quotas[member.key] = member.value.intValue ?? 0 }
-        for member in json["tenant_spent"]?.objectMembers ?? [] { tenantSpent[member.key] = member.value.intValue ?? 0 }
+        guard let started = json["period_started_ms"].snapshotOptionalTime() else {
+            throw .corrupt("snapshot budget period start out of range")
+        }
+        periodStartedMilliseconds = started
+        for member in json["quotas"]?.objectMembers ?? [] { quotas[member.key] = try tokens(member.value) }
+        for member in json["tenant_spent"]?.objectMembers ?? [] { tenantSpent[member.key] = try tokens(member.value) }
         for item in json["allocations"]?.arrayValue ?? [] {
-            guard let id = item["id"]?.stringValue, let tokens = item["tokens"]?.intValue else {
-                throw .corrupt("snapshot allocation without id or tokens")
+            guard let id = item["id"]?.stringValue, let tokens = item["tokens"]?.intValue, tokens >= 0,
+                tokens <= Limits.maximumTokens
+            else {
+                throw .corrupt("snapshot allocation without id or tokens in range")
             }
             insert(
                 Allocation(
@@ -147,18 +234,21 @@ extension TaskState {
 
     /// Reads a snapshot's first-line task state over its sections.
     init(header json: JSONValue, sections: SnapshotTasks) throws(CortexError) {
-        guard let created = json["created"]?.intValue else { throw .corrupt("snapshot tasks have no 'created'") }
-        func counts(_ key: String) -> [TaskStatus: Int64] {
+        guard let created = json["created"].snapshotCount(), let version = json["version"].snapshotCount(default: 0) else {
+            throw .corrupt("snapshot tasks have no 'created' in range")
+        }
+        func counts(_ key: String) throws(CortexError) -> [TaskStatus: Int64] {
             var counts: [TaskStatus: Int64] = [:]
             for member in json[key]?.objectMembers ?? [] {
-                if let status = TaskStatus(rawValue: member.key) { counts[status] = member.value.intValue ?? 0 }
+                guard let count = Optional(member.value).snapshotCount() else { throw .corrupt("snapshot task count out of range") }
+                if let status = TaskStatus(rawValue: member.key) { counts[status] = count }
             }
             return counts
         }
         let running = try (json["running"]?.arrayValue ?? []).map { (item) throws(CortexError) in try TaskEntry(json: item) }
         self.init(
-            version: json["version"]?.intValue ?? 0, created: created, finishedCounts: counts("finished_counts"),
-            activeCounts: counts("active_counts"), running: running, snapshot: sections)
+            version: version, created: created, finishedCounts: try counts("finished_counts"),
+            activeCounts: try counts("active_counts"), running: running, snapshot: sections)
         finished = try (json["finished"]?.arrayValue ?? []).map { (item) throws(CortexError) in try TaskEntry(json: item) }
     }
 }
@@ -224,6 +314,16 @@ extension TaskEntry {
         guard let id, let number, let status, let created, let type else {
             throw .corrupt("task entry without id, number, status, created_ms or type")
         }
+        // The limits a record's numbers are held to (a few comparisons: this is on the claim path).
+        func within(_ value: Int64?, _ limit: Int64) -> Bool { value.map { $0 >= 0 && $0 <= limit } ?? true }
+        func time(_ value: Int64?) -> Bool { value.map(Limits.isRecordTime) ?? true }
+        guard within(number, Limits.maximumCount), within(entry.attempt, Limits.maximumCount), time(created),
+            time(entry.claimedMilliseconds), time(entry.finishedMilliseconds), within(entry.notBeforeMilliseconds, Int64.max / 2),
+            within(spec.tokens, Limits.maximumTokens), within(entry.tokensUsed, Limits.maximumTokens),
+            within(spec.timeoutMilliseconds, Limits.maximumDurationMilliseconds),
+            within(spec.backoffMilliseconds, Limits.maximumDurationMilliseconds), spec.maxAttempts >= 1,
+            spec.maxAttempts <= Limits.maximumAttempts
+        else { throw .corrupt("task entry \(id) with a number out of range") }
         spec.type = type
         entry.id = id
         entry.number = number
@@ -231,5 +331,29 @@ extension TaskEntry {
         entry.createdMilliseconds = created
         entry.spec = spec
         self = entry
+    }
+}
+
+extension Optional where Wrapped == JSONValue {
+    /// A snapshot's count: a whole number from 0 to `limit`; `default` when absent; nil when out
+    /// of range (the snapshot is then not used).
+    func snapshotCount(atMost limit: Int64 = Limits.maximumCount, default fallback: Int64? = nil) -> Int64? {
+        guard let value = self, value != .null else { return fallback }
+        guard let number = value.intValue, number >= 0, number <= limit else { return nil }
+        return number
+    }
+
+    /// A snapshot's record time; `default` when absent; nil when out of range.
+    func snapshotTime(default fallback: Int64? = nil) -> Int64? {
+        guard let value = self, value != .null else { return fallback }
+        guard let number = value.intValue, Limits.isRecordTime(number) else { return nil }
+        return number
+    }
+
+    /// An optional record time: `.some(nil)` when absent, nil when out of range.
+    func snapshotOptionalTime() -> Int64?? {
+        guard let value = self, value != .null else { return .some(nil) }
+        guard let number = value.intValue, Limits.isRecordTime(number) else { return nil }
+        return .some(number)
     }
 }

@@ -17,19 +17,21 @@ extension WorkerEntry {
     public init(json: JSONValue) throws(CortexError) {
         guard let id = json["id"]?.stringValue, let specJSON = json["spec"], let spec = WorkerSpec(json: specJSON),
             let status = json["status"]?.stringValue.flatMap(WorkerStatus.init(rawValue:)),
-            let requested = json["requested_ms"]?.intValue
-        else { throw .corrupt("worker entry without id, spec, status or requested_ms") }
+            let requested = json["requested_ms"]?.intValue, Limits.isRecordTime(requested),
+            let restarts = json["restarts"].snapshotCount(default: 0), let started = json["started_ms"].snapshotOptionalTime(),
+            let ended = json["ended_ms"].snapshotOptionalTime()
+        else { throw .corrupt("worker entry without id, spec, status or requested_ms, or with a number out of range") }
         self.init(id: id, spec: spec, status: status, requestedMilliseconds: requested)
         queuedReason = json["queued_reason"]?.stringValue
         allocation = json["allocation"]?.stringValue
         launchRecord = json["launch_record"]?.stringValue
         supervisor = json["supervisor"].flatMap(ProcessIdentity.init(json:))
         process = json["process"].flatMap(ProcessIdentity.init(json:))
-        startedMilliseconds = json["started_ms"]?.intValue
-        restarts = json["restarts"]?.intValue ?? 0
+        startedMilliseconds = started
+        self.restarts = restarts
         lastExit = json["last_exit"].flatMap(ProcessExit.init(json:))
         timedOut = json["timed_out"]?.boolValue ?? false
-        endedMilliseconds = json["ended_ms"]?.intValue
+        endedMilliseconds = ended
         lostReason = json["lost_reason"]?.stringValue
         endRecord = json["end_record"]?.stringValue
     }
@@ -53,8 +55,11 @@ extension WorkerState {
 
     init(json: JSONValue) throws(CortexError) {
         self.init()
-        version = json["version"]?.intValue ?? 0
-        issued = json["issued"]?.intValue ?? 0
+        guard let version = json["version"].snapshotCount(default: 0), let issued = json["issued"].snapshotCount(default: 0) else {
+            throw .corrupt("snapshot workers with a count out of range")
+        }
+        self.version = version
+        self.issued = issued
         for item in json["live"]?.arrayValue ?? [] {
             let worker = try WorkerEntry(json: item)
             live[worker.id] = worker
@@ -69,7 +74,8 @@ extension WorkerState {
         }
         recent = try (json["recent"]?.arrayValue ?? []).map { (item) throws(CortexError) in try WorkerEntry(json: item) }
         for member in json["ended_counts"]?.objectMembers ?? [] {
-            if let status = WorkerStatus(rawValue: member.key) { endedCounts[status] = member.value.intValue ?? 0 }
+            guard let count = Optional(member.value).snapshotCount() else { throw .corrupt("snapshot worker count out of range") }
+            if let status = WorkerStatus(rawValue: member.key) { endedCounts[status] = count }
         }
     }
 }
