@@ -107,10 +107,11 @@ public enum ReapTool {
             compaction = try store.compactJournal(
                 rotateAboveBytes: store.config.reaperRotateBytes, retentionMilliseconds: archiveRetention, nowMilliseconds: now)
             try store.publishViews(nowMilliseconds: now)
-            try recordRun(layout, at: now, lost: lost.count)
+            try recordRun(layout, at: now, lost: lost.count, mode: store.permissions.file(.shared))
             // metrics.json beside the views (cortex dashboard reads it), and the Prometheus text if asked.
             let metrics = MetricsReport(store.state, capacity: store.config.maxWorkers, nowMilliseconds: now)
-            try OpsCommands.writeMetrics(metrics.json.jsonText + "\n", to: layout.root + "/metrics.json")
+            try OpsCommands.writeMetrics(
+                metrics.json.jsonText + "\n", to: layout.root + "/metrics.json", mode: store.permissions.file(.shared))
             if let metricsOut = arguments.value("metrics-out") {
                 try OpsCommands.writeMetrics(metrics.prometheusText, to: metricsOut)
             }
@@ -171,11 +172,11 @@ public enum ReapTool {
     /// `state/reaper.json`: one small file rewritten by every run (no journal traffic).
     static func lastRunPath(_ layout: CoordinationLayout) -> String { layout.stateFolder + "/reaper.json" }
 
-    static func recordRun(_ layout: CoordinationLayout, at now: Int64, lost: Int) throws(CortexError) {
+    static func recordRun(_ layout: CoordinationLayout, at now: Int64, lost: Int, mode: CreationMode) throws(CortexError) {
         let json = JSONValue.object([
             "at": .string(ISOTime.format(milliseconds: now)), "at_ms": .int(now), "lost": .int(lost), "pid": .int(Int64(getpid())),
         ])
-        try AtomicFile.replace(lastRunPath(layout), with: Array((json.jsonText + "\n").utf8), durability: .processCrash)
+        try AtomicFile.replace(lastRunPath(layout), with: Array((json.jsonText + "\n").utf8), durability: .processCrash, mode: mode)
     }
 
     /// The last run recorded, or nil when the reaper never ran (or the file is unreadable).

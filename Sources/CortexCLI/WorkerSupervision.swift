@@ -77,8 +77,8 @@ enum WorkerSupervision {
             try store.publish()
             return nil
         }
-        try Files.makeDirectory(store.layout.workers)
-        try Files.makeDirectory(store.layout.worker(id))
+        try Files.makeDirectory(store.layout.workers, mode: store.permissions.directory(.private))
+        try Files.makeDirectory(store.layout.worker(id), mode: store.permissions.directory(.private))
         return try continueSupervision(id, store: store, me: me, context: context, lastExit: nil, stopRequested: false)
     }
 
@@ -130,7 +130,7 @@ enum WorkerSupervision {
                 do throws(CortexError) {
                     try run(worker, store: store, context: context)
                 } catch {
-                    result = startFailure(error.description, worker: id, layout: store.layout)
+                    result = startFailure(error.description, worker: id, store: store)
                 }
             }
             lastExit = result.exit
@@ -142,9 +142,10 @@ enum WorkerSupervision {
 
     /// A run that could not start: recorded as exit 127, as a shell would, with the reason in
     /// the worker's stderr.log.
-    static func startFailure(_ reason: String, worker id: String, layout: CoordinationLayout) -> SupervisedExit {
+    static func startFailure(_ reason: String, worker id: String, store: CoordinationStore) -> SupervisedExit {
         try? AtomicFile.replace(
-            layout.worker(id) + "/stderr.log", with: Array("cortex-spawn: \(reason)\n".utf8), durability: .processCrash)
+            store.layout.worker(id) + "/stderr.log", with: Array("cortex-spawn: \(reason)\n".utf8), durability: .processCrash,
+            mode: store.permissions.file(.private))
         return SupervisedExit(exit: .exited(127), stdout: .none, stderr: .none)
     }
 
