@@ -147,7 +147,10 @@ public struct ToolSpec: Sendable {
                 Terminal.writeOut(command.spec.help)
                 return 0
             }
-            let report = try command.body(Invocation(arguments: parsed, environment: environment, spec: command.spec))
+            let invocation = Invocation(arguments: parsed, environment: environment, spec: command.spec)
+            // Root on another user's folder acts as that user, before anything in it is opened.
+            try FolderOwner.actAsOwner(of: invocation.root)
+            let report = try command.body(invocation)
             Output.print(report, json: parsed.has("json"), command: command.spec.name)
             return report.exitCode
         } catch {
@@ -176,6 +179,7 @@ public enum ExitCode {
         case .io(_, _, let errno): errno.isPermissionDenied ? 77 : 74
         case .corrupt: 74
         case .tryLater: 75
+        case .permissionDenied: 77
         case .configuration: 78
         }
     }
