@@ -14,14 +14,19 @@ public enum GroupFolder {
         var changed = 0
         var pending = [root]
         while let path = pending.popLast() {
-            guard let info = try withPath("stat", path, { () throws(Errno) in try POSIX.status(path, followingLinks: false) }) else {
+            // The folder named by the caller may be a link to it; nothing below it is followed.
+            let isRoot = path == root
+            guard let info = try withPath("stat", path, { () throws(Errno) in try POSIX.status(path, followingLinks: isRoot) }) else {
+                if isRoot { throw .notFound("no folder at \(root)") }
                 continue
             }
             let type = info.st_mode & S_IFMT
             guard type == S_IFDIR || type == S_IFREG else { continue }
             let wanted: mode_t = type == S_IFDIR ? 0o2770 : 0o660
             if info.st_gid != gid || info.st_mode & 0o7777 != wanted {
-                try withPath("give to group \(gid)", path) { () throws(Errno) in try change(path, isFolder: type == S_IFDIR, gid, wanted) }
+                try withPath("give to group \(gid)", path) { () throws(Errno) in
+                    try change(path, isFolder: type == S_IFDIR, gid, wanted, followingLinks: isRoot)
+                }
                 changed += 1
             }
             if type == S_IFDIR {
@@ -32,8 +37,8 @@ public enum GroupFolder {
         return changed
     }
 
-    private static func change(_ path: String, isFolder: Bool, _ gid: gid_t, _ mode: mode_t) throws(Errno) {
-        let fd = try POSIX.open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | (isFolder ? O_DIRECTORY : 0))
+    private static func change(_ path: String, isFolder: Bool, _ gid: gid_t, _ mode: mode_t, followingLinks: Bool) throws(Errno) {
+        let fd = try POSIX.open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | (followingLinks ? 0 : O_NOFOLLOW) | (isFolder ? O_DIRECTORY : 0))
         defer { POSIX.close(fd) }
         let info = try POSIX.status(fd)
         guard info.st_mode & S_IFMT == (isFolder ? S_IFDIR : S_IFREG) else { return }
