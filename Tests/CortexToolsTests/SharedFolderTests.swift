@@ -33,16 +33,34 @@ import Testing
         return directory
     }
 
-    @Test(.enabled(if: runningAsRoot, needsRootNote))
-    func aGroupFolderStaysUsableByTwoUsersAndARootReaperAcrossRotations() throws {
+    /// How the group folder is made.
+    enum Making: CaseIterable, Sendable {
+        /// Root runs `cortex init --group G`: the folder is root's, and root's reaper acts as root.
+        case byRootWithInitGroup
+        /// The documented equivalent by hand (`chgrp G`, `chmod 2770`), then a member runs
+        /// `cortex init`: the folder is hers, and root's reaper acts as her.
+        case byHandOwnedByAMember
+    }
+
+    @Test(.enabled(if: runningAsRoot, needsRootNote), arguments: Making.allCases)
+    func aGroupFolderStaysUsableByTwoUsersAndARootReaperAcrossRotations(_ making: Making) throws {
         let gid = try UserAccounts.group(Self.groupName)
         let alice = try UserAccounts.user("cxshared-a", groups: [Self.groupName])
         let bob = try UserAccounts.user("cxshared-b", groups: [Self.groupName])
         let directory = try traversableFolder()
         let dir = directory.coordination
-        // Root makes the folder (root:G); members' umask 022 must not matter.
-        let made = try runTool(["cortex", "init", "--dir", dir, "--group", Self.groupName, "--json"], in: directory)
-        try #require(made.exitCode == 0, "\(made)")
+        // Members' umask 022 must not matter.
+        switch making {
+        case .byRootWithInitGroup:
+            let made = try runTool(["cortex", "init", "--dir", dir, "--group", Self.groupName, "--json"], in: directory)
+            try #require(made.exitCode == 0, "\(made)")
+        case .byHandOwnedByAMember:
+            guard mkdir(dir, 0o700) == 0, chown(dir, alice.uid, gid) == 0, chmod(dir, 0o2770) == 0 else {
+                throw SupportError("cannot make \(dir) by hand: errno \(errno)")
+            }
+            let made = try UserAccounts.run(as: alice, umask: "022", ["cortex", "init", "--dir", dir], in: directory)
+            try #require(made.exitCode == 0, "\(made)")
+        }
         // Members rotate past 1 KiB first; then only the root reaper does (rotate_bytes 1 KiB);
         // then members again, in a segment root created.
         try updateConfig(directory, ["segment_max_bytes": 1024, "rotate_bytes": 1024])
@@ -79,6 +97,7 @@ import Testing
 
         for (path, info) in try tree(dir) {
             let isFolder = info.st_mode & S_IFMT == S_IFDIR
+            if making == .byHandOwnedByAMember { #expect(info.st_uid != 0, "\(path) is root's in alice's folder") }
             #expect(info.st_gid == gid, "\(path) has group \(info.st_gid), not \(Self.groupName) (\(gid))")
             let wanted: mode_t = isFolder ? 0o2770 : 0o660
             #expect(info.st_mode & 0o7777 == wanted, "\(path) is \(octal(info.st_mode)), not \(octal(wanted))")
