@@ -30,6 +30,8 @@ import Testing
         for mode in [FolderPermissions.personal.file(.private), FolderPermissions.personal.directory(.private)] {
             #expect(mode.bits & 0o007 == 0 && !mode.exact)
         }
+        #expect(FolderPermissions.groupShared.file(.ownerOnly) == .exact(0o600))
+        #expect(FolderPermissions.personal.file(.ownerOnly) == .masked(0o600))
     }
 
     @Test func anExactModeIgnoresTheUmask() throws {

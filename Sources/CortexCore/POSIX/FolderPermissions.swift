@@ -33,6 +33,7 @@ public struct CreationMode: Equatable, Sendable {
 /// - Otherwise the umask is respected (0666 and 0777 under it), except for private content
 ///   (worker logs and files, results, contexts, requests), which is never readable by others:
 ///   0660 and 0770 under the umask.
+/// - Owner-only content (a requester's captured environment) is 0600 and 0700 in both.
 public struct FolderPermissions: Equatable, Sendable {
     /// What a file holds, for its mode.
     public enum Content: Sendable {
@@ -40,6 +41,9 @@ public struct FolderPermissions: Equatable, Sendable {
         case shared
         /// Worker logs and files, results, contexts, requests: never readable by "other".
         case `private`
+        /// What only its writer may read, even in a group folder (a requester's captured
+        /// environment): 0600 and 0700, exactly in a group folder, under the umask otherwise.
+        case ownerOnly
     }
 
     /// True for a group folder: exact group-writable modes.
@@ -52,14 +56,24 @@ public struct FolderPermissions: Equatable, Sendable {
 
     /// The mode of a new file holding `content`.
     public func file(_ content: Content) -> CreationMode {
-        if isGroupShared { return .exact(0o660) }
-        return content == .shared ? .masked(0o666) : .masked(0o660)
+        switch (content, isGroupShared) {
+        case (.ownerOnly, true): .exact(0o600)
+        case (.ownerOnly, false): .masked(0o600)
+        case (_, true): .exact(0o660)
+        case (.shared, false): .masked(0o666)
+        case (.private, false): .masked(0o660)
+        }
     }
 
     /// The mode of a new folder holding `content`.
     public func directory(_ content: Content) -> CreationMode {
-        if isGroupShared { return .exact(0o2770) }
-        return content == .shared ? .masked(0o777) : .masked(0o770)
+        switch (content, isGroupShared) {
+        case (.ownerOnly, true): .exact(0o2700)
+        case (.ownerOnly, false): .masked(0o700)
+        case (_, true): .exact(0o2770)
+        case (.shared, false): .masked(0o777)
+        case (.private, false): .masked(0o770)
+        }
     }
 
     /// The policy a folder with this metadata calls for: group-shared when it is a folder with
