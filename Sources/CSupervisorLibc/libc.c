@@ -42,9 +42,27 @@ int supervisor_spawn_addclosefrom(posix_spawn_file_actions_t *actions, int lowes
 int supervisor_open(const char *path, int flags, mode_t mode) { return open(path, flags, mode); }
 int supervisor_set_nonblocking(int fd) { return fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK); }
 void supervisor_default_sigchld(void) { signal(SIGCHLD, SIG_DFL); }
+int supervisor_in_group_folder(const char *directory) {
+    struct stat info;
+    if (stat(directory, &info) != 0) return 0;
+    return S_ISDIR(info.st_mode) && (info.st_mode & S_ISGID) && (info.st_mode & S_IWGRP);
+}
 int supervisor_touch(const char *path) {
-    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOCTTY, 0644);
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOCTTY, 0660);
     if (fd < 0) return -1;
+    struct stat info;
+    if (fstat(fd, &info) == 0 && info.st_uid == geteuid() && (info.st_mode & 07777) != 0660) {
+        /* Ours and not 0660 yet: in a group folder it must be, whatever the umask. */
+        char directory[4096];
+        size_t length = strnlen(path, sizeof directory - 1);
+        memcpy(directory, path, length);
+        directory[length] = 0;
+        char *slash = strrchr(directory, '/');
+        if (slash == directory) slash[1] = 0;
+        else if (slash) *slash = 0;
+        else strcpy(directory, ".");
+        if (supervisor_in_group_folder(directory)) fchmod(fd, 0660);
+    }
     int rc = futimens(fd, NULL);
     int saved = errno;
     close(fd);

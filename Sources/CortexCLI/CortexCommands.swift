@@ -1,4 +1,5 @@
 import CortexCore
+import Glibc
 
 /// `cortex`: init, status, verify, tail, and the other tools as subcommands (SPEC.md).
 public enum CortexTool {
@@ -13,8 +14,15 @@ public enum CortexTool {
                     options: [
                         .value("total-tokens", "N", "Set the token budget (a new folder starts with 1000000)."),
                         .value("max-workers", "N", "The most workers alive at once (config.json)."),
+                        .value(
+                            "group", "G",
+                            "Share the folder with group G (a name or number): folders set-group-ID 2770, files 0660, kept so by every member."
+                        ),
                     ],
-                    examples: ["cortex init --total-tokens 2000000 --max-workers 20", "cortex init --dir /srv/cortex"]),
+                    examples: [
+                        "cortex init --total-tokens 2000000 --max-workers 20", "cortex init --dir /srv/cortex",
+                        "cortex init --dir /srv/cortex --group cortex   # several users' masters share it",
+                    ]),
                 body: initialise),
             Command(
                 CommandSpec(
@@ -118,10 +126,19 @@ public enum CortexTool {
         let maxWorkers = try arguments.count("max-workers")
         if let maxWorkers, maxWorkers < 1 { throw .badInput("invalid --max-workers '0': at least 1") }
         let totalTokens = try arguments.tokens("total-tokens")
+        let group = try arguments.value("group").map { (name) throws(CortexError) -> gid_t in
+            guard let gid = UserDatabase.groupID(name) else {
+                throw .badInput("invalid --group '\(Values.printable(name))': no such group in /etc/group")
+            }
+            return gid
+        }
         let layout = CoordinationLayout(root: invocation.root)
         var defaults = CortexConfig()
         if let maxWorkers { defaults.maxWorkers = Int(maxWorkers) }
-        try CoordinationStore.createLayout(layout, config: defaults)
+        let permissions = group != nil ? .groupShared : FolderPermissions.detect(root: layout.root)
+        try CoordinationStore.createLayout(layout, config: defaults, permissions: permissions)
+        // Created group-shared (exact modes); the group of everything, old and new, is set here.
+        if let group { try GroupFolder.share(layout.root, group: group) }
         if let maxWorkers { try updateConfig(layout, key: "max_workers", value: .int(maxWorkers)) }
         let store = try invocation.openStore()
         if let totalTokens {
@@ -131,12 +148,13 @@ public enum CortexTool {
         }
         store.publishAfterRecording()
         let budget = store.state.budget
+        let shared = group.map { ", shared with group \(arguments.value("group") ?? String($0))" } ?? ""
         return Report(
             text:
-                "initialised \(layout.root): budget \(budget.total) tokens (\(budget.available) available), max \(store.config.maxWorkers) workers",
+                "initialised \(layout.root): budget \(budget.total) tokens (\(budget.available) available), max \(store.config.maxWorkers) workers\(shared)",
             json: .object([
-                "available": .int(budget.available), "dir": .string(layout.root), "max_workers": .int(store.config.maxWorkers),
-                "total_budget": .int(budget.total),
+                "available": .int(budget.available), "dir": .string(layout.root), "group_shared": .bool(store.permissions.isGroupShared),
+                "max_workers": .int(store.config.maxWorkers), "total_budget": .int(budget.total),
             ]))
     }
 
@@ -152,7 +170,9 @@ public enum CortexTool {
         } else {
             members.append(JSONMember(key, value))
         }
-        try AtomicFile.replace(layout.config, with: JSONValue.object(members).prettySerialized(), durability: .powerLoss)
+        try AtomicFile.replace(
+            layout.config, with: JSONValue.object(members).prettySerialized(), durability: .powerLoss,
+            mode: FolderPermissions.detect(root: layout.root).file(.shared))
     }
 
     private static func withConfigPath<T>(_ layout: CoordinationLayout, _ body: () throws(Errno) -> T) throws(CortexError) -> T {

@@ -232,9 +232,10 @@ enum OpsCommands {
     }
 
     /// Writes the exposition text to `path` atomically (node_exporter's textfile collector
-    /// must never read half a file).
-    static func writeMetrics(_ text: String, to path: String) throws(CortexError) {
-        try AtomicFile.replace(path, with: Array(text.utf8), durability: .processCrash)
+    /// must never read half a file). A file the user names (`--out`) follows the umask; the
+    /// reaper's `metrics.json` in the folder gets the folder's mode for shared content.
+    static func writeMetrics(_ text: String, to path: String, mode: CreationMode = .umask) throws(CortexError) {
+        try AtomicFile.replace(path, with: Array(text.utf8), durability: .processCrash, mode: mode)
     }
 
     // MARK: - estimates

@@ -162,10 +162,11 @@ public enum ReapTool {
             }
             publishViewsAfterRecording(store, now: now)
             do {
-                try recordRun(layout, at: now, lost: lost.count, clock: clock)
+                try recordRun(layout, at: now, lost: lost.count, clock: clock, mode: store.permissions.file(.shared))
                 // metrics.json beside the views (cortex dashboard reads it), and the Prometheus text if asked.
                 let metrics = MetricsReport(store.state, capacity: store.config.maxWorkers, nowMilliseconds: now)
-                try OpsCommands.writeMetrics(metrics.json.jsonText + "\n", to: layout.root + "/metrics.json")
+                try OpsCommands.writeMetrics(
+                    metrics.json.jsonText + "\n", to: layout.root + "/metrics.json", mode: store.permissions.file(.shared))
                 if let metricsOut = arguments.value("metrics-out") {
                     try OpsCommands.writeMetrics(metrics.prometheusText, to: metricsOut)
                 }
@@ -269,12 +270,14 @@ public enum ReapTool {
     /// `state/reaper.json`: one small file rewritten by every run (no journal traffic).
     static func lastRunPath(_ layout: CoordinationLayout) -> String { layout.stateFolder + "/reaper.json" }
 
-    static func recordRun(_ layout: CoordinationLayout, at now: Int64, lost: Int, clock: ClockReading) throws(CortexError) {
+    static func recordRun(_ layout: CoordinationLayout, at now: Int64, lost: Int, clock: ClockReading, mode: CreationMode)
+        throws(CortexError)
+    {
         let json = JSONValue.object([
             "at": .string(ISOTime.format(milliseconds: now)), "at_ms": .int(now), "boot_epoch_ms": .int(clock.bootEpoch),
             "clock_step_at_ms": .optional(clock.stepAt), "lost": .int(lost), "pid": .int(Int64(getpid())),
         ])
-        try AtomicFile.replace(lastRunPath(layout), with: Array((json.jsonText + "\n").utf8), durability: .processCrash)
+        try AtomicFile.replace(lastRunPath(layout), with: Array((json.jsonText + "\n").utf8), durability: .processCrash, mode: mode)
     }
 
     /// The last run recorded, or nil when the reaper never ran (or the file is unreadable).

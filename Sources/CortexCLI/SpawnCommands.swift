@@ -76,7 +76,7 @@ public enum SpawnTool {
         let exit: ProcessExit?
         if let reason = arguments.value("start-failure") {
             exit = try WorkerSupervision.resume(
-                id, after: WorkerSupervision.startFailure(reason, worker: id, layout: store.layout), ranMilliseconds: 0, store: store,
+                id, after: WorkerSupervision.startFailure(reason, worker: id, store: store), ranMilliseconds: 0, store: store,
                 context: context)
         } else if let how = arguments.value("exit") {
             let ran = arguments.value("ran-ms").flatMap { Int64($0) } ?? 0

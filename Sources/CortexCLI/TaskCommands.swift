@@ -152,7 +152,8 @@ public enum TaskTool {
         var contextPath: String?
         if let contextBytes {
             let name = "context/ctx-\(Record.newID().dropFirst()).txt"
-            try AtomicFile.replace(store.layout.root + "/" + name, with: contextBytes, durability: .powerLoss)
+            try AtomicFile.replace(
+                store.layout.root + "/" + name, with: contextBytes, durability: .powerLoss, mode: store.permissions.file(.private))
             contextPath = name
             spec.context = name
         }
@@ -175,7 +176,7 @@ public enum TaskTool {
         }
         let request = TaskClaim(worker: worker, types: types, capabilities: capabilities)
         let store = try invocation.openStore()
-        try WorkerFiles.touchHeartbeat(store.layout, worker: worker)
+        try WorkerFiles.touchHeartbeat(store.layout, worker: worker, permissions: store.permissions)
         let deadline = POSIX.monotonicNanoseconds() + UInt64(max(0, waitMilliseconds ?? 0)) * 1_000_000
         // Armed before the first look, so a task created between the look and the wait still wakes us.
         let watcher = waitMilliseconds == nil ? nil : try JournalWatcher(directory: store.layout.journal)
@@ -211,7 +212,7 @@ public enum TaskTool {
 
     static func heartbeat(_ invocation: Invocation) throws(CortexError) -> Report {
         let (store, task, claim) = try leasedTask(invocation)
-        if let worker = task.worker { try WorkerFiles.touchHeartbeat(store.layout, worker: worker) }
+        if let worker = task.worker { try WorkerFiles.touchHeartbeat(store.layout, worker: worker, permissions: store.permissions) }
         return Report(text: "", json: .object(["claim": .int(claim), "outcome": "alive", "task": .string(task.id)]))
     }
 
@@ -236,7 +237,8 @@ public enum TaskTool {
             // Written under a name of this attempt alone, before the record: a stale holder can
             // never overwrite its successor's result, and an accepted record never points at nothing.
             resultPath = "results/\(task.id).attempt-\(claim).json"
-            try AtomicFile.replace(store.layout.root + "/" + resultPath!, with: bytes, durability: .powerLoss)
+            try AtomicFile.replace(
+                store.layout.root + "/" + resultPath!, with: bytes, durability: .powerLoss, mode: store.permissions.file(.private))
         }
         let submission = try store.submit(.taskComplete(task: task.id, claim: claim, result: resultPath, tokensUsed: tokensUsed))
         store.publishAfterRecording()
@@ -388,12 +390,13 @@ public enum TaskTool {
 
 /// Worker files under `workers/<id>/`.
 enum WorkerFiles {
-    /// Creates `workers/<id>/heartbeat` if needed and sets its modification time to now.
-    static func touchHeartbeat(_ layout: CoordinationLayout, worker: String) throws(CortexError) {
+    /// Creates `workers/<id>/heartbeat` if needed and sets its modification time to now; new
+    /// folders and files get the private modes of `permissions`.
+    static func touchHeartbeat(_ layout: CoordinationLayout, worker: String, permissions: FolderPermissions) throws(CortexError) {
         let folder = layout.worker(worker)
-        try Files.makeDirectory(layout.workers)
-        try Files.makeDirectory(folder)
-        try Files.touch(folder + "/heartbeat")
+        try Files.makeDirectory(layout.workers, mode: permissions.directory(.private))
+        try Files.makeDirectory(folder, mode: permissions.directory(.private))
+        try Files.touch(folder + "/heartbeat", mode: permissions.file(.private))
     }
 }
 

@@ -167,6 +167,8 @@ public struct ToolSpec: Sendable {
                 return 0
             }
             let invocation = Invocation(arguments: parsed, environment: environment, spec: command.spec)
+            // Root on another user's folder acts as that user, before anything in it is opened.
+            try FolderOwner.actAsOwner(of: invocation.root)
             defer { printWarnings(of: invocation.session, command: command.spec.name) }
             let report = try command.body(invocation)
             Output.print(report, json: parsed.has("json"), command: command.spec.name)
@@ -203,6 +205,7 @@ public enum ExitCode {
         case .io(_, _, let errno): errno.isPermissionDenied ? 77 : 74
         case .corrupt: 74
         case .tryLater: 75
+        case .permissionDenied: 77
         case .configuration: 78
         }
     }

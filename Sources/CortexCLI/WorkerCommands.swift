@@ -117,7 +117,7 @@ public enum WorkerTool {
     static func heartbeat(_ invocation: Invocation) throws(CortexError) -> Report {
         let id = try Values.validateIdentifier(invocation.arguments.positionals[0], what: "worker id")
         let layout = CoordinationLayout(root: invocation.root)
-        try WorkerFiles.touchHeartbeat(layout, worker: id)
+        try WorkerFiles.touchHeartbeat(layout, worker: id, permissions: FolderPermissions.detect(root: layout.root))
         return Report(text: "", json: .object(["heartbeat": .string(layout.heartbeat(id)), "worker": .string(id)]))
     }
 

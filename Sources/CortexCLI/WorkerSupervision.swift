@@ -166,8 +166,8 @@ enum WorkerSupervision {
             store.publishAfterRecording()
             return nil
         }
-        try Files.makeDirectory(store.layout.workers)
-        try Files.makeDirectory(store.layout.worker(id))
+        try Files.makeDirectory(store.layout.workers, mode: store.permissions.directory(.private))
+        try Files.makeDirectory(store.layout.worker(id), mode: store.permissions.directory(.private))
         return try continueSupervision(id, store: store, me: me, context: context, lastExit: nil, stopRequested: false)
     }
 
@@ -237,7 +237,7 @@ enum WorkerSupervision {
                 do throws(CortexError) {
                     try run(worker, store: store, context: context)
                 } catch {
-                    result = startFailure(error.description, worker: id, layout: store.layout)
+                    result = startFailure(error.description, worker: id, store: store)
                     if case .notFound = error, worker.spec.request.map({ WorkerRequest.owner($0, in: store.layout) == nil }) ?? true {
                         // Its request is gone (or it never had one): nothing can ever start it
                         // again, so it ends here rather than failing on every restart.
@@ -254,9 +254,10 @@ enum WorkerSupervision {
 
     /// A run that could not start: recorded as exit 127, as a shell would, with the reason in
     /// the worker's stderr.log.
-    static func startFailure(_ reason: String, worker id: String, layout: CoordinationLayout) -> SupervisedExit {
+    static func startFailure(_ reason: String, worker id: String, store: CoordinationStore) -> SupervisedExit {
         try? AtomicFile.replace(
-            layout.worker(id) + "/stderr.log", with: Array("cortex-spawn: \(reason)\n".utf8), durability: .processCrash)
+            store.layout.worker(id) + "/stderr.log", with: Array("cortex-spawn: \(reason)\n".utf8), durability: .processCrash,
+            mode: store.permissions.file(.private))
         return SupervisedExit(exit: .exited(127), stdout: .none, stderr: .none)
     }
 

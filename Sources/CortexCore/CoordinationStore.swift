@@ -12,6 +12,8 @@ public final class CoordinationStore {
     public let layout: CoordinationLayout
     /// Settings from `config.json`.
     public let config: CortexConfig
+    /// How this folder's files are created (a group folder or not), from the root's mode.
+    public let permissions: FolderPermissions
     /// The journal.
     public let journal: FileJournal
     /// The state folded so far.
@@ -47,10 +49,11 @@ public final class CoordinationStore {
     /// (docs/decisions/021-outcome-is-the-truth.md).
     public private(set) var warnings: [String] = []
 
-    private init(layout: CoordinationLayout, config: CortexConfig) {
+    private init(layout: CoordinationLayout, config: CortexConfig, permissions: FolderPermissions) {
         self.layout = layout
         self.config = config
-        self.journal = FileJournal(directory: layout.journal)
+        self.permissions = permissions
+        self.journal = FileJournal(directory: layout.journal, permissions: permissions)
     }
 
     /// Opens the coordination folder at `root` and folds the journal to its end.
@@ -74,11 +77,12 @@ public final class CoordinationStore {
                 }
                 throw .notFound("no coordination folder at \(layout.root) (create it with 'cortex init --dir \(layout.root)')")
             }
-            try createLayout(layout, config: CortexConfig())
+            try createLayout(layout, config: CortexConfig(), permissions: FolderPermissions.detect(root: layout.root))
             configBytes = try readConfig(layout)
         }
         guard let configBytes else { throw .configuration("\(layout.config) vanished while the folder was created") }
-        let store = CoordinationStore(layout: layout, config: try parseConfig(configBytes, layout))
+        let store = CoordinationStore(
+            layout: layout, config: try parseConfig(configBytes, layout), permissions: FolderPermissions.detect(root: layout.root))
         store.loadSnapshot()
         try store.catchUp()
         return store
@@ -92,30 +96,34 @@ public final class CoordinationStore {
         guard try withPath("stat", layout.journal, { () throws(Errno) in try POSIX.status(layout.journal) }) != nil else {
             throw .notFound("no journal at \(layout.journal) (create it with 'cortex init --dir \(layout.root)')")
         }
-        return FileJournal(directory: layout.journal)
+        return FileJournal(directory: layout.journal, permissions: FolderPermissions.detect(root: layout.root))
     }
 
-    /// Creates the folders, the first segment and `config.json` if they are missing. Safe to run
-    /// from many processes at once: every step either creates or finds the thing already there.
-    public static func createLayout(_ layout: CoordinationLayout, config: CortexConfig) throws(CortexError) {
+    /// Creates the folders, the first segment and `config.json` if they are missing, with the
+    /// modes `permissions` gives (the root's own when it already exists). Safe to run from many
+    /// processes at once: every step either creates or finds the thing already there.
+    public static func createLayout(
+        _ layout: CoordinationLayout, config: CortexConfig, permissions: FolderPermissions = .personal
+    ) throws(CortexError) {
         try SupportedFileSystem.check(layout.root)
-        try makeDirectories(layout.root)
-        for folder in [
-            layout.journal, layout.archive, layout.stateFolder, layout.finishedTasks, layout.workers, layout.results,
-            layout.contexts, layout.requests,
-        ] {
-            try withPath("create folder", folder) { () throws(Errno) in try POSIX.makeDirectory(folder) }
-        }
-        try FileJournal(directory: layout.journal).createSegment(1)
-        try AtomicFile.createIfAbsent(layout.config, with: config.json.prettySerialized())
+        try makeDirectories(layout.root, mode: permissions.directory(.shared))
+        let folders: [(String, FolderPermissions.Content)] = [
+            (layout.journal, .shared), (layout.archive, .shared), (layout.stateFolder, .shared), (layout.finishedTasks, .shared),
+            (layout.workers, .private), (layout.results, .private), (layout.contexts, .private),
+            (layout.requests, .private),
+        ]
+        for (folder, content) in folders { try Files.makeDirectory(folder, mode: permissions.directory(content)) }
+        try FileJournal(directory: layout.journal, permissions: permissions).createSegment(1)
+        try AtomicFile.createIfAbsent(layout.config, with: config.json.prettySerialized(), mode: permissions.file(.shared))
     }
 
-    private static func makeDirectories(_ path: String) throws(CortexError) {
+    /// `mkdir -p`: the parents under the umask, the last folder with `mode`.
+    private static func makeDirectories(_ path: String, mode: CreationMode) throws(CortexError) {
         var prefix = path.hasPrefix("/") ? "" : "."
-        for component in path.split(separator: "/") {
+        let components = path.split(separator: "/")
+        for (index, component) in components.enumerated() {
             prefix += "/" + component
-            let folder = prefix
-            try withPath("create folder", folder) { () throws(Errno) in try POSIX.makeDirectory(folder) }
+            try Files.makeDirectory(prefix, mode: index == components.count - 1 ? mode : .masked(0o777))
         }
     }
 
@@ -321,7 +329,7 @@ public final class CoordinationStore {
         }
         try compactFinishedTasks()
         let snapshot = SnapshotCodec.encode(state, position: position, writtenAtMilliseconds: nowMilliseconds)
-        try AtomicFile.replace(layout.snapshot, with: snapshot, durability: .powerLoss)
+        try AtomicFile.replace(layout.snapshot, with: snapshot, durability: .powerLoss, mode: permissions.file(.shared))
         snapshotFileIdentity = FileIdentity.of(layout.snapshot)
         holdsSnapshotDuty = false
         snapshotPosition = position
@@ -357,7 +365,7 @@ public final class CoordinationStore {
             ]
             for (path, coverage, render) in views {
                 if let onDisk = AtomicFile.tail(of: path).flatMap(Views.coverage(inTail:)), onDisk >= coverage { continue }
-                switch try AtomicFile.exchange(path, with: render().prettySerialized()) {
+                switch try AtomicFile.exchange(path, with: render().prettySerialized(), mode: permissions.file(.shared)) {
                 case .nothing: break
                 case .file(let tail):
                     if let displaced = Views.coverage(inTail: tail), displaced > coverage { regressed = true }

@@ -13,6 +13,9 @@ public enum CortexError: Error, Equatable, Sendable, CustomStringConvertible {
     case corrupt(String)
     /// Not now: queued, or a wait timed out (exit 75).
     case tryLater(String)
+    /// Not allowed, for a reason other than a failed system call: root on another user's folder
+    /// that it cannot act as (exit 77).
+    case permissionDenied(String)
     /// The settings or the environment are wrong: bad config.json, unsupported file system (exit 78).
     case configuration(String)
     /// A normal "no": budget would be exceeded, nothing to claim, stale fencing token (exit 1).
@@ -24,6 +27,8 @@ public enum CortexError: Error, Equatable, Sendable, CustomStringConvertible {
         case .usage(let message), .badInput(let message), .notFound(let message), .corrupt(let message),
             .tryLater(let message), .configuration(let message), .refused(let message):
             return message
+        case .permissionDenied(let message):
+            return "permission denied: " + message
         case .io(let operation, let path, let errno):
             if errno.isPermissionDenied { return "permission denied: cannot \(operation) \(path): \(errno)" }
             return "cannot \(operation) \(path): \(errno)"

@@ -23,8 +23,10 @@ func replaceFile(_ path: String, with bytes: [UInt8]) -> String? {
         name = String(path[path.utf8.index(after: slash)...])
     }
     let temporary = directory + "/." + name + ".tmp-" + String(getpid())
-    let fd = supervisor_open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0o644)
+    // A worker's logs are private: never readable by others, and exactly 0660 in a group folder.
+    let fd = supervisor_open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0o660)
     guard fd >= 0 else { return "cannot create " + temporary + ": " + describe(supervisor_errno()) }
+    if supervisor_in_group_folder(directory) == 1 { _ = fchmod(fd, 0o660) }
     var written = 0
     while written < bytes.count {
         let got = bytes.withUnsafeBytes { raw in write(fd, raw.baseAddress! + written, raw.count - written) }

@@ -68,7 +68,12 @@ int supervisor_set_nonblocking(int fd);
 /// Puts SIGCHLD back to its default disposition (SIG_DFL is a cast Swift cannot import here).
 void supervisor_default_sigchld(void);
 
-/// Sets the modification and access times of `path` to now, creating it (0644) if missing.
+/// Sets the modification and access times of `path` to now, creating it if missing: 0660 under
+/// the umask (worker files are never readable by others), exactly 0660 in a group folder.
 int supervisor_touch(const char *path);
+
+/// 1 when `directory` is a set-group-ID folder its group may write (a group folder, whose files
+/// are 0660 whatever the umask: docs/decisions/023-shared-folders.md), else 0.
+int supervisor_in_group_folder(const char *directory);
 
 #endif

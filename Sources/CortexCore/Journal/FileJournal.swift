@@ -9,12 +9,17 @@ import Glibc
 public final class FileJournal {
     /// The `journal/` folder.
     public let directory: String
+    /// How the folder's files are created: new segments, tombstones and `archive/` are shared content.
+    public let permissions: FolderPermissions
+    /// The mode of a new segment or tombstone.
+    var segmentMode: CreationMode { permissions.file(.shared) }
     private var appendDescriptor: (segment: Int, fd: Int32)?
     private var readDescriptor: (segment: Int, fd: Int32)?
 
-    /// A journal in `directory` (which must exist).
-    public init(directory: String) {
+    /// A journal in `directory` (which must exist) whose new files follow `permissions`.
+    public init(directory: String, permissions: FolderPermissions = .personal) {
         self.directory = directory
+        self.permissions = permissions
     }
 
     deinit {
@@ -31,13 +36,16 @@ public final class FileJournal {
         return try withPath("stat", path) { () throws(Errno) in try POSIX.status(path) } != nil
     }
 
-    /// Creates segment `segment` with `O_CREAT|O_EXCL`.
+    /// Creates segment `segment` with `O_CREAT|O_EXCL` and the mode of shared content. An exact mode (a group
+    /// folder) is set on an empty temp file that is then linked in (`link` never replaces), so
+    /// no other member can find the segment before it is writable by the group.
     /// - Returns: false when it already existed (someone else created it, which is fine).
     @discardableResult
     public func createSegment(_ segment: Int) throws(CortexError) -> Bool {
         let path = path(ofSegment: segment)
+        if segmentMode.exact { return try AtomicFile.createIfAbsent(path, with: [], mode: segmentMode) }
         do {
-            let fd = try POSIX.open(path, O_WRONLY | O_CREAT | O_EXCL, mode: 0o644)
+            let fd = try POSIX.open(path, O_WRONLY | O_CREAT | O_EXCL, mode: segmentMode.bits)
             POSIX.close(fd)
             return true
         } catch {

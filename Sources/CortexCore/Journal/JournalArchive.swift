@@ -104,7 +104,7 @@ extension FileJournal {
         if try isTombstone(segment) { return false }
         let source = path(ofSegment: segment)
         let target = archivePath(ofSegment: segment)
-        try Files.makeDirectory(archiveDirectory)
+        try Files.makeDirectory(archiveDirectory, mode: permissions.directory(.shared))
         do throws(Errno) {
             try POSIX.link(source, target)
         } catch {
@@ -114,7 +114,8 @@ extension FileJournal {
         }
         let archive = archiveDirectory
         try withPath("fsync", archive) { () throws(Errno) in try POSIX.fsyncDirectory(archive) }
-        try AtomicFile.replace(source, with: try tombstoneLine(for: segment, timeMilliseconds: timeMilliseconds), durability: .powerLoss)
+        try AtomicFile.replace(
+            source, with: try tombstoneLine(for: segment, timeMilliseconds: timeMilliseconds), durability: .powerLoss, mode: segmentMode)
         return true
     }
 

@@ -20,8 +20,9 @@ func retryingInterrupts<T: FixedWidthInteger>(_ body: () -> T) throws(Errno) -> 
 
 /// Namespace for the thin, typed wrappers over the system calls CortexCore uses.
 public enum POSIX {
-    /// Opens `path`, always with `O_CLOEXEC`. The corresponding C function is `open`.
-    public static func open(_ path: String, _ flags: Int32, mode: mode_t = 0o644) throws(Errno) -> Int32 {
+    /// Opens `path`, always with `O_CLOEXEC`. The corresponding C function is `open`. A new
+    /// file gets `mode` under the umask (0666 by default: the umask decides).
+    public static func open(_ path: String, _ flags: Int32, mode: mode_t = 0o666) throws(Errno) -> Int32 {
         try retryingInterrupts { Glibc.open(path, flags | O_CLOEXEC, mode) }
     }
 
@@ -167,15 +168,28 @@ public enum POSIX {
         _ = Glibc.unlink(path)
     }
 
-    /// Creates a directory; an existing one is not an error.
-    public static func makeDirectory(_ path: String, mode: mode_t = 0o755) throws(Errno) {
-        if Glibc.mkdir(path, mode) == -1 && errno != EEXIST { throw Errno.current }
+    /// Creates a directory with `mode` under the umask (0777 by default: the umask decides);
+    /// an existing one is not an error. Returns true when this call created it.
+    @discardableResult
+    public static func makeDirectory(_ path: String, mode: mode_t = 0o777) throws(Errno) -> Bool {
+        if Glibc.mkdir(path, mode) == 0 { return true }
+        if errno == EEXIST { return false }
+        throw Errno.current
     }
 
     /// File metadata, or nil when nothing exists at `path`.
     public static func status(_ path: String) throws(Errno) -> stat? {
         var info = stat()
         if lstatOrStat(path, &info) == 0 { return info }
+        if errno == ENOENT || errno == ENOTDIR { return nil }
+        throw Errno.current
+    }
+
+    /// File metadata, or nil when nothing exists at `path`; of a symbolic link itself when
+    /// `followingLinks` is false. The corresponding C function is `fstatat`.
+    public static func status(_ path: String, followingLinks: Bool) throws(Errno) -> stat? {
+        var info = stat()
+        if fstatat(AT_FDCWD, path, &info, followingLinks ? 0 : AT_SYMLINK_NOFOLLOW) == 0 { return info }
         if errno == ENOENT || errno == ENOTDIR { return nil }
         throw Errno.current
     }

@@ -17,8 +17,9 @@ public enum AtomicFile {
     /// Replaces `path` with `bytes`: a temp file beside it (same file system; `O_EXCL`,
     /// `O_NOFOLLOW`, named `.NAME.tmp-PID-RANDOM` so globs skip it), write, optionally `fsync`,
     /// `rename` over `path`, optionally `fsync` the folder. On failure the temp file is removed
-    /// and `path` is untouched.
-    public static func replace(_ path: String, with bytes: [UInt8], durability: Durability, mode: mode_t = 0o644)
+    /// and `path` is untouched. The file gets `mode` (the folder's `FolderPermissions`; by
+    /// default 0666 under the umask), set on the temp file before it takes the name.
+    public static func replace(_ path: String, with bytes: [UInt8], durability: Durability, mode: CreationMode = .umask)
         throws(CortexError)
     {
         let temp = try writeTemporaryFile(beside: path, bytes: bytes, sync: durability == .powerLoss, mode: mode)
@@ -35,10 +36,10 @@ public enum AtomicFile {
     }
 
     /// Creates `path` with `bytes` only if nothing is there yet (temp file, then `link`, which
-    /// never replaces). Returns false when the file already existed.
+    /// never replaces), with `mode`. Returns false when the file already existed.
     @discardableResult
-    public static func createIfAbsent(_ path: String, with bytes: [UInt8]) throws(CortexError) -> Bool {
-        let temp = try writeTemporaryFile(beside: path, bytes: bytes, sync: true, mode: 0o644)
+    public static func createIfAbsent(_ path: String, with bytes: [UInt8], mode: CreationMode = .umask) throws(CortexError) -> Bool {
+        let temp = try writeTemporaryFile(beside: path, bytes: bytes, sync: true, mode: mode)
         defer { POSIX.unlinkIfPresent(temp) }
         do throws(Errno) {
             try POSIX.link(temp, path)
@@ -57,14 +58,15 @@ public enum AtomicFile {
         return "\(directory)/.\(name).tmp-\(getpid())-\(POSIX.randomHex(bytes: 4))"
     }
 
-    /// Creates a temp file beside `path` (`O_EXCL|O_NOFOLLOW`) holding `bytes`, `fsync`ed when
-    /// `sync`, and returns its name. Nothing is left behind on failure.
-    static func writeTemporaryFile(beside path: String, bytes: [UInt8], sync: Bool, mode: mode_t) throws(CortexError) -> String {
+    /// Creates a temp file beside `path` (`O_EXCL|O_NOFOLLOW`, `mode`) holding `bytes`, `fsync`ed
+    /// when `sync`, and returns its name. Nothing is left behind on failure.
+    static func writeTemporaryFile(beside path: String, bytes: [UInt8], sync: Bool, mode: CreationMode) throws(CortexError) -> String {
         let temp = temporaryName(beside: path)
         let fd = try withPath("create", temp) { () throws(Errno) in
-            try POSIX.open(temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode: mode)
+            try POSIX.open(temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode: mode.bits)
         }
         do throws(Errno) {
+            try mode.apply(to: fd)
             try POSIX.writeAll(fd, bytes)
             if sync { try POSIX.fsync(fd) }
         } catch {
@@ -101,15 +103,28 @@ extension AtomicFile {
 
 /// Small file operations with `CortexError`s that name the path.
 public enum Files {
-    /// Creates a folder; an existing one is fine.
-    public static func makeDirectory(_ path: String) throws(CortexError) {
-        try withPath("create folder", path) { () throws(Errno) in try POSIX.makeDirectory(path) }
+    /// Creates a folder with `mode`; an existing one is fine (and keeps its mode). An exact mode
+    /// is set on the new folder through a descriptor opened without following a symbolic link.
+    public static func makeDirectory(_ path: String, mode: CreationMode = .masked(0o777)) throws(CortexError) {
+        try withPath("create folder", path) { () throws(Errno) in
+            guard try POSIX.makeDirectory(path, mode: mode.bits), mode.exact else { return }
+            let fd = try POSIX.open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
+            defer { POSIX.close(fd) }
+            try mode.apply(to: fd)
+        }
     }
 
-    /// Creates `path` if missing and sets its modification time to now (a heartbeat).
-    public static func touch(_ path: String) throws(CortexError) {
-        let fd = try withPath("open", path) { () throws(Errno) in try POSIX.open(path, O_WRONLY | O_CREAT, mode: 0o644) }
+    /// Creates `path` with `mode` if missing and sets its modification time to now (a heartbeat).
+    /// An exact mode is set only on a file this process created (one `fstat` to tell).
+    public static func touch(_ path: String, mode: CreationMode = .umask) throws(CortexError) {
+        let fd = try withPath("open", path) { () throws(Errno) in try POSIX.open(path, O_WRONLY | O_CREAT, mode: mode.bits) }
         defer { POSIX.close(fd) }
+        if mode.exact {
+            try withPath("set the mode of", path) { () throws(Errno) in
+                let info = try POSIX.status(fd)
+                if info.st_uid == geteuid(), info.st_mode & 0o7777 != mode.bits { try mode.apply(to: fd) }
+            }
+        }
         if futimens(fd, nil) != 0 { throw .system("touch", path, Errno.current) }
     }
 
@@ -129,8 +144,8 @@ extension AtomicFile {
     /// Publishes `bytes` at `path` like `replace(_:with:durability:)` with `.processCrash`, but swaps
     /// the new file in with `renameat2(RENAME_EXCHANGE)`, so the caller learns what it displaced
     /// (the old file ends up under the temp name, is read, then removed).
-    public static func exchange(_ path: String, with bytes: [UInt8]) throws(CortexError) -> Displaced {
-        let temp = try writeTemporaryFile(beside: path, bytes: bytes, sync: false, mode: 0o644)
+    public static func exchange(_ path: String, with bytes: [UInt8], mode: CreationMode = .umask) throws(CortexError) -> Displaced {
+        let temp = try writeTemporaryFile(beside: path, bytes: bytes, sync: false, mode: mode)
         if cortex_rename_exchange(temp, path) == 0 {
             let tail = (try? readTail(temp, bytes: 4096)) ?? []
             POSIX.unlinkIfPresent(temp)

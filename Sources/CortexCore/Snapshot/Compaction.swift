@@ -47,7 +47,7 @@ extension CoordinationStore {
         // long as one of the two snapshots is readable. Written from this fold, not linked from
         // snapshot.json, which a slower writer may have replaced with an older snapshot meanwhile.
         let checkpoint = SnapshotCodec.encode(state, position: position, writtenAtMilliseconds: nowMilliseconds)
-        try AtomicFile.replace(layout.checkpoint, with: checkpoint, durability: .powerLoss)
+        try AtomicFile.replace(layout.checkpoint, with: checkpoint, durability: .powerLoss, mode: permissions.file(.shared))
         result.purged = try journal.purgeArchives(below: covered, olderThan: nowMilliseconds - retentionMilliseconds)
         result.finishedFilesMerged = try mergeFinishedTaskFiles(nowMilliseconds: nowMilliseconds)
         return result
@@ -88,7 +88,7 @@ extension CoordinationStore {
                 for line in bytes.split(separator: 0x0A) where seen.insert(Array(line)).inserted { lines += line + [0x0A] }
             }
             let target = folder + "/hour-\(bucket)-\(POSIX.randomHex(bytes: 4)).jsonl"
-            try AtomicFile.replace(target, with: lines, durability: .powerLoss)
+            try AtomicFile.replace(target, with: lines, durability: .powerLoss, mode: permissions.file(.shared))
             for name in names { POSIX.unlinkIfPresent(folder + "/" + name) }
             merged += names.count
         }

@@ -8,12 +8,12 @@ extension CoordinationStore {
     /// before the snapshot that no longer holds them is written.
     func compactFinishedTasks() throws(CortexError) {
         guard !state.tasks.finished.isEmpty else { return }
-        try Files.makeDirectory(layout.finishedTasks)
+        try Files.makeDirectory(layout.finishedTasks, mode: permissions.directory(.shared))
         let name = "\(JournalSegment.fileName(position.segment).dropLast(6))-\(position.offset).jsonl"
         var lines: [UInt8] = []
         for task in state.tasks.finished { lines += task.json.serialized() + [0x0A] }
         // Same position, same finished tasks: a concurrent writer of this name writes the same bytes.
-        try AtomicFile.replace(layout.finishedTasks + "/" + name, with: lines, durability: .powerLoss)
+        try AtomicFile.replace(layout.finishedTasks + "/" + name, with: lines, durability: .powerLoss, mode: permissions.file(.shared))
         clearFinishedOutbox()
     }
 
