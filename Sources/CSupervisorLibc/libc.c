@@ -43,7 +43,7 @@ int supervisor_open(const char *path, int flags, mode_t mode) { return open(path
 int supervisor_set_nonblocking(int fd) { return fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK); }
 void supervisor_default_sigchld(void) { signal(SIGCHLD, SIG_DFL); }
 int supervisor_touch(const char *path) {
-    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOCTTY, 0644);
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW | O_NONBLOCK, 0644);
     if (fd < 0) return -1;
     int rc = futimens(fd, NULL);
     int saved = errno;

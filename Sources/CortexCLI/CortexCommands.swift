@@ -133,7 +133,7 @@ public enum CortexTool {
 
     /// Sets one key of `config.json`, keeping every other key as the user wrote it.
     private static func updateConfig(_ layout: CoordinationLayout, key: String, value: JSONValue) throws(CortexError) {
-        let bytes = try withConfigPath(layout) { () throws(Errno) in try POSIX.readFile(layout.config) }
+        let bytes = try withConfigPath(layout) { () throws(Errno) in try layout.folder.readFile(layout.config, limit: FileLimits.config) }
         guard case .object(var members)? = try? JSONValue.parse(bytes) else {
             throw .configuration("\(layout.config) is not a JSON object")
         }
@@ -143,7 +143,7 @@ public enum CortexTool {
         } else {
             members.append(JSONMember(key, value))
         }
-        try AtomicFile.replace(layout.config, with: JSONValue.object(members).prettySerialized(), durability: .powerLoss)
+        try AtomicFile.replace(layout.config, in: layout.folder, with: JSONValue.object(members).prettySerialized(), durability: .powerLoss)
     }
 
     private static func withConfigPath<T>(_ layout: CoordinationLayout, _ body: () throws(Errno) -> T) throws(CortexError) -> T {

@@ -175,12 +175,13 @@ public enum ReapTool {
         let json = JSONValue.object([
             "at": .string(ISOTime.format(milliseconds: now)), "at_ms": .int(now), "lost": .int(lost), "pid": .int(Int64(getpid())),
         ])
-        try AtomicFile.replace(lastRunPath(layout), with: Array((json.jsonText + "\n").utf8), durability: .processCrash)
+        try AtomicFile.replace(lastRunPath(layout), in: layout.folder, with: Array((json.jsonText + "\n").utf8), durability: .processCrash)
     }
 
     /// The last run recorded, or nil when the reaper never ran (or the file is unreadable).
     static func lastRun(_ layout: CoordinationLayout) -> LastRun? {
-        guard let bytes = try? POSIX.readFile(lastRunPath(layout)), let json = try? JSONValue.parse(bytes),
+        guard let bytes = try? layout.folder.readFile(lastRunPath(layout), limit: FileLimits.smallFile),
+            let json = try? JSONValue.parse(bytes),
             let at = json["at_ms"]?.intValue
         else { return nil }
         return LastRun(milliseconds: at, lost: json["lost"]?.intValue ?? 0)
@@ -233,18 +234,23 @@ public enum ReapTool {
         return signalled
     }
 
+    /// Regular files in `results/` and `state/finished/` last changed before `cutoff`. Both folders
+    /// are opened through the coordination folder's descriptor: when either is a link (to a
+    /// folder elsewhere) nothing in it is listed, and links or other non-regular entries inside
+    /// are skipped (docs/decisions/020-no-path-tricks.md).
     static func expiredFiles(_ layout: CoordinationLayout, olderThan cutoff: Int64) -> [String] {
         var expired: [String] = []
         for folder in [layout.results, layout.finishedTasks] {
-            for name in (try? POSIX.directoryEntries(folder)) ?? [] where !name.hasPrefix(".") {
+            for name in (try? layout.folder.entries(folder)) ?? [] where !name.hasPrefix(".") {
                 let path = folder + "/" + name
-                if let modified = POSIX.modificationMilliseconds(path), modified < cutoff { expired.append(path) }
+                if let modified = layout.folder.modificationMilliseconds(path), modified < cutoff { expired.append(path) }
             }
         }
         return expired
     }
 
+    /// Removes `expiredFiles`, each by `unlinkat` relative to its folder's descriptor.
     static func purgeExpired(_ layout: CoordinationLayout, olderThan cutoff: Int64) -> Int {
-        expiredFiles(layout, olderThan: cutoff).filter { unlink($0) == 0 }.count
+        expiredFiles(layout, olderThan: cutoff).filter { layout.folder.unlink($0) }.count
     }
 }

@@ -143,7 +143,9 @@ public enum TaskTool {
                 try Values.parseDurationMilliseconds(text)
             } ?? 1000)
         let contextSource = arguments.value("context-file")
-        let contextBytes = try contextSource.map { (path) throws(CortexError) in try readInputFile(path, what: "context file") }
+        let contextBytes = try contextSource.map { (path) throws(CortexError) in
+            try POSIX.readInputFile(path, what: "context file", limit: FileLimits.contextFile)
+        }
         let store = try invocation.openStore(mutating: true)
         if let key = spec.key, let existing = store.state.tasks.key(key) {
             // Known key: the same id, nothing appended (keys are never reassigned while kept).
@@ -152,14 +154,14 @@ public enum TaskTool {
         var contextPath: String?
         if let contextBytes {
             let name = "context/ctx-\(Record.newID().dropFirst()).txt"
-            try AtomicFile.replace(store.layout.root + "/" + name, with: contextBytes, durability: .powerLoss)
+            try AtomicFile.replace(name, in: store.layout.folder, with: contextBytes, durability: .powerLoss)
             contextPath = name
             spec.context = name
         }
         let submission = try store.submit(.taskCreate(spec))
         try store.publish()
         guard case .created(let task, let existing) = submission.outcome else { throw unexpected(submission.outcome) }
-        if existing, let contextPath { POSIX.unlinkIfPresent(store.layout.root + "/" + contextPath) }
+        if existing, let contextPath { store.layout.folder.unlink(contextPath) }
         return Report(text: task, json: merge(submission.outcome.json, ["record": .string(submission.record.id)]))
     }
 
@@ -224,7 +226,7 @@ public enum TaskTool {
         if let text = arguments.value("result") {
             resultBytes = Array(text.utf8)
         } else if let path = arguments.value("result-file") {
-            resultBytes = try readInputFile(path, what: "result file")
+            resultBytes = try POSIX.readInputFile(path, what: "result file", limit: FileLimits.resultFile)
         }
         if let bytes = resultBytes {
             do { _ = try JSONValue.parse(bytes) } catch { throw .badInput("the result is not valid JSON: \(error)") }
@@ -236,12 +238,12 @@ public enum TaskTool {
             // Written under a name of this attempt alone, before the record: a stale holder can
             // never overwrite its successor's result, and an accepted record never points at nothing.
             resultPath = "results/\(task.id).attempt-\(claim).json"
-            try AtomicFile.replace(store.layout.root + "/" + resultPath!, with: bytes, durability: .powerLoss)
+            try AtomicFile.replace(resultPath!, in: store.layout.folder, with: bytes, durability: .powerLoss)
         }
         let submission = try store.submit(.taskComplete(task: task.id, claim: claim, result: resultPath, tokensUsed: tokensUsed))
         try store.publish()
         guard case .completed = submission.outcome else {
-            if let resultPath { POSIX.unlinkIfPresent(store.layout.root + "/" + resultPath) }
+            if let resultPath { store.layout.folder.unlink(resultPath) }
             throw unexpected(submission.outcome)
         }
         if let resultPath { try ResultFiles.publish(store.layout, task: task.id, attemptFile: resultPath) }
@@ -350,15 +352,6 @@ public enum TaskTool {
         return text
     }
 
-    private static func readInputFile(_ path: String, what: String) throws(CortexError) -> [UInt8] {
-        do {
-            return try POSIX.readFile(path)
-        } catch {
-            if error.rawValue == ENOENT { throw .notFound("no \(what) \(path)") }
-            throw .system("read", path, error)
-        }
-    }
-
     /// A task as JSON for people and scripts: times in ISO form, the result's canonical path.
     static func taskJSON(_ task: TaskEntry, layout: CoordinationLayout) -> JSONValue {
         var members = task.json.objectMembers ?? []
@@ -385,9 +378,9 @@ enum WorkerFiles {
     /// Creates `workers/<id>/heartbeat` if needed and sets its modification time to now.
     static func touchHeartbeat(_ layout: CoordinationLayout, worker: String) throws(CortexError) {
         let folder = layout.worker(worker)
-        try Files.makeDirectory(layout.workers)
-        try Files.makeDirectory(folder)
-        try Files.touch(folder + "/heartbeat")
+        try Files.makeDirectory(layout.workers, in: layout.folder)
+        try Files.makeDirectory(folder, in: layout.folder)
+        try Files.touch(folder + "/heartbeat", in: layout.folder)
     }
 }
 
@@ -395,6 +388,6 @@ enum WorkerFiles {
 enum ResultFiles {
     /// Makes `results/<task>.json` the accepted attempt's result: a hard link, renamed into place.
     static func publish(_ layout: CoordinationLayout, task: String, attemptFile: String) throws(CortexError) {
-        try AtomicFile.link(layout.root + "/" + attemptFile, replacing: layout.results + "/" + task + ".json")
+        try AtomicFile.link(attemptFile, replacing: layout.results + "/" + task + ".json", in: layout.folder)
     }
 }

@@ -77,8 +77,8 @@ enum WorkerSupervision {
             try store.publish()
             return nil
         }
-        try Files.makeDirectory(store.layout.workers)
-        try Files.makeDirectory(store.layout.worker(id))
+        try Files.makeDirectory(store.layout.workers, in: store.layout.folder)
+        try Files.makeDirectory(store.layout.worker(id), in: store.layout.folder)
         return try continueSupervision(id, store: store, me: me, context: context, lastExit: nil, stopRequested: false)
     }
 
@@ -144,7 +144,7 @@ enum WorkerSupervision {
     /// the worker's stderr.log.
     static func startFailure(_ reason: String, worker id: String, layout: CoordinationLayout) -> SupervisedExit {
         try? AtomicFile.replace(
-            layout.worker(id) + "/stderr.log", with: Array("cortex-spawn: \(reason)\n".utf8), durability: .processCrash)
+            layout.worker(id) + "/stderr.log", in: layout.folder, with: Array("cortex-spawn: \(reason)\n".utf8), durability: .processCrash)
         return SupervisedExit(exit: .exited(127), stdout: .none, stderr: .none)
     }
 
@@ -252,7 +252,7 @@ enum WorkerSupervision {
 
     /// Tokens the worker reported in `workers/<id>/tokens_used` (a number), if it did.
     static func tokensUsed(_ layout: CoordinationLayout, _ id: String) -> Int64? {
-        guard let bytes = try? POSIX.readFile(layout.worker(id) + "/tokens_used") else { return nil }
+        guard let bytes = try? layout.folder.readFile(layout.worker(id) + "/tokens_used", limit: FileLimits.smallFile) else { return nil }
         let text = String(decoding: bytes.filter { !" \t\r\n".utf8.contains($0) }, as: UTF8.self)
         return Int64(text).flatMap { $0 >= 0 ? $0 : nil }
     }

@@ -42,7 +42,7 @@ public final class CoordinationStore {
     private init(layout: CoordinationLayout, config: CortexConfig) {
         self.layout = layout
         self.config = config
-        self.journal = FileJournal(directory: layout.journal)
+        self.journal = FileJournal(folder: layout.folder, directory: layout.journal)
     }
 
     /// Opens the coordination folder at `root` and folds the journal to its end.
@@ -74,10 +74,10 @@ public final class CoordinationStore {
     public static func existingJournal(root: String) throws(CortexError) -> FileJournal {
         let layout = CoordinationLayout(root: root)
         try SupportedFileSystem.check(layout.root)
-        guard try withPath("stat", layout.journal, { () throws(Errno) in try POSIX.status(layout.journal) }) != nil else {
+        guard try withPath("stat", layout.journal, { () throws(Errno) in try layout.folder.status(layout.journal) }) != nil else {
             throw .notFound("no journal at \(layout.journal) (create it with 'cortex init --dir \(layout.root)')")
         }
-        return FileJournal(directory: layout.journal)
+        return FileJournal(folder: layout.folder, directory: layout.journal)
     }
 
     /// Creates the folders, the first segment and `config.json` if they are missing. Safe to run
@@ -89,10 +89,10 @@ public final class CoordinationStore {
             layout.journal, layout.archive, layout.stateFolder, layout.finishedTasks, layout.workers, layout.results,
             layout.contexts,
         ] {
-            try withPath("create folder", folder) { () throws(Errno) in try POSIX.makeDirectory(folder) }
+            try Files.makeDirectory(folder, in: layout.folder)
         }
-        try FileJournal(directory: layout.journal).createSegment(1)
-        try AtomicFile.createIfAbsent(layout.config, with: config.json.prettySerialized())
+        try FileJournal(folder: layout.folder, directory: layout.journal).createSegment(1)
+        try AtomicFile.createIfAbsent(layout.config, in: layout.folder, with: config.json.prettySerialized())
     }
 
     private static func makeDirectories(_ path: String) throws(CortexError) {
@@ -104,10 +104,11 @@ public final class CoordinationStore {
         }
     }
 
-    /// `config.json`'s bytes, or nil when it does not exist (one read, no separate stat).
+    /// `config.json`'s bytes, or nil when it does not exist (one read, no separate stat). A link,
+    /// a FIFO or a file over `FileLimits.config` is refused.
     private static func readConfig(_ layout: CoordinationLayout) throws(CortexError) -> [UInt8]? {
         do {
-            return try POSIX.readFile(layout.config)
+            return try layout.folder.readFile(layout.config, limit: FileLimits.config)
         } catch {
             if error.rawValue == ENOENT { return nil }
             throw .system("read", layout.config, error)
@@ -126,9 +127,10 @@ public final class CoordinationStore {
     /// not an error: the snapshot is a cache, and the fold starts from the beginning instead.
     private func loadSnapshot() {
         // The checkpoint is an older snapshot kept under a second name by the reaper (compactJournal).
-        let mapped = ImmutableBytes.map(layout.snapshot)
+        let mapped = ImmutableBytes.map(layout.snapshot, in: layout.folder)
         snapshotFileIdentity = mapped?.fileIdentity
-        let decoded = mapped.flatMap(SnapshotCodec.decode) ?? ImmutableBytes.map(layout.checkpoint).flatMap(SnapshotCodec.decode)
+        let decoded =
+            mapped.flatMap(SnapshotCodec.decode) ?? ImmutableBytes.map(layout.checkpoint, in: layout.folder).flatMap(SnapshotCodec.decode)
         guard let (snapshotState, snapshotPosition) = decoded else { return }
         state = snapshotState
         position = snapshotPosition
@@ -246,7 +248,7 @@ public final class CoordinationStore {
     private func writeSnapshotIfDue(nowMilliseconds: Int64) throws(CortexError) {
         let every = config.snapshotEveryRecords
         guard recordsSinceSnapshot >= every, holdsSnapshotDuty || recordsSinceSnapshot >= 4 * every else { return }
-        guard FileIdentity.of(layout.snapshot) == snapshotFileIdentity else { return }
+        guard FileIdentity.of(layout.snapshot, in: layout.folder) == snapshotFileIdentity else { return }
         try writeSnapshot(nowMilliseconds: nowMilliseconds)
     }
 
@@ -261,8 +263,8 @@ public final class CoordinationStore {
         }
         try compactFinishedTasks()
         let snapshot = SnapshotCodec.encode(state, position: position, writtenAtMilliseconds: nowMilliseconds)
-        try AtomicFile.replace(layout.snapshot, with: snapshot, durability: .powerLoss)
-        snapshotFileIdentity = FileIdentity.of(layout.snapshot)
+        try AtomicFile.replace(layout.snapshot, in: layout.folder, with: snapshot, durability: .powerLoss)
+        snapshotFileIdentity = FileIdentity.of(layout.snapshot, in: layout.folder)
         holdsSnapshotDuty = false
         snapshotPosition = position
         recordsSinceSnapshot = 0
@@ -296,8 +298,10 @@ public final class CoordinationStore {
                 ),
             ]
             for (path, coverage, render) in views {
-                if let onDisk = AtomicFile.tail(of: path).flatMap(Views.coverage(inTail:)), onDisk >= coverage { continue }
-                switch try AtomicFile.exchange(path, with: render().prettySerialized()) {
+                if let onDisk = AtomicFile.tail(of: path, in: layout.folder).flatMap(Views.coverage(inTail:)), onDisk >= coverage {
+                    continue
+                }
+                switch try AtomicFile.exchange(path, in: layout.folder, with: render().prettySerialized()) {
                 case .nothing: break
                 case .file(let tail):
                     if let displaced = Views.coverage(inTail: tail), displaced > coverage { regressed = true }

@@ -35,7 +35,7 @@ public enum JournalVerifier {
     public static func verify(_ journal: FileJournal) throws(CortexError) -> Report {
         var report = Report()
         let names = try withPath("list", journal.directory) { () throws(Errno) in
-            try POSIX.directoryEntries(journal.directory)
+            try journal.folder.entries(journal.directory)
         }
         report.segments = names.compactMap(JournalSegment.number(fromFileName:)).sorted()
         guard let highest = report.segments.last else {
