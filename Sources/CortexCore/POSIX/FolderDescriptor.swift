@@ -87,22 +87,34 @@ public final class FolderDescriptor: @unchecked Sendable {
     nonisolated(unsafe) private static var openat2Missing = false
 
     /// Opens the sub-folder `relative` beneath the root (never through a link), uncached.
+    /// Without `O_DIRECTORY`, so that a link in a folder's place fails with `ELOOP` (with it,
+    /// Linux reports `ENOTDIR`); the `fstat` after the open checks that it is a folder.
     private func openFolder(_ relative: String, from rootFD: Int32) throws(Errno) -> Int32 {
-        let flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC
+        let flags = O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC
+        var opened: Int32?
         if !FolderDescriptor.openat2Missing {
-            do {
-                return try retryingInterrupts { cortex_openat_beneath(rootFD, relative, flags, 0) }
+            do throws(Errno) {
+                opened = try retryingInterrupts { cortex_openat_beneath(rootFD, relative, flags, 0) }
             } catch {
                 guard error.rawValue == ENOSYS else { throw error }
                 FolderDescriptor.openat2Missing = true
             }
         }
-        return try FolderDescriptor.walk(relative, from: rootFD, flags: flags)
+        let fd: Int32
+        if let opened { fd = opened } else { fd = try FolderDescriptor.walk(relative, from: rootFD, flags: flags) }
+        do throws(Errno) {
+            guard try POSIX.status(fd).st_mode & S_IFMT == S_IFDIR else { throw Errno(ENOTDIR) }
+        } catch {
+            POSIX.close(fd)
+            throw error
+        }
+        return fd
     }
 
     /// The fallback for kernels without `openat2`: one `openat(O_NOFOLLOW)` per component, `..`
     /// refused (EXDEV, as `RESOLVE_BENEATH` would).
     static func walk(_ relative: String, from start: Int32, flags: Int32) throws(Errno) -> Int32 {
+        guard !relative.hasPrefix("/") else { throw Errno(EXDEV) }
         var current = try retryingInterrupts { fcntl(start, F_DUPFD_CLOEXEC, 0) }
         for component in relative.split(separator: "/") where component != "." {
             guard component != ".." else {
