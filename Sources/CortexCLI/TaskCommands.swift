@@ -32,7 +32,7 @@ public enum TaskTool {
                         .value("requires", "CAP,...", "Capabilities a claimer must offer (gpu, region=eu).", repeatable: true),
                         .value("tenant", "T", "The tenant it belongs to."),
                         .value("key", "KEY", "Idempotency key: creating with the same key returns the same id."),
-                        .value("context-file", "FILE", "A file of context for the worker, kept beside the journal."),
+                        .value("context-file", "FILE", "A regular file (at most 8 MiB) of context for the worker."),
                     ],
                     examples: [
                         "\(prefix) create --type build --priority high --description 'compile module A'",
@@ -68,7 +68,7 @@ public enum TaskTool {
                     options: [
                         .value("claim", "C", "The claim token printed by claim.", required: true),
                         .value("result", "JSON", "The result, as JSON."),
-                        .value("result-file", "FILE", "The result, from a JSON file."),
+                        .value("result-file", "FILE", "The result, from a JSON file (a regular file of at most 8 MiB)."),
                         .value("tokens-used", "N", "Tokens the work used."),
                     ],
                     examples: ["\(prefix) complete task-000001 --claim 1 --result '{\"lines\":42}'"]),
