@@ -153,6 +153,10 @@ enum WorkerSupervision {
         let report =
             supervisorCommand() + ["_supervise", worker.id, "--dir", absolutePath(store.layout.root)]
             + (context.foreground ? ["--foreground"] : []) + (context.json ? ["--json"] : [])
+        // cortex-supervise writes the logs and heartbeat by path: refuse a link planted at
+        // workers/<id> (or on the way) before handing it the paths (decision 020).
+        let workerFolder = store.layout.worker(worker.id)
+        do { POSIX.close(try store.layout.folder.openFolder(workerFolder)) } catch { throw .system("open", workerFolder, error) }
         let plan = self.plan(for: worker, layout: store.layout, config: store.config)
         let arguments = try plan.supervisorArguments(program: try leanSupervisor(), report: report)
         do throws(Errno) {

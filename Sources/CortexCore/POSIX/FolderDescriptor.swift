@@ -89,7 +89,7 @@ public final class FolderDescriptor: @unchecked Sendable {
     /// Opens the sub-folder `relative` beneath the root (never through a link), uncached.
     /// Without `O_DIRECTORY`, so that a link in a folder's place fails with `ELOOP` (with it,
     /// Linux reports `ENOTDIR`); the `fstat` after the open checks that it is a folder.
-    private func openFolder(_ relative: String, from rootFD: Int32) throws(Errno) -> Int32 {
+    private func openBeneath(_ relative: String, from rootFD: Int32) throws(Errno) -> Int32 {
         let flags = O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC
         var opened: Int32?
         if !FolderDescriptor.openat2Missing {
@@ -147,7 +147,7 @@ public final class FolderDescriptor: @unchecked Sendable {
             } else if let cached = folders[relative] {
                 fd = cached
             } else {
-                fd = try openFolder(relative, from: rootFD)
+                fd = try openBeneath(relative, from: rootFD)
                 if folders.count < FolderDescriptor.cachedFolderLimit { folders[relative] = fd } else { owned = true }
             }
         } catch {
@@ -157,6 +157,12 @@ public final class FolderDescriptor: @unchecked Sendable {
         pthread_mutex_unlock(lock)
         defer { if owned { POSIX.close(fd) } }
         return try body(fd)
+    }
+
+    /// A descriptor of its own (close-on-exec; the caller closes it) for folder `name` beneath the
+    /// root, opened without following a link.
+    public func openFolder(_ name: String) throws(Errno) -> Int32 {
+        try withFolder(relativeName(name)) { (fd) throws(Errno) in try retryingInterrupts { fcntl(fd, F_DUPFD_CLOEXEC, 0) } }
     }
 
     /// Runs `body` with the descriptor of the folder holding `name` and the name's last component,
