@@ -71,4 +71,26 @@ import Testing
         #expect(throws: Errno(ELOOP)) { try FolderDescriptor.walk("dirlink", from: root, flags: flags) }
         #expect(throws: Errno(EXDEV)) { try FolderDescriptor.walk("sub/../..", from: root, flags: flags) }
     }
+
+    @Test func archivePurgesNeverFollowALinkedArchiveFolder() throws {
+        let temp = try TemporaryDirectory()
+        let layout = try temp.coordination()
+        let store = try CoordinationStore.open(root: layout.root, createIfMissing: false)
+        for total in 1...5 { _ = try store.submit(.budgetSet(total: Int64(total))) }
+        let now = POSIX.wallClockMilliseconds()
+        // Segment 1 archived behind its tombstone; its copy is kept (a year's retention).
+        let first = try store.compactJournal(rotateAboveBytes: 0, retentionMilliseconds: 365 * 86_400_000, nowMilliseconds: now)
+        #expect(first.archived == [1])
+        // `journal/archive/` replaced by a link to a folder outside holding a file of the same name.
+        let outside = temp.path + "/outside"
+        try POSIX.makeDirectory(outside)
+        try AtomicFile.replace(outside + "/000000000001.jsonl", with: Array("keep me\n".utf8), durability: .processCrash)
+        #expect(system("rm -rf '\(layout.archive)'") == 0)
+        #expect(symlink(outside, layout.archive) == 0)
+        let again = try CoordinationStore.open(root: layout.root, createIfMissing: false)
+        let second = try? again.compactJournal(
+            rotateAboveBytes: 1 << 40, retentionMilliseconds: 0, nowMilliseconds: now + 86_400_000)
+        #expect(second?.purged ?? [] == [])
+        #expect(try POSIX.readFile(outside + "/000000000001.jsonl") == Array("keep me\n".utf8))
+    }
 }
