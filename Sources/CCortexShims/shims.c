@@ -190,3 +190,22 @@ int cortex_crc32c_hardware(uint32_t *state, const void *bytes, size_t count) {
     (void)count;
     return 0;
 }
+
+/* openat2(2) has no glibc wrapper before 2.32 and <linux/openat2.h> may be missing: the ABI is
+   fixed (syscall 437 on every architecture, struct open_how of three u64), so it is spelled here. */
+#ifndef SYS_openat2
+#define SYS_openat2 437
+#endif
+struct cortex_open_how {
+    uint64_t flags;
+    uint64_t mode;
+    uint64_t resolve;
+};
+int cortex_openat_beneath(int dirfd, const char *path, int flags, unsigned int mode) {
+    struct cortex_open_how how = {(uint64_t)(unsigned int)flags, (flags & (O_CREAT | O_TMPFILE)) ? mode : 0,
+                                  0x04 /* RESOLVE_NO_SYMLINKS */ | 0x08 /* RESOLVE_BENEATH */};
+    return (int)syscall(SYS_openat2, dirfd, path, &how, sizeof how);
+}
+int cortex_renameat_exchange(int from_dirfd, const char *from, int to_dirfd, const char *to) {
+    return renameat2(from_dirfd, from, to_dirfd, to, RENAME_EXCHANGE);
+}

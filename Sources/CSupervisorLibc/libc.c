@@ -48,7 +48,7 @@ int supervisor_in_group_folder(const char *directory) {
     return S_ISDIR(info.st_mode) && (info.st_mode & S_ISGID) && (info.st_mode & S_IWGRP);
 }
 int supervisor_touch(const char *path) {
-    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOCTTY, 0660);
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW | O_NONBLOCK, 0660);
     if (fd < 0) return -1;
     struct stat info;
     if (fstat(fd, &info) == 0 && info.st_uid == geteuid() && (info.st_mode & 07777) != 0660) {

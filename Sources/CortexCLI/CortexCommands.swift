@@ -160,7 +160,7 @@ public enum CortexTool {
 
     /// Sets one key of `config.json`, keeping every other key as the user wrote it.
     private static func updateConfig(_ layout: CoordinationLayout, key: String, value: JSONValue) throws(CortexError) {
-        let bytes = try withConfigPath(layout) { () throws(Errno) in try POSIX.readFile(layout.config) }
+        let bytes = try withConfigPath(layout) { () throws(Errno) in try layout.folder.readFile(layout.config, limit: FileLimits.config) }
         guard case .object(var members)? = try? JSONValue.parse(bytes) else {
             throw .configuration("\(layout.config) is not a JSON object")
         }
@@ -171,7 +171,7 @@ public enum CortexTool {
             members.append(JSONMember(key, value))
         }
         try AtomicFile.replace(
-            layout.config, with: JSONValue.object(members).prettySerialized(), durability: .powerLoss,
+            layout.config, in: layout.folder, with: JSONValue.object(members).prettySerialized(), durability: .powerLoss,
             mode: FolderPermissions.detect(root: layout.root).file(.shared))
     }
 

@@ -48,7 +48,7 @@ public enum DashboardTool {
             workerPool: Views.workerPool(
                 store.state, maxWorkers: store.config.maxWorkers, nowMilliseconds: now,
                 heartbeatAge: { layout.heartbeatAge($0, nowMilliseconds: now) }),
-            metrics: readMetrics(layout.root + "/" + Dashboard.metricsFileName), events: events, directory: layout.root,
+            metrics: readMetrics(Dashboard.metricsFileName, in: layout.folder), events: events, directory: layout.root,
             generatedMilliseconds: now, frozen: frozen)
         // A live page reads its events from events.json beside it; a frozen one needs none.
         var eventsFile: String?
@@ -101,8 +101,10 @@ public enum DashboardTool {
     }
 
     /// `metrics.json` when it exists and parses; nil means "no metrics yet" (the page shows –).
-    static func readMetrics(_ path: String) -> JSONValue? {
-        guard let bytes = try? POSIX.readFile(path), let value = try? JSONValue.parse(bytes), value.objectMembers != nil else {
+    static func readMetrics(_ name: String, in folder: FolderDescriptor) -> JSONValue? {
+        guard let bytes = try? folder.readFile(name, limit: FileLimits.metrics), let value = try? JSONValue.parse(bytes),
+            value.objectMembers != nil
+        else {
             return nil
         }
         return value

@@ -12,24 +12,23 @@ enum Debris {
             layout.root, layout.journal, layout.archive, layout.stateFolder, layout.finishedTasks, layout.results, layout.contexts,
             layout.workers,
         ]
-        for name in (try? POSIX.directoryEntries(layout.workers)) ?? [] where !name.hasPrefix(".") {
-            var info = stat()
+        for name in (try? layout.folder.entries(layout.workers)) ?? [] where !name.hasPrefix(".") {
             let path = layout.workers + "/" + name
-            if fstatat(AT_FDCWD, path, &info, AT_SYMLINK_NOFOLLOW) == 0, info.st_mode & S_IFMT == S_IFDIR { folders.append(path) }
+            if let info = try? layout.folder.status(path), info.st_mode & S_IFMT == S_IFDIR { folders.append(path) }
         }
         return folders
     }
 
     /// The temp files in the folder last modified before `cutoff` (folder time).
     static func staleTemporaryFiles(_ layout: CoordinationLayout, modifiedBefore cutoff: Int64) -> [String] {
-        temporaryFileFolders(layout).flatMap { AtomicFile.staleTemporaryFiles(in: $0, modifiedBefore: cutoff) }
+        temporaryFileFolders(layout).flatMap { AtomicFile.staleTemporaryFiles(in: $0, of: layout.folder, modifiedBefore: cutoff) }
     }
 
     /// Removes them; returns how many were removed. A temp file a live writer still uses is at
     /// most seconds old, so an age of minutes can only be a killed writer's (pids are recycled
     /// and may be another user's: the age is the criterion, not the pid in the name).
     static func removeStaleTemporaryFiles(_ layout: CoordinationLayout, modifiedBefore cutoff: Int64) -> Int {
-        staleTemporaryFiles(layout, modifiedBefore: cutoff).filter { unlink($0) == 0 }.count
+        staleTemporaryFiles(layout, modifiedBefore: cutoff).filter { layout.folder.unlink($0) }.count
     }
 
     /// Done tasks whose accepted result (`results/TASK.attempt-N.json`, named in the completion
@@ -37,7 +36,7 @@ enum Debris {
     /// record and the link.
     static func unlinkedResults(_ store: CoordinationStore) -> [(task: String, attempt: String)] {
         let layout = store.layout
-        let names = Set((try? POSIX.directoryEntries(layout.results)) ?? [])
+        let names = Set((try? layout.folder.entries(layout.results)) ?? [])
         var found: [(task: String, attempt: String)] = []
         for name in names.sorted() where !name.hasPrefix(".") && name.hasSuffix(".json") {
             guard let task = taskOfAttemptFile(name) else { continue }

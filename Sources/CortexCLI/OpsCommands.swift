@@ -383,7 +383,7 @@ extension OpsCommands {
         let layout = CoordinationLayout(root: invocation.root)
         // The snapshot's state lets the fold give outcomes (a claim's task, a grant's id) to the
         // records after it without folding the whole journal.
-        let snapshot = ImmutableBytes.map(layout.snapshot).flatMap(SnapshotCodec.decode)
+        let snapshot = ImmutableBytes.map(layout.snapshot, in: layout.folder).flatMap(SnapshotCodec.decode)
         var state = snapshot?.0 ?? CortexState()
         let foldFrom = snapshot?.1 ?? .start
         let watcher = follow ? try JournalWatcher(directory: journal.directory) : nil

@@ -277,12 +277,15 @@ public enum ReapTool {
             "at": .string(ISOTime.format(milliseconds: now)), "at_ms": .int(now), "boot_epoch_ms": .int(clock.bootEpoch),
             "clock_step_at_ms": .optional(clock.stepAt), "lost": .int(lost), "pid": .int(Int64(getpid())),
         ])
-        try AtomicFile.replace(lastRunPath(layout), with: Array((json.jsonText + "\n").utf8), durability: .processCrash, mode: mode)
+        try AtomicFile.replace(
+            lastRunPath(layout), in: layout.folder, with: Array((json.jsonText + "\n").utf8), durability: .processCrash,
+            mode: mode)
     }
 
     /// The last run recorded, or nil when the reaper never ran (or the file is unreadable).
     static func lastRun(_ layout: CoordinationLayout) -> LastRun? {
-        guard let bytes = try? POSIX.readFile(lastRunPath(layout)), let json = try? JSONValue.parse(bytes),
+        guard let bytes = try? layout.folder.readFile(lastRunPath(layout), limit: FileLimits.smallFile),
+            let json = try? JSONValue.parse(bytes),
             let at = json["at_ms"]?.intValue, Limits.isRecordTime(at)
         else { return nil }
         return LastRun(
@@ -299,7 +302,7 @@ public enum ReapTool {
         var plan = Plan()
         let layout = store.layout
         func heartbeatAge(_ worker: String) -> Double? {
-            guard let touched = POSIX.modificationMilliseconds(layout.heartbeat(worker)) else { return nil }
+            guard let touched = layout.folder.modificationMilliseconds(layout.heartbeat(worker)) else { return nil }
             return FolderClock.age(heartbeatMilliseconds: max(touched, stepAt ?? touched), nowMilliseconds: now)
         }
         for worker in store.state.workers.live.values.sorted(by: { $0.id < $1.id }) where worker.status.holdsCapacity {
@@ -363,26 +366,31 @@ public enum ReapTool {
     /// replayed record (docs/decisions/022-requester-rights.md).
     static func retireOrphanRequests(_ store: CoordinationStore, olderThan cutoff: Int64) {
         let layout = store.layout
-        for name in (try? POSIX.directoryEntries(layout.requests)) ?? [] where WorkerRequest.isValidName(name) {
+        for name in (try? layout.folder.entries(layout.requests)) ?? [] where WorkerRequest.isValidName(name) {
             guard store.state.workers.holder(ofRequest: name) == nil,
-                let modified = POSIX.modificationMilliseconds(layout.requests + "/" + name), modified < cutoff
+                let modified = layout.folder.modificationMilliseconds(layout.requests + "/" + name), modified < cutoff
             else { continue }
             WorkerRequest.remove(name, in: layout)
         }
     }
 
+    /// Regular files in `results/` and `state/finished/` last changed before `cutoff`. Both folders
+    /// are opened through the coordination folder's descriptor: when either is a link (to a
+    /// folder elsewhere) nothing in it is listed, and links or other non-regular entries inside
+    /// are skipped (docs/decisions/020-no-path-tricks.md).
     static func expiredFiles(_ layout: CoordinationLayout, olderThan cutoff: Int64) -> [String] {
         var expired: [String] = []
         for folder in [layout.results, layout.finishedTasks] {
-            for name in (try? POSIX.directoryEntries(folder)) ?? [] where !name.hasPrefix(".") {
+            for name in (try? layout.folder.entries(folder)) ?? [] where !name.hasPrefix(".") {
                 let path = folder + "/" + name
-                if let modified = POSIX.modificationMilliseconds(path), modified < cutoff { expired.append(path) }
+                if let modified = layout.folder.modificationMilliseconds(path), modified < cutoff { expired.append(path) }
             }
         }
         return expired
     }
 
+    /// Removes `expiredFiles`, each by `unlinkat` relative to its folder's descriptor.
     static func purgeExpired(_ layout: CoordinationLayout, olderThan cutoff: Int64) -> Int {
-        expiredFiles(layout, olderThan: cutoff).filter { unlink($0) == 0 }.count
+        expiredFiles(layout, olderThan: cutoff).filter { layout.folder.unlink($0) }.count
     }
 }

@@ -32,7 +32,7 @@ public enum TaskTool {
                         .value("requires", "CAP,...", "Capabilities a claimer must offer (gpu, region=eu).", repeatable: true),
                         .value("tenant", "T", "The tenant it belongs to."),
                         .value("key", "KEY", "Idempotency key: creating with the same key returns the same id."),
-                        .value("context-file", "FILE", "A file of context for the worker, kept beside the journal."),
+                        .value("context-file", "FILE", "A regular file (at most 8 MiB) of context for the worker."),
                     ],
                     examples: [
                         "\(prefix) create --type build --priority high --description 'compile module A'",
@@ -68,7 +68,7 @@ public enum TaskTool {
                     options: [
                         .value("claim", "C", "The claim token printed by claim.", required: true),
                         .value("result", "JSON", "The result, as JSON."),
-                        .value("result-file", "FILE", "The result, from a JSON file."),
+                        .value("result-file", "FILE", "The result, from a JSON file (a regular file of at most 8 MiB)."),
                         .value("tokens-used", "N", "Tokens the work used."),
                     ],
                     examples: ["\(prefix) complete task-1.122 --claim 1 --result '{\"lines\":42}'"]),
@@ -143,7 +143,9 @@ public enum TaskTool {
                 try Values.parseDurationMilliseconds(text)
             } ?? 1000)
         let contextSource = arguments.value("context-file")
-        let contextBytes = try contextSource.map { (path) throws(CortexError) in try readInputFile(path, what: "context file") }
+        let contextBytes = try contextSource.map { (path) throws(CortexError) in
+            try POSIX.readInputFile(path, what: "context file", limit: FileLimits.contextFile)
+        }
         let store = try invocation.openStore()
         if let key = spec.key, let existing = store.state.tasks.key(key) {
             // Known key: the same id, nothing appended (keys are never reassigned while kept).
@@ -153,14 +155,14 @@ public enum TaskTool {
         if let contextBytes {
             let name = "context/ctx-\(Record.newID().dropFirst()).txt"
             try AtomicFile.replace(
-                store.layout.root + "/" + name, with: contextBytes, durability: .powerLoss, mode: store.permissions.file(.private))
+                name, in: store.layout.folder, with: contextBytes, durability: .powerLoss, mode: store.permissions.file(.private))
             contextPath = name
             spec.context = name
         }
         let submission = try store.submit(.taskCreate(spec))
         store.publishAfterRecording()
         guard case .created(let task, let existing) = submission.outcome else { throw unexpected(submission.outcome) }
-        if existing, let contextPath { POSIX.unlinkIfPresent(store.layout.root + "/" + contextPath) }
+        if existing, let contextPath { store.layout.folder.unlink(contextPath) }
         return Report(text: task, json: merge(submission.outcome.json, ["record": .string(submission.record.id)]))
     }
 
@@ -225,7 +227,7 @@ public enum TaskTool {
         if let text = arguments.value("result") {
             resultBytes = Array(text.utf8)
         } else if let path = arguments.value("result-file") {
-            resultBytes = try readInputFile(path, what: "result file")
+            resultBytes = try POSIX.readInputFile(path, what: "result file", limit: FileLimits.resultFile)
         }
         if let bytes = resultBytes {
             do { _ = try JSONValue.parse(bytes) } catch { throw .badInput("the result is not valid JSON: \(error)") }
@@ -238,12 +240,12 @@ public enum TaskTool {
             // never overwrite its successor's result, and an accepted record never points at nothing.
             resultPath = "results/\(task.id).attempt-\(claim).json"
             try AtomicFile.replace(
-                store.layout.root + "/" + resultPath!, with: bytes, durability: .powerLoss, mode: store.permissions.file(.private))
+                resultPath!, in: store.layout.folder, with: bytes, durability: .powerLoss, mode: store.permissions.file(.private))
         }
         let submission = try store.submit(.taskComplete(task: task.id, claim: claim, result: resultPath, tokensUsed: tokensUsed))
         store.publishAfterRecording()
         guard case .completed = submission.outcome else {
-            if let resultPath { POSIX.unlinkIfPresent(store.layout.root + "/" + resultPath) }
+            if let resultPath { store.layout.folder.unlink(resultPath) }
             throw unexpected(submission.outcome)
         }
         if let resultPath {
@@ -358,15 +360,6 @@ public enum TaskTool {
         return text
     }
 
-    private static func readInputFile(_ path: String, what: String) throws(CortexError) -> [UInt8] {
-        do {
-            return try POSIX.readFile(path)
-        } catch {
-            if error.rawValue == ENOENT { throw .notFound("no \(what) \(path)") }
-            throw .system("read", path, error)
-        }
-    }
-
     /// A task as JSON for people and scripts: times in ISO form, the result's canonical path.
     static func taskJSON(_ task: TaskEntry, layout: CoordinationLayout) -> JSONValue {
         var members = task.json.objectMembers ?? []
@@ -394,9 +387,9 @@ enum WorkerFiles {
     /// folders and files get the private modes of `permissions`.
     static func touchHeartbeat(_ layout: CoordinationLayout, worker: String, permissions: FolderPermissions) throws(CortexError) {
         let folder = layout.worker(worker)
-        try Files.makeDirectory(layout.workers, mode: permissions.directory(.private))
-        try Files.makeDirectory(folder, mode: permissions.directory(.private))
-        try Files.touch(folder + "/heartbeat", mode: permissions.file(.private))
+        try Files.makeDirectory(layout.workers, in: layout.folder, mode: permissions.directory(.private))
+        try Files.makeDirectory(folder, in: layout.folder, mode: permissions.directory(.private))
+        try Files.touch(folder + "/heartbeat", in: layout.folder, mode: permissions.file(.private))
     }
 }
 
@@ -404,6 +397,6 @@ enum WorkerFiles {
 enum ResultFiles {
     /// Makes `results/<task>.json` the accepted attempt's result: a hard link, renamed into place.
     static func publish(_ layout: CoordinationLayout, task: String, attemptFile: String) throws(CortexError) {
-        try AtomicFile.link(layout.root + "/" + attemptFile, replacing: layout.results + "/" + task + ".json")
+        try AtomicFile.link(attemptFile, replacing: layout.results + "/" + task + ".json", in: layout.folder)
     }
 }

@@ -166,8 +166,8 @@ enum WorkerSupervision {
             store.publishAfterRecording()
             return nil
         }
-        try Files.makeDirectory(store.layout.workers, mode: store.permissions.directory(.private))
-        try Files.makeDirectory(store.layout.worker(id), mode: store.permissions.directory(.private))
+        try Files.makeDirectory(store.layout.workers, in: store.layout.folder, mode: store.permissions.directory(.private))
+        try Files.makeDirectory(store.layout.worker(id), in: store.layout.folder, mode: store.permissions.directory(.private))
         return try continueSupervision(id, store: store, me: me, context: context, lastExit: nil, stopRequested: false)
     }
 
@@ -256,8 +256,8 @@ enum WorkerSupervision {
     /// the worker's stderr.log.
     static func startFailure(_ reason: String, worker id: String, store: CoordinationStore) -> SupervisedExit {
         try? AtomicFile.replace(
-            store.layout.worker(id) + "/stderr.log", with: Array("cortex-spawn: \(reason)\n".utf8), durability: .processCrash,
-            mode: store.permissions.file(.private))
+            store.layout.worker(id) + "/stderr.log", in: store.layout.folder, with: Array("cortex-spawn: \(reason)\n".utf8),
+            durability: .processCrash, mode: store.permissions.file(.private))
         return SupervisedExit(exit: .exited(127), stdout: .none, stderr: .none)
     }
 
@@ -266,6 +266,10 @@ enum WorkerSupervision {
         let report =
             supervisorCommand() + ["_supervise", worker.id, "--dir", absolutePath(store.layout.root)]
             + (context.foreground ? ["--foreground"] : []) + (context.json ? ["--json"] : [])
+        // cortex-supervise writes the logs and heartbeat by path: refuse a link planted at
+        // workers/<id> (or on the way) before handing it the paths (decision 020).
+        let workerFolder = store.layout.worker(worker.id)
+        do { POSIX.close(try store.layout.folder.openFolder(workerFolder)) } catch { throw .system("open", workerFolder, error) }
         let plan = try self.plan(for: worker, layout: store.layout, config: store.config)
         let arguments = try plan.supervisorArguments(program: try leanSupervisor(), report: report)
         do throws(Errno) {
@@ -384,7 +388,7 @@ enum WorkerSupervision {
 
     /// Tokens the worker reported in `workers/<id>/tokens_used` (a number), if it did.
     static func tokensUsed(_ layout: CoordinationLayout, _ id: String) -> Int64? {
-        guard let bytes = try? POSIX.readFile(layout.worker(id) + "/tokens_used") else { return nil }
+        guard let bytes = try? layout.folder.readFile(layout.worker(id) + "/tokens_used", limit: FileLimits.smallFile) else { return nil }
         let text = String(decoding: bytes.filter { !" \t\r\n".utf8.contains($0) }, as: UTF8.self)
         return Int64(text).flatMap { $0 >= 0 ? $0 : nil }
     }

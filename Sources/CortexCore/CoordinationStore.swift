@@ -53,7 +53,7 @@ public final class CoordinationStore {
         self.layout = layout
         self.config = config
         self.permissions = permissions
-        self.journal = FileJournal(directory: layout.journal, permissions: permissions)
+        self.journal = FileJournal(folder: layout.folder, directory: layout.journal, permissions: permissions)
     }
 
     /// Opens the coordination folder at `root` and folds the journal to its end.
@@ -93,10 +93,10 @@ public final class CoordinationStore {
     public static func existingJournal(root: String) throws(CortexError) -> FileJournal {
         let layout = CoordinationLayout(root: root)
         try SupportedFileSystem.check(layout.root)
-        guard try withPath("stat", layout.journal, { () throws(Errno) in try POSIX.status(layout.journal) }) != nil else {
+        guard try withPath("stat", layout.journal, { () throws(Errno) in try layout.folder.status(layout.journal) }) != nil else {
             throw .notFound("no journal at \(layout.journal) (create it with 'cortex init --dir \(layout.root)')")
         }
-        return FileJournal(directory: layout.journal, permissions: FolderPermissions.detect(root: layout.root))
+        return FileJournal(folder: layout.folder, directory: layout.journal, permissions: FolderPermissions.detect(root: layout.root))
     }
 
     /// Creates the folders, the first segment and `config.json` if they are missing, with the
@@ -112,9 +112,10 @@ public final class CoordinationStore {
             (layout.workers, .private), (layout.results, .private), (layout.contexts, .private),
             (layout.requests, .private),
         ]
-        for (folder, content) in folders { try Files.makeDirectory(folder, mode: permissions.directory(content)) }
-        try FileJournal(directory: layout.journal, permissions: permissions).createSegment(1)
-        try AtomicFile.createIfAbsent(layout.config, with: config.json.prettySerialized(), mode: permissions.file(.shared))
+        for (folder, content) in folders { try Files.makeDirectory(folder, in: layout.folder, mode: permissions.directory(content)) }
+        try FileJournal(folder: layout.folder, directory: layout.journal, permissions: permissions).createSegment(1)
+        try AtomicFile.createIfAbsent(
+            layout.config, in: layout.folder, with: config.json.prettySerialized(), mode: permissions.file(.shared))
     }
 
     /// `mkdir -p`: the parents under the umask, the last folder with `mode`.
@@ -123,14 +124,18 @@ public final class CoordinationStore {
         let components = path.split(separator: "/")
         for (index, component) in components.enumerated() {
             prefix += "/" + component
-            try Files.makeDirectory(prefix, mode: index == components.count - 1 ? mode : .masked(0o777))
+            // The user's path to the folder may pass through links (their choice): each level is
+            // made in the folder that holds it, as the path names it.
+            let (parent, name) = FolderDescriptor.containing(prefix)
+            try Files.makeDirectory(name, in: parent, mode: index == components.count - 1 ? mode : .masked(0o777))
         }
     }
 
-    /// `config.json`'s bytes, or nil when it does not exist (one read, no separate stat).
+    /// `config.json`'s bytes, or nil when it does not exist (one read, no separate stat). A link,
+    /// a FIFO or a file over `FileLimits.config` is refused.
     private static func readConfig(_ layout: CoordinationLayout) throws(CortexError) -> [UInt8]? {
         do {
-            return try POSIX.readFile(layout.config)
+            return try layout.folder.readFile(layout.config, limit: FileLimits.config)
         } catch {
             if error.rawValue == ENOENT { return nil }
             throw .system("read", layout.config, error)
@@ -158,10 +163,11 @@ public final class CoordinationStore {
             rejectedSnapshots.append("\(path): \(why)")
             return nil
         }
-        let mapped = ImmutableBytes.map(layout.snapshot)
+        let mapped = ImmutableBytes.map(layout.snapshot, in: layout.folder)
         snapshotFileIdentity = mapped?.fileIdentity
         let decoded =
-            load(layout.snapshot, mapped: mapped) ?? load(layout.checkpoint, mapped: ImmutableBytes.map(layout.checkpoint))
+            load(layout.snapshot, mapped: mapped)
+            ?? load(layout.checkpoint, mapped: ImmutableBytes.map(layout.checkpoint, in: layout.folder))
         guard let (snapshotState, snapshotPosition) = decoded else { return }
         state = snapshotState
         position = snapshotPosition
@@ -314,7 +320,7 @@ public final class CoordinationStore {
     private func writeSnapshotIfDue(nowMilliseconds: Int64) throws(CortexError) {
         let every = config.snapshotEveryRecords
         guard recordsSinceSnapshot >= every, holdsSnapshotDuty || recordsSinceSnapshot >= 4 * every else { return }
-        guard FileIdentity.of(layout.snapshot) == snapshotFileIdentity else { return }
+        guard FileIdentity.of(layout.snapshot, in: layout.folder) == snapshotFileIdentity else { return }
         try writeSnapshot(nowMilliseconds: nowMilliseconds)
     }
 
@@ -329,8 +335,8 @@ public final class CoordinationStore {
         }
         try compactFinishedTasks()
         let snapshot = SnapshotCodec.encode(state, position: position, writtenAtMilliseconds: nowMilliseconds)
-        try AtomicFile.replace(layout.snapshot, with: snapshot, durability: .powerLoss, mode: permissions.file(.shared))
-        snapshotFileIdentity = FileIdentity.of(layout.snapshot)
+        try AtomicFile.replace(layout.snapshot, in: layout.folder, with: snapshot, durability: .powerLoss, mode: permissions.file(.shared))
+        snapshotFileIdentity = FileIdentity.of(layout.snapshot, in: layout.folder)
         holdsSnapshotDuty = false
         snapshotPosition = position
         recordsSinceSnapshot = 0
@@ -364,8 +370,11 @@ public final class CoordinationStore {
                 ),
             ]
             for (path, coverage, render) in views {
-                if let onDisk = AtomicFile.tail(of: path).flatMap(Views.coverage(inTail:)), onDisk >= coverage { continue }
-                switch try AtomicFile.exchange(path, with: render().prettySerialized(), mode: permissions.file(.shared)) {
+                if let onDisk = AtomicFile.tail(of: path, in: layout.folder).flatMap(Views.coverage(inTail:)), onDisk >= coverage {
+                    continue
+                }
+                switch try AtomicFile.exchange(path, in: layout.folder, with: render().prettySerialized(), mode: permissions.file(.shared))
+                {
                 case .nothing: break
                 case .file(let tail):
                     if let displaced = Views.coverage(inTail: tail), displaced > coverage { regressed = true }

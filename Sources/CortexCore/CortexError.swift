@@ -1,3 +1,5 @@
+import Glibc
+
 /// The one error type of the library. Each case carries what a person needs to act on it;
 /// the command-line layer maps each case to one exit code of SPEC.md and one line on stderr.
 public enum CortexError: Error, Equatable, Sendable, CustomStringConvertible {
@@ -31,6 +33,16 @@ public enum CortexError: Error, Equatable, Sendable, CustomStringConvertible {
             return "permission denied: " + message
         case .io(let operation, let path, let errno):
             if errno.isPermissionDenied { return "permission denied: cannot \(operation) \(path): \(errno)" }
+            // Refusals of the folder's path rules (docs/decisions/020-no-path-tricks.md).
+            switch errno.rawValue {
+            case ELOOP:
+                return
+                    "refusing to \(operation) \(path): it (or a folder on its way) is a symbolic link, which Cortex never follows inside the coordination folder"
+            case Errno.notRegularFile.rawValue: return "refusing to \(operation) \(path): not a regular file"
+            case EXDEV: return "refusing to \(operation) \(path): the name leads out of its folder"
+            case EFBIG: return "refusing to \(operation) \(path): larger than its size limit"
+            default: break
+            }
             return "cannot \(operation) \(path): \(errno)"
         }
     }

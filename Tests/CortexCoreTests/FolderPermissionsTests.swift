@@ -40,8 +40,9 @@ import Testing
         defer { umask(previous) }
         try AtomicFile.replace(folder.path + "/exact", with: [1], durability: .processCrash, mode: .exact(0o660))
         try AtomicFile.replace(folder.path + "/masked", with: [1], durability: .processCrash, mode: .masked(0o660))
-        try Files.makeDirectory(folder.path + "/shared", mode: .exact(0o2770))
-        try Files.touch(folder.path + "/shared/heartbeat", mode: .exact(0o660))
+        let descriptor = FolderDescriptor(root: folder.path)
+        try Files.makeDirectory("shared", in: descriptor, mode: .exact(0o2770))
+        try Files.touch("shared/heartbeat", in: descriptor, mode: .exact(0o660))
         let modes = try ["exact", "masked", "shared", "shared/heartbeat"].map { name in
             try #require(try POSIX.status(folder.path + "/" + name)).st_mode & 0o7777
         }

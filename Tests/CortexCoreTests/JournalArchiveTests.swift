@@ -201,10 +201,10 @@ import Testing
                 operations += 5
                 try store.publish()
             }
-            // "Now" a second ahead: the segment this call seals is archived with the seal's real
-            // mtime, which a loaded machine puts past a cutoff only 1 ms ahead.
+            // A minute ahead: the seal this call appends is written after `now` is read, and its
+            // mtime must still count as older (under load, more than a millisecond passes).
             _ = try store.compactJournal(
-                rotateAboveBytes: 16 << 10, retentionMilliseconds: 0, nowMilliseconds: POSIX.wallClockMilliseconds() + 1_000)
+                rotateAboveBytes: 16 << 10, retentionMilliseconds: 0, nowMilliseconds: POSIX.wallClockMilliseconds() + 60_000)
             try store.publishViews()
             let viewBytes = try [layout.budgetView, layout.taskView, layout.workerView].reduce(0) { try $0 + POSIX.readFile($1).count }
             sizes.append(

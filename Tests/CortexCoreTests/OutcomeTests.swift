@@ -29,7 +29,7 @@ import Testing
 
     @Test func temporaryNamesAreRecognisedExactly() {
         let layout = CoordinationLayout(root: "/srv/c")
-        let made = AtomicFile.temporaryName(beside: layout.budgetView)
+        let made = AtomicFile.temporaryName(beside: layout.budgetView, in: layout.folder)
         #expect(AtomicFile.isTemporaryName(String(made.split(separator: "/").last!)))
         #expect(AtomicFile.isTemporaryName(".task-000001.json.tmp-123-0a1b2c3d"))
         for name in ["token-budget.json", ".token-budget.json", "task-000001.attempt-1.json", ".x.tmp-12", ".x.tmp-a1-ff", ".x.tmp-1-XY"] {

@@ -17,13 +17,20 @@ import Testing
         /// A folder the user's workers write into.
         var output: String { directory.path + "/home/output" }
 
-        init(user: SecondUser, maxWorkers: Int = 4) throws {
+        /// - Parameter sharedWithRoot: root makes the folder, shared with the user's group
+        ///   (`cortex init --group`), so root acts as itself in it (in a folder the user owns, root
+        ///   acts as her: docs/decisions/023-shared-folders.md).
+        init(user: SecondUser, maxWorkers: Int = 4, sharedWithRoot: Bool = false) throws {
             self.user = user
             directory = try TemporaryDirectory()
             try SecondUser.openUp(directory)
             try user.makeFolder(directory.path + "/home")
             try user.makeFolder(directory.path + "/home/output")
-            let made = try user.runTool(["cortex", "init", "--dir", coordination, "--total-tokens", "1000000"], in: directory)
+            let initialise = ["cortex", "init", "--dir", coordination, "--total-tokens", "1000000"]
+            let made =
+                sharedWithRoot
+                ? try runTool(initialise + ["--group", String(user.gid)], in: directory)
+                : try user.runTool(initialise, in: directory)
             try #require(made.exitCode == 0, "\(made)")
             let config = coordination + "/config.json"
             let text = try String(contentsOfFile: config, encoding: .utf8)
@@ -188,7 +195,7 @@ import Testing
             return
         }
         let user = try SecondUser.ensure()
-        let folder = try OwnedFolder(user: user, maxWorkers: 1)
+        let folder = try OwnedFolder(user: user, maxWorkers: 1, sharedWithRoot: true)
         defer { folder.killEverything() }
         let go = folder.output + "/go"
         let hers = try user.runTool(

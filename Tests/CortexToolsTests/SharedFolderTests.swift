@@ -161,7 +161,7 @@ import Testing
         }
         #expect(FileManager.default.fileExists(atPath: dir + "/state/reaper.json"))
         // A folder root creates inside alice's folder is hers too.
-        let created = try runTool(["cortex-task", "create", "--dir", directory.path + "/second", "--type", "t"], in: directory)
+        let created = try runTool(["cortex", "init", "--dir", directory.path + "/second"], in: directory)
         #expect(created.exitCode == 0, "\(created)")
         for root in [dir, directory.path + "/second"] {
             for (path, info) in try tree(root) {

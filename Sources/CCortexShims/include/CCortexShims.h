@@ -78,4 +78,12 @@ int cortex_spawn_as(pid_t *pid, const char *path, char *const argv[], char *cons
 /// SSE4.2 (the caller then uses its tables; both give the same checksum).
 int cortex_crc32c_hardware(uint32_t *state, const void *bytes, size_t count);
 
+/// openat2(dirfd, path, {flags, mode, RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS}) through syscall(2):
+/// opens `path` only if it lies beneath `dirfd` and no component is a symbolic link. Returns the
+/// descriptor or -1 with errno set (ELOOP for a link, EXDEV for an escape, ENOSYS before Linux 5.6).
+int cortex_openat_beneath(int dirfd, const char *path, int flags, unsigned int mode);
+
+/// renameat2(from_dirfd, from, to_dirfd, to, RENAME_EXCHANGE): swaps two names atomically.
+int cortex_renameat_exchange(int from_dirfd, const char *from, int to_dirfd, const char *to);
+
 #endif

@@ -101,12 +101,14 @@ public struct CortexConfig: Equatable, Sendable {
 public struct CoordinationLayout: Sendable {
     /// The coordination folder itself.
     public let root: String
+    /// The folder opened once: every file below `root` is reached through it, never through a
+    /// link (docs/decisions/020-no-path-tricks.md).
+    public let folder: FolderDescriptor
 
-    /// A layout rooted at `root` (trailing slashes ignored).
+    /// A layout rooted at `root` (trailing slashes ignored). Nothing is opened until first use.
     public init(root: String) {
-        var trimmed = root
-        while trimmed.count > 1 && trimmed.hasSuffix("/") { trimmed.removeLast() }
-        self.root = trimmed.isEmpty ? "." : trimmed
+        folder = FolderDescriptor(root: root)
+        self.root = folder.root
     }
 
     /// The folder from `--dir`, else `$CORTEX_DIR`, else `./coordination`.
@@ -149,7 +151,7 @@ public struct CoordinationLayout: Sendable {
     public func heartbeat(_ id: String) -> String { workers + "/" + id + "/heartbeat" }
     /// How many seconds ago worker `id` last touched its heartbeat file, or nil when it has none.
     public func heartbeatAge(_ id: String, nowMilliseconds: Int64) -> Double? {
-        guard let touched = POSIX.modificationMilliseconds(heartbeat(id)) else { return nil }
+        guard let touched = folder.modificationMilliseconds(heartbeat(id)) else { return nil }
         return FolderClock.age(heartbeatMilliseconds: touched, nowMilliseconds: nowMilliseconds)
     }
 }

@@ -21,8 +21,10 @@ public enum FolderClock {
     /// (the caller falls back to the process's wall clock).
     public static func probe(_ layout: CoordinationLayout) -> Int64? {
         let path = probePath(layout)
-        guard (try? Files.touch(path)) != nil else { return nil }
-        return POSIX.modificationMilliseconds(path)
+        guard (try? Files.touch(path, in: layout.folder, mode: FolderPermissions.detect(root: layout.root).file(.shared))) != nil else {
+            return nil
+        }
+        return layout.folder.modificationMilliseconds(path)
     }
 
     /// The wall clock minus `CLOCK_BOOTTIME`, in milliseconds: the wall time of boot. Constant

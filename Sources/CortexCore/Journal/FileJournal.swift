@@ -9,6 +9,8 @@ import Glibc
 public final class FileJournal {
     /// The `journal/` folder.
     public let directory: String
+    /// The folder every segment is opened through (no link is ever followed below its root).
+    public let folder: FolderDescriptor
     /// How the folder's files are created: new segments, tombstones and `archive/` are shared content.
     public let permissions: FolderPermissions
     /// The mode of a new segment or tombstone.
@@ -16,8 +18,18 @@ public final class FileJournal {
     private var appendDescriptor: (segment: Int, fd: Int32)?
     private var readDescriptor: (segment: Int, fd: Int32)?
 
-    /// A journal in `directory` (which must exist) whose new files follow `permissions`.
+    /// A journal in `directory` (which must exist), opened as a folder of its own, whose new
+    /// files follow `permissions`.
     public init(directory: String, permissions: FolderPermissions = .personal) {
+        self.folder = FolderDescriptor(root: directory)
+        self.directory = folder.root
+        self.permissions = permissions
+    }
+
+    /// A journal in `directory`, a folder below `folder`'s root (as the layout spells it), reached
+    /// through `folder`'s descriptor, whose new files follow `permissions`.
+    public init(folder: FolderDescriptor, directory: String, permissions: FolderPermissions = .personal) {
+        self.folder = folder
         self.directory = directory
         self.permissions = permissions
     }
@@ -33,7 +45,7 @@ public final class FileJournal {
     /// True when segment `segment` exists.
     public func segmentExists(_ segment: Int) throws(CortexError) -> Bool {
         let path = path(ofSegment: segment)
-        return try withPath("stat", path) { () throws(Errno) in try POSIX.status(path) } != nil
+        return try withPath("stat", path) { () throws(Errno) in try folder.status(path) } != nil
     }
 
     /// Creates segment `segment` with `O_CREAT|O_EXCL` and the mode of shared content. An exact mode (a group
@@ -43,9 +55,9 @@ public final class FileJournal {
     @discardableResult
     public func createSegment(_ segment: Int) throws(CortexError) -> Bool {
         let path = path(ofSegment: segment)
-        if segmentMode.exact { return try AtomicFile.createIfAbsent(path, with: [], mode: segmentMode) }
+        if segmentMode.exact { return try AtomicFile.createIfAbsent(path, in: folder, with: [], mode: segmentMode) }
         do {
-            let fd = try POSIX.open(path, O_WRONLY | O_CREAT | O_EXCL, mode: segmentMode.bits)
+            let fd = try folder.open(path, O_WRONLY | O_CREAT | O_EXCL, mode: segmentMode.bits)
             POSIX.close(fd)
             return true
         } catch {
@@ -80,7 +92,7 @@ public final class FileJournal {
     /// Flushes segment `segment`'s data to stable storage (before a snapshot covering it is published).
     public func syncSegment(_ segment: Int) throws(CortexError) {
         let path = path(ofSegment: segment)
-        let fd = try withPath("open", path) { () throws(Errno) in try POSIX.open(path, O_RDONLY) }
+        let fd = try withPath("open", path) { () throws(Errno) in try folder.openRegular(path).fd }
         defer { POSIX.close(fd) }
         try withPath("fdatasync", path) { () throws(Errno) in try POSIX.fdatasync(fd) }
     }
@@ -88,7 +100,7 @@ public final class FileJournal {
     /// The current size of segment `segment` in bytes.
     public func sizeOfSegment(_ segment: Int) throws(CortexError) -> Int64 {
         let path = path(ofSegment: segment)
-        guard let info = try withPath("stat", path, { () throws(Errno) in try POSIX.status(path) }) else {
+        guard let info = try withPath("stat", path, { () throws(Errno) in try folder.status(path) }) else {
             throw .corrupt("journal segment \(path) is missing")
         }
         return Int64(info.st_size)
@@ -208,7 +220,8 @@ public final class FileJournal {
     private func descriptorForAppending(segment: Int, path: String) throws(CortexError) -> Int32 {
         if let appendDescriptor, appendDescriptor.segment == segment { return appendDescriptor.fd }
         // No O_CREAT: a segment is only ever created by createSegment (O_EXCL).
-        let fd = try withPath("open", path) { () throws(Errno) in try POSIX.open(path, O_WRONLY | O_APPEND) }
+        // A link or a non-regular file in a segment's place is refused, never written through.
+        let fd = try withPath("open", path) { () throws(Errno) in try folder.openRegular(path, O_WRONLY | O_APPEND).fd }
         if let appendDescriptor { POSIX.close(appendDescriptor.fd) }
         appendDescriptor = (segment, fd)
         return fd

@@ -21,13 +21,13 @@ extension FileJournal {
 
     /// The segment numbers in the journal folder (tombstones included), in order.
     public func segmentNumbers() throws(CortexError) -> [Int] {
-        let names = try withPath("list", directory) { () throws(Errno) in try POSIX.directoryEntries(directory) }
+        let names = try withPath("list", directory) { () throws(Errno) in try folder.entries(directory) }
         return names.compactMap(JournalSegment.number(fromFileName:)).sorted()
     }
 
     /// The archived segment numbers in `journal/archive/`, in order.
     public func archivedSegmentNumbers() -> [Int] {
-        ((try? POSIX.directoryEntries(archiveDirectory)) ?? []).compactMap(JournalSegment.number(fromFileName:)).sorted()
+        ((try? folder.entries(archiveDirectory)) ?? []).compactMap(JournalSegment.number(fromFileName:)).sorted()
     }
 
     /// Segment `segment` opened for reading (`FileJournal.openForReading`).
@@ -47,7 +47,7 @@ extension FileJournal {
     public func openForReading(segment: Int) throws(CortexError) -> OpenedSegment {
         let path = path(ofSegment: segment)
         let fd: Int32
-        do { fd = try POSIX.open(path, O_RDONLY) } catch {
+        do { fd = try folder.openRegular(path).fd } catch {
             if error.rawValue == ENOENT { return .missing }
             throw .system("open", path, error)
         }
@@ -57,7 +57,7 @@ extension FileJournal {
         POSIX.close(fd)
         let archived = archivePath(ofSegment: segment)
         do {
-            return .open(fd: try POSIX.open(archived, O_RDONLY), path: archived, archived: true)
+            return .open(fd: try folder.openRegular(archived).fd, path: archived, archived: true)
         } catch {
             if error.rawValue == ENOENT { return .purged(archive: archived) }
             throw .system("open", archived, error)
@@ -68,7 +68,7 @@ extension FileJournal {
     public func isTombstone(_ segment: Int) throws(CortexError) -> Bool {
         let path = path(ofSegment: segment)
         let fd: Int32
-        do { fd = try POSIX.open(path, O_RDONLY) } catch {
+        do { fd = try folder.openRegular(path).fd } catch {
             if error.rawValue == ENOENT { return false }
             throw .system("open", path, error)
         }
@@ -104,18 +104,19 @@ extension FileJournal {
         if try isTombstone(segment) { return false }
         let source = path(ofSegment: segment)
         let target = archivePath(ofSegment: segment)
-        try Files.makeDirectory(archiveDirectory, mode: permissions.directory(.shared))
+        try Files.makeDirectory(archiveDirectory, in: folder, mode: permissions.directory(.shared))
         do throws(Errno) {
-            try POSIX.link(source, target)
+            try folder.link(source, target)
         } catch {
             // EEXIST: an earlier or concurrent archiver linked it first. It linked the segment, not
             // a tombstone: the tombstone is renamed in only after the link exists.
             guard error.rawValue == EEXIST else { throw .system("link into", target, error) }
         }
         let archive = archiveDirectory
-        try withPath("fsync", archive) { () throws(Errno) in try POSIX.fsyncDirectory(archive) }
+        try withPath("fsync", archive) { () throws(Errno) in try folder.syncDirectory(archive) }
         try AtomicFile.replace(
-            source, with: try tombstoneLine(for: segment, timeMilliseconds: timeMilliseconds), durability: .powerLoss, mode: segmentMode)
+            source, in: folder, with: try tombstoneLine(for: segment, timeMilliseconds: timeMilliseconds), durability: .powerLoss,
+            mode: segmentMode)
         return true
     }
 
@@ -127,9 +128,10 @@ extension FileJournal {
         var purged: [Int] = []
         for archived in archivedSegmentNumbers() where archived < segment {
             let path = archivePath(ofSegment: archived)
-            guard let modified = POSIX.modificationMilliseconds(path), modified < cutoffMilliseconds else { continue }
+            // Only regular files (a link planted in archive/ is never followed, nor its target removed).
+            guard let modified = folder.modificationMilliseconds(path), modified < cutoffMilliseconds else { continue }
             guard try isTombstone(archived) else { continue }
-            if unlink(path) == 0 { purged.append(archived) }
+            if folder.unlink(path) { purged.append(archived) }
         }
         return purged
     }

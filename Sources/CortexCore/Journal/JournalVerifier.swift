@@ -107,7 +107,7 @@ public enum JournalVerifier {
     private static func verify(_ journal: FileJournal, acknowledged: inout Set<JournalPosition>) throws(CortexError) -> Report {
         var report = Report()
         let names = try withPath("list", journal.directory) { () throws(Errno) in
-            try POSIX.directoryEntries(journal.directory)
+            try journal.folder.entries(journal.directory)
         }
         report.segments = names.compactMap(JournalSegment.number(fromFileName:)).sorted()
         guard let highest = report.segments.last else {

@@ -90,18 +90,16 @@ public enum POSIX {
         return result
     }
 
-    /// Reads the whole of a (small) file. Throws `ENOENT` when it does not exist.
-    public static func readFile(_ path: String) throws(Errno) -> [UInt8] {
-        let fd = try open(path, O_RDONLY)
+    /// Reads the whole of a small regular file outside a coordination folder (`/proc` files):
+    /// opened non-blocking, refused unless regular (`Errno.notRegularFile`), at most `limit`
+    /// bytes (`EFBIG` past it). Throws `ENOENT` when it does not exist. Files inside a folder are
+    /// read with `FolderDescriptor.readFile`.
+    public static func readFile(_ path: String, limit: Int = 1 << 20) throws(Errno) -> [UInt8] {
+        let fd = try open(path, O_RDONLY | O_NONBLOCK)
         defer { close(fd) }
-        var all: [UInt8] = []
-        var offset: Int64 = 0
-        while true {
-            let chunk = try read(fd, at: offset, count: 1 << 16)
-            if chunk.isEmpty { return all }
-            all += chunk
-            offset += Int64(chunk.count)
-        }
+        let info = try status(fd)
+        guard info.st_mode & S_IFMT == S_IFREG else { throw Errno.notRegularFile }
+        return try readBounded(fd, size: Int64(info.st_size), limit: limit)
     }
 
     /// A pipe with both ends close-on-exec, so only a child given an end explicitly (dup2) holds it.

@@ -66,7 +66,8 @@ public struct WorkerRequest: Equatable, Sendable {
         guard bytes.count <= WorkerRequest.maximumBytes else {
             throw .badInput("the worker's command line and environment take \(bytes.count) bytes, more than \(WorkerRequest.maximumBytes)")
         }
-        try Files.makeDirectory(layout.requests)
+        try Files.makeDirectory(
+            layout.requests, in: layout.folder, mode: FolderPermissions.detect(root: layout.root).directory(.private))
         let folder = try WorkerRequest.openFolder(layout)
         defer { POSIX.close(folder) }
         let path = layout.requests + "/" + name
@@ -141,9 +142,9 @@ public struct WorkerRequest: Equatable, Sendable {
 
     /// `requests/` itself, opened as a folder and never through a symlink.
     static func openFolder(_ layout: CoordinationLayout) throws(CortexError) -> Int32 {
-        try withPath("open", layout.requests) { () throws(Errno) in
-            try retryingInterrupts { open(layout.requests, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) }
-        }
+        // Through the coordination folder's descriptor: neither requests/ nor anything above it
+        // inside the folder may be a link (docs/decisions/020-no-path-tricks.md).
+        try withPath("open", layout.requests) { () throws(Errno) in try layout.folder.openFolder(layout.requests) }
     }
 }
 

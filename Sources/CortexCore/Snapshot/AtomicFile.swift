@@ -2,7 +2,9 @@ import CCortexShims
 import Glibc
 
 /// Publishing whole files: a reader that opens the path sees the old file or the new one,
-/// never a mix (invariant 6).
+/// never a mix (invariant 6). Inside a coordination folder every step is relative to the
+/// folder's descriptor and follows no link (docs/decisions/020-no-path-tricks.md); the variants
+/// without `in:` are for files the user names outside it (`--out FILE`).
 public enum AtomicFile {
     /// How far a published file must survive.
     public enum Durability: Sendable {
@@ -14,56 +16,74 @@ public enum AtomicFile {
         case powerLoss
     }
 
-    /// Replaces `path` with `bytes`: a temp file beside it (same file system; `O_EXCL`,
-    /// `O_NOFOLLOW`, named `.NAME.tmp-PID-RANDOM` so globs skip it), write, optionally `fsync`,
-    /// `rename` over `path`, optionally `fsync` the folder. On failure the temp file is removed
-    /// and `path` is untouched. The file gets `mode` (the folder's `FolderPermissions`; by
-    /// default 0666 under the umask), set on the temp file before it takes the name.
+    /// Replaces `path` (a file the user named) with `bytes`; see `replace(_:in:with:durability:mode:)`.
     public static func replace(_ path: String, with bytes: [UInt8], durability: Durability, mode: CreationMode = .umask)
         throws(CortexError)
     {
-        let temp = try writeTemporaryFile(beside: path, bytes: bytes, sync: durability == .powerLoss, mode: mode)
-        do throws(Errno) {
-            try POSIX.rename(temp, path)
-        } catch {
-            POSIX.unlinkIfPresent(temp)
-            throw .system("rename into", path, error)
-        }
-        if durability == .powerLoss {
-            let directory = split(path).directory
-            try withPath("fsync", directory) { () throws(Errno) in try POSIX.fsyncDirectory(directory) }
-        }
+        let (folder, name) = FolderDescriptor.containing(path)
+        try replace(name, in: folder, with: bytes, durability: durability, mode: mode)
     }
 
-    /// Creates `path` with `bytes` only if nothing is there yet (temp file, then `link`, which
-    /// never replaces), with `mode`. Returns false when the file already existed.
+    /// Replaces `name` in `folder` with `bytes`: a temp file beside it (same file system;
+    /// `O_EXCL`, `O_NOFOLLOW`, named `.NAME.tmp-PID-RANDOM` so globs skip it), write, optionally
+    /// `fsync`, `renameat` over `name` (a link there is replaced, never followed), optionally
+    /// `fsync` the folder. On failure the temp file is removed and `name` is untouched. The file
+    /// gets `mode` (the folder's `FolderPermissions`; by default 0666 under the umask), set on the
+    /// temp file before it takes the name.
+    public static func replace(
+        _ name: String, in folder: FolderDescriptor, with bytes: [UInt8], durability: Durability, mode: CreationMode = .umask
+    ) throws(CortexError) {
+        let temp = try writeTemporaryFile(beside: name, in: folder, bytes: bytes, sync: durability == .powerLoss, mode: mode)
+        do throws(Errno) {
+            try folder.rename(temp, name)
+        } catch {
+            folder.unlink(temp)
+            throw .system("rename into", folder.displayPath(name), error)
+        }
+        if durability == .powerLoss { try syncFolder(of: name, in: folder) }
+    }
+
+    /// Creates `path` (a file the user named) with `bytes` only if nothing is there yet; see
+    /// `createIfAbsent(_:in:with:mode:)`.
     @discardableResult
     public static func createIfAbsent(_ path: String, with bytes: [UInt8], mode: CreationMode = .umask) throws(CortexError) -> Bool {
-        let temp = try writeTemporaryFile(beside: path, bytes: bytes, sync: true, mode: mode)
-        defer { POSIX.unlinkIfPresent(temp) }
+        let (folder, name) = FolderDescriptor.containing(path)
+        return try createIfAbsent(name, in: folder, with: bytes, mode: mode)
+    }
+
+    /// Creates `name` in `folder` with `bytes` only if nothing is there yet (temp file, then
+    /// `linkat`, which never replaces). Returns false when the file already existed.
+    @discardableResult
+    public static func createIfAbsent(_ name: String, in folder: FolderDescriptor, with bytes: [UInt8], mode: CreationMode = .umask)
+        throws(CortexError) -> Bool
+    {
+        let temp = try writeTemporaryFile(beside: name, in: folder, bytes: bytes, sync: true, mode: mode)
+        defer { folder.unlink(temp) }
         do throws(Errno) {
-            try POSIX.link(temp, path)
+            try folder.link(temp, name)
         } catch {
             if error.rawValue == EEXIST { return false }
-            throw .system("create", path, error)
+            throw .system("create", folder.displayPath(name), error)
         }
-        let directory = split(path).directory
-        try withPath("fsync", directory) { () throws(Errno) in try POSIX.fsyncDirectory(directory) }
+        try syncFolder(of: name, in: folder)
         return true
     }
 
-    /// A private name beside `path`: `.NAME.tmp-PID-RANDOM` (hidden from globs, unique per process).
-    static func temporaryName(beside path: String) -> String {
-        let (directory, name) = split(path)
-        return "\(directory)/.\(name).tmp-\(getpid())-\(POSIX.randomHex(bytes: 4))"
+    /// A private name beside `name`: `.NAME.tmp-PID-RANDOM` (hidden from globs, unique per process).
+    static func temporaryName(beside name: String, in folder: FolderDescriptor) -> String {
+        let (directory, leaf) = split(folder.relativeName(name))
+        let temp = ".\(leaf).tmp-\(getpid())-\(POSIX.randomHex(bytes: 4))"
+        return directory == "." ? temp : directory + "/" + temp
     }
 
-    /// Creates a temp file beside `path` (`O_EXCL|O_NOFOLLOW`, `mode`) holding `bytes`, `fsync`ed
-    /// when `sync`, and returns its name. Nothing is left behind on failure.
-    static func writeTemporaryFile(beside path: String, bytes: [UInt8], sync: Bool, mode: CreationMode) throws(CortexError) -> String {
-        let temp = temporaryName(beside: path)
-        let fd = try withPath("create", temp) { () throws(Errno) in
-            try POSIX.open(temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode: mode.bits)
+    /// Creates a temp file beside `name` (`O_EXCL|O_NOFOLLOW`) (`mode`) holding `bytes`, `fsync`ed when
+    /// `sync`, and returns its name. Nothing is left behind on failure.
+    static func writeTemporaryFile(beside name: String, in folder: FolderDescriptor, bytes: [UInt8], sync: Bool, mode: CreationMode)
+        throws(CortexError) -> String
+    {
+        let temp = temporaryName(beside: name, in: folder)
+        let fd = try withPath("create", folder.displayPath(temp)) { () throws(Errno) in
+            try folder.open(temp, O_WRONLY | O_CREAT | O_EXCL, mode: mode.bits)
         }
         do throws(Errno) {
             try mode.apply(to: fd)
@@ -71,11 +91,18 @@ public enum AtomicFile {
             if sync { try POSIX.fsync(fd) }
         } catch {
             POSIX.close(fd)
-            POSIX.unlinkIfPresent(temp)
-            throw .system("write", temp, error)
+            folder.unlink(temp)
+            throw .system("write", folder.displayPath(temp), error)
         }
         POSIX.close(fd)
         return temp
+    }
+
+    /// `fsync`s the folder holding `name`, so a rename or link into it survives a crash.
+    static func syncFolder(of name: String, in folder: FolderDescriptor) throws(CortexError) {
+        let directory = split(folder.relativeName(name)).directory
+        let relative = directory == "." ? "" : directory
+        try withPath("fsync", folder.displayPath(relative)) { () throws(Errno) in try folder.syncDirectory(relative) }
     }
 
     static func split(_ path: String) -> (directory: String, name: String) {
@@ -87,37 +114,46 @@ public enum AtomicFile {
 }
 
 extension AtomicFile {
-    /// Makes `path` another name of the file at `existing`, replacing whatever `path` named:
-    /// a hard link under a temp name, renamed into place. No byte is copied.
-    public static func link(_ existing: String, replacing path: String) throws(CortexError) {
-        let temp = temporaryName(beside: path)
-        try withPath("link", existing) { () throws(Errno) in try POSIX.link(existing, temp) }
+    /// Makes `name` another name of the file at `existing` (both in `folder`), replacing whatever
+    /// `name` named: a hard link under a temp name, renamed into place. No byte is copied. A link
+    /// at `existing` is refused (only a regular file is linked).
+    public static func link(_ existing: String, replacing name: String, in folder: FolderDescriptor) throws(CortexError) {
+        let source = folder.displayPath(existing)
+        guard let info = try withPath("stat", source, { () throws(Errno) in try folder.status(existing) }) else {
+            throw .system("link", source, Errno(ENOENT))
+        }
+        guard info.st_mode & S_IFMT == S_IFREG else {
+            throw .system("link", source, info.st_mode & S_IFMT == S_IFLNK ? Errno(ELOOP) : Errno.notRegularFile)
+        }
+        let temp = temporaryName(beside: name, in: folder)
+        try withPath("link", source) { () throws(Errno) in try folder.link(existing, temp) }
         do throws(Errno) {
-            try POSIX.rename(temp, path)
+            try folder.rename(temp, name)
         } catch {
-            POSIX.unlinkIfPresent(temp)
-            throw .system("rename into", path, error)
+            folder.unlink(temp)
+            throw .system("rename into", folder.displayPath(name), error)
         }
     }
 }
 
 /// Small file operations with `CortexError`s that name the path.
 public enum Files {
-    /// Creates a folder with `mode`; an existing one is fine (and keeps its mode). An exact mode
-    /// is set on the new folder through a descriptor opened without following a symbolic link.
-    public static func makeDirectory(_ path: String, mode: CreationMode = .masked(0o777)) throws(CortexError) {
-        try withPath("create folder", path) { () throws(Errno) in
-            guard try POSIX.makeDirectory(path, mode: mode.bits), mode.exact else { return }
-            let fd = try POSIX.open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
-            defer { POSIX.close(fd) }
-            try mode.apply(to: fd)
-        }
+    /// Creates folder `name` in `folder` with `mode`; an existing one is fine (and keeps its
+    /// mode; a link there is refused). An exact mode is set on a new folder through a descriptor.
+    public static func makeDirectory(_ name: String, in folder: FolderDescriptor, mode: CreationMode = .masked(0o777))
+        throws(CortexError)
+    {
+        try withPath("create folder", folder.displayPath(name)) { () throws(Errno) in try folder.makeDirectory(name, mode: mode) }
     }
 
-    /// Creates `path` with `mode` if missing and sets its modification time to now (a heartbeat).
-    /// An exact mode is set only on a file this process created (one `fstat` to tell).
-    public static func touch(_ path: String, mode: CreationMode = .umask) throws(CortexError) {
-        let fd = try withPath("open", path) { () throws(Errno) in try POSIX.open(path, O_WRONLY | O_CREAT, mode: mode.bits) }
+    /// Creates `name` in `folder` with `mode` if missing and sets its modification time to now (a
+    /// heartbeat). A link or a non-regular file there is refused. An exact mode is set only on a
+    /// file this process created (one `fstat` to tell).
+    public static func touch(_ name: String, in folder: FolderDescriptor, mode: CreationMode = .umask) throws(CortexError) {
+        let path = folder.displayPath(name)
+        let fd = try withPath("open", path) { () throws(Errno) in
+            try folder.openRegular(name, O_WRONLY | O_CREAT, mode: mode.bits).fd
+        }
         defer { POSIX.close(fd) }
         if mode.exact {
             try withPath("set the mode of", path) { () throws(Errno) in
@@ -141,35 +177,39 @@ extension AtomicFile {
         case unknown
     }
 
-    /// Publishes `bytes` at `path` like `replace(_:with:durability:)` with `.processCrash`, but swaps
-    /// the new file in with `renameat2(RENAME_EXCHANGE)`, so the caller learns what it displaced
-    /// (the old file ends up under the temp name, is read, then removed).
-    public static func exchange(_ path: String, with bytes: [UInt8], mode: CreationMode = .umask) throws(CortexError) -> Displaced {
-        let temp = try writeTemporaryFile(beside: path, bytes: bytes, sync: false, mode: mode)
-        if cortex_rename_exchange(temp, path) == 0 {
-            let tail = (try? readTail(temp, bytes: 4096)) ?? []
-            POSIX.unlinkIfPresent(temp)
-            return .file(tail: tail)
-        }
-        let exchangeError = errno
+    /// Publishes `bytes` at `name` in `folder` like `replace` with `.processCrash`, but swaps the
+    /// new file in with `renameat2(RENAME_EXCHANGE)`, so the caller learns what it displaced (the
+    /// old file ends up under the temp name, is read if it is a regular file, then removed).
+    public static func exchange(_ name: String, in folder: FolderDescriptor, with bytes: [UInt8], mode: CreationMode = .umask)
+        throws(CortexError) -> Displaced
+    {
+        let temp = try writeTemporaryFile(beside: name, in: folder, bytes: bytes, sync: false, mode: mode)
         do throws(Errno) {
-            try POSIX.rename(temp, path)
+            try folder.exchange(temp, name)
+            let tail = (try? readTail(temp, in: folder, bytes: 4096)) ?? []
+            folder.unlink(temp)
+            return .file(tail: tail)
         } catch {
-            POSIX.unlinkIfPresent(temp)
-            throw .system("rename into", path, error)
+            let exchangeError = error.rawValue
+            do throws(Errno) {
+                try folder.rename(temp, name)
+            } catch {
+                folder.unlink(temp)
+                throw .system("rename into", folder.displayPath(name), error)
+            }
+            return exchangeError == ENOENT ? .nothing : .unknown
         }
-        return exchangeError == ENOENT ? .nothing : .unknown
     }
 
-    private static func readTail(_ path: String, bytes: Int) throws(Errno) -> [UInt8] {
-        let fd = try POSIX.open(path, O_RDONLY)
+    private static func readTail(_ name: String, in folder: FolderDescriptor, bytes: Int) throws(Errno) -> [UInt8] {
+        let (fd, info) = try folder.openRegular(name)
         defer { POSIX.close(fd) }
-        let size = Int64(try POSIX.status(fd).st_size)
-        return try POSIX.read(fd, at: max(0, size - Int64(bytes)), count: bytes)
+        return try POSIX.read(fd, at: max(0, Int64(info.st_size) - Int64(bytes)), count: bytes)
     }
 
-    /// The last `bytes` bytes of the file at `path`, or nil when there is none.
-    public static func tail(of path: String, bytes: Int = 4096) -> [UInt8]? {
-        try? readTail(path, bytes: bytes)
+    /// The last `bytes` bytes of the regular file `name` in `folder`, or nil when there is none
+    /// (or it is a link, a FIFO or a device).
+    public static func tail(of name: String, in folder: FolderDescriptor, bytes: Int = 4096) -> [UInt8]? {
+        try? readTail(name, in: folder, bytes: bytes)
     }
 }

@@ -47,7 +47,8 @@ extension CoordinationStore {
         // long as one of the two snapshots is readable. Written from this fold, not linked from
         // snapshot.json, which a slower writer may have replaced with an older snapshot meanwhile.
         let checkpoint = SnapshotCodec.encode(state, position: position, writtenAtMilliseconds: nowMilliseconds)
-        try AtomicFile.replace(layout.checkpoint, with: checkpoint, durability: .powerLoss, mode: permissions.file(.shared))
+        try AtomicFile.replace(
+            layout.checkpoint, in: layout.folder, with: checkpoint, durability: .powerLoss, mode: permissions.file(.shared))
         result.purged = try journal.purgeArchives(below: covered, olderThan: nowMilliseconds - retentionMilliseconds)
         result.finishedFilesMerged = try mergeFinishedTaskFiles(nowMilliseconds: nowMilliseconds)
         return result
@@ -67,11 +68,11 @@ extension CoordinationStore {
         let folder = layout.finishedTasks
         let hour: Int64 = 3_600_000
         var byHour: [Int64: [String]] = [:]
-        for name in (try? POSIX.directoryEntries(folder)) ?? [] where name.hasSuffix(".jsonl") && !name.hasPrefix(".") {
+        for name in (try? layout.folder.entries(folder)) ?? [] where name.hasSuffix(".jsonl") && !name.hasPrefix(".") {
             let bucket: Int64
             if name.hasPrefix("hour-"), let number = Int64(name.dropFirst(5).prefix { $0 != "-" }) {
                 bucket = number
-            } else if let modified = POSIX.modificationMilliseconds(folder + "/" + name) {
+            } else if let modified = layout.folder.modificationMilliseconds(folder + "/" + name) {
                 bucket = modified / hour
             } else {
                 continue
@@ -84,12 +85,14 @@ extension CoordinationStore {
             var lines: [UInt8] = []
             for name in names.sorted() {
                 let path = folder + "/" + name
-                let bytes = try withPath("read", path) { () throws(Errno) in try POSIX.readFile(path) }
+                let bytes = try withPath("read", path) { () throws(Errno) in
+                    try layout.folder.readFile(path, limit: FileLimits.finishedTasksFile)
+                }
                 for line in bytes.split(separator: 0x0A) where seen.insert(Array(line)).inserted { lines += line + [0x0A] }
             }
             let target = folder + "/hour-\(bucket)-\(POSIX.randomHex(bytes: 4)).jsonl"
-            try AtomicFile.replace(target, with: lines, durability: .powerLoss, mode: permissions.file(.shared))
-            for name in names { POSIX.unlinkIfPresent(folder + "/" + name) }
+            try AtomicFile.replace(target, in: layout.folder, with: lines, durability: .powerLoss, mode: permissions.file(.shared))
+            for name in names { layout.folder.unlink(folder + "/" + name) }
             merged += names.count
         }
         return merged

@@ -8,12 +8,14 @@ extension CoordinationStore {
     /// before the snapshot that no longer holds them is written.
     func compactFinishedTasks() throws(CortexError) {
         guard !state.tasks.finished.isEmpty else { return }
-        try Files.makeDirectory(layout.finishedTasks, mode: permissions.directory(.shared))
+        try Files.makeDirectory(layout.finishedTasks, in: layout.folder, mode: permissions.directory(.shared))
         let name = "\(JournalSegment.fileName(position.segment).dropLast(6))-\(position.offset).jsonl"
         var lines: [UInt8] = []
         for task in state.tasks.finished { lines += task.json.serialized() + [0x0A] }
         // Same position, same finished tasks: a concurrent writer of this name writes the same bytes.
-        try AtomicFile.replace(layout.finishedTasks + "/" + name, with: lines, durability: .powerLoss, mode: permissions.file(.shared))
+        try AtomicFile.replace(
+            layout.finishedTasks + "/" + name, in: layout.folder, with: lines, durability: .powerLoss,
+            mode: permissions.file(.shared))
         clearFinishedOutbox()
     }
 
@@ -25,7 +27,9 @@ extension CoordinationStore {
         guard IssuedID.issued(id, .task, before: position, counted: state.tasks.created) else { return nil }
         let needle = Array("\"id\":\"\(id)\"".utf8)
         for file in try compactedTaskFiles() {
-            let bytes = try withPath("read", file) { () throws(Errno) in try POSIX.readFile(file) }
+            let bytes = try withPath("read", file) { () throws(Errno) in
+                try layout.folder.readFile(file, limit: FileLimits.finishedTasksFile)
+            }
             for line in bytes.split(separator: 0x0A) where line.count > needle.count {
                 guard line.withUnsafeBytes({ cortex_memmem($0.baseAddress, $0.count, needle, needle.count) != nil }) else { continue }
                 if let entry = try? TaskEntry(json: JSONValue.parse(line)), entry.id == id { return entry }
@@ -38,7 +42,9 @@ extension CoordinationStore {
     public func finishedTasks() throws(CortexError) -> [TaskEntry] {
         var byID: [String: TaskEntry] = [:]
         for file in try compactedTaskFiles() {
-            let bytes = try withPath("read", file) { () throws(Errno) in try POSIX.readFile(file) }
+            let bytes = try withPath("read", file) { () throws(Errno) in
+                try layout.folder.readFile(file, limit: FileLimits.finishedTasksFile)
+            }
             for line in bytes.split(separator: 0x0A) {
                 if let entry = try? TaskEntry(json: JSONValue.parse(line)) { byID[entry.id] = entry }
             }
@@ -49,8 +55,8 @@ extension CoordinationStore {
 
     private func compactedTaskFiles() throws(CortexError) -> [String] {
         let folder = layout.finishedTasks
-        guard try withPath("stat", folder, { () throws(Errno) in try POSIX.status(folder) }) != nil else { return [] }
-        let names = try withPath("list", folder) { () throws(Errno) in try POSIX.directoryEntries(folder) }
+        guard try withPath("stat", folder, { () throws(Errno) in try layout.folder.status(folder) }) != nil else { return [] }
+        let names = try withPath("list", folder) { () throws(Errno) in try layout.folder.entries(folder) }
         return names.filter { $0.hasSuffix(".jsonl") && !$0.hasPrefix(".") }.sorted().reversed().map { folder + "/" + $0 }
     }
 }

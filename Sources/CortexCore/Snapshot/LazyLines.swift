@@ -27,13 +27,27 @@ public final class ImmutableBytes: @unchecked Sendable {
         mapped = true
     }
 
-    /// The file at `path` mapped read-only, or nil when it cannot be opened or mapped (an empty
+    /// The largest file `map` maps (a snapshot of a million tasks is a few hundred MiB).
+    public static let maximumMappedBytes = 1 << 30
+
+    /// The regular file `name` in `folder` mapped read-only, or nil when it cannot be opened or
+    /// mapped, is a link, a FIFO or a device, or is larger than `maximumMappedBytes` (an empty
     /// file is returned as an empty copy).
-    public static func map(_ path: String) -> ImmutableBytes? {
-        guard let fd = try? POSIX.open(path, O_RDONLY) else { return nil }
+    public static func map(_ name: String, in folder: FolderDescriptor) -> ImmutableBytes? {
+        guard let (fd, info) = try? folder.openRegular(name) else { return nil }
         defer { close(fd) }
-        guard let info = try? POSIX.status(fd) else { return nil }
+        return map(fd: fd, info: info)
+    }
+
+    /// The regular file at `path` (outside a coordination folder) mapped read-only; see `map(_:in:)`.
+    public static func map(_ path: String) -> ImmutableBytes? {
+        let (folder, name) = FolderDescriptor.containing(path)
+        return map(name, in: folder)
+    }
+
+    private static func map(fd: Int32, info: stat) -> ImmutableBytes? {
         let size = Int(info.st_size)
+        guard size <= maximumMappedBytes else { return nil }
         guard size > 0 else { return ImmutableBytes([]) }
         guard let address = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), address != MAP_FAILED else { return nil }
         return ImmutableBytes(mapping: UnsafeRawBufferPointer(start: address, count: size), identity: FileIdentity(info))
@@ -63,6 +77,12 @@ public struct FileIdentity: Equatable, Sendable {
 
     /// The identity of the file at `path`, or nil when there is none.
     public static func of(_ path: String) -> FileIdentity? { (try? POSIX.status(path)).flatMap { $0.map(FileIdentity.init) } }
+
+    /// The identity of whatever stands at `name` in `folder` (a link is described, not followed),
+    /// or nil when nothing is there.
+    public static func of(_ name: String, in folder: FolderDescriptor) -> FileIdentity? {
+        (try? folder.status(name)).flatMap { $0.map(FileIdentity.init) }
+    }
 }
 
 /// A run of newline-terminated lines inside `ImmutableBytes`, read one line at a time. The large

@@ -13,14 +13,16 @@ extension AtomicFile {
             && !random.isEmpty && random.utf8.allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }
     }
 
-    /// The temp files directly in `folder` (regular files only, never followed through a
-    /// symbolic link) last modified before `cutoffMilliseconds`, as full paths.
-    public static func staleTemporaryFiles(in folder: String, modifiedBefore cutoffMilliseconds: Int64) -> [String] {
+    /// The temp files directly in `directory` (a folder below `folder`'s root, as the layout
+    /// spells it; regular files only, never reached through a symbolic link) last modified
+    /// before `cutoffMilliseconds`, as the layout spells their names.
+    public static func staleTemporaryFiles(in directory: String, of folder: FolderDescriptor, modifiedBefore cutoffMilliseconds: Int64)
+        -> [String]
+    {
         var stale: [String] = []
-        for name in (try? POSIX.directoryEntries(folder)) ?? [] where isTemporaryName(name) {
-            let path = folder + "/" + name
-            var info = stat()
-            guard fstatat(AT_FDCWD, path, &info, AT_SYMLINK_NOFOLLOW) == 0, info.st_mode & S_IFMT == S_IFREG else { continue }
+        for name in (try? folder.entries(directory)) ?? [] where isTemporaryName(name) {
+            let path = directory + "/" + name
+            guard let info = try? folder.status(path), info.st_mode & S_IFMT == S_IFREG else { continue }
             let modified = Int64(info.st_mtim.tv_sec) * 1000 + Int64(info.st_mtim.tv_nsec) / 1_000_000
             if modified < cutoffMilliseconds { stale.append(path) }
         }
