@@ -121,7 +121,7 @@ public final class CoordinationStore {
     /// `mkdir -p`: the parents under the umask, the last folder with `mode`.
     private static func makeDirectories(_ path: String, mode: CreationMode) throws(CortexError) {
         var prefix = path.hasPrefix("/") ? "" : "."
-        let components = path.split(separator: "/")
+        let components = path.split(separator: "/").filter { $0 != "." }
         for (index, component) in components.enumerated() {
             prefix += "/" + component
             // The user's path to the folder may pass through links (their choice): each level is

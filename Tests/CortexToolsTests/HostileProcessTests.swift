@@ -24,7 +24,14 @@ import Testing
             self.user = user
             directory = try TemporaryDirectory()
             try SecondUser.openUp(directory)
-            try user.makeFolder(directory.path + "/home")
+            if sharedWithRoot {
+                // Root's own parent folder: a folder root makes where the user owns the parent
+                // would be made as her.
+                try FileManager.default.createDirectory(atPath: directory.path + "/home", withIntermediateDirectories: false)
+                guard chmod(directory.path + "/home", 0o755) == 0 else { throw SupportError("chmod: errno \(errno)") }
+            } else {
+                try user.makeFolder(directory.path + "/home")
+            }
             try user.makeFolder(directory.path + "/home/output")
             let initialise = ["cortex", "init", "--dir", coordination, "--total-tokens", "1000000"]
             let made =
