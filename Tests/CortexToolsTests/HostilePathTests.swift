@@ -150,7 +150,7 @@ struct HostilePathTests {
         let outside = directory.scratch + "/outside.jsonl"
         try FileManager.default.moveItem(atPath: segment, toPath: outside)
         try FileManager.default.createSymbolicLink(atPath: segment, withDestinationPath: outside)
-        FileManager.default.createFile(atPath: directory.coordination + "/journal/000000000002.jsonl", contents: nil)
+        _ = FileManager.default.createFile(atPath: directory.coordination + "/journal/000000000002.jsonl", contents: nil)
         let before = bytes(outside)
         for command in [
             ["cortex-budget", "status"], ["cortex-budget", "allocate", "--tokens", "1"], ["cortex-reap", "--result-ttl", "0s"],
@@ -172,7 +172,7 @@ struct HostilePathTests {
         let old = Date().addingTimeInterval(-3600)
         for name in ["a.json", "b.json", "notes.txt"] {
             let path = outside + "/" + name
-            FileManager.default.createFile(atPath: path, contents: Data("keep me\n".utf8))
+            _ = FileManager.default.createFile(atPath: path, contents: Data("keep me\n".utf8))
             try FileManager.default.setAttributes([.modificationDate: old], ofItemAtPath: path)
         }
         try replaceWithLink(directory.coordination + "/results", to: outside)
@@ -204,7 +204,7 @@ struct HostilePathTests {
         let directory = try folder()
         try replaceWithLink(directory.coordination + "/state/snapshot.json", to: otherSnapshot)
         let outsideView = directory.scratch + "/view.json"
-        FileManager.default.createFile(atPath: outsideView, contents: Data("{\"version\":99999999}\n".utf8))
+        _ = FileManager.default.createFile(atPath: outsideView, contents: Data("{\"version\":99999999}\n".utf8))
         let viewBefore = bytes(outsideView)
         try replaceWithLink(directory.coordination + "/token-budget.json", to: outsideView)
 

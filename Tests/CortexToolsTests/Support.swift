@@ -9,14 +9,60 @@ import Testing
 
 /// The built tools live beside the test runner (`.build/<triple>/debug/`). `CORTEX_BIN_DIR`
 /// overrides this so the same tests can check the release or static binaries.
+///
+/// Run as root, the suites with a second account need tools that account can execute, and a
+/// clone may sit below a folder only root can enter (`mktemp -d` is 0700): the tools are then
+/// linked (or copied) into a folder anyone can enter, and every test runs them from there.
 let toolsDirectory: String = {
-    if let dir = ProcessInfo.processInfo.environment["CORTEX_BIN_DIR"], !dir.isEmpty { return dir }
-    var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-    let count = readlink("/proc/self/exe", &buffer, buffer.count - 1)
-    precondition(count > 0, "readlink /proc/self/exe failed")
-    let executable = String(decoding: buffer[..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    return String(executable[..<executable.lastIndex(of: "/")!])
+    let built: String
+    if let dir = ProcessInfo.processInfo.environment["CORTEX_BIN_DIR"], !dir.isEmpty {
+        built = dir
+    } else {
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let count = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+        precondition(count > 0, "readlink /proc/self/exe failed")
+        let executable = String(decoding: buffer[..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        built = String(executable[..<executable.lastIndex(of: "/")!])
+    }
+    guard getuid() == 0, !enterableByEveryone(built) else { return built }
+    return (try? toolsEveryoneCanRun(from: built)) ?? built
 }()
+
+/// True when every folder from `/` down to `path` lets other users pass (`o+x`).
+func enterableByEveryone(_ path: String) -> Bool {
+    var prefix = ""
+    for component in path.split(separator: "/") {
+        prefix += "/" + component
+        var info = stat()
+        guard stat(prefix, &info) == 0, info.st_mode & 0o001 != 0 else { return false }
+    }
+    return true
+}
+
+/// The folder of tools every user can run (see `toolsDirectory`), removed when the tests end.
+nonisolated(unsafe) private var sharedToolsFolder: String?
+
+/// Links (or, across file systems, copies) the tools in `folder` (`cortex`, `cortex-*`) into a
+/// new 0755 folder under /tmp and returns it.
+func toolsEveryoneCanRun(from folder: String) throws -> String {
+    var template = Array("/tmp/cortex-tools-XXXXXX".utf8CString)
+    guard template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) != nil else {
+        throw SupportError("mkdtemp failed: errno \(errno)")
+    }
+    let shared = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    guard chmod(shared, 0o755) == 0 else { throw SupportError("chmod \(shared): errno \(errno)") }
+    for name in try FileManager.default.contentsOfDirectory(atPath: folder)
+    where (name == "cortex" || name.hasPrefix("cortex-")) && !name.contains(".") {
+        let source = folder + "/" + name
+        guard FileManager.default.isExecutableFile(atPath: source) else { continue }
+        if link(source, shared + "/" + name) != 0 { try FileManager.default.copyItem(atPath: source, toPath: shared + "/" + name) }
+    }
+    sharedToolsFolder = shared
+    atexit {
+        if let folder = sharedToolsFolder { try? FileManager.default.removeItem(atPath: folder) }
+    }
+    return shared
+}
 
 /// The path of a built tool: `cortex`, `cortex-budget`.
 func toolPath(_ name: String) -> String { toolsDirectory + "/" + name }
