@@ -426,14 +426,14 @@ import Testing
     /// group of its passwd entry and every group listing it; an unknown uid is refused.
     @Test func credentialsComeFromThePasswdAndGroupFiles() throws {
         let directory = try TemporaryDirectory()
-        let databases = Credentials.Databases(passwd: directory.path + "/passwd", group: directory.path + "/group")
+        let database = UserDatabase(passwd: directory.path + "/passwd", group: directory.path + "/group")
         try Data("root:x:0:0:root:/root:/bin/sh\nalice:x:1001:1001::/home/alice:/bin/sh\nmallory:x:1002:1002::/:/bin/sh\n".utf8)
-            .write(to: URL(fileURLWithPath: databases.passwd))
+            .write(to: URL(fileURLWithPath: database.passwd))
         try Data("root:x:0:\nalice:x:1001:\nbuild:x:2000:mallory,alice\nwheel:x:10:malice\ndocker:x:999:bob\n".utf8)
-            .write(to: URL(fileURLWithPath: databases.group))
-        let alice = try Credentials.of(user: 1001, databases: databases)
+            .write(to: URL(fileURLWithPath: database.group))
+        let alice = try Credentials.of(user: 1001, in: database)
         #expect(alice == Credentials(uid: 1001, gid: 1001, groups: [1001, 2000]), "not wheel: 'malice' is not 'alice'")
-        #expect(throws: CortexError.self) { try Credentials.of(user: 4242, databases: databases) }
-        #expect(Credentials.userName(1002, databases: databases) == "mallory")
+        #expect(throws: CortexError.self) { try Credentials.of(user: 4242, in: database) }
+        #expect(database.user(uid: 1002)?.name == "mallory")
     }
 }

@@ -31,11 +31,11 @@ public enum FolderOwner {
     public static func actAsOwner(of root: String) throws(CortexError) -> UserAccount? {
         guard geteuid() == 0 || getuid() == 0 else { return nil }
         guard let owner = owner(of: root), owner != 0 else { return nil }
-        guard let account = UserDatabase.user(uid: owner) else {
+        guard let account = UserDatabase.system.user(uid: owner) else {
             throw .permissionDenied(
                 "\(root) belongs to uid \(owner), which has no entry in /etc/passwd; refusing to act on it as root (run this as its owner)")
         }
-        try become(account, groups: UserDatabase.groupIDs(of: account), folder: root)
+        try become(account, groups: UserDatabase.system.groupIDs(of: account), folder: root)
         return account
     }
 
