@@ -127,7 +127,7 @@ public enum CortexTool {
         if let maxWorkers, maxWorkers < 1 { throw .badInput("invalid --max-workers '0': at least 1") }
         let totalTokens = try arguments.tokens("total-tokens")
         let group = try arguments.value("group").map { (name) throws(CortexError) -> gid_t in
-            guard let gid = UserDatabase.groupID(name) else {
+            guard let gid = UserDatabase.system.groupID(name) else {
                 throw .badInput("invalid --group '\(Values.printable(name))': no such group in /etc/group")
             }
             return gid

@@ -36,7 +36,7 @@ enum OpsCommands {
         where worker.status == .starting && worker.supervisor == nil && now - worker.requestedMilliseconds > 2_000 {
             if let owner = worker.spec.request.flatMap({ WorkerRequest.owner($0, in: store.layout) }) {
                 attention.append(
-                    "\(worker.id) owed to user \(Credentials.describe(owner)): not started yet; cortex-reap run as that user or root starts it"
+                    "\(worker.id) owed to user \(UserDatabase.system.describe(owner)): not started yet; cortex-reap run as that user or root starts it"
                 )
             } else {
                 attention.append("\(worker.id) cannot start: its request file is gone (cortex-reap ends it)")

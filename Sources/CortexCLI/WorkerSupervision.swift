@@ -63,7 +63,8 @@ enum WorkerSupervision {
             switch try launch(worker, layout: layout) {
             case .launched: launched.append(worker.id)
             case .owed(let owner):
-                warn("\(worker.id) was asked for by \(Credentials.describe(owner)): left to a launcher running as that user or root")
+                warn(
+                    "\(worker.id) was asked for by \(UserDatabase.system.describe(owner)): left to a launcher running as that user or root")
             case .refused(let reason): warn("not starting \(reason)")
             }
         }
@@ -154,7 +155,8 @@ enum WorkerSupervision {
         {
             // Only the requester supervises (a root launcher starts this as the requester).
             throw .io(
-                operation: "supervise", path: "\(id) for \(Credentials.describe(owner)) as \(Credentials.describe(geteuid()))",
+                operation: "supervise",
+                path: "\(id) for \(UserDatabase.system.describe(owner)) as \(UserDatabase.system.describe(geteuid()))",
                 errno: Errno(EPERM))
         }
         // From the claim on, `cortex worker stop` may SIGTERM this process at any moment: blocked
@@ -368,7 +370,8 @@ enum WorkerSupervision {
         let found = try WorkerRequest.read(name, in: layout)
         guard found.owner == geteuid() else {
             throw .io(
-                operation: "run", path: "\(worker.id) for \(Credentials.describe(found.owner)) as \(Credentials.describe(geteuid()))",
+                operation: "run",
+                path: "\(worker.id) for \(UserDatabase.system.describe(found.owner)) as \(UserDatabase.system.describe(geteuid()))",
                 errno: Errno(EPERM))
         }
         var environment = found.request.environment

@@ -57,13 +57,15 @@ import Testing
             passwd, with: Array("root:x:0:0::/root:/bin/sh\nalice:x:1001:1001::/home/alice:/bin/sh\n".utf8), durability: .processCrash)
         try AtomicFile.replace(
             group, with: Array("alice:x:1001:\ncortex:x:2000:bob,alice\nother:x:2001:bob\n".utf8), durability: .processCrash)
-        let alice = try #require(UserDatabase.user(uid: 1001, passwd: passwd))
+        let database = UserDatabase(passwd: passwd, group: group)
+        let alice = try #require(database.user(uid: 1001))
         #expect(alice == UserAccount(name: "alice", uid: 1001, gid: 1001))
-        #expect(UserDatabase.user(uid: 4242, passwd: passwd) == nil)
-        #expect(UserDatabase.groupIDs(of: alice, groups: group) == [1001, 2000])
-        #expect(UserDatabase.groupID("cortex", groups: group) == 2000)
-        #expect(UserDatabase.groupID("3000", groups: group) == 3000)
-        #expect(UserDatabase.groupID("nosuch", groups: group) == nil)
+        #expect(database.user(uid: 4242) == nil)
+        #expect(database.groupIDs(of: alice) == [1001, 2000])
+        #expect(database.groupID("cortex") == 2000)
+        #expect(database.groupID("3000") == 3000)
+        #expect(database.groupID("nosuch") == nil)
+        #expect(database.describe(1001) == "alice (uid 1001)" && database.describe(4242) == "uid 4242")
     }
 
     @Test func theOwnerOfAMissingFolderIsTheOwnerOfItsNearestAncestor() throws {

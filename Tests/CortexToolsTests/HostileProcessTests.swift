@@ -11,7 +11,7 @@ import Testing
     /// and a folder of its own for the workers' output. Load never blocks a spawn here.
     struct OwnedFolder {
         let directory: TemporaryDirectory
-        let user: SecondUser
+        let user: OtherUser
         /// The coordination folder, owned by the user.
         var coordination: String { directory.path + "/home/coordination" }
         /// A folder the user's workers write into.
@@ -20,10 +20,10 @@ import Testing
         /// - Parameter sharedWithRoot: root makes the folder, shared with the user's group
         ///   (`cortex init --group`), so root acts as itself in it (in a folder the user owns, root
         ///   acts as her: docs/decisions/023-shared-folders.md).
-        init(user: SecondUser, maxWorkers: Int = 4, sharedWithRoot: Bool = false) throws {
+        init(user: OtherUser, maxWorkers: Int = 4, sharedWithRoot: Bool = false) throws {
             self.user = user
             directory = try TemporaryDirectory()
-            try SecondUser.openUp(directory)
+            try OtherUser.openUp(directory)
             if sharedWithRoot {
                 // Root's own parent folder: a folder root makes where the user owns the parent
                 // would be made as her.
@@ -117,12 +117,8 @@ import Testing
     /// replaced by root's reaper **as the user**, with the user's environment: the log gets only
     /// the user's uid and secret, never 0 or the reaper's environment. Nothing of the folder
     /// runs as root afterwards.
-    @Test func rootsReaperReplacesAUsersPoolMemberAsThatUserWithItsEnvironment() throws {
-        if let reason = SecondUser.skipReason {
-            print("skipped: \(reason)")
-            return
-        }
-        let user = try SecondUser.ensure()
+    @Test(.enabled(if: runningAsRoot, needsRootNote)) func rootsReaperReplacesAUsersPoolMemberAsThatUserWithItsEnvironment() throws {
+        let user = try OtherUser.ensure()
         let folder = try OwnedFolder(user: user)
         defer { folder.killEverything() }
         let log = folder.output + "/log"
@@ -155,8 +151,8 @@ import Testing
         let replacement = try #require(try folder.running().first)
         for key in ["pid", "supervisor_pid"] {
             let pid = Int32(try #require(replacement.int(key)))
-            #expect(SecondUser.uid(ofProcess: pid) == user.uid, "\(key) \(pid) runs as the user")
-            let groups = SecondUser.groups(ofProcess: pid)
+            #expect(OtherUser.uid(ofProcess: pid) == user.uid, "\(key) \(pid) runs as the user")
+            let groups = OtherUser.groups(ofProcess: pid)
             #expect(groups.gids == [user.gid] && !groups.supplementary.contains(0), "\(key) \(pid) has her groups only: \(groups)")
         }
     }
@@ -164,12 +160,8 @@ import Testing
     /// Repro 7 across users: the user's spawn, queued behind root's worker, is started by root's
     /// supervisor when root's worker exits. It runs as the user with the environment captured
     /// when she asked, not root's (`API_KEY_OF_ROOT`).
-    @Test func aQueuedSpawnStartedByAnotherMastersSupervisorRunsAsItsRequester() throws {
-        if let reason = SecondUser.skipReason {
-            print("skipped: \(reason)")
-            return
-        }
-        let user = try SecondUser.ensure()
+    @Test(.enabled(if: runningAsRoot, needsRootNote)) func aQueuedSpawnStartedByAnotherMastersSupervisorRunsAsItsRequester() throws {
+        let user = try OtherUser.ensure()
         let folder = try OwnedFolder(user: user, maxWorkers: 1)
         defer { folder.killEverything() }
         let go = folder.output + "/go"
@@ -196,12 +188,8 @@ import Testing
     /// A launcher of another non-root user never starts a worker it did not ask for: the user's
     /// supervisor, promoting root's queued spawn when her worker exits, leaves it owed to root;
     /// `cortex status` says so, and root's reaper then starts it (as root, its requester).
-    @Test func aSpawnPromotedByAnotherUsersSupervisorIsOwedToItsRequester() throws {
-        if let reason = SecondUser.skipReason {
-            print("skipped: \(reason)")
-            return
-        }
-        let user = try SecondUser.ensure()
+    @Test(.enabled(if: runningAsRoot, needsRootNote)) func aSpawnPromotedByAnotherUsersSupervisorIsOwedToItsRequester() throws {
+        let user = try OtherUser.ensure()
         let folder = try OwnedFolder(user: user, maxWorkers: 1, sharedWithRoot: true)
         defer { folder.killEverything() }
         let go = folder.output + "/go"
@@ -234,12 +222,8 @@ import Testing
     /// (`exec cortex-spawn _supervise $CORTEX_WORKER_ID --started VICTIM:TICKS`, its supervisor
     /// stopped so the record would stay) is refused and nothing is recorded; root's reaper, run
     /// after the supervisor is killed, leaves the root process alone.
-    @Test func aWorkerCannotRecordARootProcessAsItsStart() throws {
-        if let reason = SecondUser.skipReason {
-            print("skipped: \(reason)")
-            return
-        }
-        let user = try SecondUser.ensure()
+    @Test(.enabled(if: runningAsRoot, needsRootNote)) func aWorkerCannotRecordARootProcessAsItsStart() throws {
+        let user = try OtherUser.ensure()
         let folder = try OwnedFolder(user: user)
         defer { folder.killEverything() }
         let victim = try RunningTool(["/bin/sleep", "300"], scratch: folder.directory.scratch)
@@ -277,12 +261,8 @@ import Testing
 
     /// Repro 2, second half: even a well-formed record (valid CRC) appended raw into the
     /// journal, naming a root process as the user's worker, never makes root's reaper signal it.
-    @Test func aForgedStartRecordNeverMakesRootsReaperSignalARootProcess() throws {
-        if let reason = SecondUser.skipReason {
-            print("skipped: \(reason)")
-            return
-        }
-        let user = try SecondUser.ensure()
+    @Test(.enabled(if: runningAsRoot, needsRootNote)) func aForgedStartRecordNeverMakesRootsReaperSignalARootProcess() throws {
+        let user = try OtherUser.ensure()
         let folder = try OwnedFolder(user: user)
         defer { folder.killEverything() }
         let victim = try RunningTool(["/bin/sleep", "300"], scratch: folder.directory.scratch)
@@ -319,12 +299,8 @@ import Testing
 
     /// `cortex worker stop`, run by root on a worker whose supervisor a forged record names as
     /// a root process, signals nothing: the worker's requester is the user, not root.
-    @Test func rootsWorkerStopNeverSignalsAProcessOfAnotherUserThanTheRequester() throws {
-        if let reason = SecondUser.skipReason {
-            print("skipped: \(reason)")
-            return
-        }
-        let user = try SecondUser.ensure()
+    @Test(.enabled(if: runningAsRoot, needsRootNote)) func rootsWorkerStopNeverSignalsAProcessOfAnotherUserThanTheRequester() throws {
+        let user = try OtherUser.ensure()
         let folder = try OwnedFolder(user: user)
         defer { folder.killEverything() }
         let victim = try RunningTool(["/bin/sleep", "300"], scratch: folder.directory.scratch)
@@ -426,14 +402,14 @@ import Testing
     /// group of its passwd entry and every group listing it; an unknown uid is refused.
     @Test func credentialsComeFromThePasswdAndGroupFiles() throws {
         let directory = try TemporaryDirectory()
-        let databases = Credentials.Databases(passwd: directory.path + "/passwd", group: directory.path + "/group")
+        let database = UserDatabase(passwd: directory.path + "/passwd", group: directory.path + "/group")
         try Data("root:x:0:0:root:/root:/bin/sh\nalice:x:1001:1001::/home/alice:/bin/sh\nmallory:x:1002:1002::/:/bin/sh\n".utf8)
-            .write(to: URL(fileURLWithPath: databases.passwd))
+            .write(to: URL(fileURLWithPath: database.passwd))
         try Data("root:x:0:\nalice:x:1001:\nbuild:x:2000:mallory,alice\nwheel:x:10:malice\ndocker:x:999:bob\n".utf8)
-            .write(to: URL(fileURLWithPath: databases.group))
-        let alice = try Credentials.of(user: 1001, databases: databases)
+            .write(to: URL(fileURLWithPath: database.group))
+        let alice = try Credentials.of(user: 1001, in: database)
         #expect(alice == Credentials(uid: 1001, gid: 1001, groups: [1001, 2000]), "not wheel: 'malice' is not 'alice'")
-        #expect(throws: CortexError.self) { try Credentials.of(user: 4242, databases: databases) }
-        #expect(Credentials.userName(1002, databases: databases) == "mallory")
+        #expect(throws: CortexError.self) { try Credentials.of(user: 4242, in: database) }
+        #expect(database.user(uid: 1002)?.name == "mallory")
     }
 }

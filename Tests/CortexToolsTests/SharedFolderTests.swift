@@ -44,9 +44,9 @@ import Testing
 
     @Test(.enabled(if: runningAsRoot, needsRootNote), arguments: Making.allCases)
     func aGroupFolderStaysUsableByTwoUsersAndARootReaperAcrossRotations(_ making: Making) throws {
-        let gid = try UserAccounts.group(Self.groupName)
-        let alice = try UserAccounts.user("cxshared-a", groups: [Self.groupName])
-        let bob = try UserAccounts.user("cxshared-b", groups: [Self.groupName])
+        let gid = try OtherUser.group(Self.groupName)
+        let alice = try OtherUser.ensure("cxshared-a", groups: [Self.groupName])
+        let bob = try OtherUser.ensure("cxshared-b", groups: [Self.groupName])
         let directory = try traversableFolder()
         let dir = directory.coordination
         // Members' umask 022 must not matter.
@@ -58,7 +58,7 @@ import Testing
             guard mkdir(dir, 0o700) == 0, chown(dir, alice.uid, gid) == 0, chmod(dir, 0o2770) == 0 else {
                 throw SupportError("cannot make \(dir) by hand: errno \(errno)")
             }
-            let made = try UserAccounts.run(as: alice, umask: "022", ["cortex", "init", "--dir", dir], in: directory)
+            let made = try alice.runTool(["cortex", "init", "--dir", dir], umask: "022", in: directory)
             try #require(made.exitCode == 0, "\(made)")
         }
         // Members rotate past 1 KiB first; then only the root reaper does (rotate_bytes 1 KiB);
@@ -75,7 +75,7 @@ import Testing
                     ["cortex-task", "claim", "--dir", dir, "--worker", worker],
                 ]
                 for call in calls {
-                    let result = try UserAccounts.run(as: user, umask: "022", call, in: directory)
+                    let result = try user.runTool(call, umask: "022", in: directory)
                     #expect(result.exitCode == 0, "\(label), as \(user.name): \(result)")
                 }
             }
@@ -110,7 +110,7 @@ import Testing
         let directory = try TemporaryDirectory()
         let dir = directory.coordination
         func run(_ umask: String, _ arguments: [String]) throws -> ToolResult {
-            let result = try RunningTool(UserAccounts.underUmask(umask, arguments), scratch: directory.scratch).wait()
+            let result = try RunningTool(OtherUser.underUmask(umask, arguments), scratch: directory.scratch).wait()
             #expect(result.exitCode == 0, "\(result)")
             return result
         }
@@ -144,11 +144,11 @@ import Testing
 
     @Test(.enabled(if: runningAsRoot, needsRootNote))
     func rootOnAnotherUsersFolderActsAsThatUserOrRefuses() throws {
-        let alice = try UserAccounts.user("cxshared-a")
+        let alice = try OtherUser.ensure("cxshared-a")
         let directory = try traversableFolder()
         guard chown(directory.path, alice.uid, alice.gid) == 0 else { throw SupportError("chown: errno \(errno)") }
         let dir = directory.coordination
-        let made = try UserAccounts.run(as: alice, ["cortex", "init", "--dir", dir], in: directory)
+        let made = try alice.runTool(["cortex", "init", "--dir", dir], umask: "022", in: directory)
         try #require(made.exitCode == 0, "\(made)")
 
         // Root's read-only status, a reap and a write: every file they create is alice's.
@@ -169,7 +169,7 @@ import Testing
             }
         }
         // Still alice's after root's calls: she can go on.
-        let hers = try UserAccounts.run(as: alice, ["cortex-budget", "allocate", "--dir", dir, "--tokens", "5"], in: directory)
+        let hers = try alice.runTool(["cortex-budget", "allocate", "--dir", dir, "--tokens", "5"], umask: "022", in: directory)
         #expect(hers.exitCode == 0, "\(hers)")
 
         // A folder of a uid with no account: root refuses with 77 and one line, and changes nothing.

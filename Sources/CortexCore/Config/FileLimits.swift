@@ -17,4 +17,9 @@ public enum FileLimits {
     public static let smallFile = 64 << 10
     /// `metrics.json` beside the dashboard.
     public static let metrics = 16 << 20
+    /// `/etc/passwd` and `/etc/group` (`UserDatabase`); a larger one reads as empty.
+    public static let userDatabase = 4 << 20
+    /// `/proc/<pid>/environ` and `/proc/<pid>/cmdline` (a worker's mark): above the 2 MiB of
+    /// arguments and environment exec accepts under the default 8 MiB stack limit.
+    public static let processStrings = 8 << 20
 }

@@ -204,9 +204,15 @@ public final class FolderDescriptor: @unchecked Sendable {
     /// The whole of the regular file `name`, at most `limit` bytes (`EFBIG` when larger; nothing
     /// past the limit is ever read).
     public func readFile(_ name: String, limit: Int) throws(Errno) -> [UInt8] {
+        try readFileWithStatus(name, limit: limit).bytes
+    }
+
+    /// The whole of the regular file `name` (as `readFile`) and its metadata from the same open
+    /// descriptor, for a reader that trusts a file by its owner or mode.
+    public func readFileWithStatus(_ name: String, limit: Int) throws(Errno) -> (bytes: [UInt8], info: stat) {
         let (fd, info) = try openRegular(name)
         defer { POSIX.close(fd) }
-        return try POSIX.readBounded(fd, size: Int64(info.st_size), limit: limit)
+        return (try POSIX.readBounded(fd, size: Int64(info.st_size), limit: limit), info)
     }
 
     /// Metadata of `name` itself (a link is described, never followed), or nil when nothing is there.

@@ -44,6 +44,6 @@ public enum GroupFolder {
         guard info.st_mode & S_IFMT == (isFolder ? S_IFDIR : S_IFREG) else { return }
         // The group first: changing it clears the set-group-ID bit, which the mode then sets.
         if info.st_gid != gid { _ = try retryingInterrupts { fchown(fd, uid_t.max, gid) } }
-        _ = try retryingInterrupts { fchmod(fd, mode) }
+        try CreationMode.exact(mode).apply(to: fd)
     }
 }

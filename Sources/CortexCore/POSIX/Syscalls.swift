@@ -206,16 +206,8 @@ public enum POSIX {
 
     /// The names in a directory, without `.` and `..`.
     public static func directoryEntries(_ path: String) throws(Errno) -> [String] {
-        guard let dir = opendir(path) else { throw Errno.current }
-        defer { closedir(dir) }
-        var names: [String] = []
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                String(cString: raw.bindMemory(to: CChar.self).baseAddress!)
-            }
-            if name != "." && name != ".." { names.append(name) }
-        }
-        return names
+        // The flags `opendir` uses.
+        try directoryEntries(descriptor: open(path, O_RDONLY | O_DIRECTORY | O_NONBLOCK))
     }
 
     /// The file system type magic of the file system holding `path` (`statfs(2)`'s `f_type`).

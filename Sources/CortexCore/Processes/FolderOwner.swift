@@ -4,9 +4,9 @@ import Glibc
 ///
 /// Every tool calls `actAsOwner(of:)` before it opens anything in the coordination folder. A
 /// process running as root on a folder owned by another user switches to that user, with the
-/// user's groups, for good (supplementary groups, then group id, then user id: the saved ids go
-/// too, so it can never switch back). Every file it then creates is the owner's, and it can do
-/// nothing in the folder the owner could not. When the switch is impossible it refuses with exit 77.
+/// user's groups, for good (`Credentials.dropProcess`: supplementary groups, then group id, then
+/// user id; the saved ids go too, so it can never switch back). Every file it then creates is the
+/// owner's, and it can do nothing in the folder the owner could not. When the switch is impossible it refuses with exit 77.
 public enum FolderOwner {
     /// The owner of `root`, or of its nearest existing ancestor when it does not exist yet (the
     /// user it would be created for).
@@ -31,24 +31,23 @@ public enum FolderOwner {
     public static func actAsOwner(of root: String) throws(CortexError) -> UserAccount? {
         guard geteuid() == 0 || getuid() == 0 else { return nil }
         guard let owner = owner(of: root), owner != 0 else { return nil }
-        guard let account = UserDatabase.user(uid: owner) else {
+        guard let account = UserDatabase.system.user(uid: owner) else {
             throw .permissionDenied(
                 "\(root) belongs to uid \(owner), which has no entry in /etc/passwd; refusing to act on it as root (run this as its owner)")
         }
-        try become(account, groups: UserDatabase.groupIDs(of: account), folder: root)
+        try become(account, folder: root)
         return account
     }
 
-    /// Switches this process to `account` with `groups` for good.
-    static func become(_ account: UserAccount, groups: [gid_t], folder: String) throws(CortexError) {
-        func fail(_ call: String) -> CortexError {
-            .permissionDenied("cannot act as \(account.name) (uid \(account.uid)), the owner of \(folder): \(call): \(Errno.current)")
-        }
-        if groups.withUnsafeBufferPointer({ setgroups($0.count, $0.baseAddress) }) != 0 { throw fail("setgroups") }
-        if setgid(account.gid) != 0 { throw fail("setgid") }
-        if setuid(account.uid) != 0 { throw fail("setuid") }
-        guard getuid() == account.uid, geteuid() == account.uid, getegid() == account.gid, setuid(0) != 0 else {
-            throw .permissionDenied("cannot act as \(account.name) (uid \(account.uid)), the owner of \(folder): root could be regained")
+    /// Switches this process to `account`, with the groups it gets at login, for good
+    /// (`Credentials.dropProcess`: every id and the group list checked afterwards, root not regainable).
+    /// - Throws: `permissionDenied` naming the user and the folder when any step failed.
+    static func become(_ account: UserAccount, folder: String) throws(CortexError) {
+        do {
+            try Credentials.of(account).dropProcess()
+        } catch {
+            guard case .io(_, _, let errno) = error else { throw error }
+            throw .permissionDenied("cannot act as \(account.name) (uid \(account.uid)), the owner of \(folder): \(errno)")
         }
     }
 }

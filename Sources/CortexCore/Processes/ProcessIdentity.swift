@@ -63,14 +63,14 @@ public struct ProcessIdentity: Equatable, Hashable, Sendable {
     /// A pid a record names is signalled only when this holds, so a forged record cannot aim
     /// the reaper at an unrelated process of the same user.
     public func isMarked(asWorker id: String) -> Bool {
-        let limit = 1 << 20
+        let limit = FileLimits.processStrings
         let mark = Array("CORTEX_WORKER_ID=\(id)".utf8)
-        if let environment = try? UntrustedFile.regularFileProcEntry("/proc/\(pid)/environ", limit: limit),
+        if let environment = try? POSIX.readFile("/proc/\(pid)/environ", limit: limit),
             environment.split(separator: 0).contains(where: { $0.elementsEqual(mark) })
         {
             return true
         }
-        if let arguments = try? UntrustedFile.regularFileProcEntry("/proc/\(pid)/cmdline", limit: limit),
+        if let arguments = try? POSIX.readFile("/proc/\(pid)/cmdline", limit: limit),
             arguments.split(separator: 0).contains(where: { $0.elementsEqual(id.utf8) })
         {
             return true

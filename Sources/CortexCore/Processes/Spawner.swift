@@ -132,7 +132,7 @@ public enum Spawner {
         }
         guard result == 0 else {
             if result == ENOENT { throw .notFound("no program \(program) (or no folder \(request.workingDirectory ?? "."))") }
-            throw .system("start as \(Credentials.describe(credentials.uid))", program, Errno(result))
+            throw .system("start as \(UserDatabase.system.describe(credentials.uid))", program, Errno(result))
         }
         return pid
     }

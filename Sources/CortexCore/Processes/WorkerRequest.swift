@@ -68,18 +68,16 @@ public struct WorkerRequest: Equatable, Sendable {
         }
         try Files.makeDirectory(
             layout.requests, in: layout.folder, mode: FolderPermissions.detect(root: layout.root).directory(.private))
-        let folder = try WorkerRequest.openFolder(layout)
-        defer { POSIX.close(folder) }
         let path = layout.requests + "/" + name
         let fd = try withPath("create", path) { () throws(Errno) in
-            try retryingInterrupts { openat(folder, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600) }
+            try layout.folder.open(path, O_WRONLY | O_CREAT | O_EXCL, mode: 0o600)
         }
         defer { POSIX.close(fd) }
         do throws(Errno) {
-            _ = try retryingInterrupts { fchmod(fd, 0o600) }
+            try CreationMode.exact(0o600).apply(to: fd)
             try POSIX.writeAll(fd, bytes)
         } catch {
-            unlinkat(folder, name, 0)
+            layout.folder.unlink(path)
             throw .system("write", path, error)
         }
     }
@@ -99,17 +97,19 @@ public struct WorkerRequest: Equatable, Sendable {
     public static func read(_ name: String, in layout: CoordinationLayout) throws(CortexError) -> Found {
         let path = layout.requests + "/" + name
         guard isValidName(name) else { throw .badInput("invalid worker request name '\(Values.printable(name))'") }
-        let folder = try openFolder(layout)
-        defer { POSIX.close(folder) }
         let bytes: [UInt8]
         let info: stat
         do throws(Errno) {
-            (bytes, info) = try UntrustedFile.regularFileWithStatus(name, relativeTo: folder, limit: maximumBytes)
+            (bytes, info) = try layout.folder.readFileWithStatus(path, limit: maximumBytes)
         } catch {
+            // requests/ itself missing, or not a real folder (a link, a file): a failure to open the
+            // folder, not a verdict on the request.
+            if [ENOENT, ENOTDIR, ELOOP].contains(error.rawValue) && !hasFolder(layout) { throw .system("open", layout.requests, error) }
             switch error.rawValue {
             case ENOENT: throw .notFound("no worker request \(path) (the worker has ended, or its request was removed)")
             case EFBIG: throw .badInput("\(path) is larger than \(maximumBytes) bytes")
-            case EINVAL, ELOOP: throw .io(operation: "trust", path: path + " (not a regular file)", errno: Errno(EPERM))
+            case Errno.notRegularFile.rawValue, ELOOP:
+                throw .io(operation: "trust", path: path + " (not a regular file)", errno: Errno(EPERM))
             default: throw .system("read", path, error)
             }
         }
@@ -125,26 +125,22 @@ public struct WorkerRequest: Equatable, Sendable {
     /// The owner of `requests/<name>` (a regular file, not followed through a symlink), or nil
     /// when there is no such file: whom a worker is owed to.
     public static func owner(_ name: String, in layout: CoordinationLayout) -> uid_t? {
-        guard isValidName(name), let folder = try? openFolder(layout) else { return nil }
-        defer { POSIX.close(folder) }
-        var info = stat()
-        guard fstatat(folder, name, &info, AT_SYMLINK_NOFOLLOW) == 0, info.st_mode & S_IFMT == S_IFREG else { return nil }
+        guard isValidName(name), let info = try? layout.folder.status(layout.requests + "/" + name), info.st_mode & S_IFMT == S_IFREG
+        else { return nil }
         return info.st_uid
     }
 
     /// Removes `requests/<name>` (the worker has ended for good: nothing may start from it again).
     /// Best effort: a request that cannot be removed is left to the reaper.
     public static func remove(_ name: String, in layout: CoordinationLayout) {
-        guard isValidName(name), let folder = try? openFolder(layout) else { return }
-        defer { POSIX.close(folder) }
-        unlinkat(folder, name, 0)
+        guard isValidName(name) else { return }
+        layout.folder.unlink(layout.requests + "/" + name)
     }
 
-    /// `requests/` itself, opened as a folder and never through a symlink.
-    static func openFolder(_ layout: CoordinationLayout) throws(CortexError) -> Int32 {
-        // Through the coordination folder's descriptor: neither requests/ nor anything above it
-        // inside the folder may be a link (docs/decisions/020-no-path-tricks.md).
-        try withPath("open", layout.requests) { () throws(Errno) in try layout.folder.openFolder(layout.requests) }
+    /// True when `requests/` is a real folder (not a link) inside the coordination folder.
+    static func hasFolder(_ layout: CoordinationLayout) -> Bool {
+        guard let info = try? layout.folder.status(layout.requests) else { return false }
+        return info.st_mode & S_IFMT == S_IFDIR
     }
 }
 
