@@ -227,11 +227,11 @@ public struct WorkerState: Equatable, Sendable {
 
     /// Workers holding capacity.
     public var active: [WorkerEntry] {
-        live.values.filter { $0.status.holdsCapacity }.sorted { IssuedID.issueOrder($0.id, $1.id, .worker) }
+        IssuedID.sortedInIssueOrder(live.values.filter { $0.status.holdsCapacity }, .worker, id: \.id)
     }
 
     /// Live workers in the order they were created (queued ones included).
-    public var all: [WorkerEntry] { live.values.sorted { IssuedID.issueOrder($0.id, $1.id, .worker) } }
+    public var all: [WorkerEntry] { IssuedID.sortedInIssueOrder(live.values, .worker, id: \.id) }
 
     /// Workers whose supervisor the writer of record `recordID` must start.
     public func toLaunch(by recordID: String) -> [WorkerEntry] {

@@ -28,7 +28,7 @@ public enum Views {
     /// `token-budget.json`.
     public static func budget(_ state: CortexState, nowMilliseconds: Int64) -> JSONValue {
         let budget = state.budget
-        let allocations = budget.allocations.values.sorted { IssuedID.issueOrder($0.id, $1.id, .allocation) }.map { allocation in
+        let allocations = IssuedID.sortedInIssueOrder(budget.allocations.values, .allocation, id: \.id).map { allocation in
             JSONValue.object([
                 "allocated_at": .string(ISOTime.format(milliseconds: allocation.grantedMilliseconds)),
                 "holder": .optional(allocation.holder), "id": .string(allocation.id), "task": .optional(allocation.task),
