@@ -76,8 +76,7 @@ import Testing
             }
         }
 
-        /// The journal folded afresh by the test process.
-        /// Every record of the journal, in order.
+        /// Every record of the journal, in order, as the test process reads it.
         func fold() throws -> [Record] {
             var records: [Record] = []
             _ = try FileJournal(directory: coordination + "/journal").readForward(from: .start) { (record, _) throws(CortexError) in
