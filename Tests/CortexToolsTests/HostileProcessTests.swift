@@ -116,9 +116,10 @@ import Testing
     /// replaced by root's reaper **as the user**, with the user's environment: the log gets only
     /// the user's uid and secret, never 0 or the reaper's environment. Nothing of the folder
     /// runs as root afterwards.
-    @Test(.enabled(if: runningAsRoot, needsRootNote)) func rootsReaperReplacesAUsersPoolMemberAsThatUserWithItsEnvironment() throws {
+    @Test(.enabled(if: runningAsRoot, needsRootNote), arguments: [false, true])
+    func rootsReaperReplacesAUsersPoolMemberAsThatUserWithItsEnvironment(sharedWithRoot: Bool) throws {
         let user = try OtherUser.ensure()
-        let folder = try OwnedFolder(user: user)
+        let folder = try OwnedFolder(user: user, sharedWithRoot: sharedWithRoot)
         defer { folder.killEverything() }
         let log = folder.output + "/log"
         let script = "echo \"$(id -u) ${SECRET_OF_USER:-none} ${API_KEY_OF_ROOT:-none}\" >>\(log); exec sleep 300"
@@ -161,7 +162,7 @@ import Testing
     /// when she asked, not root's (`API_KEY_OF_ROOT`).
     @Test(.enabled(if: runningAsRoot, needsRootNote)) func aQueuedSpawnStartedByAnotherMastersSupervisorRunsAsItsRequester() throws {
         let user = try OtherUser.ensure()
-        let folder = try OwnedFolder(user: user, maxWorkers: 1)
+        let folder = try OwnedFolder(user: user, maxWorkers: 1, sharedWithRoot: true)
         defer { folder.killEverything() }
         let go = folder.output + "/go"
         // Root's master takes the only place, with a worker that ends when told.
@@ -221,9 +222,10 @@ import Testing
     /// (`exec cortex-spawn _supervise $CORTEX_WORKER_ID --started VICTIM:TICKS`, its supervisor
     /// stopped so the record would stay) is refused and nothing is recorded; root's reaper, run
     /// after the supervisor is killed, leaves the root process alone.
-    @Test(.enabled(if: runningAsRoot, needsRootNote)) func aWorkerCannotRecordARootProcessAsItsStart() throws {
+    @Test(.enabled(if: runningAsRoot, needsRootNote), arguments: [false, true])
+    func aWorkerCannotRecordARootProcessAsItsStart(sharedWithRoot: Bool) throws {
         let user = try OtherUser.ensure()
-        let folder = try OwnedFolder(user: user)
+        let folder = try OwnedFolder(user: user, sharedWithRoot: sharedWithRoot)
         defer { folder.killEverything() }
         let victim = try RunningTool(["/bin/sleep", "300"], scratch: folder.directory.scratch)
         defer { victim.kill(SIGKILL) }
@@ -260,9 +262,10 @@ import Testing
 
     /// Repro 2, second half: even a well-formed record (valid CRC) appended raw into the
     /// journal, naming a root process as the user's worker, never makes root's reaper signal it.
-    @Test(.enabled(if: runningAsRoot, needsRootNote)) func aForgedStartRecordNeverMakesRootsReaperSignalARootProcess() throws {
+    @Test(.enabled(if: runningAsRoot, needsRootNote), arguments: [false, true])
+    func aForgedStartRecordNeverMakesRootsReaperSignalARootProcess(sharedWithRoot: Bool) throws {
         let user = try OtherUser.ensure()
-        let folder = try OwnedFolder(user: user)
+        let folder = try OwnedFolder(user: user, sharedWithRoot: sharedWithRoot)
         defer { folder.killEverything() }
         let victim = try RunningTool(["/bin/sleep", "300"], scratch: folder.directory.scratch)
         defer { victim.kill(SIGKILL) }
@@ -298,9 +301,10 @@ import Testing
 
     /// `cortex worker stop`, run by root on a worker whose supervisor a forged record names as
     /// a root process, signals nothing: the worker's requester is the user, not root.
-    @Test(.enabled(if: runningAsRoot, needsRootNote)) func rootsWorkerStopNeverSignalsAProcessOfAnotherUserThanTheRequester() throws {
+    @Test(.enabled(if: runningAsRoot, needsRootNote), arguments: [false, true])
+    func rootsWorkerStopNeverSignalsAProcessOfAnotherUserThanTheRequester(sharedWithRoot: Bool) throws {
         let user = try OtherUser.ensure()
-        let folder = try OwnedFolder(user: user)
+        let folder = try OwnedFolder(user: user, sharedWithRoot: sharedWithRoot)
         defer { folder.killEverything() }
         let victim = try RunningTool(["/bin/sleep", "300"], scratch: folder.directory.scratch)
         defer { victim.kill(SIGKILL) }
