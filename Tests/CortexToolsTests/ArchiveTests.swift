@@ -7,7 +7,7 @@ import Testing
 /// archive boundary (invariant 4).
 @Suite("Archiving under concurrent writers")
 struct ArchiveTests {
-    @Test(.timeLimit(.minutes(4)))
+    @Test(.timeLimit(.minutes(5)))
     func decisionsStayStableWhileReapersArchiveUnder20Writers() throws {
         let directory = try TemporaryDirectory()
         try initialise(directory, totalTokens: 2_000)

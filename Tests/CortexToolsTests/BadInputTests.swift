@@ -242,7 +242,7 @@ struct BadInputTests {
         Case(label: "init in /proc", command: ["cortex", "init", "--dir", "{dir}"], exitCode: 78, folder: .proc),
     ]
 
-    @Test(.timeLimit(.minutes(2)), arguments: cases)
+    @Test(.timeLimit(.minutes(5)), arguments: cases)
     func badInputGetsItsExitCodeAndOneLineOnStderrAndChangesNoFile(_ testCase: Case) throws {
         let directory = try TemporaryDirectory()
         var folder = directory.coordination

@@ -5,12 +5,12 @@ import Testing
 /// Invariants 2 and 4 (DESIGN.md) with real processes racing on one coordination folder.
 @Suite("Budget under concurrent processes")
 struct BudgetConcurrencyTests {
-    @Test(.timeLimit(.minutes(3)))
+    @Test(.timeLimit(.minutes(5)))
     func grantedTokensNeverExceedTheBudgetUnder100ConcurrentProcesses() throws {
         try checkConcurrentAllocations(forceRotation: false)
     }
 
-    @Test(.timeLimit(.minutes(3)))
+    @Test(.timeLimit(.minutes(5)))
     func grantedTokensNeverExceedTheBudgetWhileSegmentsRotateUnder100ConcurrentProcesses() throws {
         try checkConcurrentAllocations(forceRotation: true)
     }
@@ -90,7 +90,7 @@ struct BudgetConcurrencyTests {
     }
 
     /// Invariant 4: every process's reported outcome equals the outcome a fresh fold gives its record.
-    @Test(.timeLimit(.minutes(3)))
+    @Test(.timeLimit(.minutes(5)))
     func everyProcessReportsTheOutcomeAFreshFoldGivesItsRecordWhileSegmentsRotate() throws {
         let directory = try TemporaryDirectory()
         try initialise(directory, totalTokens: 1000)

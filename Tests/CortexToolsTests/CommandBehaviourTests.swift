@@ -19,7 +19,7 @@ struct CommandBehaviourTests {
         return commands
     }()
 
-    @Test(.timeLimit(.minutes(1)), arguments: helpCommands)
+    @Test(.timeLimit(.minutes(5)), arguments: helpCommands)
     func helpExitsZeroWithUsageOnStdout(_ command: [String]) throws {
         let directory = try TemporaryDirectory()
         // Required options and arguments are missing on purpose: --help wins over them.
@@ -31,7 +31,7 @@ struct CommandBehaviourTests {
         #expect(!FileManager.default.fileExists(atPath: directory.scratch + "/coordination"), "--help created a folder")
     }
 
-    @Test(.timeLimit(.minutes(1)), arguments: ["cortex", "cortex-budget"])
+    @Test(.timeLimit(.minutes(5)), arguments: ["cortex", "cortex-budget"])
     func versionPrintsTheToolNameAndAVersion(_ tool: String) throws {
         let directory = try TemporaryDirectory()
         let result = try runTool([tool, "--version"], in: directory)
@@ -42,7 +42,7 @@ struct CommandBehaviourTests {
         #expect(result.stdout.wholeMatch(of: pattern) != nil, "\(result)")
     }
 
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(5)))
     func cortexBudgetAllocateWorksTheSameAsCortexDashBudgetAllocate() throws {
         let directory = try TemporaryDirectory()
         try initialise(directory, totalTokens: 100)
@@ -71,7 +71,7 @@ struct CommandBehaviourTests {
         #expect(dedicatedStatus.json?.int("allocated") == 80)
     }
 
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(5)))
     func allocationIDIsPrintedAloneSoCommandSubstitutionCapturesIt() throws {
         let directory = try TemporaryDirectory()
         try initialise(directory, totalTokens: 100)
@@ -86,7 +86,7 @@ struct CommandBehaviourTests {
         #expect(try budgetView(directory).int("spent") == 5)
     }
 
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(5)))
     func releaseReturnsTheUnusedRestToAvailableAndCountsTheUsedPartAsSpent() throws {
         let directory = try TemporaryDirectory()
         try initialise(directory, totalTokens: 1000)
@@ -119,7 +119,7 @@ struct CommandBehaviourTests {
         #expect(try budgetView(directory).int("spent") == 80)
     }
 
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(5)))
     func aTenantCannotExceedItsQuota() throws {
         let directory = try TemporaryDirectory()
         try initialise(directory, totalTokens: 1000)
@@ -152,7 +152,7 @@ struct CommandBehaviourTests {
         #expect(acme?.int("quota") == 100 && acme?.int("reserved") == 40 && acme?.int("spent") == 60 && acme?.int("available") == 0)
     }
 
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(5)))
     func resetSetsSpentToZeroAndKeepsReservations() throws {
         let directory = try TemporaryDirectory()
         try initialise(directory, totalTokens: 1000)
@@ -182,7 +182,7 @@ struct CommandBehaviourTests {
         #expect(try budgetView(directory).int("spent") == 10)
     }
 
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(5)))
     func tailJSONPrintsOneParsableEventPerLine() throws {
         let directory = try TemporaryDirectory()
         try initialise(directory, totalTokens: 1000)
@@ -225,7 +225,7 @@ struct CommandBehaviourTests {
         #expect(lastTwo.stdoutLines.last?.contains("budget.reset") == true, "\(lastTwo)")
     }
 
-    @Test(.timeLimit(.minutes(2)))
+    @Test(.timeLimit(.minutes(5)))
     func tailFollowPrintsEveryEventOnceAsTheyAreAppended() throws {
         let directory = try TemporaryDirectory()
         try initialise(directory, totalTokens: 1000)
@@ -253,7 +253,7 @@ struct CommandBehaviourTests {
         #expect(events.dropFirst().map { $0["data"]?.int("tokens") } == [1, 2, 3], "\(result)")
     }
 
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(5)))
     func statusJSONShowsTheBudgetAndAHealthyJournal() throws {
         let directory = try TemporaryDirectory()
         try initialise(directory, totalTokens: 500)

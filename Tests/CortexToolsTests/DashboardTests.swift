@@ -30,7 +30,7 @@ private let noBrowserNote: Comment = {
 
 /// `cortex dashboard` checked in a real headless Chromium: the numbers on the page are the
 /// views' numbers, user text cannot inject markup, and a served page follows the views.
-@Suite("Dashboard in headless Chromium", .serialized, .timeLimit(.minutes(4)))
+@Suite("Dashboard in headless Chromium", .serialized, .timeLimit(.minutes(5)))
 struct DashboardTests {
     @Test(.enabled(if: browserPath != nil, noBrowserNote))
     func pageOpenedFromDiskShowsTheViewsNumbersAndEscapesUserText() throws {

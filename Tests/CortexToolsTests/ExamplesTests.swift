@@ -12,7 +12,7 @@ struct ExamplesTests {
         return try runTool([bashPath, "-c", prologue + script], in: directory)
     }
 
-    @Test(.enabled(if: jqPath != nil, "jq is not installed: the examples use it"), .timeLimit(.minutes(3)))
+    @Test(.enabled(if: jqPath != nil, "jq is not installed: the examples use it"), .timeLimit(.minutes(5)))
     func theCortex1MigrationRunsAndEveryJQRecipeRunsAgainstItsFolder() throws {
         let directory = try TemporaryDirectory()
         let dir = directory.coordination

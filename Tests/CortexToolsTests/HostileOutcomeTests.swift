@@ -193,7 +193,7 @@ import Testing
 
     // MARK: - Clean after kill -9 (item 11)
 
-    @Test(.timeLimit(.minutes(3)))
+    @Test(.timeLimit(.minutes(5)))
     func theReaperRemovesTempFilesLeftByKilledWriters() throws {
         let directory = try TemporaryDirectory()
         try initialise(directory, totalTokens: 1_000_000)

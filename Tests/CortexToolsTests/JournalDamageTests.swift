@@ -40,7 +40,7 @@ struct JournalDamageTests {
         }
     }
 
-    @Test(.timeLimit(.minutes(1)), arguments: Damage.allCases)
+    @Test(.timeLimit(.minutes(5)), arguments: Damage.allCases)
     func verifyNamesTheSegmentAndOffsetOfDamageWhileStatusKeepsTheWholeRecordsAround(_ damage: Damage) throws {
         let directory = try TemporaryDirectory()
         try initialise(directory, totalTokens: 1000)
@@ -98,7 +98,7 @@ struct JournalDamageTests {
         #expect(tail.exitCode == 0 && events.count == 5, "tail shows the five whole records: \(tail)")
     }
 
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(5)))
     func aHalfWrittenLastLineIsAWriteInProgressNotDamage() throws {
         let directory = try TemporaryDirectory()
         try initialise(directory, totalTokens: 1000)

@@ -12,7 +12,7 @@ struct KillTests {
         "unterminated last line",
     ]
 
-    @Test(.timeLimit(.minutes(3)))
+    @Test(.timeLimit(.minutes(5)))
     func killingProcessesAtRandomMomentsLosesNoAcknowledgedAllocationOrRelease() throws {
         let directory = try TemporaryDirectory()
         try initialise(directory, totalTokens: 1_000_000)

@@ -35,7 +35,7 @@ func helpSection(_ help: String, _ title: String) -> [String] {
 
 /// Onboarding: `--help` everywhere has examples, the bash completion offers every real flag,
 /// and `cortex init` asks only a person at a terminal.
-@Suite("Onboarding: help, completion, init", .serialized, .timeLimit(.minutes(3)))
+@Suite("Onboarding: help, completion, init", .serialized, .timeLimit(.minutes(5)))
 struct OnboardingTests {
     /// Every command path of every tool, from the tools' own `--help`: ["cortex", "task", "claim"].
     func commandPaths(in directory: TemporaryDirectory) throws -> [[String]] {

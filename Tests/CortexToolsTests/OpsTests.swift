@@ -416,7 +416,7 @@ struct OpsTests {
         #expect(plain.stdout.contains("attention") && !plain.stdout.contains("\u{1B}["), "\(plain)")
     }
 
-    @Test(.timeLimit(.minutes(2))) func tailFollowsAppendsAcrossSegmentRotation() throws {
+    @Test(.timeLimit(.minutes(5))) func tailFollowsAppendsAcrossSegmentRotation() throws {
         let directory = try TemporaryDirectory()
         try initialise(directory, totalTokens: 1_000)
         try forceRotation(directory)

@@ -7,7 +7,7 @@ import Testing
 /// watch them through `/proc`, the worker files, `cortex worker show` and `worker-pool.json`.
 /// Serialized: several tests count processes or time a restart, and 2 noisy cores are enough
 /// noise without the suite competing with itself.
-@Suite("Spawn: supervised workers", .serialized, .timeLimit(.minutes(3)))
+@Suite("Spawn: supervised workers", .serialized, .timeLimit(.minutes(5)))
 struct SpawnTests {
     // MARK: - Tokens
 

@@ -4,7 +4,7 @@ import Glibc
 import Testing
 
 /// `cortex-task` end to end: the built tools as real, concurrent processes.
-@Suite("Task queue", .timeLimit(.minutes(3)))
+@Suite("Task queue", .timeLimit(.minutes(5)))
 struct TaskQueueTests {
     /// A claimer loop as a bash master would write it: claim until nothing is left, complete
     /// each task, and print `done|stale TASK CLAIM RECORD` per task.

@@ -7,7 +7,7 @@ import Testing
 struct ViewReaderTests {
     @Test(
         .enabled(if: jqPath != nil, "jq is not installed: cannot check what jq readers see"),
-        .timeLimit(.minutes(3)))
+        .timeLimit(.minutes(5)))
     func jqNeverSeesAHalfWrittenOrInconsistentBudgetViewWhileTenWritersLoop() throws {
         let jq = try #require(jqPath)
         let directory = try TemporaryDirectory()
