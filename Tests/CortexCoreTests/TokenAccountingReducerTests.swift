@@ -199,4 +199,19 @@ import Testing
         let noAllocation = Record(id: "r2", timeMilliseconds: 1_000, kind: "budget.renew", data: .object([:]))
         #expect(Reducer.reduce(&state, noAllocation).rejectionReason != nil)
     }
+
+    @Test func unreportedTokensIsReadFromTheConfigAndAnythingElseIsAConfigurationError() throws {
+        #expect(try CortexConfig(json: try JSONValue.parse("{}"), path: "c").unreportedTokens == .reserved)
+        #expect(try CortexConfig(json: try JSONValue.parse(#"{"unreported_tokens":"zero"}"#), path: "c").unreportedTokens == .zero)
+        #expect(throws: CortexError.configuration(#"c: 'unreported_tokens' must be "reserved" or "zero""#)) {
+            try CortexConfig(json: try JSONValue.parse(#"{"unreported_tokens":"none"}"#), path: "c")
+        }
+        #expect(throws: CortexError.configuration(#"c: 'unreported_tokens' must be "reserved" or "zero""#)) {
+            try CortexConfig(json: try JSONValue.parse(#"{"unreported_tokens":0}"#), path: "c")
+        }
+        // What init writes reads back the same.
+        var config = CortexConfig()
+        config.unreportedTokens = .zero
+        #expect(try CortexConfig(json: config.json, path: "c") == config)
+    }
 }
