@@ -45,6 +45,7 @@ import Testing
         #expect(fold.apply(.taskComplete(task: "task-1.1", claim: 1, result: nil, tokensUsed: 147_000)) == .completed(task: "task-1.1"))
         #expect(fold.state.budget.spent == 147_000)
         #expect(fold.state.budget.tenantSpent["acme"] == 147_000)
+        #expect(fold.state.metrics.delta.tokensSpent == 147_000 && fold.state.metrics.delta.tenantTokensSpent["acme"] == 147_000)
         #expect(fold.state.budget.available == 853_000)
         // A stale claim's report is not counted.
         #expect(fold.apply(.taskComplete(task: "task-1.1", claim: 1, result: nil, tokensUsed: 5)).changesState == false)
