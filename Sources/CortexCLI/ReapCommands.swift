@@ -183,6 +183,7 @@ public enum ReapTool {
             }
         } else {
             lost = plan.lost.map(\.worker)
+            expired = store.state.budget.allocations.values.filter { ($0.leaseEndsMilliseconds ?? Int64.max) <= now }.map(\.id).sorted()
             signalled = plan.lost.flatMap(\.leftover).map { "\($0.process.pid)" }
             launched = plan.relaunch.map(\.id)
             let owed = store.state.workers.owedReplacements.map(\.worker)
@@ -204,7 +205,7 @@ public enum ReapTool {
         }
         for item in plan.lost { lines.append("\(verb)declare \(item.worker) lost: \(item.reason)") }
         if !requeued.isEmpty { lines.append("re-queued \(requeued.joined(separator: " "))") }
-        if !expired.isEmpty { lines.append("released lapsed leases \(expired.joined(separator: " "))") }
+        if !expired.isEmpty { lines.append("\(dryRun ? "would release" : "released") lapsed leases \(expired.joined(separator: " "))") }
         if !signalled.isEmpty {
             lines.append("\(verb)stop leftover process group\(signalled.count == 1 ? "" : "s") \(signalled.joined(separator: " "))")
         }
