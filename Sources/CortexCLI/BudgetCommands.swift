@@ -32,12 +32,24 @@ public enum BudgetTool {
                         .value("holder", "NAME", "Who holds the reservation (shown in the view)."),
                         .value("task", "ID", "The task the tokens are for."),
                         .value("tenant", "T", "The tenant whose quota the tokens count against."),
+                        .value(
+                            "lease", "D",
+                            "Hold it for D (90s, 5m, 2h) unless renewed; the reaper releases it once lapsed, all tokens spent."),
                     ],
                     examples: [
                         "id=$(\(prefix) allocate --tokens 5000 --holder w-1) || echo denied",
                         "\(prefix) allocate --tokens 100 --tenant acme --json",
+                        "id=$(\(prefix) allocate --tokens 5000 --lease 10m)   # renew it: \(prefix) renew \"$id\"",
                     ]),
                 body: allocate),
+            Command(
+                CommandSpec(
+                    name: "\(prefix) renew",
+                    abstract: "Extend a leased allocation's lease from now (exit 1 if it was already released).",
+                    positionals: [PositionalSpec("ALLOCATION", "The id printed by allocate.")],
+                    options: [.value("lease", "D", "The new lease length (default: the one it was taken with).")],
+                    examples: ["while sleep 60; do \(prefix) renew \"$id\" || break; done &"]),
+                body: renew),
             Command(
                 CommandSpec(
                     name: "\(prefix) release",
@@ -99,9 +111,16 @@ public enum BudgetTool {
         let arguments = invocation.arguments
         let tokens = try arguments.tokens("tokens")!
         guard tokens > 0 else { throw .badInput("invalid --tokens '0': an allocation needs at least 1 token") }
+        let lease = try arguments.value("lease").map { (text) throws(CortexError) in try Values.parseDurationMilliseconds(text) }
+        if lease == 0 { throw .badInput("invalid --lease '0': a lease lasts at least 1 ms") }
+        // Inside a supervised worker the allocation belongs to its run: released when the run ends.
+        // (A malformed id is no worker's: the allocation is then an ordinary one.)
+        let worker = invocation.environment["CORTEX_WORKER_ID"].flatMap {
+            try? Values.validateIdentifier($0, what: "CORTEX_WORKER_ID")
+        }
         let request = BudgetRequest(
             tokens: tokens, holder: try arguments.identifier("holder"), task: try arguments.identifier("task"),
-            tenant: try arguments.identifier("tenant"))
+            tenant: try arguments.identifier("tenant"), worker: worker, leaseMilliseconds: lease)
         let store = try invocation.openStore()
         let submission = try store.submit(.budgetAllocate(request))
         store.publishAfterRecording()
@@ -144,6 +163,36 @@ public enum BudgetTool {
             return Report(text: "released \(allocation): \(spent) spent, \(returned) returned", json: json)
         case .refused(let reason):
             // Another release of the same allocation folded first.
+            return Report(exitCode: 1, text: "", json: json, diagnostic: reason)
+        default:
+            throw unexpected(submission.outcome)
+        }
+    }
+
+    static func renew(_ invocation: Invocation) throws(CortexError) -> Report {
+        let allocation = try Values.validateIdentifier(invocation.arguments.positionals[0], what: "allocation id")
+        let lease = try invocation.arguments.value("lease").map { (text) throws(CortexError) in
+            try Values.parseDurationMilliseconds(text)
+        }
+        if lease == 0 { throw .badInput("invalid --lease '0': a lease lasts at least 1 ms") }
+        let store = try invocation.openStore()
+        guard store.state.budget.allocations[allocation] != nil else {
+            if IssuedID.issued(allocation, .allocation, before: store.position, counted: store.state.budget.allocationsIssued) {
+                throw .refused("allocation \(allocation) was already released")
+            }
+            throw .notFound("no allocation \(allocation)")
+        }
+        let submission = try store.submit(.budgetRenew(allocation: allocation, leaseMilliseconds: lease))
+        store.publishAfterRecording()
+        let ends = store.state.budget.allocations[allocation]?.leaseEndsMilliseconds
+        let json = merge(
+            submission.outcome.json,
+            ["allocation": .string(allocation), "lease_ends_ms": ends.map { .int($0) } ?? .null, "record": .string(submission.record.id)])
+        switch submission.outcome {
+        case .applied:
+            let until = ends.map { ISOTime.format(milliseconds: $0) } ?? "?"
+            return Report(text: "renewed \(allocation) until \(until)", json: json)
+        case .refused(let reason):
             return Report(exitCode: 1, text: "", json: json, diagnostic: reason)
         default:
             throw unexpected(submission.outcome)

@@ -80,6 +80,20 @@ enum OpsCommands {
                 "token budget exhausted (0 of \(budget.total) available) with \(waitingWork) task\(waitingWork == 1 ? "" : "s")/spawn\(waitingWork == 1 ? "" : "s") waiting"
             )
         }
+        // Reservations whose holder is gone: a lapsed lease, or a worker run that ended or is lost
+        // but not yet reaped. The reaper (or the fold, at the run's end) releases them.
+        let unreapedSet = Set(unreaped)
+        let orphaned = budget.allocations.values.filter { allocation in
+            if let ends = allocation.leaseEndsMilliseconds, ends <= now { return true }
+            guard let worker = allocation.worker else { return false }
+            return workers.live[worker] == nil || unreapedSet.contains(worker)
+        }.sorted { $0.id < $1.id }
+        if !orphaned.isEmpty {
+            let tokens = orphaned.reduce(Int64(0)) { $0.saturatingAdd($1.tokens) }
+            attention.append(
+                "\(orphaned.count) reservation\(orphaned.count == 1 ? "" : "s") (\(tokens) tokens) whose holder is gone (\(orphaned.map(\.id).joined(separator: " "))): run cortex-reap"
+            )
+        }
         var tenants = Set(budget.quotas.keys).union(budget.tenantSpent.keys)
         for allocation in budget.allocations.values { if let tenant = allocation.tenant { tenants.insert(tenant) } }
 
@@ -159,7 +173,12 @@ enum OpsCommands {
                 return JSONMember(tenant, detail)
             })
         let budgetJSON = merge(
-            Views.budget(state, nowMilliseconds: now), ["reserved": .int(budget.reserved), "tenant_detail": tenantDetail])
+            Views.budget(state, nowMilliseconds: now),
+            [
+                "orphaned": .array(
+                    orphaned.map { .object(["id": .string($0.id), "holder": .optional($0.holder), "tokens": .int($0.tokens)]) }),
+                "reserved": .int(budget.reserved), "tenant_detail": tenantDetail,
+            ])
         let journalJSON = JSONValue.object([
             "damaged_lines_since_snapshot": .int(damaged), "live_segment": .int(store.position.segment),
             "live_segment_bytes": .int(store.position.offset), "records_folded": .int(state.recordsFolded),

@@ -93,6 +93,7 @@ public enum ReapTool {
         var restarted: [String] = []
         var launched: [String] = []
         var promoted: [String] = []
+        var expired: [String] = []
         var purged = 0
         var linked: [String] = []
         var removedTemporaries = 0
@@ -114,7 +115,14 @@ public enum ReapTool {
                 requeued += tasks
                 leftovers += item.leftover
             }
-            if !lost.isEmpty { publishViewsAfterRecording(store, now: now) }
+            // Lapsed leases: one record, and the fold releases every allocation whose lease ended
+            // before its time (a renewal that lands first keeps its allocation).
+            if store.state.budget.allocations.values.contains(where: { ($0.leaseEndsMilliseconds ?? Int64.max) <= now }) {
+                let before = Set(store.state.budget.allocations.keys)
+                _ = try store.submit(.budgetExpire)
+                expired = before.subtracting(store.state.budget.allocations.keys).sorted()
+            }
+            if !lost.isEmpty || !expired.isEmpty { publishViewsAfterRecording(store, now: now) }
             // The pool members owed a replacement, by this run's losses or by an earlier reaper that
             // died before replacing them. What is left of them goes first (pid and start time
             // checked), then the replacement: the fold lets only the first `worker.replace` of
@@ -175,6 +183,7 @@ public enum ReapTool {
             }
         } else {
             lost = plan.lost.map(\.worker)
+            expired = store.state.budget.allocations.values.filter { ($0.leaseEndsMilliseconds ?? Int64.max) <= now }.map(\.id).sorted()
             signalled = plan.lost.flatMap(\.leftover).map { "\($0.process.pid)" }
             launched = plan.relaunch.map(\.id)
             let owed = store.state.workers.owedReplacements.map(\.worker)
@@ -196,6 +205,7 @@ public enum ReapTool {
         }
         for item in plan.lost { lines.append("\(verb)declare \(item.worker) lost: \(item.reason)") }
         if !requeued.isEmpty { lines.append("re-queued \(requeued.joined(separator: " "))") }
+        if !expired.isEmpty { lines.append("\(dryRun ? "would release" : "released") lapsed leases \(expired.joined(separator: " "))") }
         if !signalled.isEmpty {
             lines.append("\(verb)stop leftover process group\(signalled.count == 1 ? "" : "s") \(signalled.joined(separator: " "))")
         }
@@ -225,7 +235,8 @@ public enum ReapTool {
             json: .object([
                 "archived": .array(compaction.archived.map { JSONValue.int(Int64($0)) }), "dry_run": .bool(dryRun),
                 "archives_removed": .array(compaction.purged.map { JSONValue.int(Int64($0)) }),
-                "clock_step_ms": .optional(clock.step), "launched": strings(launched), "linked_results": strings(linked),
+                "clock_step_ms": .optional(clock.step), "expired": strings(expired), "launched": strings(launched),
+                "linked_results": strings(linked),
                 "lost": strings(lost), "promoted": strings(promoted),
                 "purged": .int(Int64(purged)), "requeued": strings(requeued), "restarted": strings(restarted),
                 "rotated": .bool(compaction.rotated), "temp_files_removed": .int(Int64(removedTemporaries)),

@@ -160,6 +160,8 @@ public enum SpawnTool {
         spec.path = getenv("PATH").map { String(cString: $0) }
 
         let store = try invocation.openStore()
+        // The folder's rule for a run that reports no tokens used travels in the spec (the fold has no config).
+        spec.unreportedTokens = store.config.unreportedTokens
         let evidence = MachineEvidence.observe(store.config)
         var rows: [JSONValue] = []
         var lines: [String] = []

@@ -265,7 +265,8 @@ struct Fuzzer {
         let hostility = hostility ?? pick([0, 0, 5, 20, 60])
         let tokens: ClosedRange<Int64> = 0...5_000
         let kinds = [
-            "budget.set", "budget.allocate", "budget.release", "budget.quota", "budget.reset", "task.create", "task.create",
+            "budget.set", "budget.allocate", "budget.release", "budget.quota", "budget.reset", "budget.renew", "budget.expire",
+            "task.create", "task.create",
             "task.claim", "task.claim", "task.complete", "task.fail", "task.fail", "task.cancel", "worker.lost", "worker.spawn",
             "worker.supervise", "worker.started", "worker.exited", "worker.stop", "worker.promote", "worker.replace",
             "journal.seal", "task.unknown", "x",
@@ -277,6 +278,13 @@ struct Fuzzer {
         case "budget.allocate":
             data["tokens"] = number(tokens, hostility: hostility)
             if chance(40) { data["tenant"] = text(["a", "b"], hostility: hostility) }
+            if chance(30) { data["worker"] = text(workers + ["w-x"], hostility: hostility) }
+            if chance(30) { data["lease_ms"] = number(0...100_000, hostility: hostility) }
+            if chance(20) { data["task"] = text(tasks, hostility: hostility) }
+        case "budget.renew":
+            data["allocation"] = text(allocations, hostility: hostility)
+            if chance(60) { data["lease_ms"] = number(0...100_000, hostility: hostility) }
+        case "budget.expire": break
         case "budget.release":
             data["allocation"] = text(allocations, hostility: hostility)
             if chance(60) { data["used"] = number(tokens, hostility: hostility) }
@@ -311,6 +319,7 @@ struct Fuzzer {
                 "command": chance(95) ? .array([.string("true")]) : .array([]),
                 "restart": .string(pick(["never", "on-failure", "always"])),
             ]
+            if chance(30) { spec["unreported_tokens"] = text(["reserved", "zero"], hostility: hostility) }
             for key in ["tokens", "cpu_millicores", "memory_bytes", "timeout_ms", "grace_ms", "log_head_bytes", "log_tail_bytes"]
             where chance(40) {
                 spec[key] = number(0...4_000, hostility: hostility)

@@ -25,6 +25,9 @@ public struct CortexConfig: Equatable, Sendable {
     /// How long archived segments stay in `journal/archive/` before the reaper removes them
     /// (`archive_retention`).
     public var archiveRetentionMilliseconds: Int64 = 7 * 86_400_000
+    /// What a spawned worker's run that reports no tokens used is charged for what it reserved
+    /// (`unreported_tokens`: `reserved`, all of it, the default; or `zero`).
+    public var unreportedTokens: UnreportedTokens = .reserved
 
     /// The defaults.
     public init() {}
@@ -39,6 +42,7 @@ public struct CortexConfig: Equatable, Sendable {
             "type_limits": .object(typeLimits.sorted { $0.key < $1.key }.map { JSONMember($0.key, .int($0.value)) }),
             "segment_max_bytes": .int(segmentMaxBytes),
             "snapshot_every_records": .int(snapshotEveryRecords), "sync_appends": .bool(syncAppends),
+            "unreported_tokens": .string(unreportedTokens.rawValue),
         ])
     }
 
@@ -89,6 +93,12 @@ public struct CortexConfig: Equatable, Sendable {
                 throw .configuration("\(path): 'archive_retention' must be a duration such as 3600, 12h or 7d")
             }
             archiveRetentionMilliseconds = milliseconds
+        }
+        if let raw = json["unreported_tokens"] {
+            guard let rule = raw.stringValue.flatMap(UnreportedTokens.init(rawValue:)) else {
+                throw .configuration("\(path): 'unreported_tokens' must be \"reserved\" or \"zero\"")
+            }
+            unreportedTokens = rule
         }
         if let raw = json["sync_appends"] {
             guard let flag = raw.boolValue else { throw .configuration("\(path): 'sync_appends' must be true or false") }

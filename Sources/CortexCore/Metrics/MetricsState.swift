@@ -349,6 +349,8 @@ enum MetricsRules {
         if spent > 0 {
             var tenant: String?
             if case .allocation(let owner) = before { tenant = owner }
+            // Tokens a completed task reported count against its tenant (decision 025).
+            if case .task(let entry) = before { tenant = entry.spec.tenant }
             state.metrics.spend(spent, tenant: tenant, at: time)
         }
         switch (event, outcome) {

@@ -66,4 +66,13 @@ public struct Allocation: Equatable, Sendable {
     public var tenant: String?
     /// When it was granted (the record's time).
     public var grantedMilliseconds: Int64
+    /// The supervised worker whose run holds it (`CORTEX_WORKER_ID` of the allocating tool), when
+    /// it was asked for inside a worker run: the fold releases it when that run ends.
+    public var worker: String? = nil
+    /// Which run of `worker` holds it (0 for the first, then one more per restart).
+    public var run: Int64? = nil
+    /// How long each lease (and renewal) lasts, for an allocation taken with `--lease`.
+    public var leaseMilliseconds: Int64? = nil
+    /// When the lease lapses (a record time); a `budget.expire` at or after it releases the allocation.
+    public var leaseEndsMilliseconds: Int64? = nil
 }

@@ -12,6 +12,12 @@ public enum Event: Equatable, Sendable {
     case budgetQuota(tenant: String, tokens: Int64)
     /// `budget.reset`: a new budget period: spent goes back to 0, reservations stay.
     case budgetReset
+    /// `budget.renew`: extend a leased allocation's lease from the record's time (by `lease`, or
+    /// by the allocation's own lease length when nil).
+    case budgetRenew(allocation: String, leaseMilliseconds: Int64?)
+    /// `budget.expire`: release every allocation whose lease lapsed at or before the record's time
+    /// (the reaper appends it); all their reserved tokens count as spent.
+    case budgetExpire
     /// `task.create`: a new task (or, with a known idempotency key, the existing one).
     case taskCreate(TaskSpec)
     /// `task.claim`: take the first claimable task this claimer may run.
@@ -35,6 +41,8 @@ public enum Event: Equatable, Sendable {
         case .budgetRelease: "budget.release"
         case .budgetQuota: "budget.quota"
         case .budgetReset: "budget.reset"
+        case .budgetRenew: "budget.renew"
+        case .budgetExpire: "budget.expire"
         case .taskCreate: "task.create"
         case .taskClaim: "task.claim"
         case .taskComplete: "task.complete"
@@ -51,13 +59,16 @@ public enum Event: Equatable, Sendable {
         case .budgetSet(let total): .object(["total": .int(total)])
         case .budgetAllocate(let request):
             .object([
-                "holder": .optional(request.holder), "task": .optional(request.task), "tenant": .optional(request.tenant),
-                "tokens": .int(request.tokens),
+                "holder": .optional(request.holder), "lease_ms": .optional(request.leaseMilliseconds),
+                "task": .optional(request.task), "tenant": .optional(request.tenant), "tokens": .int(request.tokens),
+                "worker": .optional(request.worker),
             ])
         case .budgetRelease(let allocation, let used):
             .object(["allocation": .string(allocation), "used": .optional(used)])
         case .budgetQuota(let tenant, let tokens): .object(["tenant": .string(tenant), "tokens": .int(tokens)])
         case .budgetReset: .object([])
+        case .budgetRenew(let allocation, let lease): .object(["allocation": .string(allocation), "lease_ms": .optional(lease)])
+        case .budgetExpire: .object([])
         case .taskCreate(let spec):
             .object([
                 "backoff_ms": .int(spec.backoffMilliseconds), "context": .optional(spec.context),
@@ -120,10 +131,14 @@ public enum Event: Equatable, Sendable {
             return .budgetAllocate(
                 BudgetRequest(
                     tokens: try count("tokens", atMost: tokens), holder: optionalText("holder"), task: optionalText("task"),
-                    tenant: optionalText("tenant")))
+                    tenant: optionalText("tenant"), worker: optionalText("worker"),
+                    leaseMilliseconds: try optionalCount("lease_ms", atMost: duration)))
         case "budget.release": return .budgetRelease(allocation: try text("allocation"), used: try optionalCount("used", atMost: tokens))
         case "budget.quota": return .budgetQuota(tenant: try text("tenant"), tokens: try count("tokens", atMost: tokens))
         case "budget.reset": return .budgetReset
+        case "budget.renew":
+            return .budgetRenew(allocation: try text("allocation"), leaseMilliseconds: try optionalCount("lease_ms", atMost: duration))
+        case "budget.expire": return .budgetExpire
         case "task.create":
             guard let priority = Priority(rawValue: optionalText("priority") ?? "medium") else {
                 throw EventDecodingError("task.create: unknown priority")
@@ -171,12 +186,22 @@ public struct BudgetRequest: Equatable, Sendable {
     public var task: String?
     /// The tenant it counts against, if tenants have quotas.
     public var tenant: String?
+    /// The supervised worker the asking tool runs in (`CORTEX_WORKER_ID`): the allocation belongs
+    /// to that worker's current run and is released when the run ends.
+    public var worker: String?
+    /// A lease: the allocation is released by the first `budget.expire` after it lapses unless renewed.
+    public var leaseMilliseconds: Int64?
 
     /// A request with every field given.
-    public init(tokens: Int64, holder: String? = nil, task: String? = nil, tenant: String? = nil) {
+    public init(
+        tokens: Int64, holder: String? = nil, task: String? = nil, tenant: String? = nil, worker: String? = nil,
+        leaseMilliseconds: Int64? = nil
+    ) {
         self.tokens = tokens
         self.holder = holder
         self.task = task
         self.tenant = tenant
+        self.worker = worker
+        self.leaseMilliseconds = leaseMilliseconds
     }
 }

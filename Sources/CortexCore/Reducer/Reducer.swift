@@ -68,13 +68,23 @@ public enum Reducer {
     {
         let time = record.timeMilliseconds
         switch event {
-        case .budgetSet, .budgetAllocate, .budgetRelease, .budgetQuota, .budgetReset:
+        case .budgetAllocate(let request):
+            // Inside a live worker's run the allocation belongs to that run (released when it ends).
+            let run = request.worker.flatMap { state.workers.live[$0] }.flatMap { $0.status == .queued ? nil : $0.restarts }
+            let outcome = BudgetRules.allocate(request, id: position.id(.allocation), run: run, at: time, in: &state.budget)
+            if outcome.changesState { state.budget.version += 1 }
+            return outcome
+        case .budgetSet, .budgetRelease, .budgetQuota, .budgetReset, .budgetRenew, .budgetExpire:
             let outcome = BudgetRules.apply(event, at: time, position, to: &state.budget)
             if outcome.changesState { state.budget.version += 1 }
             return outcome
         case .taskCreate, .taskClaim, .taskComplete, .taskFail, .taskCancel:
+            let tenant = taskTenant(event, in: state.tasks)
             let outcome = taskOutcome(event, at: time, position, in: &state.tasks)
             if outcome.changesState { state.tasks.version += 1 }
+            if case .completed(let task) = outcome, case .taskComplete(_, _, _, let used?) = event, used > 0 {
+                if BudgetRules.charge(used, forTask: task, tenant: tenant, in: &state.budget) { state.budget.version += 1 }
+            }
             return outcome
         case .workerLost(let worker, let reason):
             // Its tasks go back to the queue; a supervised worker also frees its place and tokens.
@@ -101,7 +111,7 @@ public enum Reducer {
         -> Outcome
     {
         switch event {
-        case .budgetSet, .budgetAllocate, .budgetRelease, .budgetQuota, .budgetReset, .worker:
+        case .budgetSet, .budgetAllocate, .budgetRelease, .budgetQuota, .budgetReset, .budgetRenew, .budgetExpire, .worker:
             return .ignored  // routed to BudgetRules and WorkerRules above
         case .taskCreate(let spec): return TaskRules.create(spec, at: time, position, in: &tasks)
         case .taskClaim(let claim): return TaskRules.claim(claim, at: time, in: &tasks)
@@ -112,6 +122,12 @@ public enum Reducer {
         case .taskCancel(let task): return TaskRules.cancel(task, at: time, position, in: &tasks)
         case .workerLost(let worker, let reason): return TaskRules.workerLost(worker, reason: reason, at: time, in: &tasks)
         }
+    }
+
+    /// The tenant of the task a `task.complete` names (read before the task is finished).
+    private static func taskTenant(_ event: Event, in tasks: TaskState) -> String? {
+        guard case .taskComplete(let task, _, _, _) = event else { return nil }
+        return tasks.activeTask(task)?.spec.tenant
     }
 
     /// The functional form of `reduce(_:_:at:)`.
@@ -139,9 +155,13 @@ enum BudgetRules {
             budget.tenantSpent = [:]
             return .applied
         case .budgetAllocate(let request):
-            return allocate(request, id: position.id(.allocation), at: time, in: &budget)
+            return allocate(request, id: position.id(.allocation), run: nil, at: time, in: &budget)
         case .budgetRelease(let id, let used):
             return release(id, used: used, before: position, in: &budget)
+        case .budgetRenew(let id, let lease):
+            return renew(id, lease: lease, at: time, before: position, in: &budget)
+        case .budgetExpire:
+            return expire(at: time, in: &budget)
         case .taskCreate, .taskClaim, .taskComplete, .taskFail, .taskCancel, .workerLost, .worker:
             return .ignored  // the reducer routes only budget events here
         }
@@ -149,7 +169,10 @@ enum BudgetRules {
 
     /// Grants `request` under `id` (`alloc-` and the position of the record that asked for it,
     /// or for a worker, of the record that created the worker) if it fits.
-    static func allocate(_ request: BudgetRequest, id: String, at time: Int64, in budget: inout BudgetState) -> Outcome {
+    /// `run` is the run of `request.worker` when that worker is live (the allocation then belongs to it).
+    static func allocate(_ request: BudgetRequest, id: String, run: Int64? = nil, at time: Int64, in budget: inout BudgetState)
+        -> Outcome
+    {
         guard request.tokens > 0 else { return .rejected("an allocation needs at least 1 token") }
         let available = budget.available
         if request.tokens > available {
@@ -166,11 +189,72 @@ enum BudgetRules {
         // Unique by construction (one allocation per record or worker); never replace one.
         guard budget.allocations[id] == nil else { return .rejected("allocation \(id) already exists") }
         budget.allocationsIssued += 1
-        budget.insert(
-            Allocation(
-                id: id, tokens: request.tokens, holder: request.holder, task: request.task, tenant: request.tenant,
-                grantedMilliseconds: time))
+        var allocation = Allocation(
+            id: id, tokens: request.tokens, holder: request.holder, task: request.task, tenant: request.tenant,
+            grantedMilliseconds: time)
+        if let run {
+            allocation.worker = request.worker
+            allocation.run = run
+        }
+        if let lease = request.leaseMilliseconds {
+            allocation.leaseMilliseconds = lease
+            allocation.leaseEndsMilliseconds = time.saturatingAdd(lease)
+        }
+        budget.insert(allocation)
         return .granted(allocation: id)
+    }
+
+    /// Extends a leased allocation's lease from `time`. A lapsed lease not yet expired may still
+    /// be renewed: the journal order of the renewal and the reaper's `budget.expire` decides.
+    static func renew(_ id: String, lease: Int64?, at time: Int64, before position: JournalPosition, in budget: inout BudgetState)
+        -> Outcome
+    {
+        guard var allocation = budget.allocations[id] else {
+            if IssuedID.issued(id, .allocation, before: position, counted: budget.allocationsIssued) {
+                return .refused("allocation \(id) was already released")
+            }
+            return .rejected("no allocation \(id)")
+        }
+        guard let length = lease ?? allocation.leaseMilliseconds else {
+            return .refused("allocation \(id) has no lease; give --lease to start one")
+        }
+        allocation.leaseMilliseconds = length
+        allocation.leaseEndsMilliseconds = time.saturatingAdd(length)
+        budget.allocations[id] = allocation
+        return .applied
+    }
+
+    /// Releases every allocation whose lease lapsed at or before `time`; their holders reported
+    /// nothing, so all their reserved tokens count as spent.
+    static func expire(at time: Int64, in budget: inout BudgetState) -> Outcome {
+        let lapsed = budget.allocations.values.filter { ($0.leaseEndsMilliseconds ?? Int64.max) <= time }.map(\.id)
+        guard !lapsed.isEmpty else { return .ignored }
+        for id in lapsed.sorted() { _ = release(id, used: nil, before: .start, in: &budget) }
+        return .applied
+    }
+
+    /// `task.complete --tokens-used used`: releases the oldest allocation held for `task` (`--task`
+    /// on allocate) with `used` tokens spent (at most its reservation); what is left over, or all of
+    /// `used` when no allocation is held for the task, is added to `spent` directly (and to the
+    /// tenant's: the allocation's, else the task's). Returns whether the budget changed.
+    static func charge(_ used: Int64, forTask task: String, tenant: String?, in budget: inout BudgetState) -> Bool {
+        guard used > 0 else { return false }
+        var rest = used
+        var chargedTenant = tenant
+        let held = budget.allocations.values.filter { $0.task == task }.min {
+            ($0.grantedMilliseconds, $0.id) < ($1.grantedMilliseconds, $1.id)
+        }
+        if let held {
+            let spent = min(rest, held.tokens)
+            _ = release(held.id, used: spent, before: .start, in: &budget)
+            rest = rest.saturatingSubtract(spent)
+            chargedTenant = held.tenant ?? tenant
+        }
+        if rest > 0 {
+            budget.spent = budget.spent.saturatingAdd(rest)
+            if let chargedTenant { budget.tenantSpent[chargedTenant] = budget.tenantSpent[chargedTenant, default: 0].saturatingAdd(rest) }
+        }
+        return true
     }
 
     /// Releases allocation `id` for the record at `position`. An id issued before that record

@@ -109,7 +109,9 @@ extension WorkerSpec {
             "memory_bytes": .optional(memoryBytes), "path": .optional(path), "request": .optional(request),
             "restart": .string(restart.rawValue),
             "task": .optional(task), "tenant": .optional(tenant), "timeout_ms": .optional(timeoutMilliseconds),
-            "tokens": .optional(tokens), "type": .string(type), "workdir": .optional(workingDirectory),
+            "tokens": .optional(tokens), "type": .string(type),
+            "unreported_tokens": unreportedTokens == .reserved ? nil : .string(unreportedTokens.rawValue),
+            "workdir": .optional(workingDirectory),
         ])
     }
 
@@ -141,6 +143,10 @@ extension WorkerSpec {
             logTailBytes: count("log_tail_bytes", atMost: size) ?? 30 * 1024,
             workingDirectory: json["workdir"]?.stringValue, path: json["path"]?.stringValue,
             request: json["request"]?.stringValue)
+        if let raw = json["unreported_tokens"], raw != .null {
+            guard let rule = raw.stringValue.flatMap(UnreportedTokens.init(rawValue:)) else { return nil }
+            unreportedTokens = rule
+        }
         if malformed { return nil }
     }
 }

@@ -32,6 +32,8 @@ enum WorkerRules {
             worker.lastExit = exit
             worker.timedOut = timedOut
             worker.process = nil
+            // The run has ended (restarted or not): what it reserved and did not release goes with it.
+            releaseRunAllocations(of: worker, in: &state)
             let failed = exit != .exited(0)
             let restart =
                 worker.status != .stopping && (worker.spec.restart == .always || (worker.spec.restart == .onFailure && failed))
@@ -81,6 +83,7 @@ enum WorkerRules {
         }
         worker.lostReason = reason
         worker.endRecord = recordID
+        releaseRunAllocations(of: worker, in: &state)
         end(&worker, as: .lost, tokensUsed: nil, at: time, in: &state)
         return true
     }
@@ -201,13 +204,26 @@ enum WorkerRules {
         return promoted
     }
 
+    /// Releases every allocation taken inside `worker`'s runs (`budget.allocate` with its
+    /// `CORTEX_WORKER_ID`) that is still held: its holder reported nothing, so each is charged by
+    /// the worker's `unreported_tokens` rule (all reserved tokens, or none).
+    static func releaseRunAllocations(of worker: WorkerEntry, in state: inout CortexState) {
+        let held = state.budget.allocations.values.filter { $0.worker == worker.id }.map(\.id).sorted()
+        guard !held.isEmpty else { return }
+        let used: Int64? = worker.spec.unreportedTokens == .zero ? 0 : nil
+        for id in held { _ = BudgetRules.release(id, used: used, before: .start, in: &state.budget) }
+        state.budget.version += 1
+    }
+
     /// Moves a worker to a final status: its reservation settled, its place freed.
     private static func end(
         _ worker: inout WorkerEntry, as status: WorkerStatus, tokensUsed: Int64?, at time: Int64, in state: inout CortexState
     ) {
         if let allocation = worker.allocation {
             let held = state.budget.allocations[allocation]?.tokens ?? 0
-            let used = tokensUsed.map { max(0, min($0, held)) }
+            // Nothing reported: the worker's `unreported_tokens` rule decides (all reserved, or none).
+            let reported = tokensUsed ?? (worker.spec.unreportedTokens == .zero ? 0 : nil)
+            let used = reported.map { max(0, min($0, held)) }
             // The worker holds it, so where "before" is does not matter.
             if BudgetRules.release(allocation, used: used, before: .start, in: &state.budget).changesState {
                 state.budget.version += 1

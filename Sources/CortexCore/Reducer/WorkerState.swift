@@ -1,3 +1,12 @@
+/// What a worker run that reports no tokens used is charged for the tokens it reserved
+/// (`unreported_tokens` in `config.json`, recorded in each spawn's spec).
+public enum UnreportedTokens: String, CaseIterable, Sendable {
+    /// All of them count as spent (the default: nothing was said, so assume the worst).
+    case reserved
+    /// None of them: they all return to the budget.
+    case zero
+}
+
 /// When a supervised worker that ended is started again.
 public enum RestartPolicy: String, CaseIterable, Sendable {
     /// Never: the worker's end is final.
@@ -53,6 +62,9 @@ public struct WorkerSpec: Equatable, Sendable {
     /// for people reading the journal; no launcher executes them. Nil in records written before
     /// requests existed: such a worker is never started again by anyone.
     public var request: String?
+    /// What a run that reports no `tokens_used` is charged for its reservations (`unreported_tokens`
+    /// in `config.json` when it was spawned).
+    public var unreportedTokens: UnreportedTokens = .reserved
 
     /// A spec with defaults for what is left out.
     public init(

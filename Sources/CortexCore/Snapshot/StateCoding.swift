@@ -200,10 +200,17 @@ extension BudgetState {
             else {
                 throw .corrupt("snapshot allocation without id or tokens in range")
             }
-            insert(
-                Allocation(
-                    id: id, tokens: tokens, holder: item["holder"]?.stringValue, task: item["task"]?.stringValue,
-                    tenant: item["tenant"]?.stringValue, grantedMilliseconds: item["granted_ms"]?.intValue ?? 0))
+            var allocation = Allocation(
+                id: id, tokens: tokens, holder: item["holder"]?.stringValue, task: item["task"]?.stringValue,
+                tenant: item["tenant"]?.stringValue, grantedMilliseconds: item["granted_ms"]?.intValue ?? 0)
+            allocation.worker = item["worker"]?.stringValue
+            allocation.run = item["run"]?.intValue
+            allocation.leaseMilliseconds = item["lease_ms"]?.intValue
+            allocation.leaseEndsMilliseconds = item["lease_ends_ms"]?.intValue
+            if (allocation.leaseMilliseconds ?? 0) < 0 || (allocation.leaseEndsMilliseconds ?? 0) < 0 || (allocation.run ?? 0) < 0 {
+                throw .corrupt("snapshot allocation lease or run out of range")
+            }
+            insert(allocation)
         }
     }
 }
@@ -212,7 +219,8 @@ extension Allocation {
     var json: JSONValue {
         .object([
             "granted_ms": .int(grantedMilliseconds), "holder": .optional(holder), "id": .string(id),
-            "task": .optional(task), "tenant": .optional(tenant), "tokens": .int(tokens),
+            "lease_ends_ms": .optional(leaseEndsMilliseconds), "lease_ms": .optional(leaseMilliseconds), "run": .optional(run),
+            "task": .optional(task), "tenant": .optional(tenant), "tokens": .int(tokens), "worker": .optional(worker),
         ])
     }
 }

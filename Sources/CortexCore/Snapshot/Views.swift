@@ -31,8 +31,10 @@ public enum Views {
         let allocations = IssuedID.sortedInIssueOrder(budget.allocations.values, .allocation, id: \.id).map { allocation in
             JSONValue.object([
                 "allocated_at": .string(ISOTime.format(milliseconds: allocation.grantedMilliseconds)),
-                "holder": .optional(allocation.holder), "id": .string(allocation.id), "task": .optional(allocation.task),
-                "tenant": .optional(allocation.tenant), "tokens": .int(allocation.tokens),
+                "holder": .optional(allocation.holder), "id": .string(allocation.id),
+                "lease_expires_at": .optional(allocation.leaseEndsMilliseconds.map { ISOTime.format(milliseconds: $0) }),
+                "run": .optional(allocation.run), "task": .optional(allocation.task), "tenant": .optional(allocation.tenant),
+                "tokens": .int(allocation.tokens), "worker": .optional(allocation.worker),
             ])
         }
         var tenantNames = Set(budget.quotas.keys)
