@@ -484,6 +484,7 @@ public enum EventFormatter {
         case .retrying(_, _, let retryAt): "retry at \(ISOTime.clock(milliseconds: retryAt))"
         case .deadLettered: "dead"
         case .cancelled: "cancelled"
+        case .retried: "pending again"
         case .requeued(let tasks): tasks.isEmpty ? "no tasks held" : "requeued \(tasks.joined(separator: " "))"
         case .spawned(let worker, _): "\(worker) starting"
         case .spawnQueued(let worker, let reason): "\(worker) queued: \(reason)"
