@@ -211,4 +211,21 @@ struct MasterVerbsTests {
         let claims = try run(["cortex", "tail", "--kind", "task.claim", "--json"], directory)
         #expect(claims.json?["outcome"]?.string("task") == requeued, "\(claims)")
     }
+
+    @Test func tailTaskShowsTheRequeueOfALostWorkerASnapshotCovers() throws {
+        let directory = try TemporaryDirectory()
+        try initialise(directory, totalTokens: 1000)
+        let task = try create(directory)
+        #expect(try claim(directory, worker: "w-gone").task == task)
+        // Its heartbeat an hour old: the reaper declares the worker lost and the task goes back.
+        let heartbeat = directory.coordination + "/workers/w-gone/heartbeat"
+        try FileManager.default.setAttributes([.modificationDate: Date(timeIntervalSinceNow: -3600)], ofItemAtPath: heartbeat)
+        let reaped = try run(["cortex-reap"], directory)
+        #expect(reaped.exitCode == 0, "\(reaped)")
+        #expect(try status(task, directory) == "failed" || status(task, directory) == "pending")
+        #expect(try run(["cortex-reap"], directory).exitCode == 0)  // a snapshot past the loss
+        let tail = try run(["cortex", "tail", "--task", task], directory)
+        #expect(tail.stdoutLines.contains { $0.contains("task.claim") && $0.contains("→ \(task) claim 1") }, "\(tail)")
+        #expect(tail.stdoutLines.contains { $0.contains("worker.lost") && $0.contains("requeued \(task)") }, "\(tail)")
+    }
 }
