@@ -280,6 +280,13 @@ extension TaskTool {
             let counts = counts
             var text = "wait: \(counts.done) done, \(counts.running) running, \(counts.pending) pending, \(counts.dead) dead"
             if counts.cancelled > 0 { text += ", \(counts.cancelled) cancelled" }
+            // The rate so far, carried forward: a rough estimate, shown once something has finished.
+            let finished = counts.done + counts.dead + counts.cancelled
+            let left = counts.running + counts.pending
+            let elapsed = POSIX.wallClockMilliseconds() - startedMilliseconds
+            if finished > 0, left > 0, elapsed >= 1000 {
+                text += " · about \(OpsCommands.duration(elapsed / Int64(finished) * Int64(left))) left"
+            }
             return text
         }
 

@@ -106,6 +106,22 @@ struct MasterVerbsTests {
         #expect(try run(["cortex-task", "wait", "--all", "--type", "work"], directory).exitCode == 64)
     }
 
+    @Test func waitDrawsOneProgressLineOnlyOnATerminal() throws {
+        guard let script = executableOnPath("script") else {
+            print("SKIPPED: waitDrawsOneProgressLineOnlyOnATerminal needs script(1) from util-linux for a pseudo-terminal")
+            return
+        }
+        let directory = try TemporaryDirectory()
+        try initialise(directory, totalTokens: 1000)
+        let task = try create(directory)
+        let command = "\(toolPath("cortex-task")) wait \(task) --timeout 1s --dir \(directory.coordination)"
+        let onTerminal = try runTool([script, "-qec", command, "/dev/null"], in: directory)
+        #expect(onTerminal.exitCode == 75, "\(onTerminal)")
+        #expect(onTerminal.stdout.contains("\r\u{1B}[Kwait: 0 done, 0 running, 1 pending, 0 dead"), "\(onTerminal)")
+        let plain = try run(["cortex-task", "wait", task, "--timeout", "1s"], directory)
+        #expect(plain.exitCode == 75 && !plain.stderr.contains("\u{1B}[K") && plain.stderrLines.count == 1, "\(plain)")
+    }
+
     // MARK: cancel, retry, list
 
     @Test func bulkCancelByIdsAndByTypeIsIdempotent() throws {
