@@ -52,13 +52,15 @@ pool=$(IDLE_LIMIT=20s cortex-spawn --pool 2 --type demo -- bash "$here/task-work
 #      cortex-task complete "$id" --claim "$claim" --result '{"ok":true}'  # refused if the lease was lost
 
 # 1.0: while [ "$(jq '(.pending | length) + (.running | length)' "$DIR/task-queue.json")" -gt 0 ]; do sleep 1; done
-# (While spawns wait for room, as on a loaded machine, the reaper starts them once they fit.)
-deadline=$((SECONDS + ${DRAIN_TIMEOUT:-300}))
-until jq -e '.counts.pending + .counts.running + .counts.failed == 0' "$DIR/task-queue.json" >/dev/null; do
-  [ "$SECONDS" -lt "$deadline" ] || { echo "the queue did not drain in time: see 'cortex worker list'" >&2; exit 75; }
-  jq -e '.queued | length == 0' "$DIR/worker-pool.json" >/dev/null || cortex-reap >/dev/null
-  sleep 0.5
-done
+#      cortex-task wait --all --timeout 5m     # sleeps on the journal: 0 all done, 1 some died, 75 time up
+# (While spawns wait for room, as on a loaded machine, the reaper starts them once they fit:
+# without its cron line, run it meanwhile.)
+(while sleep 2; do cortex-reap >/dev/null 2>&1 || true; done) &
+reaper=$!
+drained=0
+cortex-task wait --all --timeout "${DRAIN_TIMEOUT:-300}s" || drained=$?
+kill "$reaper" 2>/dev/null || true
+[ "$drained" -eq 0 ] || { echo "the queue did not drain (cortex-task wait: $drained): see 'cortex worker list'" >&2; exit "$drained"; }
 
 # --- the reaper ------------------------------------------------------------------------------
 # 1.0: (cron) for pid in $(cat "$DIR/pids"); do kill -0 "$pid" || requeue-with-jq "$pid"; done

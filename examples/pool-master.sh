@@ -21,22 +21,19 @@ for i in $(seq "$tasks"); do
   cortex-task create --type demo --description "sleep 0.$((RANDOM % 4)); echo item $i" >/dev/null
 done
 
-# Wait until the queue is drained (the view is rewritten by every command that changes it).
+# Wait until the queue is drained: `cortex-task wait` sleeps on the journal (no polling) and
+# exits 0 when every task is done, 1 naming any that died, 75 when the time is up.
 # Spawns queued for room (exit 75: a loaded machine, a full pool) start when a worker ends or
 # when the reaper sees they fit: on a machine without the reaper's cron line, be the cron.
-deadline=$((SECONDS + ${DRAIN_TIMEOUT:-300})) next_reap=$SECONDS
-until jq -e '(.counts.pending // 0) + (.counts.running // 0) + (.counts.failed // 0) == 0' \
-  "$CORTEX_DIR/task-queue.json" >/dev/null; do
-  if [ "$SECONDS" -ge "$deadline" ]; then
-    echo "pool-master: the queue did not drain in time; see 'cortex worker list' and 'cortex status'" >&2
-    exit 75
-  fi
-  if [ "$SECONDS" -ge "$next_reap" ] && jq -e '.queued | length > 0' "$CORTEX_DIR/worker-pool.json" >/dev/null; then
-    cortex-reap >/dev/null
-    next_reap=$((SECONDS + 2))
-  fi
-  sleep 0.2
-done
+(while sleep 2; do cortex-reap >/dev/null 2>&1 || true; done) &
+reaper=$!
+status=0
+cortex-task wait --all --timeout "${DRAIN_TIMEOUT:-300}s" || status=$?
+kill "$reaper" 2>/dev/null || true
+if [ "$status" -eq 75 ]; then
+  echo "pool-master: the queue did not drain in time; see 'cortex worker list' and 'cortex status'" >&2
+  exit 75
+fi
 cortex status
 
 # Drain the pool: each member gets SIGTERM through its supervisor and is not restarted.

@@ -24,7 +24,10 @@ cortex-task create --type demo --max-attempts 2 --backoff 1s --description "exit
 for index in $(seq 1 "$workers"); do
   IDLE_LIMIT=3s "$here/task-worker.sh" "w-$index" demo &
 done
-wait
+# Block until the queue is drained (no polling: it sleeps on the journal). Exit 1 names the
+# tasks that died on stderr: here the poisoned one, expected.
+cortex-task wait --all --timeout 5m || [ $? -eq 1 ]
+wait   # the workers end once they have been idle for IDLE_LIMIT
 
 echo
 jq -c .counts "$CORTEX_DIR/task-queue.json"

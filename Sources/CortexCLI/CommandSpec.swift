@@ -92,7 +92,10 @@ public struct CommandSpec: Sendable {
     /// The help text, generated from the declarations.
     public var help: String {
         var lines = ["OVERVIEW: \(abstract)", ""]
-        let positionalUsage = positionals.map { $0.isOptional ? "[<\($0.name)>]" : "<\($0.name)>" }
+        let positionalUsage = positionals.map { positional in
+            let name = "<\(positional.name)>" + (positional.takesRest ? "..." : "")
+            return positional.isOptional ? "[\(name)]" : name
+        }
         let usage = [name] + positionalUsage + options.map(\.usageFragment) + ["[--dir <DIR>] [--json]"]
         lines.append("USAGE: " + usage.joined(separator: " "))
         if !positionals.isEmpty {

@@ -343,11 +343,11 @@ extension OpsCommands {
         var sinceMilliseconds: Int64?
 
         /// Matches on the record alone (what a backwards scan can see): never more than `matches`.
-        func matchesRecord(_ record: Record) -> Bool { matches(record, outcome: nil) }
+        func matchesRecord(_ record: Record) -> Bool { matches(record, outcome: nil, requeued: []) }
 
         /// Matches on the record and, where the fold gave it, its outcome (a claim names its
-        /// task only in the outcome).
-        func matches(_ record: Record, outcome: Outcome?) -> Bool {
+        /// task only in the outcome) and the tasks a worker record handed back to the queue.
+        func matches(_ record: Record, outcome: Outcome?, requeued: [String]) -> Bool {
             if let since = sinceMilliseconds, record.timeMilliseconds < since { return false }
             if !kinds.isEmpty, !kinds.contains(where: { record.kind.hasPrefix($0) }) { return false }
             let outcomeJSON = outcome?.json
@@ -356,7 +356,7 @@ extension OpsCommands {
                 let named =
                     data["task"]?.stringValue == task || data["spec"]?["task"]?.stringValue == task
                     || outcomeJSON?["task"]?.stringValue == task
-                    || (outcomeJSON?["tasks"]?.arrayValue ?? []).contains(.string(task))
+                    || (outcomeJSON?["tasks"]?.arrayValue ?? []).contains(.string(task)) || requeued.contains(task)
                 if !named { return false }
             }
             if let worker {
@@ -404,17 +404,24 @@ extension OpsCommands {
         // records after it without folding the whole journal.
         let snapshot = ImmutableBytes.map(layout.snapshot, in: layout.folder).flatMap(SnapshotCodec.decode)
         var state = snapshot?.0 ?? CortexState()
-        let foldFrom = snapshot?.1 ?? .start
+        var foldFrom = snapshot?.1 ?? .start
         let watcher = follow ? try JournalWatcher(directory: journal.directory) : nil
         let start = try JournalTail.start(
             of: journal, segmentHint: foldFrom.segment, count: count, sinceMilliseconds: filter.sinceMilliseconds,
             matches: filter.matchesRecord)
+        if start < foldFrom, case .open(let fd, _, _) = try journal.openForReading(segment: 1) {
+            // Records the snapshot covers are shown too: fold them from the journal's start (still
+            // readable, live or archived) so each gets its outcome (a claim's task, a fail's `dead`).
+            POSIX.close(fd)
+            state = CortexState()
+            foldFrom = .start
+        }
         let readFrom = min(start, foldFrom)
 
         var recent: [String] = []
         var printed = 0
-        func show(_ record: Record, _ outcome: Outcome?, streaming: Bool) {
-            let line = EventFormatter.line(record, outcome: outcome, json: json)
+        func show(_ record: Record, _ outcome: Outcome?, requeued: [String], streaming: Bool) {
+            let line = EventFormatter.line(record, outcome: outcome, requeued: requeued, json: json)
             if streaming {
                 Terminal.writeOut(line + "\n")
                 return
@@ -424,14 +431,20 @@ extension OpsCommands {
         }
         func visit(_ record: Record, _ position: JournalPosition, streaming: Bool) {
             var outcome: Outcome?
+            var requeued: [String] = []
             if position >= foldFrom {
+                // A worker record may hand its run's claims back to the queue (an exit or a loss).
+                let worker = record.kind.hasPrefix("worker.") ? record.data["worker"]?.stringValue : nil
+                let held = worker.map { name in state.tasks.running.filter { $0.worker == name }.map(\.id) } ?? []
                 outcome = Reducer.reduce(&state, record, at: position)
+                requeued = held.filter { state.tasks.activeTask($0)?.status != .running }
+                if case .requeued = outcome { requeued = [] }  // named by the outcome itself
                 // Finished tasks pile up in the outbox (a store compacts it into files): drop them.
                 if state.tasks.finished.count > 1024 { state.tasks.finished.removeAll() }
             }
-            guard position >= start, filter.matches(record, outcome: outcome) else { return }
+            guard position >= start, filter.matches(record, outcome: outcome, requeued: requeued) else { return }
             printed += 1
-            show(record, outcome, streaming: streaming)
+            show(record, outcome, requeued: requeued, streaming: streaming)
         }
         var summary = try journal.readForward(from: readFrom) { (record, position) throws(CortexError) in
             visit(record, position, streaming: false)
@@ -451,8 +464,16 @@ extension OpsCommands {
 public enum EventFormatter {
     /// `[10:23:46] task.claim w-1.5042 → task-1.122 claim 1`, or the record as one JSON line
     /// (with the fold's outcome where it is known).
-    public static func line(_ record: Record, outcome: Outcome? = nil, json: Bool) -> String {
-        if json { return self.json(record, outcome: outcome).jsonText }
+    /// `requeued`: tasks a worker record handed back to the queue (its run ended), shown after the outcome.
+    public static func line(_ record: Record, outcome: Outcome? = nil, requeued: [String] = [], json: Bool) -> String {
+        if json {
+            var value = self.json(record, outcome: outcome)
+            if !requeued.isEmpty, case .object(var members) = value {
+                members.append(JSONMember("requeued", .array(requeued.map { .string($0) })))
+                value = .object(members)
+            }
+            return value.jsonText
+        }
         var text = "[\(ISOTime.clock(milliseconds: record.timeMilliseconds))] \(record.kind)"
         var members = (record.data.objectMembers ?? []).sorted(by: { $0.key < $1.key })
         // The subject first, without its key: the worker, else the task.
@@ -480,6 +501,7 @@ public enum EventFormatter {
             text += " \(member.key)=\(value)"
         }
         if let outcome, let summary = summary(outcome) { text += " → " + summary }
+        if !requeued.isEmpty { text += (outcome.flatMap(summary) == nil ? " → " : ", ") + "requeued " + requeued.joined(separator: " ") }
         return text
     }
 
@@ -503,6 +525,7 @@ public enum EventFormatter {
         case .retrying(_, _, let retryAt): "retry at \(ISOTime.clock(milliseconds: retryAt))"
         case .deadLettered: "dead"
         case .cancelled: "cancelled"
+        case .retried: "pending again"
         case .requeued(let tasks): tasks.isEmpty ? "no tasks held" : "requeued \(tasks.joined(separator: " "))"
         case .spawned(let worker, _): "\(worker) starting"
         case .spawnQueued(let worker, let reason): "\(worker) queued: \(reason)"

@@ -87,15 +87,61 @@ public enum TaskTool {
                 body: fail),
             Command(
                 CommandSpec(
-                    name: "\(prefix) cancel", abstract: "Cancel a task that has not finished.",
-                    positionals: [PositionalSpec("TASK", "The task id.")], examples: ["\(prefix) cancel task-1.122"]),
+                    name: "\(prefix) cancel",
+                    abstract:
+                        "Cancel tasks that have not finished: the ids given, or every task of --type (only pending ones with --status pending). Already cancelled is fine; 66 for unknown ids, 1 if any had finished otherwise.",
+                    positionals: [PositionalSpec("TASK", "Task ids (one or more), unless --type is given.", optional: true, rest: true)],
+                    options: [
+                        .value("type", "TYPE", "Every unfinished task of this type."),
+                        .value("status", "S", "With --type: only tasks in this status (pending, failed or running)."),
+                    ],
+                    examples: [
+                        "\(prefix) cancel task-1.122", "\(prefix) cancel task-1.122 task-1.190 task-2.4",
+                        "\(prefix) cancel --type build --status pending",
+                    ]),
                 body: cancel),
             Command(
                 CommandSpec(
-                    name: "\(prefix) list", abstract: "List tasks (all, or those in one status).",
-                    options: [.value("status", "S", "pending, running, done, failed, dead or cancelled.")],
-                    examples: ["\(prefix) list --status pending", "\(prefix) list --status dead --json | jq -r '.tasks[].id'"]),
+                    name: "\(prefix) retry",
+                    abstract:
+                        "Bring dead tasks back as pending under their own ids, with fresh attempts: the ids given, or every dead task with --dead. Already pending is fine; 66 for unknown ids, 1 if any is not dead.",
+                    positionals: [PositionalSpec("TASK", "Task ids (one or more), unless --dead is given.", optional: true, rest: true)],
+                    options: [
+                        .flag("dead", "Every dead task."), .value("type", "TYPE", "With --dead: only dead tasks of this type."),
+                    ],
+                    examples: ["\(prefix) retry task-1.122", "\(prefix) retry --dead", "\(prefix) retry --dead --type build"]),
+                body: retry),
+            Command(
+                CommandSpec(
+                    name: "\(prefix) list", abstract: "List tasks (all, or those in one status or of one type).",
+                    options: [
+                        .value("status", "S", "pending, running, done, failed, dead or cancelled."),
+                        .value("type", "TYPE", "Only tasks of this type."),
+                    ],
+                    examples: [
+                        "\(prefix) list --status pending", "\(prefix) list --type build --status dead",
+                        "\(prefix) list --status dead --json | jq -r '.tasks[].id'",
+                    ]),
                 body: list),
+            Command(
+                CommandSpec(
+                    name: "\(prefix) wait",
+                    abstract:
+                        "Block (no polling: the journal watcher) until the tasks named, --all tasks or all of --type have finished. 0 all done, 1 any dead or cancelled (named on stderr), 75 on --timeout, 66 for unknown ids. A live progress line on stderr when it is a terminal.",
+                    positionals: [
+                        PositionalSpec("TASK", "Task ids to wait for, unless --all or --type is given.", optional: true, rest: true)
+                    ],
+                    options: [
+                        .flag("all", "Every task until the queue is empty (tasks created meanwhile included)."),
+                        .value("type", "TYPE", "Every task of this type until none is left unfinished."),
+                        .value("timeout", "D", "Give up after D (90s, 5m, 2h): exit 75."),
+                    ],
+                    examples: [
+                        "\(prefix) wait --all --timeout 2h || echo \"not all done: $?\"",
+                        "\(prefix) wait \"$id\" && cat \"coordination/results/$id.json\"",
+                        "\(prefix) wait --type build --json | jq .counts",
+                    ]),
+                body: wait),
             Command(
                 CommandSpec(
                     name: "\(prefix) show",
@@ -276,19 +322,9 @@ public enum TaskTool {
         }
     }
 
-    static func cancel(_ invocation: Invocation) throws(CortexError) -> Report {
-        let id = try Values.validateIdentifier(invocation.arguments.positionals[0], what: "task id")
-        let store = try invocation.openStore()
-        guard let task = try store.task(id) else { throw .notFound("no task \(id)") }
-        if task.status.isTerminal { throw .refused("\(id) has already finished (\(task.status.rawValue))") }
-        let submission = try store.submit(.taskCancel(task: id))
-        store.publishAfterRecording()
-        guard case .cancelled = submission.outcome else { throw unexpected(submission.outcome) }
-        return Report(text: "\(id): cancelled", json: submission.outcome.json)
-    }
-
     static func list(_ invocation: Invocation) throws(CortexError) -> Report {
         let status = try invocation.arguments.value("status").map { (text) throws(CortexError) in try TaskStatus.parse(text) }
+        let type = try invocation.arguments.identifier("type")
         let store = try invocation.openStore()
         var tasks: [TaskEntry]
         if let status, !status.isTerminal {
@@ -303,6 +339,9 @@ public enum TaskTool {
                     + store.state.tasks.tasks(in: .failed) + finished
             }
         }
+        // A retried task is active again: its earlier dead entry is history, not a second task.
+        tasks = tasks.filter { $0.status.isTerminal == false || store.state.tasks.activeTask($0.id) == nil }
+        if let type { tasks = tasks.filter { $0.spec.type == type } }
         let lines = tasks.map { task in
             var line = "\(task.id)  \(task.status.rawValue)  \(task.spec.priority.rawValue)  \(task.spec.type)  attempt \(task.attempt)"
             if let worker = task.worker { line += "  worker \(worker)" }

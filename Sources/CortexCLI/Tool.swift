@@ -233,6 +233,9 @@ public enum Terminal {
     /// Writes `line` and a newline to stderr.
     public static func writeError(_ line: String) { write(fd: 2, line + "\n") }
 
+    /// Writes `text` to stderr as it is (a progress line redrawn in place).
+    public static func writeErrorRaw(_ text: String) { write(fd: 2, text) }
+
     /// True when stdout is a terminal (colour and interactive prompts only then).
     public static var stdoutIsTerminal: Bool { isatty(1) == 1 }
 

@@ -30,6 +30,39 @@ import Testing
         }
     }
 
+    @Test func retryBringsADeadTaskBackUnderItsIdWithFreshAttempts() throws {
+        var fold = Fold()
+        let dead = fold.create("build", maxAttempts: 1)
+        let done = fold.create("build")
+        #expect(fold.claim() == .claimed(task: dead, claim: 1))
+        #expect(fold.apply(.taskFail(task: dead, claim: 1, error: "x", retry: true)) == .deadLettered(task: dead))
+        #expect(fold.claim() == .claimed(task: done, claim: 1))
+        #expect(fold.apply(.taskComplete(task: done, claim: 1, result: nil, tokensUsed: nil)) == .completed(task: done))
+        let entry = try #require(fold.state.tasks.finished.first { $0.id == dead })
+        let doneEntry = try #require(fold.state.tasks.finished.first { $0.id == done })
+        #expect(fold.state.tasks.counts[.dead] == 1)
+
+        let retry = Event.taskRetry(task: dead, number: entry.number, spec: entry.spec)
+        #expect(try Event.decode(kind: retry.kind, data: retry.data) == retry, "the record round-trips")
+        #expect(fold.apply(retry) == .retried(task: dead))
+        #expect(fold.state.tasks.activeTask(dead)?.status == .pending && fold.state.tasks.activeTask(dead)?.attempt == 0)
+        #expect(fold.state.tasks.counts[.dead] == nil && !fold.state.tasks.finished.contains { $0.id == dead })
+        #expect(fold.apply(retry) == .refused("\(dead) is pending, not dead"))
+        #expect(fold.claim() == .claimed(task: dead, claim: 1))
+        #expect(fold.apply(.taskRetry(task: done, number: doneEntry.number, spec: doneEntry.spec)) == .refused("\(done) is done, not dead"))
+        guard case .rejected = fold.apply(.taskRetry(task: "task-99.1", number: 1, spec: entry.spec)) else {
+            Issue.record("a never-issued id is rejected")
+            return
+        }
+        var data = retry.data.objectMembers ?? []
+        data.removeAll { $0.key == "number" }
+        for bad in [JSONValue.int(-1), .int(Limits.maximumCount + 1), .string("1")] {
+            #expect(throws: EventDecodingError.self) {
+                _ = try Event.decode(kind: "task.retry", data: .object(data + [JSONMember("number", bad)]))
+            }
+        }
+    }
+
     @Test func claimsTakePriorityThenAge() {
         var fold = Fold()
         let low = fold.create("a", .low)

@@ -28,6 +28,10 @@ public enum Event: Equatable, Sendable {
     case taskFail(task: String, claim: Int64, error: String?, retry: Bool)
     /// `task.cancel`: stop a task that has not finished.
     case taskCancel(task: String)
+    /// `task.retry`: a dead task comes back as pending under its own id, with fresh attempts.
+    /// The record carries the task's spec and creation number, copied from its finished entry
+    /// (a dead task may already be compacted out of the state the reducer folds).
+    case taskRetry(task: String, number: Int64, spec: TaskSpec)
     /// `worker.lost`: the reaper (or a test) saw the worker gone; its tasks go back to the queue.
     case workerLost(worker: String, reason: String)
     /// `worker.*`: supervised workers (spawn, supervise, started, exited, stop, promote).
@@ -48,6 +52,7 @@ public enum Event: Equatable, Sendable {
         case .taskComplete: "task.complete"
         case .taskFail: "task.fail"
         case .taskCancel: "task.cancel"
+        case .taskRetry: "task.retry"
         case .workerLost: "worker.lost"
         case .worker(let event): event.kind
         }
@@ -69,15 +74,9 @@ public enum Event: Equatable, Sendable {
         case .budgetReset: .object([])
         case .budgetRenew(let allocation, let lease): .object(["allocation": .string(allocation), "lease_ms": .optional(lease)])
         case .budgetExpire: .object([])
-        case .taskCreate(let spec):
-            .object([
-                "backoff_ms": .int(spec.backoffMilliseconds), "context": .optional(spec.context),
-                "description": .optional(spec.description), "key": .optional(spec.key), "max_attempts": .int(spec.maxAttempts),
-                "priority": .string(spec.priority.rawValue),
-                "requires": spec.requires.isEmpty ? nil : .array(spec.requires.map { .string($0) }),
-                "tenant": .optional(spec.tenant), "timeout_ms": .optional(spec.timeoutMilliseconds), "tokens": .optional(spec.tokens),
-                "type": .string(spec.type),
-            ])
+        case .taskCreate(let spec): Event.specData(spec, extra: [])
+        case .taskRetry(let task, let number, let spec):
+            Event.specData(spec, extra: [("number", .int(number)), ("task", .string(task))])
         case .taskClaim(let claim):
             .object([
                 "capabilities": claim.capabilities.isEmpty ? nil : .array(claim.capabilities.map { .string($0) }),
@@ -93,6 +92,21 @@ public enum Event: Equatable, Sendable {
         case .workerLost(let worker, let reason): .object(["reason": .string(reason), "worker": .string(worker)])
         case .worker(let event): event.data
         }
+    }
+
+    /// A task spec as a record payload (`task.create`, and `task.retry` with its extra members).
+    private static func specData(_ spec: TaskSpec, extra: [(String, JSONValue)]) -> JSONValue {
+        let base: JSONValue = .object([
+            "backoff_ms": .int(spec.backoffMilliseconds), "context": .optional(spec.context),
+            "description": .optional(spec.description), "key": .optional(spec.key), "max_attempts": .int(spec.maxAttempts),
+            "priority": .string(spec.priority.rawValue),
+            "requires": spec.requires.isEmpty ? nil : .array(spec.requires.map { .string($0) }),
+            "tenant": .optional(spec.tenant), "timeout_ms": .optional(spec.timeoutMilliseconds), "tokens": .optional(spec.tokens),
+            "type": .string(spec.type),
+        ])
+        guard !extra.isEmpty else { return base }
+        let members = (base.objectMembers ?? []) + extra.map { JSONMember($0.0, $0.1) }
+        return .object(members.sorted { $0.key < $1.key })
     }
 
     /// Decodes a record's kind and payload.
@@ -125,6 +139,19 @@ public enum Event: Equatable, Sendable {
             return items
         }
 
+        func spec() throws(EventDecodingError) -> TaskSpec {
+            guard let priority = Priority(rawValue: optionalText("priority") ?? "medium") else {
+                throw EventDecodingError("\(kind): unknown priority")
+            }
+            return TaskSpec(
+                type: try text("type"), description: optionalText("description"), priority: priority,
+                tokens: try optionalCount("tokens", atMost: tokens),
+                timeoutMilliseconds: try optionalCount("timeout_ms", atMost: duration),
+                maxAttempts: try optionalCount("max_attempts", atMost: Limits.maximumAttempts) ?? 3, requires: try texts("requires"),
+                tenant: optionalText("tenant"), key: optionalText("key"), context: optionalText("context"),
+                backoffMilliseconds: try optionalCount("backoff_ms", atMost: duration) ?? 1000)
+        }
+
         switch kind {
         case "budget.set": return .budgetSet(total: try count("total", atMost: tokens))
         case "budget.allocate":
@@ -139,18 +166,8 @@ public enum Event: Equatable, Sendable {
         case "budget.renew":
             return .budgetRenew(allocation: try text("allocation"), leaseMilliseconds: try optionalCount("lease_ms", atMost: duration))
         case "budget.expire": return .budgetExpire
-        case "task.create":
-            guard let priority = Priority(rawValue: optionalText("priority") ?? "medium") else {
-                throw EventDecodingError("task.create: unknown priority")
-            }
-            return .taskCreate(
-                TaskSpec(
-                    type: try text("type"), description: optionalText("description"), priority: priority,
-                    tokens: try optionalCount("tokens", atMost: tokens),
-                    timeoutMilliseconds: try optionalCount("timeout_ms", atMost: duration),
-                    maxAttempts: try optionalCount("max_attempts", atMost: Limits.maximumAttempts) ?? 3, requires: try texts("requires"),
-                    tenant: optionalText("tenant"), key: optionalText("key"), context: optionalText("context"),
-                    backoffMilliseconds: try optionalCount("backoff_ms", atMost: duration) ?? 1000))
+        case "task.create": return .taskCreate(try spec())
+        case "task.retry": return .taskRetry(task: try text("task"), number: try count("number"), spec: try spec())
         case "task.claim":
             return .taskClaim(
                 TaskClaim(worker: try text("worker"), types: try texts("types"), capabilities: try texts("capabilities")))

@@ -19,6 +19,8 @@ public enum Outcome: Equatable, Sendable {
     case deadLettered(task: String)
     /// The task was cancelled.
     case cancelled(task: String)
+    /// A dead task is pending again, with fresh attempts.
+    case retried(task: String)
     /// A lost worker's tasks went back to the queue (or died at their last attempt).
     case requeued(tasks: [String])
     /// A worker was granted its place (and `allocation`, if it asked for tokens) and starts now.
@@ -72,6 +74,7 @@ public enum Outcome: Equatable, Sendable {
             ])
         case .deadLettered(let task): .object(["outcome": "dead", "task": .string(task)])
         case .cancelled(let task): .object(["outcome": "cancelled", "task": .string(task)])
+        case .retried(let task): .object(["outcome": "retried", "task": .string(task)])
         case .requeued(let tasks): .object(["outcome": "requeued", "tasks": .array(tasks.map { .string($0) })])
         case .spawned(let worker, let allocation):
             .object(["allocation": .optional(allocation), "outcome": "spawned", "worker": .string(worker)])

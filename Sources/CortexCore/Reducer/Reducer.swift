@@ -78,7 +78,7 @@ public enum Reducer {
             let outcome = BudgetRules.apply(event, at: time, position, to: &state.budget)
             if outcome.changesState { state.budget.version += 1 }
             return outcome
-        case .taskCreate, .taskClaim, .taskComplete, .taskFail, .taskCancel:
+        case .taskCreate, .taskClaim, .taskComplete, .taskFail, .taskCancel, .taskRetry:
             let tenant = taskTenant(event, in: state.tasks)
             let outcome = taskOutcome(event, at: time, position, in: &state.tasks)
             if outcome.changesState { state.tasks.version += 1 }
@@ -120,6 +120,8 @@ public enum Reducer {
         case .taskFail(let task, let claim, let error, let retry):
             return TaskRules.fail(task, claim: claim, error: error, retry: retry, at: time, position, in: &tasks)
         case .taskCancel(let task): return TaskRules.cancel(task, at: time, position, in: &tasks)
+        case .taskRetry(let task, let number, let spec):
+            return TaskRules.retry(task, number: number, spec: spec, at: time, position, in: &tasks)
         case .workerLost(let worker, let reason): return TaskRules.workerLost(worker, reason: reason, at: time, in: &tasks)
         }
     }
@@ -162,7 +164,7 @@ enum BudgetRules {
             return renew(id, lease: lease, at: time, before: position, in: &budget)
         case .budgetExpire:
             return expire(at: time, in: &budget)
-        case .taskCreate, .taskClaim, .taskComplete, .taskFail, .taskCancel, .workerLost, .worker:
+        case .taskCreate, .taskClaim, .taskComplete, .taskFail, .taskCancel, .taskRetry, .workerLost, .worker:
             return .ignored  // the reducer routes only budget events here
         }
     }

@@ -96,6 +96,32 @@ enum TaskRules {
         return .cancelled(task: id)
     }
 
+    /// Brings the dead task `id` back as pending under its own id, with fresh attempts, from the
+    /// spec and creation number its record carries. Refused when the task is active, or when the
+    /// fold still holds its finished entry and that entry is not dead; rejected when the id was
+    /// never issued before this record.
+    static func retry(_ id: String, number: Int64, spec: TaskSpec, at time: Int64, _ position: JournalPosition, in tasks: inout TaskState)
+        -> Outcome
+    {
+        if let active = tasks.activeTask(id) { return .refused("\(id) is \(active.status.rawValue), not dead") }
+        guard IssuedID.issued(id, .task, before: position, counted: tasks.created) else { return .rejected("no task \(id)") }
+        guard !spec.type.isEmpty, spec.maxAttempts >= 1, number >= 1, number <= tasks.created else {
+            return .rejected("task.retry: invalid spec or number for \(id)")
+        }
+        if let index = tasks.finished.lastIndex(where: { $0.id == id }) {
+            guard tasks.finished[index].status == .dead else {
+                return .refused("\(id) is \(tasks.finished[index].status.rawValue), not dead")
+            }
+            tasks.finished.remove(at: index)
+        }
+        // The dead count drops whether the entry was still in the outbox or already compacted.
+        if let dead = tasks.finishedCounts[.dead], dead > 0 { tasks.finishedCounts[.dead] = dead - 1 }
+        let entry = TaskEntry(id: id, number: number, spec: spec, status: .pending, createdMilliseconds: time)
+        tasks.store(entry, replacing: nil)
+        if let key = spec.key, let named = tasks.key(key), named.task == id { tasks.setKey(key, TaskState.KeyEntry(task: id)) }
+        return .retried(task: id)
+    }
+
     /// The reaper saw `worker` gone: its running tasks go back to the queue (or die at their
     /// last attempt), exactly as if each had failed.
     static func workerLost(_ worker: String, reason: String, at time: Int64, in tasks: inout TaskState) -> Outcome {

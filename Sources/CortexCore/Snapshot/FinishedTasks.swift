@@ -41,7 +41,8 @@ extension CoordinationStore {
     /// Every finished task (done, dead, cancelled), oldest first, each once.
     public func finishedTasks() throws(CortexError) -> [TaskEntry] {
         var byID: [String: TaskEntry] = [:]
-        for file in try compactedTaskFiles() {
+        // Oldest file first, so a task that finished again after a retry is listed as it ended last.
+        for file in try compactedTaskFiles().reversed() {
             let bytes = try withPath("read", file) { () throws(Errno) in
                 try layout.folder.readFile(file, limit: FileLimits.finishedTasksFile)
             }
