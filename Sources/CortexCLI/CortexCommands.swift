@@ -114,9 +114,19 @@ public enum CortexTool {
             (
                 "worker",
                 ToolSpec(
-                    name: "cortex worker", abstract: "Supervised workers: list, show, stop, heartbeat.",
+                    name: "cortex worker", abstract: "Supervised workers: list, show, logs, stop, heartbeat.",
                     commands: WorkerTool.commands(prefix: "cortex worker"),
-                    examples: ["cortex worker list", "cortex worker stop w-1.5042   # SIGTERM, SIGKILL after --grace"])
+                    examples: [
+                        "cortex worker list", "cortex worker logs w-1.5042 -f",
+                        "cortex worker stop w-1.5042   # SIGTERM, SIGKILL after --grace",
+                    ])
+            ),
+            (
+                "pool",
+                ToolSpec(
+                    name: "cortex pool", abstract: "Pools of workers (cortex-spawn --pool N --name NAME) as a unit: list, stop, scale.",
+                    commands: PoolTool.commands(prefix: "cortex pool"),
+                    examples: ["cortex pool list", "cortex pool stop builders", "cortex pool scale builders 8"])
             ),
         ])
 

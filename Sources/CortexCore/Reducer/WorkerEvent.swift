@@ -106,7 +106,8 @@ extension WorkerSpec {
         .object([
             "command": .array(command.map { .string($0) }), "cpu_millicores": .optional(cpuMillicores),
             "grace_ms": .int(graceMilliseconds), "log_head_bytes": .int(logHeadBytes), "log_tail_bytes": .int(logTailBytes),
-            "memory_bytes": .optional(memoryBytes), "path": .optional(path), "request": .optional(request),
+            "memory_bytes": .optional(memoryBytes), "path": .optional(path), "pool": .optional(pool),
+            "request": .optional(request),
             "restart": .string(restart.rawValue),
             "task": .optional(task), "tenant": .optional(tenant), "timeout_ms": .optional(timeoutMilliseconds),
             "tokens": .optional(tokens), "type": .string(type), "workdir": .optional(workingDirectory),
@@ -140,7 +141,7 @@ extension WorkerSpec {
             logHeadBytes: count("log_head_bytes", atMost: size) ?? 10 * 1024,
             logTailBytes: count("log_tail_bytes", atMost: size) ?? 30 * 1024,
             workingDirectory: json["workdir"]?.stringValue, path: json["path"]?.stringValue,
-            request: json["request"]?.stringValue)
+            request: json["request"]?.stringValue, pool: json["pool"]?.stringValue)
         if malformed { return nil }
     }
 }

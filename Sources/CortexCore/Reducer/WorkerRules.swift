@@ -46,7 +46,15 @@ enum WorkerRules {
             promote(evidence, recordID, time, &state)
             return .workerExited(worker: id, restarting: false)
         case .stop(let id):
-            guard var worker = state.workers.live[id] else { return unknown(id, before: position, state.workers) }
+            guard var worker = state.workers.live[id] else {
+                // A lost pool member not yet replaced: stopping it cancels the replacement it is owed
+                // (`cortex pool stop` leaves nothing to start again).
+                if let owed = state.workers.owedReplacements.firstIndex(where: { $0.worker == id }) {
+                    state.workers.owedReplacements.remove(at: owed)
+                    return .stopping(worker: id)
+                }
+                return unknown(id, before: position, state.workers)
+            }
             switch worker.status {
             case .queued:
                 worker.endRecord = recordID
@@ -187,7 +195,13 @@ enum WorkerRules {
     {
         var promoted: [String] = []
         while let id = state.workers.queue.first, var worker = state.workers.live[id] {
-            guard case .success(let allocation) = admit(worker.spec, id: id, evidence, at: time, in: &state) else {
+            let admission = admit(worker.spec, id: id, evidence, at: time, in: &state)
+            guard case .success(let allocation) = admission else {
+                // What holds the head of the queue now (`cortex status` names it).
+                if case .failure(let refusal) = admission, worker.queuedReason != refusal.reason {
+                    worker.queuedReason = refusal.reason
+                    state.workers.live[id] = worker
+                }
                 break
             }
             state.workers.queue.removeFirst()
@@ -234,9 +248,5 @@ enum WorkerRules {
         return .rejected("no worker \(id)")
     }
 
-    private static func millis(_ value: Int64) -> String {
-        let whole = value / 1000
-        let fraction = abs(value % 1000)
-        return fraction == 0 ? "\(whole)" : "\(whole).\(String(fraction / 100))"
-    }
+    static func millis(_ value: Int64) -> String { Values.thousandths(value) }
 }
