@@ -114,6 +114,8 @@ public enum PoolTool {
         // Owed replacements first, so no reaper starts one while the members stop.
         for id in owed + live.map(\.id) where try stopMember(id, in: store) { stopped.append(id) }
         store.publishAfterRecording()
+        // Queued members ended: the spawns queued behind them may fit now.
+        WorkerSupervision.startQueuedThatFitAfterRecording(store)
         if let grace { killAfter(grace, members(name, in: store.state), layout: store.layout) }
         return Report(
             exitCode: stopped.isEmpty ? 1 : 0, text: stopped.map { "\($0) stopping" }.joined(separator: "\n"),
@@ -154,6 +156,7 @@ public enum PoolTool {
             var stopped: [String] = []
             for id in victims where try stopMember(id, in: store) { stopped.append(id) }
             store.publishAfterRecording()
+            WorkerSupervision.startQueuedThatFitAfterRecording(store)
             return Report(
                 text: stopped.map { "\($0) stopping" }.joined(separator: "\n"), json: poolJSON(name, [], stopped))
         }
