@@ -28,7 +28,7 @@ public enum CortexTool {
                 CommandSpec(
                     name: "cortex status",
                     abstract:
-                        "One screen: workers against capacity, tasks by status and priority, tokens, the reaper, journal health. Exits 1 when something needs a person (lost workers not yet reaped, a damaged journal line, the budget exhausted with work waiting), the reasons on stderr.",
+                        "One screen: workers against capacity, tasks by status and priority, tokens, the reaper, journal health. Exits 1 when something needs a person (lost workers not yet reaped, spawns queued longer than queued_spawn_alarm (config.json, default 2m) with the limit holding them, a damaged journal line, the budget exhausted with work waiting), the reasons on stderr.",
                     examples: [
                         "cortex status", "cortex status --json | jq .budget.available",
                         "cortex status >/dev/null || echo 'needs attention'   # cron or a health check",

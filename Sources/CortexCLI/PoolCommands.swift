@@ -96,6 +96,15 @@ public enum PoolTool {
         return true
     }
 
+    /// Cancels the replacement lost member `id` is owed; true when this call did.
+    static func cancelReplacement(_ id: String, in store: CoordinationStore) throws(CortexError) -> Bool {
+        let request = store.state.workers.owedReplacements.first { $0.worker == id }?.spec.request
+        guard case .stopping = try store.submit(.worker(.cancelReplacement(worker: id))).outcome else { return false }
+        // Nothing can start from its request any more.
+        if let request, store.state.workers.holder(ofRequest: request) == nil { WorkerRequest.remove(request, in: store.layout) }
+        return true
+    }
+
     static func stop(_ invocation: Invocation) throws(CortexError) -> Report {
         let name = try Values.validateIdentifier(invocation.arguments.positionals[0], what: "pool name")
         let grace = try invocation.arguments.value("grace").map { (text) throws(CortexError) in
@@ -112,7 +121,8 @@ public enum PoolTool {
         }
         var stopped: [String] = []
         // Owed replacements first, so no reaper starts one while the members stop.
-        for id in owed + live.map(\.id) where try stopMember(id, in: store) { stopped.append(id) }
+        for id in owed where try cancelReplacement(id, in: store) { stopped.append(id) }
+        for id in live.map(\.id) where try stopMember(id, in: store) { stopped.append(id) }
         store.publishAfterRecording()
         // Queued members ended: the spawns queued behind them may fit now.
         WorkerSupervision.startQueuedThatFitAfterRecording(store)
@@ -152,9 +162,13 @@ public enum PoolTool {
         if target == size { return Report(text: "pool \(name) has \(size) members", json: poolJSON(name, [], [])) }
         if target < size {
             // The newest go first: owed replacements (never started), then the newest members.
-            let victims = Array((current.map(\.id) + owed.map(\.worker)).suffix(size - target).reversed())
+            let owedIDs = owed.map(\.worker)
+            let victims = Array((current.map(\.id) + owedIDs).suffix(size - target).reversed())
             var stopped: [String] = []
-            for id in victims where try stopMember(id, in: store) { stopped.append(id) }
+            for id in victims {
+                let ended = owedIDs.contains(id) ? try cancelReplacement(id, in: store) : try stopMember(id, in: store)
+                if ended { stopped.append(id) }
+            }
             store.publishAfterRecording()
             WorkerSupervision.startQueuedThatFitAfterRecording(store)
             return Report(

@@ -39,7 +39,7 @@ public enum ReapTool {
                 examples: [
                     "* * * * * cortex-reap --dir /srv/cortex/coordination >>/var/log/cortex-reap.log 2>&1   # crontab",
                     "\(name) --dry-run", "\(name) --json | jq .lost",
-                    "\(name) --every 30s   # long-lived (examples/cortex-reap.service)",
+                    "\(name) --every 30s   # long-lived (examples/cortex-reap-every.service)",
                 ]),
             body: reap)
     }

@@ -15,7 +15,7 @@ public enum SpawnTool {
             CommandSpec(
                 name: name,
                 abstract:
-                    "Start a supervised worker if pool, CPU, memory and tokens allow; else queue it (exit 75) or, with --no-queue, refuse (exit 1). Prints the worker id.",
+                    "Start a supervised worker if pool, CPU, memory and tokens allow; else queue it (exit 75) or, with --no-queue, refuse (exit 1). One that can never fit (more cores or memory than the machine has, a pool over max_workers) is refused at once (exit 1). Prints the worker id.",
                 positionals: [PositionalSpec("COMMAND", "The worker's program and its arguments (after --).", rest: true)],
                 options: [
                     .value("type", "TYPE", "The worker's type (default: default); per-type limits apply."),

@@ -46,15 +46,7 @@ enum WorkerRules {
             promote(evidence, recordID, time, &state)
             return .workerExited(worker: id, restarting: false)
         case .stop(let id):
-            guard var worker = state.workers.live[id] else {
-                // A lost pool member not yet replaced: stopping it cancels the replacement it is owed
-                // (`cortex pool stop` leaves nothing to start again).
-                if let owed = state.workers.owedReplacements.firstIndex(where: { $0.worker == id }) {
-                    state.workers.owedReplacements.remove(at: owed)
-                    return .stopping(worker: id)
-                }
-                return unknown(id, before: position, state.workers)
-            }
+            guard var worker = state.workers.live[id] else { return unknown(id, before: position, state.workers) }
             switch worker.status {
             case .queued:
                 worker.endRecord = recordID
@@ -68,6 +60,13 @@ enum WorkerRules {
             return .stopping(worker: id)
         case .promote(let evidence):
             return .promoted(workers: promote(evidence, recordID, time, &state))
+        case .cancelReplacement(let id):
+            // `cortex pool stop`: a lost member not yet replaced is never replaced.
+            guard let owed = state.workers.owedReplacements.firstIndex(where: { $0.worker == id }) else {
+                return .refused("\(id) is owed no replacement")
+            }
+            state.workers.owedReplacements.remove(at: owed)
+            return .stopping(worker: id)
         case .replace(let id, let evidence):
             guard let index = state.workers.owedReplacements.firstIndex(where: { $0.worker == id }) else {
                 return .refused("\(id) is owed no replacement (never lost, not restartable, or already replaced)")
