@@ -58,6 +58,29 @@ struct PoolTests {
         #expect(unknown.exitCode == 66, "\(unknown)")
     }
 
+    /// A reaper killed between declaring a member lost and replacing it leaves a replacement owed:
+    /// `pool stop` cancels it, so the next reaper starts nothing.
+    @Test func poolStopCancelsAReplacementOwedButNotYetSpawned() throws {
+        let sandbox = try SpawnSandbox()
+        let spawned = try sandbox.spawn(["--pool", "1", "--name", "solo", "--", "sleep", "1000"])
+        #expect(spawned.exitCode == 0, "\(spawned)")
+        let id = spawned.stdout.trimmingCharacters(in: .newlines)
+        let shown = try sandbox.waitUntilShown(id, "runs") { identity($0, "process") != nil }
+        kill(try #require(identity(shown, "supervisor")).pid, SIGKILL)
+        kill(-(try #require(identity(shown, "process")).pid), SIGKILL)
+        let store = try CoordinationStore.open(root: sandbox.root, createIfMissing: false)
+        _ = try store.submit(.workerLost(worker: id, reason: "test: the reaper was killed after this record"))
+        #expect(store.state.workers.owedReplacements.map(\.worker) == [id])
+        #expect(try poolRow(sandbox, "solo")?.int("wanted") == 1)
+
+        let stopped = try sandbox.tool(["cortex", "pool", "stop", "solo", "--dir", sandbox.root])
+        #expect(stopped.exitCode == 0 && stopped.stdout.contains(id), "\(stopped)")
+        let reaped = try sandbox.tool(["cortex-reap", "--dir", sandbox.root, "--json"])
+        #expect(reaped.json?["restarted"]?.arrayValue?.isEmpty == true, "\(reaped)")
+        #expect(try foldJournal(sandbox.directory).state.workers.issued == 1, "no replacement was spawned")
+        try sandbox.expectNoProcessesLeft()
+    }
+
     @Test func poolListNamesMembersAndScaleGrowsAndShrinks() throws {
         let sandbox = try SpawnSandbox()
         let spawned = try sandbox.spawn(["--pool", "1", "--", "sleep", "1000"])
