@@ -60,6 +60,14 @@ _cortex_complete() {
     esac
     return
   fi
+  # A pool's or a worker's name where one goes: asked of the folder (--dir or $CORTEX_DIR).
+  if [[ $cur != -* && ${path[*]:1} =~ ^(pool (stop|scale)|worker (show|logs|stop))$ ]]; then
+    local dir=() noun=${path[1]}
+    for ((i = 1; i < COMP_CWORD; i++)); do [[ ${COMP_WORDS[i]} == --dir ]] && dir=(--dir "${COMP_WORDS[i + 1]}"); done
+    COMPREPLY=($(compgen -W "$("${path[0]}" "$noun" list "${dir[@]}" 2>/dev/null | awk -v noun="$noun" \
+      'noun == "pool" && $0 != "no pools" { print $1 } noun == "worker" && NR > 1 { print $1 }')" -- "$cur"))
+    return
+  fi
   if [[ $cur == -* ]]; then
     COMPREPLY=($(compgen -W "$(_cortex_flags all "${path[@]}") --" -- "$cur"))
   else

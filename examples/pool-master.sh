@@ -14,8 +14,9 @@ tasks=${2:-20}
 cortex init >/dev/null
 # Feasibility is checked before anything starts: pool capacity (max_workers), CPU, memory and
 # tokens. What does not fit now is queued (exit 75) and starts when a place frees.
-pool=$(IDLE_LIMIT=30s cortex-spawn --pool "$workers" --type demo -- bash "$here/task-worker.sh") || [ $? -eq 75 ]
-echo "pool: $(echo $pool)"
+# Named, so one command reaches every member, replacements of lost ones included.
+pool=$(IDLE_LIMIT=30s cortex-spawn --pool "$workers" --name demo-pool --type demo -- bash "$here/task-worker.sh") || [ $? -eq 75 ]
+echo "pool demo-pool: $(echo $pool)"
 
 for i in $(seq "$tasks"); do
   cortex-task create --type demo --description "sleep 0.$((RANDOM % 4)); echo item $i" >/dev/null
@@ -36,5 +37,6 @@ if [ "$status" -eq 75 ]; then
 fi
 cortex status
 
-# Drain the pool: each member gets SIGTERM through its supervisor and is not restarted.
-for worker in $pool; do cortex worker stop "$worker" >/dev/null; done
+# Drain the pool: every member (and any replacement the reaper started) gets SIGTERM through
+# its supervisor and is not restarted.
+cortex pool stop demo-pool >/dev/null

@@ -28,7 +28,7 @@ public enum CortexTool {
                 CommandSpec(
                     name: "cortex status",
                     abstract:
-                        "One screen: workers against capacity, tasks by status and priority, tokens, the reaper, journal health. Exits 1 when something needs a person (lost workers not yet reaped, a damaged journal line, the budget exhausted with work waiting), the reasons on stderr.",
+                        "One screen: workers against capacity, tasks by status and priority, tokens, the reaper, journal health. Exits 1 when something needs a person (lost workers not yet reaped, spawns queued longer than queued_spawn_alarm (config.json, default 2m) with the limit holding them, a damaged journal line, the budget exhausted with work waiting), the reasons on stderr.",
                     examples: [
                         "cortex status", "cortex status --json | jq .budget.available",
                         "cortex status >/dev/null || echo 'needs attention'   # cron or a health check",
@@ -114,9 +114,19 @@ public enum CortexTool {
             (
                 "worker",
                 ToolSpec(
-                    name: "cortex worker", abstract: "Supervised workers: list, show, stop, heartbeat.",
+                    name: "cortex worker", abstract: "Supervised workers: list, show, logs, stop, heartbeat.",
                     commands: WorkerTool.commands(prefix: "cortex worker"),
-                    examples: ["cortex worker list", "cortex worker stop w-1.5042   # SIGTERM, SIGKILL after --grace"])
+                    examples: [
+                        "cortex worker list", "cortex worker logs w-1.5042 -f",
+                        "cortex worker stop w-1.5042   # SIGTERM, SIGKILL after --grace",
+                    ])
+            ),
+            (
+                "pool",
+                ToolSpec(
+                    name: "cortex pool", abstract: "Pools of workers (cortex-spawn --pool N --name NAME) as a unit: list, stop, scale.",
+                    commands: PoolTool.commands(prefix: "cortex pool"),
+                    examples: ["cortex pool list", "cortex pool stop builders", "cortex pool scale builders 8"])
             ),
         ])
 

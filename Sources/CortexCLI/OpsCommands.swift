@@ -42,6 +42,17 @@ enum OpsCommands {
                 attention.append("\(worker.id) cannot start: its request file is gone (cortex-reap ends it)")
             }
         }
+        // Spawns waiting past `queued_spawn_alarm`: a stall a person must see, with what holds them.
+        let stalled = workers.queue.compactMap { workers.live[$0] }.filter {
+            now - $0.requestedMilliseconds > config.queuedSpawnAlarmMilliseconds
+        }
+        if let oldest = stalled.first {
+            let head = workers.queue.first.flatMap { workers.live[$0] }
+            let holding = head?.queuedReason ?? oldest.queuedReason ?? "waiting for room"
+            attention.append(
+                "\(stalled.count) spawn\(stalled.count == 1 ? "" : "s") queued longer than \(duration(config.queuedSpawnAlarmMilliseconds)) (oldest \(oldest.id), \(duration(now - oldest.requestedMilliseconds))), held by \(holding)"
+            )
+        }
         struct TypeCounts {
             var running = 0
             var idle = 0

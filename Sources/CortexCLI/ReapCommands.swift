@@ -27,6 +27,10 @@ public enum ReapTool {
                     .value(
                         "archive-retention", "D",
                         "Remove archived journal segments older than D from journal/archive/ (default: config archive_retention, 7d)."),
+                    .value(
+                        "every", "D",
+                        "Run as a service: reap, sleep D, again, until SIGTERM or SIGINT (exit 0); for systemd Type=simple instead of cron."
+                    ),
                     .value("metrics-out", "FILE", "Also write 'cortex metrics' to FILE atomically (node_exporter's textfile collector)."),
                     .value(
                         "temp-grace", "D",
@@ -35,6 +39,7 @@ public enum ReapTool {
                 examples: [
                     "* * * * * cortex-reap --dir /srv/cortex/coordination >>/var/log/cortex-reap.log 2>&1   # crontab",
                     "\(name) --dry-run", "\(name) --json | jq .lost",
+                    "\(name) --every 30s   # long-lived (examples/cortex-reap-every.service)",
                 ]),
             body: reap)
     }
@@ -64,6 +69,30 @@ public enum ReapTool {
     }
 
     static func reap(_ invocation: Invocation) throws(CortexError) -> Report {
+        guard let every = invocation.arguments.value("every") else { return try reapOnce(invocation) }
+        let interval = try Values.parseDurationMilliseconds(every)
+        guard interval >= 100 else { throw .badInput("invalid --every '\(Values.printable(every))': at least 100ms") }
+        if invocation.arguments.has("dry-run") { throw .usage("--every runs the reaper; it cannot be a --dry-run") }
+        // SIGTERM and SIGINT stay pending while a run works (blocked; supervisors it starts get
+        // a clean mask from the spawner) and end the sleep between runs: a stop never cuts a run.
+        WorkerSupervision.blockStopSignals()
+        var runs = 0
+        while true {
+            do throws(CortexError) {
+                Output.print(try reapOnce(invocation), json: invocation.arguments.has("json"), command: "cortex-reap")
+            } catch {
+                // The first run's failure (no folder, bad config) is the caller's; later ones wait for the next run.
+                if runs == 0 { throw error }
+                WorkerSupervision.warn("\(error.description); next run in \(every)")
+            }
+            runs += 1
+            if WorkerSupervision.waitForStop(milliseconds: interval) { break }
+        }
+        return Report(text: "", json: .null)
+    }
+
+    /// One reaper run (`cortex-reap` without `--every`).
+    static func reapOnce(_ invocation: Invocation) throws(CortexError) -> Report {
         let arguments = invocation.arguments
         let dryRun = arguments.has("dry-run")
         let store = try invocation.openStore()

@@ -15,7 +15,7 @@ public enum SpawnTool {
             CommandSpec(
                 name: name,
                 abstract:
-                    "Start a supervised worker if pool, CPU, memory and tokens allow; else queue it (exit 75) or, with --no-queue, refuse (exit 1). Prints the worker id.",
+                    "Start a supervised worker if pool, CPU, memory and tokens allow; else queue it (exit 75) or, with --no-queue, refuse (exit 1). One that can never fit (more cores or memory than the machine has, a pool over max_workers) is refused at once (exit 1). Prints the worker id.",
                 positionals: [PositionalSpec("COMMAND", "The worker's program and its arguments (after --).", rest: true)],
                 options: [
                     .value("type", "TYPE", "The worker's type (default: default); per-type limits apply."),
@@ -27,6 +27,10 @@ public enum SpawnTool {
                     .value("timeout", "D", "SIGTERM to its process group after D (e.g. 10m), SIGKILL after --grace."),
                     .value("grace", "D", "Between SIGTERM and SIGKILL (default 10s)."),
                     .value("pool", "N", "Start N persistent workers (one id per line); default restart: always."),
+                    .value(
+                        "name", "NAME",
+                        "The pool's name (cortex pool list|stop|scale NAME); replacements of lost members keep it. A --pool without one is named TYPE-XXXXXX, printed on stderr."
+                    ),
                     .value("restart", "POLICY", "never, on-failure or always (default never; always with --pool)."),
                     .value("log-head", "SIZE", "Bytes of stdout/stderr kept from the start (default 10K)."),
                     .value("log-tail", "SIZE", "Bytes of stdout/stderr kept from the end (default 30K)."),
@@ -35,7 +39,7 @@ public enum SpawnTool {
                 ],
                 examples: [
                     "w=$(\(name) --type review --tokens 20000 -- ./review.sh \"$pr\") || echo \"queued or refused: $?\"",
-                    "\(name) --pool 4 --type build -- bash examples/task-worker.sh",
+                    "\(name) --pool 4 --name builders --type build -- bash examples/task-worker.sh   # cortex pool stop builders",
                     "\(name) --no-queue --memory 2G --cpu 1 --timeout 30m -- python3 train.py",
                 ]),
             body: spawn)
@@ -136,6 +140,7 @@ public enum SpawnTool {
         if let pool, pool < 1 || pool > 1000 { throw .badInput("--pool must be between 1 and 1000") }
         if pool != nil && arguments.has("foreground") { throw .usage("--foreground runs one worker; it cannot start a --pool") }
         var spec = WorkerSpec(type: try arguments.identifier("type") ?? "default", command: command)
+        spec.pool = try arguments.identifier("name")
         spec.task = try arguments.identifier("task")
         spec.tokens = try arguments.tokens("tokens")
         if spec.tokens == 0 { throw .badInput("--tokens must be at least 1") }
@@ -162,6 +167,15 @@ public enum SpawnTool {
         let store = try invocation.openStore()
         // The folder's rule for a run that reports no tokens used travels in the spec (the fold has no config).
         spec.unreportedTokens = store.config.unreportedTokens
+        if let never = neverFits(spec, count: pool ?? 1, config: store.config) {
+            return Report(exitCode: 1, text: "", json: .object(["refused": .string(never)]), diagnostic: "not started: \(never)")
+        }
+        var poolNotice: String?
+        if pool != nil && spec.pool == nil {
+            // Named so `cortex pool` can reach every member (and the replacements the master never sees).
+            spec.pool = spec.type + "-" + POSIX.randomHex(bytes: 3)
+            poolNotice = "pool \(spec.pool!)"
+        }
         let evidence = MachineEvidence.observe(store.config)
         var rows: [JSONValue] = []
         var lines: [String] = []
@@ -212,7 +226,10 @@ public enum SpawnTool {
         do { _ = try WorkerSupervision.launch(toLaunch, layout: store.layout) } catch {
             store.warn("no supervisor started yet (\(error.description)); cortex-reap starts it")
         }
-        let json = JSONValue.object(["workers": .array(rows)])
+        var jsonMembers = [JSONMember("workers", .array(rows))]
+        if let name = spec.pool { jsonMembers.append(JSONMember("pool", .string(name))) }
+        let json = JSONValue.object(jsonMembers)
+        if let poolNotice { WorkerSupervision.warn(poolNotice) }
         if let refusal {
             return Report(exitCode: 1, text: lines.joined(separator: "\n"), json: json, diagnostic: "not started: \(refusal)")
         }
@@ -220,5 +237,27 @@ public enum SpawnTool {
             return Report(exitCode: 75, text: lines.joined(separator: "\n"), json: json, diagnostic: queuedReasons.joined(separator: "; "))
         }
         return Report(exitCode: 0, text: lines.joined(separator: "\n"), json: json)
+    }
+
+    /// Why a spawn of `count` workers like `spec` can never start on this machine with this
+    /// config, whatever else ends (nil when it can): refused at once rather than queued forever.
+    static func neverFits(_ spec: WorkerSpec, count: Int64, config: CortexConfig) -> String? {
+        let cores = Int64(SystemProbe.cores)
+        if let cpu = spec.cpuMillicores, cpu > cores * 1000 {
+            return "CPU: \(Values.thousandths(cpu)) cores requested, the machine has \(cores); it can never start"
+        }
+        if let memory = spec.memoryBytes, let total = SystemProbe.totalMemoryBytes(), memory > total {
+            return "memory: \(memory) bytes requested, the machine has \(total); it can never start"
+        }
+        if count > Int64(config.maxWorkers) {
+            return "\(count) workers asked for, more than max_workers (\(config.maxWorkers)) can ever run at once"
+        }
+        if let limit = config.typeLimits[spec.type], count > limit {
+            return "\(count) workers of type \(spec.type) asked for, more than its type_limits (\(limit)) can ever run at once"
+        }
+        if let cpu = spec.cpuMillicores, cpu.saturatingMultiply(count) > cores * 1000 {
+            return "CPU: \(count) × \(Values.thousandths(cpu)) cores requested, the machine has \(cores); they can never all run"
+        }
+        return nil
     }
 }

@@ -1,7 +1,7 @@
 import CortexCore
 import Glibc
 
-/// `cortex worker list|show|stop|heartbeat`: supervised workers as a resource (SPEC.md).
+/// `cortex worker list|show|logs|stop|heartbeat`: supervised workers as a resource (SPEC.md).
 public enum WorkerTool {
     /// The commands, named under `prefix` (`cortex worker`).
     public static func commands(prefix: String) -> [Command] {
@@ -14,10 +14,24 @@ public enum WorkerTool {
                 body: list),
             Command(
                 CommandSpec(
-                    name: "\(prefix) show", abstract: "One worker: state, pid, start time, restarts, exit, heartbeat age, logs.",
+                    name: "\(prefix) show",
+                    abstract:
+                        "One worker in words: state, command, pool, pid, when it started (local time) and how long ago, restarts, how its last run ended, heartbeat age, logs. --json: the record fields, for scripts.",
                     positionals: [PositionalSpec("WORKER", "The worker id (w-1.5042).")],
-                    examples: ["\(prefix) show w-1.5042", "tail \"$(\(prefix) show w-1.5042 --json | jq -r .stderr_log)\""]),
+                    examples: ["\(prefix) show w-1.5042", "\(prefix) show w-1.5042 --json | jq -r .last_exit"]),
                 body: show),
+            Command(
+                CommandSpec(
+                    name: "\(prefix) logs",
+                    abstract:
+                        "Print a worker's stdout (or stderr) as its supervisor keeps it: the head, a line saying what was left out, the tail. -f follows it, across restarts, until the worker ends.",
+                    positionals: [PositionalSpec("WORKER", "The worker id.")],
+                    options: [
+                        .flag("follow", "Keep printing what it writes until the worker ends.", short: "f"),
+                        .flag("stderr", "Its stderr instead of its stdout."),
+                    ],
+                    examples: ["\(prefix) logs w-1.5042", "\(prefix) logs w-1.5042 -f --stderr"]),
+                body: logs),
             Command(
                 CommandSpec(
                     name: "\(prefix) stop",
@@ -68,11 +82,122 @@ public enum WorkerTool {
         let id = try Values.validateIdentifier(invocation.arguments.positionals[0], what: "worker id")
         let store = try invocation.openStore()
         guard let worker = store.state.workers.worker(id) else { throw .notFound("no worker \(id) (or it ended long ago)") }
-        let json = workerJSON(worker, store.layout, POSIX.wallClockMilliseconds())
-        let lines = (json.objectMembers ?? []).sorted { $0.key < $1.key }.map { member -> String in
-            padded(member.key, to: 16) + (member.value.stringValue ?? member.value.jsonText)
+        let now = POSIX.wallClockMilliseconds()
+        let json = workerJSON(worker, store.layout, now)
+        return Report(text: describe(worker, store.layout, now: now).joined(separator: "\n"), json: json)
+    }
+
+    /// Worker `worker` as a person reads it: one `label  value` line per fact that applies.
+    static func describe(_ worker: WorkerEntry, _ layout: CoordinationLayout, now: Int64) -> [String] {
+        var rows: [(String, String)] = [("worker", worker.id), ("status", worker.status.rawValue)]
+        if let reason = worker.queuedReason, worker.status == .queued { rows.append(("waiting for", reason)) }
+        if let reason = worker.lostReason { rows.append(("lost because", reason)) }
+        rows.append(("type", worker.spec.type))
+        if let pool = worker.spec.pool { rows.append(("pool", pool)) }
+        rows.append(("command", worker.spec.command.map { Values.printable($0) }.joined(separator: " ")))
+        if let task = worker.spec.task { rows.append(("task", task)) }
+        if let process = worker.process { rows.append(("pid", "\(process.pid)")) }
+        if let supervisor = worker.supervisor { rows.append(("supervisor pid", "\(supervisor.pid)")) }
+        rows.append(("requested", when(worker.requestedMilliseconds, now: now)))
+        if let started = worker.startedMilliseconds { rows.append(("started", when(started, now: now))) }
+        if let ended = worker.endedMilliseconds { rows.append(("ended", when(ended, now: now))) }
+        rows.append(("restart", worker.spec.restart.rawValue + (worker.restarts > 0 ? ", restarted \(worker.restarts) times" : "")))
+        if let exit = worker.lastExit {
+            rows.append(("last run", exitInWords(exit) + (worker.timedOut ? " (its timeout fired)" : "")))
         }
-        return Report(text: lines.joined(separator: "\n"), json: json)
+        if let allocation = worker.allocation { rows.append(("tokens", "\(worker.spec.tokens ?? 0) reserved (\(allocation))")) }
+        if worker.status.holdsCapacity {
+            let age = layout.heartbeatAge(worker.id, nowMilliseconds: now)
+            rows.append(("heartbeat", age.map { "\(Int($0))s ago" } ?? "none yet"))
+        }
+        rows.append(("stdout", layout.worker(worker.id) + "/stdout.log"))
+        rows.append(("stderr", layout.worker(worker.id) + "/stderr.log"))
+        return rows.map { padded($0.0, to: 16) + $0.1 }
+    }
+
+    /// `2026-12-07 04:12:03 (3m05s ago)` in local time.
+    static func when(_ milliseconds: Int64, now: Int64) -> String {
+        var seconds = time_t(milliseconds / 1000)
+        var parts = tm()
+        localtime_r(&seconds, &parts)
+        func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
+        let date = "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))"
+        let clock = "\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec))"
+        return "\(date) \(clock) (\(OpsCommands.duration(max(0, now - milliseconds))) ago)"
+    }
+
+    /// `exited with code 3`, `killed by SIGKILL`.
+    static func exitInWords(_ exit: ProcessExit) -> String {
+        switch exit {
+        case .exited(let code): code == 0 ? "exited successfully" : "exited with code \(code)"
+        case .signaled(let signal): "killed by \(signalName(signal))"
+        }
+    }
+
+    /// `SIGTERM` for 15; `signal 40` for one without a common name.
+    static func signalName(_ signal: Int32) -> String {
+        let names: [Int32: String] = [
+            SIGHUP: "SIGHUP", SIGINT: "SIGINT", SIGQUIT: "SIGQUIT", SIGILL: "SIGILL", SIGABRT: "SIGABRT", SIGBUS: "SIGBUS",
+            SIGFPE: "SIGFPE", SIGKILL: "SIGKILL", SIGUSR1: "SIGUSR1", SIGSEGV: "SIGSEGV", SIGUSR2: "SIGUSR2", SIGPIPE: "SIGPIPE",
+            SIGALRM: "SIGALRM", SIGTERM: "SIGTERM", SIGXCPU: "SIGXCPU", SIGXFSZ: "SIGXFSZ",
+        ]
+        return names[signal] ?? "signal \(signal)"
+    }
+
+    /// The most of one log `cortex worker logs` reads: far above the head and tail a supervisor keeps.
+    static let logReadLimit = 64 << 20
+
+    static func logs(_ invocation: Invocation) throws(CortexError) -> Report {
+        let id = try Values.validateIdentifier(invocation.arguments.positionals[0], what: "worker id")
+        let stream = invocation.arguments.has("stderr") ? "stderr" : "stdout"
+        let store = try invocation.openStore()
+        guard let worker = store.state.workers.worker(id) else {
+            if IssuedID.issued(id, .worker, before: store.position, counted: store.state.workers.issued),
+                let bytes = readLog(store.layout, id, stream)
+            {
+                return Report(text: String(decoding: bytes, as: UTF8.self), json: .null)
+            }
+            throw .notFound("no worker \(id) (or it ended long ago)")
+        }
+        var shown = readLog(store.layout, id, stream) ?? []
+        guard invocation.arguments.has("follow") else {
+            return Report(
+                text: String(decoding: shown, as: UTF8.self),
+                json: .object(["log": .string(String(decoding: shown, as: UTF8.self)), "worker": .string(id)]))
+        }
+        Terminal.writeOut(String(decoding: shown, as: UTF8.self))
+        var ended = worker.status.isFinal
+        while !ended {
+            _ = WorkerSupervision.waitForStop(milliseconds: 300)
+            let status = (try? invocation.openStore())?.state.workers.worker(id)?.status
+            ended = status?.isFinal ?? true
+            let now = readLog(store.layout, id, stream) ?? []
+            Terminal.writeOut(String(decoding: unseen(now, after: shown), as: UTF8.self))
+            shown = now
+        }
+        return Report(text: "", json: .null)
+    }
+
+    /// The log `stream` of worker `id` through the folder, or nil when it has none.
+    static func readLog(_ layout: CoordinationLayout, _ id: String, _ stream: String) -> [UInt8]? {
+        try? layout.folder.readFile(layout.worker(id) + "/\(stream).log", limit: logReadLimit)
+    }
+
+    /// What `now` holds that was not printed from `before`: the bytes after `before` when the log
+    /// only grew, after the last part of `before` found in `now` when the supervisor rewrote it
+    /// (head and tail), and all of it, after a line saying so, when a restart began it again.
+    static func unseen(_ now: [UInt8], after before: [UInt8]) -> [UInt8] {
+        if now == before { return [] }
+        if now.starts(with: before) { return Array(now[before.count...]) }
+        let overlap = before.suffix(256)
+        if !overlap.isEmpty, now.count >= overlap.count {
+            var start = now.count - overlap.count
+            while start >= 0 {
+                if now[start..<(start + overlap.count)].elementsEqual(overlap) { return Array(now[(start + overlap.count)...]) }
+                start -= 1
+            }
+        }
+        return Array("[… log started again by cortex …]\n".utf8) + now
     }
 
     static func stop(_ invocation: Invocation) throws(CortexError) -> Report {

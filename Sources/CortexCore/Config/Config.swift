@@ -28,6 +28,8 @@ public struct CortexConfig: Equatable, Sendable {
     /// What a spawned worker's run that reports no tokens used is charged for what it reserved
     /// (`unreported_tokens`: `reserved`, all of it, the default; or `zero`).
     public var unreportedTokens: UnreportedTokens = .reserved
+    /// Spawns queued longer than this make `cortex status` ask for attention (`queued_spawn_alarm`).
+    public var queuedSpawnAlarmMilliseconds: Int64 = 120_000
 
     /// The defaults.
     public init() {}
@@ -38,6 +40,7 @@ public struct CortexConfig: Equatable, Sendable {
             "archive_retention": .string("\(archiveRetentionMilliseconds / 1000)s"),
             "format": 1, "heartbeat_timeout": .string("\(heartbeatTimeoutMilliseconds / 1000)s"),
             "max_load_per_core": .double(Double(maxLoadPerCoreMillis) / 1000), "max_workers": .int(maxWorkers),
+            "queued_spawn_alarm": .string("\(queuedSpawnAlarmMilliseconds / 1000)s"),
             "result_ttl": .string("\(resultRetentionMilliseconds / 1000)s"), "rotate_bytes": .int(reaperRotateBytes),
             "type_limits": .object(typeLimits.sorted { $0.key < $1.key }.map { JSONMember($0.key, .int($0.value)) }),
             "segment_max_bytes": .int(segmentMaxBytes),
@@ -73,6 +76,13 @@ public struct CortexConfig: Equatable, Sendable {
                 throw .configuration("\(path): 'heartbeat_timeout' must be a duration such as 60s or 5m")
             }
             heartbeatTimeoutMilliseconds = milliseconds
+        }
+        if let raw = json["queued_spawn_alarm"] {
+            let text = raw.stringValue ?? raw.intValue.map(String.init) ?? ""
+            guard let milliseconds = try? Values.parseDurationMilliseconds(text) else {
+                throw .configuration("\(path): 'queued_spawn_alarm' must be a duration such as 2m or 30s")
+            }
+            queuedSpawnAlarmMilliseconds = milliseconds
         }
         for member in json["type_limits"]?.objectMembers ?? [] {
             guard let limit = member.value.intValue, limit >= 0, limit <= Limits.maximumCount else {

@@ -124,4 +124,20 @@ public enum Priority: String, CaseIterable, Sendable, Comparable {
         }
         return priority
     }
+
+}
+
+extension Values {
+    /// Thousandths as a decimal with no trailing zeros: 20 → `0.02`, 3300 → `3.3`, 4000 → `4`.
+    public static func thousandths(_ value: Int64) -> String {
+        let sign = value < 0 ? "-" : ""
+        let magnitude = value.magnitude
+        let whole = magnitude / 1000
+        let fraction = magnitude % 1000
+        guard fraction != 0 else { return "\(sign)\(whole)" }
+        var digits = String(fraction)
+        digits = String(repeating: "0", count: 3 - digits.count) + digits
+        while digits.hasSuffix("0") { digits.removeLast() }
+        return "\(sign)\(whole).\(digits)"
+    }
 }

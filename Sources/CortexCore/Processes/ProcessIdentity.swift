@@ -166,9 +166,15 @@ public enum SystemProbe {
     }
 
     /// `MemAvailable` from `/proc/meminfo`, in bytes, or nil.
-    public static func availableMemoryBytes() -> Int64? {
+    public static func availableMemoryBytes() -> Int64? { memoryInfo("MemAvailable:") }
+
+    /// `MemTotal` from `/proc/meminfo`, in bytes, or nil: a spawn asking for more can never start.
+    public static func totalMemoryBytes() -> Int64? { memoryInfo("MemTotal:") }
+
+    /// The value of `/proc/meminfo` line `key` (in kB there), in bytes, or nil.
+    static func memoryInfo(_ key: String) -> Int64? {
         guard let text = try? POSIX.readFile("/proc/meminfo") else { return nil }
-        for line in text.split(separator: 0x0A) where line.starts(with: Array("MemAvailable:".utf8)) {
+        for line in text.split(separator: 0x0A) where line.starts(with: Array(key.utf8)) {
             let digits = line.filter { (0x30...0x39).contains($0) }
             return Int64(String(decoding: digits, as: UTF8.self)).map { $0 * 1024 }
         }

@@ -17,6 +17,9 @@ public enum WorkerEvent: Equatable, Sendable {
     /// `worker.replace`: spawn the replacement a lost pool member is owed (the reaper). The first
     /// such record for a lost worker wins; later ones change nothing.
     case replace(worker: String, evidence: MachineEvidence)
+    /// `worker.cancel-replacement`: the replacement lost worker `worker` is owed is never spawned
+    /// (`cortex pool stop`). Refused when none is owed (never lost, or already replaced).
+    case cancelReplacement(worker: String)
 
     /// The record kind.
     public var kind: String {
@@ -28,6 +31,7 @@ public enum WorkerEvent: Equatable, Sendable {
         case .stop: "worker.stop"
         case .promote: "worker.promote"
         case .replace: "worker.replace"
+        case .cancelReplacement: "worker.cancel-replacement"
         }
     }
 
@@ -47,6 +51,7 @@ public enum WorkerEvent: Equatable, Sendable {
         case .stop(let worker): .object(["worker": .string(worker)])
         case .promote(let evidence): .object(["evidence": evidence.json])
         case .replace(let worker, let evidence): .object(["evidence": evidence.json, "worker": .string(worker)])
+        case .cancelReplacement(let worker): .object(["worker": .string(worker)])
         }
     }
 
@@ -95,6 +100,7 @@ public enum WorkerEvent: Equatable, Sendable {
         case "worker.stop": return .stop(worker: try worker())
         case "worker.promote": return .promote(evidence: try evidence())
         case "worker.replace": return .replace(worker: try worker(), evidence: try evidence())
+        case "worker.cancel-replacement": return .cancelReplacement(worker: try worker())
         default: return nil
         }
     }
@@ -106,7 +112,8 @@ extension WorkerSpec {
         .object([
             "command": .array(command.map { .string($0) }), "cpu_millicores": .optional(cpuMillicores),
             "grace_ms": .int(graceMilliseconds), "log_head_bytes": .int(logHeadBytes), "log_tail_bytes": .int(logTailBytes),
-            "memory_bytes": .optional(memoryBytes), "path": .optional(path), "request": .optional(request),
+            "memory_bytes": .optional(memoryBytes), "path": .optional(path), "pool": .optional(pool),
+            "request": .optional(request),
             "restart": .string(restart.rawValue),
             "task": .optional(task), "tenant": .optional(tenant), "timeout_ms": .optional(timeoutMilliseconds),
             "tokens": .optional(tokens), "type": .string(type),
@@ -142,7 +149,7 @@ extension WorkerSpec {
             logHeadBytes: count("log_head_bytes", atMost: size) ?? 10 * 1024,
             logTailBytes: count("log_tail_bytes", atMost: size) ?? 30 * 1024,
             workingDirectory: json["workdir"]?.stringValue, path: json["path"]?.stringValue,
-            request: json["request"]?.stringValue)
+            request: json["request"]?.stringValue, pool: json["pool"]?.stringValue)
         if let raw = json["unreported_tokens"], raw != .null {
             guard let rule = raw.stringValue.flatMap(UnreportedTokens.init(rawValue:)) else { return nil }
             unreportedTokens = rule

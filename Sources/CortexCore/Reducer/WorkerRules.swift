@@ -62,6 +62,13 @@ enum WorkerRules {
             return .stopping(worker: id)
         case .promote(let evidence):
             return .promoted(workers: promote(evidence, recordID, time, &state))
+        case .cancelReplacement(let id):
+            // `cortex pool stop`: a lost member not yet replaced is never replaced.
+            guard let owed = state.workers.owedReplacements.firstIndex(where: { $0.worker == id }) else {
+                return .refused("\(id) is owed no replacement")
+            }
+            state.workers.owedReplacements.remove(at: owed)
+            return .stopping(worker: id)
         case .replace(let id, let evidence):
             guard let index = state.workers.owedReplacements.firstIndex(where: { $0.worker == id }) else {
                 return .refused("\(id) is owed no replacement (never lost, not restartable, or already replaced)")
@@ -190,7 +197,13 @@ enum WorkerRules {
     {
         var promoted: [String] = []
         while let id = state.workers.queue.first, var worker = state.workers.live[id] {
-            guard case .success(let allocation) = admit(worker.spec, id: id, evidence, at: time, in: &state) else {
+            let admission = admit(worker.spec, id: id, evidence, at: time, in: &state)
+            guard case .success(let allocation) = admission else {
+                // What holds the head of the queue now (`cortex status` names it).
+                if case .failure(let refusal) = admission, worker.queuedReason != refusal.reason {
+                    worker.queuedReason = refusal.reason
+                    state.workers.live[id] = worker
+                }
                 break
             }
             state.workers.queue.removeFirst()
@@ -250,9 +263,5 @@ enum WorkerRules {
         return .rejected("no worker \(id)")
     }
 
-    private static func millis(_ value: Int64) -> String {
-        let whole = value / 1000
-        let fraction = abs(value % 1000)
-        return fraction == 0 ? "\(whole)" : "\(whole).\(String(fraction / 100))"
-    }
+    static func millis(_ value: Int64) -> String { Values.thousandths(value) }
 }

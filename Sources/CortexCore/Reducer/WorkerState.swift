@@ -65,15 +65,20 @@ public struct WorkerSpec: Equatable, Sendable {
     /// What a run that reports no `tokens_used` is charged for its reservations (`unreported_tokens`
     /// in `config.json` when it was spawned).
     public var unreportedTokens: UnreportedTokens = .reserved
+    /// The pool it belongs to (`cortex-spawn --pool N --name NAME`): `cortex pool` acts on every
+    /// member by this name, and the replacement of a lost member keeps it.
+    public var pool: String?
 
     /// A spec with defaults for what is left out.
     public init(
         type: String = "default", command: [String], task: String? = nil, tokens: Int64? = nil, tenant: String? = nil,
         cpuMillicores: Int64? = nil, memoryBytes: Int64? = nil, timeoutMilliseconds: Int64? = nil,
         graceMilliseconds: Int64 = 10_000, restart: RestartPolicy = .never, logHeadBytes: Int64 = 10 * 1024,
-        logTailBytes: Int64 = 30 * 1024, workingDirectory: String? = nil, path: String? = nil, request: String? = nil
+        logTailBytes: Int64 = 30 * 1024, workingDirectory: String? = nil, path: String? = nil, request: String? = nil,
+        pool: String? = nil
     ) {
         self.request = request
+        self.pool = pool
         self.type = type
         self.command = command
         self.task = task

@@ -1,0 +1,217 @@
+import CortexCore
+import Foundation
+import Glibc
+import Testing
+
+/// Issue 14 for a bash master: pools handled by name (`cortex pool list|stop|scale`), spawns
+/// that never stall silently (refused at once when they can never fit, `cortex status` raising
+/// attention when they wait too long), the reaper as a service, and a worker's logs and state in
+/// words. Serialized: the tests count processes.
+@Suite("Pools, stalls, logs", .serialized, .timeLimit(.minutes(3)))
+struct PoolTests {
+    /// The ids `cortex pool list --json` names as pool `name`'s members, and its row.
+    func poolRow(_ sandbox: SpawnSandbox, _ name: String) throws -> JSONValue? {
+        let listed = try sandbox.tool(["cortex", "pool", "list", "--dir", sandbox.root, "--json"])
+        try #require(listed.exitCode == 0, "\(listed)")
+        let json = try #require(listed.json, "\(listed)")
+        return json["pools"]?.arrayValue?.first { $0.string("name") == name }
+    }
+
+    func memberIDs(_ row: JSONValue?) -> [String] { row?["members"]?.arrayValue?.compactMap(\.stringValue) ?? [] }
+
+    @Test func poolStopLeavesNoMemberAndNoReplacementRunning() throws {
+        let sandbox = try SpawnSandbox()
+        let spawned = try sandbox.spawn(["--pool", "2", "--name", "sleepers", "--", "sleep", "1000"])
+        #expect(spawned.exitCode == 0, "\(spawned)")
+        let first = spawned.stdoutLines
+        #expect(first.count == 2, "\(spawned)")
+        let victim = try sandbox.waitUntilShown(first[0], "runs") { identity($0, "process") != nil }
+        for member in first { try sandbox.waitUntilShown(member, "runs") { identity($0, "process") != nil } }
+        // kill -9 of a member and its supervisor: the reaper declares it lost and spawns a
+        // replacement under a new id the master never saw, in the same pool.
+        let supervisor = try #require(identity(victim, "supervisor"))
+        let process = try #require(identity(victim, "process"))
+        kill(supervisor.pid, SIGKILL)
+        kill(-process.pid, SIGKILL)
+        var replacement: String?
+        try sandbox.waitUntil("a replacement joins pool sleepers") {
+            _ = try sandbox.tool(["cortex-reap", "--dir", sandbox.root])
+            replacement = memberIDs(try poolRow(sandbox, "sleepers")).first { !first.contains($0) }
+            return replacement != nil
+        }
+        let replaced = try #require(replacement)
+        try sandbox.waitUntilShown(replaced, "runs") { identity($0, "process") != nil }
+
+        let stopped = try sandbox.tool(["cortex", "pool", "stop", "sleepers", "--dir", sandbox.root, "--grace", "2s"])
+        #expect(stopped.exitCode == 0, "\(stopped)")
+        #expect(stopped.stdout.contains(replaced), "the replacement is stopped too: \(stopped)")
+        #expect(stopped.stdout.contains(first[1]), "\(stopped)")
+        try sandbox.expectNoProcessesLeft()
+        // Nothing restarts or replaces them afterwards.
+        _ = try sandbox.tool(["cortex-reap", "--dir", sandbox.root])
+        #expect(try poolRow(sandbox, "sleepers") == nil)
+        #expect(try sandbox.show(replaced).string("status") == "stopped")
+        try sandbox.expectNoProcessesLeft()
+        let again = try sandbox.tool(["cortex", "pool", "stop", "sleepers", "--dir", sandbox.root])
+        #expect(again.exitCode == 1, "a pool that ended: a normal no. \(again)")
+        let unknown = try sandbox.tool(["cortex", "pool", "stop", "nosuchpool", "--dir", sandbox.root])
+        #expect(unknown.exitCode == 66, "\(unknown)")
+    }
+
+    /// A reaper killed between declaring a member lost and replacing it leaves a replacement owed:
+    /// `pool stop` cancels it, so the next reaper starts nothing.
+    @Test func poolStopCancelsAReplacementOwedButNotYetSpawned() throws {
+        let sandbox = try SpawnSandbox()
+        let spawned = try sandbox.spawn(["--pool", "1", "--name", "solo", "--", "sleep", "1000"])
+        #expect(spawned.exitCode == 0, "\(spawned)")
+        let id = spawned.stdout.trimmingCharacters(in: .newlines)
+        let shown = try sandbox.waitUntilShown(id, "runs") { identity($0, "process") != nil }
+        kill(try #require(identity(shown, "supervisor")).pid, SIGKILL)
+        kill(-(try #require(identity(shown, "process")).pid), SIGKILL)
+        let store = try CoordinationStore.open(root: sandbox.root, createIfMissing: false)
+        _ = try store.submit(.workerLost(worker: id, reason: "test: the reaper was killed after this record"))
+        #expect(store.state.workers.owedReplacements.map(\.worker) == [id])
+        #expect(try poolRow(sandbox, "solo")?.int("wanted") == 1)
+
+        let stopped = try sandbox.tool(["cortex", "pool", "stop", "solo", "--dir", sandbox.root])
+        #expect(stopped.exitCode == 0 && stopped.stdout.contains(id), "\(stopped)")
+        let reaped = try sandbox.tool(["cortex-reap", "--dir", sandbox.root, "--json"])
+        #expect(reaped.json?["restarted"]?.arrayValue?.isEmpty == true, "\(reaped)")
+        #expect(try foldJournal(sandbox.directory).state.workers.issued == 1, "no replacement was spawned")
+        try sandbox.expectNoProcessesLeft()
+    }
+
+    @Test func poolListNamesMembersAndScaleGrowsAndShrinks() throws {
+        let sandbox = try SpawnSandbox()
+        let spawned = try sandbox.spawn(["--pool", "1", "--", "sleep", "1000"])
+        #expect(spawned.exitCode == 0, "\(spawned)")
+        // Without --name, a generated name, printed on stderr.
+        let notice = try #require(spawned.stderrLines.first { $0.contains("pool ") }, "\(spawned)")
+        let name = String(try #require(notice.split(separator: " ").last))
+        #expect(name.hasPrefix("default-"), "\(spawned)")
+        let row = try poolRow(sandbox, name)
+        #expect(memberIDs(row) == spawned.stdoutLines, "\(String(describing: row?.jsonText))")
+        #expect(row?.int("wanted") == 1 && row?.string("type") == "default", "\(String(describing: row?.jsonText))")
+        let text = try sandbox.tool(["cortex", "pool", "list", "--dir", sandbox.root])
+        #expect(text.exitCode == 0 && text.stdout.contains(name) && text.stdout.contains("of 1"), "\(text)")
+
+        let grown = try sandbox.tool(["cortex", "pool", "scale", name, "3", "--dir", sandbox.root])
+        #expect(grown.exitCode == 0, "\(grown)")
+        #expect(grown.stdoutLines.count == 2, "\(grown)")
+        for member in grown.stdoutLines {
+            let shown = try sandbox.waitUntilShown(member, "runs") { identity($0, "process") != nil }
+            #expect(shown["spec"]?.string("pool") == name, "\(shown.jsonText)")
+        }
+        #expect(try poolRow(sandbox, name)?.int("wanted") == 3)
+
+        let shrunk = try sandbox.tool(["cortex", "pool", "scale", name, "1", "--dir", sandbox.root])
+        #expect(shrunk.exitCode == 0, "\(shrunk)")
+        // The newest go: the two it grew by, not the first member.
+        #expect(Set(shrunk.stdoutLines.map { String($0.split(separator: " ")[0]) }) == Set(grown.stdoutLines), "\(shrunk)")
+        for member in grown.stdoutLines { try sandbox.waitForStatus(member, "stopped") }
+        #expect(memberIDs(try poolRow(sandbox, name)) == spawned.stdoutLines)
+        let bad = try sandbox.tool(["cortex", "pool", "scale", name, "many", "--dir", sandbox.root])
+        #expect(bad.exitCode == 65, "\(bad)")
+        #expect(try sandbox.tool(["cortex", "pool", "stop", name, "--dir", sandbox.root]).exitCode == 0)
+        try sandbox.expectNoProcessesLeft()
+    }
+
+    @Test func aSpawnThatCanNeverFitIsRefusedAtOnce() throws {
+        let sandbox = try SpawnSandbox(maxWorkers: 3)
+        let started = ContinuousClock.now
+        let tooManyCores = try sandbox.spawn(["--cpu", "4096", "--", "sleep", "1000"])
+        #expect(tooManyCores.exitCode == 1, "\(tooManyCores)")
+        #expect(tooManyCores.stderr.contains("can never"), "\(tooManyCores)")
+        let tooMuchMemory = try sandbox.spawn(["--memory", "64T", "--", "sleep", "1000"])
+        #expect(tooMuchMemory.exitCode == 1 && tooMuchMemory.stderr.contains("memory"), "\(tooMuchMemory)")
+        let tooManyWorkers = try sandbox.spawn(["--pool", "4", "--", "sleep", "1000"])
+        #expect(tooManyWorkers.exitCode == 1 && tooManyWorkers.stderr.contains("max_workers"), "\(tooManyWorkers)")
+        #expect(ContinuousClock.now - started < .seconds(10), "refused at once, not queued")
+        let listed = try #require(try sandbox.tool(["cortex", "worker", "list", "--dir", sandbox.root, "--json"]).json)
+        #expect(listed.int("queued") == 0 && listed["workers"]?.arrayValue?.isEmpty == true, "\(listed.jsonText)")
+    }
+
+    @Test func statusNeedsAttentionWhenSpawnsWaitPastTheAlarm() throws {
+        let sandbox = try SpawnSandbox(maxWorkers: 1)
+        try updateConfig(sandbox.directory, ["queued_spawn_alarm": .string("0s")])
+        let running = try sandbox.spawn(["--", "sleep", "1000"])
+        #expect(running.exitCode == 0, "\(running)")
+        let queued = try sandbox.spawn(["--", "sleep", "1000"])
+        #expect(queued.exitCode == 75, "\(queued)")
+        let waiting = queued.stdout.trimmingCharacters(in: .newlines)
+        var status = try sandbox.tool(["cortex", "status", "--dir", sandbox.root])
+        try sandbox.waitUntil("status names the stalled spawn") {
+            status = try sandbox.tool(["cortex", "status", "--dir", sandbox.root])
+            return status.stderr.contains(waiting)
+        }
+        #expect(status.exitCode == 1, "\(status)")
+        #expect(status.stderr.contains("queued longer than") && status.stderr.contains("pool full"), "\(status)")
+        let stop = try sandbox.tool(["cortex", "worker", "stop", waiting, "--dir", sandbox.root])
+        #expect(stop.exitCode == 0, "\(stop)")
+        let stopAll = try sandbox.tool([
+            "cortex", "worker", "stop", running.stdout.trimmingCharacters(in: .newlines), "--dir", sandbox.root,
+        ])
+        #expect(stopAll.exitCode == 0, "\(stopAll)")
+        try sandbox.expectNoProcessesLeft()
+    }
+
+    @Test func refusalsPrintSmallLimitsExactly() {
+        #expect(Values.thousandths(20) == "0.02")
+        #expect(Values.thousandths(3300) == "3.3")
+        #expect(Values.thousandths(4000) == "4")
+        #expect(Values.thousandths(5) == "0.005")
+    }
+
+    @Test func workerLogsPrintWhatTheWorkerWroteAndFollowUntilItEnds() throws {
+        let sandbox = try SpawnSandbox()
+        let spawned = try sandbox.spawn(["--", bashPath, "-c", "echo out-line; echo err-line >&2"])
+        let id = spawned.stdout.trimmingCharacters(in: .newlines)
+        try sandbox.waitForStatus(id, "exited")
+        let out = try sandbox.tool(["cortex", "worker", "logs", id, "--dir", sandbox.root])
+        #expect(out.exitCode == 0 && out.stdout == "out-line\n", "\(out)")
+        let err = try sandbox.tool(["cortex", "worker", "logs", id, "--stderr", "--dir", sandbox.root])
+        #expect(err.exitCode == 0 && err.stdout == "err-line\n", "\(err)")
+
+        // -f: what it writes while followed, until it ends.
+        let slow = try sandbox.spawn([
+            "--", bashPath, "-c", "echo first; while [ ! -e \"$0/release\" ]; do sleep 0.1; done; echo second", sandbox.scratch,
+        ])
+        let slowID = slow.stdout.trimmingCharacters(in: .newlines)
+        let follower = try RunningTool(["cortex", "worker", "logs", slowID, "-f", "--dir", sandbox.root], scratch: sandbox.scratch)
+        try sandbox.waitUntil("the follower printed the first line") { follower.stdoutSoFar().contains("first") }
+        _ = FileManager.default.createFile(atPath: sandbox.scratch + "/release", contents: Data())
+        let followed = follower.wait()
+        #expect(followed.exitCode == 0 && followed.stdout == "first\nsecond\n", "\(followed)")
+        let missing = try sandbox.tool(["cortex", "worker", "logs", "w-9.0", "--dir", sandbox.root])
+        #expect(missing.exitCode == 66, "\(missing)")
+    }
+
+    @Test func workerShowSpeaksInWords() throws {
+        let sandbox = try SpawnSandbox()
+        let spawned = try sandbox.spawn(["--", "sleep", "1000"])
+        let id = spawned.stdout.trimmingCharacters(in: .newlines)
+        let running = try sandbox.waitUntilShown(id, "runs") { identity($0, "process") != nil }
+        let process = try #require(identity(running, "process"))
+        kill(-process.pid, SIGKILL)
+        let ended = try sandbox.waitForStatus(id, "exited")
+        #expect(ended["last_exit"]?.int("signal") == 9, "the JSON keeps its shape: \(ended.jsonText)")
+        let shown = try sandbox.tool(["cortex", "worker", "show", id, "--dir", sandbox.root])
+        #expect(shown.exitCode == 0, "\(shown)")
+        #expect(shown.stdout.contains("killed by SIGKILL"), "\(shown)")
+        #expect(shown.stdout.contains(" ago)"), "\(shown)")
+        #expect(!shown.stdout.contains("null"), "\(shown)")
+        #expect(shown.stdout.range(of: "[0-9]{13}", options: .regularExpression) == nil, "no epoch milliseconds: \(shown)")
+    }
+
+    @Test func reapEveryRunsUntilSIGTERM() throws {
+        let sandbox = try SpawnSandbox()
+        let service = try RunningTool(["cortex-reap", "--every", "1s", "--dir", sandbox.root], scratch: sandbox.scratch)
+        try sandbox.waitUntil("two runs") { service.stdoutSoFar().components(separatedBy: "reaped").count > 2 }
+        #expect(service.isRunning)
+        service.kill(SIGTERM)
+        let result = service.wait()
+        #expect(result.exitCode == 0, "\(result)")
+        let bad = try sandbox.tool(["cortex-reap", "--every", "soon", "--dir", sandbox.root])
+        #expect(bad.exitCode == 65, "\(bad)")
+    }
+}
