@@ -272,14 +272,23 @@ enum OpsCommands {
 
     /// What `cortex-task show` adds for a waiting task: its place and estimated start.
     static func waitJSON(_ task: TaskEntry, store: CoordinationStore, now: Int64) -> (json: JSONValue, text: String)? {
-        guard task.status == .pending || task.status == .failed,
-            let estimate = WaitEstimator.estimate(task: task.id, in: store.state, capacity: store.config.maxWorkers, nowMilliseconds: now)
-        else { return nil }
+        guard task.status == .pending || task.status == .failed else { return nil }
+        // Who can claim it: the claimers seen running tasks and the live supervised workers, not
+        // `max_workers` (with none, any time would be made up).
+        let claimers = Set(store.state.tasks.running.compactMap(\.worker)).union(store.state.workers.active.map(\.id)).count
+        guard claimers > 0 else {
+            let json = JSONValue.object(["estimated_start": nil, "live_workers": .int(0)])
+            return (json, "no live worker to claim it: it starts once a worker claims (no estimate without one)")
+        }
+        let capacity = min(claimers, store.config.maxWorkers)
+        guard let estimate = WaitEstimator.estimate(task: task.id, in: store.state, capacity: capacity, nowMilliseconds: now) else {
+            return nil
+        }
         func at(_ milliseconds: Int64?) -> JSONValue? { milliseconds.map { .string(ISOTime.format(milliseconds: $0)) } }
         let json = JSONValue.object([
             "estimated_start": at(estimate.startMilliseconds), "estimated_start_p95": at(estimate.lateStartMilliseconds),
             "estimated_wait_seconds": .optional(estimate.startMilliseconds.map { max(0, $0 - now) / 1000 }),
-            "position": .int(estimate.position), "slots": .int(estimate.slots),
+            "live_workers": .int(Int64(claimers)), "position": .int(estimate.position), "slots": .int(estimate.slots),
         ])
         var text = "position \(estimate.position) in the queue"
         if let start = estimate.startMilliseconds, let late = estimate.lateStartMilliseconds {

@@ -209,6 +209,30 @@ struct MasterVerbsTests {
         #expect(try run(["cortex-task", "list", "--type", "nothing"], directory).stdout.isEmpty)
     }
 
+    /// With no live worker, `show` says so instead of an estimate (it used to say "starts in
+    /// about 0s", counting `max_workers` as if every slot were a worker).
+    @Test func showGivesNoStartTimeWithoutALiveWorker() throws {
+        let directory = try TemporaryDirectory()
+        try initialise(directory, totalTokens: 1000)
+        let first = try create(directory)
+        let held = try claim(directory)
+        #expect(held.task == first)
+        _ = try run(["cortex-task", "complete", held.task, "--claim", held.claim], directory)
+        let waiting = try create(directory)
+        let shown = try run(["cortex-task", "show", waiting], directory)
+        #expect(shown.exitCode == 0, "\(shown)")
+        #expect(shown.stdout.contains("no live worker"), "\(shown)")
+        #expect(!shown.stdout.contains("starts in about"), "\(shown)")
+        let json = try run(["cortex-task", "show", waiting, "--json"], directory).json
+        #expect(json?["wait"]?.int("live_workers") == 0, "\(String(describing: json))")
+
+        // A claimer holding a task is a live worker: an estimate again.
+        let busy = try create(directory)
+        _ = try claim(directory, worker: "w-2")
+        let again = try run(["cortex-task", "show", busy, "--json"], directory)
+        #expect(again.json?["wait"]?.int("live_workers") == 1, "\(again)")
+    }
+
     // MARK: tail
 
     @Test func tailTaskShowsTheClaimAndTheDeadLetterASnapshotCovers() throws {

@@ -15,7 +15,7 @@ public final class ImmutableBytes: @unchecked Sendable {
     /// A copy of `bytes`.
     public init(_ bytes: [UInt8]) {
         let copy = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, bytes.count), alignment: 1)
-        copy.copyMemory(from: UnsafeRawBufferPointer(start: bytes, count: bytes.count))
+        bytes.withUnsafeBytes { copy.copyMemory(from: $0) }
         buffer = UnsafeRawBufferPointer(rebasing: copy[0..<bytes.count])
         fileIdentity = nil
         mapped = false
