@@ -2,8 +2,15 @@
 # A Cortex 1.0 master, rewritten line by line. Each "# 1.0:" comment is the old code (flock on a
 # lock file, a jq read-modify-write of the shared JSON file, mv into place); the line right under
 # it is the one Cortex 2 call that replaces it. No lock files, no temp files, no `mv`: every call
-# is one journal append and the views are rewritten for you. The views keep 1.0's names and
-# fields, so read-only jq lines stay as they were.
+# is one journal append and the views are rewritten for you. The views keep the file names and
+# most of 1.0's fields; what a 1.0 read-only jq line meets that changed, exactly:
+#   jq .available / .allocated / .total_budget token-budget.json   unchanged
+#   jq .done task-queue.json                                       unchanged (also .counts.done)
+#   jq '.running | length' task-queue.json                         unchanged
+#   jq '.running[$id]' task-queue.json  (1.0: an object by task id) now an array of
+#       {id, worker, claim, claimed_at}:  jq --arg id "$id" '.running[] | select(.id == $id)'
+#   jq '.pending | length' task-queue.json  lists at most the next 100 waiting tasks (claim
+#       order); the count of all waiting ones:  jq '.counts.pending + .counts.failed'
 #
 #   CORTEX_DIR=/tmp/migrated examples/cortex1-migration.sh [TASKS]
 set -euo pipefail
@@ -73,5 +80,5 @@ cortex-budget release "$allocation" --used 12000 >/dev/null   # 12000 spent, 800
 # 1.0: for pid in $(cat "$DIR/pids"); do kill "$pid"; done
 for worker in $pool; do cortex worker stop "$worker" >/dev/null; done
 
-# 1.0: jq .done "$DIR/task-queue.json"
-jq .counts.done "$DIR/task-queue.json"
+# 1.0: jq .done "$DIR/task-queue.json"                              (unchanged)
+jq .done "$DIR/task-queue.json"

@@ -29,6 +29,11 @@ struct ExamplesTests {
         #expect(budget.int("spent") == 12000 && budget.int("allocated") == 0, "\(budget.jsonText)")
         let queue = try JSONValue.parse(try String(contentsOfFile: dir + "/task-queue.json", encoding: .utf8))
         #expect(queue["counts"]?.int("done") == 6, "\(queue.jsonText)")
+        // The 1.0 read-only lines the migration example lists as unchanged read the same.
+        let reads = try bash(
+            #"jq .done "$CORTEX_DIR/task-queue.json"; jq '.running | length' "$CORTEX_DIR/task-queue.json"; jq '.pending | length' "$CORTEX_DIR/task-queue.json"; jq .available "$CORTEX_DIR/token-budget.json""#,
+            cortexDir: dir, in: directory)
+        #expect(reads.stdoutLines == ["6", "0", "0", "488000"], "\(reads)")  // 500000 less 12000 spent
 
         // A dead letter and the dashboard's events.json, so every recipe has something to read.
         let dead = try bash(

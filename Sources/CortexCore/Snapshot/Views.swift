@@ -95,6 +95,8 @@ public enum Views {
         }
         return .object([
             "counts": .object(TaskStatus.allCases.map { JSONMember($0.rawValue, .int(counts[$0, default: 0])) }),
+            // Cortex 1.0's name for the number of done tasks, kept so a 1.0 `jq .done` reads the same.
+            "done": .int(counts[.done, default: 0]),
             "pending": .array(waiting),
             "pending_listed": .int(waiting.count),
             "running": .array(running),
