@@ -189,17 +189,8 @@ public enum PoolTool {
         var queued: [String] = []
         var toLaunch: [WorkerEntry] = []
         for _ in size..<target {
-            var spec = model
-            spec.request = WorkerRequest.newName()
-            let request = spec.request!
-            try found.request.create(request, in: store.layout)
-            let submission: CoordinationStore.Submission
-            do throws(CortexError) {
-                submission = try store.submit(.worker(.spawn(spec, queue: true, evidence: MachineEvidence.observe(store.config))))
-            } catch {
-                WorkerRequest.remove(request, in: store.layout)
-                throw error
-            }
+            let submission = try WorkerSupervision.submitSpawn(
+                model, request: found.request, queue: true, evidence: MachineEvidence.observe(store.config), store: store)
             switch submission.outcome {
             case .spawned(let worker, _):
                 added.append(worker)
@@ -208,7 +199,6 @@ public enum PoolTool {
                 added.append(worker)
                 queued.append("\(worker) queued: \(reason)")
             case .refused(let reason), .rejected(let reason):
-                WorkerRequest.remove(request, in: store.layout)
                 store.publishAfterRecording()
                 return Report(
                     exitCode: 1, text: added.joined(separator: "\n"), json: poolJSON(name, added, []), diagnostic: "not started: \(reason)")

@@ -187,16 +187,8 @@ public enum SpawnTool {
         let request = WorkerRequest(
             command: command, workingDirectory: spec.workingDirectory, environment: processEnvironment(onlyCortex: false))
         for _ in 0..<(pool ?? 1) {
-            spec.request = WorkerRequest.newName()
-            let name = spec.request!
-            try request.create(name, in: store.layout)
-            let submission: CoordinationStore.Submission
-            do throws(CortexError) {
-                submission = try store.submit(.worker(.spawn(spec, queue: !arguments.has("no-queue"), evidence: evidence)))
-            } catch {
-                WorkerRequest.remove(name, in: store.layout)
-                throw error
-            }
+            let submission = try WorkerSupervision.submitSpawn(
+                spec, request: request, queue: !arguments.has("no-queue"), evidence: evidence, store: store)
             switch submission.outcome {
             case .spawned(let worker, _):
                 lines.append(worker)
@@ -205,10 +197,8 @@ public enum SpawnTool {
                 lines.append(worker)
                 queuedReasons.append("\(worker) queued: \(reason)")
             case .refused(let reason):
-                WorkerRequest.remove(name, in: store.layout)
                 refusal = reason
             case .rejected(let reason):
-                WorkerRequest.remove(name, in: store.layout)
                 throw .badInput(reason)
             default: throw unexpected(submission.outcome)
             }

@@ -110,6 +110,30 @@ enum WorkerSupervision {
         }
     }
 
+    /// Writes `request` (what runs, and as whom) under a new name, then appends the spawn of
+    /// `spec` naming it; the request is removed again when the record could not be appended or
+    /// the fold refused or rejected the spawn (docs/decisions/022-requester-rights.md).
+    static func submitSpawn(
+        _ spec: WorkerSpec, request: WorkerRequest, queue: Bool, evidence: MachineEvidence, store: CoordinationStore
+    ) throws(CortexError) -> CoordinationStore.Submission {
+        var spec = spec
+        let name = WorkerRequest.newName()
+        spec.request = name
+        try request.create(name, in: store.layout)
+        let submission: CoordinationStore.Submission
+        do throws(CortexError) {
+            submission = try store.submit(.worker(.spawn(spec, queue: queue, evidence: evidence)))
+        } catch {
+            WorkerRequest.remove(name, in: store.layout)
+            throw error
+        }
+        switch submission.outcome {
+        case .refused, .rejected: WorkerRequest.remove(name, in: store.layout)
+        default: break
+        }
+        return submission
+    }
+
     /// Launches a supervisor for every worker that record `record` granted (only its writer
     /// does, decision 012), as each worker's requester (`launch`).
     /// - Returns: the workers whose supervisor was started.
