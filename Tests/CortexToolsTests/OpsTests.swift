@@ -212,25 +212,30 @@ struct OpsTests {
     }
 
     @Test func showGivesAWaitingTaskItsPositionAndEstimatedStart() throws {
-        // Type slow always ran 60 s; two slots; three slow tasks waiting, nothing running.
+        // Type slow always ran 60 s; two live claimers hold a slow task each (long overdue, so
+        // both slots are free now); three slow tasks waiting. Slots are the claimers seen, not
+        // `max_workers` (with no live worker there is no estimate: MasterVerbsTests).
         var history = History()
         for k in Int64(1)...5 {
             history.add(k * 100_000, .taskCreate(TaskSpec(type: "slow")))
             history.add(k * 100_000, .taskClaim(TaskClaim(worker: "w-1")))
             history.add(k * 100_000 + 60_000, .taskComplete(task: History.task(k), claim: 1, result: nil, tokensUsed: nil))
         }
-        for _ in 1...3 { history.add(550_000, .taskCreate(TaskSpec(type: "slow"))) }
-        let (directory, written) = try Self.readyWithIDs(history, config: ["max_workers": 2])
+        for _ in 1...5 { history.add(550_000, .taskCreate(TaskSpec(type: "slow"))) }
+        history.add(550_000, .taskClaim(TaskClaim(worker: "w-6")))
+        history.add(550_000, .taskClaim(TaskClaim(worker: "w-7")))
+        let (directory, written) = try Self.readyWithIDs(history, config: ["max_workers": 4])
         var waits: [Int64] = []
-        for number in 6...8 {
+        for number in 8...10 {
             let shown = try run(["cortex-task", "show", written.tasks[number - 1], "--json"], directory)
             let wait = try #require(shown.json?["wait"], "\(shown)")
-            #expect(wait["position"]?.intValue == Int64(number - 5))
+            #expect(wait["position"]?.intValue == Int64(number - 7))
             #expect(wait["slots"]?.intValue == 2)
+            #expect(wait["live_workers"]?.intValue == 2)
             waits.append(try #require(wait["estimated_wait_seconds"]?.intValue))
         }
         #expect(waits == [0, 0, 60])
-        let text = try run(["cortex-task", "show", written.tasks[7]], directory)
+        let text = try run(["cortex-task", "show", written.tasks[9]], directory)
         #expect(text.stdout.contains("position 3 in the queue"), "\(text)")
         let done = try run(["cortex-task", "show", written.tasks[0], "--json"], directory)
         #expect(done.exitCode == 0 && done.json?["wait"] == nil)
