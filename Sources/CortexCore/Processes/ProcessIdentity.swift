@@ -63,19 +63,35 @@ public struct ProcessIdentity: Equatable, Hashable, Sendable {
     /// A pid a record names is signalled only when this holds, so a forged record cannot aim
     /// the reaper at an unrelated process of the same user.
     public func isMarked(asWorker id: String) -> Bool {
+        // A supervisor goes through execve (cortex-spawn → cortex-supervise → cortex-spawn), and
+        // while it does its command line reads empty: look again for a moment rather than take
+        // that for "not ours" and leave a stop unsent. A process that is not in an exec shows
+        // its (unmarked) command line at once, so it costs nothing there.
+        for _ in 0..<50 {
+            switch markReading(id) {
+            case .marked: return true
+            case .unmarked: return false
+            case .inExec:
+                guard isAlive else { return false }
+                usleep(10_000)
+            }
+        }
+        return false
+    }
+
+    private enum MarkReading { case marked, unmarked, inExec }
+
+    private func markReading(_ id: String) -> MarkReading {
         let limit = FileLimits.processStrings
         let mark = Array("CORTEX_WORKER_ID=\(id)".utf8)
         if let environment = try? POSIX.readFile("/proc/\(pid)/environ", limit: limit),
             environment.split(separator: 0).contains(where: { $0.elementsEqual(mark) })
         {
-            return true
+            return .marked
         }
-        if let arguments = try? POSIX.readFile("/proc/\(pid)/cmdline", limit: limit),
-            arguments.split(separator: 0).contains(where: { $0.elementsEqual(id.utf8) })
-        {
-            return true
-        }
-        return false
+        guard let arguments = try? POSIX.readFile("/proc/\(pid)/cmdline", limit: limit) else { return .unmarked }
+        if arguments.isEmpty { return .inExec }
+        return arguments.split(separator: 0).contains(where: { $0.elementsEqual(id.utf8) }) ? .marked : .unmarked
     }
 
     /// The parent pid of process `pid` (field 4 of `/proc/<pid>/stat`), zombies included, or nil.
