@@ -221,9 +221,10 @@ struct OpsTests {
             history.add(k * 100_000, .taskClaim(TaskClaim(worker: "w-1")))
             history.add(k * 100_000 + 60_000, .taskComplete(task: History.task(k), claim: 1, result: nil, tokensUsed: nil))
         }
-        for _ in 1...5 { history.add(550_000, .taskCreate(TaskSpec(type: "slow"))) }
-        history.add(550_000, .taskClaim(TaskClaim(worker: "w-6")))
-        history.add(550_000, .taskClaim(TaskClaim(worker: "w-7")))
+        // Claimed at 520 s, due at 580 s: before "now", which is at least 600 s after `base`.
+        for _ in 1...5 { history.add(520_000, .taskCreate(TaskSpec(type: "slow"))) }
+        history.add(520_000, .taskClaim(TaskClaim(worker: "w-6")))
+        history.add(520_000, .taskClaim(TaskClaim(worker: "w-7")))
         let (directory, written) = try Self.readyWithIDs(history, config: ["max_workers": 4])
         var waits: [Int64] = []
         for number in 8...10 {
