@@ -1,6 +1,6 @@
 import CortexCore
 
-/// `cortex-budget`: a token budget that can never be over-allocated (SPEC.md).
+/// `cortex-budget`: a token budget that can never be over-allocated (docs/cli.md).
 public enum BudgetTool {
     /// The tool and its commands.
     public static let tool = ToolSpec(

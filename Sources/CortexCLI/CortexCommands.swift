@@ -1,7 +1,7 @@
 import CortexCore
 import Glibc
 
-/// `cortex`: init, status, verify, tail, and the other tools as subcommands (SPEC.md).
+/// `cortex`: init, status, verify, tail, and the other tools as subcommands (docs/cli.md).
 public enum CortexTool {
     /// The tool and its commands.
     public static let tool = ToolSpec(

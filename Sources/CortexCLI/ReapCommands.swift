@@ -1,7 +1,7 @@
 import CortexCore
 import Glibc
 
-/// `cortex-reap`: the cron-driven reaper (SPEC.md). Observes processes and heartbeat files,
+/// `cortex-reap`: the cron-driven reaper (docs/cli.md). Observes processes and heartbeat files,
 /// appends what it saw as evidence (`worker.lost`), stops what is left of lost workers (only
 /// processes whose pid and start time match and that belong to the caller), restarts lost pool
 /// members, starts queued spawns that fit, purges expired results, writes a snapshot and the

@@ -1,7 +1,7 @@
 import CortexCore
 import Glibc
 
-/// `cortex-spawn`: feasibility before spawning, backpressure, supervised workers, pools (SPEC.md).
+/// `cortex-spawn`: feasibility before spawning, backpressure, supervised workers, pools (docs/cli.md).
 public enum SpawnTool {
     /// The tool: one command (everything after the options is the worker's command line), plus
     /// the hidden entry point its detached supervisors run.

@@ -1,7 +1,7 @@
 import CortexCore
 import Glibc
 
-/// `cortex-task`: a priority task queue with fenced claims, retries and dead letters (SPEC.md).
+/// `cortex-task`: a priority task queue with fenced claims, retries and dead letters (docs/cli.md).
 public enum TaskTool {
     /// The tool and its commands.
     public static let tool = ToolSpec(

@@ -7,7 +7,7 @@ public let cortexVersion = "2.0.0"
 /// What a command produced: an exit code plus the same result in two forms, text for people and
 /// one JSON object for scripts. The shared formatter picks one; commands never print.
 public struct Report: Sendable {
-    /// SPEC.md's exit code.
+    /// docs/cli.md's exit code.
     public var exitCode: Int32
     /// Lines for stdout (no trailing newline needed).
     public var text: String
@@ -193,7 +193,7 @@ private func printWarnings(of session: CommandSession, command: String) {
     for warning in session.warnings { Terminal.writeError("\(command): warning: \(warning)") }
 }
 
-/// The one mapping from library errors to SPEC.md's exit codes.
+/// The one mapping from library errors to docs/cli.md's exit codes.
 public enum ExitCode {
     /// The exit code for `error`.
     public static func of(_ error: CortexError) -> Int32 {

@@ -1,7 +1,7 @@
 import CortexCore
 import Glibc
 
-/// `cortex worker list|show|logs|stop|heartbeat`: supervised workers as a resource (SPEC.md).
+/// `cortex worker list|show|logs|stop|heartbeat`: supervised workers as a resource (docs/cli.md).
 public enum WorkerTool {
     /// The commands, named under `prefix` (`cortex worker`).
     public static func commands(prefix: String) -> [Command] {

@@ -4,7 +4,7 @@ import Glibc
 /// the files derived from that state. This is the library's main entry point; each tool is a
 /// thin layer over it.
 ///
-/// The protocol (DESIGN.md): load the snapshot, fold the journal past it, append a record
+/// The protocol (docs/design.md): load the snapshot, fold the journal past it, append a record
 /// with one `write(2)`, fold up to that record to learn its outcome, append again if a seal
 /// made it void. Nothing here takes a lock. Not thread-safe: one instance per thread.
 public final class CoordinationStore {
@@ -217,7 +217,7 @@ public final class CoordinationStore {
     }
 
     /// Appends `event` as a record and returns the outcome the fold gives it: the same outcome
-    /// every other process folding the journal will give it (DESIGN.md, "Writer").
+    /// every other process folding the journal will give it (docs/design.md, "Writer").
     public func submit(_ event: Event) throws(CortexError) -> Submission {
         try submit(kind: event.kind, data: event.data)
     }

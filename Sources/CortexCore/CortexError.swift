@@ -1,7 +1,7 @@
 import Glibc
 
 /// The one error type of the library. Each case carries what a person needs to act on it;
-/// the command-line layer maps each case to one exit code of SPEC.md and one line on stderr.
+/// the command-line layer maps each case to one exit code of docs/cli.md and one line on stderr.
 public enum CortexError: Error, Equatable, Sendable, CustomStringConvertible {
     /// The command line is wrong: unknown flag, missing argument (exit 64).
     case usage(String)

@@ -3,7 +3,7 @@ import Testing
 
 @testable import CortexCore
 
-/// The journal protocol of DESIGN.md, driven step by step inside one process so each
+/// The journal protocol of docs/design.md, driven step by step inside one process so each
 /// interleaving is exact. (The multi-process versions live in CortexToolsTests.)
 @Suite struct JournalProtocolTests {
     @Test func aRecordAppendedAfterASealIsVoidAndAppendedAgainToTheNextSegment() throws {

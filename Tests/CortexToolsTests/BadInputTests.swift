@@ -2,8 +2,8 @@ import CortexCore
 import Foundation
 import Testing
 
-/// Invariant 7 (DESIGN.md): bad input gets a clear error and an exit code, never a crash or a
-/// changed file. SPEC.md's exit-code table, one row per case.
+/// Invariant 7 (docs/design.md): bad input gets a clear error and an exit code, never a crash or a
+/// changed file. docs/cli.md's exit-code table, one row per case.
 @Suite("Bad input")
 struct BadInputTests {
     /// The folder a case runs against.

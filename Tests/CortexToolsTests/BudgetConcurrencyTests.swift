@@ -2,7 +2,7 @@ import CortexCore
 import Foundation
 import Testing
 
-/// Invariants 2 and 4 (DESIGN.md) with real processes racing on one coordination folder.
+/// Invariants 2 and 4 (docs/design.md) with real processes racing on one coordination folder.
 @Suite("Budget under concurrent processes")
 struct BudgetConcurrencyTests {
     @Test(.timeLimit(.minutes(5)))

@@ -2,7 +2,7 @@ import CortexCore
 import Foundation
 import Testing
 
-/// Issue 5's chaos suite (DESIGN.md invariant 5): 500 tasks through a pool of supervised bash
+/// Issue 5's chaos suite (docs/design.md invariant 5): 500 tasks through a pool of supervised bash
 /// workers while a chaos loop `kill -9`s random workers, supervisors, in-flight
 /// `cortex-task claim|complete|fail` calls and reapers, and `cortex-reap` runs every two seconds. At the end
 /// every task is done, or dead exactly where its attempts ran out; no task is lost or completed

@@ -2,7 +2,7 @@ import CortexCore
 import Foundation
 import Testing
 
-/// SPEC.md's contract with bash callers, one behaviour per test.
+/// docs/cli.md's contract with bash callers, one behaviour per test.
 @Suite("Command behaviour")
 struct CommandBehaviourTests {
     static let helpCommands: [[String]] = {

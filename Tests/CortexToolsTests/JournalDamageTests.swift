@@ -3,7 +3,7 @@ import Foundation
 import Testing
 
 /// `cortex verify` finds damage in the live segment and says where; the fold skips it and
-/// keeps every whole record around it (DESIGN.md: damaged lines are skipped and counted, never fatal).
+/// keeps every whole record around it (docs/design.md: damaged lines are skipped and counted, never fatal).
 @Suite("Damaged journal")
 struct JournalDamageTests {
     enum Damage: String, CaseIterable, Sendable, CustomTestStringConvertible {

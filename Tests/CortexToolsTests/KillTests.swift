@@ -2,7 +2,7 @@ import CortexCore
 import Foundation
 import Testing
 
-/// Invariant 5 (DESIGN.md): `kill -9` of any process at any moment loses no acknowledged record.
+/// Invariant 5 (docs/design.md): `kill -9` of any process at any moment loses no acknowledged record.
 @Suite("kill -9 during allocations")
 struct KillTests {
     /// Damage `cortex verify` may report after processes were killed mid-write: torn fragments and

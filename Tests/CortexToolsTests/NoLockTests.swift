@@ -2,7 +2,7 @@ import CortexCore
 import Foundation
 import Testing
 
-/// Invariant 1 (DESIGN.md): no lock is taken on the path of an operation. Each operation runs
+/// Invariant 1 (docs/design.md): no lock is taken on the path of an operation. Each operation runs
 /// under strace, and the trace must hold no file-lock call: `flock`, or `fcntl` with a lock
 /// command (`F_SETLK`, `F_SETLKW`, `F_OFD_SETLK`, `F_OFD_SETLKW`).
 @Suite("No locks", .timeLimit(.minutes(5)), .enabled(if: straceAvailable, "strace is not installed (apt-get install strace)"))

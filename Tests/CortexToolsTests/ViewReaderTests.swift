@@ -2,7 +2,7 @@ import CortexCore
 import Foundation
 import Testing
 
-/// Invariant 6 (DESIGN.md): every file a reader can open is whole.
+/// Invariant 6 (docs/design.md): every file a reader can open is whole.
 @Suite("Readers of token-budget.json")
 struct ViewReaderTests {
     @Test(

@@ -117,7 +117,7 @@ public struct CortexConfig: Equatable, Sendable {
     }
 }
 
-/// Where every file of a coordination folder lives (SPEC.md, "Where the state lives").
+/// Where every file of a coordination folder lives (docs/cli.md, "Where the state lives").
 public struct CoordinationLayout: Sendable {
     /// The coordination folder itself.
     public let root: String

@@ -1,4 +1,4 @@
-/// Parsing and validation of the values callers pass on the command line (SPEC.md, "Values").
+/// Parsing and validation of the values callers pass on the command line (docs/cli.md, "Values").
 public enum Values {
     /// Checks an id against `[A-Za-z0-9][A-Za-z0-9._-]{0,63}`.
     /// - Throws: `CortexError.badInput` naming `what` when the id does not match.
@@ -101,7 +101,7 @@ extension Character {
     var isASCIIDigitCharacter: Bool { ("0"..."9").contains(self) }
 }
 
-/// A task priority; claims take higher priorities first (SPEC.md).
+/// A task priority; claims take higher priorities first (docs/cli.md).
 public enum Priority: String, CaseIterable, Sendable, Comparable {
     case critical, high, medium, low
 

@@ -1,6 +1,6 @@
 import Glibc
 
-/// The append-only journal kept as numbered segment files in one folder (DESIGN.md, "The journal").
+/// The append-only journal kept as numbered segment files in one folder (docs/design.md, "The journal").
 ///
 /// No lock is ever taken. Appends are one `write(2)` on an `O_APPEND` descriptor; a segment
 /// ends at its first seal record, which any process may append once the next segment exists.
@@ -120,7 +120,7 @@ public final class FileJournal {
     }
 
     /// Rotates: creates `segment + 1`, then seals `segment`. If another process created it first,
-    /// that process seals (or any reader does, DESIGN.md), so this one does nothing more.
+    /// that process seals (or any reader does, docs/design.md), so this one does nothing more.
     public func rotate(segment: Int, timeMilliseconds: Int64) throws(CortexError) {
         if try createSegment(segment + 1) {
             try appendSeal(toSegment: segment, timeMilliseconds: timeMilliseconds)
@@ -140,7 +140,7 @@ public final class FileJournal {
     }
 
     /// Reads every record after `position` in journal order, following seals into later segments
-    /// and sealing a segment whose successor exists but which has no seal yet (DESIGN.md, "Reader").
+    /// and sealing a segment whose successor exists but which has no seal yet (docs/design.md, "Reader").
     /// Seal records are consumed here and never reach `visit`.
     /// - Parameter visit: called with each record and the position where it starts.
     public func readForward(
@@ -244,7 +244,7 @@ public final class FileJournal {
     }
 }
 
-/// File systems known to serialise `O_APPEND` writes to one file (DESIGN.md).
+/// File systems known to serialise `O_APPEND` writes to one file (docs/design.md).
 public enum SupportedFileSystem {
     /// The name of an accepted file system by its `statfs` magic number, or nil. (A `switch`,
     /// not a dictionary: every call checks this, and a dictionary type costs a fresh process a

@@ -1,6 +1,6 @@
 import Glibc
 
-/// Archiving sealed segments behind tombstones (DESIGN.md, "Sealing and rotation"; docs/decisions/013).
+/// Archiving sealed segments behind tombstones (docs/design.md, "Sealing and rotation"; docs/decisions/013).
 ///
 /// Segment names never disappear: "N+1 exists" must stay true once true, and a number is never
 /// created twice. So a sealed segment that a durable snapshot covers is archived in two steps,

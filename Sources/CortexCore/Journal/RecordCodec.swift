@@ -7,7 +7,7 @@
 public enum RecordCodec {
     /// The journal format version written in the `cortex` field.
     public static let formatVersion = 1
-    /// The largest line, newline included (DESIGN.md: "at most 64 KiB").
+    /// The largest line, newline included (docs/design.md: "at most 64 KiB").
     public static let maximumLineBytes = 64 * 1024
     /// Every record starts with these bytes; recovery looks for them inside damaged lines.
     static let recordPrefix: [UInt8] = Array(#"{"cortex":1,"#.utf8)

@@ -4,7 +4,7 @@ import Glibc
 /// reading (or folding) everything before them: segments are scanned backwards from the end,
 /// one chunk at a time, until enough records match or an older record is reached. Only a
 /// start position comes out of here; the records themselves are then read forward with
-/// `FileJournal.readForward`, which applies the seal rules (DESIGN.md, "Reader").
+/// `FileJournal.readForward`, which applies the seal rules (docs/design.md, "Reader").
 public enum JournalTail {
     static let chunkBytes = 64 * 1024
 

@@ -3,7 +3,7 @@ import Glibc
 
 /// A process as Cortex records it: its pid **and** its start time (field 22 of
 /// `/proc/<pid>/stat`, in clock ticks since boot), so a recycled pid is never mistaken for the
-/// process, and never signalled (DESIGN.md, "Heartbeats and processes").
+/// process, and never signalled (docs/design.md, "Heartbeats and processes").
 public struct ProcessIdentity: Equatable, Hashable, Sendable {
     /// The process id.
     public var pid: Int32

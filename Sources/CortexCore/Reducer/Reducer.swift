@@ -140,7 +140,7 @@ public enum Reducer {
     }
 }
 
-/// The budget's rules (DESIGN.md, "The reducer": Budget).
+/// The budget's rules (docs/design.md, "The reducer": Budget).
 enum BudgetRules {
     static func apply(_ event: Event, at time: Int64, _ position: JournalPosition, to budget: inout BudgetState) -> Outcome {
         switch event {

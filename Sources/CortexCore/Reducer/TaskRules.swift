@@ -15,7 +15,7 @@ public struct TaskClaim: Equatable, Sendable {
     }
 }
 
-/// The task queue's rules (DESIGN.md, "The reducer": Claims, Loss). Pure: every time comes
+/// The task queue's rules (docs/design.md, "The reducer": Claims, Loss). Pure: every time comes
 /// from the record being folded.
 enum TaskRules {
     /// How long an idempotency key still returns its task after the task finished.

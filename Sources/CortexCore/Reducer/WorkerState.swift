@@ -97,7 +97,7 @@ public struct WorkerSpec: Equatable, Sendable {
 }
 
 /// What the caller observed and the limits it read, written into the record as evidence
-/// (DESIGN.md, "The reducer": the fold never reads the machine, it judges the evidence).
+/// (docs/design.md, "The reducer": the fold never reads the machine, it judges the evidence).
 public struct MachineEvidence: Equatable, Sendable {
     /// Online cores.
     public var cores: Int64

@@ -1,5 +1,5 @@
 /// The files people and `jq` read. They keep Cortex 1.0's names and field names
-/// (SPEC.md: `allocated` = `in_use` = reserved tokens, `available` = total - spent - allocated).
+/// (docs/cli.md: `allocated` = `in_use` = reserved tokens, `available` = total - spent - allocated).
 public enum Views {
     /// A view's `version`: how many records of its kind (budget records for `token-budget.json`,
     /// task records for `task-queue.json`) it reflects; the same in every process for the same
@@ -109,7 +109,7 @@ public enum Views {
     /// `worker-pool.json`: capacity, supervised workers (live ones, then the last ones that ended)
     /// with state, pid, start time, task, tokens, restarts, last exit and heartbeat age, and the
     /// spawn queue in order. `heartbeatAge` reads a worker's heartbeat file age in seconds (the
-    /// one environment fact of a view; the file is the heartbeat, DESIGN.md).
+    /// one environment fact of a view; the file is the heartbeat, docs/design.md).
     public static func workerPool(
         _ state: CortexState, maxWorkers: Int, nowMilliseconds: Int64, heartbeatAge: (String) -> Double?
     ) -> JSONValue {
