@@ -20,22 +20,14 @@ public enum BudgetTool {
             Command(
                 CommandSpec(
                     name: "\(prefix) set", abstract: "Set the total token budget.",
-                    options: [.value("total", "N", "Total tokens in the budget.", required: true)],
+                    options: [SetTotal.total],
                     examples: ["\(prefix) set --total 1000000"]),
                 body: set),
             Command(
                 CommandSpec(
                     name: "\(prefix) allocate",
                     abstract: "Reserve tokens; prints the allocation id (exit 1 if the budget or a quota would be exceeded).",
-                    options: [
-                        .value("tokens", "N", "Tokens to reserve.", required: true),
-                        .value("holder", "NAME", "Who holds the reservation (shown in the view)."),
-                        .value("task", "ID", "The task the tokens are for."),
-                        .value("tenant", "T", "The tenant whose quota the tokens count against."),
-                        .value(
-                            "lease", "D",
-                            "Hold it for D (90s, 5m, 2h) unless renewed; the reaper releases it once lapsed, all tokens spent."),
-                    ],
+                    options: [Allocate.tokens, Allocate.holder, Allocate.task, Allocate.tenant, Allocate.lease],
                     examples: [
                         "id=$(\(prefix) allocate --tokens 5000 --holder w-1) || echo denied",
                         "\(prefix) allocate --tokens 100 --tenant acme --json",
@@ -46,16 +38,14 @@ public enum BudgetTool {
                 CommandSpec(
                     name: "\(prefix) renew",
                     abstract: "Extend a leased allocation's lease from now (exit 1 if it was already released).",
-                    positionals: [PositionalSpec("ALLOCATION", "The id printed by allocate.")],
-                    options: [.value("lease", "D", "The new lease length (default: the one it was taken with).")],
+                    positionals: [Renew.allocation], options: [Renew.lease],
                     examples: ["while sleep 60; do \(prefix) renew \"$id\" || break; done &"]),
                 body: renew),
             Command(
                 CommandSpec(
                     name: "\(prefix) release",
                     abstract: "End an allocation; the unused rest returns to the pool (without --used all of it counts as spent).",
-                    positionals: [PositionalSpec("ALLOCATION", "The id printed by allocate.")],
-                    options: [.value("used", "N", "Tokens actually used (at most the reservation).")],
+                    positionals: [Release.allocation], options: [Release.used],
                     examples: ["\(prefix) release alloc-1.244 --used 3200"]),
                 body: release),
             Command(
@@ -67,10 +57,7 @@ public enum BudgetTool {
                 CommandSpec(
                     name: "\(prefix) quota",
                     abstract: "Cap what a tenant may hold (reserved + spent in the period).",
-                    options: [
-                        .value("tenant", "T", "The tenant.", required: true),
-                        .value("tokens", "N", "Its quota in tokens.", required: true),
-                    ],
+                    options: [Quota.tenant, Quota.tokens],
                     examples: ["\(prefix) quota --tenant acme --tokens 50000"]),
                 body: quota),
             Command(
@@ -81,14 +68,50 @@ public enum BudgetTool {
         ]
     }
 
+    /// `set`'s arguments.
+    enum SetTotal {
+        static let total = Option.tokens("total", "N", "Total tokens in the budget.").required
+    }
+
+    /// `allocate`'s arguments.
+    enum Allocate {
+        static let tokens = Option.tokens("tokens", "N", "Tokens to reserve.")
+            .checked({ $0 > 0 }, else: { _ in "invalid --tokens '0': an allocation needs at least 1 token" }).required
+        static let holder = Option.identifier("holder", "NAME", "Who holds the reservation (shown in the view).")
+        static let task = Option.identifier("task", "ID", "The task the tokens are for.")
+        static let tenant = Option.identifier("tenant", "T", "The tenant whose quota the tokens count against.")
+        static let lease = Option.duration(
+            "lease", "D", "Hold it for D (90s, 5m, 2h) unless renewed; the reaper releases it once lapsed, all tokens spent."
+        ).checked({ $0 > 0 }, else: { _ in "invalid --lease '0': a lease lasts at least 1 ms" })
+    }
+
+    /// `renew`'s arguments.
+    enum Renew {
+        static let allocation = Positional.identifier("ALLOCATION", "The id printed by allocate.", what: "allocation id")
+        static let lease = Option.duration("lease", "D", "The new lease length (default: the one it was taken with).")
+            .checked({ $0 > 0 }, else: { _ in "invalid --lease '0': a lease lasts at least 1 ms" })
+    }
+
+    /// `release`'s arguments.
+    enum Release {
+        static let allocation = Positional.identifier("ALLOCATION", "The id printed by allocate.", what: "allocation id")
+        static let used = Option.tokens("used", "N", "Tokens actually used (at most the reservation).")
+    }
+
+    /// `quota`'s arguments.
+    enum Quota {
+        static let tenant = Option.identifier("tenant", "T", "The tenant.").required
+        static let tokens = Option.tokens("tokens", "N", "Its quota in tokens.").required
+    }
+
     static func set(_ invocation: Invocation) throws(CortexError) -> Report {
-        let total = try invocation.arguments.tokens("total")!
+        let total = invocation.arguments[SetTotal.total]
         return try change(invocation, .budgetSet(total: total))
     }
 
     static func quota(_ invocation: Invocation) throws(CortexError) -> Report {
-        let tenant = try invocation.arguments.identifier("tenant")!
-        let tokens = try invocation.arguments.tokens("tokens")!
+        let tenant = invocation.arguments[Quota.tenant]
+        let tokens = invocation.arguments[Quota.tokens]
         return try change(invocation, .budgetQuota(tenant: tenant, tokens: tokens))
     }
 
@@ -109,18 +132,16 @@ public enum BudgetTool {
 
     static func allocate(_ invocation: Invocation) throws(CortexError) -> Report {
         let arguments = invocation.arguments
-        let tokens = try arguments.tokens("tokens")!
-        guard tokens > 0 else { throw .badInput("invalid --tokens '0': an allocation needs at least 1 token") }
-        let lease = try arguments.value("lease").map { (text) throws(CortexError) in try Values.parseDurationMilliseconds(text) }
-        if lease == 0 { throw .badInput("invalid --lease '0': a lease lasts at least 1 ms") }
+        let tokens = arguments[Allocate.tokens]
+        let lease = arguments[Allocate.lease]
         // Inside a supervised worker the allocation belongs to its run: released when the run ends.
         // (A malformed id is no worker's: the allocation is then an ordinary one.)
         let worker = invocation.environment["CORTEX_WORKER_ID"].flatMap {
             try? Values.validateIdentifier($0, what: "CORTEX_WORKER_ID")
         }
         let request = BudgetRequest(
-            tokens: tokens, holder: try arguments.identifier("holder"), task: try arguments.identifier("task"),
-            tenant: try arguments.identifier("tenant"), worker: worker, leaseMilliseconds: lease)
+            tokens: tokens, holder: arguments[Allocate.holder], task: arguments[Allocate.task], tenant: arguments[Allocate.tenant],
+            worker: worker, leaseMilliseconds: lease)
         let store = try invocation.openStore()
         let submission = try store.submit(.budgetAllocate(request))
         store.publishAfterRecording()
@@ -136,8 +157,8 @@ public enum BudgetTool {
     }
 
     static func release(_ invocation: Invocation) throws(CortexError) -> Report {
-        let allocation = try Values.validateIdentifier(invocation.arguments.positionals[0], what: "allocation id")
-        let used = try invocation.arguments.tokens("used")
+        let allocation = invocation.arguments[Release.allocation]
+        let used = invocation.arguments[Release.used]
         let store = try invocation.openStore()
         // Checks against the folded state. Allocations never come back once released, and an id
         // from before the end of the fold was issued there or never, so what these checks find
@@ -170,11 +191,8 @@ public enum BudgetTool {
     }
 
     static func renew(_ invocation: Invocation) throws(CortexError) -> Report {
-        let allocation = try Values.validateIdentifier(invocation.arguments.positionals[0], what: "allocation id")
-        let lease = try invocation.arguments.value("lease").map { (text) throws(CortexError) in
-            try Values.parseDurationMilliseconds(text)
-        }
-        if lease == 0 { throw .badInput("invalid --lease '0': a lease lasts at least 1 ms") }
+        let allocation = invocation.arguments[Renew.allocation]
+        let lease = invocation.arguments[Renew.lease]
         let store = try invocation.openStore()
         guard store.state.budget.allocations[allocation] != nil else {
             if IssuedID.issued(allocation, .allocation, before: store.position, counted: store.state.budget.allocationsIssued) {

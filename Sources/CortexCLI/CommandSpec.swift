@@ -1,7 +1,8 @@
 import CortexCore
 
-/// One `--option` a command accepts. The parser and the help text both read this, so help
-/// cannot drift from the real flags.
+/// One `--option` a command accepts, without its type: what the parser and the help text read,
+/// so help cannot drift from the real flags. Commands declare options as typed keys
+/// (`Option`, `RequiredOption`, `RepeatableOption`, `Flag`), which carry one of these.
 public struct OptionSpec: Sendable {
     /// `tokens` for `--tokens`.
     public var name: String
@@ -15,18 +16,8 @@ public struct OptionSpec: Sendable {
     public var isRepeatable: Bool
     /// A one-letter alias such as `f` for `-f`.
     public var shortName: Character?
-
-    /// An option taking a value.
-    public static func value(
-        _ name: String, _ valueName: String, _ help: String, required: Bool = false, repeatable: Bool = false
-    ) -> OptionSpec {
-        OptionSpec(name: name, valueName: valueName, help: help, isRequired: required, isRepeatable: repeatable, shortName: nil)
-    }
-
-    /// A flag, optionally with a one-letter alias.
-    public static func flag(_ name: String, _ help: String, short: Character? = nil) -> OptionSpec {
-        OptionSpec(name: name, valueName: nil, help: help, isRequired: false, isRepeatable: false, shortName: short)
-    }
+    /// Text to the typed value the body reads (nil for a flag); run once per value, at parse time.
+    var convert: (@Sendable (String) throws(CortexError) -> any Sendable)?
 
     var usageFragment: String {
         let core = valueName.map { "--\(name) <\($0)>" } ?? "--\(name)"
@@ -34,7 +25,7 @@ public struct OptionSpec: Sendable {
     }
 }
 
-/// A positional argument.
+/// A positional argument, without its type (commands declare `Positional` or `Positionals`).
 public struct PositionalSpec: Sendable {
     /// `ALLOCATION`.
     public var name: String
@@ -44,13 +35,18 @@ public struct PositionalSpec: Sendable {
     public var isOptional: Bool
     /// Whether it takes every argument left (the last positional only: `-- COMMAND [ARG ...]`).
     public var takesRest: Bool
+    /// Text to the typed value the body reads; run once per argument, at parse time.
+    var convert: @Sendable (String) throws(CortexError) -> any Sendable
 
-    /// A positional argument.
-    public init(_ name: String, _ help: String, optional: Bool = false, rest: Bool = false) {
+    init(
+        _ name: String, _ help: String, optional: Bool = false, rest: Bool = false,
+        convert: @escaping @Sendable (String) throws(CortexError) -> any Sendable
+    ) {
         self.name = name
         self.help = help
         self.isOptional = optional
         self.takesRest = rest
+        self.convert = convert
     }
 }
 
@@ -67,24 +63,20 @@ public struct CommandSpec: Sendable {
     /// Example invocations, shown in help.
     public var examples: [String]
 
-    /// A command spec.
+    /// A command spec, from the typed keys its body reads.
     public init(
-        name: String, abstract: String, positionals: [PositionalSpec] = [], options: [OptionSpec] = [],
+        name: String, abstract: String, positionals: [any PositionalDeclaration] = [], options: [any OptionDeclaration] = [],
         examples: [String] = []
     ) {
         self.name = name
         self.abstract = abstract
-        self.positionals = positionals
-        self.options = options
+        self.positionals = positionals.map(\.spec)
+        self.options = options.map(\.spec)
         self.examples = examples
     }
 
     /// Options every command takes.
-    static let commonOptions: [OptionSpec] = [
-        .value("dir", "DIR", "Coordination folder (default: $CORTEX_DIR, else ./coordination)."),
-        .flag("json", "Print exactly one JSON object on one line."),
-        .flag("help", "Show this help.", short: "h"),
-    ]
+    static let commonOptions: [OptionSpec] = [CommonOptions.dir.spec, CommonOptions.json.spec, CommonOptions.help.spec]
 
     /// Every option this command accepts.
     public var allOptions: [OptionSpec] { options + CommandSpec.commonOptions }
@@ -119,9 +111,12 @@ public struct CommandSpec: Sendable {
         "  " + (label.count < 24 ? padded(label, to: 24) : label + "  ") + text
     }
 
-    /// Parses `arguments` (everything after the command name).
+    /// Parses `arguments` (everything after the command name), then converts every value with
+    /// its declaration: positional arguments in order, then options in declaration order. With
+    /// `--help`, nothing is checked beyond the option names.
     /// - Throws: `CortexError.usage` for unknown options, missing values, values given to flags,
-    ///   missing required options and wrong numbers of positional arguments.
+    ///   missing required options and wrong numbers of positional arguments; then the first
+    ///   error a value's conversion throws (`badInput` for a malformed value).
     public func parse(_ arguments: [String]) throws(CortexError) -> ParsedArguments {
         var parsed = ParsedArguments()
         var index = 0
@@ -166,18 +161,18 @@ public struct CommandSpec: Sendable {
                 value = inlineValue
             } else {
                 guard index < arguments.count else {
-                    throw .usage("option '--\(option.name)' needs a value <\(option.valueName!)>")
+                    throw .usage("option '--\(option.name)' needs a value <\(option.valueName ?? "")>")
                 }
                 value = arguments[index]
                 index += 1
             }
-            if !option.isRepeatable && parsed.values[option.name] != nil {
+            if !option.isRepeatable && parsed.texts[option.name] != nil {
                 throw .usage("option '--\(option.name)' given more than once")
             }
-            parsed.values[option.name, default: []].append(value)
+            parsed.texts[option.name, default: []].append(value)
         }
-        if parsed.flags.contains("help") { return parsed }
-        for option in known where option.isRequired && parsed.values[option.name] == nil {
+        if parsed[CommonOptions.help] { return parsed }
+        for option in known where option.isRequired && parsed.texts[option.name] == nil {
             throw .usage("missing option '--\(option.name) <\(option.valueName ?? "")>'")
         }
         let required = positionals.filter { !$0.isOptional }.count
@@ -187,40 +182,14 @@ public struct CommandSpec: Sendable {
         if parsed.positionals.count > positionals.count && positionals.last?.takesRest != true {
             throw .usage("unexpected argument '\(Values.printable(parsed.positionals[positionals.count]))'")
         }
+        for (index, positional) in positionals.enumerated() where index < parsed.positionals.count {
+            let texts = positional.takesRest ? parsed.positionals[index...] : parsed.positionals[index...index]
+            for text in texts { parsed.positionalValues[positional.name, default: []].append(try positional.convert(text)) }
+        }
+        for option in known {
+            guard let convert = option.convert, let texts = parsed.texts[option.name] else { continue }
+            for text in texts { parsed.optionValues[option.name, default: []].append(try convert(text)) }
+        }
         return parsed
-    }
-}
-
-/// What the parser found on a command line.
-public struct ParsedArguments: Sendable {
-    /// Values by option name, in the order given.
-    public var values: [String: [String]] = [:]
-    /// Flags given.
-    public var flags: Set<String> = []
-    /// Positional arguments, in order.
-    public var positionals: [String] = []
-
-    /// The value of `--name`, or nil.
-    public func value(_ name: String) -> String? { values[name]?.last }
-
-    /// Every value given for a repeatable `--name`.
-    public func allValues(_ name: String) -> [String] { values[name] ?? [] }
-
-    /// True when the flag `--name` was given.
-    public func has(_ name: String) -> Bool { flags.contains(name) }
-
-    /// `--name`'s value as a count up to `limit` (65 when malformed or larger).
-    public func count(_ name: String, atMost limit: Int64 = Limits.maximumCount) throws(CortexError) -> Int64? {
-        guard let text = value(name) else { return nil }
-        return try Values.parseCount(text, what: "--\(name)", atMost: limit)
-    }
-
-    /// `--name`'s value as a number of tokens, at most `Limits.maximumTokens` (65 otherwise).
-    public func tokens(_ name: String) throws(CortexError) -> Int64? { try count(name, atMost: Limits.maximumTokens) }
-
-    /// `--name`'s value as an id (65 when malformed).
-    public func identifier(_ name: String) throws(CortexError) -> String? {
-        guard let text = value(name) else { return nil }
-        return try Values.validateIdentifier(text, what: "--\(name)")
     }
 }

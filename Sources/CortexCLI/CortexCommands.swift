@@ -11,14 +11,7 @@ public enum CortexTool {
             Command(
                 CommandSpec(
                     name: "cortex init", abstract: "Create the coordination folder (safe to run again).",
-                    options: [
-                        .value("total-tokens", "N", "Set the token budget (a new folder starts with 1000000)."),
-                        .value("max-workers", "N", "The most workers alive at once (config.json)."),
-                        .value(
-                            "group", "G",
-                            "Share the folder with group G (a name or number): folders set-group-ID 2770, files 0660, kept so by every member."
-                        ),
-                    ],
+                    options: [Init.totalTokens, Init.maxWorkers, Init.group],
                     examples: [
                         "cortex init --total-tokens 2000000 --max-workers 20", "cortex init --dir /srv/cortex",
                         "cortex init --dir /srv/cortex --group cortex   # several users' masters share it",
@@ -39,11 +32,7 @@ public enum CortexTool {
                     name: "cortex metrics",
                     abstract:
                         "Queue wait and run time P50/P95/P99, success, retry and dead-letter rates per task type, utilisation, token burn rate, in the Prometheus text format.",
-                    options: [
-                        .value(
-                            "out", "FILE",
-                            "Write to FILE atomically instead of stdout (node_exporter's textfile collector; with --json, the JSON).")
-                    ],
+                    options: [Metrics.out],
                     examples: [
                         "cortex metrics", "cortex metrics --out /var/lib/node_exporter/textfile/cortex.prom",
                         "cortex metrics --json | jq '.task_types.build.run_time_seconds.p95'",
@@ -54,12 +43,7 @@ public enum CortexTool {
                 CommandSpec(
                     name: "cortex verify",
                     abstract: "Check the journal: checksums, seals, torn lines (exit 1 and where, if any).",
-                    options: [
-                        .flag(
-                            "acknowledge",
-                            "Record the harmless torn fragments found (heads of records written again whole) as known: verify is green again for them, red for new damage."
-                        )
-                    ],
+                    options: [Verify.acknowledge],
                     examples: [
                         "cortex verify || echo 'journal damaged: see above'",
                         "cortex verify --acknowledge   # after a full disk or kill -9 left torn fragments",
@@ -68,15 +52,7 @@ public enum CortexTool {
             Command(
                 CommandSpec(
                     name: "cortex tail", abstract: "Print the event stream, one line an event; -f follows it.",
-                    options: [
-                        .value("lines", "N", "How many past events to print first (default 10, or all since --since; 0 for none)."),
-                        .flag("follow", "Keep printing events as they are appended (across segment rotation).", short: "f"),
-                        .value(
-                            "kind", "K", "Only records whose kind starts with K (task., budget.allocate); repeatable.", repeatable: true),
-                        .value("task", "ID", "Only records about task ID (a claim counts once the fold names its task)."),
-                        .value("worker", "ID", "Only records about worker (or holder) ID."),
-                        .value("since", "WHEN", "Only records from WHEN on: a duration ago (90s, 5m, 2h, 1d) or a UTC time."),
-                    ],
+                    options: [Tail.lines, Tail.follow, Tail.kind, Tail.task, Tail.worker, Tail.since],
                     examples: [
                         "cortex tail -f", "cortex tail -f --kind task. --worker w-1.5042", "cortex tail --since 10m --task task-2.4096",
                         "cortex tail --lines 100 --json | jq -c 'select(.kind==\"budget.allocate\")'",
@@ -130,18 +106,74 @@ public enum CortexTool {
             ),
         ])
 
-    static func initialise(_ invocation: Invocation) throws(CortexError) -> Report {
-        var arguments = invocation.arguments
-        if InitPrompt.shouldAsk(arguments) { arguments = InitPrompt.ask(arguments, root: invocation.root) }
-        let maxWorkers = try arguments.count("max-workers")
-        if let maxWorkers, maxWorkers < 1 { throw .badInput("invalid --max-workers '0': at least 1") }
-        let totalTokens = try arguments.tokens("total-tokens")
-        let group = try arguments.value("group").map { (name) throws(CortexError) -> gid_t in
+    /// `init`'s arguments.
+    enum Init {
+        static let totalTokens = Option.tokens("total-tokens", "N", "Set the token budget (a new folder starts with 1000000).")
+        static let maxWorkers = Option.count("max-workers", "N", "The most workers alive at once (config.json).")
+            .checked({ $0 >= 1 }, else: { _ in "invalid --max-workers '0': at least 1" })
+        static let group = Option<gid_t>(
+            "group", "G",
+            "Share the folder with group G (a name or number): folders set-group-ID 2770, files 0660, kept so by every member."
+        ) { (name) throws(CortexError) in
             guard let gid = UserDatabase.system.groupID(name) else {
                 throw .badInput("invalid --group '\(Values.printable(name))': no such group in /etc/group")
             }
             return gid
         }
+    }
+
+    /// `metrics`' arguments.
+    enum Metrics {
+        static let out = Option.text(
+            "out", "FILE", "Write to FILE atomically instead of stdout (node_exporter's textfile collector; with --json, the JSON)."
+        ).checked({ !$0.isEmpty && !$0.hasSuffix("/") }, else: { "invalid --out '\(Values.printable($0))': a file path" })
+    }
+
+    /// `verify`'s arguments.
+    enum Verify {
+        static let acknowledge = Flag(
+            "acknowledge",
+            "Record the harmless torn fragments found (heads of records written again whole) as known: verify is green again for them, red for new damage."
+        )
+    }
+
+    /// `tail`'s arguments.
+    enum Tail {
+        static let lines = Option.count("lines", "N", "How many past events to print first (default 10, or all since --since; 0 for none).")
+        static let follow = Flag("follow", "Keep printing events as they are appended (across segment rotation).", short: "f")
+        static let kind = Option<String>("kind", "K", "Only records whose kind starts with K (task., budget.allocate); repeatable.") {
+            (kind) throws(CortexError) in
+            guard !kind.isEmpty, kind.utf8.allSatisfy({ $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "_") || (0x61...0x7A).contains($0) })
+            else {
+                throw .badInput("invalid --kind '\(Values.printable(kind))': a record kind or its prefix, such as task. or budget.allocate")
+            }
+            return kind
+        }.repeatable
+        static let task = Option.identifier("task", "ID", "Only records about task ID (a claim counts once the fold names its task).")
+        static let worker = Option.identifier("worker", "ID", "Only records about worker (or holder) ID.")
+        static let since = Option<Since>("since", "WHEN", "Only records from WHEN on: a duration ago (90s, 5m, 2h, 1d) or a UTC time.") {
+            (since) throws(CortexError) in
+            if let time = ISOTime.parse(since) { return .time(time) }
+            if let ago = try? Values.parseDurationMilliseconds(since) { return .ago(ago) }
+            throw .badInput(
+                "invalid --since '\(Values.printable(since))': a duration ago (90s, 5m, 2h, 1d) or a UTC time (2026-12-02T10:00:00Z)")
+        }
+
+        /// `--since WHEN`: a UTC time, or a duration before now.
+        enum Since: Sendable {
+            /// Milliseconds since the epoch.
+            case time(Int64)
+            /// Milliseconds before now.
+            case ago(Int64)
+        }
+    }
+
+    static func initialise(_ invocation: Invocation) throws(CortexError) -> Report {
+        var arguments = invocation.arguments
+        if InitPrompt.shouldAsk(arguments) { arguments = try InitPrompt.ask(arguments, root: invocation.root) }
+        let maxWorkers = arguments[Init.maxWorkers]
+        let totalTokens = arguments[Init.totalTokens]
+        let group = arguments[Init.group]
         let layout = CoordinationLayout(root: invocation.root)
         var defaults = CortexConfig()
         if let maxWorkers { defaults.maxWorkers = Int(maxWorkers) }
@@ -158,7 +190,7 @@ public enum CortexTool {
         }
         store.publishAfterRecording()
         let budget = store.state.budget
-        let shared = group.map { ", shared with group \(arguments.value("group") ?? String($0))" } ?? ""
+        let shared = group.map { ", shared with group \(arguments.text(of: Init.group) ?? String($0))" } ?? ""
         return Report(
             text:
                 "initialised \(layout.root): budget \(budget.total) tokens (\(budget.available) available), max \(store.config.maxWorkers) workers\(shared)",
@@ -194,7 +226,7 @@ public enum CortexTool {
         var report = try JournalVerifier.verify(journal)
         var lines: [String] = []
         var acknowledgement: String?
-        if invocation.arguments.has("acknowledge") {
+        if invocation.arguments[Verify.acknowledge] {
             let harmless = JournalVerifier.acknowledgeable(report)
             if harmless.isEmpty {
                 lines.append("note     nothing to acknowledge: no torn fragment")

@@ -11,12 +11,7 @@ public enum DashboardTool {
         CommandSpec(
             name: "cortex dashboard",
             abstract: "Write a self-contained HTML dashboard: worker grid, queue, token gauges, latency, last events.",
-            options: [
-                .value("out", "FILE", "Where to write the page (default: DIR/dashboard.html)."),
-                .flag("embed", "A frozen snapshot: the page shows the data embedded now and never reloads."),
-                .value("events", "N", "How many of the last journal events to include (default 50)."),
-                .flag("follow", "Then keep events.json beside the page fresh (at most once a second) until stopped.", short: "f"),
-            ],
+            options: [out, embed, events, follow],
             examples: [
                 "cortex dashboard                      # DIR/dashboard.html and DIR/events.json",
                 "cd coordination && python3 -m http.server --bind 127.0.0.1 8080   # then open http://127.0.0.1:8080/dashboard.html",
@@ -25,14 +20,19 @@ public enum DashboardTool {
             ]),
         body: run)
 
+    static let out = Option.text("out", "FILE", "Where to write the page (default: DIR/dashboard.html).")
+    static let embed = Flag("embed", "A frozen snapshot: the page shows the data embedded now and never reloads.")
+    static let events = Option.count("events", "N", "How many of the last journal events to include (default 50).")
+    static let follow = Flag("follow", "Then keep events.json beside the page fresh (at most once a second) until stopped.", short: "f")
+
     static func run(_ invocation: Invocation) throws(CortexError) -> Report {
         let arguments = invocation.arguments
-        let eventCount = Int(try arguments.count("events") ?? Int64(defaultEventCount))
-        let frozen = arguments.has("embed")
-        if frozen && arguments.has("follow") { throw .usage("--follow keeps a live page's events.json fresh: not with --embed") }
+        let eventCount = Int(arguments[Self.events] ?? Int64(defaultEventCount))
+        let frozen = arguments[Self.embed]
+        if frozen && arguments[Self.follow] { throw .usage("--follow keeps a live page's events.json fresh: not with --embed") }
         let store = try invocation.openStore()
         let layout = store.layout
-        let out = arguments.value("out") ?? layout.root + "/dashboard.html"
+        let out = arguments[Self.out] ?? layout.root + "/dashboard.html"
         let now = POSIX.wallClockMilliseconds()
         let journal = try CoordinationStore.existingJournal(root: layout.root)
         var recent = RecentEvents(capacity: eventCount)
@@ -59,7 +59,7 @@ public enum DashboardTool {
             eventsFile = path
         }
         try AtomicFile.replace(out, with: Dashboard.page(snapshot), durability: .processCrash)
-        if let eventsFile, arguments.has("follow") {
+        if let eventsFile, arguments[Self.follow] {
             Terminal.writeOut("wrote \(out); following the journal into \(eventsFile)\n")
             let watcher = try JournalWatcher(directory: journal.directory)
             while true {

@@ -5,27 +5,30 @@ import Glibc
 /// tokens, max workers), showing the current value as the default. It never asks when stdin
 /// or stdout is not a terminal (scripts, CI), nor with `--json`: flags are the interface there.
 enum InitPrompt {
-    /// The settings asked for, in order: option name, question.
-    static let questions = [("total-tokens", "Total token budget"), ("max-workers", "Most workers alive at once")]
+    /// The settings asked for, in order: option, question, the smallest answer taken.
+    static let questions = [
+        (option: CortexTool.Init.totalTokens, question: "Total token budget", minimum: Int64(0)),
+        (option: CortexTool.Init.maxWorkers, question: "Most workers alive at once", minimum: Int64(1)),
+    ]
 
     /// True when init should ask: a person at a terminal who gave none of the settings.
     static func shouldAsk(_ arguments: ParsedArguments) -> Bool {
-        guard isatty(0) == 1, isatty(1) == 1, !arguments.has("json") else { return false }
-        return questions.allSatisfy { arguments.value($0.0) == nil }
+        guard isatty(0) == 1, isatty(1) == 1, !arguments[CommonOptions.json] else { return false }
+        return questions.allSatisfy { arguments[$0.option] == nil }
     }
 
     /// `arguments` with the answers added as if given as flags. Enter keeps the default; an
     /// answer that is not a whole number is asked again (three times, then the default).
-    static func ask(_ arguments: ParsedArguments, root: String) -> ParsedArguments {
-        var defaults = ["total-tokens": "1000000", "max-workers": String(CortexConfig().maxWorkers)]
+    /// - Throws: what the option refuses of an answer (a number past its limit).
+    static func ask(_ arguments: ParsedArguments, root: String) throws(CortexError) -> ParsedArguments {
+        // The current values, in the order of `questions`.
+        var defaults = ["1000000", String(CortexConfig().maxWorkers)]
         if let store = try? CoordinationStore.open(root: root, createIfMissing: false) {
-            defaults["total-tokens"] = String(store.state.budget.total)
-            defaults["max-workers"] = String(store.config.maxWorkers)
+            defaults = [String(store.state.budget.total), String(store.config.maxWorkers)]
         }
         var answered = arguments
         Terminal.writeOut("Setting up \(root) (Enter keeps the value in brackets; flags skip these questions):\n")
-        for (option, question) in questions {
-            let fallback = defaults[option] ?? ""
+        for ((option, question, minimum), fallback) in zip(questions, defaults) {
             var answer = fallback
             for _ in 0..<3 {
                 Terminal.writeOut("  \(question) [\(fallback)]: ")
@@ -35,13 +38,13 @@ enum InitPrompt {
                 }
                 let typed = line.filter { $0 != " " && $0 != "_" && $0 != "," }
                 if typed.isEmpty { break }
-                if let value = Int64(typed), value >= (option == "max-workers" ? 1 : 0) {
+                if let value = Int64(typed), value >= minimum {
                     answer = String(value)
                     break
                 }
-                Terminal.writeOut("  '\(Values.printable(line))' is not a whole number\(option == "max-workers" ? " of at least 1" : "")\n")
+                Terminal.writeOut("  '\(Values.printable(line))' is not a whole number\(minimum > 0 ? " of at least \(minimum)" : "")\n")
             }
-            answered.values[option] = [answer]
+            try answered.supply(answer, for: option)
         }
         return answered
     }

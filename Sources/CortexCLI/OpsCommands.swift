@@ -14,7 +14,7 @@ enum OpsCommands {
         let now = POSIX.wallClockMilliseconds()
         let state = store.state
         let config = store.config
-        let colour = Colour(enabled: !invocation.arguments.has("json") && Terminal.colourEnabled)
+        let colour = Colour(enabled: !invocation.arguments[CommonOptions.json] && Terminal.colourEnabled)
         var attention: [String] = []
 
         // Workers: supervised ones by type, plus claimers that are not supervised.
@@ -248,13 +248,12 @@ enum OpsCommands {
     // MARK: - metrics
 
     static func metrics(_ invocation: Invocation) throws(CortexError) -> Report {
-        let out = invocation.arguments.value("out")
-        if let out, out.isEmpty || out.hasSuffix("/") { throw .badInput("invalid --out '\(Values.printable(out))': a file path") }
+        let out = invocation.arguments[CortexTool.Metrics.out]
         let store = try invocation.openStore()
         let report = MetricsReport(store.state, capacity: store.config.maxWorkers, nowMilliseconds: POSIX.wallClockMilliseconds())
         if let out {
             // With --json the file gets the JSON (metrics.json beside the views, for the dashboard).
-            let json = invocation.arguments.has("json")
+            let json = invocation.arguments[CommonOptions.json]
             try writeMetrics(json ? report.json.jsonText + "\n" : report.prometheusText, to: out)
             return Report(text: "wrote metrics to \(out)", json: .object(["out": .string(out)]))
         }
@@ -301,7 +300,7 @@ enum OpsCommands {
     }
 
     static func estimate(_ invocation: Invocation) throws(CortexError) -> Report {
-        guard let type = try invocation.arguments.identifier("type") else { throw .usage("missing option '--type <TYPE>'") }
+        let type = invocation.arguments[TaskTool.Estimate.type]
         let store = try invocation.openStore()
         guard let metrics = store.state.metrics.types[type], metrics.runTime.count + metrics.tokensUsed.count > 0 else {
             throw .notFound("no finished attempts of type '\(Values.printable(type))' yet: nothing to estimate from")
@@ -394,29 +393,18 @@ extension OpsCommands {
     static func tail(_ invocation: Invocation) throws(CortexError) -> Report {
         let arguments = invocation.arguments
         var filter = TailFilter()
-        for kind in arguments.allValues("kind") {
-            guard !kind.isEmpty, kind.utf8.allSatisfy({ $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "_") || (0x61...0x7A).contains($0) })
-            else {
-                throw .badInput("invalid --kind '\(Values.printable(kind))': a record kind or its prefix, such as task. or budget.allocate")
-            }
-            filter.kinds.append(kind)
-        }
-        filter.task = try arguments.identifier("task")
-        filter.worker = try arguments.identifier("worker")
-        if let since = arguments.value("since") {
-            if let time = ISOTime.parse(since) {
-                filter.sinceMilliseconds = time
-            } else if let ago = try? Values.parseDurationMilliseconds(since) {
-                filter.sinceMilliseconds = POSIX.wallClockMilliseconds() - ago
-            } else {
-                throw .badInput(
-                    "invalid --since '\(Values.printable(since))': a duration ago (90s, 5m, 2h, 1d) or a UTC time (2026-12-02T10:00:00Z)")
-            }
+        filter.kinds = arguments[CortexTool.Tail.kind]
+        filter.task = arguments[CortexTool.Tail.task]
+        filter.worker = arguments[CortexTool.Tail.worker]
+        switch arguments[CortexTool.Tail.since] {
+        case .time(let time): filter.sinceMilliseconds = time
+        case .ago(let ago): filter.sinceMilliseconds = POSIX.wallClockMilliseconds() - ago
+        case nil: break
         }
         // With --since alone, everything since then; otherwise the last --lines (10) events.
-        let count: Int? = try arguments.count("lines").map { Int($0) } ?? (filter.sinceMilliseconds == nil ? 10 : nil)
-        let json = arguments.has("json")
-        let follow = arguments.has("follow")
+        let count: Int? = arguments[CortexTool.Tail.lines].map { Int($0) } ?? (filter.sinceMilliseconds == nil ? 10 : nil)
+        let json = arguments[CommonOptions.json]
+        let follow = arguments[CortexTool.Tail.follow]
 
         let journal = try CoordinationStore.existingJournal(root: invocation.root)
         let layout = CoordinationLayout(root: invocation.root)

@@ -17,10 +17,7 @@ public enum PoolTool {
                     name: "\(prefix) stop",
                     abstract:
                         "Stop every member of pool NAME, replacements included, and restart none: a stop recorded per member, SIGTERM through its supervisor (only your own workers' processes), SIGKILL after the grace. Exit 1 when nothing was left to stop.",
-                    positionals: [PositionalSpec("NAME", "The pool's name (cortex-spawn --name, or the name it printed).")],
-                    options: [
-                        .value("grace", "D", "SIGKILL what still runs D after the SIGTERM (default: each worker's --grace).")
-                    ],
+                    positionals: [Stop.name], options: [Stop.grace],
                     examples: ["\(prefix) stop builders", "\(prefix) stop builders --grace 2s"]),
                 body: stop),
             Command(
@@ -28,10 +25,28 @@ public enum PoolTool {
                     name: "\(prefix) scale",
                     abstract:
                         "Grow pool NAME to N members (new ones spawned with the pool's command, environment and directory: only the user who started the pool can) or shrink it (the newest members stopped). Exit 75 when new members had to queue.",
-                    positionals: [PositionalSpec("NAME", "The pool's name."), PositionalSpec("N", "How many members it should have.")],
+                    positionals: [Scale.name, Scale.size],
                     examples: ["\(prefix) scale builders 8", "\(prefix) scale builders 0   # like pool stop"]),
                 body: scale),
         ]
+    }
+
+    /// `stop`'s arguments.
+    enum Stop {
+        static let name = Positional.identifier(
+            "NAME", "The pool's name (cortex-spawn --name, or the name it printed).", what: "pool name")
+        static let grace = Option.duration("grace", "D", "SIGKILL what still runs D after the SIGTERM (default: each worker's --grace).")
+    }
+
+    /// `scale`'s arguments.
+    enum Scale {
+        static let name = Positional.identifier("NAME", "The pool's name.", what: "pool name")
+        static let size = Positional<Int>("N", "How many members it should have.") { (text) throws(CortexError) in
+            guard let target = Int(text), target >= 0, target <= 1000 else {
+                throw .badInput("invalid N '\(Values.printable(text))': a whole number from 0 to 1000")
+            }
+            return target
+        }
     }
 
     /// The live members of pool `name`, oldest first (stopping ones included).
@@ -106,10 +121,8 @@ public enum PoolTool {
     }
 
     static func stop(_ invocation: Invocation) throws(CortexError) -> Report {
-        let name = try Values.validateIdentifier(invocation.arguments.positionals[0], what: "pool name")
-        let grace = try invocation.arguments.value("grace").map { (text) throws(CortexError) in
-            try Values.parseDurationMilliseconds(text)
-        }
+        let name = invocation.arguments[Stop.name]
+        let grace = invocation.arguments[Stop.grace]
         let store = try invocation.openStore()
         let owed = store.state.workers.owedReplacements.filter { $0.spec.pool == name }.map(\.worker)
         let live = members(name, in: store.state).filter { $0.status != .stopping }
@@ -150,10 +163,8 @@ public enum PoolTool {
 
     static func scale(_ invocation: Invocation) throws(CortexError) -> Report {
         let arguments = invocation.arguments
-        let name = try Values.validateIdentifier(arguments.positionals[0], what: "pool name")
-        guard let target = Int(arguments.positionals[1]), target >= 0, target <= 1000 else {
-            throw .badInput("invalid N '\(Values.printable(arguments.positionals[1]))': a whole number from 0 to 1000")
-        }
+        let name = arguments[Scale.name]
+        let target = arguments[Scale.size]
         let store = try invocation.openStore()
         let current = members(name, in: store.state).filter { $0.status != .stopping }
         let owed = store.state.workers.owedReplacements.filter { $0.spec.pool == name }

@@ -19,23 +19,7 @@ public enum ReapTool {
                 name: name,
                 abstract:
                     "Clean up after anything: lost workers and leases, queued spawns, expired results; a fresh snapshot and views. Safe to run twice at once.",
-                options: [
-                    .flag("dry-run", "Say what would be done; change nothing."),
-                    .value("heartbeat-timeout", "D", "A heartbeat older than D means lost (default: config heartbeat_timeout, 60s)."),
-                    .value("grace", "D", "Between SIGTERM and SIGKILL for what is left of a lost worker (default 5s)."),
-                    .value("result-ttl", "D", "Purge results and finished-task files older than D (default: config result_ttl)."),
-                    .value(
-                        "archive-retention", "D",
-                        "Remove archived journal segments older than D from journal/archive/ (default: config archive_retention, 7d)."),
-                    .value(
-                        "every", "D",
-                        "Run as a service: reap, sleep D, again, until SIGTERM or SIGINT (exit 0); for systemd Type=simple instead of cron."
-                    ),
-                    .value("metrics-out", "FILE", "Also write 'cortex metrics' to FILE atomically (node_exporter's textfile collector)."),
-                    .value(
-                        "temp-grace", "D",
-                        "Remove temp files (.NAME.tmp-PID-RANDOM) left by killed writers once older than D (default 10m)."),
-                ],
+                options: [dryRun, heartbeatTimeout, grace, resultTTL, archiveRetention, every, metricsOut, temporaryGrace],
                 examples: [
                     "* * * * * cortex-reap --dir /srv/cortex/coordination >>/var/log/cortex-reap.log 2>&1   # crontab",
                     "\(name) --dry-run", "\(name) --json | jq .lost",
@@ -43,6 +27,24 @@ public enum ReapTool {
                 ]),
             body: reap)
     }
+
+    static let dryRun = Flag("dry-run", "Say what would be done; change nothing.")
+    static let heartbeatTimeout = Option.duration(
+        "heartbeat-timeout", "D", "A heartbeat older than D means lost (default: config heartbeat_timeout, 60s).")
+    static let grace = Option.duration("grace", "D", "Between SIGTERM and SIGKILL for what is left of a lost worker (default 5s).")
+    static let resultTTL = Option.duration(
+        "result-ttl", "D", "Purge results and finished-task files older than D (default: config result_ttl).")
+    static let archiveRetention = Option.duration(
+        "archive-retention", "D",
+        "Remove archived journal segments older than D from journal/archive/ (default: config archive_retention, 7d).")
+    static let every = Option.duration(
+        "every", "D",
+        "Run as a service: reap, sleep D, again, until SIGTERM or SIGINT (exit 0); for systemd Type=simple instead of cron."
+    ).checked({ $0 >= 100 }, else: { "invalid --every '\(Values.printable($0))': at least 100ms" })
+    static let metricsOut = Option.text(
+        "metrics-out", "FILE", "Also write 'cortex metrics' to FILE atomically (node_exporter's textfile collector).")
+    static let temporaryGrace = Option.duration(
+        "temp-grace", "D", "Remove temp files (.NAME.tmp-PID-RANDOM) left by killed writers once older than D (default 10m).")
 
     struct Plan {
         var lost: [(worker: String, reason: String, leftover: [Leftover])] = []
@@ -69,17 +71,17 @@ public enum ReapTool {
     }
 
     static func reap(_ invocation: Invocation) throws(CortexError) -> Report {
-        guard let every = invocation.arguments.value("every") else { return try reapOnce(invocation) }
-        let interval = try Values.parseDurationMilliseconds(every)
-        guard interval >= 100 else { throw .badInput("invalid --every '\(Values.printable(every))': at least 100ms") }
-        if invocation.arguments.has("dry-run") { throw .usage("--every runs the reaper; it cannot be a --dry-run") }
+        guard let interval = invocation.arguments[every], let every = invocation.arguments.text(of: every) else {
+            return try reapOnce(invocation)
+        }
+        if invocation.arguments[dryRun] { throw .usage("--every runs the reaper; it cannot be a --dry-run") }
         // SIGTERM and SIGINT stay pending while a run works (blocked; supervisors it starts get
         // a clean mask from the spawner) and end the sleep between runs: a stop never cuts a run.
         WorkerSupervision.blockStopSignals()
         var runs = 0
         while true {
             do throws(CortexError) {
-                Output.print(try reapOnce(invocation), json: invocation.arguments.has("json"), command: "cortex-reap")
+                Output.print(try reapOnce(invocation), json: invocation.arguments[CommonOptions.json], command: "cortex-reap")
             } catch {
                 // The first run's failure (no folder, bad config) is the caller's; later ones wait for the next run.
                 if runs == 0 { throw error }
@@ -94,22 +96,14 @@ public enum ReapTool {
     /// One reaper run (`cortex-reap` without `--every`).
     static func reapOnce(_ invocation: Invocation) throws(CortexError) -> Report {
         let arguments = invocation.arguments
-        let dryRun = arguments.has("dry-run")
+        let dryRun = arguments[Self.dryRun]
         let store = try invocation.openStore()
         let layout = store.layout
-        let heartbeatTimeout =
-            try arguments.value("heartbeat-timeout").map { (text) throws(CortexError) in try Values.parseDurationMilliseconds(text) }
-            ?? store.config.heartbeatTimeoutMilliseconds
-        let grace = try arguments.value("grace").map { (text) throws(CortexError) in try Values.parseDurationMilliseconds(text) } ?? 5_000
-        let resultTTL =
-            try arguments.value("result-ttl").map { (text) throws(CortexError) in try Values.parseDurationMilliseconds(text) }
-            ?? store.config.resultRetentionMilliseconds
-        let archiveRetention =
-            try arguments.value("archive-retention").map { (text) throws(CortexError) in try Values.parseDurationMilliseconds(text) }
-            ?? store.config.archiveRetentionMilliseconds
-        let temporaryGrace =
-            try arguments.value("temp-grace").map { (text) throws(CortexError) in try Values.parseDurationMilliseconds(text) }
-            ?? defaultTemporaryGraceMilliseconds
+        let heartbeatTimeout = arguments[Self.heartbeatTimeout] ?? store.config.heartbeatTimeoutMilliseconds
+        let grace = arguments[Self.grace] ?? 5_000
+        let resultTTL = arguments[Self.resultTTL] ?? store.config.resultRetentionMilliseconds
+        let archiveRetention = arguments[Self.archiveRetention] ?? store.config.archiveRetentionMilliseconds
+        let temporaryGrace = arguments[Self.temporaryGrace] ?? defaultTemporaryGraceMilliseconds
         let now = POSIX.wallClockMilliseconds()
         // Heartbeat ages: against a probe touched now (the file system's clock), and never across
         // a wall-clock step (FolderClock).
@@ -204,7 +198,7 @@ public enum ReapTool {
                 let metrics = MetricsReport(store.state, capacity: store.config.maxWorkers, nowMilliseconds: now)
                 try OpsCommands.writeMetrics(
                     metrics.json.jsonText + "\n", to: layout.root + "/metrics.json", mode: store.permissions.file(.shared))
-                if let metricsOut = arguments.value("metrics-out") {
+                if let metricsOut = arguments[Self.metricsOut] {
                     try OpsCommands.writeMetrics(metrics.prometheusText, to: metricsOut)
                 }
             } catch {

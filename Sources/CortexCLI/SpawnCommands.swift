@@ -16,26 +16,10 @@ public enum SpawnTool {
                 name: name,
                 abstract:
                     "Start a supervised worker if pool, CPU, memory and tokens allow; else queue it (exit 75) or, with --no-queue, refuse (exit 1). One that can never fit (more cores or memory than the machine has, a pool over max_workers) is refused at once (exit 1). Prints the worker id.",
-                positionals: [PositionalSpec("COMMAND", "The worker's program and its arguments (after --).", rest: true)],
+                positionals: [Spawn.command],
                 options: [
-                    .value("type", "TYPE", "The worker's type (default: default); per-type limits apply."),
-                    .value("task", "ID", "The task it works on (CORTEX_TASK_ID)."),
-                    .value("tokens", "N", "Tokens to reserve before it starts (CORTEX_ALLOCATION, CORTEX_TOKENS)."),
-                    .value("tenant", "T", "The tenant whose quota the tokens count against."),
-                    .value("cpu", "CORES", "Cores it needs (e.g. 0.5); reserved against the machine's cores."),
-                    .value("memory", "SIZE", "Memory it needs (e.g. 512M), checked against MemAvailable."),
-                    .value("timeout", "D", "SIGTERM to its process group after D (e.g. 10m), SIGKILL after --grace."),
-                    .value("grace", "D", "Between SIGTERM and SIGKILL (default 10s)."),
-                    .value("pool", "N", "Start N persistent workers (one id per line); default restart: always."),
-                    .value(
-                        "name", "NAME",
-                        "The pool's name (cortex pool list|stop|scale NAME); replacements of lost members keep it. A --pool without one is named TYPE-XXXXXX, printed on stderr."
-                    ),
-                    .value("restart", "POLICY", "never, on-failure or always (default never; always with --pool)."),
-                    .value("log-head", "SIZE", "Bytes of stdout/stderr kept from the start (default 10K)."),
-                    .value("log-tail", "SIZE", "Bytes of stdout/stderr kept from the end (default 30K)."),
-                    .flag("no-queue", "Refuse (exit 1) instead of queueing when it cannot start now."),
-                    .flag("foreground", "Supervise here and exit with the worker's exit code (128+N for signal N)."),
+                    Spawn.type, Spawn.task, Spawn.tokens, Spawn.tenant, Spawn.cpu, Spawn.memory, Spawn.timeout, Spawn.grace,
+                    Spawn.pool, Spawn.name, Spawn.restart, Spawn.logHead, Spawn.logTail, Spawn.noQueue, Spawn.foreground,
                 ],
                 examples: [
                     "w=$(\(name) --type review --tokens 20000 -- ./review.sh \"$pr\") || echo \"queued or refused: $?\"",
@@ -49,43 +33,107 @@ public enum SpawnTool {
         CommandSpec(
             name: "cortex-spawn _supervise",
             abstract: "Internal: supervise worker W (started detached by cortex-spawn; resumed by cortex-supervise).",
-            positionals: [PositionalSpec("WORKER", "The worker id.")],
+            positionals: [Supervise.worker],
             options: [
-                .flag("foreground", "Exit with the worker's exit code (cortex-spawn --foreground)."),
-                .value("started", "PID:TICKS", "The run's worker has started (from cortex-supervise, its parent)."),
-                .value("exit", "HOW", "The run ended: exited:N or signaled:N (from cortex-supervise)."),
-                .value("start-failure", "REASON", "The run could not start (from cortex-supervise)."),
-                .value("ran-ms", "N", "How long the run lasted."),
-                .value("stdout", "SEEN:KEPT", "Bytes the worker wrote to stdout and bytes its log kept."),
-                .value("stderr", "SEEN:KEPT", "Bytes the worker wrote to stderr and bytes its log kept."),
-                .flag("timed-out", "The run's timeout fired."),
-                .flag("killed-after-grace", "The worker outlived the grace and was killed."),
-                .value("stop-signal", "N", "The first stop signal the supervisor forwarded."),
-                .value("write-failure", "REASON", "A log or heartbeat write failed during the run."),
+                Supervise.foreground, Supervise.started, Supervise.exit, Supervise.startFailure, Supervise.ranMilliseconds,
+                Supervise.stdout, Supervise.stderr, Supervise.timedOut, Supervise.killedAfterGrace, Supervise.stopSignal,
+                Supervise.writeFailure,
             ]),
         body: supervise)
 
-    static func supervise(_ invocation: Invocation) throws(CortexError) -> Report {
-        let arguments = invocation.arguments
-        let id = try Values.validateIdentifier(arguments.positionals[0], what: "worker")
-        let store = try invocation.openStore()
-        if let started = arguments.value("started") {
-            guard let (pid, ticks) = pair(started), let pid = Int32(exactly: pid), let ticks = UInt64(exactly: ticks) else {
+    /// The spawn command's arguments.
+    enum Spawn {
+        static let command = Positionals.texts("COMMAND", "The worker's program and its arguments (after --).")
+        static let type = Option.identifier("type", "TYPE", "The worker's type (default: default); per-type limits apply.")
+        static let task = Option.identifier("task", "ID", "The task it works on (CORTEX_TASK_ID).")
+        static let tokens = Option.tokens("tokens", "N", "Tokens to reserve before it starts (CORTEX_ALLOCATION, CORTEX_TOKENS).")
+            .checked({ $0 >= 1 }, else: { _ in "--tokens must be at least 1" })
+        static let tenant = Option.identifier("tenant", "T", "The tenant whose quota the tokens count against.")
+        /// In thousandths of a core.
+        static let cpu = Option<Int64>("cpu", "CORES", "Cores it needs (e.g. 0.5); reserved against the machine's cores.") {
+            (cpu) throws(CortexError) in
+            guard let cores = Double(cpu), cores > 0, cores <= 4096 else {
+                throw .badInput("invalid --cpu '\(Values.printable(cpu))': use a number of cores such as 0.5 or 2")
+            }
+            return Int64((cores * 1000).rounded())
+        }
+        static let memory = Option.size("memory", "SIZE", "Memory it needs (e.g. 512M), checked against MemAvailable.")
+        static let timeout = Option.duration("timeout", "D", "SIGTERM to its process group after D (e.g. 10m), SIGKILL after --grace.")
+        static let grace = Option.duration("grace", "D", "Between SIGTERM and SIGKILL (default 10s).")
+        static let pool = Option.count("pool", "N", "Start N persistent workers (one id per line); default restart: always.")
+            .checked({ (1...1000).contains($0) }, else: { _ in "--pool must be between 1 and 1000" })
+        static let name = Option.identifier(
+            "name", "NAME",
+            "The pool's name (cortex pool list|stop|scale NAME); replacements of lost members keep it. A --pool without one is named TYPE-XXXXXX, printed on stderr."
+        )
+        static let restart: Option<RestartPolicy> = .choice(
+            "restart", "POLICY", "never, on-failure or always (default never; always with --pool).")
+        static let logHead = Option.size("log-head", "SIZE", "Bytes of stdout/stderr kept from the start (default 10K).")
+        static let logTail = Option.size("log-tail", "SIZE", "Bytes of stdout/stderr kept from the end (default 30K).")
+        static let noQueue = Flag("no-queue", "Refuse (exit 1) instead of queueing when it cannot start now.")
+        static let foreground = Flag("foreground", "Supervise here and exit with the worker's exit code (128+N for signal N).")
+    }
+
+    /// The arguments `cortex-supervise` passes to `_supervise`.
+    enum Supervise {
+        static let worker = Positional.identifier("WORKER", "The worker id.", what: "worker")
+        static let foreground = Flag("foreground", "Exit with the worker's exit code (cortex-spawn --foreground).")
+        static let started = Option<ProcessIdentity>(
+            "started", "PID:TICKS", "The run's worker has started (from cortex-supervise, its parent)."
+        ) { (text) throws(CortexError) in
+            guard let (pid, ticks) = pair(text), let pid = Int32(exactly: pid), let ticks = UInt64(exactly: ticks) else {
                 throw .usage("--started takes PID:TICKS")
             }
-            try WorkerSupervision.recordStart(id, process: ProcessIdentity(pid: pid, startTicks: ticks), store: store)
+            return ProcessIdentity(pid: pid, startTicks: ticks)
+        }
+        static let exit = Option<ProcessExit>("exit", "HOW", "The run ended: exited:N or signaled:N (from cortex-supervise).") {
+            (how) throws(CortexError) in
+            let parts = how.split(separator: ":")
+            guard parts.count == 2, let number = Int32(parts[1]) else { throw .usage("--exit takes exited:N or signaled:N") }
+            switch parts[0] {
+            case "exited": return .exited(number)
+            case "signaled": return .signaled(number)
+            default: throw .usage("--exit takes exited:N or signaled:N")
+            }
+        }
+        static let startFailure = Option.text("start-failure", "REASON", "The run could not start (from cortex-supervise).")
+        /// Malformed counts as 0, like not given.
+        static let ranMilliseconds = Option<Int64>("ran-ms", "N", "How long the run lasted.") { Int64($0) ?? 0 }
+        static let stdout = summary("stdout", "Bytes the worker wrote to stdout and bytes its log kept.")
+        static let stderr = summary("stderr", "Bytes the worker wrote to stderr and bytes its log kept.")
+        static let timedOut = Flag("timed-out", "The run's timeout fired.")
+        static let killedAfterGrace = Flag("killed-after-grace", "The worker outlived the grace and was killed.")
+        /// Malformed counts as not given.
+        static let stopSignal = Option<Int32?>("stop-signal", "N", "The first stop signal the supervisor forwarded.") { Int32($0) }
+        static let writeFailure = Option.text("write-failure", "REASON", "A log or heartbeat write failed during the run.")
+
+        /// `--NAME SEEN:KEPT`.
+        private static func summary(_ name: String, _ help: String) -> Option<StreamSummary> {
+            Option(name, "SEEN:KEPT", help) { (text) throws(CortexError) in
+                guard let (seen, kept) = pair(text) else { throw .usage("--\(name) takes SEEN:KEPT") }
+                return StreamSummary(bytesSeen: seen, bytesKept: Int(kept))
+            }
+        }
+    }
+
+    static func supervise(_ invocation: Invocation) throws(CortexError) -> Report {
+        let arguments = invocation.arguments
+        let id = arguments[Supervise.worker]
+        let store = try invocation.openStore()
+        if let started = arguments[Supervise.started] {
+            try WorkerSupervision.recordStart(id, process: started, store: store)
             return Report(text: "", json: .null)
         }
-        let context = WorkerSupervision.Context(foreground: arguments.has("foreground"), json: arguments.has("json"))
+        let context = WorkerSupervision.Context(foreground: arguments[Supervise.foreground], json: arguments[CommonOptions.json])
         let exit: ProcessExit?
-        if let reason = arguments.value("start-failure") {
+        if let reason = arguments[Supervise.startFailure] {
             exit = try WorkerSupervision.resume(
                 id, after: WorkerSupervision.startFailure(reason, worker: id, store: store), ranMilliseconds: 0, store: store,
                 context: context)
-        } else if let how = arguments.value("exit") {
-            let ran = arguments.value("ran-ms").flatMap { Int64($0) } ?? 0
+        } else if let how = arguments[Supervise.exit] {
+            let ran = arguments[Supervise.ranMilliseconds] ?? 0
             exit = try WorkerSupervision.resume(
-                id, after: try runResult(how, arguments), ranMilliseconds: ran, store: store, context: context)
+                id, after: runResult(how, arguments), ranMilliseconds: ran, store: store, context: context)
         } else {
             exit = try WorkerSupervision.supervise(id, store: store, context: context)
         }
@@ -105,24 +153,11 @@ public enum SpawnTool {
     }
 
     /// How a run ended, from the options `cortex-supervise` passed.
-    static func runResult(_ how: String, _ arguments: ParsedArguments) throws(CortexError) -> SupervisedExit {
-        let parts = how.split(separator: ":")
-        guard parts.count == 2, let number = Int32(parts[1]) else { throw .usage("--exit takes exited:N or signaled:N") }
-        let exit: ProcessExit
-        switch parts[0] {
-        case "exited": exit = .exited(number)
-        case "signaled": exit = .signaled(number)
-        default: throw .usage("--exit takes exited:N or signaled:N")
-        }
-        func summary(_ name: String) throws(CortexError) -> StreamSummary {
-            guard let text = arguments.value(name) else { return .none }
-            guard let (seen, kept) = pair(text) else { throw .usage("--\(name) takes SEEN:KEPT") }
-            return StreamSummary(bytesSeen: seen, bytesKept: Int(kept))
-        }
-        return SupervisedExit(
-            exit: exit, timedOut: arguments.has("timed-out"), stopSignal: arguments.value("stop-signal").flatMap { Int32($0) },
-            killedAfterGrace: arguments.has("killed-after-grace"), stdout: try summary("stdout"), stderr: try summary("stderr"),
-            writeFailure: arguments.value("write-failure"))
+    static func runResult(_ exit: ProcessExit, _ arguments: ParsedArguments) -> SupervisedExit {
+        SupervisedExit(
+            exit: exit, timedOut: arguments[Supervise.timedOut], stopSignal: arguments[Supervise.stopSignal] ?? nil,
+            killedAfterGrace: arguments[Supervise.killedAfterGrace], stdout: arguments[Supervise.stdout] ?? .none,
+            stderr: arguments[Supervise.stderr] ?? .none, writeFailure: arguments[Supervise.writeFailure])
     }
 
     /// `A:B` as two non-negative numbers.
@@ -134,33 +169,22 @@ public enum SpawnTool {
 
     static func spawn(_ invocation: Invocation) throws(CortexError) -> Report {
         let arguments = invocation.arguments
-        let command = arguments.positionals
+        let command = arguments[Spawn.command]
         guard !command.isEmpty else { throw .usage("missing the worker's command (put it after --)") }
-        let pool = try arguments.count("pool")
-        if let pool, pool < 1 || pool > 1000 { throw .badInput("--pool must be between 1 and 1000") }
-        if pool != nil && arguments.has("foreground") { throw .usage("--foreground runs one worker; it cannot start a --pool") }
-        var spec = WorkerSpec(type: try arguments.identifier("type") ?? "default", command: command)
-        spec.pool = try arguments.identifier("name")
-        spec.task = try arguments.identifier("task")
-        spec.tokens = try arguments.tokens("tokens")
-        if spec.tokens == 0 { throw .badInput("--tokens must be at least 1") }
-        spec.tenant = try arguments.identifier("tenant")
-        if let cpu = arguments.value("cpu") {
-            guard let cores = Double(cpu), cores > 0, cores <= 4096 else {
-                throw .badInput("invalid --cpu '\(Values.printable(cpu))': use a number of cores such as 0.5 or 2")
-            }
-            spec.cpuMillicores = Int64((cores * 1000).rounded())
-        }
-        spec.memoryBytes = try arguments.value("memory").map { (text) throws(CortexError) in try Values.parseSizeBytes(text) }
-        spec.timeoutMilliseconds = try arguments.value("timeout").map { (text) throws(CortexError) in
-            try Values.parseDurationMilliseconds(text)
-        }
-        if let grace = arguments.value("grace") { spec.graceMilliseconds = try Values.parseDurationMilliseconds(grace) }
-        if let head = arguments.value("log-head") { spec.logHeadBytes = try Values.parseSizeBytes(head) }
-        if let tail = arguments.value("log-tail") { spec.logTailBytes = try Values.parseSizeBytes(tail) }
-        spec.restart =
-            try arguments.value("restart").map { (text) throws(CortexError) in try RestartPolicy.parse(text) }
-            ?? (pool != nil ? .always : .never)
+        let pool = arguments[Spawn.pool]
+        if pool != nil && arguments[Spawn.foreground] { throw .usage("--foreground runs one worker; it cannot start a --pool") }
+        var spec = WorkerSpec(type: arguments[Spawn.type] ?? "default", command: command)
+        spec.pool = arguments[Spawn.name]
+        spec.task = arguments[Spawn.task]
+        spec.tokens = arguments[Spawn.tokens]
+        spec.tenant = arguments[Spawn.tenant]
+        spec.cpuMillicores = arguments[Spawn.cpu]
+        spec.memoryBytes = arguments[Spawn.memory]
+        spec.timeoutMilliseconds = arguments[Spawn.timeout]
+        if let grace = arguments[Spawn.grace] { spec.graceMilliseconds = grace }
+        if let head = arguments[Spawn.logHead] { spec.logHeadBytes = head }
+        if let tail = arguments[Spawn.logTail] { spec.logTailBytes = tail }
+        spec.restart = arguments[Spawn.restart] ?? (pool != nil ? .always : .never)
         spec.workingDirectory = POSIX.currentDirectory()
         spec.path = getenv("PATH").map { String(cString: $0) }
 
@@ -188,7 +212,7 @@ public enum SpawnTool {
             command: command, workingDirectory: spec.workingDirectory, environment: processEnvironment(onlyCortex: false))
         for _ in 0..<(pool ?? 1) {
             let submission = try WorkerSupervision.submitSpawn(
-                spec, request: request, queue: !arguments.has("no-queue"), evidence: evidence, store: store)
+                spec, request: request, queue: !arguments[Spawn.noQueue], evidence: evidence, store: store)
             switch submission.outcome {
             case .spawned(let worker, _):
                 lines.append(worker)
@@ -206,8 +230,8 @@ public enum SpawnTool {
             if refusal != nil { break }
         }
         store.publishAfterRecording()
-        if arguments.has("foreground"), let worker = toLaunch.first {
-            let context = WorkerSupervision.Context(foreground: true, json: arguments.has("json"))
+        if arguments[Spawn.foreground], let worker = toLaunch.first {
+            let context = WorkerSupervision.Context(foreground: true, json: arguments[CommonOptions.json])
             return supervisionReport(
                 worker.id, try WorkerSupervision.supervise(worker.id, store: store, context: context), foreground: true)
         }

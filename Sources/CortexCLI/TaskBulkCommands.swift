@@ -7,10 +7,11 @@ extension TaskTool {
 
     static func cancel(_ invocation: Invocation) throws(CortexError) -> Report {
         let arguments = invocation.arguments
-        let type = try arguments.identifier("type")
-        let status = try arguments.value("status").map { (text) throws(CortexError) in try TaskStatus.parse(text) }
-        if type != nil && !arguments.positionals.isEmpty { throw .usage("give task ids or --type, not both") }
-        if type == nil && arguments.positionals.isEmpty { throw .usage("missing argument <TASK> (or --type)") }
+        let type = arguments[Cancel.type]
+        let status = arguments[Cancel.status]
+        let named = arguments[Cancel.tasks]
+        if type != nil && !named.isEmpty { throw .usage("give task ids or --type, not both") }
+        if type == nil && named.isEmpty { throw .usage("missing argument <TASK> (or --type)") }
         if status != nil && type == nil { throw .usage("--status goes with --type") }
         if let status, status.isTerminal { throw .usage("--status must be pending, failed or running: finished tasks cannot be cancelled") }
         let store = try invocation.openStore()
@@ -19,7 +20,7 @@ extension TaskTool {
             let active = store.state.tasks.running + store.state.tasks.waiting()
             ids = active.filter { $0.spec.type == type && (status == nil || $0.status == status) }.map(\.id)
         } else {
-            ids = try validatedIDs(arguments.positionals)
+            ids = unique(named)
         }
         var bulk = BulkResult(command: "cancel")
         for id in ids {
@@ -50,10 +51,11 @@ extension TaskTool {
 
     static func retry(_ invocation: Invocation) throws(CortexError) -> Report {
         let arguments = invocation.arguments
-        let allDead = arguments.has("dead")
-        let type = try arguments.identifier("type")
-        if allDead && !arguments.positionals.isEmpty { throw .usage("give task ids or --dead, not both") }
-        if !allDead && arguments.positionals.isEmpty { throw .usage("missing argument <TASK> (or --dead)") }
+        let allDead = arguments[Retry.dead]
+        let type = arguments[Retry.type]
+        let named = arguments[Retry.tasks]
+        if allDead && !named.isEmpty { throw .usage("give task ids or --dead, not both") }
+        if !allDead && named.isEmpty { throw .usage("missing argument <TASK> (or --dead)") }
         if type != nil && !allDead { throw .usage("--type goes with --dead") }
         let store = try invocation.openStore()
         var targets: [(String, TaskEntry?)]
@@ -63,7 +65,7 @@ extension TaskTool {
             }.map { ($0.id, $0) }
         } else {
             targets = []
-            for id in try validatedIDs(arguments.positionals) { targets.append((id, try store.task(id))) }
+            for id in unique(named) { targets.append((id, try store.task(id))) }
         }
         var bulk = BulkResult(command: "retry")
         for (id, found) in targets {
@@ -114,24 +116,23 @@ extension TaskTool {
         }
     }
 
-    private static func validatedIDs(_ texts: [String]) throws(CortexError) -> [String] {
-        var ids: [String] = []
-        for text in texts where !ids.contains(text) { ids.append(try Values.validateIdentifier(text, what: "task id")) }
-        return ids
+    /// `ids` without repeats, in the order first given.
+    private static func unique(_ ids: [String]) -> [String] {
+        var result: [String] = []
+        for id in ids where !result.contains(id) { result.append(id) }
+        return result
     }
 
     // MARK: - wait
 
     static func wait(_ invocation: Invocation) throws(CortexError) -> Report {
         let arguments = invocation.arguments
-        let all = arguments.has("all")
-        let type = try arguments.identifier("type")
-        let modes = (all ? 1 : 0) + (type != nil ? 1 : 0) + (arguments.positionals.isEmpty ? 0 : 1)
+        let all = arguments[Wait.all]
+        let type = arguments[Wait.type]
+        let named = unique(arguments[Wait.tasks])
+        let modes = (all ? 1 : 0) + (type != nil ? 1 : 0) + (named.isEmpty ? 0 : 1)
         guard modes == 1 else { throw .usage("give task ids, --all or --type (one of them)") }
-        let timeoutMilliseconds = try arguments.value("timeout").map { (text) throws(CortexError) in
-            try Values.parseDurationMilliseconds(text)
-        }
-        let named = try validatedIDs(arguments.positionals)
+        let timeoutMilliseconds = arguments[Wait.timeout]
         let store = try invocation.openStore()
         var unknown: [String] = []
         for id in named where try store.task(id) == nil { unknown.append(id) }
@@ -159,7 +160,7 @@ extension TaskTool {
                 guard remaining > 0 else {
                     watcher.disarm()
                     if showsProgress { Terminal.writeErrorRaw("\n") }
-                    throw .tryLater("not finished within \(arguments.value("timeout")!): \(progress.line)")
+                    throw .tryLater("not finished within \(arguments.text(of: Wait.timeout) ?? ""): \(progress.line)")
                 }
                 sleepMilliseconds = min(sleepMilliseconds, remaining / 1_000_000 + 1)
             }

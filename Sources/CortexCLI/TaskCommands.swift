@@ -22,17 +22,8 @@ public enum TaskTool {
                 CommandSpec(
                     name: "\(prefix) create", abstract: "Add a task; prints its id (the same id again for the same --key).",
                     options: [
-                        .value("type", "TYPE", "The kind of work; claimers choose types.", required: true),
-                        .value("description", "TEXT", "What to do, for people and workers."),
-                        .value("priority", "P", "critical, high, medium (default) or low."),
-                        .value("tokens", "N", "Tokens the task expects to need."),
-                        .value("timeout", "D", "How long one attempt may run (90s, 5m, 2h)."),
-                        .value("max-attempts", "N", "Attempts before it is dead-lettered (default 3)."),
-                        .value("backoff", "D", "First retry delay, doubled for each further retry (default 1s)."),
-                        .value("requires", "CAP,...", "Capabilities a claimer must offer (gpu, region=eu).", repeatable: true),
-                        .value("tenant", "T", "The tenant it belongs to."),
-                        .value("key", "KEY", "Idempotency key: creating with the same key returns the same id."),
-                        .value("context-file", "FILE", "A regular file (at most 8 MiB) of context for the worker."),
+                        Create.type, Create.description, Create.priority, Create.tokens, Create.timeout, Create.maxAttempts,
+                        Create.backoff, Create.requires, Create.tenant, Create.key, Create.contextFile,
                     ],
                     examples: [
                         "\(prefix) create --type build --priority high --description 'compile module A'",
@@ -43,12 +34,7 @@ public enum TaskTool {
                 CommandSpec(
                     name: "\(prefix) claim",
                     abstract: "Take the next task; prints it as one JSON line with its \"claim\" token (exit 1 if none).",
-                    options: [
-                        .value("worker", "W", "The claiming worker's id.", required: true),
-                        .value("type", "TYPE", "Only tasks of this type.", repeatable: true),
-                        .value("capability", "CAP", "A capability this worker offers.", repeatable: true),
-                        .value("wait", "D", "Block up to D for a task (no polling); exit 75 when the time is up."),
-                    ],
+                    options: [Claim.worker, Claim.type, Claim.capability, Claim.wait],
                     examples: [
                         "\(prefix) claim --worker w-1 --type build --wait 5m",
                         "\(prefix) claim --worker gpu-1 --capability gpu --capability region=eu",
@@ -57,32 +43,20 @@ public enum TaskTool {
             Command(
                 CommandSpec(
                     name: "\(prefix) heartbeat", abstract: "Keep a claim alive (exit 1 if the lease was lost).",
-                    positionals: [PositionalSpec("TASK", "The task id.")],
-                    options: [.value("claim", "C", "The claim token printed by claim.", required: true)],
+                    positionals: [Leased.task], options: [Leased.claim],
                     examples: ["while sleep 20; do \(prefix) heartbeat \"$task\" --claim \"$claim\" || break; done &"]),
                 body: heartbeat),
             Command(
                 CommandSpec(
                     name: "\(prefix) complete", abstract: "Finish a task with its result (exit 1 if the claim is stale).",
-                    positionals: [PositionalSpec("TASK", "The task id.")],
-                    options: [
-                        .value("claim", "C", "The claim token printed by claim.", required: true),
-                        .value("result", "JSON", "The result, as JSON."),
-                        .value("result-file", "FILE", "The result, from a JSON file (a regular file of at most 8 MiB)."),
-                        .value("tokens-used", "N", "Tokens the work used."),
-                    ],
+                    positionals: [Leased.task], options: [Leased.claim, Complete.result, Complete.resultFile, Complete.tokensUsed],
                     examples: ["\(prefix) complete task-1.122 --claim 1 --result '{\"lines\":42}'"]),
                 body: complete),
             Command(
                 CommandSpec(
                     name: "\(prefix) fail",
                     abstract: "Report a failed attempt: retried with backoff until --max-attempts, then dead-lettered.",
-                    positionals: [PositionalSpec("TASK", "The task id.")],
-                    options: [
-                        .value("claim", "C", "The claim token printed by claim.", required: true),
-                        .value("error", "TEXT", "What went wrong."),
-                        .flag("no-retry", "Dead-letter it now."),
-                    ],
+                    positionals: [Leased.task], options: [Leased.claim, Fail.error, Fail.noRetry],
                     examples: ["\(prefix) fail task-1.122 --claim 1 --error 'exit 2'"]),
                 body: fail),
             Command(
@@ -90,11 +64,7 @@ public enum TaskTool {
                     name: "\(prefix) cancel",
                     abstract:
                         "Cancel tasks that have not finished: the ids given, or every task of --type (only pending ones with --status pending). Already cancelled is fine; 66 for unknown ids, 1 if any had finished otherwise.",
-                    positionals: [PositionalSpec("TASK", "Task ids (one or more), unless --type is given.", optional: true, rest: true)],
-                    options: [
-                        .value("type", "TYPE", "Every unfinished task of this type."),
-                        .value("status", "S", "With --type: only tasks in this status (pending, failed or running)."),
-                    ],
+                    positionals: [Cancel.tasks], options: [Cancel.type, Cancel.status],
                     examples: [
                         "\(prefix) cancel task-1.122", "\(prefix) cancel task-1.122 task-1.190 task-2.4",
                         "\(prefix) cancel --type build --status pending",
@@ -105,19 +75,13 @@ public enum TaskTool {
                     name: "\(prefix) retry",
                     abstract:
                         "Bring dead tasks back as pending under their own ids, with fresh attempts: the ids given, or every dead task with --dead. Already pending is fine; 66 for unknown ids, 1 if any is not dead.",
-                    positionals: [PositionalSpec("TASK", "Task ids (one or more), unless --dead is given.", optional: true, rest: true)],
-                    options: [
-                        .flag("dead", "Every dead task."), .value("type", "TYPE", "With --dead: only dead tasks of this type."),
-                    ],
+                    positionals: [Retry.tasks], options: [Retry.dead, Retry.type],
                     examples: ["\(prefix) retry task-1.122", "\(prefix) retry --dead", "\(prefix) retry --dead --type build"]),
                 body: retry),
             Command(
                 CommandSpec(
                     name: "\(prefix) list", abstract: "List tasks (all, or those in one status or of one type).",
-                    options: [
-                        .value("status", "S", "pending, running, done, failed, dead or cancelled."),
-                        .value("type", "TYPE", "Only tasks of this type."),
-                    ],
+                    options: [List.status, List.type],
                     examples: [
                         "\(prefix) list --status pending", "\(prefix) list --type build --status dead",
                         "\(prefix) list --status dead --json | jq -r '.tasks[].id'",
@@ -128,14 +92,7 @@ public enum TaskTool {
                     name: "\(prefix) wait",
                     abstract:
                         "Block (no polling: the journal watcher) until the tasks named, --all tasks or all of --type have finished. 0 all done, 1 any dead or cancelled (named on stderr), 75 on --timeout, 66 for unknown ids. A live progress line on stderr when it is a terminal.",
-                    positionals: [
-                        PositionalSpec("TASK", "Task ids to wait for, unless --all or --type is given.", optional: true, rest: true)
-                    ],
-                    options: [
-                        .flag("all", "Every task until the queue is empty (tasks created meanwhile included)."),
-                        .value("type", "TYPE", "Every task of this type until none is left unfinished."),
-                        .value("timeout", "D", "Give up after D (90s, 5m, 2h): exit 75."),
-                    ],
+                    positionals: [Wait.tasks], options: [Wait.all, Wait.type, Wait.timeout],
                     examples: [
                         "\(prefix) wait --all --timeout 2h || echo \"not all done: $?\"",
                         "\(prefix) wait \"$id\" && cat \"coordination/results/$id.json\"",
@@ -147,7 +104,7 @@ public enum TaskTool {
                     name: "\(prefix) show",
                     abstract:
                         "Show one task; a waiting one with its queue position and estimated start (list scheduling over max_workers slots with each type's P50 run time; P95 for the late bound).",
-                    positionals: [PositionalSpec("TASK", "The task id.")],
+                    positionals: [Show.task],
                     examples: [
                         "\(prefix) show task-1.122 --json | jq .status", "\(prefix) show task-2.4096 --json | jq .wait.estimated_start",
                     ]),
@@ -157,7 +114,7 @@ public enum TaskTool {
                     name: "\(prefix) estimate",
                     abstract:
                         "Expected duration (run time P50/P95/P99, mean) and tokens of a task type, from the history folded into the metrics. 66 without history.",
-                    options: [.value("type", "TYPE", "The task type.", required: true)],
+                    options: [Estimate.type],
                     examples: [
                         "\(prefix) estimate --type build", "\(prefix) estimate --type build --json | jq .run_time_seconds.p95",
                     ]),
@@ -165,30 +122,109 @@ public enum TaskTool {
         ]
     }
 
+    /// `create`'s arguments.
+    enum Create {
+        static let type = Option.identifier("type", "TYPE", "The kind of work; claimers choose types.").required
+        static let description = Option.text("description", "TEXT", "What to do, for people and workers.")
+        static let priority: Option<Priority> = .choice("priority", "P", "critical, high, medium (default) or low.")
+        static let tokens = Option.tokens("tokens", "N", "Tokens the task expects to need.")
+        static let timeout = Option.duration("timeout", "D", "How long one attempt may run (90s, 5m, 2h).")
+        static let maxAttempts = Option.count(
+            "max-attempts", "N", "Attempts before it is dead-lettered (default 3).", atMost: Limits.maximumAttempts
+        ).checked({ $0 >= 1 }, else: { _ in "invalid --max-attempts '0': at least 1" })
+        static let backoff = Option.duration("backoff", "D", "First retry delay, doubled for each further retry (default 1s).")
+        static let requires = Option<[String]>("requires", "CAP,...", "Capabilities a claimer must offer (gpu, region=eu).") {
+            (list) throws(CortexError) in
+            var capabilities: [String] = []
+            for capability in list.split(separator: ",", omittingEmptySubsequences: true) {
+                capabilities.append(try validateCapability(String(capability)))
+            }
+            return capabilities
+        }.repeatable
+        static let tenant = Option.identifier("tenant", "T", "The tenant it belongs to.")
+        static let key = Option.identifier("key", "KEY", "Idempotency key: creating with the same key returns the same id.")
+        static let contextFile = Option.text("context-file", "FILE", "A regular file (at most 8 MiB) of context for the worker.")
+    }
+
+    /// `claim`'s arguments.
+    enum Claim {
+        static let worker = Option.identifier("worker", "W", "The claiming worker's id.").required
+        static let type = Option.identifier("type", "TYPE", "Only tasks of this type.").repeatable
+        static let capability = Option("capability", "CAP", "A capability this worker offers.", convert: validateCapability).repeatable
+        static let wait = Option.duration("wait", "D", "Block up to D for a task (no polling); exit 75 when the time is up.")
+    }
+
+    /// The arguments of `heartbeat`, `complete` and `fail`: a task and the claim that holds it.
+    enum Leased {
+        static let task = Positional.identifier("TASK", "The task id.", what: "task id")
+        static let claim = Option.count("claim", "C", "The claim token printed by claim.")
+            .checked({ $0 >= 1 }, else: { _ in "invalid --claim: a claim token is a whole number ≥ 1" }).required
+    }
+
+    /// `complete`'s arguments (besides `Leased`).
+    enum Complete {
+        static let result = Option.text("result", "JSON", "The result, as JSON.")
+        static let resultFile = Option.text("result-file", "FILE", "The result, from a JSON file (a regular file of at most 8 MiB).")
+        static let tokensUsed = Option.tokens("tokens-used", "N", "Tokens the work used.")
+    }
+
+    /// `fail`'s arguments (besides `Leased`).
+    enum Fail {
+        static let error = Option.text("error", "TEXT", "What went wrong.")
+        static let noRetry = Flag("no-retry", "Dead-letter it now.")
+    }
+
+    /// `cancel`'s arguments.
+    enum Cancel {
+        static let tasks = Positionals.identifiers(
+            "TASK", "Task ids (one or more), unless --type is given.", what: "task id", optional: true)
+        static let type = Option.identifier("type", "TYPE", "Every unfinished task of this type.")
+        static let status: Option<TaskStatus> = .choice(
+            "status", "S", "With --type: only tasks in this status (pending, failed or running).")
+    }
+
+    /// `retry`'s arguments.
+    enum Retry {
+        static let tasks = Positionals.identifiers(
+            "TASK", "Task ids (one or more), unless --dead is given.", what: "task id", optional: true)
+        static let dead = Flag("dead", "Every dead task.")
+        static let type = Option.identifier("type", "TYPE", "With --dead: only dead tasks of this type.")
+    }
+
+    /// `list`'s arguments.
+    enum List {
+        static let status: Option<TaskStatus> = .choice("status", "S", "pending, running, done, failed, dead or cancelled.")
+        static let type = Option.identifier("type", "TYPE", "Only tasks of this type.")
+    }
+
+    /// `wait`'s arguments.
+    enum Wait {
+        static let tasks = Positionals.identifiers(
+            "TASK", "Task ids to wait for, unless --all or --type is given.", what: "task id", optional: true)
+        static let all = Flag("all", "Every task until the queue is empty (tasks created meanwhile included).")
+        static let type = Option.identifier("type", "TYPE", "Every task of this type until none is left unfinished.")
+        static let timeout = Option.duration("timeout", "D", "Give up after D (90s, 5m, 2h): exit 75.")
+    }
+
+    /// `show`'s arguments.
+    enum Show {
+        static let task = Positional.identifier("TASK", "The task id.", what: "task id")
+    }
+
+    /// `estimate`'s arguments.
+    enum Estimate {
+        static let type = Option.identifier("type", "TYPE", "The task type.").required
+    }
+
     static func create(_ invocation: Invocation) throws(CortexError) -> Report {
         let arguments = invocation.arguments
-        let type = try arguments.identifier("type")!
-        let maxAttempts = try arguments.count("max-attempts", atMost: Limits.maximumAttempts) ?? 3
-        guard maxAttempts >= 1 else { throw .badInput("invalid --max-attempts '0': at least 1") }
-        var requires: [String] = []
-        for list in arguments.allValues("requires") {
-            for capability in list.split(separator: ",", omittingEmptySubsequences: true) {
-                requires.append(try validateCapability(String(capability)))
-            }
-        }
         var spec = TaskSpec(
-            type: type, description: arguments.value("description"),
-            priority: try arguments.value("priority").map { (text) throws(CortexError) in try Priority.parse(text) } ?? .medium,
-            tokens: try arguments.tokens("tokens"),
-            timeoutMilliseconds: try arguments.value("timeout").map { (text) throws(CortexError) in
-                try Values.parseDurationMilliseconds(text)
-            },
-            maxAttempts: maxAttempts, requires: requires, tenant: try arguments.identifier("tenant"),
-            key: try arguments.identifier("key"),
-            backoffMilliseconds: try arguments.value("backoff").map { (text) throws(CortexError) in
-                try Values.parseDurationMilliseconds(text)
-            } ?? 1000)
-        let contextSource = arguments.value("context-file")
+            type: arguments[Create.type], description: arguments[Create.description],
+            priority: arguments[Create.priority] ?? .medium, tokens: arguments[Create.tokens],
+            timeoutMilliseconds: arguments[Create.timeout], maxAttempts: arguments[Create.maxAttempts] ?? 3,
+            requires: arguments[Create.requires].flatMap { $0 }, tenant: arguments[Create.tenant], key: arguments[Create.key],
+            backoffMilliseconds: arguments[Create.backoff] ?? 1000)
+        let contextSource = arguments[Create.contextFile]
         let contextBytes = try contextSource.map { (path) throws(CortexError) in
             try POSIX.readInputFile(path, what: "context file", limit: FileLimits.contextFile)
         }
@@ -214,15 +250,9 @@ public enum TaskTool {
 
     static func claim(_ invocation: Invocation) throws(CortexError) -> Report {
         let arguments = invocation.arguments
-        let worker = try arguments.identifier("worker")!
-        var types: [String] = []
-        for type in arguments.allValues("type") { types.append(try Values.validateIdentifier(type, what: "--type")) }
-        var capabilities: [String] = []
-        for capability in arguments.allValues("capability") { capabilities.append(try validateCapability(capability)) }
-        let waitMilliseconds = try arguments.value("wait").map { (text) throws(CortexError) in
-            try Values.parseDurationMilliseconds(text)
-        }
-        let request = TaskClaim(worker: worker, types: types, capabilities: capabilities)
+        let worker = arguments[Claim.worker]
+        let waitMilliseconds = arguments[Claim.wait]
+        let request = TaskClaim(worker: worker, types: arguments[Claim.type], capabilities: arguments[Claim.capability])
         let store = try invocation.openStore()
         try WorkerFiles.touchHeartbeat(store.layout, worker: worker, permissions: store.permissions)
         let deadline = POSIX.monotonicNanoseconds() + UInt64(max(0, waitMilliseconds ?? 0)) * 1_000_000
@@ -246,7 +276,7 @@ public enum TaskTool {
             let remainingNanoseconds = Int64(deadline) - Int64(POSIX.monotonicNanoseconds())
             guard let watcher, remainingNanoseconds > 0 else {
                 watcher?.disarm()
-                if waitMilliseconds != nil { throw .tryLater("no task to claim within \(arguments.value("wait")!)") }
+                if let wait = arguments.text(of: Claim.wait) { throw .tryLater("no task to claim within \(wait)") }
                 throw .refused("nothing to claim")
             }
             var sleepMilliseconds = remainingNanoseconds / 1_000_000 + 1
@@ -266,19 +296,19 @@ public enum TaskTool {
 
     static func complete(_ invocation: Invocation) throws(CortexError) -> Report {
         let arguments = invocation.arguments
-        if arguments.value("result") != nil && arguments.value("result-file") != nil {
+        if arguments[Complete.result] != nil && arguments[Complete.resultFile] != nil {
             throw .usage("give --result or --result-file, not both")
         }
         var resultBytes: [UInt8]?
-        if let text = arguments.value("result") {
+        if let text = arguments[Complete.result] {
             resultBytes = Array(text.utf8)
-        } else if let path = arguments.value("result-file") {
+        } else if let path = arguments[Complete.resultFile] {
             resultBytes = try POSIX.readInputFile(path, what: "result file", limit: FileLimits.resultFile)
         }
         if let bytes = resultBytes {
             do { _ = try JSONValue.parse(bytes) } catch { throw .badInput("the result is not valid JSON: \(error)") }
         }
-        let tokensUsed = try arguments.tokens("tokens-used")
+        let tokensUsed = arguments[Complete.tokensUsed]
         let (store, task, claim) = try leasedTask(invocation)
         var resultPath: String?
         if let bytes = resultBytes {
@@ -306,9 +336,9 @@ public enum TaskTool {
 
     static func fail(_ invocation: Invocation) throws(CortexError) -> Report {
         let arguments = invocation.arguments
-        let error = arguments.value("error").map { String($0.prefix(4096)) }
+        let error = arguments[Fail.error].map { String($0.prefix(4096)) }
         let (store, task, claim) = try leasedTask(invocation)
-        let submission = try store.submit(.taskFail(task: task.id, claim: claim, error: error, retry: !arguments.has("no-retry")))
+        let submission = try store.submit(.taskFail(task: task.id, claim: claim, error: error, retry: !arguments[Fail.noRetry]))
         store.publishAfterRecording()
         switch submission.outcome {
         case .retrying(_, let attempt, let retryAt):
@@ -323,8 +353,8 @@ public enum TaskTool {
     }
 
     static func list(_ invocation: Invocation) throws(CortexError) -> Report {
-        let status = try invocation.arguments.value("status").map { (text) throws(CortexError) in try TaskStatus.parse(text) }
-        let type = try invocation.arguments.identifier("type")
+        let status = invocation.arguments[List.status]
+        let type = invocation.arguments[List.type]
         let store = try invocation.openStore()
         var tasks: [TaskEntry]
         if let status, !status.isTerminal {
@@ -354,7 +384,7 @@ public enum TaskTool {
     }
 
     static func show(_ invocation: Invocation) throws(CortexError) -> Report {
-        let id = try Values.validateIdentifier(invocation.arguments.positionals[0], what: "task id")
+        let id = invocation.arguments[Show.task]
         let store = try invocation.openStore()
         guard let task = try store.task(id) else { throw .notFound("no task \(id)") }
         var json = taskJSON(task, layout: store.layout)
@@ -374,10 +404,8 @@ public enum TaskTool {
     /// Folds, then returns the running task named by the first argument if `--claim` is its
     /// current fencing token; otherwise the "lease lost" refusal (exit 1) or not found (66).
     private static func leasedTask(_ invocation: Invocation) throws(CortexError) -> (CoordinationStore, TaskEntry, Int64) {
-        let id = try Values.validateIdentifier(invocation.arguments.positionals[0], what: "task id")
-        guard let claim = try invocation.arguments.count("claim"), claim >= 1 else {
-            throw .badInput("invalid --claim: a claim token is a whole number ≥ 1")
-        }
+        let id = invocation.arguments[Leased.task]
+        let claim = invocation.arguments[Leased.claim]
         // Refers to an existing task: never creates a missing folder (a mistyped --dir).
         let store = try invocation.openStore()
         guard let task = try store.task(id) else { throw .notFound("no task \(id)") }

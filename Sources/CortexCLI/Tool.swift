@@ -37,7 +37,7 @@ public struct Invocation: Sendable {
     public var session = CommandSession()
 
     /// The coordination folder (`--dir`, `$CORTEX_DIR`, `./coordination`).
-    public var root: String { CoordinationLayout.resolveRoot(flag: arguments.value("dir"), environment: environment) }
+    public var root: String { CoordinationLayout.resolveRoot(flag: arguments[CommonOptions.dir], environment: environment) }
 
     /// Opens the store of an existing coordination folder: a missing folder is `notFound` (66)
     /// and a folder without `config.json` a `configuration` error (78), for every command
@@ -162,7 +162,7 @@ public struct ToolSpec: Sendable {
         let wantsJSON = arguments.contains("--json")
         do {
             let parsed = try command.spec.parse(arguments)
-            if parsed.has("help") {
+            if parsed[CommonOptions.help] {
                 Terminal.writeOut(command.spec.help)
                 return 0
             }
@@ -171,7 +171,7 @@ public struct ToolSpec: Sendable {
             try FolderOwner.actAsOwner(of: invocation.root)
             defer { printWarnings(of: invocation.session, command: command.spec.name) }
             let report = try command.body(invocation)
-            Output.print(report, json: parsed.has("json"), command: command.spec.name)
+            Output.print(report, json: parsed[CommonOptions.json], command: command.spec.name)
             return report.exitCode
         } catch {
             let code = ExitCode.of(error)

@@ -9,7 +9,7 @@ public enum WorkerTool {
             Command(
                 CommandSpec(
                     name: "\(prefix) list", abstract: "Workers: queued, starting, running, stopping (--all: the recently ended too).",
-                    options: [.flag("all", "Include the workers that ended recently.")],
+                    options: [List.all],
                     examples: ["\(prefix) list", "\(prefix) list --json | jq -r '.workers[] | select(.status==\"running\") | .id'"]),
                 body: list),
             Command(
@@ -17,7 +17,7 @@ public enum WorkerTool {
                     name: "\(prefix) show",
                     abstract:
                         "One worker in words: state, command, pool, pid, when it started (local time) and how long ago, restarts, how its last run ended, heartbeat age, logs. --json: the record fields, for scripts.",
-                    positionals: [PositionalSpec("WORKER", "The worker id (w-1.5042).")],
+                    positionals: [Show.worker],
                     examples: ["\(prefix) show w-1.5042", "\(prefix) show w-1.5042 --json | jq -r .last_exit"]),
                 body: show),
             Command(
@@ -25,18 +25,14 @@ public enum WorkerTool {
                     name: "\(prefix) logs",
                     abstract:
                         "Print a worker's stdout (or stderr) as its supervisor keeps it: the head, a line saying what was left out, the tail. -f follows it, across restarts, until the worker ends.",
-                    positionals: [PositionalSpec("WORKER", "The worker id.")],
-                    options: [
-                        .flag("follow", "Keep printing what it writes until the worker ends.", short: "f"),
-                        .flag("stderr", "Its stderr instead of its stdout."),
-                    ],
+                    positionals: [Logs.worker], options: [Logs.follow, Logs.stderr],
                     examples: ["\(prefix) logs w-1.5042", "\(prefix) logs w-1.5042 -f --stderr"]),
                 body: logs),
             Command(
                 CommandSpec(
                     name: "\(prefix) stop",
                     abstract: "Drain a worker: SIGTERM to it through its supervisor, SIGKILL after its grace; no restart.",
-                    positionals: [PositionalSpec("WORKER", "The worker id.")],
+                    positionals: [Stop.worker],
                     examples: [
                         "\(prefix) stop w-1.5042",
                         "for w in $(\(prefix) list --json | jq -r '.workers[].id'); do \(prefix) stop \"$w\"; done",
@@ -45,17 +41,44 @@ public enum WorkerTool {
             Command(
                 CommandSpec(
                     name: "\(prefix) heartbeat", abstract: "Touch a worker's heartbeat file (its mtime is the heartbeat).",
-                    positionals: [PositionalSpec("WORKER", "The worker id (any id a worker calls itself).")],
+                    positionals: [Heartbeat.worker],
                     examples: ["while sleep 10; do \(prefix) heartbeat \"$CORTEX_WORKER_ID\"; done &"]),
                 body: heartbeat),
         ]
+    }
+
+    /// `list`'s arguments.
+    enum List {
+        static let all = Flag("all", "Include the workers that ended recently.")
+    }
+
+    /// `show`'s arguments.
+    enum Show {
+        static let worker = Positional.identifier("WORKER", "The worker id (w-1.5042).", what: "worker id")
+    }
+
+    /// `logs`' arguments.
+    enum Logs {
+        static let worker = Positional.identifier("WORKER", "The worker id.", what: "worker id")
+        static let follow = Flag("follow", "Keep printing what it writes until the worker ends.", short: "f")
+        static let stderr = Flag("stderr", "Its stderr instead of its stdout.")
+    }
+
+    /// `stop`'s arguments.
+    enum Stop {
+        static let worker = Positional.identifier("WORKER", "The worker id.", what: "worker id")
+    }
+
+    /// `heartbeat`'s arguments.
+    enum Heartbeat {
+        static let worker = Positional.identifier("WORKER", "The worker id (any id a worker calls itself).", what: "worker id")
     }
 
     static func list(_ invocation: Invocation) throws(CortexError) -> Report {
         let store = try invocation.openStore()
         let workers = store.state.workers
         var entries = workers.all
-        if invocation.arguments.has("all") { entries += workers.recent.reversed() }
+        if invocation.arguments[List.all] { entries += workers.recent.reversed() }
         let now = POSIX.wallClockMilliseconds()
         let lines = entries.map { worker -> String in
             var line = "\(worker.id)  \(padded(worker.status.rawValue, to: 9))\(worker.spec.type)"
@@ -79,7 +102,7 @@ public enum WorkerTool {
     }
 
     static func show(_ invocation: Invocation) throws(CortexError) -> Report {
-        let id = try Values.validateIdentifier(invocation.arguments.positionals[0], what: "worker id")
+        let id = invocation.arguments[Show.worker]
         let store = try invocation.openStore()
         guard let worker = store.state.workers.worker(id) else { throw .notFound("no worker \(id) (or it ended long ago)") }
         let now = POSIX.wallClockMilliseconds()
@@ -148,8 +171,8 @@ public enum WorkerTool {
     static let logReadLimit = 64 << 20
 
     static func logs(_ invocation: Invocation) throws(CortexError) -> Report {
-        let id = try Values.validateIdentifier(invocation.arguments.positionals[0], what: "worker id")
-        let stream = invocation.arguments.has("stderr") ? "stderr" : "stdout"
+        let id = invocation.arguments[Logs.worker]
+        let stream = invocation.arguments[Logs.stderr] ? "stderr" : "stdout"
         let store = try invocation.openStore()
         guard let worker = store.state.workers.worker(id) else {
             if IssuedID.issued(id, .worker, before: store.position, counted: store.state.workers.issued),
@@ -160,7 +183,7 @@ public enum WorkerTool {
             throw .notFound("no worker \(id) (or it ended long ago)")
         }
         var shown = readLog(store.layout, id, stream) ?? []
-        guard invocation.arguments.has("follow") else {
+        guard invocation.arguments[Logs.follow] else {
             return Report(
                 text: String(decoding: shown, as: UTF8.self),
                 json: .object(["log": .string(String(decoding: shown, as: UTF8.self)), "worker": .string(id)]))
@@ -201,7 +224,7 @@ public enum WorkerTool {
     }
 
     static func stop(_ invocation: Invocation) throws(CortexError) -> Report {
-        let id = try Values.validateIdentifier(invocation.arguments.positionals[0], what: "worker id")
+        let id = invocation.arguments[Stop.worker]
         let store = try invocation.openStore()
         // Only a live worker gets a record: asking about one that ended, or never was, changes nothing.
         guard let known = store.state.workers.worker(id) else {
@@ -240,7 +263,7 @@ public enum WorkerTool {
     }
 
     static func heartbeat(_ invocation: Invocation) throws(CortexError) -> Report {
-        let id = try Values.validateIdentifier(invocation.arguments.positionals[0], what: "worker id")
+        let id = invocation.arguments[Heartbeat.worker]
         let layout = CoordinationLayout(root: invocation.root)
         try WorkerFiles.touchHeartbeat(layout, worker: id, permissions: FolderPermissions.detect(root: layout.root))
         return Report(text: "", json: .object(["heartbeat": .string(layout.heartbeat(id)), "worker": .string(id)]))

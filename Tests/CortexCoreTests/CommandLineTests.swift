@@ -4,19 +4,18 @@ import Testing
 @testable import CortexCore
 
 @Suite struct CommandLineTests {
-    let spec = CommandSpec(
-        name: "tool do", abstract: "Do it.", positionals: [PositionalSpec("THING", "The thing.")],
-        options: [
-            .value("tokens", "N", "Tokens.", required: true), .value("type", "TYPE", "Types.", repeatable: true),
-            .flag("follow", "Follow.", short: "f"),
-        ])
+    static let thing = Positional("THING", "The thing.") { $0 }
+    static let tokens = Option.tokens("tokens", "N", "Tokens.").required
+    static let type = Option.text("type", "TYPE", "Types.").repeatable
+    static let follow = Flag("follow", "Follow.", short: "f")
+    let spec = CommandSpec(name: "tool do", abstract: "Do it.", positionals: [thing], options: [tokens, type, follow])
 
     @Test func acceptsSpaceAndEqualsFormsFlagsAndTheSeparator() throws {
         let parsed = try spec.parse(["--tokens", "5", "--type=a", "--type", "b", "-f", "--", "--not-an-option"])
-        #expect(parsed.value("tokens") == "5")
-        #expect(parsed.allValues("type") == ["a", "b"])
-        #expect(parsed.has("follow"))
-        #expect(parsed.positionals == ["--not-an-option"])
+        #expect(parsed[Self.tokens] == 5)
+        #expect(parsed[Self.type] == ["a", "b"])
+        #expect(parsed[Self.follow])
+        #expect(parsed[Self.thing] == "--not-an-option")
     }
 
     @Test(arguments: [
@@ -39,7 +38,7 @@ import Testing
         #expect(help.contains("--tokens <N>"))
         #expect(help.contains("-f, --follow"))
         #expect(help.contains("(repeatable)"))
-        #expect(try spec.parse(["--help"]).has("help"))
+        #expect(try spec.parse(["--help"])[CommonOptions.help])
     }
 
     @Test func everyErrorMapsToTheSpecExitCode() {
