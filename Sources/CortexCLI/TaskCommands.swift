@@ -447,23 +447,3 @@ public enum TaskTool {
         return .object(members)
     }
 }
-
-/// Worker files under `workers/<id>/`.
-enum WorkerFiles {
-    /// Creates `workers/<id>/heartbeat` if needed and sets its modification time to now; new
-    /// folders and files get the private modes of `permissions`.
-    static func touchHeartbeat(_ layout: CoordinationLayout, worker: String, permissions: FolderPermissions) throws(CortexError) {
-        let folder = layout.worker(worker)
-        try Files.makeDirectory(layout.workers, in: layout.folder, mode: permissions.directory(.private))
-        try Files.makeDirectory(folder, in: layout.folder, mode: permissions.directory(.private))
-        try Files.touch(folder + "/heartbeat", in: layout.folder, mode: permissions.file(.private))
-    }
-}
-
-/// The canonical `results/<task>.json` next to the attempt's own file.
-enum ResultFiles {
-    /// Makes `results/<task>.json` the accepted attempt's result: a hard link, renamed into place.
-    static func publish(_ layout: CoordinationLayout, task: String, attemptFile: String) throws(CortexError) {
-        try AtomicFile.link(attemptFile, replacing: layout.results + "/" + task + ".json", in: layout.folder)
-    }
-}
