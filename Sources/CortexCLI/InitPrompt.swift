@@ -26,9 +26,9 @@ enum InitPrompt {
         if let store = try? CoordinationStore.open(root: root, createIfMissing: false) {
             defaults = [String(store.state.budget.total), String(store.config.maxWorkers)]
         }
-        var answered = arguments
+        var answers: [String] = []
         Terminal.writeOut("Setting up \(root) (Enter keeps the value in brackets; flags skip these questions):\n")
-        for ((option, question, minimum), fallback) in zip(questions, defaults) {
+        for ((_, question, minimum), fallback) in zip(questions, defaults) {
             var answer = fallback
             for _ in 0..<3 {
                 Terminal.writeOut("  \(question) [\(fallback)]: ")
@@ -44,8 +44,11 @@ enum InitPrompt {
                 }
                 Terminal.writeOut("  '\(Values.printable(line))' is not a whole number\(minimum > 0 ? " of at least \(minimum)" : "")\n")
             }
-            try answered.supply(answer, for: option)
+            answers.append(answer)
         }
+        // Checked once every question is answered, like the flags they stand for.
+        var answered = arguments
+        for (question, answer) in zip(questions, answers) { try answered.supply(answer, for: question.option) }
         return answered
     }
 }
