@@ -92,6 +92,14 @@ struct BadInputTests {
             exitCode: 65),
         Case(label: "reap with an unknown flag", command: ["cortex-reap", "--dir", "{dir}", "--bogus"], exitCode: 64),
         Case(label: "reap in a missing folder", command: ["cortex-reap", "--dir", "{dir}"], exitCode: 66, folder: .missing),
+        // Values are checked when the command line is parsed, before any folder is looked at
+        // (docs/decisions/028-typed-arguments.md): the malformed value is the error, not the folder.
+        Case(
+            label: "reap with a bad grace in a missing folder", command: ["cortex-reap", "--dir", "{dir}", "--grace", "5x"], exitCode: 65,
+            folder: .missing),
+        Case(
+            label: "cancel of a malformed id in a missing folder", command: ["cortex-task", "cancel", "a b", "--dir", "{dir}", "--json"],
+            exitCode: 65, folder: .missing),
         Case(
             label: "missing result file",
             command: ["cortex-task", "complete", "{task}", "--claim", "1", "--result-file", "/nonexistent.json", "--dir", "{dir}"],
