@@ -167,7 +167,7 @@ public enum SpawnTool {
         let store = try invocation.openStore()
         // The folder's rule for a run that reports no tokens used travels in the spec (the fold has no config).
         spec.unreportedTokens = store.config.unreportedTokens
-        if let never = neverFits(spec, count: pool ?? 1, config: store.config) {
+        if let never = SpawnFeasibility.neverFits(spec, count: pool ?? 1, config: store.config) {
             return Report(exitCode: 1, text: "", json: .object(["refused": .string(never)]), diagnostic: "not started: \(never)")
         }
         var poolNotice: String?
@@ -227,27 +227,5 @@ public enum SpawnTool {
             return Report(exitCode: 75, text: lines.joined(separator: "\n"), json: json, diagnostic: queuedReasons.joined(separator: "; "))
         }
         return Report(exitCode: 0, text: lines.joined(separator: "\n"), json: json)
-    }
-
-    /// Why a spawn of `count` workers like `spec` can never start on this machine with this
-    /// config, whatever else ends (nil when it can): refused at once rather than queued forever.
-    static func neverFits(_ spec: WorkerSpec, count: Int64, config: CortexConfig) -> String? {
-        let cores = Int64(SystemProbe.cores)
-        if let cpu = spec.cpuMillicores, cpu > cores * 1000 {
-            return "CPU: \(Values.thousandths(cpu)) cores requested, the machine has \(cores); it can never start"
-        }
-        if let memory = spec.memoryBytes, let total = SystemProbe.totalMemoryBytes(), memory > total {
-            return "memory: \(memory) bytes requested, the machine has \(total); it can never start"
-        }
-        if count > Int64(config.maxWorkers) {
-            return "\(count) workers asked for, more than max_workers (\(config.maxWorkers)) can ever run at once"
-        }
-        if let limit = config.typeLimits[spec.type], count > limit {
-            return "\(count) workers of type \(spec.type) asked for, more than its type_limits (\(limit)) can ever run at once"
-        }
-        if let cpu = spec.cpuMillicores, cpu.saturatingMultiply(count) > cores * 1000 {
-            return "CPU: \(count) × \(Values.thousandths(cpu)) cores requested, the machine has \(cores); they can never all run"
-        }
-        return nil
     }
 }

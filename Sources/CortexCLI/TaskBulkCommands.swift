@@ -285,7 +285,7 @@ extension TaskTool {
             let left = counts.running + counts.pending
             let elapsed = POSIX.wallClockMilliseconds() - startedMilliseconds
             if finished > 0, left > 0, elapsed >= 1000 {
-                text += " · about \(OpsCommands.duration(elapsed / Int64(finished) * Int64(left))) left"
+                text += " · about \(Wording.duration(elapsed / Int64(finished) * Int64(left))) left"
             }
             return text
         }

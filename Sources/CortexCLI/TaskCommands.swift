@@ -362,7 +362,7 @@ public enum TaskTool {
             let value = member.value.stringValue ?? member.value.jsonText
             return padded(member.key, to: 14) + value
         }
-        if let wait = OpsCommands.waitJSON(task, store: store, now: POSIX.wallClockMilliseconds()) {
+        if let wait = Wording.waitingTask(task, store: store, now: POSIX.wallClockMilliseconds()) {
             json = merge(json, ["wait": wait.json])
             lines.append(padded("wait", to: 14) + wait.text)
         }
@@ -429,13 +429,5 @@ enum WorkerFiles {
         try Files.makeDirectory(layout.workers, in: layout.folder, mode: permissions.directory(.private))
         try Files.makeDirectory(folder, in: layout.folder, mode: permissions.directory(.private))
         try Files.touch(folder + "/heartbeat", in: layout.folder, mode: permissions.file(.private))
-    }
-}
-
-/// The canonical `results/<task>.json` next to the attempt's own file.
-enum ResultFiles {
-    /// Makes `results/<task>.json` the accepted attempt's result: a hard link, renamed into place.
-    static func publish(_ layout: CoordinationLayout, task: String, attemptFile: String) throws(CortexError) {
-        try AtomicFile.link(attemptFile, replacing: layout.results + "/" + task + ".json", in: layout.folder)
     }
 }

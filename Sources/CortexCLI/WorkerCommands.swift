@@ -123,7 +123,7 @@ public enum WorkerTool {
         func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
         let date = "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))"
         let clock = "\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec))"
-        return "\(date) \(clock) (\(OpsCommands.duration(max(0, now - milliseconds))) ago)"
+        return "\(date) \(clock) (\(Wording.duration(max(0, now - milliseconds))) ago)"
     }
 
     /// `exited with code 3`, `killed by SIGKILL`.
