@@ -112,6 +112,10 @@ public enum ReapTool {
         }
         if !result.restarted.isEmpty { lines.append("restarted pool members as \(result.restarted.joined(separator: " "))") }
         if !result.promoted.isEmpty { lines.append("started queued \(result.promoted.joined(separator: " "))") }
+        if result.queued > 0 {
+            let held = result.queuedReason.map { ", held by \($0)" } ?? ""
+            lines.append("\(result.queued) spawn\(result.queued == 1 ? "" : "s") still queued\(held)")
+        }
         if !result.launched.isEmpty { lines.append("\(verb)launch supervisors for \(result.launched.joined(separator: " "))") }
         if result.purged > 0 { lines.append("\(verb)purge \(result.purged) result.expired result file\(result.purged == 1 ? "" : "s")") }
         if !result.linked.isEmpty { lines.append("\(verb)link the results of \(result.linked.joined(separator: " "))") }
@@ -140,7 +144,8 @@ public enum ReapTool {
                 "clock_step_ms": .optional(result.clockStep), "expired": strings(result.expired), "launched": strings(result.launched),
                 "linked_results": strings(result.linked),
                 "lost": strings(result.lost), "promoted": strings(result.promoted),
-                "purged": .int(Int64(result.purged)), "requeued": strings(result.requeued), "restarted": strings(result.restarted),
+                "purged": .int(Int64(result.purged)), "queued": .int(Int64(result.queued)), "requeued": strings(result.requeued),
+                "restarted": strings(result.restarted),
                 "rotated": .bool(result.compaction.rotated), "temp_files_removed": .int(Int64(result.removedTemporaries)),
                 "signalled": strings(result.signalled),
             ]))

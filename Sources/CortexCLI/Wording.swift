@@ -16,12 +16,18 @@ enum Wording {
     /// What `cortex-task show` adds for a waiting task: its place and estimated start.
     static func waitingTask(_ task: TaskEntry, store: CoordinationStore, now: Int64) -> (json: JSONValue, text: String)? {
         guard task.status == .pending || task.status == .failed else { return nil }
-        // Who can claim it: the claimers seen running tasks and the live supervised workers, not
-        // `max_workers` (with none, any time would be made up).
-        let claimers = Set(store.state.tasks.running.compactMap(\.worker)).union(store.state.workers.active.map(\.id)).count
+        // Who can claim it: the claimers seen running a task of its type and the live supervised
+        // workers of its type, not `max_workers` nor workers of other types (with none, any
+        // time would be made up).
+        let running = store.state.tasks.running.filter { $0.spec.type == task.spec.type }.compactMap(\.worker)
+        let supervised = store.state.workers.active.filter { $0.spec.type == task.spec.type }.map(\.id)
+        let claimers = Set(running).union(supervised).count
         guard claimers > 0 else {
             let json = JSONValue.object(["estimated_start": nil, "live_workers": .int(0)])
-            return (json, "no live worker to claim it: it starts once a worker claims (no estimate without one)")
+            return (
+                json,
+                "no live worker of type \(task.spec.type) to claim it: it starts once one claims (no estimate without one)"
+            )
         }
         let capacity = min(claimers, store.config.maxWorkers)
         guard let estimate = WaitEstimator.estimate(task: task.id, in: store.state, capacity: capacity, nowMilliseconds: now) else {

@@ -155,6 +155,34 @@ struct PoolTests {
         try sandbox.expectNoProcessesLeft()
     }
 
+    /// A reaper run that can start nothing appends nothing (it used to append a `worker.promote`
+    /// on every run while a spawn waited) and says what holds the queue.
+    @Test func aReaperRunThatCanStartNothingAppendsNothingAndSaysWhatHoldsTheQueue() throws {
+        let sandbox = try SpawnSandbox(maxWorkers: 1)
+        let running = try sandbox.spawn(["--", "sleep", "1000"])
+        #expect(running.exitCode == 0, "\(running)")
+        let queued = try sandbox.spawn(["--", "sleep", "1000"])
+        #expect(queued.exitCode == 75, "\(queued)")
+        func promotes() throws -> Int { try foldJournal(sandbox.directory).records.filter { $0.record.kind == "worker.promote" }.count }
+        let first = try sandbox.tool(["cortex-reap", "--dir", sandbox.root])
+        #expect(first.exitCode == 0, "\(first)")
+        #expect(first.stdout.contains("1 spawn still queued, held by pool full"), "\(first)")
+        let before = try promotes()
+        for _ in 1...3 { #expect(try sandbox.tool(["cortex-reap", "--dir", sandbox.root]).exitCode == 0) }
+        #expect(try promotes() == before, "runs that started nothing appended promotes")
+        let json = try #require(try sandbox.tool(["cortex-reap", "--dir", sandbox.root, "--json"]).json)
+        #expect(json.int("queued") == 1, "\(json.jsonText)")
+        // Room appears: the next run promotes and starts the queued spawn.
+        let stop = try sandbox.tool(["cortex", "worker", "stop", running.stdout.trimmingCharacters(in: .newlines), "--dir", sandbox.root])
+        #expect(stop.exitCode == 0, "\(stop)")
+        try sandbox.waitUntil("the queued spawn starts") {
+            _ = try sandbox.tool(["cortex-reap", "--dir", sandbox.root])
+            return try sandbox.show(queued.stdout.trimmingCharacters(in: .newlines)).string("status") == "running"
+        }
+        _ = try sandbox.tool(["cortex", "worker", "stop", queued.stdout.trimmingCharacters(in: .newlines), "--dir", sandbox.root])
+        try sandbox.expectNoProcessesLeft()
+    }
+
     @Test func refusalsPrintSmallLimitsExactly() {
         #expect(Values.thousandths(20) == "0.02")
         #expect(Values.thousandths(3300) == "3.3")

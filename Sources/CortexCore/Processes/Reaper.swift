@@ -65,6 +65,10 @@ public enum Reaper {
         public var compaction: CoordinationStore.Compaction
         /// How far the wall clock was stepped since the last run, if it was.
         public var clockStep: Int64?
+        /// Spawns still queued after the run.
+        public var queued: Int
+        /// What holds the head of that queue, when the fold said.
+        public var queuedReason: String?
     }
 
     /// One run on `store` at wall-clock time `now`.
@@ -195,7 +199,9 @@ public enum Reaper {
         return Result(
             dryRun: dryRun, losses: plan.lost.map { ($0.worker, $0.reason) }, lost: lost, requeued: requeued, expired: expired,
             signalled: signalled, restarted: restarted, promoted: promoted, launched: launched, wouldReplace: wouldReplace,
-            purged: purged, linked: linked, removedTemporaries: removedTemporaries, compaction: compaction, clockStep: clock.step)
+            purged: purged, linked: linked, removedTemporaries: removedTemporaries, compaction: compaction, clockStep: clock.step,
+            queued: store.state.workers.queue.count,
+            queuedReason: store.state.workers.queue.first.flatMap { store.state.workers.live[$0]?.queuedReason })
     }
 
     /// Writes metrics text to `path` atomically (node_exporter's textfile collector must never

@@ -96,8 +96,19 @@ public enum WorkerSupervision {
     /// - Returns: the workers started.
     @discardableResult
     public static func startQueuedThatFit(_ store: CoordinationStore) throws(CortexError) -> [String] {
-        guard !store.state.workers.queue.isEmpty else { return [] }
-        let promotion = try store.submit(.worker(.promote(evidence: MachineEvidence.observe(store.config))))
+        guard let head = store.state.workers.queue.first else { return [] }
+        let event = Event.worker(.promote(evidence: MachineEvidence.observe(store.config)))
+        // Folded on a copy first: a promote that would start nothing and leave the reason that
+        // holds the queue as it is changes nothing, and is not worth a record on every reaper
+        // run while a spawn waits.
+        var trial = store.state
+        let trialRecord = Record(id: "trial", timeMilliseconds: POSIX.wallClockMilliseconds(), kind: event.kind, data: event.data)
+        if case .promoted(let workers) = Reducer.reduce(&trial, trialRecord, at: store.position), workers.isEmpty,
+            trial.workers.live[head]?.queuedReason == store.state.workers.live[head]?.queuedReason
+        {
+            return []
+        }
+        let promotion = try store.submit(event)
         return try launchWorkers(grantedBy: promotion.record.id, in: store)
     }
 
