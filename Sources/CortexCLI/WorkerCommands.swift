@@ -29,6 +29,7 @@ public enum WorkerTool {
                     options: [
                         .flag("follow", "Keep printing what it writes until the worker ends.", short: "f"),
                         .flag("stderr", "Its stderr instead of its stdout."),
+                        .flag("previous", "The log of the run before the last restart (kept as stdout.previous.log)."),
                     ],
                     examples: ["\(prefix) logs w-1.5042", "\(prefix) logs w-1.5042 -f --stderr"]),
                 body: logs),
@@ -149,7 +150,11 @@ public enum WorkerTool {
 
     static func logs(_ invocation: Invocation) throws(CortexError) -> Report {
         let id = try Values.validateIdentifier(invocation.arguments.positionals[0], what: "worker id")
-        let stream = invocation.arguments.has("stderr") ? "stderr" : "stdout"
+        let stream =
+            (invocation.arguments.has("stderr") ? "stderr" : "stdout") + (invocation.arguments.has("previous") ? ".previous" : "")
+        if invocation.arguments.has("previous"), invocation.arguments.has("follow") {
+            throw .usage("--previous is a finished run's log: it cannot be followed (-f)")
+        }
         let store = try invocation.openStore()
         guard let worker = store.state.workers.worker(id) else {
             if IssuedID.issued(id, .worker, before: store.position, counted: store.state.workers.issued),

@@ -214,6 +214,28 @@ struct PoolTests {
         #expect(missing.exitCode == 66, "\(missing)")
     }
 
+    /// A restart keeps the crashed run's logs as `*.previous.log` (`logs --previous`): the
+    /// output before a crash is what one reads logs for.
+    @Test func aRestartKeepsTheCrashedRunsLogAsThePreviousLog() throws {
+        let sandbox = try SpawnSandbox()
+        let script = "n=$(cat \"$0/runs\" 2>/dev/null || echo 0); n=$((n + 1)); echo $n > \"$0/runs\"; echo run $n; exec sleep 1000"
+        let spawned = try sandbox.spawn(["--restart", "always", "--", bashPath, "-c", script, sandbox.scratch])
+        let id = spawned.stdout.trimmingCharacters(in: .newlines)
+        let first = try sandbox.waitUntilShown(id, "runs") { identity($0, "process") != nil }
+        try sandbox.waitUntil("run 1 is in the log") {
+            try sandbox.tool(["cortex", "worker", "logs", id, "--dir", sandbox.root]).stdout == "run 1\n"
+        }
+        let process = try #require(identity(first, "process"))
+        kill(process.pid, SIGKILL)
+        try sandbox.waitUntil("run 2 is in the log") {
+            try sandbox.tool(["cortex", "worker", "logs", id, "--dir", sandbox.root]).stdout == "run 2\n"
+        }
+        let previous = try sandbox.tool(["cortex", "worker", "logs", id, "--previous", "--dir", sandbox.root])
+        #expect(previous.exitCode == 0 && previous.stdout == "run 1\n", "\(previous)")
+        _ = try sandbox.tool(["cortex", "worker", "stop", id, "--dir", sandbox.root])
+        try sandbox.expectNoProcessesLeft()
+    }
+
     @Test func workerShowSpeaksInWords() throws {
         let sandbox = try SpawnSandbox()
         let spawned = try sandbox.spawn(["--", "sleep", "1000"])

@@ -314,6 +314,7 @@ public enum WorkerSupervision {
         // workers/<id> (or on the way) before handing it the paths (decision 020).
         let workerFolder = store.layout.worker(worker.id)
         do { POSIX.close(try store.layout.folder.openFolder(workerFolder)) } catch { throw .system("open", workerFolder, error) }
+        keepPreviousRunLogs(of: worker.id, layout: store.layout)
         let plan = try self.plan(for: worker, layout: store.layout, config: store.config)
         let arguments = try plan.supervisorArguments(program: try leanSupervisor(), report: report)
         do throws(Errno) {
@@ -321,6 +322,18 @@ public enum WorkerSupervision {
             try POSIX.execute(arguments, environment: inheritedEnvironment(), keepingOpen: environmentFD.map { [$0] } ?? [])
         } catch {
             throw .system("run", arguments[0], error)
+        }
+    }
+
+    /// Renames the logs of the run before (`stdout.log`, `stderr.log`) to `stdout.previous.log`
+    /// and `stderr.previous.log`, replacing older ones, so a restart after a crash keeps what the
+    /// crashed run wrote (`cortex worker logs W --previous`). Empty logs are left to be replaced.
+    /// Best effort: a log that cannot be kept is started again, as before.
+    static func keepPreviousRunLogs(of id: String, layout: CoordinationLayout) {
+        for stream in ["stdout", "stderr"] {
+            let log = layout.worker(id) + "/\(stream).log"
+            guard let info = try? layout.folder.status(log), info.st_mode & S_IFMT == S_IFREG, info.st_size > 0 else { continue }
+            try? layout.folder.rename(log, layout.worker(id) + "/\(stream).previous.log")
         }
     }
 
