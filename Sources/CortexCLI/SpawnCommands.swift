@@ -179,7 +179,7 @@ public enum SpawnTool {
         let evidence = MachineEvidence.observe(store.config)
         var rows: [JSONValue] = []
         var lines: [String] = []
-        var queuedReasons: [String] = []
+        var queued: [(worker: String, reason: String)] = []
         var refusal: String?
         var toLaunch: [WorkerEntry] = []
         // What runs, and as whom: one private request file per worker, written before the
@@ -195,7 +195,7 @@ public enum SpawnTool {
                 toLaunch += store.state.workers.toLaunch(by: submission.record.id)
             case .spawnQueued(let worker, let reason):
                 lines.append(worker)
-                queuedReasons.append("\(worker) queued: \(reason)")
+                queued.append((worker, reason))
             case .refused(let reason):
                 refusal = reason
             case .rejected(let reason):
@@ -223,9 +223,25 @@ public enum SpawnTool {
         if let refusal {
             return Report(exitCode: 1, text: lines.joined(separator: "\n"), json: json, diagnostic: "not started: \(refusal)")
         }
-        if !queuedReasons.isEmpty {
-            return Report(exitCode: 75, text: lines.joined(separator: "\n"), json: json, diagnostic: queuedReasons.joined(separator: "; "))
+        if !queued.isEmpty {
+            return Report(exitCode: 75, text: lines.joined(separator: "\n"), json: json, diagnostic: queuedDiagnostic(queued))
         }
         return Report(exitCode: 0, text: lines.joined(separator: "\n"), json: json)
+    }
+
+    /// One stderr line for the queued members of a spawn: `w-1.9 queued: REASON` for one, and for
+    /// a pool one clause per reason (`48 queued, w-1.9 … w-1.56: REASON`), not 48 clauses.
+    static func queuedDiagnostic(_ queued: [(worker: String, reason: String)]) -> String {
+        var reasons: [String] = []
+        var workers: [String: [String]] = [:]
+        for item in queued {
+            if workers[item.reason] == nil { reasons.append(item.reason) }
+            workers[item.reason, default: []].append(item.worker)
+        }
+        return reasons.map { reason in
+            let ids = workers[reason] ?? []
+            guard ids.count > 1, let first = ids.first, let last = ids.last else { return "\(ids.first ?? "") queued: \(reason)" }
+            return "\(ids.count) queued, \(first) … \(last): \(reason)"
+        }.joined(separator: "; ")
     }
 }

@@ -102,7 +102,12 @@ public enum WorkerTool {
         rows.append(("requested", when(worker.requestedMilliseconds, now: now)))
         if let started = worker.startedMilliseconds { rows.append(("started", when(started, now: now))) }
         if let ended = worker.endedMilliseconds { rows.append(("ended", when(ended, now: now))) }
-        rows.append(("restart", worker.spec.restart.rawValue + (worker.restarts > 0 ? ", restarted \(worker.restarts) times" : "")))
+        rows.append(
+            (
+                "restart",
+                worker.spec.restart.rawValue
+                    + (worker.restarts > 0 ? ", restarted \(worker.restarts == 1 ? "once" : "\(worker.restarts) times")" : "")
+            ))
         if let exit = worker.lastExit {
             rows.append(("last run", exitInWords(exit) + (worker.timedOut ? " (its timeout fired)" : "")))
         }

@@ -188,6 +188,10 @@ struct PoolTests {
         #expect(Values.thousandths(3300) == "3.3")
         #expect(Values.thousandths(4000) == "4")
         #expect(Values.thousandths(5) == "0.005")
+        #expect(Values.readableSize(100 << 40) == "100 TiB")
+        #expect(Values.readableSize(512 << 20) == "512 MiB")
+        #expect(Values.readableSize(1536 << 20) == "1.5 GiB")
+        #expect(Values.readableSize(900) == "900 bytes")
     }
 
     @Test func workerLogsPrintWhatTheWorkerWroteAndFollowUntilItEnds() throws {

@@ -9,7 +9,7 @@ public enum SpawnFeasibility {
             return "CPU: \(Values.thousandths(cpu)) cores requested, the machine has \(cores); it can never start"
         }
         if let memory = spec.memoryBytes, let total = SystemProbe.totalMemoryBytes(), memory > total {
-            return "memory: \(memory) bytes requested, the machine has \(total); it can never start"
+            return "memory: \(Values.readableSize(memory)) requested, the machine has \(Values.readableSize(total)); it can never start"
         }
         if count > Int64(config.maxWorkers) {
             return "\(count) workers asked for, more than max_workers (\(config.maxWorkers)) can ever run at once"
