@@ -57,7 +57,8 @@ extension CoordinationStore {
     /// the reaper's dry run. Purges and merges are not predicted.
     public func compactionPreview(rotateAboveBytes: Int64, nowMilliseconds: Int64) throws(CortexError) -> Compaction {
         var result = Compaction()
-        let next = (try? journal.rollOver(at: position, ifLargerThan: rotateAboveBytes, timeMilliseconds: nowMilliseconds, dryRun: true))
+        let next =
+            (try? journal.rollOver(at: position, ifLargerThan: rotateAboveBytes, timeMilliseconds: nowMilliseconds, dryRun: true))
             ?? nil
         result.rotated = next != nil
         result.archived =
