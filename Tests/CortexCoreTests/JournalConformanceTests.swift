@@ -59,6 +59,16 @@ final class JournalUnderTest {
         }
     }
 
+    /// Puts a line that is no record (its checksum broken) at the end, as an editor could.
+    func appendInvalidLine() throws {
+        var line = try RecordCodec.encode(record(.budgetSet(total: 999)))
+        line[line.count - 5] ^= 0x01
+        switch backend {
+        case .file: try appendRaw(line, to: layout!.journal + "/000000000001.jsonl")
+        case .memory: _ = try journal.append(line, tail: .start)
+        }
+    }
+
     /// Appends `event` from another thread (with a journal instance of its own for the file
     /// backend, whose instances are per thread).
     func appender(_ event: Event) -> @Sendable () -> Void {
@@ -203,6 +213,21 @@ func readAll(_ journal: any Journal, from position: JournalPosition = .start) th
         let all = try readAll(subject.journal)
         #expect(all.records.count == 2)
         #expect(all.read.damaged.count == 1)
+        #expect(try subject.store().state.budget.total == 50)
+    }
+
+    @Test(arguments: JournalBackend.allCases)
+    func anInvalidLineIsSkippedAndReportedNeverFatal(_ backend: JournalBackend) throws {
+        let subject = try JournalUnderTest(backend)
+        let writer = try subject.store()
+        _ = try writer.submit(.budgetSet(total: 100))
+        try subject.appendInvalidLine()
+        #expect(try writer.submit(.budgetSet(total: 50)).outcome == .applied)
+        #expect(writer.damagedLines.count == 1)
+        let all = try readAll(subject.journal)
+        #expect(all.records.map { $0.0.data["total"]?.intValue } == [100, 50])
+        #expect(all.read.damaged.count == 1)
+        #expect(all.read.damaged.first.map { $0.position > all.records[0].1 && $0.position < all.records[1].1 } == true)
         #expect(try subject.store().state.budget.total == 50)
     }
 
