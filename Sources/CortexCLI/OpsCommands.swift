@@ -113,6 +113,7 @@ enum OpsCommands {
             attention.append("snapshot not used (\(rejected)): run 'cortex verify'")
         }
         let damaged = store.damagedLines.count
+        let live = FileJournal.location(of: store.position)
         if damaged > 0 {
             attention.append("\(damaged) damaged journal line\(damaged == 1 ? "" : "s") since the snapshot: run 'cortex verify'")
         }
@@ -126,7 +127,7 @@ enum OpsCommands {
         row(
             "journal",
             (damaged > 0 ? colour.red("\(damaged) damaged line\(damaged == 1 ? "" : "s")") : colour.green("ok"))
-                + " · live segment \(JournalSegment.fileName(store.position.segment)) at \(store.position.offset) bytes · \(state.recordsFolded) records"
+                + " · live segment \(JournalSegment.fileName(live.segment)) at \(live.bytes) bytes · \(state.recordsFolded) records"
         )
         row(
             "workers",
@@ -191,8 +192,8 @@ enum OpsCommands {
                 "reserved": .int(budget.reserved), "tenant_detail": tenantDetail,
             ])
         let journalJSON = JSONValue.object([
-            "damaged_lines_since_snapshot": .int(damaged), "live_segment": .int(store.position.segment),
-            "live_segment_bytes": .int(store.position.offset), "records_folded": .int(state.recordsFolded),
+            "damaged_lines_since_snapshot": .int(damaged), "live_segment": .int(live.segment),
+            "live_segment_bytes": .int(live.bytes), "records_folded": .int(state.recordsFolded),
         ])
         let byPriority = JSONValue.object(
             Priority.allCases.map { JSONMember($0.rawValue, .int(queue.waitingByPriority[$0, default: 0])) })
@@ -380,7 +381,7 @@ extension OpsCommands {
         var foldFrom = snapshot?.1 ?? .start
         let watcher = follow ? try JournalWatcher(directory: journal.directory) : nil
         let start = try JournalTail.start(
-            of: journal, segmentHint: foldFrom.segment, count: count, sinceMilliseconds: filter.sinceMilliseconds,
+            of: journal, near: foldFrom, count: count, sinceMilliseconds: filter.sinceMilliseconds,
             matches: filter.matchesRecord)
         if start < foldFrom, case .open(let fd, _, _) = try journal.openForReading(segment: 1) {
             // Records the snapshot covers are shown too: fold them from the journal's start (still

@@ -227,7 +227,7 @@ public enum TaskTool {
         try WorkerFiles.touchHeartbeat(store.layout, worker: worker, permissions: store.permissions)
         let deadline = POSIX.monotonicNanoseconds() + UInt64(max(0, waitMilliseconds ?? 0)) * 1_000_000
         // Armed before the first look, so a task created between the look and the wait still wakes us.
-        let watcher = waitMilliseconds == nil ? nil : try JournalWatcher(directory: store.layout.journal)
+        let watcher = waitMilliseconds == nil ? nil : try store.journal.makeWaiter()
         while true {
             let now = POSIX.wallClockMilliseconds()
             if store.state.tasks.firstClaimable(by: request, at: now) != nil {

@@ -190,11 +190,7 @@ public enum Reaper {
             purged = expiredFiles(layout, olderThan: now - resultTTL).count
             linked = Debris.unlinkedResults(store).map(\.task)
             removedTemporaries = Debris.staleTemporaryFiles(layout, modifiedBefore: clock.folderNow - temporaryGrace).count
-            compaction.rotated = (try? store.journal.sizeOfSegment(store.position.segment)) ?? 0 > store.config.reaperRotateBytes
-            let live = store.position.segment + (compaction.rotated ? 1 : 0)
-            for segment in try store.journal.segmentNumbers() where segment < live {
-                if try !store.journal.isTombstone(segment) { compaction.archived.append(segment) }
-            }
+            compaction = try store.compactionPreview(rotateAboveBytes: store.config.reaperRotateBytes, nowMilliseconds: now)
         }
         return Result(
             dryRun: dryRun, losses: plan.lost.map { ($0.worker, $0.reason) }, lost: lost, requeued: requeued, expired: expired,
