@@ -15,7 +15,7 @@
 #
 # usage: spawn-latency.sh TRIALS OUTFILE WORKDIR STAMP SPAWNER CONTENDER...
 #        (CORTEX_SPAWN: the cortex-spawn binary; WORKDIR/cortex an initialised coordination folder
-#         whose max_workers and max_load_per_core let every spawn start at once)
+#         whose max_workers, max_cpu_pressure and max_load_per_core let every spawn start at once)
 trials=$1 out=$2 work=$3 stamp=$4 spawner=$5
 shift 5
 cs=${CORTEX_SPAWN:-cortex-spawn}

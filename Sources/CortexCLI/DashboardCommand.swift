@@ -39,7 +39,7 @@ public enum DashboardTool {
         // Only the last records: found by scanning back from the end, never by reading the whole
         // journal (whose oldest segments may be archived and purged).
         let start = try JournalTail.start(
-            of: journal, segmentHint: store.position.segment, count: eventCount, sinceMilliseconds: nil, matches: { _ in true })
+            of: journal, near: store.position, count: eventCount, sinceMilliseconds: nil, matches: { _ in true })
         var summary = try journal.readForward(from: start) { (record, _) throws(CortexError) in recent.append(record) }
         let events = recent.json
         let snapshot = Dashboard.Snapshot(

@@ -21,9 +21,9 @@ enum OpsCommands {
         let workers = state.workers
         let running = state.tasks.running
         let busyWorkers = Set(running.compactMap(\.worker))
-        let unreaped = ReapTool.observe(
+        let unreaped = Reaper.observe(
             store, now: now, heartbeatTimeout: config.heartbeatTimeoutMilliseconds,
-            stampedNoEarlierThan: ReapTool.lastRun(store.layout)?.clockStepAtMilliseconds
+            stampedNoEarlierThan: Reaper.lastRun(store.layout)?.clockStepAtMilliseconds
         ).lost.map(\.worker)
         if !unreaped.isEmpty {
             attention.append(
@@ -50,7 +50,7 @@ enum OpsCommands {
             let head = workers.queue.first.flatMap { workers.live[$0] }
             let holding = head?.queuedReason ?? oldest.queuedReason ?? "waiting for room"
             attention.append(
-                "\(stalled.count) spawn\(stalled.count == 1 ? "" : "s") queued longer than \(duration(config.queuedSpawnAlarmMilliseconds)) (oldest \(oldest.id), \(duration(now - oldest.requestedMilliseconds))), held by \(holding)"
+                "\(stalled.count) spawn\(stalled.count == 1 ? "" : "s") queued longer than \(Wording.duration(config.queuedSpawnAlarmMilliseconds)) (oldest \(oldest.id), \(Wording.duration(now - oldest.requestedMilliseconds))), held by \(holding)"
             )
         }
         struct TypeCounts {
@@ -113,12 +113,13 @@ enum OpsCommands {
             attention.append("snapshot not used (\(rejected)): run 'cortex verify'")
         }
         let damaged = store.damagedLines.count
+        let live = FileJournal.location(of: store.position)
         if damaged > 0 {
             attention.append("\(damaged) damaged journal line\(damaged == 1 ? "" : "s") since the snapshot: run 'cortex verify'")
         }
 
         // The reaper's last run (cortex-reap leaves state/reaper.json).
-        let reaper = ReapTool.lastRun(store.layout)
+        let reaper = Reaper.lastRun(store.layout)
 
         var lines: [String] = []
         func row(_ label: String, _ text: String) { lines.append(padded(label, to: 14) + text) }
@@ -126,7 +127,7 @@ enum OpsCommands {
         row(
             "journal",
             (damaged > 0 ? colour.red("\(damaged) damaged line\(damaged == 1 ? "" : "s")") : colour.green("ok"))
-                + " · live segment \(JournalSegment.fileName(store.position.segment)) at \(store.position.offset) bytes · \(state.recordsFolded) records"
+                + " · live segment \(JournalSegment.fileName(live.segment)) at \(live.bytes) bytes · \(state.recordsFolded) records"
         )
         row(
             "workers",
@@ -145,7 +146,7 @@ enum OpsCommands {
         row("tasks", TaskStatus.allCases.map { "\($0.rawValue) \(counts[$0, default: 0])" }.joined(separator: " · "))
         var waitingText = Priority.allCases.map { "\($0.rawValue) \(queue.waitingByPriority[$0, default: 0])" }.joined(separator: " · ")
         if let oldest = queue.oldest, let oldestAge {
-            waitingText += " · oldest \(oldest.id) waiting \(Self.duration(oldestAge))"
+            waitingText += " · oldest \(oldest.id) waiting \(Wording.duration(oldestAge))"
         }
         row("  waiting", waitingText)
         let available = budget.available == 0 && budget.total > 0 ? colour.red("available 0") : "available \(budget.available)"
@@ -163,7 +164,7 @@ enum OpsCommands {
         if let reaper {
             row(
                 "reaper",
-                "last run \(Self.duration(max(0, now - reaper.milliseconds))) ago (\(ISOTime.format(milliseconds: reaper.milliseconds))) · \(reaper.lost) lost"
+                "last run \(Wording.duration(max(0, now - reaper.milliseconds))) ago (\(ISOTime.format(milliseconds: reaper.milliseconds))) · \(reaper.lost) lost"
             )
         } else {
             row("reaper", colour.yellow("never run here") + " (add cortex-reap to cron: examples/)")
@@ -191,8 +192,8 @@ enum OpsCommands {
                 "reserved": .int(budget.reserved), "tenant_detail": tenantDetail,
             ])
         let journalJSON = JSONValue.object([
-            "damaged_lines_since_snapshot": .int(damaged), "live_segment": .int(store.position.segment),
-            "live_segment_bytes": .int(store.position.offset), "records_folded": .int(state.recordsFolded),
+            "damaged_lines_since_snapshot": .int(damaged), "live_segment": .int(live.segment),
+            "live_segment_bytes": .int(live.bytes), "records_folded": .int(state.recordsFolded),
         ])
         let byPriority = JSONValue.object(
             Priority.allCases.map { JSONMember($0.rawValue, .int(queue.waitingByPriority[$0, default: 0])) })
@@ -235,16 +236,6 @@ enum OpsCommands {
             diagnostic: attention.isEmpty ? nil : "needs attention: " + attention.joined(separator: "; "))
     }
 
-    /// `90s`, `5m12s`, `3h04m`, `2d03h`.
-    static func duration(_ milliseconds: Int64) -> String {
-        let seconds = milliseconds / 1000
-        if seconds < 60 { return "\(seconds)s" }
-        func two(_ value: Int64) -> String { value < 10 ? "0\(value)" : "\(value)" }
-        if seconds < 3600 { return "\(seconds / 60)m\(two(seconds % 60))s" }
-        if seconds < 86_400 { return "\(seconds / 3600)h\(two(seconds / 60 % 60))m" }
-        return "\(seconds / 86_400)d\(two(seconds / 3600 % 24))h"
-    }
-
     // MARK: - metrics
 
     static func metrics(_ invocation: Invocation) throws(CortexError) -> Report {
@@ -254,50 +245,13 @@ enum OpsCommands {
         if let out {
             // With --json the file gets the JSON (metrics.json beside the views, for the dashboard).
             let json = invocation.arguments[CommonOptions.json]
-            try writeMetrics(json ? report.json.jsonText + "\n" : report.prometheusText, to: out)
+            try Reaper.writeMetrics(json ? report.json.jsonText + "\n" : report.prometheusText, to: out)
             return Report(text: "wrote metrics to \(out)", json: .object(["out": .string(out)]))
         }
         return Report(text: report.prometheusText, json: report.json)
     }
 
-    /// Writes the exposition text to `path` atomically (node_exporter's textfile collector
-    /// must never read half a file). A file the user names (`--out`) follows the umask; the
-    /// reaper's `metrics.json` in the folder gets the folder's mode for shared content.
-    static func writeMetrics(_ text: String, to path: String, mode: CreationMode = .umask) throws(CortexError) {
-        try AtomicFile.replace(path, with: Array(text.utf8), durability: .processCrash, mode: mode)
-    }
-
     // MARK: - estimates
-
-    /// What `cortex-task show` adds for a waiting task: its place and estimated start.
-    static func waitJSON(_ task: TaskEntry, store: CoordinationStore, now: Int64) -> (json: JSONValue, text: String)? {
-        guard task.status == .pending || task.status == .failed else { return nil }
-        // Who can claim it: the claimers seen running tasks and the live supervised workers, not
-        // `max_workers` (with none, any time would be made up).
-        let claimers = Set(store.state.tasks.running.compactMap(\.worker)).union(store.state.workers.active.map(\.id)).count
-        guard claimers > 0 else {
-            let json = JSONValue.object(["estimated_start": nil, "live_workers": .int(0)])
-            return (json, "no live worker to claim it: it starts once a worker claims (no estimate without one)")
-        }
-        let capacity = min(claimers, store.config.maxWorkers)
-        guard let estimate = WaitEstimator.estimate(task: task.id, in: store.state, capacity: capacity, nowMilliseconds: now) else {
-            return nil
-        }
-        func at(_ milliseconds: Int64?) -> JSONValue? { milliseconds.map { .string(ISOTime.format(milliseconds: $0)) } }
-        let json = JSONValue.object([
-            "estimated_start": at(estimate.startMilliseconds), "estimated_start_p95": at(estimate.lateStartMilliseconds),
-            "estimated_wait_seconds": .optional(estimate.startMilliseconds.map { max(0, $0 - now) / 1000 }),
-            "live_workers": .int(Int64(claimers)), "position": .int(estimate.position), "slots": .int(estimate.slots),
-        ])
-        var text = "position \(estimate.position) in the queue"
-        if let start = estimate.startMilliseconds, let late = estimate.lateStartMilliseconds {
-            text +=
-                " · starts in about \(duration(max(0, start - now))) (\(ISOTime.format(milliseconds: start))), by \(duration(max(0, late - now))) at P95"
-        } else {
-            text += " · no run-time history yet to estimate a start"
-        }
-        return (json, text)
-    }
 
     static func estimate(_ invocation: Invocation) throws(CortexError) -> Report {
         let type = invocation.arguments[TaskTool.Estimate.type]
@@ -308,7 +262,7 @@ enum OpsCommands {
         let run = metrics.runTime
         func precise(_ value: Int64?) -> String {
             guard let value else { return "-" }
-            return value < 60_000 ? "\(Double(value) / 1000)s" : duration(value)
+            return value < 60_000 ? "\(Double(value) / 1000)s" : Wording.duration(value)
         }
         var lines = [
             "type          \(type)",
@@ -415,7 +369,7 @@ extension OpsCommands {
         var foldFrom = snapshot?.1 ?? .start
         let watcher = follow ? try JournalWatcher(directory: journal.directory) : nil
         let start = try JournalTail.start(
-            of: journal, segmentHint: foldFrom.segment, count: count, sinceMilliseconds: filter.sinceMilliseconds,
+            of: journal, near: foldFrom, count: count, sinceMilliseconds: filter.sinceMilliseconds,
             matches: filter.matchesRecord)
         if start < foldFrom, case .open(let fd, _, _) = try journal.openForReading(segment: 1) {
             // Records the snapshot covers are shown too: fold them from the journal's start (still

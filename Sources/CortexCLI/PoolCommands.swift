@@ -149,9 +149,9 @@ public enum PoolTool {
     /// Waits up to `grace` for the members' processes to end, then SIGKILLs the groups of those
     /// still running (pid, start time, requester and worker mark checked).
     static func killAfter(_ grace: Int64, _ members: [WorkerEntry], layout: CoordinationLayout) {
-        let processes = members.compactMap { member -> ReapTool.Leftover? in
+        let processes = members.compactMap { member -> Reaper.Leftover? in
             guard let process = member.process else { return nil }
-            return ReapTool.stoppable([process], worker: member.id, spec: member.spec, layout: layout).first
+            return Reaper.stoppable([process], worker: member.id, spec: member.spec, layout: layout).first
         }
         let deadline = POSIX.monotonicNanoseconds() + UInt64(max(0, grace)) * 1_000_000
         for leftover in processes {
@@ -185,7 +185,7 @@ public enum PoolTool {
             return Report(
                 text: stopped.map { "\($0) stopping" }.joined(separator: "\n"), json: poolJSON(name, [], stopped))
         }
-        if let limit = SpawnTool.neverFits(model, count: Int64(target), config: store.config) {
+        if let limit = SpawnFeasibility.neverFits(model, count: Int64(target), config: store.config) {
             return Report(exitCode: 1, text: "", json: poolJSON(name, [], []), diagnostic: "not scaled: \(limit)")
         }
         // The pool's command, environment and directory come from a member's private request

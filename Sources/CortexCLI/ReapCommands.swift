@@ -1,11 +1,7 @@
 import CortexCore
-import Glibc
 
-/// `cortex-reap`: the cron-driven reaper (docs/cli.md). Observes processes and heartbeat files,
-/// appends what it saw as evidence (`worker.lost`), stops what is left of lost workers (only
-/// processes whose pid and start time match and that belong to the caller), restarts lost pool
-/// members, starts queued spawns that fit, purges expired results, writes a snapshot and the
-/// views. Idempotent: the journal decides, so two reapers at once double nothing.
+/// `cortex-reap`: the reaper's command line (docs/cli.md): reads its options, runs `Reaper` once
+/// or every `--every D`, and prints what the run did.
 public enum ReapTool {
     /// The tool: one command.
     public static let tool = ToolSpec(
@@ -46,30 +42,6 @@ public enum ReapTool {
     static let temporaryGrace = Option.duration(
         "temp-grace", "D", "Remove temp files (.NAME.tmp-PID-RANDOM) left by killed writers once older than D (default 10m).")
 
-    struct Plan {
-        var lost: [(worker: String, reason: String, leftover: [Leftover])] = []
-        var relaunch: [WorkerEntry] = []
-    }
-
-    /// A process recorded for a worker that may be stopped: alive with the recorded start time,
-    /// running as the worker's requester (the owner of its request file; root's own processes
-    /// only for root's workers), and marked as that worker's (`ProcessIdentity.isMarked`).
-    struct Leftover: Hashable {
-        var process: ProcessIdentity
-        var owner: uid_t
-    }
-
-    /// The processes of `identities` recorded for worker `worker` (spec `spec`) that may be
-    /// stopped (`Leftover`); none when its requester is unknown (no request file).
-    static func stoppable(_ identities: [ProcessIdentity], worker: String, spec: WorkerSpec, layout: CoordinationLayout) -> [Leftover] {
-        guard !identities.isEmpty, let name = spec.request, let owner = WorkerRequest.owner(name, in: layout) else { return [] }
-        let caller = getuid()
-        guard caller == owner || caller == 0 else { return [] }
-        return identities.filter { $0.isAlive(ownedBy: owner) && $0.isMarked(asWorker: worker) }.map {
-            Leftover(process: $0, owner: owner)
-        }
-    }
-
     static func reap(_ invocation: Invocation) throws(CortexError) -> Report {
         guard let interval = invocation.arguments[every], let every = invocation.arguments.text(of: every) else {
             return try reapOnce(invocation)
@@ -103,328 +75,73 @@ public enum ReapTool {
         let grace = arguments[Self.grace] ?? 5_000
         let resultTTL = arguments[Self.resultTTL] ?? store.config.resultRetentionMilliseconds
         let archiveRetention = arguments[Self.archiveRetention] ?? store.config.archiveRetentionMilliseconds
-        let temporaryGrace = arguments[Self.temporaryGrace] ?? defaultTemporaryGraceMilliseconds
-        let now = POSIX.wallClockMilliseconds()
-        // Heartbeat ages: against a probe touched now (the file system's clock), and never across
-        // a wall-clock step (FolderClock).
-        let clock = try clockReading(layout, dryRun: dryRun, wallNow: now)
-        let plan = observe(store, now: clock.folderNow, heartbeatTimeout: heartbeatTimeout, stampedNoEarlierThan: clock.stepAt)
-
-        var lost: [String] = []
-        var requeued: [String] = []
-        var signalled: [String] = []
-        var restarted: [String] = []
-        var launched: [String] = []
-        var promoted: [String] = []
-        var expired: [String] = []
-        var purged = 0
-        var linked: [String] = []
-        var removedTemporaries = 0
-        var compaction = CoordinationStore.Compaction()
+        let temporaryGrace = arguments[Self.temporaryGrace] ?? Reaper.defaultTemporaryGraceMilliseconds
+        var options = Reaper.Options(config: store.config)
+        options.dryRun = dryRun
+        options.heartbeatTimeoutMilliseconds = heartbeatTimeout
+        options.graceMilliseconds = grace
+        options.resultRetentionMilliseconds = resultTTL
+        options.archiveRetentionMilliseconds = archiveRetention
+        options.temporaryGraceMilliseconds = temporaryGrace
+        options.metricsOut = arguments[Self.metricsOut]
+        let result = try Reaper.run(store, options: options, now: POSIX.wallClockMilliseconds())
         var lines: [String] = []
-        if !dryRun {
-            // Every loss first, so the journal gives their tasks back before any slow step (stopping
-            // leftovers, starting replacements): recovery from a mass kill is one pass of appends.
-            var leftovers: [Leftover] = []
-            for item in plan.lost {
-                let submission = try store.submit(.workerLost(worker: item.worker, reason: item.reason))
-                guard case .requeued(let tasks) = submission.outcome else { continue }
-                // Another reaper may have declared it lost first: then this record changed nothing.
-                let endedByThisRecord = store.state.workers.worker(item.worker)?.endRecord == submission.record.id
-                guard endedByThisRecord || !tasks.isEmpty else { continue }
-                // Lost for good (no replacement owed): its request can never start anything again.
-                WorkerSupervision.retireRequest(of: item.worker, endedBy: submission.record.id, in: store)
-                lost.append(item.worker)
-                requeued += tasks
-                leftovers += item.leftover
-            }
-            // Lapsed leases: one record, and the fold releases every allocation whose lease ended
-            // before its time (a renewal that lands first keeps its allocation).
-            if store.state.budget.allocations.values.contains(where: { ($0.leaseEndsMilliseconds ?? Int64.max) <= now }) {
-                let before = Set(store.state.budget.allocations.keys)
-                _ = try store.submit(.budgetExpire)
-                expired = before.subtracting(store.state.budget.allocations.keys).sorted()
-            }
-            if !lost.isEmpty || !expired.isEmpty { publishViewsAfterRecording(store, now: now) }
-            // The pool members owed a replacement, by this run's losses or by an earlier reaper that
-            // died before replacing them. What is left of them goes first (pid and start time
-            // checked), then the replacement: the fold lets only the first `worker.replace` of
-            // each lost worker spawn, so two reapers never replace one twice.
-            let owed = store.state.workers.owedReplacements
-            leftovers += owed.flatMap { stoppable($0.leftover, worker: $0.worker, spec: $0.spec, layout: layout) }
-            signalled = stopGroups(Array(Set(leftovers)), grace: grace).map { "\($0.process.pid)" }
-            for replacement in owed {
-                let respawn = try store.submit(
-                    .worker(.replace(worker: replacement.worker, evidence: MachineEvidence.observe(store.config))))
-                if case .spawned(let worker, _) = respawn.outcome { restarted.append(worker) }
-                if case .spawnQueued(let worker, _) = respawn.outcome { restarted.append(worker) }
-                launched += try WorkerSupervision.launchWorkers(grantedBy: respawn.record.id, in: store)
-            }
-            promoted = try WorkerSupervision.startQueuedThatFit(store)
-            launched += promoted
-            var startable: [WorkerEntry] = []
-            for worker in plan.relaunch {
-                guard worker.spec.request.flatMap({ WorkerRequest.owner($0, in: layout) }) == nil else {
-                    startable.append(worker)
-                    continue
-                }
-                // Nothing can ever start it (no request file): it ends here, stopped first so no
-                // replacement is owed, instead of holding a place for good.
-                _ = try store.submit(.worker(.stop(worker: worker.id)))
-                let ended = try store.submit(.workerLost(worker: worker.id, reason: "no request file: nothing can start it"))
-                if case .requeued(let tasks) = ended.outcome, store.state.workers.worker(worker.id)?.endRecord == ended.record.id {
-                    lost.append(worker.id)
-                    requeued += tasks
-                }
-            }
-            launched += try WorkerSupervision.launch(startable, layout: layout)
-            purged = purgeExpired(layout, olderThan: now - resultTTL)
-            retireOrphanRequests(store, olderThan: now - orphanRequestGraceMilliseconds)
-            // Debris of kill -9: result links of completions whose writer died after the record,
-            // and temp files no writer will rename (by age on the folder's clock: pids recycle).
-            linked = Debris.repairResultLinks(store)
-            removedTemporaries = Debris.removeStaleTemporaryFiles(layout, modifiedBefore: clock.folderNow - temporaryGrace)
-            // From here on the records are in: a full disk makes the derived files stale, not the run failed.
-            do {
-                compaction = try store.compactJournal(
-                    rotateAboveBytes: store.config.reaperRotateBytes, retentionMilliseconds: archiveRetention, nowMilliseconds: now)
-            } catch {
-                store.warn("journal not compacted: \(error.description)")
-            }
-            publishViewsAfterRecording(store, now: now)
-            do {
-                try recordRun(layout, at: now, lost: lost.count, clock: clock, mode: store.permissions.file(.shared))
-                // metrics.json beside the views (cortex dashboard reads it), and the Prometheus text if asked.
-                let metrics = MetricsReport(store.state, capacity: store.config.maxWorkers, nowMilliseconds: now)
-                try OpsCommands.writeMetrics(
-                    metrics.json.jsonText + "\n", to: layout.root + "/metrics.json", mode: store.permissions.file(.shared))
-                if let metricsOut = arguments[Self.metricsOut] {
-                    try OpsCommands.writeMetrics(metrics.prometheusText, to: metricsOut)
-                }
-            } catch {
-                store.warn("state/reaper.json or the metrics not written: \(error.description)")
-            }
-        } else {
-            lost = plan.lost.map(\.worker)
-            expired = store.state.budget.allocations.values.filter { ($0.leaseEndsMilliseconds ?? Int64.max) <= now }.map(\.id).sorted()
-            signalled = plan.lost.flatMap(\.leftover).map { "\($0.process.pid)" }
-            launched = plan.relaunch.map(\.id)
-            let owed = store.state.workers.owedReplacements.map(\.worker)
-            if !owed.isEmpty { lines.append("would replace lost pool members \(owed.joined(separator: " "))") }
-            purged = expiredFiles(layout, olderThan: now - resultTTL).count
-            linked = Debris.unlinkedResults(store).map(\.task)
-            removedTemporaries = Debris.staleTemporaryFiles(layout, modifiedBefore: clock.folderNow - temporaryGrace).count
-            compaction.rotated = (try? store.journal.sizeOfSegment(store.position.segment)) ?? 0 > store.config.reaperRotateBytes
-            let live = store.position.segment + (compaction.rotated ? 1 : 0)
-            for segment in try store.journal.segmentNumbers() where segment < live {
-                if try !store.journal.isTombstone(segment) { compaction.archived.append(segment) }
-            }
+        if !result.wouldReplace.isEmpty {
+            lines.append("would replace lost pool members \(result.wouldReplace.joined(separator: " "))")
         }
         let verb = dryRun ? "would " : ""
-        if let step = clock.step {
+        if let step = result.clockStep {
             lines.append(
-                "the wall clock was stepped by \(step / 1000)s since the last run: no worker is lost by heartbeat age until one timeout after this run"
+                "the wall clock was stepped by \(step / 1000)s since the last run: no worker is result.lost by heartbeat age until one timeout after this run"
             )
         }
-        for item in plan.lost { lines.append("\(verb)declare \(item.worker) lost: \(item.reason)") }
-        if !requeued.isEmpty { lines.append("re-queued \(requeued.joined(separator: " "))") }
-        if !expired.isEmpty { lines.append("\(dryRun ? "would release" : "released") lapsed leases \(expired.joined(separator: " "))") }
-        if !signalled.isEmpty {
-            lines.append("\(verb)stop leftover process group\(signalled.count == 1 ? "" : "s") \(signalled.joined(separator: " "))")
+        for item in result.losses { lines.append("\(verb)declare \(item.worker) result.lost: \(item.reason)") }
+        if !result.requeued.isEmpty { lines.append("re-queued \(result.requeued.joined(separator: " "))") }
+        if !result.expired.isEmpty {
+            lines.append("\(dryRun ? "would release" : "released") lapsed leases \(result.expired.joined(separator: " "))")
         }
-        if !restarted.isEmpty { lines.append("restarted pool members as \(restarted.joined(separator: " "))") }
-        if !promoted.isEmpty { lines.append("started queued \(promoted.joined(separator: " "))") }
-        if !launched.isEmpty { lines.append("\(verb)launch supervisors for \(launched.joined(separator: " "))") }
-        if purged > 0 { lines.append("\(verb)purge \(purged) expired result file\(purged == 1 ? "" : "s")") }
-        if !linked.isEmpty { lines.append("\(verb)link the results of \(linked.joined(separator: " "))") }
-        if removedTemporaries > 0 {
-            lines.append("\(verb)remove \(removedTemporaries) temp file\(removedTemporaries == 1 ? "" : "s") left by killed writers")
-        }
-        if compaction.rotated { lines.append("\(verb)rotate the live journal segment") }
-        if !compaction.archived.isEmpty {
+        if !result.signalled.isEmpty {
             lines.append(
-                "\(verb)archive journal segment\(compaction.archived.count == 1 ? "" : "s") \(compaction.archived.map(String.init).joined(separator: " "))"
+                "\(verb)stop leftover process group\(result.signalled.count == 1 ? "" : "s") \(result.signalled.joined(separator: " "))")
+        }
+        if !result.restarted.isEmpty { lines.append("restarted pool members as \(result.restarted.joined(separator: " "))") }
+        if !result.promoted.isEmpty { lines.append("started queued \(result.promoted.joined(separator: " "))") }
+        if result.queued > 0 {
+            let held = result.queuedReason.map { ", held by \($0)" } ?? ""
+            lines.append("\(result.queued) spawn\(result.queued == 1 ? "" : "s") still queued\(held)")
+        }
+        if !result.launched.isEmpty { lines.append("\(verb)launch supervisors for \(result.launched.joined(separator: " "))") }
+        if result.purged > 0 { lines.append("\(verb)purge \(result.purged) result.expired result file\(result.purged == 1 ? "" : "s")") }
+        if !result.linked.isEmpty { lines.append("\(verb)link the results of \(result.linked.joined(separator: " "))") }
+        if result.removedTemporaries > 0 {
+            lines.append(
+                "\(verb)remove \(result.removedTemporaries) temp file\(result.removedTemporaries == 1 ? "" : "s") left by killed writers")
+        }
+        if result.compaction.rotated { lines.append("\(verb)rotate the live journal segment") }
+        if !result.compaction.archived.isEmpty {
+            lines.append(
+                "\(verb)archive journal segment\(result.compaction.archived.count == 1 ? "" : "s") \(result.compaction.archived.map(String.init).joined(separator: " "))"
             )
         }
-        if !compaction.purged.isEmpty {
+        if !result.compaction.purged.isEmpty {
             lines.append(
-                "removed archived segment\(compaction.purged.count == 1 ? "" : "s") \(compaction.purged.map(String.init).joined(separator: " ")) (past retention)"
+                "removed archived segment\(result.compaction.purged.count == 1 ? "" : "s") \(result.compaction.purged.map(String.init).joined(separator: " ")) (past retention)"
             )
         }
-        lines.append(dryRun ? "dry run: nothing changed" : "reaped: \(lost.count) lost, snapshot and views written")
+        lines.append(dryRun ? "dry run: nothing changed" : "reaped: \(result.lost.count) result.lost, snapshot and views written")
         func strings(_ items: [String]) -> JSONValue { .array(items.map { .string($0) }) }
         return Report(
             text: lines.joined(separator: "\n"),
             json: .object([
-                "archived": .array(compaction.archived.map { JSONValue.int(Int64($0)) }), "dry_run": .bool(dryRun),
-                "archives_removed": .array(compaction.purged.map { JSONValue.int(Int64($0)) }),
-                "clock_step_ms": .optional(clock.step), "expired": strings(expired), "launched": strings(launched),
-                "linked_results": strings(linked),
-                "lost": strings(lost), "promoted": strings(promoted),
-                "purged": .int(Int64(purged)), "requeued": strings(requeued), "restarted": strings(restarted),
-                "rotated": .bool(compaction.rotated), "temp_files_removed": .int(Int64(removedTemporaries)),
-                "signalled": strings(signalled),
+                "archived": .array(result.compaction.archived.map { JSONValue.int(Int64($0)) }), "dry_run": .bool(dryRun),
+                "archives_removed": .array(result.compaction.purged.map { JSONValue.int(Int64($0)) }),
+                "clock_step_ms": .optional(result.clockStep), "expired": strings(result.expired), "launched": strings(result.launched),
+                "linked_results": strings(result.linked),
+                "lost": strings(result.lost), "promoted": strings(result.promoted),
+                "purged": .int(Int64(result.purged)), "queued": .int(Int64(result.queued)), "requeued": strings(result.requeued),
+                "restarted": strings(result.restarted),
+                "rotated": .bool(result.compaction.rotated), "temp_files_removed": .int(Int64(result.removedTemporaries)),
+                "signalled": strings(result.signalled),
             ]))
-    }
-
-    /// When the reaper last ran and what it found, for `cortex status`.
-    struct LastRun {
-        var milliseconds: Int64
-        var lost: Int64
-        /// `FolderClock.bootEpochMilliseconds()` at that run (nil from older versions).
-        var bootEpochMilliseconds: Int64?
-        /// The folder time of the run that last saw the wall clock stepped, if any.
-        var clockStepAtMilliseconds: Int64?
-    }
-
-    /// How long a temp file may sit before the reaper takes it for a killed writer's.
-    static let defaultTemporaryGraceMilliseconds: Int64 = 10 * 60_000
-
-    /// What this run knows of the clocks (FolderClock).
-    struct ClockReading {
-        /// "Now" on the folder's clock: the probe's modification time (the wall clock in a dry run).
-        var folderNow: Int64
-        /// The wall clock's offset from boot time now.
-        var bootEpoch: Int64
-        /// How far the wall clock was stepped since the last run, if it was.
-        var step: Int64?
-        /// Heartbeats stamped before this folder time have an unknown age: they count as stamped then.
-        var stepAt: Int64?
-    }
-
-    static func clockReading(_ layout: CoordinationLayout, dryRun: Bool, wallNow: Int64) throws(CortexError) -> ClockReading {
-        let folderNow = dryRun ? wallNow : FolderClock.probe(layout) ?? wallNow
-        let bootEpoch = FolderClock.bootEpochMilliseconds()
-        let last = lastRun(layout)
-        let step = FolderClock.step(from: last?.bootEpochMilliseconds, to: bootEpoch)
-        return ClockReading(
-            folderNow: folderNow, bootEpoch: bootEpoch, step: step, stepAt: step != nil ? folderNow : last?.clockStepAtMilliseconds)
-    }
-
-    /// `state/reaper.json`: one small file rewritten by every run (no journal traffic).
-    static func lastRunPath(_ layout: CoordinationLayout) -> String { layout.stateFolder + "/reaper.json" }
-
-    static func recordRun(_ layout: CoordinationLayout, at now: Int64, lost: Int, clock: ClockReading, mode: CreationMode)
-        throws(CortexError)
-    {
-        let json = JSONValue.object([
-            "at": .string(ISOTime.format(milliseconds: now)), "at_ms": .int(now), "boot_epoch_ms": .int(clock.bootEpoch),
-            "clock_step_at_ms": .optional(clock.stepAt), "lost": .int(lost), "pid": .int(Int64(getpid())),
-        ])
-        try AtomicFile.replace(
-            lastRunPath(layout), in: layout.folder, with: Array((json.jsonText + "\n").utf8), durability: .processCrash,
-            mode: mode)
-    }
-
-    /// The last run recorded, or nil when the reaper never ran (or the file is unreadable).
-    static func lastRun(_ layout: CoordinationLayout) -> LastRun? {
-        guard let bytes = try? layout.folder.readFile(lastRunPath(layout), limit: FileLimits.smallFile),
-            let json = try? JSONValue.parse(bytes),
-            let at = json["at_ms"]?.intValue, Limits.isRecordTime(at)
-        else { return nil }
-        return LastRun(
-            milliseconds: at, lost: json["lost"]?.intValue ?? 0, bootEpochMilliseconds: json["boot_epoch_ms"]?.intValue,
-            clockStepAtMilliseconds: json["clock_step_at_ms"]?.intValue)
-    }
-
-    /// What the machine shows about each worker the state thinks is alive. A heartbeat stamped
-    /// before `stampedNoEarlierThan` (the run that saw the wall clock stepped) counts as stamped
-    /// then: its own time is on the other side of the step.
-    static func observe(_ store: CoordinationStore, now: Int64, heartbeatTimeout: Int64, stampedNoEarlierThan stepAt: Int64? = nil)
-        -> Plan
-    {
-        var plan = Plan()
-        let layout = store.layout
-        func heartbeatAge(_ worker: String) -> Double? {
-            guard let touched = layout.folder.modificationMilliseconds(layout.heartbeat(worker)) else { return nil }
-            return FolderClock.age(heartbeatMilliseconds: max(touched, stepAt ?? touched), nowMilliseconds: now)
-        }
-        for worker in store.state.workers.live.values.sorted(by: { $0.id < $1.id }) where worker.status.holdsCapacity {
-            let leftover = stoppable([worker.process].compactMap { $0 }, worker: worker.id, spec: worker.spec, layout: layout)
-            guard let supervisor = worker.supervisor else {
-                // Granted, but its launcher died (or was not its requester) before starting a
-                // supervisor: start one (a second one, if the first is merely slow, loses the
-                // worker.supervise race and exits).
-                if now - worker.requestedMilliseconds > 2_000 { plan.relaunch.append(worker) }
-                continue
-            }
-            if !supervisor.isAlive {
-                plan.lost.append((worker.id, "supervisor pid \(supervisor.pid) is gone", leftover))
-            } else if let age = heartbeatAge(worker.id), age * 1000 > Double(heartbeatTimeout) {
-                let hung = stoppable([supervisor], worker: worker.id, spec: worker.spec, layout: layout)
-                plan.lost.append((worker.id, "heartbeat \(Int(age))s old (supervisor pid \(supervisor.pid) hung)", leftover + hung))
-            }
-        }
-        // Claimers that are not supervised workers: their heartbeat file is their only sign of life.
-        var seen = Set(store.state.workers.live.keys)
-        for task in store.state.tasks.running {
-            guard let worker = task.worker, !seen.contains(worker) else { continue }
-            seen.insert(worker)
-            let age = heartbeatAge(worker)
-            if let age, age * 1000 <= Double(heartbeatTimeout) { continue }
-            let reason = age.map { "heartbeat \(Int($0))s old" } ?? "no heartbeat file"
-            plan.lost.append((worker, reason, []))
-        }
-        return plan
-    }
-
-    /// `publishViews` after the run's records: a failure is a warning (stale views), not the run's outcome.
-    static func publishViewsAfterRecording(_ store: CoordinationStore, now: Int64) {
-        do { try store.publishViews(nowMilliseconds: now) } catch {
-            store.warn("the views are stale: \(error.description) (the records are in the journal; the next writer republishes them)")
-        }
-    }
-
-    /// SIGTERM to every process group at once, then SIGKILL to those still there when one shared
-    /// `grace` is over: a hundred hung workers cost one grace, not a hundred. Only a process whose
-    /// pid and start time match, and that runs as its worker's requester, is ever signalled
-    /// (root signals only the requester's processes of the group). Returns the processes signalled.
-    static func stopGroups(_ leftovers: [Leftover], grace: Int64) -> [Leftover] {
-        let signalled = leftovers.filter { $0.process.signalGroup(SIGTERM, ownedBy: $0.owner) }
-        let deadline = POSIX.monotonicNanoseconds() + UInt64(max(0, grace)) * 1_000_000
-        for leftover in signalled {
-            let now = POSIX.monotonicNanoseconds()
-            let left = now >= deadline ? 0 : Int64((deadline - now) / 1_000_000)
-            if !leftover.process.waitForEnd(milliseconds: left) { leftover.process.signalGroup(SIGKILL, ownedBy: leftover.owner) }
-        }
-        return signalled
-    }
-
-    /// How old a request file no worker names must be before the reaper removes it: far longer
-    /// than the moment between a spawn writing its request and appending the record naming it.
-    static let orphanRequestGraceMilliseconds: Int64 = 10 * 60_000
-
-    /// Removes request files that no live worker or owed replacement names and that are older
-    /// than `cutoff`: left by a spawn killed before its record, or by a worker's last supervisor
-    /// killed before it removed the request. Nothing can then be started from them by a
-    /// replayed record (docs/decisions/022-requester-rights.md).
-    static func retireOrphanRequests(_ store: CoordinationStore, olderThan cutoff: Int64) {
-        let layout = store.layout
-        for name in (try? layout.folder.entries(layout.requests)) ?? [] where WorkerRequest.isValidName(name) {
-            guard store.state.workers.holder(ofRequest: name) == nil,
-                let modified = layout.folder.modificationMilliseconds(layout.requests + "/" + name), modified < cutoff
-            else { continue }
-            WorkerRequest.remove(name, in: layout)
-        }
-    }
-
-    /// Regular files in `results/` and `state/finished/` last changed before `cutoff`. Both folders
-    /// are opened through the coordination folder's descriptor: when either is a link (to a
-    /// folder elsewhere) nothing in it is listed, and links or other non-regular entries inside
-    /// are skipped (docs/decisions/020-no-path-tricks.md).
-    static func expiredFiles(_ layout: CoordinationLayout, olderThan cutoff: Int64) -> [String] {
-        var expired: [String] = []
-        for folder in [layout.results, layout.finishedTasks] {
-            for name in (try? layout.folder.entries(folder)) ?? [] where !name.hasPrefix(".") {
-                let path = folder + "/" + name
-                if let modified = layout.folder.modificationMilliseconds(path), modified < cutoff { expired.append(path) }
-            }
-        }
-        return expired
-    }
-
-    /// Removes `expiredFiles`, each by `unlinkat` relative to its folder's descriptor.
-    static func purgeExpired(_ layout: CoordinationLayout, olderThan cutoff: Int64) -> Int {
-        expiredFiles(layout, olderThan: cutoff).filter { layout.folder.unlink($0) }.count
     }
 }

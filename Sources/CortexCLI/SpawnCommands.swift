@@ -191,7 +191,7 @@ public enum SpawnTool {
         let store = try invocation.openStore()
         // The folder's rule for a run that reports no tokens used travels in the spec (the fold has no config).
         spec.unreportedTokens = store.config.unreportedTokens
-        if let never = neverFits(spec, count: pool ?? 1, config: store.config) {
+        if let never = SpawnFeasibility.neverFits(spec, count: pool ?? 1, config: store.config) {
             return Report(exitCode: 1, text: "", json: .object(["refused": .string(never)]), diagnostic: "not started: \(never)")
         }
         var poolNotice: String?
@@ -203,7 +203,7 @@ public enum SpawnTool {
         let evidence = MachineEvidence.observe(store.config)
         var rows: [JSONValue] = []
         var lines: [String] = []
-        var queuedReasons: [String] = []
+        var queued: [(worker: String, reason: String)] = []
         var refusal: String?
         var toLaunch: [WorkerEntry] = []
         // What runs, and as whom: one private request file per worker, written before the
@@ -219,7 +219,7 @@ public enum SpawnTool {
                 toLaunch += store.state.workers.toLaunch(by: submission.record.id)
             case .spawnQueued(let worker, let reason):
                 lines.append(worker)
-                queuedReasons.append("\(worker) queued: \(reason)")
+                queued.append((worker, reason))
             case .refused(let reason):
                 refusal = reason
             case .rejected(let reason):
@@ -247,31 +247,25 @@ public enum SpawnTool {
         if let refusal {
             return Report(exitCode: 1, text: lines.joined(separator: "\n"), json: json, diagnostic: "not started: \(refusal)")
         }
-        if !queuedReasons.isEmpty {
-            return Report(exitCode: 75, text: lines.joined(separator: "\n"), json: json, diagnostic: queuedReasons.joined(separator: "; "))
+        if !queued.isEmpty {
+            return Report(exitCode: 75, text: lines.joined(separator: "\n"), json: json, diagnostic: queuedDiagnostic(queued))
         }
         return Report(exitCode: 0, text: lines.joined(separator: "\n"), json: json)
     }
 
-    /// Why a spawn of `count` workers like `spec` can never start on this machine with this
-    /// config, whatever else ends (nil when it can): refused at once rather than queued forever.
-    static func neverFits(_ spec: WorkerSpec, count: Int64, config: CortexConfig) -> String? {
-        let cores = Int64(SystemProbe.cores)
-        if let cpu = spec.cpuMillicores, cpu > cores * 1000 {
-            return "CPU: \(Values.thousandths(cpu)) cores requested, the machine has \(cores); it can never start"
+    /// One stderr line for the queued members of a spawn: `w-1.9 queued: REASON` for one, and for
+    /// a pool one clause per reason (`48 queued, w-1.9 … w-1.56: REASON`), not 48 clauses.
+    static func queuedDiagnostic(_ queued: [(worker: String, reason: String)]) -> String {
+        var reasons: [String] = []
+        var workers: [String: [String]] = [:]
+        for item in queued {
+            if workers[item.reason] == nil { reasons.append(item.reason) }
+            workers[item.reason, default: []].append(item.worker)
         }
-        if let memory = spec.memoryBytes, let total = SystemProbe.totalMemoryBytes(), memory > total {
-            return "memory: \(memory) bytes requested, the machine has \(total); it can never start"
-        }
-        if count > Int64(config.maxWorkers) {
-            return "\(count) workers asked for, more than max_workers (\(config.maxWorkers)) can ever run at once"
-        }
-        if let limit = config.typeLimits[spec.type], count > limit {
-            return "\(count) workers of type \(spec.type) asked for, more than its type_limits (\(limit)) can ever run at once"
-        }
-        if let cpu = spec.cpuMillicores, cpu.saturatingMultiply(count) > cores * 1000 {
-            return "CPU: \(count) × \(Values.thousandths(cpu)) cores requested, the machine has \(cores); they can never all run"
-        }
-        return nil
+        return reasons.map { reason in
+            let ids = workers[reason] ?? []
+            guard ids.count > 1, let first = ids.first, let last = ids.last else { return "\(ids.first ?? "") queued: \(reason)" }
+            return "\(ids.count) queued, \(first) … \(last): \(reason)"
+        }.joined(separator: "; ")
     }
 }

@@ -142,7 +142,7 @@ extension TaskTool {
         }
         let deadline = timeoutMilliseconds.map { POSIX.monotonicNanoseconds() + UInt64(max(0, $0)) * 1_000_000 }
         // Armed before the first look, so a change between the look and the wait still wakes us.
-        let watcher = try JournalWatcher(directory: store.layout.journal)
+        let watcher = try store.journal.makeWaiter()
         var progress = WaitProgress(named: named, type: type, startedMilliseconds: POSIX.wallClockMilliseconds())
         let showsProgress = isatty(2) == 1
         var lastLine = ""
@@ -286,7 +286,7 @@ extension TaskTool {
             let left = counts.running + counts.pending
             let elapsed = POSIX.wallClockMilliseconds() - startedMilliseconds
             if finished > 0, left > 0, elapsed >= 1000 {
-                text += " · about \(OpsCommands.duration(elapsed / Int64(finished) * Int64(left))) left"
+                text += " · about \(Wording.duration(elapsed / Int64(finished) * Int64(left))) left"
             }
             return text
         }

@@ -257,7 +257,7 @@ public enum TaskTool {
         try WorkerFiles.touchHeartbeat(store.layout, worker: worker, permissions: store.permissions)
         let deadline = POSIX.monotonicNanoseconds() + UInt64(max(0, waitMilliseconds ?? 0)) * 1_000_000
         // Armed before the first look, so a task created between the look and the wait still wakes us.
-        let watcher = waitMilliseconds == nil ? nil : try JournalWatcher(directory: store.layout.journal)
+        let watcher = waitMilliseconds == nil ? nil : try store.journal.makeWaiter()
         while true {
             let now = POSIX.wallClockMilliseconds()
             if store.state.tasks.firstClaimable(by: request, at: now) != nil {
@@ -392,7 +392,7 @@ public enum TaskTool {
             let value = member.value.stringValue ?? member.value.jsonText
             return padded(member.key, to: 14) + value
         }
-        if let wait = OpsCommands.waitJSON(task, store: store, now: POSIX.wallClockMilliseconds()) {
+        if let wait = Wording.waitingTask(task, store: store, now: POSIX.wallClockMilliseconds()) {
             json = merge(json, ["wait": wait.json])
             lines.append(padded("wait", to: 14) + wait.text)
         }

@@ -25,7 +25,7 @@ public enum WorkerTool {
                     name: "\(prefix) logs",
                     abstract:
                         "Print a worker's stdout (or stderr) as its supervisor keeps it: the head, a line saying what was left out, the tail. -f follows it, across restarts, until the worker ends.",
-                    positionals: [Logs.worker], options: [Logs.follow, Logs.stderr],
+                    positionals: [Logs.worker], options: [Logs.follow, Logs.stderr, Logs.previous],
                     examples: ["\(prefix) logs w-1.5042", "\(prefix) logs w-1.5042 -f --stderr"]),
                 body: logs),
             Command(
@@ -62,6 +62,7 @@ public enum WorkerTool {
         static let worker = Positional.identifier("WORKER", "The worker id.", what: "worker id")
         static let follow = Flag("follow", "Keep printing what it writes until the worker ends.", short: "f")
         static let stderr = Flag("stderr", "Its stderr instead of its stdout.")
+        static let previous = Flag("previous", "The log of the run before the last restart (kept as stdout.previous.log).")
     }
 
     /// `stop`'s arguments.
@@ -124,7 +125,12 @@ public enum WorkerTool {
         rows.append(("requested", when(worker.requestedMilliseconds, now: now)))
         if let started = worker.startedMilliseconds { rows.append(("started", when(started, now: now))) }
         if let ended = worker.endedMilliseconds { rows.append(("ended", when(ended, now: now))) }
-        rows.append(("restart", worker.spec.restart.rawValue + (worker.restarts > 0 ? ", restarted \(worker.restarts) times" : "")))
+        rows.append(
+            (
+                "restart",
+                worker.spec.restart.rawValue
+                    + (worker.restarts > 0 ? ", restarted \(worker.restarts == 1 ? "once" : "\(worker.restarts) times")" : "")
+            ))
         if let exit = worker.lastExit {
             rows.append(("last run", exitInWords(exit) + (worker.timedOut ? " (its timeout fired)" : "")))
         }
@@ -146,7 +152,7 @@ public enum WorkerTool {
         func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
         let date = "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))"
         let clock = "\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec))"
-        return "\(date) \(clock) (\(OpsCommands.duration(max(0, now - milliseconds))) ago)"
+        return "\(date) \(clock) (\(Wording.duration(max(0, now - milliseconds))) ago)"
     }
 
     /// `exited with code 3`, `killed by SIGKILL`.
@@ -172,7 +178,10 @@ public enum WorkerTool {
 
     static func logs(_ invocation: Invocation) throws(CortexError) -> Report {
         let id = invocation.arguments[Logs.worker]
-        let stream = invocation.arguments[Logs.stderr] ? "stderr" : "stdout"
+        let stream = (invocation.arguments[Logs.stderr] ? "stderr" : "stdout") + (invocation.arguments[Logs.previous] ? ".previous" : "")
+        if invocation.arguments[Logs.previous], invocation.arguments[Logs.follow] {
+            throw .usage("--previous is a finished run's log: it cannot be followed (-f)")
+        }
         let store = try invocation.openStore()
         guard let worker = store.state.workers.worker(id) else {
             if IssuedID.issued(id, .worker, before: store.position, counted: store.state.workers.issued),

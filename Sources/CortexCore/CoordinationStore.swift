@@ -4,9 +4,14 @@ import Glibc
 /// the files derived from that state. This is the library's main entry point; each tool is a
 /// thin layer over it.
 ///
-/// The protocol (docs/design.md): load the snapshot, fold the journal past it, append a record
-/// with one `write(2)`, fold up to that record to learn its outcome, append again if a seal
-/// made it void. Nothing here takes a lock. Not thread-safe: one instance per thread.
+/// The protocol (docs/design.md): load the snapshot, fold the journal past it, append a record,
+/// fold up to that record to learn its outcome, append again if the journal made it void.
+/// Nothing here takes a lock. Not thread-safe: one instance per thread.
+///
+/// The journal is any `Journal` (docs/decisions/027): a store opened on a folder (`open(root:)`)
+/// uses its `FileJournal` and keeps its snapshot, views and finished tasks as files there; a
+/// store over another journal (`over(_:config:)`, e.g. a `MemoryJournal`) keeps everything in
+/// memory and never touches the disk.
 public final class CoordinationStore {
     /// Paths of the folder's files.
     public let layout: CoordinationLayout
@@ -15,7 +20,10 @@ public final class CoordinationStore {
     /// How this folder's files are created (a group folder or not), from the root's mode.
     public let permissions: FolderPermissions
     /// The journal.
-    public let journal: FileJournal
+    public let journal: any Journal
+    /// True when the snapshot, views and finished tasks are files in the folder (`open(root:)`);
+    /// false for a store over a journal alone, which writes and reads no file.
+    public let persistsFiles: Bool
     /// The state folded so far.
     public private(set) var state = CortexState()
     /// Just past the last record folded.
@@ -29,7 +37,8 @@ public final class CoordinationStore {
     /// Snapshots this store did not trust when it loaded (checksum mismatch, unreadable), with
     /// why; it folded from the checkpoint or the journal's beginning instead.
     public private(set) var rejectedSnapshots: [String] = []
-    private var liveSizeSeen: Int64 = 0
+    /// How far the last fold saw the journal (`JournalRead.extent`), for `journalMovedSinceFold`.
+    private var readExtent = JournalPosition.start
     private var snapshotPosition: JournalPosition?
     /// Which `state/snapshot.json` this store loaded or wrote (inode and change time), to see
     /// whether another process has written a newer one since.
@@ -49,11 +58,26 @@ public final class CoordinationStore {
     /// (docs/decisions/021-outcome-is-the-truth.md).
     public private(set) var warnings: [String] = []
 
-    private init(layout: CoordinationLayout, config: CortexConfig, permissions: FolderPermissions) {
+    private init(
+        layout: CoordinationLayout, config: CortexConfig, permissions: FolderPermissions, journal: any Journal, persistsFiles: Bool
+    ) {
         self.layout = layout
         self.config = config
         self.permissions = permissions
-        self.journal = FileJournal(folder: layout.folder, directory: layout.journal, permissions: permissions)
+        self.journal = journal
+        self.persistsFiles = persistsFiles
+    }
+
+    /// A store over `journal` alone, folded to its end: no snapshot is loaded or written, no view
+    /// published, finished tasks stay in memory; nothing is read from or written to `layout`
+    /// (whose root, by default, cannot even be created). For tests and embedding programs.
+    public static func over(
+        _ journal: any Journal, config: CortexConfig = CortexConfig(),
+        layout: CoordinationLayout = CoordinationLayout(root: "/dev/null/cortex-journal-only")
+    ) throws(CortexError) -> CoordinationStore {
+        let store = CoordinationStore(layout: layout, config: config, permissions: .personal, journal: journal, persistsFiles: false)
+        try store.catchUp()
+        return store
     }
 
     /// Opens the coordination folder at `root` and folds the journal to its end.
@@ -81,8 +105,11 @@ public final class CoordinationStore {
             configBytes = try readConfig(layout)
         }
         guard let configBytes else { throw .configuration("\(layout.config) vanished while the folder was created") }
-        let store = CoordinationStore(
-            layout: layout, config: try parseConfig(configBytes, layout), permissions: FolderPermissions.detect(root: layout.root))
+        let config = try parseConfig(configBytes, layout)
+        let permissions = FolderPermissions.detect(root: layout.root)
+        let journal = FileJournal(
+            folder: layout.folder, directory: layout.journal, permissions: permissions, segmentMaxBytes: config.segmentMaxBytes)
+        let store = CoordinationStore(layout: layout, config: config, permissions: permissions, journal: journal, persistsFiles: true)
         store.loadSnapshot()
         try store.catchUp()
         return store
@@ -200,7 +227,7 @@ public final class CoordinationStore {
             }
         }
         position = summary.end
-        liveSizeSeen = summary.liveSizeSeen
+        readExtent = summary.extent
         recordsSinceSnapshot += summary.recordsRead
         damagedLines += summary.damaged
         // Damage `cortex verify --acknowledge` recorded as known and harmless is not reported again.
@@ -233,20 +260,14 @@ public final class CoordinationStore {
             guard attempts <= 16 else {
                 throw .corrupt("could not append record \(record.id) after \(attempts - 1) attempts (journal \(layout.journal))")
             }
-            let target = position.segment
-            let appended: JournalPosition
-            switch try journal.appendLine(line, toSegment: target) {
-            case .torn:
-                // A short write left a fragment; readers skip it. Append the whole record again.
-                tornAppends += 1
-                continue
-            case .appended(let start):
-                appended = start
-            }
+            // Short writes and rotation are the journal's business (FileJournal.append).
+            let appended = try journal.append(line, tail: position)
+            tornAppends += appended.tornAttempts
+            attempts += appended.tornAttempts
             if config.syncAppends {
-                // The record is in the file: every other process already folds it. A failed
+                // The record is in the journal: every other process already folds it. A failed
                 // flush cannot take it back, so the caller still gets its outcome, with a warning.
-                do { try journal.syncSegment(target) } catch {
+                do { try journal.makeDurable(from: appended.position, through: appended.position) } catch {
                     warn(
                         "record \(record.id) is in the journal but was not flushed to disk (\(error.description)); it may not survive a power loss"
                     )
@@ -255,20 +276,14 @@ public final class CoordinationStore {
             let foldedBefore = state.recordsFolded
             if let outcome = try foldForward(watchingFor: record.id) {
                 if state.recordsFolded - foldedBefore > 1 { sawConcurrentWriters = true }
-                if appended.offset + Int64(line.count) >= config.segmentMaxBytes {
-                    // Our record is in; a seal can only land after it. If rotating fails, the
-                    // next writer (also past the limit) rotates instead.
-                    do { try journal.rotate(segment: target, timeMilliseconds: record.timeMilliseconds) } catch {
-                        warn("journal segment not rotated (\(error.description)); the next writer rotates it")
-                    }
-                }
+                for warning in appended.warnings { warn(warning) }
                 lastSubmittedRecordID = record.id
                 return Submission(record: record, outcome: outcome)
             }
-            guard position.segment > target else {
-                throw .corrupt("record \(record.id) appended at \(appended) was not found by the fold")
+            guard journal.isVoid(appended.position, readTo: position) else {
+                throw .corrupt("record \(record.id) appended at \(appended.position) was not found by the fold")
             }
-            // The fold met the segment's first seal before our record: it is void. Append it again.
+            // The fold went past our record without meeting it (a seal landed first): it is void. Append it again.
         }
     }
 
@@ -298,7 +313,9 @@ public final class CoordinationStore {
     /// (`contendedPublishDelayMicroseconds`) and looks again: under 50 concurrent callers a later
     /// record has usually arrived by then, and its writer carries the duty. The last writer of a
     /// burst still always publishes; a lone caller never waits.
+    /// A store without files (`persistsFiles` false) publishes nothing.
     public func publish(nowMilliseconds: Int64 = POSIX.wallClockMilliseconds()) throws(CortexError) {
+        guard persistsFiles else { return }
         if try journalMovedSinceFold() { try catchUp() }
         try writeSnapshotIfDue(nowMilliseconds: nowMilliseconds)
         if let submitted = lastSubmittedRecordID, lastFoldedRecordID != submitted { return }
@@ -328,11 +345,10 @@ public final class CoordinationStore {
     /// is `fdatasync`ed first, so a snapshot is never ahead of durable journal data. Tasks that
     /// finished since the last snapshot are compacted first into one durable file under
     /// `state/finished/`, so the snapshot (loaded by every call) holds only live work.
+    /// A store without files writes nothing (its finished tasks stay in memory).
     public func writeSnapshot(nowMilliseconds: Int64 = POSIX.wallClockMilliseconds()) throws(CortexError) {
-        let firstSegment = min(snapshotPosition?.segment ?? 1, position.segment)
-        for segment in firstSegment...position.segment where try journal.segmentExists(segment) {
-            try journal.syncSegment(segment)
-        }
+        guard persistsFiles else { return }
+        try journal.makeDurable(from: snapshotPosition ?? .start, through: position)
         try compactFinishedTasks()
         let snapshot = SnapshotCodec.encode(state, position: position, writtenAtMilliseconds: nowMilliseconds)
         try AtomicFile.replace(layout.snapshot, in: layout.folder, with: snapshot, durability: .powerLoss, mode: permissions.file(.shared))
@@ -355,6 +371,7 @@ public final class CoordinationStore {
     ///   write per publishing call, where re-checking the journal alone made writers loop
     ///   (the journal always moves under load).
     public func publishViews(nowMilliseconds: Int64 = POSIX.wallClockMilliseconds()) throws(CortexError) {
+        guard persistsFiles else { return }
         for _ in 0..<8 {
             var regressed = false
             let views: [(String, Int64, () -> JSONValue)] = [
@@ -393,7 +410,6 @@ public final class CoordinationStore {
 
     /// True when records may have been appended since the last fold.
     public func journalMovedSinceFold() throws(CortexError) -> Bool {
-        if try journal.segmentExists(position.segment + 1) { return true }
-        return try journal.sizeOfSegment(position.segment) != liveSizeSeen
+        try journal.hasAppended(since: readExtent)
     }
 }

@@ -84,7 +84,8 @@ func benchGrowth(_ options: BenchOptions, _ scratch: ScratchFolder) {
         func count(_ folder: String) -> Int { ((try? POSIX.directoryEntries(folder)) ?? []).filter { !$0.hasPrefix(".") }.count }
         table.add([
             grouped(checkpoint), fixed(samples.p50), fixed(samples.p95),
-            kib(writer.journal.path(ofSegment: writer.position.segment)), kib(layout.snapshot), fixed(Double(views) / 1024, 1),
+            kib(FileJournal(directory: layout.journal).path(ofSegment: writer.position.segment)), kib(layout.snapshot),
+            fixed(Double(views) / 1024, 1),
             grouped(count(layout.journal) - 1), grouped(count(layout.archive)), grouped(count(layout.finishedTasks)),
         ])
     }

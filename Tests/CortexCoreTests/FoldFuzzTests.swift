@@ -242,12 +242,18 @@ struct Fuzzer {
     }
 
     mutating func evidence(hostility: Int) -> JSONValue {
-        .object([
-            "cores": number(1...8, hostility: hostility), "load_millis": number(0...4_000, hostility: hostility),
-            "max_load_per_core_millis": number(1_000...4_000, hostility: hostility),
-            "max_workers": number(1...6, hostility: hostility), "memory_available": number(1...1 << 34, hostility: hostility),
-            "type_limits": .object([JSONMember("t", number(1...3, hostility: hostility))]),
-        ])
+        var members = [
+            JSONMember("cores", number(1...8, hostility: hostility)), JSONMember("load_millis", number(0...4_000, hostility: hostility)),
+            JSONMember("max_load_per_core_millis", number(1_000...4_000, hostility: hostility)),
+            JSONMember("max_workers", number(1...6, hostility: hostility)),
+            JSONMember("memory_available", number(1...1 << 34, hostility: hostility)),
+            JSONMember("type_limits", .object([JSONMember("t", number(1...3, hostility: hostility))])),
+        ]
+        if chance(50) {
+            members.append(JSONMember("cpu_pressure_millis", number(0...100_000, hostility: hostility)))
+            members.append(JSONMember("max_cpu_pressure_millis", number(50_000...100_000, hostility: hostility)))
+        }
+        return .object(members)
     }
 
     mutating func identity(hostility: Int) -> JSONValue {

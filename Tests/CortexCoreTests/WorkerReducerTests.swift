@@ -75,6 +75,13 @@ import Testing
         var loaded = MachineEvidence.roomy
         loaded.loadMillis = 9_000
         #expect(fold.spawn(queue: false, evidence: loaded) == .refused("CPU: load 9 over 8 (2 cores)"))
+        // Where the record carries CPU pressure, pressure is the gate and the load is not judged.
+        loaded.cpuPressureMillis = 40_000
+        #expect(fold.spawn(queue: false, evidence: loaded) == .spawned(worker: "w-1.6", allocation: nil))
+        loaded.cpuPressureMillis = 97_250
+        #expect(fold.spawn(queue: false, evidence: loaded) == .refused("CPU: pressure 97.25% over 95% (max_cpu_pressure)"))
+        loaded.maxCPUPressureMillis = 100_000
+        #expect(fold.spawn(queue: false, evidence: loaded) == .spawned(worker: "w-1.8", allocation: nil))
         var memory = WorkerSpec(command: ["x"])
         memory.memoryBytes = 3 << 30
         #expect(fold.spawn(memory, queue: false, evidence: .roomy) == .refused("memory: 3221225472 bytes requested, 2147483648 available"))
@@ -285,5 +292,34 @@ extension MachineEvidence {
         var copy = self
         copy.maxWorkers = count
         return copy
+    }
+}
+
+@Suite struct CPUPressureEvidenceTests {
+    @Test func theProbeReadsSomeAvg10InThousandthsOfAPercent() {
+        let text = Array("some avg10=97.25 avg60=6.37 avg300=15.60 total=4702377063\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n".utf8)
+        #expect(SystemProbe.parseCPUPressureMillis(text) == 97_250)
+        #expect(SystemProbe.parseCPUPressureMillis(Array("full avg10=1.00\n".utf8)) == nil)
+        #expect(SystemProbe.parseCPUPressureMillis(Array("some avg10=nan\n".utf8)) == nil)
+        #expect(SystemProbe.parseCPUPressureMillis(Array("some avg10=250.00\n".utf8)) == nil)
+    }
+
+    @Test func evidenceKeepsPressureThroughTheRecordAndOlderRecordsHaveNone() throws {
+        var evidence = MachineEvidence(cores: 2, loadMillis: 9_000, memoryAvailableBytes: 1 << 30, maxWorkers: 4)
+        #expect(MachineEvidence(json: evidence.json) == evidence)
+        #expect(evidence.json["cpu_pressure_millis"] == nil)
+        evidence.cpuPressureMillis = 12_500
+        evidence.maxCPUPressureMillis = 80_000
+        #expect(MachineEvidence(json: evidence.json) == evidence)
+        var forged = evidence
+        forged.cpuPressureMillis = 100_001
+        #expect(MachineEvidence(json: forged.json) == nil)
+    }
+
+    @Test func configReadsMaxCPUPressureAsAPercentage() throws {
+        #expect(try CortexConfig(json: .object(["max_cpu_pressure": .int(80)]), path: "c").maxCPUPressureMillis == 80_000)
+        #expect(CortexConfig().maxCPUPressureMillis == 95_000)
+        #expect(throws: CortexError.self) { try CortexConfig(json: .object(["max_cpu_pressure": .int(101)]), path: "c") }
+        #expect(throws: CortexError.self) { try CortexConfig(json: .object(["max_cpu_pressure": .int(0)]), path: "c") }
     }
 }

@@ -75,7 +75,10 @@ final class ChaosRun {
         // no load limit: the 2-core machine is shared and a spawn must not wait for the load average.
         try updateConfig(
             directory,
-            ["max_workers": .int(Int64(poolSize * 3)), "max_load_per_core": .int(1000), "heartbeat_timeout": .string("3s")])
+            [
+                "max_workers": .int(Int64(poolSize * 3)), "max_load_per_core": .int(1000), "max_cpu_pressure": .int(100),
+                "heartbeat_timeout": .string("3s"),
+            ])
         guard let resolved = realpath(directory.coordination, nil) else { throw SupportError("realpath failed") }
         root = String(cString: resolved)
         free(resolved)

@@ -38,7 +38,8 @@ struct DashboardTests {
         let directory = try TemporaryDirectory()
         let dir = directory.coordination
         try runOK(["cortex", "init", "--dir", dir, "--total-tokens", "100000", "--max-workers", "6"], in: directory)
-        try updateConfig(directory, ["max_load_per_core": .int(1000)])  // a busy CI machine must not queue the pool
+        // A busy CI machine must not queue the pool.
+        try updateConfig(directory, ["max_load_per_core": .int(1000), "max_cpu_pressure": .int(100)])
         _ = try runOK(["cortex-budget", "allocate", "--dir", dir, "--tokens", "3000", "--holder", "w-a"], in: directory)
         let second = try runOK(
             ["cortex-budget", "allocate", "--dir", dir, "--tokens", "2000", "--holder", "w-b", "--tenant", "acme"], in: directory)

@@ -19,7 +19,7 @@ struct ExamplesTests {
         // The script's own `cortex init` keeps this: a suite running in parallel loads the
         // machine, and the pool must not wait for the load to drop.
         try initialise(directory, totalTokens: 500_000)
-        try updateConfig(directory, ["max_load_per_core": .int(1000)])
+        try updateConfig(directory, ["max_load_per_core": .int(1000), "max_cpu_pressure": .int(100)])
         let migrated = try bash(
             "DRAIN_TIMEOUT=90 \"\(packageRoot)/examples/cortex1-migration.sh\" 6", cortexDir: dir, in: directory)
         #expect(migrated.exitCode == 0, "\(migrated)")

@@ -42,8 +42,11 @@ import Testing
             let config = coordination + "/config.json"
             let text = try String(contentsOfFile: config, encoding: .utf8)
             guard case .object(var members) = try JSONValue.parse(text) else { throw SupportError("config.json") }
-            members.removeAll { $0.key == "max_workers" || $0.key == "max_load_per_core" }
-            members += [JSONMember("max_workers", .int(Int64(maxWorkers))), JSONMember("max_load_per_core", .int(1000))]
+            members.removeAll { $0.key == "max_workers" || $0.key == "max_load_per_core" || $0.key == "max_cpu_pressure" }
+            members += [
+                JSONMember("max_workers", .int(Int64(maxWorkers))), JSONMember("max_load_per_core", .int(1000)),
+                JSONMember("max_cpu_pressure", .int(100)),
+            ]
             // Written in place: the file stays the user's.
             try Data(JSONValue.object(members).prettySerialized()).write(to: URL(fileURLWithPath: config))
         }

@@ -231,6 +231,12 @@ struct MasterVerbsTests {
         _ = try claim(directory, worker: "w-2")
         let again = try run(["cortex-task", "show", busy, "--json"], directory)
         #expect(again.json?["wait"]?.int("live_workers") == 1, "\(again)")
+
+        // A claimer busy with another type cannot claim it: still no estimate for this type.
+        let otherTask = try create(directory, type: "gpu")
+        let forOther = try run(["cortex-task", "show", otherTask, "--json"], directory)
+        #expect(forOther.json?["wait"]?.int("live_workers") == 0, "\(forOther)")
+        #expect(try run(["cortex-task", "show", otherTask], directory).stdout.contains("no live worker of type gpu"))
     }
 
     // MARK: tail

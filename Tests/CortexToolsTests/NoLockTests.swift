@@ -13,7 +13,7 @@ struct NoLockTests {
         let directory = try TemporaryDirectory()
         try initialise(directory, totalTokens: 1000)
         // The spawn below must not queue because the suite loads this 2-core machine.
-        try updateConfig(directory, ["max_load_per_core": .int(1000)])
+        try updateConfig(directory, ["max_load_per_core": .int(1000), "max_cpu_pressure": .int(100)])
         let dir = directory.coordination
         let steps: [[String]] = [
             ["cortex-budget", "allocate", "--dir", dir, "--tokens", "10"],

@@ -155,11 +155,43 @@ struct PoolTests {
         try sandbox.expectNoProcessesLeft()
     }
 
+    /// A reaper run that can start nothing appends nothing (it used to append a `worker.promote`
+    /// on every run while a spawn waited) and says what holds the queue.
+    @Test func aReaperRunThatCanStartNothingAppendsNothingAndSaysWhatHoldsTheQueue() throws {
+        let sandbox = try SpawnSandbox(maxWorkers: 1)
+        let running = try sandbox.spawn(["--", "sleep", "1000"])
+        #expect(running.exitCode == 0, "\(running)")
+        let queued = try sandbox.spawn(["--", "sleep", "1000"])
+        #expect(queued.exitCode == 75, "\(queued)")
+        func promotes() throws -> Int { try foldJournal(sandbox.directory).records.filter { $0.record.kind == "worker.promote" }.count }
+        let first = try sandbox.tool(["cortex-reap", "--dir", sandbox.root])
+        #expect(first.exitCode == 0, "\(first)")
+        #expect(first.stdout.contains("1 spawn still queued, held by pool full"), "\(first)")
+        let before = try promotes()
+        for _ in 1...3 { #expect(try sandbox.tool(["cortex-reap", "--dir", sandbox.root]).exitCode == 0) }
+        #expect(try promotes() == before, "runs that started nothing appended promotes")
+        let json = try #require(try sandbox.tool(["cortex-reap", "--dir", sandbox.root, "--json"]).json)
+        #expect(json.int("queued") == 1, "\(json.jsonText)")
+        // Room appears: the next run promotes and starts the queued spawn.
+        let stop = try sandbox.tool(["cortex", "worker", "stop", running.stdout.trimmingCharacters(in: .newlines), "--dir", sandbox.root])
+        #expect(stop.exitCode == 0, "\(stop)")
+        try sandbox.waitUntil("the queued spawn starts") {
+            _ = try sandbox.tool(["cortex-reap", "--dir", sandbox.root])
+            return try sandbox.show(queued.stdout.trimmingCharacters(in: .newlines)).string("status") == "running"
+        }
+        _ = try sandbox.tool(["cortex", "worker", "stop", queued.stdout.trimmingCharacters(in: .newlines), "--dir", sandbox.root])
+        try sandbox.expectNoProcessesLeft()
+    }
+
     @Test func refusalsPrintSmallLimitsExactly() {
         #expect(Values.thousandths(20) == "0.02")
         #expect(Values.thousandths(3300) == "3.3")
         #expect(Values.thousandths(4000) == "4")
         #expect(Values.thousandths(5) == "0.005")
+        #expect(Values.readableSize(100 << 40) == "100 TiB")
+        #expect(Values.readableSize(512 << 20) == "512 MiB")
+        #expect(Values.readableSize(1536 << 20) == "1.5 GiB")
+        #expect(Values.readableSize(900) == "900 bytes")
     }
 
     @Test func workerLogsPrintWhatTheWorkerWroteAndFollowUntilItEnds() throws {
@@ -184,6 +216,28 @@ struct PoolTests {
         #expect(followed.exitCode == 0 && followed.stdout == "first\nsecond\n", "\(followed)")
         let missing = try sandbox.tool(["cortex", "worker", "logs", "w-9.0", "--dir", sandbox.root])
         #expect(missing.exitCode == 66, "\(missing)")
+    }
+
+    /// A restart keeps the crashed run's logs as `*.previous.log` (`logs --previous`): the
+    /// output before a crash is what one reads logs for.
+    @Test func aRestartKeepsTheCrashedRunsLogAsThePreviousLog() throws {
+        let sandbox = try SpawnSandbox()
+        let script = "n=$(cat \"$0/runs\" 2>/dev/null || echo 0); n=$((n + 1)); echo $n > \"$0/runs\"; echo run $n; exec sleep 1000"
+        let spawned = try sandbox.spawn(["--restart", "always", "--", bashPath, "-c", script, sandbox.scratch])
+        let id = spawned.stdout.trimmingCharacters(in: .newlines)
+        let first = try sandbox.waitUntilShown(id, "runs") { identity($0, "process") != nil }
+        try sandbox.waitUntil("run 1 is in the log") {
+            try sandbox.tool(["cortex", "worker", "logs", id, "--dir", sandbox.root]).stdout == "run 1\n"
+        }
+        let process = try #require(identity(first, "process"))
+        kill(process.pid, SIGKILL)
+        try sandbox.waitUntil("run 2 is in the log") {
+            try sandbox.tool(["cortex", "worker", "logs", id, "--dir", sandbox.root]).stdout == "run 2\n"
+        }
+        let previous = try sandbox.tool(["cortex", "worker", "logs", id, "--previous", "--dir", sandbox.root])
+        #expect(previous.exitCode == 0 && previous.stdout == "run 1\n", "\(previous)")
+        _ = try sandbox.tool(["cortex", "worker", "stop", id, "--dir", sandbox.root])
+        try sandbox.expectNoProcessesLeft()
     }
 
     @Test func workerShowSpeaksInWords() throws {

@@ -9,7 +9,8 @@ import Testing
     func folder(maxWorkers: Int = 4) throws -> TemporaryDirectory {
         let directory = try TemporaryDirectory()
         try initialise(directory, totalTokens: 1_000_000)
-        try updateConfig(directory, ["max_workers": .int(Int64(maxWorkers)), "max_load_per_core": .int(1000)])
+        try updateConfig(
+            directory, ["max_workers": .int(Int64(maxWorkers)), "max_load_per_core": .int(1000), "max_cpu_pressure": .int(100)])
         return directory
     }
 

@@ -116,7 +116,7 @@ import Testing
         }
         _ = try run("002", ["cortex", "init", "--dir", dir])
         // Only this test's one worker runs: load never queues it on this noisy machine.
-        try updateConfig(directory, ["max_load_per_core": 1000])
+        try updateConfig(directory, ["max_load_per_core": 1000, "max_cpu_pressure": 100])
         let context = directory.scratch + "/context.txt"
         try Data("secret context".utf8).write(to: URL(fileURLWithPath: context))
         _ = try run("022", ["cortex-task", "create", "--dir", dir, "--type", "t", "--context-file", context])

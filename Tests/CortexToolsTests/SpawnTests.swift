@@ -61,6 +61,23 @@ struct SpawnTests {
         try sandbox.expectNoProcessesLeft()
     }
 
+    @Test func theSpawnRecordCarriesCPUPressureWhereTheKernelReportsItAndTheLimitFromConfig() throws {
+        let sandbox = try SpawnSandbox()
+        try updateConfig(sandbox.directory, ["max_cpu_pressure": .double(99.5)])
+        let spawned = try sandbox.spawn(["--no-queue", "--", "true"])
+        try #require(spawned.exitCode == 0, "\(spawned)")
+        let fold = try foldJournal(sandbox.directory)
+        let spawn = try #require(fold.records.first { $0.record.kind == "worker.spawn" })
+        let evidence = try #require(spawn.record.data["evidence"])
+        if access("/proc/pressure/cpu", R_OK) == 0 {
+            let pressure = try #require(evidence["cpu_pressure_millis"]?.intValue, "\(evidence)")
+            #expect((0...100_000).contains(pressure))
+            #expect(evidence["max_cpu_pressure_millis"]?.intValue == 99_500)
+        } else {
+            #expect(evidence["cpu_pressure_millis"] == nil, "no PSI here: the load decides, as before")
+        }
+    }
+
     @Test func aReservationThatDoesNotFitStartsNothing() throws {
         let sandbox = try SpawnSandbox(totalTokens: 1000)
         let hold = try sandbox.tool(["cortex-budget", "allocate", "--dir", sandbox.root, "--tokens", "900"])
@@ -592,7 +609,7 @@ final class SpawnSandbox {
             ], in: directory)
         try #require(result.exitCode == 0, "cortex init failed: \(result)")
         // A loaded 2-core machine must not make spawns wait for the load average.
-        try updateConfig(directory, ["max_load_per_core": .int(1000)])
+        try updateConfig(directory, ["max_load_per_core": .int(1000), "max_cpu_pressure": .int(100)])
         guard let resolved = realpath(directory.coordination, nil) else { throw SupportError("realpath failed") }
         root = String(cString: resolved)
         free(resolved)

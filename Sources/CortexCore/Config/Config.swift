@@ -18,7 +18,11 @@ public struct CortexConfig: Equatable, Sendable {
     /// The most workers of each listed type alive at once (`type_limits`).
     public var typeLimits: [String: Int64] = [:]
     /// Load average per core above which no new worker starts (`max_load_per_core`, in thousandths).
+    /// Only where the kernel reports no CPU pressure (decision 026).
     public var maxLoadPerCoreMillis: Int64 = 4_000
+    /// CPU pressure (`some avg10`, percent) above which no new worker starts (`max_cpu_pressure`,
+    /// in thousandths of a percent); 100 turns the gate off.
+    public var maxCPUPressureMillis: Int64 = 95_000
     /// The reaper rotates the live segment once it passes this many bytes (`rotate_bytes`), so the
     /// segments behind it can be archived even when writers never reach `segment_max_bytes`.
     public var reaperRotateBytes: Int64 = 1 << 20
@@ -39,6 +43,7 @@ public struct CortexConfig: Equatable, Sendable {
         .object([
             "archive_retention": .string("\(archiveRetentionMilliseconds / 1000)s"),
             "format": 1, "heartbeat_timeout": .string("\(heartbeatTimeoutMilliseconds / 1000)s"),
+            "max_cpu_pressure": .double(Double(maxCPUPressureMillis) / 1000),
             "max_load_per_core": .double(Double(maxLoadPerCoreMillis) / 1000), "max_workers": .int(maxWorkers),
             "queued_spawn_alarm": .string("\(queuedSpawnAlarmMilliseconds / 1000)s"),
             "result_ttl": .string("\(resultRetentionMilliseconds / 1000)s"), "rotate_bytes": .int(reaperRotateBytes),
@@ -69,6 +74,12 @@ public struct CortexConfig: Equatable, Sendable {
                 throw .configuration("\(path): 'max_load_per_core' must be a number > 0")
             }
             maxLoadPerCoreMillis = Int64((number * 1000).rounded())
+        }
+        if let raw = json["max_cpu_pressure"] {
+            guard let number = raw.doubleValue, number > 0, number <= 100 else {
+                throw .configuration("\(path): 'max_cpu_pressure' must be a percentage above 0, at most 100")
+            }
+            maxCPUPressureMillis = Int64((number * 1000).rounded())
         }
         if let raw = json["heartbeat_timeout"] {
             let text = raw.stringValue ?? raw.intValue.map(String.init) ?? ""

@@ -140,4 +140,20 @@ extension Values {
         while digits.hasSuffix("0") { digits.removeLast() }
         return "\(sign)\(whole).\(digits)"
     }
+
+    /// A byte count as a person reads it, in the units `--memory` takes: `512 MiB`, `100 TiB`,
+    /// `1.5 GiB` (one decimal at most), `900 bytes`.
+    public static func readableSize(_ bytes: Int64) -> String {
+        let units = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"]
+        guard bytes >= 1024 else { return "\(bytes) bytes" }
+        var unit = -1
+        var scaled = bytes
+        while scaled >= 1024 * 1024, unit < units.count - 2 {
+            scaled /= 1024
+            unit += 1
+        }
+        // `scaled` is now below 1024 Ki of the next unit: print it in that unit with one decimal.
+        let tenths = (scaled * 10 + 512) / 1024
+        return tenths % 10 == 0 ? "\(tenths / 10) \(units[unit + 1])" : "\(tenths / 10).\(tenths % 10) \(units[unit + 1])"
+    }
 }

@@ -15,29 +15,39 @@ public final class FileJournal {
     public let permissions: FolderPermissions
     /// The mode of a new segment or tombstone.
     var segmentMode: CreationMode { permissions.file(.shared) }
+    /// The size past which an append (`append(_:tail:)`) rotates its segment (`segment_max_bytes`).
+    public let segmentMaxBytes: Int64
     private var appendDescriptor: (segment: Int, fd: Int32)?
     private var readDescriptor: (segment: Int, fd: Int32)?
 
     /// A journal in `directory` (which must exist), opened as a folder of its own, whose new
-    /// files follow `permissions`.
-    public init(directory: String, permissions: FolderPermissions = .personal) {
+    /// files follow `permissions`, and whose segments rotate past `segmentMaxBytes`.
+    public init(directory: String, permissions: FolderPermissions = .personal, segmentMaxBytes: Int64 = .max) {
         self.folder = FolderDescriptor(root: directory)
         self.directory = folder.root
         self.permissions = permissions
+        self.segmentMaxBytes = segmentMaxBytes
     }
 
     /// A journal in `directory`, a folder below `folder`'s root (as the layout spells it), reached
-    /// through `folder`'s descriptor, whose new files follow `permissions`.
-    public init(folder: FolderDescriptor, directory: String, permissions: FolderPermissions = .personal) {
+    /// through `folder`'s descriptor, whose new files follow `permissions`, and whose segments
+    /// rotate past `segmentMaxBytes`.
+    public init(
+        folder: FolderDescriptor, directory: String, permissions: FolderPermissions = .personal, segmentMaxBytes: Int64 = .max
+    ) {
         self.folder = folder
         self.directory = directory
         self.permissions = permissions
+        self.segmentMaxBytes = segmentMaxBytes
     }
 
     deinit {
         if let appendDescriptor { POSIX.close(appendDescriptor.fd) }
         if let readDescriptor { POSIX.close(readDescriptor.fd) }
     }
+
+    /// What a position of this backend means: the segment it lies in and the bytes before it there.
+    public static func location(of position: JournalPosition) -> (segment: Int, bytes: Int64) { (position.segment, position.offset) }
 
     /// The path of segment `segment`.
     public func path(ofSegment segment: Int) -> String { directory + "/" + JournalSegment.fileName(segment) }
@@ -127,17 +137,9 @@ public final class FileJournal {
         }
     }
 
-    /// What a forward read saw.
-    public struct ReadSummary: Sendable {
-        /// Just past the last complete line of the live segment that was read.
-        public var end: JournalPosition
-        /// The live segment's size when it was last read; bytes past `end` are a partial line.
-        public var liveSizeSeen: Int64
-        /// Records handed to the visitor.
-        public var recordsRead: Int
-        /// Lines that could not be trusted (skipped, counted, never fatal).
-        public var damaged: [DamagedLine]
-    }
+    /// What a forward read saw (`extent`: the live segment and its size when last read; bytes
+    /// between `end` and it are a partial line).
+    public typealias ReadSummary = JournalRead
 
     /// Reads every record after `position` in journal order, following seals into later segments
     /// and sealing a segment whose successor exists but which has no seal yet (docs/design.md, "Reader").
@@ -156,7 +158,7 @@ public final class FileJournal {
             let path = path(ofSegment: segment)
             guard let fd = try descriptorForReading(segment: segment, path: path) else {
                 if segment == 1 && offset == 0 {
-                    return ReadSummary(end: position, liveSizeSeen: 0, recordsRead: 0, damaged: [])
+                    return ReadSummary(end: position, extent: position, recordsRead: 0, damaged: [])
                 }
                 throw .corrupt("journal segment \(path) is missing")
             }
@@ -212,7 +214,7 @@ public final class FileJournal {
                 continue
             }
             return ReadSummary(
-                end: JournalPosition(segment: segment, offset: offset), liveSizeSeen: scan.sizeSeen,
+                end: JournalPosition(segment: segment, offset: offset), extent: JournalPosition(segment: segment, offset: scan.sizeSeen),
                 recordsRead: recordsRead, damaged: damaged)
         }
     }

@@ -1,9 +1,12 @@
-/// A place in the journal: a segment number and a byte offset inside that segment.
-/// Only the journal layer gives offsets meaning; everything above treats positions as opaque.
+/// A place in the journal: an opaque cursor (docs/decisions/027). Two numbers ordered one after
+/// the other; only the backend that issued a position knows what they mean (`FileJournal`: a
+/// segment number and a byte offset in it; `MemoryJournal`: 1 and a record's index). Everything
+/// above the journal compares positions and stores them through the encodings below (`json` in
+/// snapshots, `id(_:)` for ids, `fileNameStem` in file names), never reading the numbers.
 public struct JournalPosition: Comparable, Hashable, Sendable, CustomStringConvertible {
-    /// The segment number (`journal/000000000001.jsonl` is segment 1).
+    /// The major number (`FileJournal`: the segment, `journal/000000000001.jsonl` is segment 1).
     public var segment: Int
-    /// Bytes from the start of the segment.
+    /// The minor number (`FileJournal`: bytes from the start of the segment).
     public var offset: Int64
 
     /// A position in `segment` at `offset`.
@@ -26,6 +29,9 @@ public struct JournalPosition: Comparable, Hashable, Sendable, CustomStringConve
 
     /// `{"segment": N, "offset": M}`.
     public var json: JSONValue { .object(["offset": .int(offset), "segment": .int(segment)]) }
+
+    /// `000000000003-1048576`: the position in a file name (finished tasks, `state/finished/`).
+    public var fileNameStem: String { "\(JournalSegment.fileName(segment).dropLast(6))-\(offset)" }
 
     /// Reads `{"segment": N, "offset": M}`.
     public init?(json: JSONValue) {

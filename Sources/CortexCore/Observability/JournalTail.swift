@@ -11,12 +11,12 @@ public enum JournalTail {
     /// The position of the `count`th last record that `matches` (nil count: no limit), or of the
     /// first record at or after `sinceMilliseconds` if that comes later; the journal's start
     /// when neither is reached.
-    /// - Parameter segmentHint: a segment known to exist (the snapshot's); the scan starts at the
-    ///   highest segment from there.
+    /// - Parameter hint: a position known to exist (the snapshot's, a store's fold); the scan
+    ///   starts at the highest segment from its segment on.
     public static func start(
-        of journal: FileJournal, segmentHint: Int, count: Int?, sinceMilliseconds: Int64?, matches: (Record) -> Bool
+        of journal: FileJournal, near hint: JournalPosition, count: Int?, sinceMilliseconds: Int64?, matches: (Record) -> Bool
     ) throws(CortexError) -> JournalPosition {
-        var last = max(1, segmentHint)
+        var last = max(1, hint.segment)
         while try journal.segmentExists(last + 1) { last += 1 }
         var found = 0
         if count == 0 {

@@ -181,6 +181,25 @@ public enum SystemProbe {
         return Double(String(decoding: first, as: UTF8.self))
     }
 
+    /// `some avg10` of `/proc/pressure/cpu` in thousandths of a percent (`some avg10=2.72` → 2720),
+    /// or nil where the kernel has no pressure stall information (built without it, or `psi=0`).
+    public static func cpuPressureMillis() -> Int64? {
+        guard let text = try? POSIX.readFile("/proc/pressure/cpu") else { return nil }
+        return parseCPUPressureMillis(text)
+    }
+
+    /// The `some avg10` value of a `/proc/pressure/cpu` text, in thousandths of a percent; nil when
+    /// the text has none or it is not a percentage.
+    public static func parseCPUPressureMillis(_ text: [UInt8]) -> Int64? {
+        guard let line = text.split(separator: 0x0A).first(where: { $0.starts(with: Array("some ".utf8)) }) else { return nil }
+        for field in line.split(separator: UInt8(ascii: " ")) where field.starts(with: Array("avg10=".utf8)) {
+            guard let percent = Double(String(decoding: field.dropFirst(6), as: UTF8.self)), percent >= 0, percent <= 100
+            else { return nil }
+            return Int64((percent * 1000).rounded())
+        }
+        return nil
+    }
+
     /// `MemAvailable` from `/proc/meminfo`, in bytes, or nil.
     public static func availableMemoryBytes() -> Int64? { memoryInfo("MemAvailable:") }
 
@@ -199,11 +218,12 @@ public enum SystemProbe {
 }
 
 extension MachineEvidence {
-    /// Reads the machine now (cores, load, `MemAvailable`) with the limits of `config`.
+    /// Reads the machine now (cores, load, CPU pressure, `MemAvailable`) with the limits of `config`.
     public static func observe(_ config: CortexConfig) -> MachineEvidence {
         MachineEvidence(
             cores: Int64(SystemProbe.cores), loadMillis: Int64(((SystemProbe.loadAverage() ?? 0) * 1000).rounded()),
             memoryAvailableBytes: SystemProbe.availableMemoryBytes() ?? Int64.max, maxWorkers: Int64(config.maxWorkers),
-            typeLimits: config.typeLimits, maxLoadPerCoreMillis: config.maxLoadPerCoreMillis)
+            typeLimits: config.typeLimits, maxLoadPerCoreMillis: config.maxLoadPerCoreMillis,
+            cpuPressureMillis: SystemProbe.cpuPressureMillis(), maxCPUPressureMillis: config.maxCPUPressureMillis)
     }
 }

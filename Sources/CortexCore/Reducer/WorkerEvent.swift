@@ -161,11 +161,19 @@ extension WorkerSpec {
 extension MachineEvidence {
     /// The evidence as JSON.
     public var json: JSONValue {
-        .object([
-            "cores": .int(cores), "load_millis": .int(loadMillis), "max_load_per_core_millis": .int(maxLoadPerCoreMillis),
-            "max_workers": .int(maxWorkers), "memory_available": .int(memoryAvailableBytes),
-            "type_limits": .object(typeLimits.sorted { $0.key < $1.key }.map { JSONMember($0.key, .int($0.value)) }),
-        ])
+        var members: [JSONMember] = [
+            JSONMember("cores", .int(cores)), JSONMember("load_millis", .int(loadMillis)),
+            JSONMember("max_load_per_core_millis", .int(maxLoadPerCoreMillis)), JSONMember("max_workers", .int(maxWorkers)),
+            JSONMember("memory_available", .int(memoryAvailableBytes)),
+            JSONMember("type_limits", .object(typeLimits.sorted { $0.key < $1.key }.map { JSONMember($0.key, .int($0.value)) })),
+        ]
+        // Written only where the kernel reports pressure, so such records are judged by it and
+        // records without it (older ones, kernels without PSI) by the load, as they always were.
+        if let cpuPressureMillis {
+            members.append(JSONMember("cpu_pressure_millis", .int(cpuPressureMillis)))
+            members.append(JSONMember("max_cpu_pressure_millis", .int(maxCPUPressureMillis)))
+        }
+        return .object(members)
     }
 
     /// Reads evidence written by `json`; nil when malformed.
@@ -184,9 +192,18 @@ extension MachineEvidence {
         }
         let loadPerCore = json["max_load_per_core_millis"].map(count) ?? 4_000
         guard let loadPerCore else { return nil }
+        var pressure: Int64?
+        var maxPressure: Int64 = 95_000
+        if let raw = json["cpu_pressure_millis"] {
+            guard let value = count(raw), value <= 100_000, let limit = count(json["max_cpu_pressure_millis"]) else {
+                return nil
+            }
+            pressure = value
+            maxPressure = limit
+        }
         self.init(
             cores: cores, loadMillis: load, memoryAvailableBytes: memory, maxWorkers: maxWorkers, typeLimits: typeLimits,
-            maxLoadPerCoreMillis: loadPerCore)
+            maxLoadPerCoreMillis: loadPerCore, cpuPressureMillis: pressure, maxCPUPressureMillis: maxPressure)
     }
 }
 

@@ -164,10 +164,21 @@ enum WorkerRules {
                     ))
             }
         }
-        let loadLimit = evidence.cores.saturatingMultiply(evidence.maxLoadPerCoreMillis)
-        if evidence.loadMillis > loadLimit {
-            return .failure(
-                Infeasible(reason: "CPU: load \(millis(evidence.loadMillis)) over \(millis(loadLimit)) (\(evidence.cores) cores)"))
+        if let pressure = evidence.cpuPressureMillis {
+            // Pressure where the kernel reports it: the load average also counts tasks waiting
+            // on disk or NFS, and a busy machine that still makes progress sits above it (026).
+            if pressure > evidence.maxCPUPressureMillis {
+                return .failure(
+                    Infeasible(
+                        reason:
+                            "CPU: pressure \(millis(pressure))% over \(millis(evidence.maxCPUPressureMillis))% (max_cpu_pressure)"))
+            }
+        } else {
+            let loadLimit = evidence.cores.saturatingMultiply(evidence.maxLoadPerCoreMillis)
+            if evidence.loadMillis > loadLimit {
+                return .failure(
+                    Infeasible(reason: "CPU: load \(millis(evidence.loadMillis)) over \(millis(loadLimit)) (\(evidence.cores) cores)"))
+            }
         }
         if let memory = spec.memoryBytes {
             // Workers granted but not yet running have not taken their memory yet: count it as taken.

@@ -110,13 +110,21 @@ public struct MachineEvidence: Equatable, Sendable {
     /// The most workers of each limited type (config.json `type_limits`).
     public var typeLimits: [String: Int64]
     /// Load per core above which nothing new starts, in thousandths (config.json `max_load_per_core`).
+    /// Judged only when the record has no `cpuPressureMillis` (decision 026).
     public var maxLoadPerCoreMillis: Int64
+    /// CPU pressure (`some avg10` of `/proc/pressure/cpu`: the share of the last 10 s in which a
+    /// runnable task waited for a CPU), in thousandths of a percent; nil where the kernel has no PSI.
+    public var cpuPressureMillis: Int64?
+    /// CPU pressure above which nothing new starts, in thousandths of a percent (`max_cpu_pressure`).
+    public var maxCPUPressureMillis: Int64
 
     /// Evidence from its parts.
     public init(
         cores: Int64, loadMillis: Int64, memoryAvailableBytes: Int64, maxWorkers: Int64, typeLimits: [String: Int64] = [:],
-        maxLoadPerCoreMillis: Int64 = 4_000
+        maxLoadPerCoreMillis: Int64 = 4_000, cpuPressureMillis: Int64? = nil, maxCPUPressureMillis: Int64 = 95_000
     ) {
+        self.cpuPressureMillis = cpuPressureMillis
+        self.maxCPUPressureMillis = maxCPUPressureMillis
         self.cores = cores
         self.loadMillis = loadMillis
         self.memoryAvailableBytes = memoryAvailableBytes

@@ -20,37 +20,49 @@ extension CoordinationStore {
     }
 
     /// Rotates the live segment once it is larger than `rotateAboveBytes`, writes a durable
-    /// snapshot for the fold, archives every sealed segment that snapshot lies past, keeps that
-    /// snapshot under a second name (`state/checkpoint.json`, the fallback once archived copies
-    /// are gone), and removes archived copies last changed before `nowMilliseconds - retentionMilliseconds`.
+    /// snapshot for the fold, keeps that snapshot under a second name (`state/checkpoint.json`,
+    /// the fallback once archived copies are gone), archives every sealed segment that snapshot
+    /// lies past, and removes archived copies last changed before `nowMilliseconds - retentionMilliseconds`
+    /// (the segment and tombstone work is the journal's: `Journal.rollOver` and `Journal.compact`).
     ///
-    /// Every step is safe to repeat, and to interrupt with `kill -9`: the snapshot is durable
-    /// before any segment it covers is archived, and an archived copy is linked in before its
-    /// tombstone replaces the segment's name.
+    /// Every step is safe to repeat, and to interrupt with `kill -9`: both snapshots are durable
+    /// before any segment they cover is archived, and an archived copy is linked in before its
+    /// tombstone replaces the segment's name. A store without files compacts nothing.
     public func compactJournal(rotateAboveBytes: Int64, retentionMilliseconds: Int64, nowMilliseconds: Int64)
         throws(CortexError) -> Compaction
     {
         var result = Compaction()
         try catchUp()
-        let live = position.segment
-        if try journal.sizeOfSegment(live) > rotateAboveBytes {
-            try journal.rotate(segment: live, timeMilliseconds: nowMilliseconds)
+        guard persistsFiles else { return result }
+        if try journal.rollOver(at: position, ifLargerThan: rotateAboveBytes, timeMilliseconds: nowMilliseconds, dryRun: false) != nil {
             result.rotated = true
             try catchUp()  // through the seal, into the new live segment
         }
         try writeSnapshot(nowMilliseconds: nowMilliseconds)
-        let covered = position.segment
-        for segment in try journal.segmentNumbers() where segment < covered {
-            if try journal.archive(segment: segment, timeMilliseconds: nowMilliseconds) { result.archived.append(segment) }
-        }
-        // The checkpoint covers every archived segment: removing their copies below is safe as
+        // The checkpoint covers every segment archived below: removing their copies is safe as
         // long as one of the two snapshots is readable. Written from this fold, not linked from
         // snapshot.json, which a slower writer may have replaced with an older snapshot meanwhile.
         let checkpoint = SnapshotCodec.encode(state, position: position, writtenAtMilliseconds: nowMilliseconds)
         try AtomicFile.replace(
             layout.checkpoint, in: layout.folder, with: checkpoint, durability: .powerLoss, mode: permissions.file(.shared))
-        result.purged = try journal.purgeArchives(below: covered, olderThan: nowMilliseconds - retentionMilliseconds)
+        let compacted = try journal.compact(
+            before: position, retentionMilliseconds: retentionMilliseconds, nowMilliseconds: nowMilliseconds, dryRun: false)
+        result.archived = compacted.archived
+        result.purged = compacted.purged
         result.finishedFilesMerged = try mergeFinishedTaskFiles(nowMilliseconds: nowMilliseconds)
+        return result
+    }
+
+    /// What `compactJournal` would do to the journal now (rotate, archive), without doing it:
+    /// the reaper's dry run. Purges and merges are not predicted.
+    public func compactionPreview(rotateAboveBytes: Int64, nowMilliseconds: Int64) throws(CortexError) -> Compaction {
+        var result = Compaction()
+        let next =
+            (try? journal.rollOver(at: position, ifLargerThan: rotateAboveBytes, timeMilliseconds: nowMilliseconds, dryRun: true))
+            ?? nil
+        result.rotated = next != nil
+        result.archived =
+            try journal.compact(before: next ?? position, retentionMilliseconds: 0, nowMilliseconds: nowMilliseconds, dryRun: true).archived
         return result
     }
 

@@ -9,7 +9,7 @@ extension CoordinationStore {
     func compactFinishedTasks() throws(CortexError) {
         guard !state.tasks.finished.isEmpty else { return }
         try Files.makeDirectory(layout.finishedTasks, in: layout.folder, mode: permissions.directory(.shared))
-        let name = "\(JournalSegment.fileName(position.segment).dropLast(6))-\(position.offset).jsonl"
+        let name = position.fileNameStem + ".jsonl"
         var lines: [UInt8] = []
         for task in state.tasks.finished { lines += task.json.serialized() + [0x0A] }
         // Same position, same finished tasks: a concurrent writer of this name writes the same bytes.
@@ -55,6 +55,7 @@ extension CoordinationStore {
     }
 
     private func compactedTaskFiles() throws(CortexError) -> [String] {
+        guard persistsFiles else { return [] }
         let folder = layout.finishedTasks
         guard try withPath("stat", folder, { () throws(Errno) in try layout.folder.status(folder) }) != nil else { return [] }
         let names = try withPath("list", folder) { () throws(Errno) in try layout.folder.entries(folder) }

@@ -1,9 +1,8 @@
-import CortexCore
 import Glibc
 
 /// What `kill -9` leaves behind, and how the reaper clears it
 /// (docs/decisions/021-outcome-is-the-truth.md).
-enum Debris {
+public enum Debris {
     /// Every folder Cortex writes temp files in: the folder itself (views, config, metrics),
     /// the journal (tombstones) and its archive, state/ and state/finished/ (snapshots,
     /// compacted tasks), results/, context/ and each worker's folder (logs).
@@ -20,21 +19,21 @@ enum Debris {
     }
 
     /// The temp files in the folder last modified before `cutoff` (folder time).
-    static func staleTemporaryFiles(_ layout: CoordinationLayout, modifiedBefore cutoff: Int64) -> [String] {
+    public static func staleTemporaryFiles(_ layout: CoordinationLayout, modifiedBefore cutoff: Int64) -> [String] {
         temporaryFileFolders(layout).flatMap { AtomicFile.staleTemporaryFiles(in: $0, of: layout.folder, modifiedBefore: cutoff) }
     }
 
     /// Removes them; returns how many were removed. A temp file a live writer still uses is at
     /// most seconds old, so an age of minutes can only be a killed writer's (pids are recycled
     /// and may be another user's: the age is the criterion, not the pid in the name).
-    static func removeStaleTemporaryFiles(_ layout: CoordinationLayout, modifiedBefore cutoff: Int64) -> Int {
+    public static func removeStaleTemporaryFiles(_ layout: CoordinationLayout, modifiedBefore cutoff: Int64) -> Int {
         staleTemporaryFiles(layout, modifiedBefore: cutoff).filter { layout.folder.unlink($0) }.count
     }
 
     /// Done tasks whose accepted result (`results/TASK.attempt-N.json`, named in the completion
     /// record) has no `results/TASK.json` link: the completing process was killed between its
     /// record and the link.
-    static func unlinkedResults(_ store: CoordinationStore) -> [(task: String, attempt: String)] {
+    public static func unlinkedResults(_ store: CoordinationStore) -> [(task: String, attempt: String)] {
         let layout = store.layout
         let names = Set((try? layout.folder.entries(layout.results)) ?? [])
         var found: [(task: String, attempt: String)] = []
@@ -61,7 +60,7 @@ enum Debris {
     }
 
     /// Links each of `unlinkedResults`; returns the tasks linked.
-    static func repairResultLinks(_ store: CoordinationStore) -> [String] {
+    public static func repairResultLinks(_ store: CoordinationStore) -> [String] {
         var linked: [String] = []
         for item in unlinkedResults(store) {
             do {

@@ -1,12 +1,11 @@
-import CortexCore
 import Glibc
 
 /// The supervisor side of `cortex-spawn`: starting a detached supervisor process, and what that
 /// process does (claim the worker, run it under `Supervisor`, record its start and exit, restart
 /// it per its policy, start queued workers its exit made room for).
-enum WorkerSupervision {
+public enum WorkerSupervision {
     /// What a launcher did about a worker it was asked to start.
-    enum Launch: Equatable {
+    public enum Launch: Equatable, Sendable {
         /// Its supervisor was started, as the requester.
         case launched
         /// Left for a launcher running as this user (the requester) or as root.
@@ -24,7 +23,7 @@ enum WorkerSupervision {
     /// the requester's (from the request file, `CORTEX_*` left out), never the launcher's.
     /// - Throws: `CortexError` when the supervisor could not be started.
     @discardableResult
-    static func launch(_ worker: WorkerEntry, layout: CoordinationLayout) throws(CortexError) -> Launch {
+    public static func launch(_ worker: WorkerEntry, layout: CoordinationLayout) throws(CortexError) -> Launch {
         guard let name = worker.spec.request else {
             return .refused("\(worker.id) names no request file: no one can tell who asked for it")
         }
@@ -57,7 +56,7 @@ enum WorkerSupervision {
 
     /// Launches each of `workers` (`launch`); says on stderr which are owed to another user or
     /// cannot be started. Returns the ids whose supervisor was started.
-    static func launch(_ workers: [WorkerEntry], layout: CoordinationLayout) throws(CortexError) -> [String] {
+    public static func launch(_ workers: [WorkerEntry], layout: CoordinationLayout) throws(CortexError) -> [String] {
         var launched: [String] = []
         for worker in workers {
             switch try launch(worker, layout: layout) {
@@ -76,7 +75,7 @@ enum WorkerSupervision {
     /// replacement inherits it): from then on nothing can be started from it again, whatever a
     /// record says. Best effort: a request left behind by a remover killed at that moment is
     /// what a replayed record could still use (docs/decisions/022-requester-rights.md).
-    static func retireRequest(of id: String, endedBy record: String, in store: CoordinationStore) {
+    public static func retireRequest(of id: String, endedBy record: String, in store: CoordinationStore) {
         let workers = store.state.workers
         guard workers.live[id] == nil, let worker = workers.worker(id), worker.endRecord == record,
             let request = worker.spec.request, workers.holder(ofRequest: request) == nil
@@ -85,9 +84,9 @@ enum WorkerSupervision {
     }
 
     /// One line on stderr, prefixed with the tool's name.
-    static func warn(_ line: String) {
+    public static func warn(_ line: String) {
         let program = CommandLine.arguments.first.map { String($0.split(separator: "/").last ?? "cortex") } ?? "cortex"
-        Terminal.writeError("\(program): \(line)")
+        try? POSIX.writeAll(2, Array("\(program): \(line)\n".utf8))
     }
 
     /// Starts the queued spawns that fit now, in queue order: appends `worker.promote` with what
@@ -96,15 +95,26 @@ enum WorkerSupervision {
     /// the reaper, a budget release, a larger total, a new budget period.
     /// - Returns: the workers started.
     @discardableResult
-    static func startQueuedThatFit(_ store: CoordinationStore) throws(CortexError) -> [String] {
-        guard !store.state.workers.queue.isEmpty else { return [] }
-        let promotion = try store.submit(.worker(.promote(evidence: MachineEvidence.observe(store.config))))
+    public static func startQueuedThatFit(_ store: CoordinationStore) throws(CortexError) -> [String] {
+        guard let head = store.state.workers.queue.first else { return [] }
+        let event = Event.worker(.promote(evidence: MachineEvidence.observe(store.config)))
+        // Folded on a copy first: a promote that would start nothing and leave the reason that
+        // holds the queue as it is changes nothing, and is not worth a record on every reaper
+        // run while a spawn waits.
+        var trial = store.state
+        let trialRecord = Record(id: "trial", timeMilliseconds: POSIX.wallClockMilliseconds(), kind: event.kind, data: event.data)
+        if case .promoted(let workers) = Reducer.reduce(&trial, trialRecord, at: store.position), workers.isEmpty,
+            trial.workers.live[head]?.queuedReason == store.state.workers.live[head]?.queuedReason
+        {
+            return []
+        }
+        let promotion = try store.submit(event)
         return try launchWorkers(grantedBy: promotion.record.id, in: store)
     }
 
     /// `startQueuedThatFit` after the caller's own record is in the journal: a failure is a
     /// warning, not the caller's outcome (the reaper starts what fits on its next run).
-    static func startQueuedThatFitAfterRecording(_ store: CoordinationStore) {
+    public static func startQueuedThatFitAfterRecording(_ store: CoordinationStore) {
         do { try startQueuedThatFit(store) } catch {
             store.warn("queued spawns not started (\(error.description)); the next reaper run starts what fits")
         }
@@ -113,7 +123,7 @@ enum WorkerSupervision {
     /// Writes `request` (what runs, and as whom) under a new name, then appends the spawn of
     /// `spec` naming it; the request is removed again when the record could not be appended or
     /// the fold refused or rejected the spawn (docs/decisions/022-requester-rights.md).
-    static func submitSpawn(
+    public static func submitSpawn(
         _ spec: WorkerSpec, request: WorkerRequest, queue: Bool, evidence: MachineEvidence, store: CoordinationStore
     ) throws(CortexError) -> CoordinationStore.Submission {
         var spec = spec
@@ -137,7 +147,7 @@ enum WorkerSupervision {
     /// Launches a supervisor for every worker that record `record` granted (only its writer
     /// does, decision 012), as each worker's requester (`launch`).
     /// - Returns: the workers whose supervisor was started.
-    static func launchWorkers(grantedBy record: String, in store: CoordinationStore) throws(CortexError) -> [String] {
+    public static func launchWorkers(grantedBy record: String, in store: CoordinationStore) throws(CortexError) -> [String] {
         try launch(store.state.workers.toLaunch(by: record), layout: store.layout)
     }
 
@@ -161,18 +171,24 @@ enum WorkerSupervision {
     /// Where a supervisor's image is and what it carries over to the next one: the tool
     /// replaces itself with `cortex-supervise` for each run, which replaces itself with the tool
     /// again when the run ends (docs/decisions/017-lean-supervisor.md).
-    struct Context {
+    public struct Context: Sendable {
         /// `cortex-spawn --foreground`: the last image exits with the worker's exit code.
-        var foreground = false
+        public var foreground = false
         /// Print the last image's report as JSON.
-        var json = false
+        public var json = false
+
+        /// A context from its parts.
+        public init(foreground: Bool = false, json: Bool = false) {
+            self.foreground = foreground
+            self.json = json
+        }
     }
 
     /// Claims `id` for this process and supervises it until it ends for good; returns its last
     /// exit (nil when another supervisor already had it, or it was stopped before it started).
     /// Each run replaces this process with `cortex-supervise`, so this returns only when no run
     /// is left to start; the supervision goes on in `resume(_:after:…)`.
-    static func supervise(_ id: String, store: CoordinationStore, context: Context) throws(CortexError) -> ProcessExit? {
+    public static func supervise(_ id: String, store: CoordinationStore, context: Context) throws(CortexError) -> ProcessExit? {
         let me = try currentIdentity()
         if let worker = store.state.workers.live[id], let name = worker.spec.request,
             let owner = WorkerRequest.owner(name, in: store.layout), owner != geteuid()
@@ -203,7 +219,7 @@ enum WorkerSupervision {
     /// its start time is the one given, and its real user is the supervisor's and the caller's. Anything else (a worker naming another process, or a caller that is not the
     /// supervisor's child) is refused with exit 77 and nothing is recorded, so no forged pid can
     /// later be signalled as "what is left of" this worker.
-    static func recordStart(_ id: String, process: ProcessIdentity, store: CoordinationStore) throws(CortexError) {
+    public static func recordStart(_ id: String, process: ProcessIdentity, store: CoordinationStore) throws(CortexError) {
         let parent = getppid()
         guard let supervisor = ProcessIdentity.of(pid: parent) else {
             throw .io(operation: "read", path: "/proc/\(parent)/stat", errno: Errno.current)
@@ -227,7 +243,9 @@ enum WorkerSupervision {
 
     /// Goes on after a run ended (in the image `cortex-supervise` became): records the end,
     /// restarts the worker per its policy, or returns its last exit when it is done.
-    static func resume(_ id: String, after result: SupervisedExit, ranMilliseconds: Int64, store: CoordinationStore, context: Context)
+    public static func resume(
+        _ id: String, after result: SupervisedExit, ranMilliseconds: Int64, store: CoordinationStore, context: Context
+    )
         throws(CortexError) -> ProcessExit?
     {
         let me = try currentIdentity()
@@ -280,7 +298,7 @@ enum WorkerSupervision {
 
     /// A run that could not start: recorded as exit 127, as a shell would, with the reason in
     /// the worker's stderr.log.
-    static func startFailure(_ reason: String, worker id: String, store: CoordinationStore) -> SupervisedExit {
+    public static func startFailure(_ reason: String, worker id: String, store: CoordinationStore) -> SupervisedExit {
         try? AtomicFile.replace(
             store.layout.worker(id) + "/stderr.log", in: store.layout.folder, with: Array("cortex-spawn: \(reason)\n".utf8),
             durability: .processCrash, mode: store.permissions.file(.private))
@@ -296,13 +314,26 @@ enum WorkerSupervision {
         // workers/<id> (or on the way) before handing it the paths (decision 020).
         let workerFolder = store.layout.worker(worker.id)
         do { POSIX.close(try store.layout.folder.openFolder(workerFolder)) } catch { throw .system("open", workerFolder, error) }
+        keepPreviousRunLogs(of: worker.id, layout: store.layout)
         let plan = try self.plan(for: worker, layout: store.layout, config: store.config)
         let arguments = try plan.supervisorArguments(program: try leanSupervisor(), report: report)
         do throws(Errno) {
             let environmentFD = arguments.firstIndex(of: "--environment-fd").flatMap { Int32(arguments[$0 + 1]) }
-            try POSIX.execute(arguments, environment: processEnvironment(onlyCortex: false), keepingOpen: environmentFD.map { [$0] } ?? [])
+            try POSIX.execute(arguments, environment: inheritedEnvironment(), keepingOpen: environmentFD.map { [$0] } ?? [])
         } catch {
             throw .system("run", arguments[0], error)
+        }
+    }
+
+    /// Renames the logs of the run before (`stdout.log`, `stderr.log`) to `stdout.previous.log`
+    /// and `stderr.previous.log`, replacing older ones, so a restart after a crash keeps what the
+    /// crashed run wrote (`cortex worker logs W --previous`). Empty logs are left to be replaced.
+    /// Best effort: a log that cannot be kept is started again, as before.
+    static func keepPreviousRunLogs(of id: String, layout: CoordinationLayout) {
+        for stream in ["stdout", "stderr"] {
+            let log = layout.worker(id) + "/\(stream).log"
+            guard let info = try? layout.folder.status(log), info.st_mode & S_IFMT == S_IFREG, info.st_size > 0 else { continue }
+            try? layout.folder.rename(log, layout.worker(id) + "/\(stream).previous.log")
         }
     }
 
@@ -350,7 +381,7 @@ enum WorkerSupervision {
 
     /// Waits up to `milliseconds` for a stop signal (SIGTERM/SIGINT stay blocked after a
     /// supervision); true when one came.
-    static func waitForStop(milliseconds: Int64) -> Bool {
+    public static func waitForStop(milliseconds: Int64) -> Bool {
         var signals = blockStopSignals()
         var timeout = timespec(tv_sec: Int(milliseconds / 1000), tv_nsec: Int((milliseconds % 1000) * 1_000_000))
         while true {
@@ -364,7 +395,7 @@ enum WorkerSupervision {
     /// Blocks SIGTERM and SIGINT in the calling thread (they stay pending for a signalfd or
     /// `sigtimedwait`); returns that set.
     @discardableResult
-    static func blockStopSignals() -> sigset_t {
+    public static func blockStopSignals() -> sigset_t {
         var signals = sigset_t()
         sigemptyset(&signals)
         sigaddset(&signals, SIGTERM)
@@ -418,6 +449,18 @@ enum WorkerSupervision {
         guard let bytes = try? layout.folder.readFile(layout.worker(id) + "/tokens_used", limit: FileLimits.smallFile) else { return nil }
         let text = String(decoding: bytes.filter { !" \t\r\n".utf8.contains($0) }, as: UTF8.self)
         return Int64(text).flatMap { $0 >= 0 ? $0 : nil }
+    }
+
+    /// This process's whole environment: what a worker run's image inherits.
+    static func inheritedEnvironment() -> [String: String] {
+        var result: [String: String] = [:]
+        var pointer = environ
+        while let entry = pointer.pointee {
+            pointer += 1
+            let text = String(cString: entry)
+            if let equals = text.firstIndex(of: "=") { result[String(text[..<equals])] = String(text[text.index(after: equals)...]) }
+        }
+        return result
     }
 
     static func absolutePath(_ path: String) -> String {
