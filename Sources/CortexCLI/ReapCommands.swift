@@ -70,7 +70,6 @@ public enum ReapTool {
         let arguments = invocation.arguments
         let dryRun = arguments[Self.dryRun]
         let store = try invocation.openStore()
-        let layout = store.layout
         let heartbeatTimeout = arguments[Self.heartbeatTimeout] ?? store.config.heartbeatTimeoutMilliseconds
         let grace = arguments[Self.grace] ?? 5_000
         let resultTTL = arguments[Self.resultTTL] ?? store.config.resultRetentionMilliseconds
