@@ -13,7 +13,6 @@ extension TaskTool {
         if type != nil && !named.isEmpty { throw .usage("give task ids or --type, not both") }
         if type == nil && named.isEmpty { throw .usage("missing argument <TASK> (or --type)") }
         if status != nil && type == nil { throw .usage("--status goes with --type") }
-        if let status, status.isTerminal { throw .usage("--status must be pending, failed or running: finished tasks cannot be cancelled") }
         let store = try invocation.openStore()
         var ids: [String]
         if let type {

@@ -179,8 +179,17 @@ public enum TaskTool {
         static let tasks = Positionals.identifiers(
             "TASK", "Task ids (one or more), unless --type is given.", what: "task id", optional: true)
         static let type = Option.identifier("type", "TYPE", "Every unfinished task of this type.")
-        static let status: Option<TaskStatus> = .choice(
-            "status", "S", "With --type: only tasks in this status (pending, failed or running).")
+        static let status = Option<TaskStatus>(
+            "status", "S", "With --type: only tasks in this status (pending, failed or running)."
+        ) { (text) throws(CortexError) in
+            // Only an unfinished status: one message (65) for a word that is no status and for a
+            // finished one, which cannot be cancelled.
+            guard let status = TaskStatus(rawValue: text), !status.isTerminal else {
+                throw .badInput(
+                    "invalid --status '\(Values.printable(text))': pending, failed or running (finished tasks cannot be cancelled)")
+            }
+            return status
+        }
     }
 
     /// `retry`'s arguments.

@@ -154,6 +154,12 @@ struct MasterVerbsTests {
         #expect(all.exitCode == 0 && all.stdout.contains(third), "\(all)")
         #expect(try status(third, directory) == "cancelled")
         #expect(try run(["cortex-task", "cancel", "--type", "build"], directory).exitCode == 0)
+        // A finished status and a word that is no status: one message, one exit code (65).
+        for word in ["done", "bogus"] {
+            let bad = try run(["cortex-task", "cancel", "--type", "build", "--status", word], directory)
+            #expect(bad.exitCode == 65 && bad.stderrLines.count == 1, "\(bad)")
+            #expect(bad.stderr.contains("pending, failed or running"), "\(bad)")
+        }
         #expect(try run(["cortex-task", "cancel", first, "--type", "build"], directory).exitCode == 64)
     }
 
