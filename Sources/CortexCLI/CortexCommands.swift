@@ -1,5 +1,4 @@
 import CortexCore
-import Glibc
 
 /// `cortex`: init, status, verify, tail, and the other tools as subcommands (docs/cli.md).
 public enum CortexTool {
@@ -136,7 +135,7 @@ public enum CortexTool {
         let maxWorkers = try arguments.count("max-workers")
         if let maxWorkers, maxWorkers < 1 { throw .badInput("invalid --max-workers '0': at least 1") }
         let totalTokens = try arguments.tokens("total-tokens")
-        let group = try arguments.value("group").map { (name) throws(CortexError) -> gid_t in
+        let group = try arguments.value("group").map { (name) throws(CortexError) -> UInt32 in
             guard let gid = UserDatabase.system.groupID(name) else {
                 throw .badInput("invalid --group '\(Values.printable(name))': no such group in /etc/group")
             }

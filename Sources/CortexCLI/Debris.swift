@@ -1,5 +1,4 @@
 import CortexCore
-import Glibc
 
 /// What `kill -9` leaves behind, and how the reaper clears it
 /// (docs/decisions/021-outcome-is-the-truth.md).
@@ -14,7 +13,7 @@ enum Debris {
         ]
         for name in (try? layout.folder.entries(layout.workers)) ?? [] where !name.hasPrefix(".") {
             let path = layout.workers + "/" + name
-            if let info = try? layout.folder.status(path), info.st_mode & S_IFMT == S_IFDIR { folders.append(path) }
+            if let info = try? layout.folder.status(path), info.isDirectory { folders.append(path) }
         }
         return folders
     }

@@ -1,5 +1,4 @@
 import CortexCore
-import Glibc
 
 /// `cortex-reap`: the cron-driven reaper (docs/cli.md). Observes processes and heartbeat files,
 /// appends what it saw as evidence (`worker.lost`), stops what is left of lost workers (only
@@ -54,14 +53,14 @@ public enum ReapTool {
     /// only for root's workers), and marked as that worker's (`ProcessIdentity.isMarked`).
     struct Leftover: Hashable {
         var process: ProcessIdentity
-        var owner: uid_t
+        var owner: UInt32
     }
 
     /// The processes of `identities` recorded for worker `worker` (spec `spec`) that may be
     /// stopped (`Leftover`); none when its requester is unknown (no request file).
     static func stoppable(_ identities: [ProcessIdentity], worker: String, spec: WorkerSpec, layout: CoordinationLayout) -> [Leftover] {
         guard !identities.isEmpty, let name = spec.request, let owner = WorkerRequest.owner(name, in: layout) else { return [] }
-        let caller = getuid()
+        let caller = POSIX.userID
         guard caller == owner || caller == 0 else { return [] }
         return identities.filter { $0.isAlive(ownedBy: owner) && $0.isMarked(asWorker: worker) }.map {
             Leftover(process: $0, owner: owner)
@@ -315,7 +314,7 @@ public enum ReapTool {
     {
         let json = JSONValue.object([
             "at": .string(ISOTime.format(milliseconds: now)), "at_ms": .int(now), "boot_epoch_ms": .int(clock.bootEpoch),
-            "clock_step_at_ms": .optional(clock.stepAt), "lost": .int(lost), "pid": .int(Int64(getpid())),
+            "clock_step_at_ms": .optional(clock.stepAt), "lost": .int(lost), "pid": .int(Int64(POSIX.processID)),
         ])
         try AtomicFile.replace(
             lastRunPath(layout), in: layout.folder, with: Array((json.jsonText + "\n").utf8), durability: .processCrash,
@@ -386,12 +385,12 @@ public enum ReapTool {
     /// pid and start time match, and that runs as its worker's requester, is ever signalled
     /// (root signals only the requester's processes of the group). Returns the processes signalled.
     static func stopGroups(_ leftovers: [Leftover], grace: Int64) -> [Leftover] {
-        let signalled = leftovers.filter { $0.process.signalGroup(SIGTERM, ownedBy: $0.owner) }
+        let signalled = leftovers.filter { $0.process.signalGroup(.terminate, ownedBy: $0.owner) }
         let deadline = POSIX.monotonicNanoseconds() + UInt64(max(0, grace)) * 1_000_000
         for leftover in signalled {
             let now = POSIX.monotonicNanoseconds()
             let left = now >= deadline ? 0 : Int64((deadline - now) / 1_000_000)
-            if !leftover.process.waitForEnd(milliseconds: left) { leftover.process.signalGroup(SIGKILL, ownedBy: leftover.owner) }
+            if !leftover.process.waitForEnd(milliseconds: left) { leftover.process.signalGroup(.kill, ownedBy: leftover.owner) }
         }
         return signalled
     }

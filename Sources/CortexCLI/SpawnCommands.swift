@@ -1,5 +1,4 @@
 import CortexCore
-import Glibc
 
 /// `cortex-spawn`: feasibility before spawning, backpressure, supervised workers, pools (docs/cli.md).
 public enum SpawnTool {
@@ -77,7 +76,7 @@ public enum SpawnTool {
             return Report(text: "", json: .null)
         }
         let context = WorkerSupervision.Context(foreground: arguments.has("foreground"), json: arguments.has("json"))
-        let exit: ProcessExit?
+        let exit: TerminationStatus?
         if let reason = arguments.value("start-failure") {
             exit = try WorkerSupervision.resume(
                 id, after: WorkerSupervision.startFailure(reason, worker: id, store: store), ranMilliseconds: 0, store: store,
@@ -94,11 +93,11 @@ public enum SpawnTool {
 
     /// What a supervision prints when it ends: with `--foreground`, it exits with the worker's
     /// exit code (128+N for signal N).
-    static func supervisionReport(_ id: String, _ exit: ProcessExit?, foreground: Bool) -> Report {
+    static func supervisionReport(_ id: String, _ exit: TerminationStatus?, foreground: Bool) -> Report {
         let code: Int32 =
             switch exit {
             case .exited(let code): code
-            case .signaled(let signal): 128 + signal
+            case .signaled(let signal): 128 + signal.rawValue
             case nil: 1
             }
         return Report(exitCode: foreground ? code : 0, text: "", json: .object(["worker": .string(id), "exit": exit?.json ?? .null]))
@@ -108,10 +107,10 @@ public enum SpawnTool {
     static func runResult(_ how: String, _ arguments: ParsedArguments) throws(CortexError) -> SupervisedExit {
         let parts = how.split(separator: ":")
         guard parts.count == 2, let number = Int32(parts[1]) else { throw .usage("--exit takes exited:N or signaled:N") }
-        let exit: ProcessExit
+        let exit: TerminationStatus
         switch parts[0] {
         case "exited": exit = .exited(number)
-        case "signaled": exit = .signaled(number)
+        case "signaled": exit = .signaled(Signal(rawValue: number))
         default: throw .usage("--exit takes exited:N or signaled:N")
         }
         func summary(_ name: String) throws(CortexError) -> StreamSummary {
@@ -120,7 +119,8 @@ public enum SpawnTool {
             return StreamSummary(bytesSeen: seen, bytesKept: Int(kept))
         }
         return SupervisedExit(
-            exit: exit, timedOut: arguments.has("timed-out"), stopSignal: arguments.value("stop-signal").flatMap { Int32($0) },
+            exit: exit, timedOut: arguments.has("timed-out"),
+            stopSignal: arguments.value("stop-signal").flatMap { Int32($0) }.map(Signal.init(rawValue:)),
             killedAfterGrace: arguments.has("killed-after-grace"), stdout: try summary("stdout"), stderr: try summary("stderr"),
             writeFailure: arguments.value("write-failure"))
     }
@@ -162,7 +162,7 @@ public enum SpawnTool {
             try arguments.value("restart").map { (text) throws(CortexError) in try RestartPolicy.parse(text) }
             ?? (pool != nil ? .always : .never)
         spec.workingDirectory = POSIX.currentDirectory()
-        spec.path = getenv("PATH").map { String(cString: $0) }
+        spec.path = POSIX.environmentValue("PATH")
 
         let store = try invocation.openStore()
         // The folder's rule for a run that reports no tokens used travels in the spec (the fold has no config).

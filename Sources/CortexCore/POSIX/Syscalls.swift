@@ -12,9 +12,9 @@ func retryingInterrupts<T: FixedWidthInteger>(_ body: () -> T) throws(Errno) -> 
     while true {
         let result = body()
         if result != -1 { return result }
-        let code = errno
-        if code == EINTR { continue }
-        throw Errno(code)
+        let failure = Errno.current
+        if failure == .interrupted { continue }
+        throw failure
     }
 }
 
@@ -79,7 +79,7 @@ public enum POSIX {
                     filled += got
                 } else if got == 0 {
                     break
-                } else if errno != EINTR {
+                } else if Errno.current != .interrupted {
                     failure = Errno.current
                     break
                 }
@@ -122,7 +122,7 @@ public enum POSIX {
         do {
             return try retryingInterrupts { Glibc.read(fd, buffer.baseAddress, buffer.count) }
         } catch {
-            if error.rawValue == EAGAIN || error.rawValue == EWOULDBLOCK { return nil }
+            if error == .resourceTemporarilyUnavailable || error == .wouldBlock { return nil }
             throw error
         }
     }
@@ -136,7 +136,7 @@ public enum POSIX {
     public static func fsync(_ fd: Int32) throws(Errno) {
         let result = Glibc.fsync(fd)
         // fsync on a special file may report EINVAL; there is nothing to flush then.
-        if result == -1 && errno != EINVAL { throw Errno.current }
+        if result == -1 && Errno.current != .invalidArgument { throw Errno.current }
     }
 
     /// Flushes a file's data (not its timestamps). The corresponding C function is `fdatasync`.
@@ -171,7 +171,7 @@ public enum POSIX {
     @discardableResult
     public static func makeDirectory(_ path: String, mode: mode_t = 0o777) throws(Errno) -> Bool {
         if Glibc.mkdir(path, mode) == 0 { return true }
-        if errno == EEXIST { return false }
+        if Errno.current == .fileExists { return false }
         throw Errno.current
     }
 
@@ -179,7 +179,7 @@ public enum POSIX {
     public static func status(_ path: String) throws(Errno) -> stat? {
         var info = stat()
         if lstatOrStat(path, &info) == 0 { return info }
-        if errno == ENOENT || errno == ENOTDIR { return nil }
+        if [.noSuchFileOrDirectory, .notDirectory].contains(Errno.current) { return nil }
         throw Errno.current
     }
 
@@ -188,7 +188,7 @@ public enum POSIX {
     public static func status(_ path: String, followingLinks: Bool) throws(Errno) -> stat? {
         var info = stat()
         if fstatat(AT_FDCWD, path, &info, followingLinks ? 0 : AT_SYMLINK_NOFOLLOW) == 0 { return info }
-        if errno == ENOENT || errno == ENOTDIR { return nil }
+        if [.noSuchFileOrDirectory, .notDirectory].contains(Errno.current) { return nil }
         throw Errno.current
     }
 
@@ -223,7 +223,7 @@ public enum POSIX {
         var filled = 0
         while filled < count {
             let got = bytes.withUnsafeMutableBytes { cortex_getrandom($0.baseAddress! + filled, count - filled) }
-            if got > 0 { filled += got } else if errno != EINTR { break }
+            if got > 0 { filled += got } else if Errno.current != .interrupted { break }
         }
         if filled < count {
             // getrandom cannot fail on Linux ≥ 3.17 once the pool is initialised; fall back anyway.

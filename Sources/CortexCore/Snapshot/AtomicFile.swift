@@ -62,7 +62,7 @@ public enum AtomicFile {
         do throws(Errno) {
             try folder.link(temp, name)
         } catch {
-            if error.rawValue == EEXIST { return false }
+            if error == .fileExists { return false }
             throw .system("create", folder.displayPath(name), error)
         }
         try syncFolder(of: name, in: folder)
@@ -120,10 +120,10 @@ extension AtomicFile {
     public static func link(_ existing: String, replacing name: String, in folder: FolderDescriptor) throws(CortexError) {
         let source = folder.displayPath(existing)
         guard let info = try withPath("stat", source, { () throws(Errno) in try folder.status(existing) }) else {
-            throw .system("link", source, Errno(ENOENT))
+            throw .system("link", source, Errno.noSuchFileOrDirectory)
         }
         guard info.st_mode & S_IFMT == S_IFREG else {
-            throw .system("link", source, info.st_mode & S_IFMT == S_IFLNK ? Errno(ELOOP) : Errno.notRegularFile)
+            throw .system("link", source, info.st_mode & S_IFMT == S_IFLNK ? Errno.tooManySymbolicLinkLevels : Errno.notRegularFile)
         }
         let temp = temporaryName(beside: name, in: folder)
         try withPath("link", source) { () throws(Errno) in try folder.link(existing, temp) }
@@ -190,14 +190,14 @@ extension AtomicFile {
             folder.unlink(temp)
             return .file(tail: tail)
         } catch {
-            let exchangeError = error.rawValue
+            let exchangeError = error
             do throws(Errno) {
                 try folder.rename(temp, name)
             } catch {
                 folder.unlink(temp)
                 throw .system("rename into", folder.displayPath(name), error)
             }
-            return exchangeError == ENOENT ? .nothing : .unknown
+            return exchangeError == .noSuchFileOrDirectory ? .nothing : .unknown
         }
     }
 
