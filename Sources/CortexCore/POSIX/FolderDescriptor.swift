@@ -211,8 +211,7 @@ public final class FolderDescriptor: @unchecked Sendable {
     /// descriptor, for a reader that trusts a file by its owner or mode.
     public func readFileWithStatus(_ name: String, limit: Int) throws(Errno) -> (bytes: [UInt8], info: stat) {
         let (fd, info) = try openRegular(name)
-        defer { POSIX.close(fd) }
-        return (try POSIX.readBounded(fd, size: Int64(info.st_size), limit: limit), info)
+        return (try FileDescriptor(rawValue: fd).closeAfter { () throws(Errno) in try POSIX.readBounded(fd, size: Int64(info.st_size), limit: limit) }, info)
     }
 
     /// Metadata of `name` itself (a link is described, never followed), or nil when nothing is there.
@@ -358,14 +357,15 @@ extension POSIX {
             if error == .noSuchAddressOrDevice { throw .badInput("\(what) \(path) is not a regular file") }
             throw .system("read", path, error)
         }
-        defer { close(fd) }
-        let info = try withPath("stat", path) { () throws(Errno) in try status(fd) }
-        guard info.st_mode & S_IFMT == S_IFREG else { throw .badInput("\(what) \(path) is not a regular file") }
-        do {
-            return try readBounded(fd, size: Int64(info.st_size), limit: limit)
-        } catch {
-            if error == .fileTooLarge { throw .badInput("\(what) \(path) is larger than the \(limit)-byte limit") }
-            throw .system("read", path, error)
+        return try FileDescriptor(rawValue: fd).closeAfter { () throws(CortexError) in
+            let info = try withPath("stat", path) { () throws(Errno) in try status(fd) }
+            guard info.st_mode & S_IFMT == S_IFREG else { throw .badInput("\(what) \(path) is not a regular file") }
+            do throws(Errno) {
+                return try readBounded(fd, size: Int64(info.st_size), limit: limit)
+            } catch {
+                if error == .fileTooLarge { throw .badInput("\(what) \(path) is larger than the \(limit)-byte limit") }
+                throw .system("read", path, error)
+            }
         }
     }
 }

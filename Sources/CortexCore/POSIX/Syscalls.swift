@@ -1,12 +1,14 @@
 import CCortexShims
 import Glibc
 
-// The one place CortexCore calls into the C library for files. Every call retries EINTR
-// here and turns -1 into a thrown `Errno`, so no other file needs an EINTR policy of its own.
-// `close` is the exception: on Linux the descriptor is gone even when close reports EINTR,
-// and retrying could close a descriptor another thread was just given.
+// The system-call layer (docs/decisions/029-system-call-layer.md): this folder is where Cortex
+// calls the C library; CortexCLI never does (`.ci/lint-syscalls` checks). Every call retries
+// EINTR through `retryingInterrupts` below and turns -1 into a thrown `Errno`, so no other file
+// needs an EINTR loop of its own. `close` is the exception: on Linux the descriptor is gone
+// even when close reports EINTR, and retrying could close a descriptor another thread was just given.
 
-/// Runs a system call that reports failure as `-1` and `errno`, retrying `EINTR`.
+/// The one EINTR policy: runs a system call that reports failure as `-1` and `errno`, again
+/// while it was interrupted, and throws any other failure as `Errno`.
 @inline(__always)
 func retryingInterrupts<T: FixedWidthInteger>(_ body: () -> T) throws(Errno) -> T {
     while true {
@@ -95,11 +97,12 @@ public enum POSIX {
     /// bytes (`EFBIG` past it). Throws `ENOENT` when it does not exist. Files inside a folder are
     /// read with `FolderDescriptor.readFile`.
     public static func readFile(_ path: String, limit: Int = 1 << 20) throws(Errno) -> [UInt8] {
-        let fd = try open(path, O_RDONLY | O_NONBLOCK)
-        defer { close(fd) }
-        let info = try status(fd)
-        guard info.st_mode & S_IFMT == S_IFREG else { throw Errno.notRegularFile }
-        return try readBounded(fd, size: Int64(info.st_size), limit: limit)
+        let file = try FileDescriptor.open(path, O_RDONLY | O_NONBLOCK)
+        return try file.closeAfter { () throws(Errno) in
+            let info = try file.status()
+            guard info.st_mode & S_IFMT == S_IFREG else { throw Errno.notRegularFile }
+            return try readBounded(file.rawValue, size: Int64(info.st_size), limit: limit)
+        }
     }
 
     /// A pipe with both ends close-on-exec, so only a child given an end explicitly (dup2) holds it.
@@ -146,9 +149,8 @@ public enum POSIX {
 
     /// Opens `directory` and `fsync`s it, so that a rename inside it survives a crash.
     public static func fsyncDirectory(_ directory: String) throws(Errno) {
-        let fd = try open(directory, O_RDONLY | O_DIRECTORY)
-        defer { close(fd) }
-        try fsync(fd)
+        let folder = try FileDescriptor.open(directory, O_RDONLY | O_DIRECTORY)
+        try folder.closeAfter { () throws(Errno) in try fsync(folder.rawValue) }
     }
 
     /// Renames atomically within one file system. The corresponding C function is `rename`.
