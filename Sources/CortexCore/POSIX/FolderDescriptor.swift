@@ -211,7 +211,10 @@ public final class FolderDescriptor: @unchecked Sendable {
     /// descriptor, for a reader that trusts a file by its owner or mode.
     public func readFileWithStatus(_ name: String, limit: Int) throws(Errno) -> (bytes: [UInt8], info: stat) {
         let (fd, info) = try openRegular(name)
-        return (try FileDescriptor(rawValue: fd).closeAfter { () throws(Errno) in try POSIX.readBounded(fd, size: Int64(info.st_size), limit: limit) }, info)
+        let bytes = try FileDescriptor(rawValue: fd).closeAfter { () throws(Errno) in
+            try POSIX.readBounded(fd, size: Int64(info.st_size), limit: limit)
+        }
+        return (bytes, info)
     }
 
     /// Metadata of `name` itself (a link is described, never followed), or nil when nothing is there.
