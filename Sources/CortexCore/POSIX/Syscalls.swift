@@ -287,3 +287,8 @@ public enum POSIX {
         return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
     }
 }
+
+extension stat {
+    /// True when this is a folder (`S_ISDIR`).
+    public var isDirectory: Bool { st_mode & S_IFMT == S_IFDIR }
+}

@@ -60,7 +60,7 @@ public enum Spawner {
         }
         /// Turns a setup call's nonzero return code into the error to throw.
         func check(_ result: Int32, _ step: String) throws(CortexError) {
-            if result != 0 { throw .system("prepare (\(step))", program, Errno(result)) }
+            if result != 0 { throw .system("set up \(step) for", program, Errno(result)) }
         }
         var actions = posix_spawn_file_actions_t()
         try check(posix_spawn_file_actions_init(&actions), "file actions")
