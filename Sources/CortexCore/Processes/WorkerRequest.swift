@@ -69,16 +69,17 @@ public struct WorkerRequest: Equatable, Sendable {
         try Files.makeDirectory(
             layout.requests, in: layout.folder, mode: FolderPermissions.detect(root: layout.root).directory(.private))
         let path = layout.requests + "/" + name
-        let fd = try withPath("create", path) { () throws(Errno) in
-            try layout.folder.open(path, O_WRONLY | O_CREAT | O_EXCL, mode: 0o600)
+        let file = try withPath("create", path) { () throws(Errno) in
+            FileDescriptor(rawValue: try layout.folder.open(path, O_WRONLY | O_CREAT | O_EXCL, mode: 0o600))
         }
-        defer { POSIX.close(fd) }
-        do throws(Errno) {
-            try CreationMode.exact(0o600).apply(to: fd)
-            try POSIX.writeAll(fd, bytes)
-        } catch {
-            layout.folder.unlink(path)
-            throw .system("write", path, error)
+        try file.closeAfter { () throws(CortexError) in
+            do throws(Errno) {
+                try CreationMode.exact(0o600).apply(to: file.rawValue)
+                try file.writeAll(bytes)
+            } catch {
+                layout.folder.unlink(path)
+                throw .system("write", path, error)
+            }
         }
     }
 

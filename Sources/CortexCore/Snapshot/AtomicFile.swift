@@ -151,17 +151,18 @@ public enum Files {
     /// file this process created (one `fstat` to tell).
     public static func touch(_ name: String, in folder: FolderDescriptor, mode: CreationMode = .umask) throws(CortexError) {
         let path = folder.displayPath(name)
-        let fd = try withPath("open", path) { () throws(Errno) in
-            try folder.openRegular(name, O_WRONLY | O_CREAT, mode: mode.bits).fd
+        let file = try withPath("open", path) { () throws(Errno) in
+            FileDescriptor(rawValue: try folder.openRegular(name, O_WRONLY | O_CREAT, mode: mode.bits).fd)
         }
-        defer { POSIX.close(fd) }
-        if mode.exact {
-            try withPath("set the mode of", path) { () throws(Errno) in
-                let info = try POSIX.status(fd)
-                if info.st_uid == geteuid(), info.st_mode & 0o7777 != mode.bits { try mode.apply(to: fd) }
+        try file.closeAfter { () throws(CortexError) in
+            if mode.exact {
+                try withPath("set the mode of", path) { () throws(Errno) in
+                    let info = try file.status()
+                    if info.st_uid == geteuid(), info.st_mode & 0o7777 != mode.bits { try mode.apply(to: file.rawValue) }
+                }
             }
+            if futimens(file.rawValue, nil) != 0 { throw .system("touch", path, Errno.current) }
         }
-        if futimens(fd, nil) != 0 { throw .system("touch", path, Errno.current) }
     }
 
 }
@@ -203,8 +204,9 @@ extension AtomicFile {
 
     private static func readTail(_ name: String, in folder: FolderDescriptor, bytes: Int) throws(Errno) -> [UInt8] {
         let (fd, info) = try folder.openRegular(name)
-        defer { POSIX.close(fd) }
-        return try POSIX.read(fd, at: max(0, Int64(info.st_size) - Int64(bytes)), count: bytes)
+        return try FileDescriptor(rawValue: fd).closeAfter { () throws(Errno) in
+            try POSIX.read(fd, at: max(0, Int64(info.st_size) - Int64(bytes)), count: bytes)
+        }
     }
 
     /// The last `bytes` bytes of the regular file `name` in `folder`, or nil when there is none
