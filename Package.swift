@@ -17,11 +17,14 @@ let package = Package(
         .library(name: "CortexCore", targets: ["CortexCore"])
     ] + (tools + helpers).map { .executable(name: $0, targets: [$0]) },
     targets: [
-        .target(name: "CCortexShims", cSettings: [.define("_GNU_SOURCE")]),
+        // C that both shim targets include (the one executable lookup), so the library and the
+        // Embedded Swift supervisor share one copy.
+        .target(name: "CCortexCommon"),
+        .target(name: "CCortexShims", dependencies: ["CCortexCommon"], cSettings: [.define("_GNU_SOURCE")]),
         // The supervisor that lives as long as its worker, in Embedded Swift: no Swift runtime to
         // load and no journal code, so each of 100 supervisors stays small (decision 017). It
         // links statically on its own; `bin/build` builds it without -static-executable.
-        .target(name: "CSupervisorLibc", cSettings: [.define("_GNU_SOURCE")]),
+        .target(name: "CSupervisorLibc", dependencies: ["CCortexCommon"], cSettings: [.define("_GNU_SOURCE")]),
         .executableTarget(
             name: "cortex-supervise", dependencies: ["CSupervisorLibc"],
             swiftSettings: [.enableExperimentalFeature("Embedded"), .unsafeFlags(["-wmo", "-parse-as-library"])],

@@ -1,5 +1,4 @@
 import CortexCore
-import Glibc
 
 /// `cortex`: init, status, verify, tail, and the other tools as subcommands (docs/cli.md).
 public enum CortexTool {
@@ -111,7 +110,7 @@ public enum CortexTool {
         static let totalTokens = Option.tokens("total-tokens", "N", "Set the token budget (a new folder starts with 1000000).")
         static let maxWorkers = Option.count("max-workers", "N", "The most workers alive at once (config.json).")
             .checked({ $0 >= 1 }, else: { _ in "invalid --max-workers '0': at least 1" })
-        static let group = Option<gid_t>(
+        static let group = Option<UInt32>(
             "group", "G",
             "Share the folder with group G (a name or number): folders set-group-ID 2770, files 0660, kept so by every member."
         ) { (name) throws(CortexError) in

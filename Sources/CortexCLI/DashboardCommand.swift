@@ -1,5 +1,4 @@
 import CortexCore
-import Glibc
 
 /// `cortex dashboard`: writes the self-contained HTML page (docs/decisions/016-dashboard.md).
 public enum DashboardTool {
@@ -69,7 +68,7 @@ public enum DashboardTool {
                 guard summary.end != before else { continue }
                 let events = Dashboard.eventsDocument(recent.json, nowMilliseconds: POSIX.wallClockMilliseconds())
                 try AtomicFile.replace(eventsFile, with: events.prettySerialized(), durability: .processCrash)
-                usleep(1_000_000)  // at most one rewrite a second, however busy the journal
+                POSIX.sleep(milliseconds: 1000)  // at most one rewrite a second, however busy the journal
             }
         }
         let workers = store.state.workers.all.count

@@ -1,5 +1,4 @@
 import CortexCore
-import Glibc
 
 /// `cortex init` on a terminal with no settings given asks for the two that matter (total
 /// tokens, max workers), showing the current value as the default. It never asks when stdin
@@ -13,7 +12,9 @@ enum InitPrompt {
 
     /// True when init should ask: a person at a terminal who gave none of the settings.
     static func shouldAsk(_ arguments: ParsedArguments) -> Bool {
-        guard isatty(0) == 1, isatty(1) == 1, !arguments[CommonOptions.json] else { return false }
+        guard FileDescriptor.standardInput.isTerminal, FileDescriptor.standardOutput.isTerminal, !arguments[CommonOptions.json] else {
+            return false
+        }
         return questions.allSatisfy { arguments[$0.option] == nil }
     }
 

@@ -1,5 +1,4 @@
 import CortexCore
-import Glibc
 
 /// The operator's commands: `cortex status`, `cortex tail`, `cortex metrics`, and the wait
 /// estimates of `cortex-task show` and `cortex-task estimate` (issue 6).
@@ -300,7 +299,7 @@ extension Terminal {
     /// True when stdout is a terminal and `NO_COLOR` is unset or empty.
     static var colourEnabled: Bool {
         guard stdoutIsTerminal else { return false }
-        if let value = getenv("NO_COLOR"), value.pointee != 0 { return false }
+        if let value = POSIX.environmentValue("NO_COLOR"), !value.isEmpty { return false }
         return true
     }
 }

@@ -1,5 +1,4 @@
 import CortexCore
-import Glibc
 
 /// `cortex pool list|stop|scale`: the workers of one `cortex-spawn --pool N --name NAME` as a
 /// unit, replacements of lost members included (they keep the pool's name).
@@ -106,7 +105,7 @@ public enum PoolTool {
             let owner = known.spec.request.flatMap({ WorkerRequest.owner($0, in: store.layout) }),
             supervisor.isMarked(asWorker: id)
         {
-            _ = supervisor.signalGroup(SIGTERM, ownedBy: owner)
+            _ = supervisor.signalGroup(.terminate, ownedBy: owner)
         }
         return true
     }
@@ -157,7 +156,7 @@ public enum PoolTool {
         for leftover in processes {
             let now = POSIX.monotonicNanoseconds()
             let left = now >= deadline ? 0 : Int64((deadline - now) / 1_000_000)
-            if !leftover.process.waitForEnd(milliseconds: left) { leftover.process.signalGroup(SIGKILL, ownedBy: leftover.owner) }
+            if !leftover.process.waitForEnd(milliseconds: left) { leftover.process.signalGroup(.kill, ownedBy: leftover.owner) }
         }
     }
 
@@ -192,9 +191,9 @@ public enum PoolTool {
         // file, which must be this user's: only the pool's owner can start more of it.
         guard let requestName = model.request else { throw .notFound("pool \(name) names no request file: spawn it again") }
         let found = try WorkerRequest.read(requestName, in: store.layout)
-        guard found.owner == geteuid() else {
+        guard found.owner == POSIX.effectiveUserID else {
             throw .io(
-                operation: "scale", path: "pool \(name) of \(UserDatabase.system.describe(found.owner))", errno: Errno(EPERM))
+                operation: "scale", path: "pool \(name) of \(UserDatabase.system.describe(found.owner))", errno: Errno.notPermitted)
         }
         var added: [String] = []
         var queued: [String] = []

@@ -1,5 +1,4 @@
 import CortexCore
-import Glibc
 
 /// `cortex-spawn`: feasibility before spawning, backpressure, supervised workers, pools (docs/cli.md).
 public enum SpawnTool {
@@ -86,13 +85,13 @@ public enum SpawnTool {
             }
             return ProcessIdentity(pid: pid, startTicks: ticks)
         }
-        static let exit = Option<ProcessExit>("exit", "HOW", "The run ended: exited:N or signaled:N (from cortex-supervise).") {
+        static let exit = Option<TerminationStatus>("exit", "HOW", "The run ended: exited:N or signaled:N (from cortex-supervise).") {
             (how) throws(CortexError) in
             let parts = how.split(separator: ":")
             guard parts.count == 2, let number = Int32(parts[1]) else { throw .usage("--exit takes exited:N or signaled:N") }
             switch parts[0] {
             case "exited": return .exited(number)
-            case "signaled": return .signaled(number)
+            case "signaled": return .signaled(Signal(rawValue: number))
             default: throw .usage("--exit takes exited:N or signaled:N")
             }
         }
@@ -104,7 +103,9 @@ public enum SpawnTool {
         static let timedOut = Flag("timed-out", "The run's timeout fired.")
         static let killedAfterGrace = Flag("killed-after-grace", "The worker outlived the grace and was killed.")
         /// Malformed counts as not given.
-        static let stopSignal = Option<Int32?>("stop-signal", "N", "The first stop signal the supervisor forwarded.") { Int32($0) }
+        static let stopSignal = Option<Signal?>("stop-signal", "N", "The first stop signal the supervisor forwarded.") {
+            Int32($0).map(Signal.init(rawValue:))
+        }
         static let writeFailure = Option.text("write-failure", "REASON", "A log or heartbeat write failed during the run.")
 
         /// `--NAME SEEN:KEPT`.
@@ -125,7 +126,7 @@ public enum SpawnTool {
             return Report(text: "", json: .null)
         }
         let context = WorkerSupervision.Context(foreground: arguments[Supervise.foreground], json: arguments[CommonOptions.json])
-        let exit: ProcessExit?
+        let exit: TerminationStatus?
         if let reason = arguments[Supervise.startFailure] {
             exit = try WorkerSupervision.resume(
                 id, after: WorkerSupervision.startFailure(reason, worker: id, store: store), ranMilliseconds: 0, store: store,
@@ -142,18 +143,18 @@ public enum SpawnTool {
 
     /// What a supervision prints when it ends: with `--foreground`, it exits with the worker's
     /// exit code (128+N for signal N).
-    static func supervisionReport(_ id: String, _ exit: ProcessExit?, foreground: Bool) -> Report {
+    static func supervisionReport(_ id: String, _ exit: TerminationStatus?, foreground: Bool) -> Report {
         let code: Int32 =
             switch exit {
             case .exited(let code): code
-            case .signaled(let signal): 128 + signal
+            case .signaled(let signal): 128 + signal.rawValue
             case nil: 1
             }
         return Report(exitCode: foreground ? code : 0, text: "", json: .object(["worker": .string(id), "exit": exit?.json ?? .null]))
     }
 
     /// How a run ended, from the options `cortex-supervise` passed.
-    static func runResult(_ exit: ProcessExit, _ arguments: ParsedArguments) -> SupervisedExit {
+    static func runResult(_ exit: TerminationStatus, _ arguments: ParsedArguments) -> SupervisedExit {
         SupervisedExit(
             exit: exit, timedOut: arguments[Supervise.timedOut], stopSignal: arguments[Supervise.stopSignal] ?? nil,
             killedAfterGrace: arguments[Supervise.killedAfterGrace], stdout: arguments[Supervise.stdout] ?? .none,
@@ -186,7 +187,7 @@ public enum SpawnTool {
         if let tail = arguments[Spawn.logTail] { spec.logTailBytes = tail }
         spec.restart = arguments[Spawn.restart] ?? (pool != nil ? .always : .never)
         spec.workingDirectory = POSIX.currentDirectory()
-        spec.path = getenv("PATH").map { String(cString: $0) }
+        spec.path = POSIX.environmentValue("PATH")
 
         let store = try invocation.openStore()
         // The folder's rule for a run that reports no tokens used travels in the spec (the fold has no config).

@@ -1,5 +1,4 @@
 import CortexCore
-import Glibc
 
 /// `cortex-task wait`, and the bulk forms of `cancel` and `retry` (docs/decisions/024-wait-and-bulk-tasks.md).
 extension TaskTool {
@@ -143,7 +142,7 @@ extension TaskTool {
         // Armed before the first look, so a change between the look and the wait still wakes us.
         let watcher = try store.journal.makeWaiter()
         var progress = WaitProgress(named: named, type: type, startedMilliseconds: POSIX.wallClockMilliseconds())
-        let showsProgress = isatty(2) == 1
+        let showsProgress = FileDescriptor.standardError.isTerminal
         var lastLine = ""
         while true {
             try progress.update(from: store)

@@ -1,5 +1,4 @@
 import CortexCore
-import Glibc
 
 /// `cortex-task`: a priority task queue with fenced claims, retries and dead letters (docs/cli.md).
 public enum TaskTool {

@@ -1,5 +1,4 @@
 import CortexCore
-import Glibc
 
 /// The Cortex version every tool reports.
 public let cortexVersion = "2.0.0"
@@ -228,29 +227,20 @@ public enum Output {
 /// Writing to the standard streams with plain `write(2)` (no buffering to lose at exit).
 public enum Terminal {
     /// Writes `text` to stdout.
-    public static func writeOut(_ text: String) { write(fd: 1, text) }
+    public static func writeOut(_ text: String) { write(.standardOutput, text) }
 
     /// Writes `line` and a newline to stderr.
-    public static func writeError(_ line: String) { write(fd: 2, line + "\n") }
+    public static func writeError(_ line: String) { write(.standardError, line + "\n") }
 
     /// Writes `text` to stderr as it is (a progress line redrawn in place).
-    public static func writeErrorRaw(_ text: String) { write(fd: 2, text) }
+    public static func writeErrorRaw(_ text: String) { write(.standardError, text) }
 
     /// True when stdout is a terminal (colour and interactive prompts only then).
-    public static var stdoutIsTerminal: Bool { isatty(1) == 1 }
+    public static var stdoutIsTerminal: Bool { FileDescriptor.standardOutput.isTerminal }
 
-    private static func write(fd: Int32, _ text: String) {
-        var bytes = Array(text.utf8)
-        var offset = 0
-        while offset < bytes.count {
-            let written = bytes.withUnsafeMutableBytes { Glibc.write(fd, $0.baseAddress! + offset, $0.count - offset) }
-            if written < 0 {
-                if errno == EINTR { continue }
-                return  // EPIPE and friends: the reader went away; nothing useful to do.
-            }
-            offset += written
-        }
-        bytes.removeAll()
+    private static func write(_ stream: FileDescriptor, _ text: String) {
+        // EPIPE and friends: the reader went away; nothing useful to do.
+        try? stream.writeAll(Array(text.utf8))
     }
 }
 
@@ -258,23 +248,13 @@ public enum Terminal {
 /// the whole environment cost ~5% of a call.) With `onlyCortex` false, all of it (what a
 /// supervised worker inherits).
 public func processEnvironment(onlyCortex: Bool = true) -> [String: String] {
-    var result: [String: String] = [:]
-    var pointer = environ
-    while let entry = pointer.pointee {
-        pointer += 1
-        if onlyCortex { guard entry[0] == 0x43, strncmp(entry, "CORTEX_", 7) == 0 else { continue } }
-        let text = String(cString: entry)
-        if let equals = text.firstIndex(of: "=") {
-            result[String(text[..<equals])] = String(text[text.index(after: equals)...])
-        }
-    }
-    return result
+    POSIX.environment(prefix: onlyCortex ? "CORTEX_" : nil)
 }
 
 /// Entry point for a tool's `main.swift`: runs it on the process arguments and exits.
 public func runToolAndExit(_ tool: ToolSpec) -> Never {
     let code = tool.run(Array(CommandLine.arguments.dropFirst()), environment: processEnvironment())
-    exit(code)
+    POSIX.exit(code)
 }
 
 /// `text` followed by spaces up to `width` characters (at least one space).

@@ -1,5 +1,4 @@
 import CortexCore
-import Glibc
 
 /// `cortex worker list|show|logs|stop|heartbeat`: supervised workers as a resource (docs/cli.md).
 public enum WorkerTool {
@@ -146,31 +145,19 @@ public enum WorkerTool {
 
     /// `2026-12-07 04:12:03 (3m05s ago)` in local time.
     static func when(_ milliseconds: Int64, now: Int64) -> String {
-        var seconds = time_t(milliseconds / 1000)
-        var parts = tm()
-        localtime_r(&seconds, &parts)
-        func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
-        let date = "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))"
-        let clock = "\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec))"
+        let local = POSIX.localTime(milliseconds: milliseconds)
+        func two(_ value: Int) -> String { value < 10 ? "0\(value)" : "\(value)" }
+        let date = "\(local.year)-\(two(local.month))-\(two(local.day))"
+        let clock = "\(two(local.hour)):\(two(local.minute)):\(two(local.second))"
         return "\(date) \(clock) (\(Wording.duration(max(0, now - milliseconds))) ago)"
     }
 
     /// `exited with code 3`, `killed by SIGKILL`.
-    static func exitInWords(_ exit: ProcessExit) -> String {
+    static func exitInWords(_ exit: TerminationStatus) -> String {
         switch exit {
         case .exited(let code): code == 0 ? "exited successfully" : "exited with code \(code)"
-        case .signaled(let signal): "killed by \(signalName(signal))"
+        case .signaled(let signal): "killed by \(signal)"
         }
-    }
-
-    /// `SIGTERM` for 15; `signal 40` for one without a common name.
-    static func signalName(_ signal: Int32) -> String {
-        let names: [Int32: String] = [
-            SIGHUP: "SIGHUP", SIGINT: "SIGINT", SIGQUIT: "SIGQUIT", SIGILL: "SIGILL", SIGABRT: "SIGABRT", SIGBUS: "SIGBUS",
-            SIGFPE: "SIGFPE", SIGKILL: "SIGKILL", SIGUSR1: "SIGUSR1", SIGSEGV: "SIGSEGV", SIGUSR2: "SIGUSR2", SIGPIPE: "SIGPIPE",
-            SIGALRM: "SIGALRM", SIGTERM: "SIGTERM", SIGXCPU: "SIGXCPU", SIGXFSZ: "SIGXFSZ",
-        ]
-        return names[signal] ?? "signal \(signal)"
     }
 
     /// The most of one log `cortex worker logs` reads: far above the head and tail a supervisor keeps.
@@ -259,7 +246,7 @@ public enum WorkerTool {
             let signalled =
                 store.state.workers.live[id]?.supervisor.map { supervisor in
                     guard let owner, supervisor.isMarked(asWorker: id) else { return false }
-                    return supervisor.signalGroup(SIGTERM, ownedBy: owner)
+                    return supervisor.signalGroup(.terminate, ownedBy: owner)
                 } ?? false
             let state = store.state.workers.worker(id)?.status.rawValue ?? "stopped"
             return Report(
@@ -278,10 +265,10 @@ public enum WorkerTool {
         return Report(text: "", json: .object(["heartbeat": .string(layout.heartbeat(id)), "worker": .string(id)]))
     }
 
-    static func describe(_ exit: ProcessExit) -> String {
+    static func describe(_ exit: TerminationStatus) -> String {
         switch exit {
         case .exited(let code): "exit \(code)"
-        case .signaled(let signal): "signal \(signal)"
+        case .signaled(let signal): "signal \(signal.rawValue)"
         }
     }
 

@@ -164,7 +164,7 @@ public final class CoordinationStore {
         do {
             return try layout.folder.readFile(layout.config, limit: FileLimits.config)
         } catch {
-            if error.rawValue == ENOENT { return nil }
+            if error == .noSuchFileOrDirectory { return nil }
             throw .system("read", layout.config, error)
         }
     }

@@ -34,13 +34,13 @@ public enum CortexError: Error, Equatable, Sendable, CustomStringConvertible {
         case .io(let operation, let path, let errno):
             if errno.isPermissionDenied { return "permission denied: cannot \(operation) \(path): \(errno)" }
             // Refusals of the folder's path rules (docs/decisions/020-no-path-tricks.md).
-            switch errno.rawValue {
-            case ELOOP:
+            switch errno {
+            case .tooManySymbolicLinkLevels:
                 return
                     "refusing to \(operation) \(path): it (or a folder on its way) is a symbolic link, which Cortex never follows inside the coordination folder"
-            case Errno.notRegularFile.rawValue: return "refusing to \(operation) \(path): not a regular file"
-            case EXDEV: return "refusing to \(operation) \(path): the name leads out of its folder"
-            case EFBIG: return "refusing to \(operation) \(path): larger than its size limit"
+            case .notRegularFile: return "refusing to \(operation) \(path): not a regular file"
+            case .improperLink: return "refusing to \(operation) \(path): the name leads out of its folder"
+            case .fileTooLarge: return "refusing to \(operation) \(path): larger than its size limit"
             default: break
             }
             return "cannot \(operation) \(path): \(errno)"

@@ -74,10 +74,11 @@ struct CortexSupervise {
     static func recordStart(_ options: Options, pid: pid_t, ticks: UInt64) -> Bool {
         let arguments = cStrings(options.report + ["--started", String(pid) + ":" + String(ticks)])
         var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        _ = supervisor_spawn_addclosefrom(&actions, 3)
+        guard posix_spawn_file_actions_init(&actions) == 0 else { return false }
         var child: pid_t = 0
-        let result = posix_spawn(&child, arguments[0]!, &actions, nil, arguments, supervisor_environ())
+        // Nothing starts unless every setup step took.
+        var result = supervisor_spawn_addclosefrom(&actions, 3)
+        if result == 0 { result = posix_spawn(&child, arguments[0]!, &actions, nil, arguments, supervisor_environ()) }
         posix_spawn_file_actions_destroy(&actions)
         guard result == 0 else { return false }
         var status: Int32 = 0

@@ -109,26 +109,37 @@ final class Supervision {
         }
         stdout.fd = out[0]
         stderr.fd = err[0]
+        // Every setup step is checked: a failed one starts nothing (a missing dup2 would hand
+        // the worker our own stream instead of its pipe).
         var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_adddup2(&actions, out[1], 1)
-        posix_spawn_file_actions_adddup2(&actions, err[1], 2)
-        if let directory = options.workingDirectory { _ = supervisor_spawn_addchdir(&actions, directory) }
-        _ = supervisor_spawn_addclosefrom(&actions, 3)
         var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
         var none = sigset_t()
         sigemptyset(&none)
-        posix_spawnattr_setsigmask(&attributes, &none)
         var defaults = sigset_t()
         sigemptyset(&defaults)
         for number in [SIGPIPE, SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGCHLD, SIGUSR1, SIGUSR2, SIGALRM] { sigaddset(&defaults, number) }
-        posix_spawnattr_setsigdefault(&attributes, &defaults)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF) | supervisor_spawn_flag_setsid())
-        let result = program.withCString { path in posix_spawn(&pid, path, &actions, &attributes, command, environment) }
-        posix_spawn_file_actions_destroy(&actions)
-        posix_spawnattr_destroy(&attributes)
+        var result = posix_spawn_file_actions_init(&actions)
+        if result == 0 {
+            var steps: [Int32] = [
+                posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0),
+                posix_spawn_file_actions_adddup2(&actions, out[1], 1),
+                posix_spawn_file_actions_adddup2(&actions, err[1], 2),
+            ]
+            if let directory = options.workingDirectory { steps.append(supervisor_spawn_addchdir(&actions, directory)) }
+            steps.append(supervisor_spawn_addclosefrom(&actions, 3))
+            result = steps.first { $0 != 0 } ?? posix_spawnattr_init(&attributes)
+            if result == 0 {
+                result =
+                    [
+                        posix_spawnattr_setsigmask(&attributes, &none), posix_spawnattr_setsigdefault(&attributes, &defaults),
+                        posix_spawnattr_setflags(
+                            &attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF) | supervisor_spawn_flag_setsid()),
+                    ].first { $0 != 0 }
+                    ?? program.withCString { path in posix_spawn(&pid, path, &actions, &attributes, command, environment) }
+                posix_spawnattr_destroy(&attributes)
+            }
+            posix_spawn_file_actions_destroy(&actions)
+        }
         // The child holds its own copies; ours must go so the pipes reach end of file when it ends.
         close(out[1])
         close(err[1])

@@ -83,25 +83,22 @@ func processStartTicks(_ pid: pid_t) -> UInt64? {
 /// The path of `program`: itself when it holds a `/`, else the first executable of that name
 /// in the `PATH` of `environment` (the worker's, not ours), else nil.
 func resolve(_ program: UnsafeMutablePointer<CChar>, environment: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>) -> String? {
-    let name = String(cString: program)
-    guard !name.isEmpty else { return nil }
-    if name.utf8.contains(UInt8(ascii: "/")) { return name }
-    var search = "/usr/local/bin:/usr/bin:/bin"
+    var search: UnsafePointer<CChar>? = nil  // nil: the default PATH
     var index = 0
     while let entry = environment[index] {
         if strncmp(entry, "PATH=", 5) == 0 {
-            search = String(cString: entry + 5)
+            search = UnsafePointer(entry + 5)
             break
         }
         index += 1
     }
-    for folder in search.utf8.split(separator: UInt8(ascii: ":"), omittingEmptySubsequences: false) {
-        let prefix = folder.isEmpty ? "." : String(decoding: folder, as: UTF8.self)
-        let candidate = prefix + "/" + name
-        var info = stat()
-        if access(candidate, X_OK) == 0, stat(candidate, &info) == 0, info.st_mode & UInt32(S_IFMT) != UInt32(S_IFDIR) { return candidate }
+    // The library's lookup too (CCortexCommon), so both find the same program.
+    var found = [CChar](repeating: 0, count: 4097)
+    let result = found.withUnsafeMutableBufferPointer { buffer in
+        cortex_find_executable(program, search, buffer.baseAddress, buffer.count)
     }
-    return nil
+    guard result == 0 else { return nil }
+    return found.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
 }
 
 /// Writes `message` to stderr as one line.

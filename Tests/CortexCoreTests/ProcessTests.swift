@@ -20,7 +20,7 @@ import Testing
         #expect(me.isAliveAndOurs)
         let impostor = ProcessIdentity(pid: me.pid, startTicks: me.startTicks + 1)
         #expect(!impostor.isAlive, "same pid, other start time: a recycled pid")
-        #expect(!impostor.signalGroup(0), "a recycled pid must never be signalled")
+        #expect(!impostor.signalGroup(.probe), "a recycled pid must never be signalled")
         #expect(ProcessIdentity.of(pid: Int32.max) == nil)
     }
 
@@ -47,7 +47,7 @@ import Testing
 
 @Suite struct SpawnerTests {
     /// Runs `sh -c script` through the spawner with stdout to a file, and returns that output.
-    func run(_ script: String, in folder: TemporaryDirectory) throws -> (String, ProcessExit, pid_t) {
+    func run(_ script: String, in folder: TemporaryDirectory) throws -> (String, TerminationStatus, pid_t) {
         let path = folder.path + "/out.txt"
         let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         try #require(fd >= 0)
@@ -84,7 +84,7 @@ import Testing
     @Test func exitCodesAndSignalsAreReported() throws {
         let folder = try TemporaryDirectory()
         #expect(try run("exit 7", in: folder).1 == .exited(7))
-        #expect(try run("kill -TERM $$", in: folder).1 == .signaled(SIGTERM))
+        #expect(try run("kill -TERM $$", in: folder).1 == .signaled(.terminate))
     }
 
     @Test func aMissingProgramIsNotFound() {

@@ -27,7 +27,7 @@ import Testing
         fold.apply(
             .worker(
                 .exited(
-                    worker: "w-1.1", supervisor: Self.supervisor, exit: .signaled(9), timedOut: false, tokensUsed: tokensUsed,
+                    worker: "w-1.1", supervisor: Self.supervisor, exit: .signaled(.kill), timedOut: false, tokensUsed: tokensUsed,
                     evidence: .roomy)))
     }
 

@@ -29,7 +29,7 @@ import Testing
         /// Supervises, starts and ends worker `id` with `exit`.
         @discardableResult
         mutating func run(
-            _ id: String, exit: ProcessExit = .exited(0), tokensUsed: Int64? = nil, evidence: MachineEvidence = .roomy
+            _ id: String, exit: TerminationStatus = .exited(0), tokensUsed: Int64? = nil, evidence: MachineEvidence = .roomy
         ) -> Outcome {
             let supervisor = ProcessIdentity(pid: 100, startTicks: 1)
             apply(.worker(.supervise(worker: id, supervisor: supervisor)))
@@ -115,9 +115,9 @@ import Testing
         var spec = WorkerSpec(command: ["x"])
         spec.restart = .onFailure
         _ = fold.spawn(spec)
-        #expect(fold.run("w-1.0", exit: .signaled(SIGKILL)) == .workerExited(worker: "w-1.0", restarting: true))
+        #expect(fold.run("w-1.0", exit: .signaled(.kill)) == .workerExited(worker: "w-1.0", restarting: true))
         #expect(fold.state.workers.live["w-1.0"]?.restarts == 1)
-        #expect(fold.state.workers.live["w-1.0"]?.lastExit == .signaled(SIGKILL))
+        #expect(fold.state.workers.live["w-1.0"]?.lastExit == .signaled(.kill))
         // The same supervisor keeps it: started again, then a clean exit ends it.
         let supervisor = ProcessIdentity(pid: 100, startTicks: 1)
         fold.apply(.worker(.started(worker: "w-1.0", supervisor: supervisor, process: ProcessIdentity(pid: 300, startTicks: 3))))
@@ -138,7 +138,7 @@ import Testing
             fold.apply(
                 .worker(
                     .exited(
-                        worker: "w-1.6", supervisor: supervisor, exit: .signaled(SIGTERM), timedOut: false, tokensUsed: nil,
+                        worker: "w-1.6", supervisor: supervisor, exit: .signaled(.terminate), timedOut: false, tokensUsed: nil,
                         evidence: .roomy)))
                 == .workerExited(worker: "w-1.6", restarting: false))
         #expect(fold.state.workers.recent.last?.status == .stopped)
@@ -236,7 +236,7 @@ import Testing
         let exit = fold.apply(
             .worker(
                 .exited(
-                    worker: "w-1.0", supervisor: supervisor, exit: .signaled(SIGKILL), timedOut: false, tokensUsed: nil,
+                    worker: "w-1.0", supervisor: supervisor, exit: .signaled(.kill), timedOut: false, tokensUsed: nil,
                     evidence: .roomy)))
         #expect(exit == .workerExited(worker: "w-1.0", restarting: true), "the supervisor still learns it restarts")
         #expect(fold.state.tasks.version == version + 1)

@@ -351,9 +351,9 @@ struct SpawnTests {
         try sandbox.waitUntil("the orphan that wrote to its dead pipe is gone") { !ProcStat.exists(speaker) }
         // The second is stopped the way a reaper would: SIGKILL to its group, only if pid and start time match.
         let silent = try #require(workers[ids[1]])
-        #expect(silent.signalGroup(SIGKILL), "the recorded identity still names the orphan")
+        #expect(silent.signalGroup(.kill), "the recorded identity still names the orphan")
         try sandbox.waitUntil("the orphan's group is gone") { ProcStat.all().allSatisfy { $0.group != silent.pid } }
-        #expect(!silent.signalGroup(SIGKILL), "a dead identity is never signalled")
+        #expect(!silent.signalGroup(.kill), "a dead identity is never signalled")
         // Nothing recorded either end: that is left to the reaper.
         #expect(try sandbox.show(ids[0]).string("status") == "running")
         try sandbox.expectNoProcessesLeft()

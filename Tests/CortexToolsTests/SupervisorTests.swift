@@ -18,10 +18,10 @@ import Testing
     struct Reported {
         var started: ProcessIdentity?
         var options: [String: String] = [:]
-        var exit: ProcessExit? {
+        var exit: TerminationStatus? {
             let parts = options["--exit"]?.split(separator: ":") ?? []
             guard parts.count == 2, let number = Int32(parts[1]) else { return nil }
-            return parts[0] == "exited" ? .exited(number) : .signaled(number)
+            return parts[0] == "exited" ? .exited(number) : .signaled(Signal(rawValue: number))
         }
         func has(_ flag: String) -> Bool { options[flag] != nil }
         func summary(_ stream: String) -> StreamSummary? {
@@ -47,7 +47,7 @@ import Testing
     }
 
     /// Runs `plan` to its end; returns the supervisor's exit and what it reported.
-    func supervise(_ plan: SupervisionPlan, in folder: TemporaryDirectory, reporter: String = "") throws -> (ProcessExit?, Reported) {
+    func supervise(_ plan: SupervisionPlan, in folder: TemporaryDirectory, reporter: String = "") throws -> (TerminationStatus?, Reported) {
         let pid = try start(plan, in: folder, reporter: reporter)
         let exit = try Spawner.waitForExit(pid)
         return (exit, try report(folder))
@@ -99,7 +99,7 @@ import Testing
 
     @Test func aSignalThatEndsTheWorkerIsReported() throws {
         let folder = try TemporaryDirectory()
-        #expect(try supervise(plan("kill -9 $$", in: folder), in: folder).1.exit == .signaled(SIGKILL))
+        #expect(try supervise(plan("kill -9 $$", in: folder), in: folder).1.exit == .signaled(.kill))
     }
 
     @Test func theWorkerIsReapedBeforeTheEndIsReported() throws {
@@ -182,7 +182,7 @@ import Testing
         timed.graceMilliseconds = 300
         let (_, reported) = try supervise(timed, in: folder)
         #expect(reported.has("--timed-out") && reported.has("--killed-after-grace") && !reported.has("--stop-signal"))
-        #expect(reported.exit == .signaled(SIGKILL), "TERM was ignored, so KILL ended it")
+        #expect(reported.exit == .signaled(.kill), "TERM was ignored, so KILL ended it")
         let grandchild = try #require(Int32(try text(folder.path + "/stdout.log").split(separator: "\n").first ?? ""))
         #expect(grandchild != reported.started?.pid)
         #expect(try eventually { !isRunning(grandchild) }, "the grandchild in the worker's group is gone too")

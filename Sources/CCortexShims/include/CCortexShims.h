@@ -1,6 +1,7 @@
 #ifndef CCORTEX_SHIMS_H
 #define CCORTEX_SHIMS_H
 
+#include "CCortexCommon.h"
 #include <stdint.h>
 #include <signal.h>
 #include <stddef.h>

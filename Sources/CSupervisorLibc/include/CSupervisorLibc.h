@@ -5,6 +5,7 @@
 /// which has no Glibc module: the headers it needs are included here, and the few things Swift
 /// cannot reach directly (errno, macros, the process's arguments) are one-line forwarders.
 
+#include "CCortexCommon.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>

@@ -71,7 +71,7 @@ public final class FileJournal {
             POSIX.close(fd)
             return true
         } catch {
-            if error.rawValue == EEXIST { return false }
+            if error == .fileExists { return false }
             throw .system("create", path, error)
         }
     }

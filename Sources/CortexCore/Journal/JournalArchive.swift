@@ -48,7 +48,7 @@ extension FileJournal {
         let path = path(ofSegment: segment)
         let fd: Int32
         do { fd = try folder.openRegular(path).fd } catch {
-            if error.rawValue == ENOENT { return .missing }
+            if error == .noSuchFileOrDirectory { return .missing }
             throw .system("open", path, error)
         }
         guard (try? FileJournal.archiveNamed(byTombstoneAt: fd, path: path)) != nil else {
@@ -59,7 +59,7 @@ extension FileJournal {
         do {
             return .open(fd: try folder.openRegular(archived).fd, path: archived, archived: true)
         } catch {
-            if error.rawValue == ENOENT { return .purged(archive: archived) }
+            if error == .noSuchFileOrDirectory { return .purged(archive: archived) }
             throw .system("open", archived, error)
         }
     }
@@ -69,7 +69,7 @@ extension FileJournal {
         let path = path(ofSegment: segment)
         let fd: Int32
         do { fd = try folder.openRegular(path).fd } catch {
-            if error.rawValue == ENOENT { return false }
+            if error == .noSuchFileOrDirectory { return false }
             throw .system("open", path, error)
         }
         defer { POSIX.close(fd) }
@@ -110,7 +110,7 @@ extension FileJournal {
         } catch {
             // EEXIST: an earlier or concurrent archiver linked it first. It linked the segment, not
             // a tombstone: the tombstone is renamed in only after the link exists.
-            guard error.rawValue == EEXIST else { throw .system("link into", target, error) }
+            guard error == .fileExists else { throw .system("link into", target, error) }
         }
         let archive = archiveDirectory
         try withPath("fsync", archive) { () throws(Errno) in try folder.syncDirectory(archive) }

@@ -50,22 +50,14 @@ public final class JournalWatcher {
     /// - Returns: true when woken by a change.
     public func wait(timeoutMilliseconds: Int32) -> Bool {
         var request = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-        while true {
-            let ready = poll(&request, 1, timeoutMilliseconds)
-            if ready < 0 && errno == EINTR { continue }
-            if ready <= 0 { return false }
-            drain()
-            return true
-        }
+        let ready = (try? retryingInterrupts { poll(&request, 1, timeoutMilliseconds) }) ?? -1
+        if ready <= 0 { return false }
+        drain()
+        return true
     }
 
     private func drain() {
         var buffer = [UInt8](repeating: 0, count: 16 * 1024)
-        while true {
-            let got = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress!, $0.count) }
-            if got > 0 { continue }
-            if got < 0 && errno == EINTR { continue }
-            return
-        }
+        while let got = try? retryingInterrupts({ buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress!, $0.count) } }), got > 0 {}
     }
 }

@@ -96,14 +96,14 @@ public final class FolderDescriptor: @unchecked Sendable {
             do throws(Errno) {
                 opened = try retryingInterrupts { cortex_openat_beneath(rootFD, relative, flags, 0) }
             } catch {
-                guard error.rawValue == ENOSYS else { throw error }
+                guard error == .noFunction else { throw error }
                 FolderDescriptor.openat2Missing = true
             }
         }
         let fd: Int32
         if let opened { fd = opened } else { fd = try FolderDescriptor.walk(relative, from: rootFD, flags: flags) }
         do throws(Errno) {
-            guard try POSIX.status(fd).st_mode & S_IFMT == S_IFDIR else { throw Errno(ENOTDIR) }
+            guard try POSIX.status(fd).st_mode & S_IFMT == S_IFDIR else { throw Errno.notDirectory }
         } catch {
             POSIX.close(fd)
             throw error
@@ -114,12 +114,12 @@ public final class FolderDescriptor: @unchecked Sendable {
     /// The fallback for kernels without `openat2`: one `openat(O_NOFOLLOW)` per component, `..`
     /// refused (EXDEV, as `RESOLVE_BENEATH` would).
     static func walk(_ relative: String, from start: Int32, flags: Int32) throws(Errno) -> Int32 {
-        guard !relative.hasPrefix("/") else { throw Errno(EXDEV) }
+        guard !relative.hasPrefix("/") else { throw Errno.improperLink }
         var current = try retryingInterrupts { fcntl(start, F_DUPFD_CLOEXEC, 0) }
         for component in relative.split(separator: "/") where component != "." {
             guard component != ".." else {
                 POSIX.close(current)
-                throw Errno(EXDEV)
+                throw Errno.improperLink
             }
             let next: Int32
             do {
@@ -169,7 +169,7 @@ public final class FolderDescriptor: @unchecked Sendable {
     /// refusing names that are empty, `.` or `..`.
     private func withParent<T>(_ name: String, _ body: (Int32, String) throws(Errno) -> T) throws(Errno) -> T {
         let (folder, leaf) = split(name)
-        guard !leaf.isEmpty, leaf != ".", leaf != ".." else { throw Errno(EXDEV) }
+        guard !leaf.isEmpty, leaf != ".", leaf != ".." else { throw Errno.improperLink }
         return try withFolder(folder) { (fd) throws(Errno) in try body(fd, leaf) }
     }
 
@@ -189,7 +189,7 @@ public final class FolderDescriptor: @unchecked Sendable {
         let fd: Int32
         do { fd = try open(name, flags, mode: mode) } catch {
             // A FIFO opened for writing with no reader: not a regular file either.
-            throw error.rawValue == ENXIO ? Errno.notRegularFile : error
+            throw error == .noSuchAddressOrDevice ? Errno.notRegularFile : error
         }
         do throws(Errno) {
             let info = try POSIX.status(fd)
@@ -211,8 +211,10 @@ public final class FolderDescriptor: @unchecked Sendable {
     /// descriptor, for a reader that trusts a file by its owner or mode.
     public func readFileWithStatus(_ name: String, limit: Int) throws(Errno) -> (bytes: [UInt8], info: stat) {
         let (fd, info) = try openRegular(name)
-        defer { POSIX.close(fd) }
-        return (try POSIX.readBounded(fd, size: Int64(info.st_size), limit: limit), info)
+        let bytes = try FileDescriptor(rawValue: fd).closeAfter { () throws(Errno) in
+            try POSIX.readBounded(fd, size: Int64(info.st_size), limit: limit)
+        }
+        return (bytes, info)
     }
 
     /// Metadata of `name` itself (a link is described, never followed), or nil when nothing is there.
@@ -224,7 +226,7 @@ public final class FolderDescriptor: @unchecked Sendable {
                 return info
             }
         } catch {
-            if error.rawValue == ENOENT || error.rawValue == ENOTDIR { return nil }
+            if error == .noSuchFileOrDirectory || error == .notDirectory { return nil }
             throw error
         }
     }
@@ -256,11 +258,11 @@ public final class FolderDescriptor: @unchecked Sendable {
                 try mode.apply(to: fd)
                 return
             }
-            guard errno == EEXIST else { throw Errno.current }
+            guard Errno.current == .fileExists else { throw Errno.current }
             var info = stat()
             _ = try retryingInterrupts { fstatat(folder, leaf, &info, AT_SYMLINK_NOFOLLOW) }
-            if info.st_mode & S_IFMT == S_IFLNK { throw Errno(ELOOP) }
-            if info.st_mode & S_IFMT != S_IFDIR { throw Errno(ENOTDIR) }
+            if info.st_mode & S_IFMT == S_IFLNK { throw Errno.tooManySymbolicLinkLevels }
+            if info.st_mode & S_IFMT != S_IFDIR { throw Errno.notDirectory }
         }
     }
 
@@ -317,7 +319,7 @@ extension POSIX {
     /// The bytes of the file open at `fd`, whose `fstat` size is `size`: at most `limit` bytes
     /// are ever read; a larger file (or one that grew past the limit) fails with `EFBIG`.
     public static func readBounded(_ fd: Int32, size: Int64, limit: Int) throws(Errno) -> [UInt8] {
-        guard size <= Int64(limit) else { throw Errno(EFBIG) }
+        guard size <= Int64(limit) else { throw Errno.fileTooLarge }
         var all: [UInt8] = []
         var offset: Int64 = 0
         while true {
@@ -325,7 +327,7 @@ extension POSIX {
             if chunk.isEmpty { return all }
             all += chunk
             offset += Int64(chunk.count)
-            if all.count > limit { throw Errno(EFBIG) }
+            if all.count > limit { throw Errno.fileTooLarge }
         }
     }
 
@@ -354,18 +356,19 @@ extension POSIX {
     public static func readInputFile(_ path: String, what: String, limit: Int) throws(CortexError) -> [UInt8] {
         let fd: Int32
         do { fd = try open(path, O_RDONLY | O_NONBLOCK) } catch {
-            if error.rawValue == ENOENT { throw .notFound("no \(what) \(path)") }
-            if error.rawValue == ENXIO { throw .badInput("\(what) \(path) is not a regular file") }
+            if error == .noSuchFileOrDirectory { throw .notFound("no \(what) \(path)") }
+            if error == .noSuchAddressOrDevice { throw .badInput("\(what) \(path) is not a regular file") }
             throw .system("read", path, error)
         }
-        defer { close(fd) }
-        let info = try withPath("stat", path) { () throws(Errno) in try status(fd) }
-        guard info.st_mode & S_IFMT == S_IFREG else { throw .badInput("\(what) \(path) is not a regular file") }
-        do {
-            return try readBounded(fd, size: Int64(info.st_size), limit: limit)
-        } catch {
-            if error.rawValue == EFBIG { throw .badInput("\(what) \(path) is larger than the \(limit)-byte limit") }
-            throw .system("read", path, error)
+        return try FileDescriptor(rawValue: fd).closeAfter { () throws(CortexError) in
+            let info = try withPath("stat", path) { () throws(Errno) in try status(fd) }
+            guard info.st_mode & S_IFMT == S_IFREG else { throw .badInput("\(what) \(path) is not a regular file") }
+            do throws(Errno) {
+                return try readBounded(fd, size: Int64(info.st_size), limit: limit)
+            } catch {
+                if error == .fileTooLarge { throw .badInput("\(what) \(path) is larger than the \(limit)-byte limit") }
+                throw .system("read", path, error)
+            }
         }
     }
 }

@@ -38,12 +38,14 @@ public enum GroupFolder {
     }
 
     private static func change(_ path: String, isFolder: Bool, _ gid: gid_t, _ mode: mode_t, followingLinks: Bool) throws(Errno) {
-        let fd = try POSIX.open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | (followingLinks ? 0 : O_NOFOLLOW) | (isFolder ? O_DIRECTORY : 0))
-        defer { POSIX.close(fd) }
-        let info = try POSIX.status(fd)
-        guard info.st_mode & S_IFMT == (isFolder ? S_IFDIR : S_IFREG) else { return }
-        // The group first: changing it clears the set-group-ID bit, which the mode then sets.
-        if info.st_gid != gid { _ = try retryingInterrupts { fchown(fd, uid_t.max, gid) } }
-        try CreationMode.exact(mode).apply(to: fd)
+        let flags = O_RDONLY | O_NONBLOCK | O_NOCTTY | (followingLinks ? 0 : O_NOFOLLOW) | (isFolder ? O_DIRECTORY : 0)
+        let file = try FileDescriptor.open(path, flags)
+        try file.closeAfter { () throws(Errno) in
+            let info = try file.status()
+            guard info.st_mode & S_IFMT == (isFolder ? S_IFDIR : S_IFREG) else { return }
+            // The group first: changing it clears the set-group-ID bit, which the mode then sets.
+            if info.st_gid != gid { _ = try retryingInterrupts { fchown(file.rawValue, uid_t.max, gid) } }
+            try CreationMode.exact(mode).apply(to: file.rawValue)
+        }
     }
 }

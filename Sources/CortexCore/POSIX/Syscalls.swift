@@ -1,20 +1,22 @@
 import CCortexShims
 import Glibc
 
-// The one place CortexCore calls into the C library for files. Every call retries EINTR
-// here and turns -1 into a thrown `Errno`, so no other file needs an EINTR policy of its own.
-// `close` is the exception: on Linux the descriptor is gone even when close reports EINTR,
-// and retrying could close a descriptor another thread was just given.
+// The system-call layer (docs/decisions/029-system-call-layer.md): this folder is where Cortex
+// calls the C library; CortexCLI never does (`.ci/lint-syscalls` checks). Every call retries
+// EINTR through `retryingInterrupts` below and turns -1 into a thrown `Errno`, so no other file
+// needs an EINTR loop of its own. `close` is the exception: on Linux the descriptor is gone
+// even when close reports EINTR, and retrying could close a descriptor another thread was just given.
 
-/// Runs a system call that reports failure as `-1` and `errno`, retrying `EINTR`.
+/// The one EINTR policy: runs a system call that reports failure as `-1` and `errno`, again
+/// while it was interrupted, and throws any other failure as `Errno`.
 @inline(__always)
 func retryingInterrupts<T: FixedWidthInteger>(_ body: () -> T) throws(Errno) -> T {
     while true {
         let result = body()
         if result != -1 { return result }
-        let code = errno
-        if code == EINTR { continue }
-        throw Errno(code)
+        let failure = Errno.current
+        if failure == .interrupted { continue }
+        throw failure
     }
 }
 
@@ -79,7 +81,7 @@ public enum POSIX {
                     filled += got
                 } else if got == 0 {
                     break
-                } else if errno != EINTR {
+                } else if Errno.current != .interrupted {
                     failure = Errno.current
                     break
                 }
@@ -95,11 +97,12 @@ public enum POSIX {
     /// bytes (`EFBIG` past it). Throws `ENOENT` when it does not exist. Files inside a folder are
     /// read with `FolderDescriptor.readFile`.
     public static func readFile(_ path: String, limit: Int = 1 << 20) throws(Errno) -> [UInt8] {
-        let fd = try open(path, O_RDONLY | O_NONBLOCK)
-        defer { close(fd) }
-        let info = try status(fd)
-        guard info.st_mode & S_IFMT == S_IFREG else { throw Errno.notRegularFile }
-        return try readBounded(fd, size: Int64(info.st_size), limit: limit)
+        let file = try FileDescriptor.open(path, O_RDONLY | O_NONBLOCK)
+        return try file.closeAfter { () throws(Errno) in
+            let info = try file.status()
+            guard info.st_mode & S_IFMT == S_IFREG else { throw Errno.notRegularFile }
+            return try readBounded(file.rawValue, size: Int64(info.st_size), limit: limit)
+        }
     }
 
     /// A pipe with both ends close-on-exec, so only a child given an end explicitly (dup2) holds it.
@@ -122,7 +125,7 @@ public enum POSIX {
         do {
             return try retryingInterrupts { Glibc.read(fd, buffer.baseAddress, buffer.count) }
         } catch {
-            if error.rawValue == EAGAIN || error.rawValue == EWOULDBLOCK { return nil }
+            if error == .resourceTemporarilyUnavailable || error == .wouldBlock { return nil }
             throw error
         }
     }
@@ -136,7 +139,7 @@ public enum POSIX {
     public static func fsync(_ fd: Int32) throws(Errno) {
         let result = Glibc.fsync(fd)
         // fsync on a special file may report EINVAL; there is nothing to flush then.
-        if result == -1 && errno != EINVAL { throw Errno.current }
+        if result == -1 && Errno.current != .invalidArgument { throw Errno.current }
     }
 
     /// Flushes a file's data (not its timestamps). The corresponding C function is `fdatasync`.
@@ -146,9 +149,8 @@ public enum POSIX {
 
     /// Opens `directory` and `fsync`s it, so that a rename inside it survives a crash.
     public static func fsyncDirectory(_ directory: String) throws(Errno) {
-        let fd = try open(directory, O_RDONLY | O_DIRECTORY)
-        defer { close(fd) }
-        try fsync(fd)
+        let folder = try FileDescriptor.open(directory, O_RDONLY | O_DIRECTORY)
+        try folder.closeAfter { () throws(Errno) in try fsync(folder.rawValue) }
     }
 
     /// Renames atomically within one file system. The corresponding C function is `rename`.
@@ -171,7 +173,7 @@ public enum POSIX {
     @discardableResult
     public static func makeDirectory(_ path: String, mode: mode_t = 0o777) throws(Errno) -> Bool {
         if Glibc.mkdir(path, mode) == 0 { return true }
-        if errno == EEXIST { return false }
+        if Errno.current == .fileExists { return false }
         throw Errno.current
     }
 
@@ -179,7 +181,7 @@ public enum POSIX {
     public static func status(_ path: String) throws(Errno) -> stat? {
         var info = stat()
         if lstatOrStat(path, &info) == 0 { return info }
-        if errno == ENOENT || errno == ENOTDIR { return nil }
+        if [.noSuchFileOrDirectory, .notDirectory].contains(Errno.current) { return nil }
         throw Errno.current
     }
 
@@ -188,7 +190,7 @@ public enum POSIX {
     public static func status(_ path: String, followingLinks: Bool) throws(Errno) -> stat? {
         var info = stat()
         if fstatat(AT_FDCWD, path, &info, followingLinks ? 0 : AT_SYMLINK_NOFOLLOW) == 0 { return info }
-        if errno == ENOENT || errno == ENOTDIR { return nil }
+        if [.noSuchFileOrDirectory, .notDirectory].contains(Errno.current) { return nil }
         throw Errno.current
     }
 
@@ -223,7 +225,7 @@ public enum POSIX {
         var filled = 0
         while filled < count {
             let got = bytes.withUnsafeMutableBytes { cortex_getrandom($0.baseAddress! + filled, count - filled) }
-            if got > 0 { filled += got } else if errno != EINTR { break }
+            if got > 0 { filled += got } else if Errno.current != .interrupted { break }
         }
         if filled < count {
             // getrandom cannot fail on Linux ≥ 3.17 once the pool is initialised; fall back anyway.
@@ -284,4 +286,9 @@ public enum POSIX {
         clock_gettime(CLOCK_MONOTONIC, &now)
         return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
     }
+}
+
+extension stat {
+    /// True when this is a folder (`S_ISDIR`).
+    public var isDirectory: Bool { st_mode & S_IFMT == S_IFDIR }
 }

@@ -39,7 +39,7 @@ public struct Credentials: Equatable, Hashable, Sendable {
     ///   group can be vouched for, so nothing is run as that user.
     public static func of(user uid: uid_t, in database: UserDatabase = .system) throws(CortexError) -> Credentials {
         guard let account = database.user(uid: uid) else {
-            throw .io(operation: "find the passwd entry of", path: "uid \(uid)", errno: Errno(EPERM))
+            throw .io(operation: "find the passwd entry of", path: "uid \(uid)", errno: Errno.notPermitted)
         }
         return of(account, in: database)
     }

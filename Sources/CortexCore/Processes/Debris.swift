@@ -13,7 +13,7 @@ public enum Debris {
         ]
         for name in (try? layout.folder.entries(layout.workers)) ?? [] where !name.hasPrefix(".") {
             let path = layout.workers + "/" + name
-            if let info = try? layout.folder.status(path), info.st_mode & S_IFMT == S_IFDIR { folders.append(path) }
+            if let info = try? layout.folder.status(path), info.isDirectory { folders.append(path) }
         }
         return folders
     }

@@ -25,7 +25,7 @@ public struct ProcessIdentity: Equatable, Hashable, Sendable {
     }
 
     /// This process.
-    public static var current: ProcessIdentity? { of(pid: getpid()) }
+    public static var current: ProcessIdentity? { of(pid: POSIX.processID) }
 
     /// Reads the start time from the text of `/proc/<pid>/stat`. The command name (field 2) is in
     /// parentheses and may contain spaces or parentheses itself, so fields are counted from the
@@ -47,7 +47,7 @@ public struct ProcessIdentity: Equatable, Hashable, Sendable {
     public var isAlive: Bool { ProcessIdentity.of(pid: pid) == self }
 
     /// True when the process is alive and belongs to the calling user.
-    public var isAliveAndOurs: Bool { isAlive(ownedBy: getuid()) }
+    public var isAliveAndOurs: Bool { isAlive(ownedBy: POSIX.userID) }
 
     /// True when a process with this pid exists, started at this time, and runs as `owner`
     /// only: its real, effective, saved and file-system user ids are all `owner` (so a set-uid
@@ -73,7 +73,7 @@ public struct ProcessIdentity: Equatable, Hashable, Sendable {
             case .unmarked: return false
             case .inExec:
                 guard isAlive else { return false }
-                usleep(10_000)
+                POSIX.sleep(milliseconds: 10)
             }
         }
         return false
@@ -122,13 +122,13 @@ public struct ProcessIdentity: Equatable, Hashable, Sendable {
     /// each member of the group that runs as `owner`, so a process of another user that joined
     /// the group (a set-uid helper) is left alone. Returns false (and signals nothing) otherwise.
     @discardableResult
-    public func signalGroup(_ signal: Int32, ownedBy owner: uid_t = getuid()) -> Bool {
-        let caller = getuid()
+    public func signalGroup(_ signal: Signal, ownedBy owner: uid_t = POSIX.userID) -> Bool {
+        let caller = POSIX.userID
         guard caller == owner || caller == 0, isAlive(ownedBy: owner) else { return false }
-        if caller == owner { return kill(-pid, signal) == 0 || kill(pid, signal) == 0 }
+        if caller == owner { return kill(-pid, signal.rawValue) == 0 || kill(pid, signal.rawValue) == 0 }
         var any = false
         for member in ProcessIdentity.groupMembers(pid) where ProcessIdentity.userIDs(of: member)?.allSatisfy({ $0 == owner }) == true {
-            if kill(member, signal) == 0 { any = true }
+            if kill(member, signal.rawValue) == 0 { any = true }
         }
         return any
     }
@@ -149,19 +149,20 @@ public struct ProcessIdentity: Equatable, Hashable, Sendable {
     /// Waits up to `milliseconds` for this process to end, on a pidfd (no polling; it works for
     /// processes that are not our children). True when it has ended.
     public func waitForEnd(milliseconds: Int64) -> Bool {
-        let fd = cortex_pidfd_open(pid)
-        guard fd >= 0 else { return !isAlive }
-        defer { close(fd) }
-        // Opened after the check below could be a recycled pid's: look again once it is open.
-        guard isAlive else { return true }
-        var watch = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-        let deadline = POSIX.monotonicNanoseconds() + UInt64(max(0, milliseconds)) * 1_000_000
-        while true {
-            let now = POSIX.monotonicNanoseconds()
-            let left = now >= deadline ? 0 : Int32(min(Int64(Int32.max), Int64((deadline - now) / 1_000_000)))
-            let ready = poll(&watch, 1, left)
-            if ready > 0 { return true }
-            if ready == 0 || errno != EINTR { return !isAlive }
+        let opened = cortex_pidfd_open(pid)
+        guard opened >= 0 else { return !isAlive }
+        return FileDescriptor(rawValue: opened).closeAfter {
+            // Opened after the check below could be a recycled pid's: look again once it is open.
+            guard isAlive else { return true }
+            var watch = pollfd(fd: opened, events: Int16(POLLIN), revents: 0)
+            let deadline = POSIX.monotonicNanoseconds() + UInt64(max(0, milliseconds)) * 1_000_000
+            func left() -> Int32 {
+                let now = POSIX.monotonicNanoseconds()
+                return now >= deadline ? 0 : Int32(min(Int64(Int32.max), Int64((deadline - now) / 1_000_000)))
+            }
+            // An interrupted poll starts again with what is left of the time.
+            let ready = (try? retryingInterrupts { poll(&watch, 1, left()) }) ?? -1
+            return ready > 0 ? true : !isAlive
         }
     }
 

@@ -232,7 +232,7 @@ public enum Reaper {
         -> [Leftover]
     {
         guard !identities.isEmpty, let name = spec.request, let owner = WorkerRequest.owner(name, in: layout) else { return [] }
-        let caller = getuid()
+        let caller = POSIX.userID
         guard caller == owner || caller == 0 else { return [] }
         return identities.filter { $0.isAlive(ownedBy: owner) && $0.isMarked(asWorker: worker) }.map {
             Leftover(process: $0, owner: owner)
@@ -354,12 +354,12 @@ public enum Reaper {
     /// pid and start time match, and that runs as its worker's requester, is ever signalled
     /// (root signals only the requester's processes of the group). Returns the processes signalled.
     public static func stopGroups(_ leftovers: [Leftover], grace: Int64) -> [Leftover] {
-        let signalled = leftovers.filter { $0.process.signalGroup(SIGTERM, ownedBy: $0.owner) }
+        let signalled = leftovers.filter { $0.process.signalGroup(.terminate, ownedBy: $0.owner) }
         let deadline = POSIX.monotonicNanoseconds() + UInt64(max(0, grace)) * 1_000_000
         for leftover in signalled {
             let now = POSIX.monotonicNanoseconds()
             let left = now >= deadline ? 0 : Int64((deadline - now) / 1_000_000)
-            if !leftover.process.waitForEnd(milliseconds: left) { leftover.process.signalGroup(SIGKILL, ownedBy: leftover.owner) }
+            if !leftover.process.waitForEnd(milliseconds: left) { leftover.process.signalGroup(.kill, ownedBy: leftover.owner) }
         }
         return signalled
     }

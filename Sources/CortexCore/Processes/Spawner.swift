@@ -39,42 +39,38 @@ public struct SpawnRequest: Sendable {
     }
 }
 
-/// How a process ended.
-public enum ProcessExit: Equatable, Sendable {
-    /// It called `exit` with this code.
-    case exited(Int32)
-    /// A signal ended it.
-    case signaled(Int32)
-
-    /// `{"exit_code": N}` or `{"signal": N}`.
-    public var json: JSONValue {
-        switch self {
-        case .exited(let code): .object(["exit_code": .int(Int64(code))])
-        case .signaled(let signal): .object(["signal": .int(Int64(signal))])
-        }
-    }
-}
-
 /// Starting and reaping child processes with the descriptor and signal hygiene of
 /// swift-subprocess: `posix_spawn` (never `fork` from Swift), an empty signal mask and default
 /// dispositions in the child, every descriptor from 3 up closed, optionally a new session.
 public enum Spawner {
     /// Signals whose disposition the child gets back to default (a caller may ignore or handle them).
-    static let resetSignals: [Int32] = [SIGPIPE, SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGCHLD, SIGUSR1, SIGUSR2, SIGALRM]
+    static let resetSignals: [Signal] = [
+        .brokenPipe, .interrupt, .terminate, .hangup, .quit, .childStatusChange, .userDefinedOne, .userDefinedTwo, .alarm,
+    ]
 
     /// Starts `request` and returns the child's pid; the caller must reap it (`waitForExit`).
+    /// Every step of the `posix_spawn` setup is checked: a failed one throws, and nothing is
+    /// started with half of its setup (a missing `dup2` would hand the child the caller's stream).
     /// - Throws: `CortexError.notFound` when the program does not exist, `.io` otherwise.
     public static func spawn(_ request: SpawnRequest) throws(CortexError) -> pid_t {
         guard let program = request.arguments.first, !program.isEmpty else { throw .usage("no command to run") }
         if let credentials = request.credentials { return try spawn(request, as: credentials) }
+        guard let path = ExecutableSearch.find(program) else {
+            throw .notFound("no program \(program) (not a path, and not found in PATH)")
+        }
+        /// Turns a setup call's nonzero return code into the error to throw.
+        func check(_ result: Int32, _ step: String) throws(CortexError) {
+            if result != 0 { throw .system("set up \(step) for", program, Errno(result)) }
+        }
         var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
+        try check(posix_spawn_file_actions_init(&actions), "file actions")
         defer { posix_spawn_file_actions_destroy(&actions) }
         for (source, target) in [(request.standardInput, 0), (request.standardOutput, 1), (request.standardError, 2)] {
             if let source {
-                posix_spawn_file_actions_adddup2(&actions, source, Int32(target))
+                try check(posix_spawn_file_actions_adddup2(&actions, source, Int32(target)), "descriptor \(source) as \(target)")
             } else {
-                posix_spawn_file_actions_addopen(&actions, Int32(target), "/dev/null", target == 0 ? O_RDONLY : O_WRONLY, 0)
+                let flags = target == 0 ? O_RDONLY : O_WRONLY
+                try check(posix_spawn_file_actions_addopen(&actions, Int32(target), "/dev/null", flags, 0), "/dev/null as \(target)")
             }
         }
         if let directory = request.workingDirectory {
@@ -85,26 +81,23 @@ public enum Spawner {
         if closing != 0 { throw .system("prepare", program, Errno(closing)) }
 
         var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
+        try check(posix_spawnattr_init(&attributes), "attributes")
         defer { posix_spawnattr_destroy(&attributes) }
-        var none = sigset_t()
-        sigemptyset(&none)
-        posix_spawnattr_setsigmask(&attributes, &none)
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        for signal in resetSignals { sigaddset(&defaults, signal) }
-        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        var none = POSIX.signalSet([])
+        try check(posix_spawnattr_setsigmask(&attributes, &none), "signal mask")
+        var defaults = POSIX.signalSet(resetSignals)
+        try check(posix_spawnattr_setsigdefault(&attributes, &defaults), "signal defaults")
         var flags = Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF)
         if request.newSession { flags |= cortex_spawn_flag_setsid() }
-        posix_spawnattr_setflags(&attributes, flags)
+        try check(posix_spawnattr_setflags(&attributes, flags), "flags")
 
         let argv = request.arguments.map { strdup($0) } + [nil]
         let environment = request.environment.sorted { $0.key < $1.key }.map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer { (argv + environment).forEach { free($0) } }
         var pid: pid_t = 0
-        let result = posix_spawnp(&pid, program, &actions, &attributes, argv, environment)
+        let result = posix_spawn(&pid, path, &actions, &attributes, argv, environment)
         guard result == 0 else {
-            if result == ENOENT { throw .notFound("no program \(program) (not a path, and not found in PATH)") }
+            if Errno(result) == .noSuchFileOrDirectory { throw .notFound("no program \(program) (not a path, and not found in PATH)") }
             throw .system("start", program, Errno(result))
         }
         return pid
@@ -115,7 +108,7 @@ public enum Spawner {
     /// working directory entered as that user, and `execve`.
     static func spawn(_ request: SpawnRequest, as credentials: Credentials) throws(CortexError) -> pid_t {
         let program = request.arguments[0]
-        guard let path = resolve(program) else {
+        guard let path = ExecutableSearch.find(program) else {
             throw .notFound("no program \(program) (not a path, and not found in PATH)")
         }
         let argv = request.arguments.map { strdup($0) } + [nil]
@@ -123,7 +116,7 @@ public enum Spawner {
         defer { (argv + environment).forEach { free($0) } }
         var pid: pid_t = 0
         let result = credentials.groups.withUnsafeBufferPointer { groups in
-            resetSignals.withUnsafeBufferPointer { signals in
+            resetSignals.map(\.rawValue).withUnsafeBufferPointer { signals in
                 cortex_spawn_as(
                     &pid, path, argv, environment, request.workingDirectory, request.standardInput ?? -1,
                     request.standardOutput ?? -1, request.standardError ?? -1, request.newSession ? 1 : 0, signals.baseAddress,
@@ -131,37 +124,26 @@ public enum Spawner {
             }
         }
         guard result == 0 else {
-            if result == ENOENT { throw .notFound("no program \(program) (or no folder \(request.workingDirectory ?? "."))") }
+            if Errno(result) == .noSuchFileOrDirectory {
+                throw .notFound("no program \(program) (or no folder \(request.workingDirectory ?? "."))")
+            }
             throw .system("start as \(UserDatabase.system.describe(credentials.uid))", program, Errno(result))
         }
         return pid
     }
 
-    /// `program` itself when it holds a `/`, else the first executable of that name in this
-    /// process's `PATH` (as `posix_spawnp` would search), else nil.
-    static func resolve(_ program: String) -> String? {
-        if program.contains("/") { return program }
-        let search = getenv("PATH").map { String(cString: $0) } ?? "/usr/local/bin:/usr/bin:/bin"
-        for folder in search.split(separator: ":", omittingEmptySubsequences: false) {
-            let candidate = (folder.isEmpty ? "." : String(folder)) + "/" + program
-            var info = stat()
-            if access(candidate, X_OK) == 0, stat(candidate, &info) == 0, info.st_mode & S_IFMT != S_IFDIR { return candidate }
-        }
-        return nil
-    }
-
     /// Waits for child `pid` to end (retrying `EINTR`) and says how. With `blocking` false,
     /// returns nil at once if it is still running.
-    public static func waitForExit(_ pid: pid_t, blocking: Bool = true) throws(CortexError) -> ProcessExit? {
+    public static func waitForExit(_ pid: pid_t, blocking: Bool = true) throws(CortexError) -> TerminationStatus? {
         var status: Int32 = 0
-        while true {
-            let result = waitpid(pid, &status, blocking ? 0 : WNOHANG)
-            if result == pid { break }
-            if result == 0 { return nil }
-            if errno == EINTR { continue }
-            throw .system("wait for", "process \(pid)", Errno.current)
+        let result: pid_t
+        do {
+            result = try retryingInterrupts { waitpid(pid, &status, blocking ? 0 : WNOHANG) }
+        } catch {
+            throw .system("wait for", "process \(pid)", error)
         }
+        if result == 0 { return nil }
         if cortex_wifexited(status) != 0 { return .exited(cortex_wexitstatus(status)) }
-        return .signaled(cortex_wtermsig(status))
+        return .signaled(Signal(rawValue: cortex_wtermsig(status)))
     }
 }

@@ -103,11 +103,11 @@ public struct StreamSummary: Equatable, Sendable {
 /// How a supervised worker ended, and what the supervisor did about it.
 public struct SupervisedExit: Equatable, Sendable {
     /// The worker's exit code or the signal that ended it.
-    public var exit: ProcessExit
+    public var exit: TerminationStatus
     /// True when the plan's timeout fired and the supervisor began stopping the worker.
     public var timedOut: Bool
     /// The first stop signal the supervisor received (and forwarded), or nil.
-    public var stopSignal: Int32?
+    public var stopSignal: Signal?
     /// True when the worker outlived the grace and its group was sent SIGKILL.
     public var killedAfterGrace: Bool
     /// The worker's stdout.
@@ -120,7 +120,7 @@ public struct SupervisedExit: Equatable, Sendable {
 
     /// A result from its parts.
     public init(
-        exit: ProcessExit, timedOut: Bool = false, stopSignal: Int32? = nil, killedAfterGrace: Bool = false,
+        exit: TerminationStatus, timedOut: Bool = false, stopSignal: Signal? = nil, killedAfterGrace: Bool = false,
         stdout: StreamSummary, stderr: StreamSummary, writeFailure: String? = nil
     ) {
         self.exit = exit

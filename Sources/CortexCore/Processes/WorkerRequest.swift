@@ -69,16 +69,17 @@ public struct WorkerRequest: Equatable, Sendable {
         try Files.makeDirectory(
             layout.requests, in: layout.folder, mode: FolderPermissions.detect(root: layout.root).directory(.private))
         let path = layout.requests + "/" + name
-        let fd = try withPath("create", path) { () throws(Errno) in
-            try layout.folder.open(path, O_WRONLY | O_CREAT | O_EXCL, mode: 0o600)
+        let file = try withPath("create", path) { () throws(Errno) in
+            FileDescriptor(rawValue: try layout.folder.open(path, O_WRONLY | O_CREAT | O_EXCL, mode: 0o600))
         }
-        defer { POSIX.close(fd) }
-        do throws(Errno) {
-            try CreationMode.exact(0o600).apply(to: fd)
-            try POSIX.writeAll(fd, bytes)
-        } catch {
-            layout.folder.unlink(path)
-            throw .system("write", path, error)
+        try file.closeAfter { () throws(CortexError) in
+            do throws(Errno) {
+                try CreationMode.exact(0o600).apply(to: file.rawValue)
+                try file.writeAll(bytes)
+            } catch {
+                layout.folder.unlink(path)
+                throw .system("write", path, error)
+            }
         }
     }
 
@@ -104,17 +105,19 @@ public struct WorkerRequest: Equatable, Sendable {
         } catch {
             // requests/ itself missing, or not a real folder (a link, a file): a failure to open the
             // folder, not a verdict on the request.
-            if [ENOENT, ENOTDIR, ELOOP].contains(error.rawValue) && !hasFolder(layout) { throw .system("open", layout.requests, error) }
-            switch error.rawValue {
-            case ENOENT: throw .notFound("no worker request \(path) (the worker has ended, or its request was removed)")
-            case EFBIG: throw .badInput("\(path) is larger than \(maximumBytes) bytes")
-            case Errno.notRegularFile.rawValue, ELOOP:
-                throw .io(operation: "trust", path: path + " (not a regular file)", errno: Errno(EPERM))
+            if [.noSuchFileOrDirectory, .notDirectory, .tooManySymbolicLinkLevels].contains(error) && !hasFolder(layout) {
+                throw .system("open", layout.requests, error)
+            }
+            switch error {
+            case .noSuchFileOrDirectory: throw .notFound("no worker request \(path) (the worker has ended, or its request was removed)")
+            case .fileTooLarge: throw .badInput("\(path) is larger than \(maximumBytes) bytes")
+            case .notRegularFile, .tooManySymbolicLinkLevels:
+                throw .io(operation: "trust", path: path + " (not a regular file)", errno: Errno.notPermitted)
             default: throw .system("read", path, error)
             }
         }
         guard info.st_mode & 0o022 == 0 else {
-            throw .io(operation: "trust", path: path + " (writable by others than its owner)", errno: Errno(EPERM))
+            throw .io(operation: "trust", path: path + " (writable by others than its owner)", errno: Errno.notPermitted)
         }
         guard let json = try? JSONValue.parse(bytes), let request = WorkerRequest(json: json) else {
             throw .badInput("\(path) is not a worker request")

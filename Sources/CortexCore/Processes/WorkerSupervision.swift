@@ -9,7 +9,7 @@ public enum WorkerSupervision {
         /// Its supervisor was started, as the requester.
         case launched
         /// Left for a launcher running as this user (the requester) or as root.
-        case owed(uid_t)
+        case owed(UInt32)
         /// Nothing can start it: no request file, or one that cannot be trusted.
         case refused(String)
     }
@@ -28,7 +28,7 @@ public enum WorkerSupervision {
             return .refused("\(worker.id) names no request file: no one can tell who asked for it")
         }
         let found: WorkerRequest.Found
-        if let owner = WorkerRequest.owner(name, in: layout), owner != geteuid(), geteuid() != 0 {
+        if let owner = WorkerRequest.owner(name, in: layout), owner != POSIX.effectiveUserID, POSIX.effectiveUserID != 0 {
             return .owed(owner)
         }
         do throws(CortexError) {
@@ -37,8 +37,8 @@ public enum WorkerSupervision {
             return .refused("\(worker.id): \(error.description)")
         }
         var credentials: Credentials?
-        if found.owner != geteuid() {
-            guard geteuid() == 0 else { return .owed(found.owner) }
+        if found.owner != POSIX.effectiveUserID {
+            guard POSIX.effectiveUserID == 0 else { return .owed(found.owner) }
             do throws(CortexError) {
                 credentials = try Credentials.of(user: found.owner)
             } catch {
@@ -165,7 +165,7 @@ public enum WorkerSupervision {
     static func besideThisExecutable(_ name: String) -> String? {
         guard let program = POSIX.readLink("/proc/self/exe") else { return nil }
         let sibling = program.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/") + "/" + name
-        return access(sibling, X_OK) == 0 ? sibling : nil
+        return POSIX.canExecute(sibling) ? sibling : nil
     }
 
     /// Where a supervisor's image is and what it carries over to the next one: the tool
@@ -188,16 +188,16 @@ public enum WorkerSupervision {
     /// exit (nil when another supervisor already had it, or it was stopped before it started).
     /// Each run replaces this process with `cortex-supervise`, so this returns only when no run
     /// is left to start; the supervision goes on in `resume(_:after:…)`.
-    public static func supervise(_ id: String, store: CoordinationStore, context: Context) throws(CortexError) -> ProcessExit? {
+    public static func supervise(_ id: String, store: CoordinationStore, context: Context) throws(CortexError) -> TerminationStatus? {
         let me = try currentIdentity()
         if let worker = store.state.workers.live[id], let name = worker.spec.request,
-            let owner = WorkerRequest.owner(name, in: store.layout), owner != geteuid()
+            let owner = WorkerRequest.owner(name, in: store.layout), owner != POSIX.effectiveUserID
         {
             // Only the requester supervises (a root launcher starts this as the requester).
             throw .io(
                 operation: "supervise",
-                path: "\(id) for \(UserDatabase.system.describe(owner)) as \(UserDatabase.system.describe(geteuid()))",
-                errno: Errno(EPERM))
+                path: "\(id) for \(UserDatabase.system.describe(owner)) as \(UserDatabase.system.describe(POSIX.effectiveUserID))",
+                errno: Errno.notPermitted)
         }
         // From the claim on, `cortex worker stop` may SIGTERM this process at any moment: blocked
         // first, a stop that comes before the worker runs waits for the supervision to forward it
@@ -220,18 +220,18 @@ public enum WorkerSupervision {
     /// supervisor's child) is refused with exit 77 and nothing is recorded, so no forged pid can
     /// later be signalled as "what is left of" this worker.
     public static func recordStart(_ id: String, process: ProcessIdentity, store: CoordinationStore) throws(CortexError) {
-        let parent = getppid()
+        let parent = POSIX.parentProcessID
         guard let supervisor = ProcessIdentity.of(pid: parent) else {
             throw .io(operation: "read", path: "/proc/\(parent)/stat", errno: Errno.current)
         }
         func refuse(_ why: String) -> CortexError {
-            .io(operation: "record", path: "pid \(process.pid) as the start of \(id) (\(why))", errno: Errno(EPERM))
+            .io(operation: "record", path: "pid \(process.pid) as the start of \(id) (\(why))", errno: Errno.notPermitted)
         }
         guard ProcessIdentity.parentPID(of: process.pid) == parent else { throw refuse("not a child of supervisor pid \(parent)") }
         guard ProcessIdentity.of(pid: process.pid, includingZombies: true) == process else { throw refuse("its start time differs") }
         // The worker's real uid (a set-uid program it runs keeps it; a reaper will not signal
         // such a process anyway, its other ids differ).
-        let me = geteuid()
+        let me = POSIX.effectiveUserID
         guard let supervisorUIDs = ProcessIdentity.userIDs(of: parent), supervisorUIDs.allSatisfy({ $0 == me }),
             ProcessIdentity.userIDs(of: process.pid)?.first == me
         else { throw refuse("it does not run as the supervisor's user") }
@@ -246,7 +246,7 @@ public enum WorkerSupervision {
     public static func resume(
         _ id: String, after result: SupervisedExit, ranMilliseconds: Int64, store: CoordinationStore, context: Context
     )
-        throws(CortexError) -> ProcessExit?
+        throws(CortexError) -> TerminationStatus?
     {
         let me = try currentIdentity()
         blockStopSignals()
@@ -263,8 +263,8 @@ public enum WorkerSupervision {
     /// The top of the supervision loop: while the worker is live, either records a stop that
     /// came between runs, or starts the next run (this process becomes `cortex-supervise`).
     static func continueSupervision(
-        _ id: String, store: CoordinationStore, me: ProcessIdentity, context: Context, lastExit: ProcessExit?, stopRequested: Bool
-    ) throws(CortexError) -> ProcessExit? {
+        _ id: String, store: CoordinationStore, me: ProcessIdentity, context: Context, lastExit: TerminationStatus?, stopRequested: Bool
+    ) throws(CortexError) -> TerminationStatus? {
         var lastExit = lastExit
         var stopRequested = stopRequested
         while let worker = store.state.workers.live[id] {
@@ -276,7 +276,7 @@ public enum WorkerSupervision {
                     // a SIGTERM exit again and again without ever running it.
                     _ = try store.submit(.worker(.stop(worker: id)))
                 }
-                result = SupervisedExit(exit: .signaled(SIGTERM), stdout: .none, stderr: .none)
+                result = SupervisedExit(exit: .signaled(.terminate), stdout: .none, stderr: .none)
             } else {
                 do throws(CortexError) {
                     try run(worker, store: store, context: context)
@@ -319,7 +319,7 @@ public enum WorkerSupervision {
         let arguments = try plan.supervisorArguments(program: try leanSupervisor(), report: report)
         do throws(Errno) {
             let environmentFD = arguments.firstIndex(of: "--environment-fd").flatMap { Int32(arguments[$0 + 1]) }
-            try POSIX.execute(arguments, environment: inheritedEnvironment(), keepingOpen: environmentFD.map { [$0] } ?? [])
+            try POSIX.execute(arguments, environment: POSIX.environment(), keepingOpen: environmentFD.map { [$0] } ?? [])
         } catch {
             throw .system("run", arguments[0], error)
         }
@@ -364,10 +364,7 @@ public enum WorkerSupervision {
     /// `cortex-supervise` beside this executable, else in PATH.
     static func leanSupervisor() throws(CortexError) -> String {
         if let sibling = besideThisExecutable("cortex-supervise") { return sibling }
-        let path = getenv("PATH").map { String(cString: $0) } ?? "/usr/local/bin:/usr/bin:/bin"
-        for folder in path.split(separator: ":") where access("\(folder)/cortex-supervise", X_OK) == 0 {
-            return "\(folder)/cortex-supervise"
-        }
+        if let found = ExecutableSearch.find("cortex-supervise") { return found }
         throw .notFound("no cortex-supervise beside this tool or in PATH: install it with the other tools (bin/install)")
     }
 
@@ -382,27 +379,16 @@ public enum WorkerSupervision {
     /// Waits up to `milliseconds` for a stop signal (SIGTERM/SIGINT stay blocked after a
     /// supervision); true when one came.
     public static func waitForStop(milliseconds: Int64) -> Bool {
-        var signals = blockStopSignals()
-        var timeout = timespec(tv_sec: Int(milliseconds / 1000), tv_nsec: Int((milliseconds % 1000) * 1_000_000))
-        while true {
-            let got = sigtimedwait(&signals, nil, &timeout)
-            if got > 0 { return true }
-            if errno == EINTR { continue }
-            return false
-        }
+        blockStopSignals()
+        return POSIX.waitForSignal(stopSignals, milliseconds: milliseconds) != nil
     }
 
     /// Blocks SIGTERM and SIGINT in the calling thread (they stay pending for a signalfd or
-    /// `sigtimedwait`); returns that set.
-    @discardableResult
-    public static func blockStopSignals() -> sigset_t {
-        var signals = sigset_t()
-        sigemptyset(&signals)
-        sigaddset(&signals, SIGTERM)
-        sigaddset(&signals, SIGINT)
-        sigprocmask(SIG_BLOCK, &signals, nil)
-        return signals
-    }
+    /// `waitForStop`).
+    public static func blockStopSignals() { POSIX.blockSignals(stopSignals) }
+
+    /// The signals that ask a supervisor or the reaper service to stop.
+    public static let stopSignals: [Signal] = [.terminate, .interrupt]
 
     /// How often a supervisor touches its worker's heartbeat: a quarter of `heartbeat_timeout`,
     /// at most every 5 s, so a short timeout never finds a healthy worker's heartbeat stale.
@@ -423,11 +409,12 @@ public enum WorkerSupervision {
             throw .notFound("\(worker.id) names no request file (asked for before requests existed): start it again with cortex-spawn")
         }
         let found = try WorkerRequest.read(name, in: layout)
-        guard found.owner == geteuid() else {
+        guard found.owner == POSIX.effectiveUserID else {
             throw .io(
                 operation: "run",
-                path: "\(worker.id) for \(UserDatabase.system.describe(found.owner)) as \(UserDatabase.system.describe(geteuid()))",
-                errno: Errno(EPERM))
+                path:
+                    "\(worker.id) for \(UserDatabase.system.describe(found.owner)) as \(UserDatabase.system.describe(POSIX.effectiveUserID))",
+                errno: Errno.notPermitted)
         }
         var environment = found.request.environment
         environment["CORTEX_DIR"] = absolutePath(layout.root)
@@ -451,21 +438,7 @@ public enum WorkerSupervision {
         return Int64(text).flatMap { $0 >= 0 ? $0 : nil }
     }
 
-    /// This process's whole environment: what a worker run's image inherits.
-    static func inheritedEnvironment() -> [String: String] {
-        var result: [String: String] = [:]
-        var pointer = environ
-        while let entry = pointer.pointee {
-            pointer += 1
-            let text = String(cString: entry)
-            if let equals = text.firstIndex(of: "=") { result[String(text[..<equals])] = String(text[text.index(after: equals)...]) }
-        }
-        return result
-    }
-
     static func absolutePath(_ path: String) -> String {
-        guard let resolved = realpath(path, nil) else { return path }
-        defer { free(resolved) }
-        return String(cString: resolved)
+        POSIX.canonicalPath(path) ?? path
     }
 }

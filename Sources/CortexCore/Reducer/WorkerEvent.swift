@@ -8,7 +8,7 @@ public enum WorkerEvent: Equatable, Sendable {
     case started(worker: String, supervisor: ProcessIdentity, process: ProcessIdentity)
     /// `worker.exited`: the worker's process ended; the fold decides whether it restarts.
     case exited(
-        worker: String, supervisor: ProcessIdentity, exit: ProcessExit, timedOut: Bool, tokensUsed: Int64?,
+        worker: String, supervisor: ProcessIdentity, exit: TerminationStatus, timedOut: Bool, tokensUsed: Int64?,
         evidence: MachineEvidence)
     /// `worker.stop`: drain the worker (or drop it from the spawn queue).
     case stop(worker: String)
@@ -90,7 +90,7 @@ public enum WorkerEvent: Equatable, Sendable {
         case "worker.started":
             return .started(worker: try worker(), supervisor: try identity("supervisor"), process: try identity("process"))
         case "worker.exited":
-            guard let json = data["exit"], let exit = ProcessExit(json: json) else {
+            guard let json = data["exit"], let exit = TerminationStatus(json: json) else {
                 throw EventDecodingError("worker.exited: 'exit' must be {exit_code} or {signal}")
             }
             return .exited(
@@ -217,13 +217,13 @@ extension ProcessIdentity {
     }
 }
 
-extension ProcessExit {
+extension TerminationStatus {
     /// Reads `{"exit_code": N}` or `{"signal": N}`; nil when malformed.
     public init?(json: JSONValue) {
         if let code = json["exit_code"]?.intValue, (0...255).contains(code) {
             self = .exited(Int32(code))
         } else if let signal = json["signal"]?.intValue, (1...64).contains(signal) {
-            self = .signaled(Int32(signal))
+            self = .signaled(Signal(rawValue: Int32(signal)))
         } else {
             return nil
         }

@@ -183,7 +183,7 @@ public struct WorkerEntry: Equatable, Sendable {
     /// Times it was started again after ending.
     public var restarts: Int64 = 0
     /// How its last process ended.
-    public var lastExit: ProcessExit?
+    public var lastExit: TerminationStatus?
     /// Whether its last process was killed for running past its timeout.
     public var timedOut = false
     /// When it reached a final status.

@@ -62,7 +62,7 @@ public enum AtomicFile {
         do throws(Errno) {
             try folder.link(temp, name)
         } catch {
-            if error.rawValue == EEXIST { return false }
+            if error == .fileExists { return false }
             throw .system("create", folder.displayPath(name), error)
         }
         try syncFolder(of: name, in: folder)
@@ -120,10 +120,10 @@ extension AtomicFile {
     public static func link(_ existing: String, replacing name: String, in folder: FolderDescriptor) throws(CortexError) {
         let source = folder.displayPath(existing)
         guard let info = try withPath("stat", source, { () throws(Errno) in try folder.status(existing) }) else {
-            throw .system("link", source, Errno(ENOENT))
+            throw .system("link", source, Errno.noSuchFileOrDirectory)
         }
         guard info.st_mode & S_IFMT == S_IFREG else {
-            throw .system("link", source, info.st_mode & S_IFMT == S_IFLNK ? Errno(ELOOP) : Errno.notRegularFile)
+            throw .system("link", source, info.st_mode & S_IFMT == S_IFLNK ? Errno.tooManySymbolicLinkLevels : Errno.notRegularFile)
         }
         let temp = temporaryName(beside: name, in: folder)
         try withPath("link", source) { () throws(Errno) in try folder.link(existing, temp) }
@@ -151,17 +151,18 @@ public enum Files {
     /// file this process created (one `fstat` to tell).
     public static func touch(_ name: String, in folder: FolderDescriptor, mode: CreationMode = .umask) throws(CortexError) {
         let path = folder.displayPath(name)
-        let fd = try withPath("open", path) { () throws(Errno) in
-            try folder.openRegular(name, O_WRONLY | O_CREAT, mode: mode.bits).fd
+        let file = try withPath("open", path) { () throws(Errno) in
+            FileDescriptor(rawValue: try folder.openRegular(name, O_WRONLY | O_CREAT, mode: mode.bits).fd)
         }
-        defer { POSIX.close(fd) }
-        if mode.exact {
-            try withPath("set the mode of", path) { () throws(Errno) in
-                let info = try POSIX.status(fd)
-                if info.st_uid == geteuid(), info.st_mode & 0o7777 != mode.bits { try mode.apply(to: fd) }
+        try file.closeAfter { () throws(CortexError) in
+            if mode.exact {
+                try withPath("set the mode of", path) { () throws(Errno) in
+                    let info = try file.status()
+                    if info.st_uid == geteuid(), info.st_mode & 0o7777 != mode.bits { try mode.apply(to: file.rawValue) }
+                }
             }
+            if futimens(file.rawValue, nil) != 0 { throw .system("touch", path, Errno.current) }
         }
-        if futimens(fd, nil) != 0 { throw .system("touch", path, Errno.current) }
     }
 
 }
@@ -190,21 +191,22 @@ extension AtomicFile {
             folder.unlink(temp)
             return .file(tail: tail)
         } catch {
-            let exchangeError = error.rawValue
+            let exchangeError = error
             do throws(Errno) {
                 try folder.rename(temp, name)
             } catch {
                 folder.unlink(temp)
                 throw .system("rename into", folder.displayPath(name), error)
             }
-            return exchangeError == ENOENT ? .nothing : .unknown
+            return exchangeError == .noSuchFileOrDirectory ? .nothing : .unknown
         }
     }
 
     private static func readTail(_ name: String, in folder: FolderDescriptor, bytes: Int) throws(Errno) -> [UInt8] {
         let (fd, info) = try folder.openRegular(name)
-        defer { POSIX.close(fd) }
-        return try POSIX.read(fd, at: max(0, Int64(info.st_size) - Int64(bytes)), count: bytes)
+        return try FileDescriptor(rawValue: fd).closeAfter { () throws(Errno) in
+            try POSIX.read(fd, at: max(0, Int64(info.st_size) - Int64(bytes)), count: bytes)
+        }
     }
 
     /// The last `bytes` bytes of the regular file `name` in `folder`, or nil when there is none

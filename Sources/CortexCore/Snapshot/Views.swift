@@ -126,7 +126,7 @@ public enum Views {
                 "id": .string(worker.id), "pid": worker.process.map { .int(Int64($0.pid)) },
                 "queued_reason": .optional(worker.queuedReason), "restarts": .int(worker.restarts),
                 "signal": worker.lastExit.flatMap { exit in
-                    if case .signaled(let signal) = exit { return JSONValue.int(Int64(signal)) }
+                    if case .signaled(let signal) = exit { return JSONValue.int(Int64(signal.rawValue)) }
                     return nil
                 },
                 "start_ticks": worker.process.map { .int(Int64($0.startTicks)) },

@@ -29,7 +29,7 @@ extension WorkerEntry {
         process = json["process"].flatMap(ProcessIdentity.init(json:))
         startedMilliseconds = started
         self.restarts = restarts
-        lastExit = json["last_exit"].flatMap(ProcessExit.init(json:))
+        lastExit = json["last_exit"].flatMap(TerminationStatus.init(json:))
         timedOut = json["timed_out"]?.boolValue ?? false
         endedMilliseconds = ended
         lostReason = json["lost_reason"]?.stringValue

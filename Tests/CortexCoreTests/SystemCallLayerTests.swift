@@ -1,0 +1,146 @@
+import Glibc
+import Testing
+
+@testable import CortexCore
+
+/// The system-call layer (docs/decisions/029-system-call-layer.md): named errno values and
+/// signals, typed descriptors and exit statuses, checked spawn setup, one executable lookup,
+/// and the CI check that keeps the CLI off the C library.
+@Suite struct SystemCallLayerTests {
+    @Test func errnoHasSwiftSystemNamesForTheCodesCortexTests() throws {
+        #expect(Errno.noSuchFileOrDirectory == Errno(ENOENT))
+        #expect(Errno.interrupted == Errno(EINTR))
+        #expect(Errno.notPermitted == Errno(EPERM) && Errno.permissionDenied == Errno(EACCES))
+        #expect(Errno.wouldBlock == Errno.resourceTemporarilyUnavailable, "one value on Linux")
+        let folder = try TemporaryDirectory()
+        #expect(throws: Errno.noSuchFileOrDirectory) { try POSIX.readFile(folder.path + "/missing") }
+        #expect(throws: Errno.notRegularFile) { try POSIX.readFile(folder.path) }
+        switch Errno(ENOTDIR) {
+        case .noSuchFileOrDirectory, .notDirectory: break
+        default: Issue.record("a named case matches in a switch")
+        }
+    }
+
+    @Test func signalsHaveNamesAndTheirCNumbers() {
+        #expect(Signal.terminate.rawValue == SIGTERM && Signal.kill.rawValue == SIGKILL && Signal.interrupt.rawValue == SIGINT)
+        #expect(Signal.terminate.description == "SIGTERM")
+        #expect(Signal(rawValue: 40).description == "signal 40", "a number without a common name")
+        #expect(Signal.probe.rawValue == 0)
+    }
+
+    @Test func aChildEndedByASignalReportsTheSignalTyped() throws {
+        let pid = try Spawner.spawn(SpawnRequest(arguments: ["/bin/sh", "-c", "kill -TERM $$"], environment: [:]))
+        let status = try #require(try Spawner.waitForExit(pid))
+        #expect(status == .signaled(.terminate))
+        #expect(status.shellExitCode == 128 + SIGTERM)
+        #expect(status.json == .object(["signal": .int(Int64(SIGTERM))]), "the journal keeps the number")
+        #expect(TerminationStatus(json: status.json) == status)
+        #expect(TerminationStatus.exited(3).shellExitCode == 3)
+    }
+
+    /// A standard-stream descriptor `posix_spawn_file_actions_adddup2` refuses (EBADF) used to be
+    /// ignored: the child started with the caller's stream instead. Now nothing starts.
+    @Test func aSpawnWhoseSetupFailsStartsNothing() {
+        let request = SpawnRequest(arguments: ["/bin/true"], environment: [:], standardOutput: -5)
+        do {
+            let pid = try Spawner.spawn(request)
+            _ = try? Spawner.waitForExit(pid)
+            Issue.record("started pid \(pid) with half of its setup")
+        } catch {
+            guard case .io(let operation, _, let errno) = error else {
+                Issue.record("expected an I/O error, got \(error)")
+                return
+            }
+            #expect(errno == .badFileDescriptor)
+            #expect(operation.contains("descriptor -5"), "the message names the step: \(operation)")
+        }
+    }
+
+    @Test func aDescriptorIsClosedAfterItsWorkWhetherItReturnsOrThrows() throws {
+        let folder = try TemporaryDirectory()
+        let path = folder.path + "/file"
+        try AtomicFile.replace(path, with: Array("x".utf8), durability: .processCrash)
+        /// What descriptor `number` of this process names now (nil when it is closed).
+        func target(_ number: Int32) -> String? { POSIX.readLink("/proc/self/fd/\(number)") }
+
+        let file = try FileDescriptor.open(path, O_RDONLY)
+        let seen = file.closeAfter { target(file.rawValue) }
+        #expect(seen == path)
+        // Another test may be given the number again, but never for this file.
+        #expect(target(file.rawValue) != path)
+
+        let other = try FileDescriptor.open(path, O_RDONLY)
+        #expect(throws: Errno.ioError) { try other.closeAfter { () throws(Errno) in throw Errno.ioError } }
+        #expect(target(other.rawValue) != path)
+    }
+
+    @Test func oneExecutableLookupForTheLibraryAndTheSupervisor() throws {
+        let folder = try TemporaryDirectory()
+        // A folder named like the program comes first in the search, then the program itself.
+        #expect(mkdir(folder.path + "/dir", 0o755) == 0 && mkdir(folder.path + "/dir/tool", 0o755) == 0)
+        #expect(mkdir(folder.path + "/bin", 0o755) == 0)
+        try AtomicFile.replace(folder.path + "/bin/tool", with: Array("#!/bin/sh\n".utf8), durability: .processCrash)
+        #expect(ExecutableSearch.find("tool", searchPath: "\(folder.path)/bin") == nil, "not executable yet")
+        #expect(chmod(folder.path + "/bin/tool", 0o755) == 0)
+        #expect(
+            ExecutableSearch.find("tool", searchPath: "\(folder.path)/none:\(folder.path)/dir:\(folder.path)/bin") == folder.path
+                + "/bin/tool")
+        #expect(ExecutableSearch.find("tool", searchPath: "\(folder.path)/dir") == nil, "a folder is not a program")
+        #expect(ExecutableSearch.find("sh", searchPath: "/nonexistent:/bin") == "/bin/sh")
+        #expect(ExecutableSearch.find("./relative/x", searchPath: nil) == "./relative/x", "a name with a / is a path")
+        #expect(ExecutableSearch.find("", searchPath: "/bin") == nil)
+    }
+
+    @Test func theProcessEnvironmentIsReadThroughTheLayer() {
+        let path = POSIX.environmentValue("PATH")
+        #expect(path != nil)
+        #expect(POSIX.environment(prefix: "PATH")["PATH"] == path)
+        #expect(POSIX.environment(prefix: "PATH").keys.allSatisfy { $0.hasPrefix("PATH") })
+        #expect(POSIX.environment()["PATH"] == path)
+        #expect(POSIX.processID == getpid() && POSIX.userID == getuid())
+    }
+
+    /// `.ci/lint-syscalls` passes on the CLI as it is and fails, naming file and line, on a
+    /// folder whose code imports Glibc or calls a C function (but not on words in strings or
+    /// comments, nor on a method call with an argument label).
+    @Test func theLintFailsOnADirectSystemCallAndNamesTheLine() throws {
+        let repository = String(#filePath.split(separator: "/", omittingEmptySubsequences: false).dropLast(3).joined(separator: "/"))
+        let script = repository + "/.ci/lint-syscalls"
+        let folder = try TemporaryDirectory()
+        func lint(_ arguments: [String]) throws -> (TerminationStatus?, String) {
+            let output = folder.path + "/lint.out"
+            let fd = try POSIX.open(output, O_WRONLY | O_CREAT | O_TRUNC)
+            let pid = try FileDescriptor(rawValue: fd).closeAfter { () throws(CortexError) in
+                try Spawner.spawn(
+                    SpawnRequest(
+                        arguments: ["/bin/bash", script] + arguments, environment: ["PATH": "/usr/bin:/bin"], standardOutput: fd,
+                        standardError: fd))
+            }
+            let status = try Spawner.waitForExit(pid)
+            return (status, String(decoding: try POSIX.readFile(output), as: UTF8.self))
+        }
+        let clean = try lint([])
+        #expect(clean.0 == .exited(0), "the CLI is clean: \(clean.1)")
+
+        let sources = folder.path + "/Sources"
+        #expect(mkdir(sources, 0o755) == 0)
+        let text = """
+            import CortexCore
+            import Glibc
+
+            // kill(pid, SIGTERM) in a comment is fine
+            func stop(_ pid: Int32) -> String {
+                _ = kill(pid, SIGTERM)
+                return "getpid() in a string is fine"
+            }
+            func twice(_ text: inout String) { write(into: &text) }
+            """
+        try AtomicFile.replace(sources + "/Bad.swift", with: Array(text.utf8), durability: .processCrash)
+        let dirty = try lint([sources])
+        #expect(dirty.0 == .exited(1))
+        #expect(dirty.1.contains(sources + "/Bad.swift:2: import Glibc"))
+        #expect(dirty.1.contains(sources + "/Bad.swift:6: _ = kill(pid, SIGTERM)"))
+        let spared = ["Bad.swift:4:", "Bad.swift:7:", "Bad.swift:9:"]
+        #expect(spared.allSatisfy { !dirty.1.contains($0) }, "comments, strings and labelled (Swift) calls: \(dirty.1)")
+    }
+}
