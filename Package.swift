@@ -14,7 +14,8 @@ let strict: [SwiftSetting] = [
 let package = Package(
     name: "cortex",
     products: [
-        .library(name: "CortexCore", targets: ["CortexCore"])
+        .library(name: "CortexCore", targets: ["CortexCore"]),
+        .library(name: "CortexProcesses", targets: ["CortexProcesses"]),
     ] + (tools + helpers).map { .executable(name: $0, targets: [$0]) },
     targets: [
         // C that both shim targets include (the one executable lookup), so the library and the
@@ -30,15 +31,19 @@ let package = Package(
             swiftSettings: [.enableExperimentalFeature("Embedded"), .unsafeFlags(["-wmo", "-parse-as-library"])],
             linkerSettings: [.unsafeFlags(["-Xclang-linker", "-static"])]),
         .target(name: "CortexCore", dependencies: ["CCortexShims"], swiftSettings: strict),
-        .target(name: "CortexCLI", dependencies: ["CortexCore"], swiftSettings: strict),
-        .testTarget(name: "CortexCoreTests", dependencies: ["CortexCore", "CortexCLI"], swiftSettings: strict),
+        // Process control: spawning, supervision, loss detection and the reaper's work, over the
+        // domain and its store (docs/architecture.md).
+        .target(name: "CortexProcesses", dependencies: ["CortexCore", "CCortexShims"], swiftSettings: strict),
+        .target(name: "CortexCLI", dependencies: ["CortexCore", "CortexProcesses"], swiftSettings: strict),
+        .testTarget(
+            name: "CortexCoreTests", dependencies: ["CortexCore", "CortexProcesses", "CortexCLI"], swiftSettings: strict),
         // Depending on the executables makes `swift test` build them before the end-to-end tests run.
         .testTarget(
             name: "CortexToolsTests",
-            dependencies: ["CortexCore"] + tools.map { .target(name: $0) },
+            dependencies: ["CortexCore", "CortexProcesses"] + tools.map { .target(name: $0) },
             swiftSettings: strict
         ),
         // In-library benchmarks (bench/README.md); not one of the installed tools.
-        .executableTarget(name: "cortex-bench", dependencies: ["CortexCore"], path: "Sources/cortex-bench", swiftSettings: strict),
+        .executableTarget(name: "cortex-bench", dependencies: ["CortexCore", "CortexProcesses"], path: "Sources/cortex-bench", swiftSettings: strict),
     ] + tools.map { .executableTarget(name: $0, dependencies: ["CortexCLI"], swiftSettings: strict) }
 )

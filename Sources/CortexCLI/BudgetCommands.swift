@@ -1,4 +1,5 @@
 import CortexCore
+import CortexProcesses
 
 /// `cortex-budget`: a token budget that can never be over-allocated (docs/cli.md).
 public enum BudgetTool {

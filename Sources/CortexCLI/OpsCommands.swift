@@ -1,4 +1,5 @@
 import CortexCore
+import CortexProcesses
 
 /// The operator's commands: `cortex status`, `cortex tail`, `cortex metrics`, and the wait
 /// estimates of `cortex-task show` and `cortex-task estimate` (issue 6).

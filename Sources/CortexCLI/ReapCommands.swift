@@ -1,4 +1,5 @@
 import CortexCore
+import CortexProcesses
 
 /// `cortex-reap`: the reaper's command line (docs/cli.md): reads its options, runs `Reaper` once
 /// or every `--every D`, and prints what the run did.

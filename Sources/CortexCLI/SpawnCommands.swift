@@ -1,4 +1,5 @@
 import CortexCore
+import CortexProcesses
 
 /// `cortex-spawn`: feasibility before spawning, backpressure, supervised workers, pools (docs/cli.md).
 public enum SpawnTool {

@@ -1,4 +1,5 @@
 import CortexCore
+import CortexProcesses
 
 /// The Cortex version every tool reports.
 public let cortexVersion = "2.0.0"

@@ -1,4 +1,5 @@
 import CortexCore
+import CortexProcesses
 
 /// `cortex worker list|show|logs|stop|heartbeat`: supervised workers as a resource (docs/cli.md).
 public enum WorkerTool {

@@ -55,6 +55,6 @@ public enum CortexError: Error, Equatable, Sendable, CustomStringConvertible {
 
 /// Runs `body`, turning an `Errno` into `CortexError.io` naming the operation and path.
 @inline(__always)
-func withPath<T>(_ operation: String, _ path: String, _ body: () throws(Errno) -> T) throws(CortexError) -> T {
+package func withPath<T>(_ operation: String, _ path: String, _ body: () throws(Errno) -> T) throws(CortexError) -> T {
     do { return try body() } catch { throw .system(operation, path, error) }
 }

@@ -2,6 +2,7 @@ import Glibc
 import Testing
 
 @testable import CortexCore
+@testable import CortexProcesses
 
 @Suite struct ProcessIdentityTests {
     @Test func theStartTimeIsReadPastACommandNameWithSpacesAndParentheses() {

@@ -1,3 +1,4 @@
+import CortexProcesses
 import Glibc
 import Testing
 

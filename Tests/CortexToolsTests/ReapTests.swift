@@ -1,4 +1,5 @@
 import CortexCore
+import CortexProcesses
 import Foundation
 import Testing
 

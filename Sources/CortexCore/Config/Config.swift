@@ -164,6 +164,8 @@ public struct CoordinationLayout: Sendable {
     public var config: String { root + "/config.json" }
     /// One folder per worker.
     public var workers: String { root + "/workers" }
+    /// Worker requests (`WorkerRequest`): one private file per requested worker.
+    public var requests: String { root + "/requests" }
     /// Task results.
     public var results: String { root + "/results" }
     /// The budget view (Cortex 1.0 name).

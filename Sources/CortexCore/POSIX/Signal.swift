@@ -104,7 +104,7 @@ extension POSIX {
     }
 
     /// A `sigset_t` holding exactly `signals`.
-    static func signalSet(_ signals: [Signal]) -> sigset_t {
+    package static func signalSet(_ signals: [Signal]) -> sigset_t {
         var set = sigset_t()
         sigemptyset(&set)
         for signal in signals { sigaddset(&set, signal.rawValue) }

@@ -10,7 +10,7 @@ import Glibc
 /// The one EINTR policy: runs a system call that reports failure as `-1` and `errno`, again
 /// while it was interrupted, and throws any other failure as `Errno`.
 @inline(__always)
-func retryingInterrupts<T: FixedWidthInteger>(_ body: () -> T) throws(Errno) -> T {
+package func retryingInterrupts<T: FixedWidthInteger>(_ body: () -> T) throws(Errno) -> T {
     while true {
         let result = body()
         if result != -1 { return result }

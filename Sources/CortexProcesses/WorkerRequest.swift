@@ -1,3 +1,4 @@
+import CortexCore
 import Glibc
 
 /// Everything a worker runs with, captured when it was asked for, in a file only its requester
@@ -145,9 +146,4 @@ public struct WorkerRequest: Equatable, Sendable {
         guard let info = try? layout.folder.status(layout.requests) else { return false }
         return info.st_mode & S_IFMT == S_IFDIR
     }
-}
-
-extension CoordinationLayout {
-    /// Worker requests (`WorkerRequest`): one private file per requested worker.
-    public var requests: String { root + "/requests" }
 }

@@ -1,21 +1,8 @@
 import CCortexShims
+import CortexCore
 import Glibc
 
-/// A process as Cortex records it: its pid **and** its start time (field 22 of
-/// `/proc/<pid>/stat`, in clock ticks since boot), so a recycled pid is never mistaken for the
-/// process, and never signalled (docs/design.md, "Heartbeats and processes").
-public struct ProcessIdentity: Equatable, Hashable, Sendable {
-    /// The process id.
-    public var pid: Int32
-    /// Its start time in clock ticks since boot.
-    public var startTicks: UInt64
-
-    /// An identity from its parts.
-    public init(pid: Int32, startTicks: UInt64) {
-        self.pid = pid
-        self.startTicks = startTicks
-    }
-
+extension ProcessIdentity {
     /// The identity of the running process `pid`, or nil when no such process exists (or, unless
     /// `includingZombies`, it has ended and is a zombie waiting to be reaped). A parent reading
     /// its own child's identity includes zombies: a child may end before its parent looks.
@@ -166,8 +153,6 @@ public struct ProcessIdentity: Equatable, Hashable, Sendable {
         }
     }
 
-    /// `{"pid": …, "start_ticks": …}`.
-    public var json: JSONValue { .object(["pid": .int(Int64(pid)), "start_ticks": .int(Int64(startTicks))]) }
 }
 
 /// Facts about the machine that feasibility checks record as evidence (the reducer never reads them).

@@ -1,3 +1,4 @@
+import CortexCore
 import Glibc
 
 /// Root on a folder that belongs to someone else acts as that user (docs/decisions/023-shared-folders.md).

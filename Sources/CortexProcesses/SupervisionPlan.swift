@@ -1,4 +1,5 @@
 import CCortexShims
+import CortexCore
 import Glibc
 
 /// What `cortex-supervise` starts and how it watches it: the worker's command, where its bounded

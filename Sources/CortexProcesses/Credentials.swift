@@ -1,4 +1,5 @@
 import CCortexShims
+import CortexCore
 import Glibc
 
 /// A user identity a process can run as: user id, primary group and the exact list of

@@ -1,4 +1,5 @@
 import CCortexShims
+import CortexCore
 import Glibc
 
 /// What to start, and how its standard streams are wired.

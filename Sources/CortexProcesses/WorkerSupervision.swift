@@ -1,3 +1,4 @@
+import CortexCore
 import Glibc
 
 /// The supervisor side of `cortex-spawn`: starting a detached supervisor process, and what that

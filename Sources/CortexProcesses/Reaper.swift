@@ -1,3 +1,4 @@
+import CortexCore
 import Glibc
 
 /// The reaper's work, apart from its command line (`cortex-reap`, `cortex reap`): observes

@@ -1,3 +1,5 @@
+import CortexCore
+
 /// What this machine can never give a spawn, checked before anything is written (decision 026):
 /// facts of the machine and config, not of the journal, so they are not the fold's to judge.
 public enum SpawnFeasibility {

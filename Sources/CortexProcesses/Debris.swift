@@ -1,3 +1,4 @@
+import CortexCore
 import Glibc
 
 /// What `kill -9` leaves behind, and how the reaper clears it
