@@ -15,6 +15,7 @@ let package = Package(
     name: "cortex",
     products: [
         .library(name: "CortexCore", targets: ["CortexCore"]),
+        .library(name: "CortexStorage", targets: ["CortexStorage"]),
         .library(name: "CortexProcesses", targets: ["CortexProcesses"]),
     ] + (tools + helpers).map { .executable(name: $0, targets: [$0]) },
     targets: [
@@ -30,20 +31,29 @@ let package = Package(
             name: "cortex-supervise", dependencies: ["CSupervisorLibc"],
             swiftSettings: [.enableExperimentalFeature("Embedded"), .unsafeFlags(["-wmo", "-parse-as-library"])],
             linkerSettings: [.unsafeFlags(["-Xclang-linker", "-static"])]),
-        .target(name: "CortexCore", dependencies: ["CCortexShims"], swiftSettings: strict),
+        // The domain: records, the pure reducer, state, the Journal protocol, snapshot encodings.
+        // No system call (.ci/lint-syscalls); its only C is pure byte work (CCortexBytes).
+        .target(name: "CCortexBytes"),
+        .target(name: "CortexCore", dependencies: ["CCortexBytes"], swiftSettings: strict),
+        // The store, its journal backends (file, memory), snapshot and view files, and the
+        // system-call layer (POSIX/): everything that touches the machine's files.
+        .target(name: "CortexStorage", dependencies: ["CortexCore", "CCortexBytes", "CCortexShims"], swiftSettings: strict),
         // Process control: spawning, supervision, loss detection and the reaper's work, over the
         // domain and its store (docs/architecture.md).
-        .target(name: "CortexProcesses", dependencies: ["CortexCore", "CCortexShims"], swiftSettings: strict),
-        .target(name: "CortexCLI", dependencies: ["CortexCore", "CortexProcesses"], swiftSettings: strict),
+        .target(name: "CortexProcesses", dependencies: ["CortexCore", "CortexStorage", "CCortexShims"], swiftSettings: strict),
+        .target(name: "CortexCLI", dependencies: ["CortexCore", "CortexStorage", "CortexProcesses"], swiftSettings: strict),
         .testTarget(
-            name: "CortexCoreTests", dependencies: ["CortexCore", "CortexProcesses", "CortexCLI"], swiftSettings: strict),
+            name: "CortexCoreTests", dependencies: ["CortexCore", "CortexStorage", "CortexProcesses", "CortexCLI"],
+            swiftSettings: strict),
         // Depending on the executables makes `swift test` build them before the end-to-end tests run.
         .testTarget(
             name: "CortexToolsTests",
-            dependencies: ["CortexCore", "CortexProcesses"] + tools.map { .target(name: $0) },
+            dependencies: ["CortexCore", "CortexStorage", "CortexProcesses"] + tools.map { .target(name: $0) },
             swiftSettings: strict
         ),
         // In-library benchmarks (bench/README.md); not one of the installed tools.
-        .executableTarget(name: "cortex-bench", dependencies: ["CortexCore", "CortexProcesses"], path: "Sources/cortex-bench", swiftSettings: strict),
+        .executableTarget(
+            name: "cortex-bench", dependencies: ["CortexCore", "CortexStorage", "CortexProcesses"], path: "Sources/cortex-bench",
+            swiftSettings: strict),
     ] + tools.map { .executableTarget(name: $0, dependencies: ["CortexCLI"], swiftSettings: strict) }
 )

@@ -1,5 +1,6 @@
 import CortexCore
 import CortexProcesses
+import CortexStorage
 
 /// `cortex-budget`: a token budget that can never be over-allocated (docs/cli.md).
 public enum BudgetTool {

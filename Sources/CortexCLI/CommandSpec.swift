@@ -1,5 +1,6 @@
 import CortexCore
 import CortexProcesses
+import CortexStorage
 
 /// One `--option` a command accepts, without its type: what the parser and the help text read,
 /// so help cannot drift from the real flags. Commands declare options as typed keys

@@ -1,4 +1,5 @@
 import CortexCore
+import CortexStorage
 
 /// `cortex`: init, status, verify, tail, and the other tools as subcommands (docs/cli.md).
 public enum CortexTool {

@@ -1,4 +1,5 @@
 import CortexCore
+import CortexStorage
 
 /// `cortex dashboard`: writes the self-contained HTML page (docs/decisions/016-dashboard.md).
 public enum DashboardTool {

@@ -1,4 +1,5 @@
 import CortexCore
+import CortexStorage
 
 /// Renders records for `cortex tail`.
 public enum EventFormatter {

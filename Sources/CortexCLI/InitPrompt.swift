@@ -1,4 +1,5 @@
 import CortexCore
+import CortexStorage
 
 /// `cortex init` on a terminal with no settings given asks for the two that matter (total
 /// tokens, max workers), showing the current value as the default. It never asks when stdin

@@ -1,5 +1,6 @@
 import CortexCore
 import CortexProcesses
+import CortexStorage
 
 /// The operator's commands: `cortex status`, `cortex tail`, `cortex metrics`, and the wait
 /// estimates of `cortex-task show` and `cortex-task estimate` (issue 6).

@@ -1,4 +1,5 @@
 import CortexCore
+import CortexStorage
 
 /// What the parser found on a command line, every value already converted to its declared type.
 /// A command's body reads it by the same typed keys its spec declares:

@@ -1,5 +1,6 @@
 import CortexCore
 import CortexProcesses
+import CortexStorage
 
 /// `cortex pool list|stop|scale`: the workers of one `cortex-spawn --pool N --name NAME` as a
 /// unit, replacements of lost members included (they keep the pool's name).

@@ -1,5 +1,6 @@
 import CortexCore
 import CortexProcesses
+import CortexStorage
 
 /// `cortex-reap`: the reaper's command line (docs/cli.md): reads its options, runs `Reaper` once
 /// or every `--every D`, and prints what the run did.

@@ -1,5 +1,6 @@
 import CortexCore
 import CortexProcesses
+import CortexStorage
 
 /// `cortex-spawn`: feasibility before spawning, backpressure, supervised workers, pools (docs/cli.md).
 public enum SpawnTool {

@@ -1,4 +1,5 @@
 import CortexCore
+import CortexStorage
 
 /// `cortex-task wait`, and the bulk forms of `cancel` and `retry` (docs/decisions/024-wait-and-bulk-tasks.md).
 extension TaskTool {

@@ -1,4 +1,5 @@
 import CortexCore
+import CortexStorage
 
 /// `cortex-task`: a priority task queue with fenced claims, retries and dead letters (docs/cli.md).
 public enum TaskTool {

@@ -1,5 +1,6 @@
 import CortexCore
 import CortexProcesses
+import CortexStorage
 
 /// The Cortex version every tool reports.
 public let cortexVersion = "2.0.0"

@@ -1,4 +1,5 @@
 import CortexCore
+import CortexStorage
 
 // Typed arguments (docs/decisions/028-typed-arguments.md): a command declares each option, flag
 // and positional argument once, as a static key with the type its body receives. The parser

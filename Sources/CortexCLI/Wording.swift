@@ -1,4 +1,5 @@
 import CortexCore
+import CortexStorage
 
 /// Wording several commands share: how a duration reads, and what a waiting task is told.
 /// Commands call this, never each other.

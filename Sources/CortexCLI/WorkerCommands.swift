@@ -1,5 +1,6 @@
 import CortexCore
 import CortexProcesses
+import CortexStorage
 
 /// `cortex worker list|show|logs|stop|heartbeat`: supervised workers as a resource (docs/cli.md).
 public enum WorkerTool {

@@ -1,4 +1,5 @@
 import CortexCore
+import CortexStorage
 
 /// Worker files under `workers/<id>/`.
 enum WorkerFiles {

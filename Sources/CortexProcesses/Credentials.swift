@@ -1,5 +1,6 @@
 import CCortexShims
 import CortexCore
+import CortexStorage
 import Glibc
 
 /// A user identity a process can run as: user id, primary group and the exact list of

@@ -1,4 +1,5 @@
 import CortexCore
+import CortexStorage
 import Glibc
 
 /// What `kill -9` leaves behind, and how the reaper clears it

@@ -1,4 +1,5 @@
 import CortexCore
+import CortexStorage
 import Glibc
 
 /// Root on a folder that belongs to someone else acts as that user (docs/decisions/023-shared-folders.md).

@@ -1,5 +1,6 @@
 import CCortexShims
 import CortexCore
+import CortexStorage
 import Glibc
 
 extension ProcessIdentity {

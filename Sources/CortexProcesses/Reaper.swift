@@ -1,4 +1,5 @@
 import CortexCore
+import CortexStorage
 import Glibc
 
 /// The reaper's work, apart from its command line (`cortex-reap`, `cortex reap`): observes

@@ -1,4 +1,5 @@
 import CortexCore
+import CortexStorage
 
 /// What this machine can never give a spawn, checked before anything is written (decision 026):
 /// facts of the machine and config, not of the journal, so they are not the fold's to judge.

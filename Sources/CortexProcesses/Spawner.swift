@@ -1,5 +1,6 @@
 import CCortexShims
 import CortexCore
+import CortexStorage
 import Glibc
 
 /// What to start, and how its standard streams are wired.

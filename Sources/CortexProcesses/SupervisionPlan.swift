@@ -1,5 +1,6 @@
 import CCortexShims
 import CortexCore
+import CortexStorage
 import Glibc
 
 /// What `cortex-supervise` starts and how it watches it: the worker's command, where its bounded

@@ -1,4 +1,5 @@
 import CortexCore
+import CortexStorage
 import Glibc
 
 /// Everything a worker runs with, captured when it was asked for, in a file only its requester

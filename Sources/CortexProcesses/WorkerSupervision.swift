@@ -1,4 +1,5 @@
 import CortexCore
+import CortexStorage
 import Glibc
 
 /// The supervisor side of `cortex-spawn`: starting a detached supervisor process, and what that

@@ -1,4 +1,5 @@
 import CortexCore
+import CortexStorage
 import Glibc
 
 /// Settings from the command line.

@@ -1,4 +1,5 @@
 import CortexCore
+import CortexStorage
 import Glibc
 
 // MARK: - (e) journal growth: 1,000,000 operations with the reaper's compaction

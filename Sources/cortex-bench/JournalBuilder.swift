@@ -1,4 +1,5 @@
 import CortexCore
+import CortexStorage
 import Glibc
 
 /// Writes a realistic budget journal fast: records encoded with `RecordCodec.encode`, written in

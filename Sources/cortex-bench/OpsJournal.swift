@@ -1,4 +1,5 @@
 import CortexCore
+import CortexStorage
 import Glibc
 
 /// `cortex-bench ops-journal DIR [--records N] [--pending P]`: a coordination folder for the

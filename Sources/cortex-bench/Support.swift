@@ -1,4 +1,5 @@
 import CortexCore
+import CortexStorage
 import Glibc
 
 /// Small helpers shared by the benchmark sections: clock, statistics, table printing, scratch folders.

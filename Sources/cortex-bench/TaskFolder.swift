@@ -1,4 +1,5 @@
 import CortexCore
+import CortexStorage
 import Glibc
 
 /// `cortex-bench task-folder DIR --done N --pending P [--type T] [--snapshot-every R]`:

@@ -2,6 +2,7 @@ import Glibc
 import Testing
 
 @testable import CortexCore
+@testable import CortexStorage
 
 @Suite struct AtomicFileTests {
     @Test func replaceLeavesNoTempFileAndTheNewContent() throws {

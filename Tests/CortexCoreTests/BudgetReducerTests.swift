@@ -1,6 +1,7 @@
 import Testing
 
 @testable import CortexCore
+@testable import CortexStorage
 
 /// The budget rules, tested on the pure reducer: no files, no clock.
 @Suite struct BudgetReducerTests {

@@ -2,6 +2,7 @@ import Testing
 
 @testable import CortexCLI
 @testable import CortexCore
+@testable import CortexStorage
 
 @Suite struct CommandLineTests {
     static let thing = Positional("THING", "The thing.") { $0 }

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import CortexCore
+@testable import CortexStorage
 
 /// The dashboard page's one safety rule: data never becomes markup (docs/decisions/016-dashboard.md).
 @Suite struct DashboardPageTests {

@@ -2,6 +2,7 @@ import Glibc
 import Testing
 
 @testable import CortexCore
+@testable import CortexStorage
 
 /// A seeded fuzz of the fold (issue 13, "a total fold"): random, hostile and mutated records and
 /// sequences go through `Reducer.reduce`, the snapshot round trip and `RecordCodec.decode`.

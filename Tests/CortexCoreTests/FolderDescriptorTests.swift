@@ -2,6 +2,7 @@ import Glibc
 import Testing
 
 @testable import CortexCore
+@testable import CortexStorage
 
 /// docs/decisions/020-no-path-tricks.md: names inside a folder are resolved beneath its
 /// descriptor, never through a link, and nothing is read from a non-regular file or past a bound.

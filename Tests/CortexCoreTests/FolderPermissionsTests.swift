@@ -3,6 +3,7 @@ import Glibc
 import Testing
 
 @testable import CortexCore
+@testable import CortexStorage
 
 /// The per-folder mode policy, the user database reader and the owner lookup (decision 023).
 @Suite struct FolderPermissionsTests {

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import CortexCore
+@testable import CortexStorage
 
 /// Ids come from the position of the record that created the thing (docs/decisions/019), so a
 /// skipped record moves no other id. On the pure reducer, with positions given explicitly.

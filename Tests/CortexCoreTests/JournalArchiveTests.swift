@@ -2,6 +2,7 @@ import Glibc
 import Testing
 
 @testable import CortexCore
+@testable import CortexStorage
 
 /// Archiving sealed segments behind tombstones and keeping the journal bounded
 /// (docs/decisions/013): no fold, position or decision may change because a segment was archived.

@@ -3,6 +3,7 @@ import Glibc
 import Testing
 
 @testable import CortexCore
+@testable import CortexStorage
 
 /// The two journal backends the tests run against.
 enum JournalBackend: String, CaseIterable, CustomTestStringConvertible, Sendable {

@@ -2,6 +2,7 @@ import Glibc
 import Testing
 
 @testable import CortexCore
+@testable import CortexStorage
 
 /// The journal protocol of docs/design.md, driven step by step inside one process so each
 /// interleaving is exact. (The multi-process versions live in CortexToolsTests.)

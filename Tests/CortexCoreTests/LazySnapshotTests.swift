@@ -1,6 +1,7 @@
 import Testing
 
 @testable import CortexCore
+@testable import CortexStorage
 
 /// Waiting tasks and keys stay in the snapshot's bytes until a call reaches them
 /// (docs/decisions/011). These tests hold the lazy state to the eager one: a state that goes

@@ -3,6 +3,7 @@ import Glibc
 import Testing
 
 @testable import CortexCore
+@testable import CortexStorage
 
 /// The store over a `MemoryJournal`: the same submit, fold, claim and allocate as over a
 /// folder, without touching the disk (docs/decisions/027).

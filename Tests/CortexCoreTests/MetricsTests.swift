@@ -1,6 +1,7 @@
 import Testing
 
 @testable import CortexCore
+@testable import CortexStorage
 
 /// The metrics fold (docs/decisions/014-metrics.md) on journals with known answers: no files,
 /// no clock, every time from the records.

@@ -2,6 +2,7 @@ import Glibc
 import Testing
 
 @testable import CortexCore
+@testable import CortexStorage
 
 /// Units of docs/decisions/021-outcome-is-the-truth.md: clock steps, temp file names, acknowledged damage.
 @Suite struct OutcomeTests {

@@ -3,6 +3,7 @@ import Testing
 
 @testable import CortexCore
 @testable import CortexProcesses
+@testable import CortexStorage
 
 @Suite struct ProcessIdentityTests {
     @Test func theStartTimeIsReadPastACommandNameWithSpacesAndParentheses() {

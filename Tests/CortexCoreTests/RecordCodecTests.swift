@@ -1,6 +1,7 @@
 import Testing
 
 @testable import CortexCore
+@testable import CortexStorage
 
 @Suite struct RecordCodecTests {
     let sample = Record(

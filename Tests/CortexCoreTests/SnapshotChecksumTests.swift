@@ -2,6 +2,7 @@ import Glibc
 import Testing
 
 @testable import CortexCore
+@testable import CortexStorage
 
 /// Snapshots carry a CRC-32C (docs/decisions/018): an edit is caught, the store falls back to the
 /// checkpoint or the journal, and a snapshot of an earlier format is accepted unverified.

@@ -2,6 +2,7 @@ import Glibc
 import Testing
 
 @testable import CortexCore
+@testable import CortexStorage
 
 /// A fresh folder under /tmp, removed when the value goes away.
 final class TemporaryDirectory {

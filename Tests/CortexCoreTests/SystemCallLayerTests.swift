@@ -3,6 +3,7 @@ import Glibc
 import Testing
 
 @testable import CortexCore
+@testable import CortexStorage
 
 /// The system-call layer (docs/decisions/029-system-call-layer.md): named errno values and
 /// signals, typed descriptors and exit statuses, checked spawn setup, one executable lookup,
@@ -20,6 +21,30 @@ import Testing
         case .noSuchFileOrDirectory, .notDirectory: break
         default: Issue.record("a named case matches in a switch")
         }
+    }
+
+    /// The domain spells errno values, their texts and signal numbers without the C library
+    /// (docs/architecture.md): they must be the C library's own.
+    @Test func theDomainsErrnoAndSignalValuesAreTheCLibrarys() {
+        let named: [(Errno, Int32)] = [
+            (.notPermitted, EPERM), (.noSuchFileOrDirectory, ENOENT), (.noSuchProcess, ESRCH), (.interrupted, EINTR),
+            (.ioError, EIO), (.badFileDescriptor, EBADF), (.resourceTemporarilyUnavailable, EAGAIN),
+            (.permissionDenied, EACCES), (.fileExists, EEXIST), (.improperLink, EXDEV), (.notDirectory, ENOTDIR),
+            (.isDirectory, EISDIR), (.invalidArgument, EINVAL), (.fileTooLarge, EFBIG), (.noSpace, ENOSPC),
+            (.readOnlyFileSystem, EROFS), (.brokenPipe, EPIPE), (.fileNameTooLong, ENAMETOOLONG), (.noFunction, ENOSYS),
+            (.directoryNotEmpty, ENOTEMPTY), (.tooManySymbolicLinkLevels, ELOOP), (.notRegularFile, EMEDIUMTYPE),
+        ]
+        for (value, code) in named { #expect(value.rawValue == code, "\(value)") }
+        for code in Int32(1)...133 {
+            #expect(Errno(rawValue: code).description == String(cString: strerror(code)) + " (errno \(code))")
+        }
+        let signals: [(Signal, Int32)] = [
+            (.hangup, SIGHUP), (.interrupt, SIGINT), (.quit, SIGQUIT), (.abort, SIGABRT), (.busError, SIGBUS),
+            (.kill, SIGKILL), (.segmentationFault, SIGSEGV), (.brokenPipe, SIGPIPE), (.alarm, SIGALRM),
+            (.terminate, SIGTERM), (.childStatusChange, SIGCHLD), (.cpuLimitExceeded, SIGXCPU),
+            (.fileSizeLimitExceeded, SIGXFSZ), (.userDefinedOne, SIGUSR1), (.userDefinedTwo, SIGUSR2),
+        ]
+        for (value, number) in signals { #expect(value.rawValue == number, "\(value)") }
     }
 
     @Test func signalsHaveNamesAndTheirCNumbers() {

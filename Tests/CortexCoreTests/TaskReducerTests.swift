@@ -1,6 +1,7 @@
 import Testing
 
 @testable import CortexCore
+@testable import CortexStorage
 
 /// The task queue's rules on the pure reducer: no files, no clock.
 @Suite struct TaskReducerTests {

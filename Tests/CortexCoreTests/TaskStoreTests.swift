@@ -1,6 +1,7 @@
 import Testing
 
 @testable import CortexCore
+@testable import CortexStorage
 
 /// Tasks through the store: compaction of finished work, lookup across hot state and files.
 @Suite struct TaskStoreTests {

@@ -1,6 +1,7 @@
 import Testing
 
 @testable import CortexCore
+@testable import CortexStorage
 
 /// Token accounting on the pure reducer (docs/decisions/025-token-accounting.md): what
 /// `task.complete` reports reaches the budget, allocations made inside a worker run end with the

@@ -2,6 +2,7 @@ import Testing
 
 @testable import CortexCLI
 @testable import CortexCore
+@testable import CortexStorage
 
 /// Typed arguments (docs/decisions/028-typed-arguments.md): every value is converted and checked
 /// once, at parse time, from the same declaration the help text and the body read.

@@ -3,6 +3,7 @@ import Glibc
 import Testing
 
 @testable import CortexCore
+@testable import CortexStorage
 
 /// The spawner's rules on the pure reducer: feasibility in journal order, the spawn queue,
 /// restarts and settlement. No processes, no clock.

@@ -1,4 +1,5 @@
 import CortexCore
+import CortexStorage
 import Foundation
 import Glibc
 import Testing

@@ -18,8 +18,6 @@ int cortex_filesystem_type(const char *path, int64_t *type);
 /// getrandom(2) filling `count` bytes. Returns the count filled or -1 with errno set.
 ssize_t cortex_getrandom(void *buffer, size_t count);
 
-/// memmem(3): the first occurrence of needle in haystack, or NULL.
-const void *cortex_memmem(const void *haystack, size_t haystack_length, const void *needle, size_t needle_length);
 
 /// renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_EXCHANGE): swaps two names atomically.
 int cortex_rename_exchange(const char *from, const char *to);
@@ -73,11 +71,6 @@ int cortex_drop_privileges(uid_t uid, gid_t gid, const gid_t *groups, size_t gro
 int cortex_spawn_as(pid_t *pid, const char *path, char *const argv[], char *const envp[], const char *directory, int fd0,
                     int fd1, int fd2, int new_session, const int *reset_signals, size_t reset_count, uid_t uid, gid_t gid,
                     const gid_t *groups, size_t group_count);
-
-/// CRC-32C of `count` bytes with the SSE4.2 `crc32` instruction, continuing from the raw
-/// (inverted) state in *state. Returns 1, or 0 without touching *state when the CPU has no
-/// SSE4.2 (the caller then uses its tables; both give the same checksum).
-int cortex_crc32c_hardware(uint32_t *state, const void *bytes, size_t count);
 
 /// openat2(dirfd, path, {flags, mode, RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS}) through syscall(2):
 /// opens `path` only if it lies beneath `dirfd` and no component is a symbolic link. Returns the

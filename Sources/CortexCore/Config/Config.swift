@@ -1,5 +1,3 @@
-import Glibc
-
 /// Settings from `config.json`. Settings tune the machinery (segment size, snapshot interval,
 /// limits); they never change what the fold decides for a record already in the journal.
 public struct CortexConfig: Equatable, Sendable {

@@ -1,4 +1,4 @@
-import CCortexShims
+import CCortexBytes
 
 /// CRC-32C (Castagnoli), the checksum on every journal line. Table-driven, slicing by 8,
 /// so a 200-byte record costs a fraction of a microsecond.

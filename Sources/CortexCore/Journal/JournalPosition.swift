@@ -41,3 +41,37 @@ public struct JournalPosition: Comparable, Hashable, Sendable, CustomStringConve
         self.init(segment: Int(segment), offset: offset)
     }
 }
+
+/// File names of journal segments.
+public enum JournalSegment {
+    /// `000000000042.jsonl` for segment 42.
+    public static func fileName(_ segment: Int) -> String {
+        let digits = String(segment)
+        return String(repeating: "0", count: max(0, 12 - digits.count)) + digits + ".jsonl"
+    }
+
+    /// The segment number of a segment file name, or nil for any other name.
+    public static func number(fromFileName name: String) -> Int? {
+        guard name.hasSuffix(".jsonl") else { return nil }
+        let digits = name.dropLast(6)
+        guard digits.count == 12, digits.allSatisfy(\.isASCIIDigitCharacter) else { return nil }
+        return Int(digits)
+    }
+}
+
+/// A line the reader could not trust, kept for `cortex verify` and the health counters.
+public struct DamagedLine: Equatable, Sendable {
+    /// Where the damaged bytes start.
+    public var position: JournalPosition
+    /// How many bytes were skipped.
+    public var length: Int64
+    /// Why they were skipped: "checksum mismatch", "torn fragment before a record", …
+    public var reason: String
+
+    /// A damaged line from its parts.
+    public init(position: JournalPosition, length: Int64, reason: String) {
+        self.position = position
+        self.length = length
+        self.reason = reason
+    }
+}

@@ -17,9 +17,6 @@ public struct Record: Equatable, Sendable {
         self.data = data
     }
 
-    /// A fresh record id: `r` and 16 random hex digits.
-    public static func newID() -> String { "r" + POSIX.randomHex(bytes: 8) }
-
     /// The kind of the record that ends a segment (docs/design.md, "Sealing and rotation").
     public static let sealKind = "journal.seal"
 

@@ -1,6 +1,3 @@
-import CCortexShims
-import Glibc
-
 /// Which file stands at a path: its inode and change time (a rename puts another inode there).
 public struct FileIdentity: Equatable, Sendable {
     /// The inode number.
@@ -8,18 +5,9 @@ public struct FileIdentity: Equatable, Sendable {
     /// The change time in nanoseconds since the epoch.
     public var changedNanoseconds: Int64
 
-    /// The identity in `info`.
-    public init(_ info: stat) {
-        inode = UInt64(info.st_ino)
-        changedNanoseconds = Int64(info.st_ctim.tv_sec) * 1_000_000_000 + Int64(info.st_ctim.tv_nsec)
-    }
-
-    /// The identity of the file at `path`, or nil when there is none.
-    public static func of(_ path: String) -> FileIdentity? { (try? POSIX.status(path)).flatMap { $0.map(FileIdentity.init) } }
-
-    /// The identity of whatever stands at `name` in `folder` (a link is described, not followed),
-    /// or nil when nothing is there.
-    public static func of(_ name: String, in folder: FolderDescriptor) -> FileIdentity? {
-        (try? folder.status(name)).flatMap { $0.map(FileIdentity.init) }
+    /// An identity from its parts.
+    public init(inode: UInt64, changedNanoseconds: Int64) {
+        self.inode = inode
+        self.changedNanoseconds = changedNanoseconds
     }
 }

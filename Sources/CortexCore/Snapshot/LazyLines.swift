@@ -1,16 +1,16 @@
-import CCortexShims
-import Glibc
+import CCortexBytes
 
-/// Immutable bytes that outlive the call that read them: a file mapped read-only, or an array.
-/// A mapping stays valid after the file is replaced by a rename (it holds the old inode), and
-/// only the pages a reader touches are ever read from the page cache.
+/// Immutable bytes that outlive the call that read them: a file mapped read-only (by the
+/// storage module, `ImmutableBytes.map`), or an array. A mapping stays valid after the file is
+/// replaced by a rename (it holds the old inode), and only the pages a reader touches are ever
+/// read from the page cache.
 public final class ImmutableBytes: @unchecked Sendable {
-    // @unchecked: the bytes are never written after init, and are unmapped only in deinit.
+    // @unchecked: the bytes are never written after init, and are released only in deinit.
     /// The bytes.
     public let buffer: UnsafeRawBufferPointer
     /// Which file was mapped (nil for a copy).
     public let fileIdentity: FileIdentity?
-    private let mapped: Bool
+    private let release: (@Sendable (UnsafeRawBufferPointer) -> Void)?
 
     /// A copy of `bytes`.
     public init(_ bytes: [UInt8]) {
@@ -18,47 +18,24 @@ public final class ImmutableBytes: @unchecked Sendable {
         bytes.withUnsafeBytes { copy.copyMemory(from: $0) }
         buffer = UnsafeRawBufferPointer(rebasing: copy[0..<bytes.count])
         fileIdentity = nil
-        mapped = false
+        release = nil
     }
 
-    private init(mapping: UnsafeRawBufferPointer, identity: FileIdentity) {
-        buffer = mapping
+    /// Bytes someone else owns (a mapping), handed back to `release` when these go away.
+    public init(
+        borrowing buffer: UnsafeRawBufferPointer, identity: FileIdentity?,
+        release: @escaping @Sendable (UnsafeRawBufferPointer) -> Void
+    ) {
+        self.buffer = buffer
         fileIdentity = identity
-        mapped = true
+        self.release = release
     }
 
     /// The largest file `map` maps (a snapshot of a million tasks is a few hundred MiB).
     public static let maximumMappedBytes = 1 << 30
 
-    /// The regular file `name` in `folder` mapped read-only, or nil when it cannot be opened or
-    /// mapped, is a link, a FIFO or a device, or is larger than `maximumMappedBytes` (an empty
-    /// file is returned as an empty copy).
-    public static func map(_ name: String, in folder: FolderDescriptor) -> ImmutableBytes? {
-        guard let (fd, info) = try? folder.openRegular(name) else { return nil }
-        defer { close(fd) }
-        return map(fd: fd, info: info)
-    }
-
-    /// The regular file at `path` (outside a coordination folder) mapped read-only; see `map(_:in:)`.
-    public static func map(_ path: String) -> ImmutableBytes? {
-        let (folder, name) = FolderDescriptor.containing(path)
-        return map(name, in: folder)
-    }
-
-    private static func map(fd: Int32, info: stat) -> ImmutableBytes? {
-        let size = Int(info.st_size)
-        guard size <= maximumMappedBytes else { return nil }
-        guard size > 0 else { return ImmutableBytes([]) }
-        guard let address = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), address != MAP_FAILED else { return nil }
-        return ImmutableBytes(mapping: UnsafeRawBufferPointer(start: address, count: size), identity: FileIdentity(info))
-    }
-
     deinit {
-        if mapped {
-            munmap(UnsafeMutableRawPointer(mutating: buffer.baseAddress), buffer.count)
-        } else {
-            buffer.deallocate()
-        }
+        if let release { release(buffer) } else { buffer.deallocate() }
     }
 }
 
@@ -89,7 +66,7 @@ public struct LazyLines: Sendable {
     /// The line starting at `offset` (without its newline), and where the next one starts.
     public func line(at offset: Int) -> (bytes: UnsafeRawBufferPointer, next: Int) {
         let base = storage.buffer.baseAddress!
-        let found = memchr(base + offset, 0x0A, end - offset)
+        let found = cortex_memchr(base + offset, 0x0A, end - offset)
         let stop = found.map { UnsafeRawPointer($0) - base } ?? end
         return (UnsafeRawBufferPointer(rebasing: storage.buffer[offset..<stop]), min(end, stop + 1))
     }

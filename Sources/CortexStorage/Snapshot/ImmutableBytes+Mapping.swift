@@ -1,0 +1,29 @@
+import CortexCore
+import Glibc
+
+extension ImmutableBytes {
+    /// The regular file `name` in `folder` mapped read-only, or nil when it cannot be opened or
+    /// mapped, is a link, a FIFO or a device, or is larger than `maximumMappedBytes` (an empty
+    /// file is returned as an empty copy).
+    public static func map(_ name: String, in folder: FolderDescriptor) -> ImmutableBytes? {
+        guard let (fd, info) = try? folder.openRegular(name) else { return nil }
+        defer { close(fd) }
+        return map(fd: fd, info: info)
+    }
+
+    /// The regular file at `path` (outside a coordination folder) mapped read-only; see `map(_:in:)`.
+    public static func map(_ path: String) -> ImmutableBytes? {
+        let (folder, name) = FolderDescriptor.containing(path)
+        return map(name, in: folder)
+    }
+
+    private static func map(fd: Int32, info: stat) -> ImmutableBytes? {
+        let size = Int(info.st_size)
+        guard size <= maximumMappedBytes else { return nil }
+        guard size > 0 else { return ImmutableBytes([]) }
+        guard let address = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), address != MAP_FAILED else { return nil }
+        return ImmutableBytes(
+            borrowing: UnsafeRawBufferPointer(start: address, count: size), identity: FileIdentity(info),
+            release: { munmap(UnsafeMutableRawPointer(mutating: $0.baseAddress), $0.count) })
+    }
+}
