@@ -378,11 +378,22 @@ final class FakeEtcdKV: EtcdKV, @unchecked Sendable {
         _ = try store.submit(.budgetSet(total: 4))
         #expect(try journal.compact(before: covered, retentionMilliseconds: 0, nowMilliseconds: 0, dryRun: true) == JournalCompaction())
         #expect(cluster.keyCount == 4, "a dry run deletes nothing")
-        _ = try journal.compact(before: covered, retentionMilliseconds: 0, nowMilliseconds: 0, dryRun: false)
-        #expect(cluster.keyCount == 1)
+        #expect(try journal.deleteRecords(before: covered) == 3)
+        #expect(cluster.keyCount == 2, "the last record and the compaction's marker")
         #expect(
             try readAll(journal, from: covered).records.map { $0.0.data["total"]?.intValue } == [4],
             "reading from the position is unchanged")
+        #expect(throws: CortexError.self, "a read from before the compaction fails rather than miss records") {
+            try readAll(journal, from: .start)
+        }
+        // The next compaction deletes the first one's marker with the records below it.
+        _ = try store.submit(.budgetSet(total: 5))
+        let later = store.position
+        _ = try store.submit(.budgetSet(total: 6))
+        _ = try journal.compact(before: later, retentionMilliseconds: 0, nowMilliseconds: 0, dryRun: false)
+        #expect(cluster.keyCount == 2)
+        #expect(try readAll(journal, from: later).records.map { $0.0.data["total"]?.intValue } == [6])
+        #expect(throws: CortexError.self) { try readAll(journal, from: covered) }
         #expect(try journal.rollOver(at: covered, ifLargerThan: 0, timeMilliseconds: 0, dryRun: false) == nil)
     }
 

@@ -81,10 +81,13 @@ public final class EtcdJournal: Journal, Sendable {
     /// order, in pages of `pageSize`. Every page after the first is pinned to the first one's
     /// header revision, so a read sees the journal as it was at one revision and ends just past
     /// it. Values that are no record are skipped and reported (`damaged`).
+    /// - Throws: `corrupt` when records after `position` were deleted by a compaction (its
+    ///   marker says so): the reader needs a snapshot at or after the compaction's position.
     public func readForward(
         from position: JournalPosition, visit: (Record, JournalPosition) throws(CortexError) -> Void
     ) throws(CortexError) -> JournalRead {
-        var next = try EtcdJournal.revision(of: position)
+        let start = try EtcdJournal.revision(of: position)
+        var next = start
         var ceiling: Int64? = nil
         var recordsRead = 0
         var damaged: [DamagedLine] = []
@@ -94,6 +97,14 @@ public final class EtcdJournal: Journal, Sendable {
             for keyValue in page.keyValues {
                 let at = EtcdJournal.position(revision: keyValue.modRevision)
                 next = max(next, keyValue.modRevision + 1)
+                if let compactedBefore = compactionMarker(keyValue.key) {
+                    guard start >= compactedBefore else {
+                        throw .corrupt(
+                            "the etcd journal \(namespace) was compacted before revision \(compactedBefore): records after \(position) are gone; read from a snapshot at or after it"
+                        )
+                    }
+                    continue
+                }
                 switch RecordCodec.decode(keyValue.value) {
                 case .invalid(let reason):
                     damaged.append(DamagedLine(position: at, length: Int64(keyValue.value.count), reason: reason))
@@ -107,6 +118,17 @@ public final class EtcdJournal: Journal, Sendable {
         }
         let end = EtcdJournal.position(revision: max(next, (ceiling ?? 0) + 1))
         return JournalRead(end: end, extent: end, recordsRead: recordsRead, damaged: damaged)
+    }
+
+    /// `<prefix>~compacted-`: the start of a compaction marker's key, followed by the revision
+    /// below which records were deleted. No record id starts with `~`.
+    private var markerPrefix: [UInt8] { prefix + Array("~compacted-".utf8) }
+
+    /// The revision a compaction marker's key names, or nil for any other key.
+    private func compactionMarker(_ key: [UInt8]) -> Int64? {
+        let marker = markerPrefix
+        guard key.count > marker.count, key.starts(with: marker) else { return nil }
+        return Int64(String(decoding: key[marker.count...], as: UTF8.self))
     }
 
     /// Never: an append is either in (at the revision of its one key) or not, and a retry finds
@@ -143,10 +165,16 @@ public final class EtcdJournal: Journal, Sendable {
         return JournalCompaction()
     }
 
-    /// Deletes the record keys written before `position`'s revision.
-    /// - Returns: how many were deleted.
+    /// Deletes the record keys written before `position`'s revision. First writes a marker,
+    /// `<prefix>~compacted-<revision>`, after every record it covers: a read from before
+    /// `position` meets it and fails instead of silently missing the deleted records (the marker
+    /// of an earlier compaction is deleted with the records below the next one).
+    /// - Returns: how many keys were deleted.
     public func deleteRecords(before position: JournalPosition) throws(CortexError) -> Int {
-        try kv.deleteRange(prefix: prefix, belowRevision: try EtcdJournal.revision(of: position))
+        let revision = try EtcdJournal.revision(of: position)
+        guard revision > 0 else { return 0 }
+        _ = try kv.createIfAbsent(key: markerPrefix + Array(String(revision).utf8), value: [])
+        return try kv.deleteRange(prefix: prefix, belowRevision: revision)
     }
 
     /// The cluster's revision now (a range that matches no key, for its header).
