@@ -213,7 +213,7 @@ final class FakeEtcdKV: EtcdKV, @unchecked Sendable {
 
     @Test func aRetriedAppendAfterALostReplyGivesOneRecordAtOnePosition() throws {
         let cluster = FakeEtcdKV()
-        let journal = EtcdJournal(kv: cluster, namespace: "n")
+        let journal = try EtcdJournal(kv: cluster, namespace: "n")
         cluster.loseNextReplies()
         let appended = try journal.append(try line(.budgetSet(total: 5)), tail: .start)
         #expect(cluster.calls("create") == 2, "the lost reply was retried")
@@ -236,7 +236,7 @@ final class FakeEtcdKV: EtcdKV, @unchecked Sendable {
     }
 
     @Test func anAppendAgainOfTheSameRecordKeepsItsPositionAndNothingIsVoid() throws {
-        let journal = EtcdJournal(kv: FakeEtcdKV(), namespace: "n")
+        let journal = try EtcdJournal(kv: FakeEtcdKV(), namespace: "n")
         let same = try line(.budgetSet(total: 5))
         let first = try journal.append(same, tail: .start)
         _ = try journal.append(try line(.budgetSet(total: 6)), tail: .start)
@@ -249,7 +249,7 @@ final class FakeEtcdKV: EtcdKV, @unchecked Sendable {
 
     @Test func positionsAreRevisionsInSegmentOne() throws {
         let cluster = FakeEtcdKV()
-        let journal = EtcdJournal(kv: cluster, namespace: "n")
+        let journal = try EtcdJournal(kv: cluster, namespace: "n")
         let appended = try journal.append(try line(.budgetSet(total: 5)), tail: .start)
         let revision = cluster.put(key: Array("elsewhere".utf8), value: [0x31])
         let next = try journal.append(try line(.budgetSet(total: 6)), tail: .start)
@@ -265,7 +265,7 @@ final class FakeEtcdKV: EtcdKV, @unchecked Sendable {
 
     @Test func aDamagedValueIsSkippedAndReportedNeverFatal() throws {
         let cluster = FakeEtcdKV()
-        let journal = EtcdJournal(kv: cluster, namespace: "n")
+        let journal = try EtcdJournal(kv: cluster, namespace: "n")
         let store = try CoordinationStore.over(journal)
         _ = try store.submit(.budgetSet(total: 100))
         let damagedAt = cluster.put(key: Array("n/journal/by-hand".utf8), value: Array(#"{"id":"x","kind":"budget.set""#.utf8))
@@ -279,7 +279,7 @@ final class FakeEtcdKV: EtcdKV, @unchecked Sendable {
 
     @Test func aReadPagesThroughMoreRecordsThanOnePageInOrder() throws {
         let cluster = FakeEtcdKV()
-        let journal = EtcdJournal(kv: cluster, namespace: "n", pageSize: 3)
+        let journal = try EtcdJournal(kv: cluster, namespace: "n", pageSize: 3)
         var positions: [JournalPosition] = []
         for total in 1...10 { positions.append(try journal.append(try line(.budgetSet(total: Int64(total))), tail: .start).position) }
         let rangesBefore = cluster.calls("range")
@@ -292,7 +292,7 @@ final class FakeEtcdKV: EtcdKV, @unchecked Sendable {
     }
 
     @Test func aReadSeesTheJournalAtOneRevisionAndAppendsDuringItAreReadNext() throws {
-        let journal = EtcdJournal(kv: FakeEtcdKV(), namespace: "n", pageSize: 2)
+        let journal = try EtcdJournal(kv: FakeEtcdKV(), namespace: "n", pageSize: 2)
         for total in 1...4 { _ = try journal.append(try line(.budgetSet(total: Int64(total))), tail: .start) }
         let late = try line(.budgetSet(total: 9))
         var seen: [Int64] = []
@@ -307,7 +307,7 @@ final class FakeEtcdKV: EtcdKV, @unchecked Sendable {
 
     @Test func callsTheClusterRefusesAreTryLater() throws {
         let cluster = FakeEtcdKV()
-        let journal = EtcdJournal(kv: cluster, namespace: "n")
+        let journal = try EtcdJournal(kv: cluster, namespace: "n")
         let store = try CoordinationStore.over(journal)
         cluster.setFailing(true)
         do {
@@ -328,7 +328,7 @@ final class FakeEtcdKV: EtcdKV, @unchecked Sendable {
 
     @Test func theWaiterWakesOnAnAppendAndAfterACompactedWatch() throws {
         let cluster = FakeEtcdKV()
-        let journal = EtcdJournal(kv: cluster, namespace: "n")
+        let journal = try EtcdJournal(kv: cluster, namespace: "n")
         let waiter = try journal.makeWaiter()
         #expect(!waiter.wait(timeoutMilliseconds: 0))
         _ = try journal.append(try line(.budgetSet(total: 1)), tail: .start)
@@ -359,7 +359,7 @@ final class FakeEtcdKV: EtcdKV, @unchecked Sendable {
 
     @Test func aBrokenWatchFallsBackToARangeRead() throws {
         let cluster = FakeEtcdKV()
-        let journal = EtcdJournal(kv: cluster, namespace: "n")
+        let journal = try EtcdJournal(kv: cluster, namespace: "n")
         let waiter = try journal.makeWaiter()
         _ = try journal.append(try line(.budgetSet(total: 1)), tail: .start)
         cluster.setFailing(true)
@@ -371,7 +371,7 @@ final class FakeEtcdKV: EtcdKV, @unchecked Sendable {
 
     @Test func compactionDeletesTheRecordsASnapshotCovers() throws {
         let cluster = FakeEtcdKV()
-        let journal = EtcdJournal(kv: cluster, namespace: "n")
+        let journal = try EtcdJournal(kv: cluster, namespace: "n")
         let store = try CoordinationStore.over(journal)
         for total in 1...3 { _ = try store.submit(.budgetSet(total: Int64(total))) }
         let covered = store.position
@@ -423,10 +423,15 @@ final class FakeEtcdKV: EtcdKV, @unchecked Sendable {
         #expect(try CoordinationStore.over(EtcdJournal(kv: cluster, namespace: "n")).state.budget.allocations.count == 6)
     }
 
+    @Test(arguments: ["", "a/journal/b", "team/prod", "..", "naïve", String(repeating: "n", count: 129)])
+    func aNamespaceThatCouldOverlapAnotherIsRefused(_ namespace: String) {
+        #expect(throws: CortexError.self) { try EtcdJournal(kv: FakeEtcdKV(), namespace: namespace) }
+    }
+
     @Test func namespacesDoNotSeeEachOthersRecords() throws {
         let cluster = FakeEtcdKV()
-        let first = EtcdJournal(kv: cluster, namespace: "a")
-        let second = EtcdJournal(kv: cluster, namespace: "ab")
+        let first = try EtcdJournal(kv: cluster, namespace: "a")
+        let second = try EtcdJournal(kv: cluster, namespace: "ab")
         _ = try first.append(try line(.budgetSet(total: 1)), tail: .start)
         _ = try second.append(try line(.budgetSet(total: 2)), tail: .start)
         #expect(try readAll(first).records.map { $0.0.data["total"]?.intValue } == [1])

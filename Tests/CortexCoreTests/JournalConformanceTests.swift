@@ -37,7 +37,7 @@ final class JournalUnderTest {
             folder = nil
             layout = nil
             // Small pages, so every read of the suite pages.
-            journal = EtcdJournal(kv: FakeEtcdKV(), namespace: "conformance", pageSize: 2)
+            journal = try EtcdJournal(kv: FakeEtcdKV(), namespace: "conformance", pageSize: 2)
         }
     }
 

@@ -30,11 +30,32 @@ public final class EtcdJournal: Journal, Sendable {
     public static let appendAttempts = 4
 
     /// A journal under `<namespace>/journal/` on `kv`, reading `pageSize` records per request.
-    public init(kv: any EtcdKV, namespace: String, pageSize: Int = 1000) {
+    /// - Throws: `configuration` when `namespace` is not a valid namespace (`checkNamespace`).
+    public init(kv: any EtcdKV, namespace: String, pageSize: Int = 1000) throws(CortexError) {
+        try EtcdJournal.checkNamespace(namespace)
         self.kv = kv
         self.namespace = namespace
         prefix = Array("\(namespace)/journal/".utf8)
         self.pageSize = max(1, pageSize)
+    }
+
+    /// The longest namespace.
+    public static let maximumNamespaceBytes = 128
+
+    /// Accepts 1 to `maximumNamespaceBytes` letters, digits, `.`, `_` and `-`. No `/`: a
+    /// namespace `a/journal/b` would put its records inside namespace `a`'s journal.
+    /// - Throws: `configuration`, saying what is allowed.
+    public static func checkNamespace(_ namespace: String) throws(CortexError) {
+        let bytes = Array(namespace.utf8)
+        let allowed = bytes.allSatisfy { byte in
+            (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)
+                || byte == 0x2E || byte == 0x5F || byte == 0x2D
+        }
+        guard !bytes.isEmpty, bytes.count <= maximumNamespaceBytes, allowed, namespace != ".", namespace != ".." else {
+            throw .configuration(
+                "etcd namespace '\(namespace)' is not valid: use 1 to \(maximumNamespaceBytes) letters, digits, '.', '_' or '-' (not '.' or '..')"
+            )
+        }
     }
 
     /// The position of the record written at `revision`: segment 1, offset the revision.
