@@ -247,6 +247,16 @@ final class FakeEtcdKV: EtcdKV, @unchecked Sendable {
         #expect(!journal.isVoid(first.position, readTo: all.read.end))
     }
 
+    @Test func aRecordWhoseIdLooksLikeAMarkerCannotPassForOne() throws {
+        let cluster = FakeEtcdKV()
+        let journal = try EtcdJournal(kv: cluster, namespace: "n")
+        let store = try CoordinationStore.over(journal)
+        _ = try store.submit(.budgetSet(total: 1))
+        let before = store.position
+        _ = try journal.append(try RecordCodec.encode(record(.budgetSet(total: 2), id: "~compacted-999999")), tail: .start)
+        #expect(try readAll(journal, from: before).records.map { $0.0.data["total"]?.intValue } == [2], "read as a record, not a marker")
+    }
+
     @Test func positionsAreRevisionsInSegmentOne() throws {
         let cluster = FakeEtcdKV()
         let journal = try EtcdJournal(kv: cluster, namespace: "n")

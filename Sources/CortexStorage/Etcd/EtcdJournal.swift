@@ -71,9 +71,12 @@ public final class EtcdJournal: Journal, Sendable {
     }
 
     /// The key of the record `line` holds: `<prefix><record id>`. A line that is no record (an
-    /// invalid line, which readers skip and report) gets a random key of its own.
+    /// invalid line, which readers skip and report), or whose id could pass for one of the
+    /// journal's own keys (empty, or starting with `~`), gets a random key of its own.
     func key(for line: [UInt8]) -> [UInt8] {
-        if case .record(let record, _) = RecordCodec.decode(line), !record.id.isEmpty { return prefix + Array(record.id.utf8) }
+        if case .record(let record, _) = RecordCodec.decode(line), let first = record.id.utf8.first, first != UInt8(ascii: "~") {
+            return prefix + Array(record.id.utf8)
+        }
         return prefix + Array("~invalid-\(POSIX.randomHex(bytes: 8))".utf8)
     }
 
