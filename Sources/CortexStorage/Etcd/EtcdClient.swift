@@ -145,7 +145,8 @@ public final class EtcdClient: EtcdKV {
             guard revision > 0 else { throw .corrupt("etcd: a put without a revision in \(reply.jsonText)") }
             return EtcdCreation(revision: revision, created: true)
         }
-        guard let existing = first?["response_range"]?["kvs"]?.arrayValue?.first, let revision = Self.number(existing["create_revision"]), revision > 0
+        guard let existing = first?["response_range"]?["kvs"]?.arrayValue?.first, let revision = Self.number(existing["create_revision"]),
+            revision > 0
         else {
             // Created and deleted between the compare and the read: a later record.
             throw .tryLater("etcd: key \(Base64.encode(key)) neither created nor found; try again")
@@ -172,7 +173,9 @@ public final class EtcdClient: EtcdKV {
                 "/v3/kv/txn",
                 .object([
                     "compare": .array(
-                        keys.map { .object(["target": "MOD", "result": "LESS", "key": $0, "mod_revision": .string(String(belowRevision))]) }),
+                        keys.map {
+                            .object(["target": "MOD", "result": "LESS", "key": $0, "mod_revision": .string(String(belowRevision))])
+                        }),
                     "success": .array(keys.map { .object(["request_delete_range": .object(["key": $0])]) }),
                 ]))
             // A failed comparison (a key rewritten since the range) is simply ranged again.
@@ -194,6 +197,7 @@ public final class EtcdClient: EtcdKV {
         ]).serialized()
         var failures: [String] = []
         for attempt in 0..<attempts {
+            pauseBeforeRound(attempt)
             let index = (preferredIndex + attempt) % endpoints.count
             let endpoint = endpoints[index]
             let deadline = Socket.deadline(afterMilliseconds: timeoutMilliseconds)
@@ -277,6 +281,7 @@ public final class EtcdClient: EtcdKV {
         let bytes = body.serialized()
         var failures: [String] = []
         for attempt in 0..<attempts {
+            pauseBeforeRound(attempt)
             let index = (preferredIndex + attempt) % endpoints.count
             let endpoint = endpoints[index]
             let deadline = Socket.deadline(afterMilliseconds: timeoutMilliseconds)
@@ -307,6 +312,13 @@ public final class EtcdClient: EtcdKV {
             }
         }
         throw .tryLater("no etcd member answered \(path) (\(attempts) attempts): " + failures.joined(separator: "; "))
+    }
+
+    /// Before trying the members again after each one failed: a pause that grows with the round
+    /// (0.2 s, 0.4 s, … at most 1 s), so a cluster electing a new leader gets time to.
+    private func pauseBeforeRound(_ attempt: Int) {
+        let round = attempt / endpoints.count
+        if attempt > 0 && attempt % endpoints.count == 0 { POSIX.sleep(milliseconds: Int64(min(1000, 200 * round))) }
     }
 
     private var preferredIndex: Int { state.withLock { $0.preferred } }
@@ -340,7 +352,8 @@ public final class EtcdClient: EtcdKV {
 
     /// What an etcd error reply means (`{"error","message","code"}`, gRPC codes).
     static func failure(_ reply: JSONValue, status: Int, path: String, endpoint: EtcdEndpoint) -> CortexError {
-        let message = reply["message"]?.stringValue ?? reply["error"]?.stringValue ?? reply["error"]?["message"]?.stringValue ?? "HTTP \(status)"
+        let message =
+            reply["message"]?.stringValue ?? reply["error"]?.stringValue ?? reply["error"]?["message"]?.stringValue ?? "HTTP \(status)"
         let text = "etcd \(endpoint) refused \(path): \(message)"
         switch reply["code"]?.intValue ?? reply["error"]?["grpc_code"]?.intValue ?? -1 {
         case 3: return .badInput(text)

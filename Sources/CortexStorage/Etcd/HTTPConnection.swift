@@ -56,7 +56,8 @@ public final class HTTPConnection: @unchecked Sendable {
     }
 
     /// POSTs `body` to `path` and reads the whole reply before `deadline`.
-    public func post(_ path: String, body: [UInt8], headers: [(String, String)] = [], deadline: UInt64) throws(CortexError) -> HTTPResponse {
+    public func post(_ path: String, body: [UInt8], headers: [(String, String)] = [], deadline: UInt64) throws(CortexError) -> HTTPResponse
+    {
         var response = try startPost(path, body: body, headers: headers, deadline: deadline)
         var total: [UInt8] = []
         while let piece = try readBodyPiece(deadline: deadline) {
@@ -71,7 +72,9 @@ public final class HTTPConnection: @unchecked Sendable {
     }
 
     /// Sends a POST and reads the status line and headers; the body follows through `readBodyPiece`.
-    public func startPost(_ path: String, body: [UInt8], headers: [(String, String)] = [], deadline: UInt64) throws(CortexError) -> HTTPResponse {
+    public func startPost(_ path: String, body: [UInt8], headers: [(String, String)] = [], deadline: UInt64) throws(CortexError)
+        -> HTTPResponse
+    {
         guard isReusable else { throw .io(operation: "send to", path: authority, errno: .badFileDescriptor) }
         isReusable = false
         var head = "POST \(path) HTTP/1.1\r\nHost: \(authority)\r\nContent-Type: application/json\r\nContent-Length: \(body.count)\r\n"
@@ -193,8 +196,6 @@ public final class HTTPConnection: @unchecked Sendable {
     }
 
     private func readHead(deadline: UInt64) throws(CortexError) -> HTTPResponse {
-        buffer.removeAll(keepingCapacity: true)
-        start = 0
         let statusLine = String(decoding: try readLine(deadline: deadline), as: UTF8.self)
         let parts = statusLine.split(separator: " ", maxSplits: 2)
         guard parts.count >= 2, parts[0].hasPrefix("HTTP/1."), let status = Int(parts[1]) else {
