@@ -87,6 +87,21 @@ import Testing
         #expect(Date().timeIntervalSince(watchStarted) < 10)
     }
 
+    /// A name resolves (trying each address), a receive with nothing sent times out with
+    /// `.tryLater`, and a closed connection refuses to send.
+    @Test func tcpConnectionsResolveNamesAndTimeOutOnSilence() throws {
+        let listener = try TCPListener()
+        let connection = try TCPConnection.connect(
+            host: "localhost", port: listener.port, deadline: Socket.deadline(afterMilliseconds: 5000))
+        try connection.send(Array("hello".utf8), deadline: Socket.deadline(afterMilliseconds: 5000))
+        #expect(throws: CortexError.tryLater("timed out waiting to receive from localhost:\(listener.port)")) {
+            _ = try connection.receive(maximum: 10, deadline: Socket.deadline(afterMilliseconds: 100))
+        }
+        connection.close()
+        connection.close()
+        #expect(throws: CortexError.self) { try connection.send([1], deadline: Socket.deadline(afterMilliseconds: 100)) }
+    }
+
     @Test func aRefusedConnectionIsAnErrorNotAHang() throws {
         let port = try TCPListener().port  // closed again at once: nothing listens there now
         let client = try EtcdClient(endpoints: [EtcdEndpoint(host: "127.0.0.1", port: port)], timeoutMilliseconds: 1000)

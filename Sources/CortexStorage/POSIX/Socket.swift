@@ -46,9 +46,15 @@ public final class TCPConnection: ByteStream {
         var hints = addrinfo()
         hints.ai_family = AF_UNSPEC
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
-        hints.ai_flags = AI_NUMERICSERV
+        // A numeric address first: it needs no name service, which a statically linked tool
+        // would have to load at run time (glibc's NSS); names go through it only when given.
+        hints.ai_flags = AI_NUMERICSERV | AI_NUMERICHOST
         var list: UnsafeMutablePointer<addrinfo>?
-        let resolved = getaddrinfo(host, String(port), &hints, &list)
+        var resolved = getaddrinfo(host, String(port), &hints, &list)
+        if resolved == EAI_NONAME {
+            hints.ai_flags = AI_NUMERICSERV
+            resolved = getaddrinfo(host, String(port), &hints, &list)
+        }
         guard resolved == 0, let first = list else {
             throw .configuration("cannot resolve \(peer): \(String(cString: gai_strerror(resolved)))")
         }
