@@ -274,7 +274,13 @@ final class ScriptedStream: ByteStream {
         let client = try cluster.client()
         let prefix = testPrefix("failover")
         let before = try client.createIfAbsent(key: prefix + [0], value: [0])
+        let brokenWatch = try client.watch(prefix: prefix, startRevision: before.revision + 1)
+        defer { brokenWatch.cancel() }
         cluster.kill(member: 0)
+        // The watch's member is gone: the stream breaks (an error), it does not wait forever.
+        #expect(throws: CortexError.self) {
+            for _ in 0..<10 { _ = try brokenWatch.next(timeoutMilliseconds: 1000) }
+        }
         let after = try client.createIfAbsent(key: prefix + [1], value: [1])
         #expect(after.revision > before.revision)
         let again = try client.createIfAbsent(key: prefix + [1], value: [1])
@@ -300,6 +306,25 @@ final class ScriptedStream: ByteStream {
             caughtUp = try alone.range(prefix: prefix, minimumRevision: 0, maximumRevision: nil, limit: 0).keyValues.count
         }
         #expect(caughtUp == 2)
+    }
+
+    /// The first endpoint accepts connections and never answers: each call waits one timeout
+    /// there, then the client prefers the next member, so later calls do not wait at all.
+    @Test func aSilentFirstEndpointIsLeftForTheNextMember() throws {
+        guard let cluster = try EtcdCluster.start() else { return }
+        let silent = try TCPListener()
+        let client = try EtcdClient(
+            endpoints: [EtcdEndpoint(host: "127.0.0.1", port: silent.port)] + cluster.endpoints, timeoutMilliseconds: 1000)
+        let first = try client.createIfAbsent(key: testPrefix("silent") + [0], value: [0])
+        let second = try client.createIfAbsent(key: testPrefix("silent") + [1], value: [1])
+        #expect(second.revision > first.revision)
+        let watch = try client.watch(prefix: testPrefix("silent"), startRevision: first.revision)
+        defer { watch.cancel() }
+        guard case .puts(let puts) = try watch.next(timeoutMilliseconds: 5000) else {
+            Issue.record("the watch was canceled")
+            return
+        }
+        #expect(puts.first?.modRevision == first.revision)
     }
 
     @Test func leasesAreGrantedKeptAliveAndAttachToPuts() throws {
