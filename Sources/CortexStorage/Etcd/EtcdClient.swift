@@ -1,0 +1,514 @@
+import CortexCore
+import Synchronization
+
+/// One etcd member's client address.
+public struct EtcdEndpoint: Equatable, Sendable, CustomStringConvertible {
+    /// A host name or numeric address.
+    public var host: String
+    /// The client port.
+    public var port: Int
+
+    /// An endpoint from its parts.
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+
+    /// Parses `http://host:port` (the scheme may be left out).
+    /// - Throws: `.configuration` for anything else (`https` waits for the TLS stream).
+    public init(url: String) throws(CortexError) {
+        var rest = Substring(url)
+        if rest.hasPrefix("http://") { rest = rest.dropFirst(7) }
+        if rest.hasSuffix("/") { rest = rest.dropLast() }
+        guard !rest.contains("/"), let colon = rest.lastIndex(of: ":"), let port = Int(rest[rest.index(after: colon)...]),
+            (1...65535).contains(port), colon != rest.startIndex
+        else { throw .configuration("not an etcd endpoint (http://host:port): \(url)") }
+        var host = String(rest[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        self.init(host: host, port: port)
+    }
+
+    /// `host:port`.
+    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+}
+
+/// A granted lease.
+public struct EtcdLease: Equatable, Sendable {
+    /// The lease's id (put keys with it so they vanish when it expires).
+    public var id: Int64
+    /// Seconds the lease lives without a keep-alive.
+    public var ttlSeconds: Int64
+}
+
+/// One member's view of the cluster (maintenance/status).
+public struct EtcdStatus: Equatable, Sendable {
+    /// The member that answered.
+    public var endpoint: EtcdEndpoint
+    /// Its etcd version ("3.4.23").
+    public var version: String
+    /// Its member id.
+    public var memberID: UInt64
+    /// The member id of the leader it knows (0: none).
+    public var leaderID: UInt64
+    /// The cluster's current revision.
+    public var revision: Int64
+    /// The Raft term.
+    public var raftTerm: UInt64
+}
+
+/// Opens a byte stream to an endpoint before a deadline: plain TCP by default, a TLS session
+/// when one is configured.
+public typealias EtcdStreamOpener = @Sendable (EtcdEndpoint, UInt64) throws(CortexError) -> any ByteStream
+
+/// The hand-written etcd v3 client over the JSON gateway (docs/decisions/030-etcd-client.md):
+/// HTTP/1.1 POSTs on keep-alive connections, a timeout on every attempt, and failover: a member
+/// that refuses, breaks or does not answer in time is left for the next one, at most `attempts`
+/// tries per call; then the call fails with `.tryLater` (exit 75). Safe to share between threads
+/// (each call takes an idle connection or opens one).
+public final class EtcdClient: EtcdKV {
+    /// The members, in the order they are tried.
+    public let endpoints: [EtcdEndpoint]
+    /// How long one attempt (connect, send, reply) may take.
+    public let timeoutMilliseconds: Int64
+    /// Attempts per call across the members.
+    public let attempts: Int
+    private let openStream: EtcdStreamOpener
+    private let headers: [(String, String)]
+    private let state: Mutex<PoolState>
+
+    private struct PoolState: ~Copyable {
+        var preferred = 0
+        var idle: [Int: [HTTPConnection]] = [:]
+    }
+
+    /// Records per transaction when deleting (etcd's default `--max-txn-ops` is 128).
+    static let deleteBatch = 100
+
+    /// A client for `endpoints`.
+    /// - Parameters:
+    ///   - timeoutMilliseconds: the limit on each attempt.
+    ///   - attempts: tries per call (default: every member once, then the first again).
+    ///   - headers: extra header fields for every request (an `Authorization` token).
+    ///   - openStream: how to reach a member (default: TCP).
+    public init(
+        endpoints: [EtcdEndpoint], timeoutMilliseconds: Int64 = 5000, attempts: Int? = nil, headers: [(String, String)] = [],
+        openStream: EtcdStreamOpener? = nil
+    ) throws(CortexError) {
+        guard !endpoints.isEmpty else { throw .configuration("no etcd endpoints") }
+        guard timeoutMilliseconds > 0 else { throw .configuration("the etcd timeout must be positive") }
+        self.endpoints = endpoints
+        self.timeoutMilliseconds = timeoutMilliseconds
+        self.attempts = max(1, attempts ?? endpoints.count + 1)
+        self.headers = headers
+        if let openStream {
+            self.openStream = openStream
+        } else {
+            self.openStream = EtcdClient.openTCP
+        }
+        self.state = Mutex(PoolState())
+    }
+
+    /// A client for `http://host:port` URLs.
+    public convenience init(urls: [String], timeoutMilliseconds: Int64 = 5000, attempts: Int? = nil) throws(CortexError) {
+        var endpoints: [EtcdEndpoint] = []
+        for url in urls { endpoints.append(try EtcdEndpoint(url: url)) }
+        try self.init(endpoints: endpoints, timeoutMilliseconds: timeoutMilliseconds, attempts: attempts)
+    }
+
+    /// The default way to reach a member: a plain TCP connection.
+    @Sendable public static func openTCP(_ endpoint: EtcdEndpoint, _ deadline: UInt64) throws(CortexError) -> any ByteStream {
+        try TCPConnection.connect(host: endpoint.host, port: endpoint.port, deadline: deadline)
+    }
+
+    deinit {
+        state.withLock { pool in
+            for connections in pool.idle.values { connections.forEach { $0.close() } }
+            pool.idle = [:]
+        }
+    }
+
+    // MARK: EtcdKV
+
+    /// A transaction: if the key's create revision is 0 (absent), put it; else read it.
+    public func createIfAbsent(key: [UInt8], value: [UInt8]) throws(CortexError) -> EtcdCreation {
+        let encodedKey = JSONValue.string(Base64.encode(key))
+        let reply = try call(
+            "/v3/kv/txn",
+            .object([
+                "compare": .array([.object(["target": "CREATE", "key": encodedKey, "create_revision": "0"])]),
+                "success": .array([.object(["request_put": .object(["key": encodedKey, "value": .string(Base64.encode(value))])])]),
+                "failure": .array([.object(["request_range": .object(["key": encodedKey])])]),
+            ]))
+        let first = reply["responses"]?.arrayValue?.first
+        if reply["succeeded"]?.boolValue == true {
+            let revision = Self.number(first?["response_put"]?["header"]?["revision"]) ?? Self.number(reply["header"]?["revision"]) ?? 0
+            guard revision > 0 else { throw .corrupt("etcd: a put without a revision in \(reply.jsonText)") }
+            return EtcdCreation(revision: revision, created: true)
+        }
+        guard let existing = first?["response_range"]?["kvs"]?.arrayValue?.first, let revision = Self.number(existing["create_revision"]),
+            revision > 0
+        else {
+            // Created and deleted between the compare and the read: a later record.
+            throw .tryLater("etcd: key \(Base64.encode(key)) neither created nor found; try again")
+        }
+        return EtcdCreation(revision: revision, created: false)
+    }
+
+    /// A range over the prefix, sorted by mod revision.
+    public func range(prefix: [UInt8], minimumRevision: Int64, maximumRevision: Int64?, limit: Int) throws(CortexError) -> EtcdRange {
+        try range(prefix: prefix, minimumRevision: minimumRevision, maximumRevision: maximumRevision, limit: limit, keysOnly: false)
+    }
+
+    /// Ranges the keys below the revision (keys only) and deletes them in transactions of at
+    /// most `deleteBatch` keys, each guarded by a comparison of the key's mod revision, until none is left.
+    public func deleteRange(prefix: [UInt8], belowRevision: Int64) throws(CortexError) -> Int {
+        guard belowRevision > 1 else { return 0 }
+        var deleted = 0
+        while true {
+            let page = try range(
+                prefix: prefix, minimumRevision: 0, maximumRevision: belowRevision - 1, limit: Self.deleteBatch, keysOnly: true)
+            if page.keyValues.isEmpty { return deleted }
+            let keys = page.keyValues.map { JSONValue.string(Base64.encode($0.key)) }
+            let reply = try call(
+                "/v3/kv/txn",
+                .object([
+                    "compare": .array(
+                        keys.map {
+                            .object(["target": "MOD", "result": "LESS", "key": $0, "mod_revision": .string(String(belowRevision))])
+                        }),
+                    "success": .array(keys.map { .object(["request_delete_range": .object(["key": $0])]) }),
+                ]))
+            // A failed comparison (a key rewritten since the range) is simply ranged again.
+            if reply["succeeded"]?.boolValue == true {
+                for response in reply["responses"]?.arrayValue ?? [] {
+                    deleted += Int(Self.number(response["response_delete_range"]?["deleted"]) ?? 0)
+                }
+            }
+        }
+    }
+
+    /// A watch on its own connection, created on the first member that answers.
+    public func watch(prefix: [UInt8], startRevision: Int64) throws(CortexError) -> any EtcdWatch {
+        let body = JSONValue.object([
+            "create_request": .object([
+                "key": .string(Base64.encode(prefix)), "range_end": .string(Base64.encode(Self.prefixEnd(prefix))),
+                "start_revision": .string(String(startRevision)),
+            ])
+        ]).serialized()
+        var failures: [String] = []
+        for attempt in 0..<attempts {
+            pauseBeforeRound(attempt)
+            let index = (preferredIndex + attempt) % endpoints.count
+            let endpoint = endpoints[index]
+            let deadline = Socket.deadline(afterMilliseconds: timeoutMilliseconds)
+            var connection: HTTPConnection?
+            do throws(CortexError) {
+                let opened = HTTPConnection(stream: try openStream(endpoint, deadline), authority: endpoint.description)
+                connection = opened
+                let head = try opened.startPost("/v3/watch", body: body, headers: headers, deadline: deadline)
+                guard head.status == 200 else {
+                    throw CortexError.tryLater("etcd \(endpoint) answered the watch with HTTP \(head.status)")
+                }
+                let watch = EtcdStreamWatch(connection: opened, endpoint: endpoint)
+                try watch.waitUntilCreated(deadline: deadline)
+                return watch
+            } catch {
+                connection?.close()
+                if !Self.isTransportFailure(error) { throw error }
+                failures.append("\(endpoint): \(error)")
+                movePreferred(awayFrom: index)
+            }
+        }
+        throw .tryLater("no etcd member started a watch: " + failures.joined(separator: "; "))
+    }
+
+    // MARK: Beyond the journal's seam
+
+    /// Puts `value` at `key` (attached to `leaseID` when given); returns the put's revision.
+    @discardableResult
+    public func put(key: [UInt8], value: [UInt8], leaseID: Int64? = nil) throws(CortexError) -> Int64 {
+        let reply = try call(
+            "/v3/kv/put",
+            .object([
+                "key": .string(Base64.encode(key)), "value": .string(Base64.encode(value)), "lease": leaseID.map { .string(String($0)) },
+            ]))
+        return Self.number(reply["header"]?["revision"]) ?? 0
+    }
+
+    /// Grants a lease of `ttlSeconds`.
+    public func leaseGrant(ttlSeconds: Int64) throws(CortexError) -> EtcdLease {
+        let reply = try call("/v3/lease/grant", .object(["TTL": .string(String(ttlSeconds))]))
+        guard let id = Self.number(reply["ID"]), id != 0 else { throw .corrupt("etcd: a lease grant without an ID: \(reply.jsonText)") }
+        return EtcdLease(id: id, ttlSeconds: Self.number(reply["TTL"]) ?? ttlSeconds)
+    }
+
+    /// Refreshes lease `id` once; returns its new TTL in seconds.
+    /// - Throws: `.notFound` when the lease has expired (or never existed).
+    public func leaseKeepAlive(id: Int64) throws(CortexError) -> Int64 {
+        let reply = try call("/v3/lease/keepalive", .object(["ID": .string(String(id))]))
+        let ttl = Self.number(reply["result"]?["TTL"]) ?? 0
+        guard ttl > 0 else { throw .notFound("etcd lease \(id) has expired") }
+        return ttl
+    }
+
+    /// The status of the first member that answers.
+    public func status() throws(CortexError) -> EtcdStatus {
+        var answered = endpoints[0]
+        let reply = try call("/v3/maintenance/status", .object([:]), answeredBy: &answered)
+        return EtcdStatus(
+            endpoint: answered, version: reply["version"]?.stringValue ?? "",
+            memberID: Self.unsigned(reply["header"]?["member_id"]), leaderID: Self.unsigned(reply["leader"]),
+            revision: Self.number(reply["header"]?["revision"]) ?? 0, raftTerm: Self.unsigned(reply["raftTerm"]))
+    }
+
+    /// Compacts the key-value history up to `revision` (older versions of keys are gone; a watch
+    /// or read from before it fails).
+    public func compact(revision: Int64) throws(CortexError) {
+        _ = try call("/v3/kv/compaction", .object(["revision": .string(String(revision)), "physical": true]))
+    }
+
+    // MARK: Calls and failover
+
+    /// POSTs `body` to `path`, moving to the next member on a transport failure, a timeout or an
+    /// "unavailable" answer, and returns the reply's JSON. The first line of a streamed reply
+    /// (lease keep-alive) is its result.
+    func call(_ path: String, _ body: JSONValue) throws(CortexError) -> JSONValue {
+        var answered = endpoints[0]
+        return try call(path, body, answeredBy: &answered)
+    }
+
+    private func call(_ path: String, _ body: JSONValue, answeredBy: inout EtcdEndpoint) throws(CortexError) -> JSONValue {
+        let bytes = body.serialized()
+        var failures: [String] = []
+        for attempt in 0..<attempts {
+            pauseBeforeRound(attempt)
+            let index = (preferredIndex + attempt) % endpoints.count
+            let endpoint = endpoints[index]
+            let deadline = Socket.deadline(afterMilliseconds: timeoutMilliseconds)
+            var connection: HTTPConnection?
+            do throws(CortexError) {
+                let opened = try takeConnection(index, deadline: deadline)
+                connection = opened
+                let response = try opened.post(path, body: bytes, headers: headers, deadline: deadline)
+                if opened.isReusable { giveBack(opened, index) }
+                connection = nil
+                let firstLine = response.body.split(separator: UInt8(ascii: "\n"), maxSplits: 1).first ?? []
+                let reply: JSONValue
+                do {
+                    reply = try JSONValue.parse(firstLine)
+                } catch {
+                    throw CortexError.tryLater("etcd \(endpoint) answered \(path) with HTTP \(response.status) and no JSON")
+                }
+                if response.status == 200, reply["error"] == nil {
+                    answeredBy = endpoint
+                    return reply
+                }
+                throw Self.failure(reply, status: response.status, path: path, endpoint: endpoint)
+            } catch {
+                connection?.close()
+                if !Self.isTransportFailure(error) { throw error }
+                failures.append("\(endpoint): \(error)")
+                movePreferred(awayFrom: index)
+            }
+        }
+        throw .tryLater("no etcd member answered \(path) (\(attempts) attempts): " + failures.joined(separator: "; "))
+    }
+
+    /// Before trying the members again after each one failed: a pause that grows with the round
+    /// (0.2 s, 0.4 s, … at most 1 s), so a cluster electing a new leader gets time to.
+    private func pauseBeforeRound(_ attempt: Int) {
+        let round = attempt / endpoints.count
+        if attempt > 0 && attempt % endpoints.count == 0 { POSIX.sleep(milliseconds: Int64(min(1000, 200 * round))) }
+    }
+
+    private var preferredIndex: Int { state.withLock { $0.preferred } }
+
+    private func movePreferred(awayFrom index: Int) {
+        state.withLock { pool in
+            if pool.preferred == index { pool.preferred = (index + 1) % endpoints.count }
+            pool.idle[index]?.forEach { $0.close() }
+            pool.idle[index] = nil
+        }
+    }
+
+    private func takeConnection(_ index: Int, deadline: UInt64) throws(CortexError) -> HTTPConnection {
+        let idle: HTTPConnection? = state.withLock { pool in pool.idle[index]?.popLast() }
+        if let idle { return idle }
+        let endpoint = endpoints[index]
+        return HTTPConnection(stream: try openStream(endpoint, deadline), authority: endpoint.description)
+    }
+
+    private func giveBack(_ connection: HTTPConnection, _ index: Int) {
+        state.withLock { pool in pool.idle[index, default: []].append(connection) }
+    }
+
+    /// Failures that say "this member, now" rather than "this request": worth another member.
+    static func isTransportFailure(_ error: CortexError) -> Bool {
+        switch error {
+        case .io, .tryLater: return true
+        default: return false
+        }
+    }
+
+    /// What an etcd error reply means (`{"error","message","code"}`, gRPC codes).
+    static func failure(_ reply: JSONValue, status: Int, path: String, endpoint: EtcdEndpoint) -> CortexError {
+        let message =
+            reply["message"]?.stringValue ?? reply["error"]?.stringValue ?? reply["error"]?["message"]?.stringValue ?? "HTTP \(status)"
+        let text = "etcd \(endpoint) refused \(path): \(message)"
+        switch reply["code"]?.intValue ?? reply["error"]?["grpc_code"]?.intValue ?? -1 {
+        case 3: return .badInput(text)
+        case 5: return .notFound(text)
+        case 11: return .notFound(text)  // the revision asked for was compacted
+        case 7, 16: return .permissionDenied(text)
+        case 4, 8, 10, 14: return .tryLater(text)  // deadline, exhausted, aborted, unavailable (no leader)
+        default: return status >= 500 ? .tryLater(text) : .configuration(text)
+        }
+    }
+
+    private func range(prefix: [UInt8], minimumRevision: Int64, maximumRevision: Int64?, limit: Int, keysOnly: Bool) throws(CortexError)
+        -> EtcdRange
+    {
+        let reply = try call(
+            "/v3/kv/range",
+            .object([
+                "key": .string(Base64.encode(prefix)), "range_end": .string(Base64.encode(Self.prefixEnd(prefix))),
+                "sort_target": "MOD", "sort_order": "ASCEND",
+                "min_mod_revision": minimumRevision > 0 ? .string(String(minimumRevision)) : nil,
+                "max_mod_revision": maximumRevision.map { .string(String($0)) },
+                "limit": limit > 0 ? .string(String(limit)) : nil, "keys_only": keysOnly ? true : nil,
+            ]))
+        var keyValues: [EtcdKeyValue] = []
+        for item in reply["kvs"]?.arrayValue ?? [] {
+            keyValues.append(try Self.keyValue(item))
+        }
+        return EtcdRange(
+            keyValues: keyValues, more: reply["more"]?.boolValue ?? false, headerRevision: Self.number(reply["header"]?["revision"]) ?? 0)
+    }
+
+    /// A `kv` object of a reply (base64 key and value, string revisions; absent fields are defaults).
+    static func keyValue(_ item: JSONValue) throws(CortexError) -> EtcdKeyValue {
+        guard let key = Base64.decode(item["key"]?.stringValue ?? ""), let value = Base64.decode(item["value"]?.stringValue ?? "") else {
+            throw .corrupt("etcd: a key or value that is not base64: \(item.jsonText)")
+        }
+        return EtcdKeyValue(key: key, value: value, modRevision: number(item["mod_revision"]) ?? 0)
+    }
+
+    /// A 64-bit number as the gateway writes it: a string of digits (or a plain number).
+    static func number(_ value: JSONValue?) -> Int64? {
+        if let text = value?.stringValue { return Int64(text) }
+        return value?.intValue
+    }
+
+    private static func unsigned(_ value: JSONValue?) -> UInt64 {
+        if let text = value?.stringValue { return UInt64(text) ?? 0 }
+        return value?.intValue.map { UInt64(bitPattern: $0) } ?? 0
+    }
+
+    /// The first key after every key that starts with `prefix`: the prefix with its last byte
+    /// that is not 0xFF incremented (and what follows it dropped); `[0]` (no end) for an empty or all-0xFF prefix.
+    public static func prefixEnd(_ prefix: [UInt8]) -> [UInt8] {
+        var end = prefix
+        while let last = end.last {
+            if last < 0xFF {
+                end[end.count - 1] = last + 1
+                return end
+            }
+            end.removeLast()
+        }
+        return [0]
+    }
+}
+
+/// A watch over one chunked `/v3/watch` reply: newline-separated `{"result":…}` messages.
+final class EtcdStreamWatch: EtcdWatch {
+    private let connection: HTTPConnection
+    private let endpoint: EtcdEndpoint
+    private var lines: [UInt8] = []
+    private var lineStart = 0
+    private var pending: [EtcdWatchEvent] = []
+    private var created = false
+
+    init(connection: HTTPConnection, endpoint: EtcdEndpoint) {
+        self.connection = connection
+        self.endpoint = endpoint
+    }
+
+    deinit { connection.close() }
+
+    /// Reads messages until etcd confirms the watch (`created:true`).
+    func waitUntilCreated(deadline: UInt64) throws(CortexError) {
+        while !created {
+            if let event = try nextMessage(deadline: deadline) { pending.append(event) }
+        }
+    }
+
+    func next(timeoutMilliseconds: Int64) throws(CortexError) -> EtcdWatchEvent {
+        if !pending.isEmpty { return pending.removeFirst() }
+        let deadline = timeoutMilliseconds < 0 ? UInt64.max / 2 : Socket.deadline(afterMilliseconds: timeoutMilliseconds)
+        do {
+            while true {
+                if let event = try nextMessage(deadline: deadline) { return event }
+            }
+        } catch {
+            if case .tryLater = error, POSIX.monotonicNanoseconds() >= deadline { return .puts([]) }
+            throw error
+        }
+    }
+
+    func cancel() { connection.close() }
+
+    /// Reads one message and returns what it means for the caller (nil: nothing to report).
+    private func nextMessage(deadline: UInt64) throws(CortexError) -> EtcdWatchEvent? {
+        while true {
+            if let newline = lines[lineStart...].firstIndex(of: UInt8(ascii: "\n")) {
+                let line = lines[lineStart..<newline]
+                lineStart = newline + 1
+                if lineStart == lines.count {
+                    defer {
+                        lines.removeAll(keepingCapacity: true)
+                        lineStart = 0
+                    }
+                    return try interpret(Array(line))
+                }
+                return try interpret(Array(line))
+            }
+            guard let piece = try connection.readBodyPiece(deadline: deadline) else {
+                throw CortexError.io(operation: "watch (the stream ended) at", path: endpoint.description, errno: .ioError)
+            }
+            if lineStart > 0 {
+                lines.removeSubrange(..<lineStart)
+                lineStart = 0
+            }
+            lines += piece
+            if lines.count > connection.maximumBodyBytes {
+                throw CortexError.io(operation: "watch (a message too large) at", path: endpoint.description, errno: .fileTooLarge)
+            }
+        }
+    }
+
+    private func interpret(_ line: [UInt8]) throws(CortexError) -> EtcdWatchEvent? {
+        if line.allSatisfy({ $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\r") }) { return nil }
+        let message: JSONValue
+        do { message = try JSONValue.parse(line) } catch {
+            throw .corrupt("etcd \(endpoint): a watch message that is not JSON: \(error)")
+        }
+        guard let result = message["result"] else {
+            throw EtcdClient.failure(message["error"] ?? message, status: 200, path: "/v3/watch", endpoint: endpoint)
+        }
+        if result["created"]?.boolValue == true { created = true }
+        if result["canceled"]?.boolValue == true {
+            created = true
+            let compacted = EtcdClient.number(result["compact_revision"]) ?? 0
+            guard compacted > 0 else {
+                throw .tryLater("etcd \(endpoint) canceled the watch: \(result["cancel_reason"]?.stringValue ?? "no reason given")")
+            }
+            return .compacted(revision: compacted)
+        }
+        var puts: [EtcdKeyValue] = []
+        for event in result["events"]?.arrayValue ?? [] where event["type"]?.stringValue != "DELETE" {
+            guard let kv = event["kv"] else { continue }
+            puts.append(try EtcdClient.keyValue(kv))
+        }
+        return puts.isEmpty ? nil : .puts(puts)
+    }
+}
