@@ -189,9 +189,13 @@ struct TLSStreamTests {
             caFile: certificates.file("ca.pem"), certificateFile: certificates.file("client.pem"), keyFile: certificates.file("client.key"))
         let stream = try TLSStream(
             connectedSocket: connectTCP(server.port), serverName: serverName, context: context, deadline: generousDeadline())
-        defer { stream.close() }
         let head = try getHead(stream)
         #expect(head.hasPrefix("HTTP/1.0 200"), "response: \(head)")
+        stream.close()
+        stream.close()
+        #expect(throws: CortexError.tryLater("TLS send to \(serverName): the session is closed")) {
+            try stream.sendAll([0x41], deadline: generousDeadline())
+        }
     }
 
     @Test(.enabled(if: opensslPath != nil, noOpenSSLNote))

@@ -65,8 +65,11 @@ public final class TLSClientContext: @unchecked Sendable {
             let reason = ERR_reason_error_string(code).map { String(cString: $0) } ?? "OpenSSL error \(code)"
             if !reasons.contains(reason) { reasons.append(reason) }
         }
-        return reasons.isEmpty ? "no reason given" : reasons.joined(separator: "; ")
+        return reasons.isEmpty ? noReason : reasons.joined(separator: "; ")
     }
+
+    /// What `queuedReasons` says when OpenSSL queued none.
+    static let noReason = "no reason given"
 }
 
 /// A TLS client connection over a TCP socket that is already connected: the handshake checks
@@ -84,6 +87,7 @@ public final class TLSStream: ByteStream {
     /// True once OpenSSL reported a fatal error: no close_notify may be sent then.
     private var broken = false
     private var established = false
+    private var closed = false
 
     /// Takes over `socket` (a connected TCP socket; closed by `close`, or at once when the
     /// handshake fails) and completes the TLS handshake with `serverName` by `deadline`
@@ -152,14 +156,17 @@ public final class TLSStream: ByteStream {
     /// Sends close_notify when the session is healthy (once, without waiting for the server's),
     /// then frees the session and closes the socket.
     public func close() {
-        guard let session else { return }
-        if established && !broken {
-            ERR_clear_error()
-            _ = POSIX.withBrokenPipeSuppressed { SSL_shutdown(session) }
-            ERR_clear_error()
+        guard !closed else { return }
+        closed = true
+        if let session {
+            if established && !broken {
+                ERR_clear_error()
+                _ = POSIX.withBrokenPipeSuppressed { SSL_shutdown(session) }
+                ERR_clear_error()
+            }
+            SSL_free(session)
+            self.session = nil
         }
-        SSL_free(session)
-        self.session = nil
         POSIX.close(socket)
     }
 
@@ -168,7 +175,7 @@ public final class TLSStream: ByteStream {
     /// socket whenever OpenSSL wants to read or write.
     private func drive(_ operation: String, deadline: UInt64, _ call: (OpaquePointer) -> Int32) throws(CortexError) -> Int32 {
         guard let session, !broken else {
-            throw .tryLater("cannot \(operation.split(separator: " ")[0]) \(serverName): the TLS session is closed")
+            throw .tryLater("TLS \(operation) \(serverName): the session is closed")
         }
         while true {
             ERR_clear_error()
@@ -193,11 +200,12 @@ public final class TLSStream: ByteStream {
                 throw .configuration("TLS \(operation) \(serverName) failed: \(reason)")
             case SSL_ERROR_SYSCALL where result < 0 && callErrno.rawValue != 0:
                 broken = true
-                throw .io(operation: "TLS \(operation)", path: serverName, errno: callErrno)
+                throw .io(operation: "use the TLS connection to", path: serverName, errno: callErrno)
             default:
                 broken = true
                 let reason = TLSClientContext.queuedReasons()
-                throw .tryLater("TLS \(operation) \(serverName) failed: the connection ended (\(reason))")
+                let detail = reason == TLSClientContext.noReason ? "" : " (\(reason))"
+                throw .tryLater("TLS \(operation) \(serverName) failed: the connection ended\(detail)")
             }
         }
     }
@@ -212,7 +220,7 @@ public final class TLSStream: ByteStream {
             }
         } catch {
             broken = true
-            throw .io(operation: "wait for", path: serverName, errno: error)
+            throw .io(operation: "wait for the TLS connection to", path: serverName, errno: error)
         }
         guard ready else { throw .tryLater("TLS \(operation) \(serverName) timed out") }
     }
