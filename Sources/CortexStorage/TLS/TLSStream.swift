@@ -12,6 +12,8 @@ public final class TLSClientContext: @unchecked Sendable {
 
     /// The OpenSSL context (`SSL_CTX *`).
     let context: OpaquePointer
+    /// True when a client certificate was loaded.
+    let presentsCertificate: Bool
 
     /// Loads the certificate authorities in `caFile` (PEM, one or more) and, for mutual TLS,
     /// the client's certificate chain and private key (PEM; the key unencrypted). Throws
@@ -29,6 +31,7 @@ public final class TLSClientContext: @unchecked Sendable {
             throw .configuration("cannot create a TLS context: \(TLSClientContext.queuedReasons())")
         }
         self.context = context
+        self.presentsCertificate = certificateFile != nil
         cortex_ssl_ignore_unexpected_eof(context)
         cortex_ssl_accept_moving_write_buffer(context)
         SSL_CTX_set_verify(context, SSL_VERIFY_PEER, nil)
@@ -84,6 +87,8 @@ public final class TLSStream: ByteStream {
     private var session: OpaquePointer?
     private let socket: Int32
     private let serverName: String
+    /// Whether the context had a client certificate to present, for the message of a refusal.
+    private let presentsCertificate: Bool
     /// True once OpenSSL reported a fatal error: no close_notify may be sent then.
     private var broken = false
     private var established = false
@@ -96,6 +101,7 @@ public final class TLSStream: ByteStream {
         self.socket = socket
         self.serverName = serverName
         self.session = nil
+        self.presentsCertificate = context.presentsCertificate
         // From here on a throw runs deinit, which frees the session and closes the socket.
         do { try POSIX.setNonBlocking(socket) } catch { throw .io(operation: "use the connection to", path: serverName, errno: error) }
         ERR_clear_error()
@@ -196,6 +202,10 @@ public final class TLSStream: ByteStream {
                 let verification = SSL_get_verify_result(session)
                 if verification != X509_V_OK, let text = X509_verify_cert_error_string(verification) {
                     reason += " (\(String(cString: text)))"
+                } else if reason.contains("alert") && !presentsCertificate {
+                    // The server refused; without a certificate that is most often why (TLS 1.2
+                    // servers send a bare "handshake failure").
+                    reason += " (this client presented no certificate)"
                 }
                 throw .configuration("TLS \(operation) \(serverName) failed: \(reason)")
             case SSL_ERROR_SYSCALL where result < 0 && callErrno.rawValue != 0:
