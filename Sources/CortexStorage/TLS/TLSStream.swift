@@ -76,8 +76,8 @@ public final class TLSClientContext: @unchecked Sendable {
 }
 
 /// A TLS client connection over a TCP socket that is already connected: the handshake checks
-/// the server's certificate against the context's CAs and `serverName` (a DNS name or an IP
-/// address), and presents the context's client certificate when the server asks. Reads and
+/// the server's certificate against the context's CAs and `serverName` (a DNS name, or an IP
+/// address without brackets), and presents the context's client certificate when the server asks. Reads and
 /// writes are non-blocking underneath, with `poll` between OpenSSL's "want read" and "want
 /// write", so each call ends by its deadline. Failures are one `CortexError` each:
 /// `.configuration` for what TLS refused, with OpenSSL's reason ("TLS handshake with 10.0.0.5
@@ -121,7 +121,10 @@ public final class TLSStream: ByteStream {
         guard SSL_set_fd(session, socket) == 1 else {
             throw .configuration("cannot start TLS with \(serverName): \(TLSClientContext.queuedReasons())")
         }
-        _ = try drive("handshake with", deadline: deadline) { SSL_connect($0) }
+        guard try drive("handshake with", deadline: deadline, { SSL_connect($0) }) > 0 else {
+            broken = true
+            throw .tryLater("TLS handshake with \(serverName) failed: the connection ended")
+        }
         established = true
     }
 
