@@ -37,7 +37,12 @@ let package = Package(
         .target(name: "CortexCore", dependencies: ["CCortexBytes"], swiftSettings: strict),
         // The store, its journal backends (file, memory), snapshot and view files, and the
         // system-call layer (POSIX/): everything that touches the machine's files.
-        .target(name: "CortexStorage", dependencies: ["CortexCore", "CCortexBytes", "CCortexShims"], swiftSettings: strict),
+        .target(
+            name: "CortexStorage", dependencies: ["CortexCore", "CCortexBytes", "CCortexShims", "COpenSSL"], swiftSettings: strict),
+        // The system's OpenSSL (libssl, libcrypto) for TLS with client certificates to etcd:
+        // a system library, not a package (docs/decisions/032-system-openssl.md). Debian's
+        // libssl-dev ships the static archives too, so -static-executable builds keep working.
+        .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
         // Process control: spawning, supervision, loss detection and the reaper's work, over the
         // domain and its store (docs/architecture.md).
         .target(name: "CortexProcesses", dependencies: ["CortexCore", "CortexStorage", "CCortexShims"], swiftSettings: strict),
