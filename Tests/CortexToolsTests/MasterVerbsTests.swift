@@ -77,6 +77,9 @@ struct MasterVerbsTests {
         let fine = try create(directory)
         let waiter = try start(["cortex-task", "wait", doomed, fine], directory)
         let allWaiter = try start(["cortex-task", "wait", "--all"], directory)
+        // `--all` waits for what is unfinished when it starts: let both have their first look
+        // before anything finishes (on a loaded machine a waiter may start late).
+        #expect(waiter.waitUntilWatching() && allWaiter.waitUntilWatching(), "the waiters never started waiting")
         let first = try claim(directory)
         #expect(try run(["cortex-task", "fail", first.task, "--claim", first.claim], directory).exitCode == 0)
         let second = try claim(directory)

@@ -209,6 +209,25 @@ final class RunningTool {
         return Glibc.kill(pid, signal) == 0
     }
 
+    /// Waits (up to a minute) until the process holds an inotify instance: a waiting tool arms
+    /// its journal watcher right after its first fold, so from then on what happens is "during
+    /// its wait". Returns false when it never did (it ended, or the time ran out).
+    func waitUntilWatching() -> Bool {
+        for _ in 0..<6_000 {
+            if !isRunning { return false }
+            let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")) ?? []
+            for fd in fds {
+                if let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\(fd)"),
+                    target.contains("inotify")
+                {
+                    return true
+                }
+            }
+            usleep(10_000)
+        }
+        return false
+    }
+
     /// What the process has written to stdout so far.
     func stdoutSoFar() -> String { (try? String(contentsOfFile: stdoutPath, encoding: .utf8)) ?? "" }
 
