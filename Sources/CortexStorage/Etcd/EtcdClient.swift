@@ -434,6 +434,12 @@ public final class EtcdClient: EtcdKV {
         return token
     }
 
+    /// The token calls carry now (nil before the first; tests replace it with one etcd never issued).
+    var authToken: String? {
+        get { state.withLock { $0.token } }
+        set { state.withLock { $0.token = newValue } }
+    }
+
     /// True when etcd refused a call for its token (not for what the user may do).
     static func isInvalidToken(_ error: CortexError) -> Bool {
         guard case .permissionDenied(let message) = error else { return false }
@@ -683,7 +689,14 @@ final class EtcdStreamWatch: EtcdWatch {
             created = true
             let compacted = EtcdClient.number(result["compact_revision"]) ?? 0
             guard compacted > 0 else {
-                throw .tryLater("etcd \(endpoint) canceled the watch: \(result["cancel_reason"]?.stringValue ?? "no reason given")")
+                let reason = result["cancel_reason"]?.stringValue ?? "no reason given"
+                let text = "etcd \(endpoint) canceled the watch: \(reason)"
+                // Auth refusals are this client's, not the member's: no other member would differ.
+                for refusal in ["invalid auth token", "user name is empty", "code = Unauthenticated", "code = PermissionDenied"]
+                where reason.contains(refusal) {
+                    throw .permissionDenied(text)
+                }
+                throw .tryLater(text)
             }
             return .compacted(revision: compacted)
         }
