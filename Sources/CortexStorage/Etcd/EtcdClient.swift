@@ -440,10 +440,11 @@ public final class EtcdClient: EtcdKV {
         set { state.withLock { $0.token = newValue } }
     }
 
-    /// True when etcd refused a call for its token (not for what the user may do).
+    /// True when etcd refused a call for its token (not for what the user may do): an invalid
+    /// one, or none where one is needed (auth was enabled after this client found it disabled).
     static func isInvalidToken(_ error: CortexError) -> Bool {
         guard case .permissionDenied(let message) = error else { return false }
-        return message.contains("invalid auth token")
+        return message.contains("invalid auth token") || message.contains("user name is empty")
     }
 
     /// What etcd said, without the member and path this client adds.
