@@ -20,16 +20,25 @@ final class EtcdCluster {
     let directory: TemporaryDirectory
     private(set) var members: [Member]
     let etcdPath: String
+    /// The certificates of a cluster started with TLS (nil: plain HTTP).
+    let certificates: EtcdTestCertificates?
 
     /// The members' client URLs, in order.
-    var urls: [String] { members.map { "http://127.0.0.1:\($0.clientPort)" } }
+    var urls: [String] { endpoints.map(\.url) }
     /// The members' client endpoints, in order.
-    var endpoints: [EtcdEndpoint] { members.map { EtcdEndpoint(host: "127.0.0.1", port: $0.clientPort) } }
+    var endpoints: [EtcdEndpoint] {
+        members.map { EtcdEndpoint(host: "127.0.0.1", port: $0.clientPort, secure: certificates != nil) }
+    }
+    /// The files of a client the cluster accepts (its CA, a client certificate it signed).
+    var clientTLS: EtcdTLSFiles? {
+        certificates.map { EtcdTLSFiles(caFile: $0.file("ca.pem"), certificateFile: $0.file("client.pem"), keyFile: $0.file("client.key")) }
+    }
 
-    private init(directory: TemporaryDirectory, members: [Member], etcdPath: String) {
+    private init(directory: TemporaryDirectory, members: [Member], etcdPath: String, certificates: EtcdTestCertificates?) {
         self.directory = directory
         self.members = members
         self.etcdPath = etcdPath
+        self.certificates = certificates
     }
 
     deinit {
@@ -37,10 +46,20 @@ final class EtcdCluster {
     }
 
     /// Starts three members and waits until each one knows a leader; nil when etcd is missing.
-    static func start(size: Int = 3) throws -> EtcdCluster? {
+    /// With `tls`, members serve `https` client URLs with a certificate for 127.0.0.1 and
+    /// require client certificates (`--client-cert-auth`); nil also when openssl is missing.
+    static func start(size: Int = 3, tls: Bool = false) throws -> EtcdCluster? {
         guard let etcd = ExecutableSearch.find("etcd") else {
             print("skipped: etcd is not installed (apt-get install etcd-server etcd-client)")
             return nil
+        }
+        var certificates: EtcdTestCertificates?
+        if tls {
+            guard ExecutableSearch.find("openssl") != nil else {
+                print("skipped: openssl is not installed (apt-get install openssl), so no certificates for a TLS cluster")
+                return nil
+            }
+            certificates = try EtcdTestCertificates()
         }
         // Ports the kernel hands out now; the listeners close before etcd binds them.
         var ports: [Int] = []
@@ -49,7 +68,8 @@ final class EtcdCluster {
             ports = listeners.map(\.port)
         }
         let members = (0..<size).map { Member(name: "m\($0)", clientPort: ports[2 * $0], peerPort: ports[2 * $0 + 1]) }
-        let cluster = EtcdCluster(directory: try TemporaryDirectory(), members: members, etcdPath: etcd)
+        let cluster = EtcdCluster(
+            directory: try TemporaryDirectory(), members: members, etcdPath: etcd, certificates: certificates)
         for index in members.indices { try cluster.launch(member: index, state: "new") }
         try cluster.waitUntilHealthy()
         return cluster
@@ -59,17 +79,23 @@ final class EtcdCluster {
     func launch(member index: Int, state: String = "existing") throws {
         let member = members[index]
         let initialCluster = members.map { "\($0.name)=http://127.0.0.1:\($0.peerPort)" }.joined(separator: ",")
+        let clientURL = endpoints[index].url
         let process = Process()
         process.executableURL = URL(fileURLWithPath: etcdPath)
         process.arguments = [
             "--name", member.name, "--data-dir", directory.path + "/" + member.name,
-            "--listen-client-urls", "http://127.0.0.1:\(member.clientPort)",
-            "--advertise-client-urls", "http://127.0.0.1:\(member.clientPort)",
+            "--listen-client-urls", clientURL, "--advertise-client-urls", clientURL,
             "--listen-peer-urls", "http://127.0.0.1:\(member.peerPort)",
             "--initial-advertise-peer-urls", "http://127.0.0.1:\(member.peerPort)",
             "--initial-cluster", initialCluster, "--initial-cluster-state", state,
             "--initial-cluster-token", "cortex-test", "--log-level", "warn",
         ]
+        if let certificates {
+            process.arguments! += [
+                "--cert-file", certificates.file("server.pem"), "--key-file", certificates.file("server.key"),
+                "--trusted-ca-file", certificates.file("ca.pem"), "--client-cert-auth",
+            ]
+        }
         let logPath = directory.path + "/" + member.name + ".log"
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
@@ -97,7 +123,7 @@ final class EtcdCluster {
         while Date() < deadline {
             var healthy = 0
             for index in running {
-                let client = try EtcdClient(endpoints: [endpoints[index]], timeoutMilliseconds: 1000, attempts: 1)
+                let client = try EtcdClient(endpoints: [urls[index]], tls: clientTLS, timeoutMilliseconds: 1000, attempts: 1)
                 do {
                     if try client.status().leaderID != 0 { healthy += 1 }
                 } catch {
@@ -114,6 +140,74 @@ final class EtcdCluster {
 
     /// A client for every member, in order.
     func client(timeoutMilliseconds: Int64 = 5000) throws -> EtcdClient {
-        try EtcdClient(endpoints: endpoints, timeoutMilliseconds: timeoutMilliseconds)
+        try EtcdClient(endpoints: urls, tls: clientTLS, timeoutMilliseconds: timeoutMilliseconds)
+    }
+
+    /// Runs `etcdctl` against the cluster (plain HTTP) and returns its exit status and output.
+    func etcdctl(_ arguments: [String]) throws -> (status: Int32, output: String) {
+        let etcdctl = try #require(ExecutableSearch.find("etcdctl"), "etcdctl is not installed")
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: etcdctl)
+        process.arguments = ["--endpoints", urls.joined(separator: ",")] + arguments
+        process.environment = ["ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        let output = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: output, as: UTF8.self))
+    }
+}
+
+/// A CA, a member certificate for 127.0.0.1 (server and client use: etcd's gateway dials its own
+/// member with it) and a client certificate it signed, and a second CA with its own client
+/// certificate, made with the openssl command in a temporary folder.
+final class EtcdTestCertificates {
+    let folder: TemporaryDirectory
+
+    init() throws {
+        folder = try TemporaryDirectory()
+        try makeAuthority("ca", "Cortex etcd test CA")
+        try makeCertificate(
+            "server", signedBy: "ca", name: "127.0.0.1",
+            extensions: "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth")
+        try makeCertificate("client", signedBy: "ca", name: "cortex-client", extensions: "extendedKeyUsage=clientAuth")
+        try makeAuthority("other-ca", "Another CA")
+        try makeCertificate("other-client", signedBy: "other-ca", name: "cortex-client", extensions: "extendedKeyUsage=clientAuth")
+    }
+
+    /// The path of a file in the folder ("ca.pem", "client.key").
+    func file(_ name: String) -> String { folder.path + "/" + name }
+
+    private func makeAuthority(_ name: String, _ commonName: String) throws {
+        try openssl([
+            "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
+            "-subj", "/CN=\(commonName)", "-keyout", file("\(name).key"), "-out", file("\(name).pem"),
+        ])
+    }
+
+    private func makeCertificate(_ name: String, signedBy authority: String, name commonName: String, extensions: String) throws {
+        try openssl([
+            "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj", "/CN=\(commonName)",
+            "-keyout", file("\(name).key"), "-out", file("\(name).csr"),
+        ])
+        try extensions.write(toFile: file("\(name).ext"), atomically: true, encoding: .utf8)
+        try openssl([
+            "x509", "-req", "-in", file("\(name).csr"), "-CA", file("\(authority).pem"), "-CAkey", file("\(authority).key"),
+            "-CAcreateserial", "-days", "2", "-extfile", file("\(name).ext"), "-out", file("\(name).pem"),
+        ])
+    }
+
+    private func openssl(_ arguments: [String]) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try #require(ExecutableSearch.find("openssl")))
+        process.arguments = arguments
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        process.waitUntilExit()
+        try #require(process.terminationStatus == 0, "openssl \(arguments.joined(separator: " ")) failed")
     }
 }

@@ -7,26 +7,38 @@ public struct EtcdEndpoint: Equatable, Sendable, CustomStringConvertible {
     public var host: String
     /// The client port.
     public var port: Int
+    /// True for an `https://` member: reached through TLS (docs/decisions/034-etcd-tls-and-auth.md).
+    public var secure: Bool
 
     /// An endpoint from its parts.
-    public init(host: String, port: Int) {
+    public init(host: String, port: Int, secure: Bool = false) {
         self.host = host
         self.port = port
+        self.secure = secure
     }
 
-    /// Parses `http://host:port` (the scheme may be left out).
-    /// - Throws: `.configuration` for anything else (`https` waits for the TLS stream).
+    /// Parses `http://host:port` or `https://host:port` (the scheme may be left out: plain HTTP).
+    /// - Throws: `.configuration` for anything else.
     public init(url: String) throws(CortexError) {
         var rest = Substring(url)
-        if rest.hasPrefix("http://") { rest = rest.dropFirst(7) }
+        var secure = false
+        if rest.hasPrefix("http://") {
+            rest = rest.dropFirst(7)
+        } else if rest.hasPrefix("https://") {
+            rest = rest.dropFirst(8)
+            secure = true
+        }
         if rest.hasSuffix("/") { rest = rest.dropLast() }
         guard !rest.contains("/"), let colon = rest.lastIndex(of: ":"), let port = Int(rest[rest.index(after: colon)...]),
             (1...65535).contains(port), colon != rest.startIndex
-        else { throw .configuration("not an etcd endpoint (http://host:port): \(url)") }
+        else { throw .configuration("not an etcd endpoint (http://host:port or https://host:port): \(url)") }
         var host = String(rest[..<colon])
         if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        self.init(host: host, port: port)
+        self.init(host: host, port: port, secure: secure)
     }
+
+    /// `http://host:port` or `https://host:port`.
+    public var url: String { (secure ? "https://" : "http://") + description }
 
     /// `host:port`.
     public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
@@ -56,6 +68,39 @@ public struct EtcdStatus: Equatable, Sendable {
     public var raftTerm: UInt64
 }
 
+/// The PEM files of a client that reaches etcd over TLS (docs/decisions/034-etcd-tls-and-auth.md):
+/// the CA that signed the members' certificates and, for a cluster started with
+/// `--client-cert-auth`, this client's certificate and unencrypted key.
+public struct EtcdTLSFiles: Equatable, Sendable {
+    /// The certificate authorities (PEM) a member's certificate must chain to.
+    public var caFile: String
+    /// This client's certificate chain (PEM), or nil to present none.
+    public var certificateFile: String?
+    /// The private key (PEM) of `certificateFile`.
+    public var keyFile: String?
+
+    /// Files from their paths.
+    public init(caFile: String, certificateFile: String? = nil, keyFile: String? = nil) {
+        self.caFile = caFile
+        self.certificateFile = certificateFile
+        self.keyFile = keyFile
+    }
+}
+
+/// An etcd user and password: the client trades them for a token (`auth/authenticate`).
+public struct EtcdCredentials: Equatable, Sendable {
+    /// The etcd user.
+    public var username: String
+    /// Its password.
+    public var password: String
+
+    /// Credentials from their parts.
+    public init(username: String, password: String) {
+        self.username = username
+        self.password = password
+    }
+}
+
 /// Opens a byte stream to an endpoint before a deadline: plain TCP by default, a TLS session
 /// when one is configured.
 public typealias EtcdStreamOpener = @Sendable (EtcdEndpoint, UInt64) throws(CortexError) -> any ByteStream
@@ -74,11 +119,14 @@ public final class EtcdClient: EtcdKV {
     public let attempts: Int
     private let openStream: EtcdStreamOpener
     private let headers: [(String, String)]
+    private let credentials: EtcdCredentials?
     private let state: Mutex<PoolState>
 
     private struct PoolState: ~Copyable {
         var preferred = 0
         var idle: [Int: [HTTPConnection]] = [:]
+        /// The auth token (nil: none yet; "": the cluster has auth disabled).
+        var token: String?
     }
 
     /// Records per transaction when deleting (etcd's default `--max-txn-ops` is 128).
@@ -88,11 +136,13 @@ public final class EtcdClient: EtcdKV {
     /// - Parameters:
     ///   - timeoutMilliseconds: the limit on each attempt.
     ///   - attempts: tries per call (default: every member once, then the first again).
-    ///   - headers: extra header fields for every request (an `Authorization` token).
+    ///   - headers: extra header fields for every request.
+    ///   - credentials: an etcd user whose token goes in the `Authorization` header of every
+    ///     request (fetched on the first call, fetched again once when a call finds it invalid).
     ///   - openStream: how to reach a member (default: TCP).
     public init(
         endpoints: [EtcdEndpoint], timeoutMilliseconds: Int64 = 5000, attempts: Int? = nil, headers: [(String, String)] = [],
-        openStream: EtcdStreamOpener? = nil
+        credentials: EtcdCredentials? = nil, openStream: EtcdStreamOpener? = nil
     ) throws(CortexError) {
         guard !endpoints.isEmpty else { throw .configuration("no etcd endpoints") }
         guard timeoutMilliseconds > 0 else { throw .configuration("the etcd timeout must be positive") }
@@ -100,6 +150,7 @@ public final class EtcdClient: EtcdKV {
         self.timeoutMilliseconds = timeoutMilliseconds
         self.attempts = max(1, attempts ?? endpoints.count + 1)
         self.headers = headers
+        self.credentials = credentials
         if let openStream {
             self.openStream = openStream
         } else {
@@ -115,9 +166,54 @@ public final class EtcdClient: EtcdKV {
         try self.init(endpoints: endpoints, timeoutMilliseconds: timeoutMilliseconds, attempts: attempts)
     }
 
+    /// A client as a configuration file describes one (docs/decisions/034-etcd-tls-and-auth.md):
+    /// `http://` or `https://` URLs, the TLS files when the URLs are `https://`, and an etcd user
+    /// when the cluster has auth enabled.
+    /// - Throws: `.configuration` for a URL that does not parse, `https://` members without TLS
+    ///   files (or TLS files with `http://` members), a user without a password (or the other way
+    ///   round), and TLS files that cannot be loaded.
+    public convenience init(
+        endpoints urls: [String], tls: EtcdTLSFiles? = nil, username: String? = nil, password: String? = nil,
+        timeoutMilliseconds: Int64 = 5000, attempts: Int? = nil
+    ) throws(CortexError) {
+        var endpoints: [EtcdEndpoint] = []
+        for url in urls { endpoints.append(try EtcdEndpoint(url: url)) }
+        if let plain = endpoints.first(where: { !$0.secure }), tls != nil {
+            throw .configuration("etcd TLS files are given but \(plain.url) is not an https:// endpoint")
+        }
+        if let secure = endpoints.first(where: { $0.secure }), tls == nil {
+            throw .configuration("etcd endpoint \(secure.url) needs TLS files (at least the CA file)")
+        }
+        guard (username == nil) == (password == nil) else {
+            throw .configuration("an etcd user needs a password, and a password its user")
+        }
+        var opener: EtcdStreamOpener? = nil
+        if let tls {
+            let context = try TLSClientContext(caFile: tls.caFile, certificateFile: tls.certificateFile, keyFile: tls.keyFile)
+            opener = EtcdClient.tlsOpener(context)
+        }
+        let credentials = username.map { EtcdCredentials(username: $0, password: password ?? "") }
+        try self.init(
+            endpoints: endpoints, timeoutMilliseconds: timeoutMilliseconds, attempts: attempts, credentials: credentials, openStream: opener
+        )
+    }
+
     /// The default way to reach a member: a plain TCP connection.
+    /// - Throws: `.configuration` for an `https://` member (it needs `tlsOpener`).
     @Sendable public static func openTCP(_ endpoint: EtcdEndpoint, _ deadline: UInt64) throws(CortexError) -> any ByteStream {
-        try TCPConnection.connect(host: endpoint.host, port: endpoint.port, deadline: deadline)
+        guard !endpoint.secure else { throw .configuration("etcd endpoint \(endpoint.url) needs TLS files (at least the CA file)") }
+        return try TCPConnection.connect(host: endpoint.host, port: endpoint.port, deadline: deadline)
+    }
+
+    /// Reaches `https://` members through TLS with `context` (the member's certificate checked
+    /// against its CA and the endpoint's host or address), `http://` ones over plain TCP.
+    public static func tlsOpener(_ context: TLSClientContext) -> EtcdStreamOpener {
+        { endpoint, deadline throws(CortexError) in
+            let connection = try TCPConnection.connect(host: endpoint.host, port: endpoint.port, deadline: deadline)
+            guard endpoint.secure else { return connection }
+            return try TLSStream(
+                connectedSocket: connection.releaseDescriptor(), serverName: endpoint.host, context: context, deadline: deadline)
+        }
     }
 
     deinit {
@@ -189,6 +285,10 @@ public final class EtcdClient: EtcdKV {
 
     /// A watch on its own connection, created on the first member that answers.
     public func watch(prefix: [UInt8], startRevision: Int64) throws(CortexError) -> any EtcdWatch {
+        try authenticated { headers throws(CortexError) in try watch(prefix: prefix, startRevision: startRevision, headers: headers) }
+    }
+
+    private func watch(prefix: [UInt8], startRevision: Int64, headers: [(String, String)]) throws(CortexError) -> any EtcdWatch {
         let body = JSONValue.object([
             "create_request": .object([
                 "key": .string(Base64.encode(prefix)), "range_end": .string(Base64.encode(Self.prefixEnd(prefix))),
@@ -278,6 +378,90 @@ public final class EtcdClient: EtcdKV {
     }
 
     private func call(_ path: String, _ body: JSONValue, answeredBy: inout EtcdEndpoint) throws(CortexError) -> JSONValue {
+        var answered = answeredBy
+        defer { answeredBy = answered }
+        return try authenticated { headers throws(CortexError) in try call(path, body, headers: headers, answeredBy: &answered) }
+    }
+
+    // MARK: Auth
+
+    /// Runs `body` with the request headers plus the auth token when the client has a user:
+    /// authenticates first when it has no token yet, and once more when `body` fails because
+    /// etcd found the token invalid (expired, or issued by a member that restarted since).
+    private func authenticated<T>(_ body: ([(String, String)]) throws(CortexError) -> T) throws(CortexError) -> T {
+        guard credentials != nil else { return try body(headers) }
+        var renewed = false
+        while true {
+            let known = state.withLock { $0.token }
+            let token: String
+            if let known {
+                token = known
+            } else {
+                token = try authenticate()
+                renewed = true
+            }
+            do throws(CortexError) {
+                return try body(token.isEmpty ? headers : headers + [("Authorization", token)])
+            } catch {
+                guard !renewed, Self.isInvalidToken(error) else { throw error }
+                state.withLock { if $0.token == token { $0.token = nil } }
+            }
+        }
+    }
+
+    /// Trades the user and password for a token (`auth/authenticate`) and keeps it.
+    /// - Throws: `.permissionDenied` when etcd refuses the user or password.
+    private func authenticate() throws(CortexError) -> String {
+        guard let credentials else { return "" }
+        var answered = endpoints[0]
+        let token: String
+        do throws(CortexError) {
+            let reply = try call(
+                "/v3/auth/authenticate", .object(["name": .string(credentials.username), "password": .string(credentials.password)]),
+                headers: headers, answeredBy: &answered)
+            token = reply["token"]?.stringValue ?? ""
+        } catch {
+            if case .configuration(let message) = error, message.contains("authentication is not enabled") {
+                token = ""  // no auth on this cluster: calls go without a token
+            } else if Self.isTransportFailure(error) {
+                throw error
+            } else {
+                throw .permissionDenied(
+                    "etcd refused user \(credentials.username): \(Self.reason(of: error)) (check the user and password)")
+            }
+        }
+        state.withLock { $0.token = token }
+        return token
+    }
+
+    /// The token calls carry now (nil before the first; tests replace it with one etcd never issued).
+    var authToken: String? {
+        get { state.withLock { $0.token } }
+        set { state.withLock { $0.token = newValue } }
+    }
+
+    /// True when etcd refused a call for its token (not for what the user may do): an invalid
+    /// one, or none where one is needed (auth was enabled after this client found it disabled).
+    static func isInvalidToken(_ error: CortexError) -> Bool {
+        guard case .permissionDenied(let message) = error else { return false }
+        return message.contains("invalid auth token") || message.contains("user name is empty")
+    }
+
+    /// What etcd said, without the member and path this client adds.
+    private static func reason(of error: CortexError) -> String {
+        let text = "\(error)"
+        let marker = "etcdserver: "
+        var index = text.startIndex
+        while index < text.endIndex {
+            if text[index...].hasPrefix(marker) { return String(text[text.index(index, offsetBy: marker.count)...]) }
+            index = text.index(after: index)
+        }
+        return text
+    }
+
+    private func call(_ path: String, _ body: JSONValue, headers: [(String, String)], answeredBy: inout EtcdEndpoint) throws(CortexError)
+        -> JSONValue
+    {
         let bytes = body.serialized()
         var failures: [String] = []
         for attempt in 0..<attempts {
@@ -355,6 +539,12 @@ public final class EtcdClient: EtcdKV {
         let message =
             reply["message"]?.stringValue ?? reply["error"]?.stringValue ?? reply["error"]?["message"]?.stringValue ?? "HTTP \(status)"
         let text = "etcd \(endpoint) refused \(path): \(message)"
+        // Auth refusals, whatever their gRPC code: a token etcd no longer knows, a request
+        // without one to a cluster with auth enabled.
+        if message.contains("invalid auth token") { return .permissionDenied(text) }
+        if message.contains("user name is empty") {
+            return .permissionDenied(text + " (the cluster has auth enabled: give an etcd user and password)")
+        }
         switch reply["code"]?.intValue ?? reply["error"]?["grpc_code"]?.intValue ?? -1 {
         case 3: return .badInput(text)
         case 5: return .notFound(text)
@@ -500,7 +690,14 @@ final class EtcdStreamWatch: EtcdWatch {
             created = true
             let compacted = EtcdClient.number(result["compact_revision"]) ?? 0
             guard compacted > 0 else {
-                throw .tryLater("etcd \(endpoint) canceled the watch: \(result["cancel_reason"]?.stringValue ?? "no reason given")")
+                let reason = result["cancel_reason"]?.stringValue ?? "no reason given"
+                let text = "etcd \(endpoint) canceled the watch: \(reason)"
+                // Auth refusals are this client's, not the member's: no other member would differ.
+                for refusal in ["invalid auth token", "user name is empty", "code = Unauthenticated", "code = PermissionDenied"]
+                where reason.contains(refusal) {
+                    throw .permissionDenied(text)
+                }
+                throw .tryLater(text)
             }
             return .compacted(revision: compacted)
         }

@@ -141,6 +141,13 @@ public final class TCPConnection: ByteStream {
         }
     }
 
+    /// Hands the socket over to the caller (a TLS stream that runs over it and closes it):
+    /// this connection no longer uses or closes it.
+    public func releaseDescriptor() -> Int32 {
+        defer { descriptor = -1 }
+        return descriptor
+    }
+
     /// Closes the socket (see `POSIX.close`: never retried).
     public func close() {
         if descriptor >= 0 { POSIX.close(descriptor) }

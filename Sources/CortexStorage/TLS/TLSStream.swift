@@ -201,18 +201,10 @@ public final class TLSStream: ByteStream {
                 return 0
             case SSL_ERROR_SSL:
                 broken = true
-                var reason = TLSClientContext.queuedReasons()
-                let verification = SSL_get_verify_result(session)
-                if verification != X509_V_OK, let text = X509_verify_cert_error_string(verification) {
-                    reason += " (\(String(cString: text)))"
-                } else if reason.contains("alert") && !presentsCertificate {
-                    // The server refused; without a certificate that is most often why (TLS 1.2
-                    // servers send a bare "handshake failure").
-                    reason += " (this client presented no certificate)"
-                }
-                throw .configuration("TLS \(operation) \(serverName) failed: \(reason)")
+                throw .configuration("TLS \(operation) \(serverName) failed: \(refusalReason(session))")
             case SSL_ERROR_SYSCALL where result < 0 && callErrno.rawValue != 0:
                 broken = true
+                if let refusal = queuedRefusal(session, after: callErrno, operation) { throw refusal }
                 throw .io(operation: "use the TLS connection to", path: serverName, errno: callErrno)
             default:
                 broken = true
@@ -221,6 +213,41 @@ public final class TLSStream: ByteStream {
                 throw .tryLater("TLS \(operation) \(serverName) failed: the connection ended\(detail)")
             }
         }
+    }
+
+    /// OpenSSL's reasons for a failed call, with the certificate check's verdict, or a hint
+    /// when the server refused a client that presented no certificate.
+    private func refusalReason(_ session: OpaquePointer) -> String {
+        var reason = TLSClientContext.queuedReasons()
+        let verification = SSL_get_verify_result(session)
+        if verification != X509_V_OK, let text = X509_verify_cert_error_string(verification) {
+            reason += " (\(String(cString: text)))"
+        } else if reason.contains("alert") && !presentsCertificate {
+            // The server refused; without a certificate that is most often why (TLS 1.2
+            // servers send a bare "handshake failure").
+            reason += " (this client presented no certificate)"
+        }
+        return reason
+    }
+
+    /// A server that refuses the client's certificate under TLS 1.3 (checked after the client's
+    /// half of the handshake) sends an alert and closes with the client's first request unread,
+    /// which resets the connection. The reset can fail this side's next write or read while the
+    /// alert still waits in the socket: one more read finds it, so the refusal reads as what it
+    /// is rather than as a broken connection. Nil when no alert is there.
+    private func queuedRefusal(_ session: OpaquePointer, after failure: Errno, _ operation: String) -> CortexError? {
+        // EPIPE, or ECONNRESET (104, which the layer has no name for).
+        guard failure == .brokenPipe || failure.rawValue == 104 else { return nil }
+        ERR_clear_error()
+        var byte: UInt8 = 0
+        let result = POSIX.withBrokenPipeSuppressed { SSL_read(session, &byte, 1) }
+        guard result <= 0, SSL_get_error(session, result) == SSL_ERROR_SSL else {
+            ERR_clear_error()
+            return nil
+        }
+        let reason = refusalReason(session)
+        guard reason.contains("alert") else { return nil }
+        return .configuration("TLS \(operation) \(serverName) failed: \(reason)")
     }
 
     private func waitForSocket(writable: Bool, _ operation: String, deadline: UInt64) throws(CortexError) {
