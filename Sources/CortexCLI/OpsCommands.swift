@@ -361,23 +361,36 @@ extension OpsCommands {
         let json = arguments[CommonOptions.json]
         let follow = arguments[CortexTool.Tail.follow]
 
-        let journal = try CoordinationStore.existingJournal(root: invocation.root)
-        let layout = CoordinationLayout(root: invocation.root)
-        // The snapshot's state lets the fold give outcomes (a claim's task, a grant's id) to the
-        // records after it without folding the whole journal.
-        let snapshot = ImmutableBytes.map(layout.snapshot, in: layout.folder).flatMap(SnapshotCodec.decode)
-        var state = snapshot?.0 ?? CortexState()
-        var foldFrom = snapshot?.1 ?? .start
-        let watcher = follow ? try JournalWatcher(directory: journal.directory) : nil
-        let start = try JournalTail.start(
-            of: journal, near: foldFrom, count: count, sinceMilliseconds: filter.sinceMilliseconds,
-            matches: filter.matchesRecord)
-        if start < foldFrom, case .open(let fd, _, _) = try journal.openForReading(segment: 1) {
-            // Records the snapshot covers are shown too: fold them from the journal's start (still
-            // readable, live or archived) so each gets its outcome (a claim's task, a fail's `dead`).
-            POSIX.close(fd)
-            state = CortexState()
-            foldFrom = .start
+        let journal: any Journal
+        var state = CortexState()
+        var foldFrom = JournalPosition.start
+        var start = JournalPosition.start
+        let watcher: (any JournalWaiter)?
+        if case .etcd(let settings) = try CoordinationStore.journalBackend(root: invocation.root) {
+            // A journal on etcd: no local snapshot, no backward scan; read it all and keep the
+            // last --lines. The waiter (a watch) is made before the read, so no record is missed.
+            journal = try CoordinationStore.etcdJournal(settings)
+            watcher = follow ? try journal.makeWaiter() : nil
+        } else {
+            let fileJournal = try CoordinationStore.existingJournal(root: invocation.root)
+            journal = fileJournal
+            let layout = CoordinationLayout(root: invocation.root)
+            // The snapshot's state lets the fold give outcomes (a claim's task, a grant's id) to the
+            // records after it without folding the whole journal.
+            let snapshot = ImmutableBytes.map(layout.snapshot, in: layout.folder).flatMap(SnapshotCodec.decode)
+            state = snapshot?.0 ?? CortexState()
+            foldFrom = snapshot?.1 ?? .start
+            watcher = follow ? try journal.makeWaiter() : nil
+            start = try JournalTail.start(
+                of: fileJournal, near: foldFrom, count: count, sinceMilliseconds: filter.sinceMilliseconds,
+                matches: filter.matchesRecord)
+            if start < foldFrom, case .open(let fd, _, _) = try fileJournal.openForReading(segment: 1) {
+                // Records the snapshot covers are shown too: fold them from the journal's start (still
+                // readable, live or archived) so each gets its outcome (a claim's task, a fail's `dead`).
+                POSIX.close(fd)
+                state = CortexState()
+                foldFrom = .start
+            }
         }
         let readFrom = min(start, foldFrom)
 

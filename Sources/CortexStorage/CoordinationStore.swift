@@ -25,6 +25,11 @@ public final class CoordinationStore {
     /// True when the snapshot, views and finished tasks are files in the folder (`open(root:)`);
     /// false for a store over a journal alone, which writes and reads no file.
     public let persistsFiles: Bool
+    /// True when snapshots are cached in the folder (`state/snapshot.json`): a folder whose
+    /// journal is its own. A folder over an etcd namespace folds from the journal's start and
+    /// writes no snapshot (docs/decisions/033): a local snapshot of a shared journal could be
+    /// believed against another namespace or a recreated cluster.
+    public let cachesSnapshots: Bool
     /// The state folded so far.
     public private(set) var state = CortexState()
     /// Just past the last record folded.
@@ -60,8 +65,10 @@ public final class CoordinationStore {
     public private(set) var warnings: [String] = []
 
     private init(
-        layout: CoordinationLayout, config: CortexConfig, permissions: FolderPermissions, journal: any Journal, persistsFiles: Bool
+        layout: CoordinationLayout, config: CortexConfig, permissions: FolderPermissions, journal: any Journal, persistsFiles: Bool,
+        cachesSnapshots: Bool
     ) {
+        self.cachesSnapshots = cachesSnapshots
         self.layout = layout
         self.config = config
         self.permissions = permissions
@@ -76,7 +83,8 @@ public final class CoordinationStore {
         _ journal: any Journal, config: CortexConfig = CortexConfig(),
         layout: CoordinationLayout = CoordinationLayout(root: "/dev/null/cortex-journal-only")
     ) throws(CortexError) -> CoordinationStore {
-        let store = CoordinationStore(layout: layout, config: config, permissions: .personal, journal: journal, persistsFiles: false)
+        let store = CoordinationStore(
+            layout: layout, config: config, permissions: .personal, journal: journal, persistsFiles: false, cachesSnapshots: false)
         try store.catchUp()
         return store
     }
@@ -108,12 +116,35 @@ public final class CoordinationStore {
         guard let configBytes else { throw .configuration("\(layout.config) vanished while the folder was created") }
         let config = try parseConfig(configBytes, layout)
         let permissions = FolderPermissions.detect(root: layout.root)
-        let journal = FileJournal(
-            folder: layout.folder, directory: layout.journal, permissions: permissions, segmentMaxBytes: config.segmentMaxBytes)
-        let store = CoordinationStore(layout: layout, config: config, permissions: permissions, journal: journal, persistsFiles: true)
-        store.loadSnapshot()
+        let journal: any Journal
+        switch config.backend {
+        case .file:
+            journal = FileJournal(
+                folder: layout.folder, directory: layout.journal, permissions: permissions, segmentMaxBytes: config.segmentMaxBytes)
+        case .etcd(let settings):
+            journal = try etcdJournal(settings)
+        }
+        let store = CoordinationStore(
+            layout: layout, config: config, permissions: permissions, journal: journal, persistsFiles: true,
+            cachesSnapshots: config.backend == .file)
+        if store.cachesSnapshots { store.loadSnapshot() }
         try store.catchUp()
         return store
+    }
+
+    /// Where the journal of the folder at `root` lives, from its `config.json` (the file backend
+    /// when there is none yet).
+    /// - Throws: `configuration` for a bad `config.json`, `io` when it cannot be read.
+    public static func journalBackend(root: String) throws(CortexError) -> JournalBackend {
+        let layout = CoordinationLayout(root: root)
+        guard let bytes = try readConfig(layout) else { return .file }
+        return try parseConfig(bytes, layout).backend
+    }
+
+    /// The journal a folder over etcd shares with other hosts (its records under the namespace).
+    /// - Throws: `configuration` for bad settings.
+    public static func etcdJournal(_ settings: EtcdSettings) throws(CortexError) -> EtcdJournal {
+        try EtcdJournal(kv: EtcdClient(urls: settings.endpoints), namespace: settings.namespace)
     }
 
     /// The journal of an existing coordination folder, for readers that need no state (verify, tail).
@@ -121,6 +152,10 @@ public final class CoordinationStore {
     public static func existingJournal(root: String) throws(CortexError) -> FileJournal {
         let layout = CoordinationLayout(root: root)
         try SupportedFileSystem.check(layout.root)
+        if case .etcd(let settings) = try journalBackend(root: root) {
+            throw .configuration(
+                "\(layout.root)'s journal is on etcd (namespace '\(settings.namespace)'): this command reads a journal of files only")
+        }
         guard try withPath("stat", layout.journal, { () throws(Errno) in try layout.folder.status(layout.journal) }) != nil else {
             throw .notFound("no journal at \(layout.journal) (create it with 'cortex init --dir \(layout.root)')")
         }
@@ -136,12 +171,19 @@ public final class CoordinationStore {
         try SupportedFileSystem.check(layout.root)
         try makeDirectories(layout.root, mode: permissions.directory(.shared))
         let folders: [(String, FolderPermissions.Content)] = [
-            (layout.journal, .shared), (layout.archive, .shared), (layout.stateFolder, .shared), (layout.finishedTasks, .shared),
+            (layout.stateFolder, .shared), (layout.finishedTasks, .shared),
             (layout.workers, .private), (layout.results, .private), (layout.contexts, .private),
             (layout.requests, .private),
         ]
-        for (folder, content) in folders { try Files.makeDirectory(folder, in: layout.folder, mode: permissions.directory(content)) }
-        try FileJournal(folder: layout.folder, directory: layout.journal, permissions: permissions).createSegment(1)
+        // An etcd folder has no journal of its own: no journal/ for file-only readers to find.
+        let journalFolders: [(String, FolderPermissions.Content)] =
+            config.backend == .file ? [(layout.journal, .shared), (layout.archive, .shared)] : []
+        for (folder, content) in journalFolders + folders {
+            try Files.makeDirectory(folder, in: layout.folder, mode: permissions.directory(content))
+        }
+        if config.backend == .file {
+            try FileJournal(folder: layout.folder, directory: layout.journal, permissions: permissions).createSegment(1)
+        }
         try AtomicFile.createIfAbsent(
             layout.config, in: layout.folder, with: config.json.prettySerialized(), mode: permissions.file(.shared))
     }
@@ -337,7 +379,7 @@ public final class CoordinationStore {
     /// records instead of ~16.
     private func writeSnapshotIfDue(nowMilliseconds: Int64) throws(CortexError) {
         let every = config.snapshotEveryRecords
-        guard recordsSinceSnapshot >= every, holdsSnapshotDuty || recordsSinceSnapshot >= 4 * every else { return }
+        guard cachesSnapshots, recordsSinceSnapshot >= every, holdsSnapshotDuty || recordsSinceSnapshot >= 4 * every else { return }
         guard FileIdentity.of(layout.snapshot, in: layout.folder) == snapshotFileIdentity else { return }
         try writeSnapshot(nowMilliseconds: nowMilliseconds)
     }
@@ -348,7 +390,7 @@ public final class CoordinationStore {
     /// `state/finished/`, so the snapshot (loaded by every call) holds only live work.
     /// A store without files writes nothing (its finished tasks stay in memory).
     public func writeSnapshot(nowMilliseconds: Int64 = POSIX.wallClockMilliseconds()) throws(CortexError) {
-        guard persistsFiles else { return }
+        guard persistsFiles, cachesSnapshots else { return }
         try journal.makeDurable(from: snapshotPosition ?? .start, through: position)
         try compactFinishedTasks()
         let snapshot = SnapshotCodec.encode(state, position: position, writtenAtMilliseconds: nowMilliseconds)
