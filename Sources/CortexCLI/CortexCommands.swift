@@ -132,7 +132,7 @@ public enum CortexTool {
 
     /// The journal backend `init`'s options name: nil when none is named (keep the folder's own,
     /// or the file backend for a new folder).
-    /// - Throws: `usage` for a missing or misplaced option or a bad value.
+    /// - Throws: `usage` for a missing or misplaced option, `badInput` for a bad value.
     static func requestedBackend(_ arguments: ParsedArguments) throws(CortexError) -> JournalBackend? {
         let endpoints = arguments[Init.endpoints]
         let namespace = arguments[Init.namespace]
@@ -152,7 +152,7 @@ public enum CortexTool {
                 for url in urls { _ = try EtcdEndpoint(url: url) }
                 return .etcd(try EtcdSettings(endpoints: urls, namespace: namespace, hostID: hostID, path: "cortex init"))
             } catch {
-                throw .usage("invalid etcd settings: \(error.description)")
+                throw .badInput("invalid etcd settings: \(error.description)")
             }
         }
     }
