@@ -94,10 +94,13 @@ struct EtcdHostsTests {
             ["cortex-task", "claim", "--dir", hostB, "--worker", "w-b", "--wait", "300s", "--json"], scratch: directory.scratch)
         usleep(500_000)
         #expect(waiter.isRunning, "the claimer returned with nothing to claim")
+        let createdAt = Date()
         let created = try runTool(["cortex-task", "create", "--dir", hostA, "--type", "work"], in: directory)
         #expect(created.exitCode == 0, "\(created)")
         let claimed = waiter.wait()
         #expect(claimed.exitCode == 0, "\(claimed)")
+        // Without the watch the claimer would look again only after its 60 s slice of waiting.
+        #expect(Date().timeIntervalSince(createdAt) < 30, "woken by the watch, not by its own timeout")
         #expect(claimed.json?["id"]?.stringValue == created.stdout.trimmingCharacters(in: .newlines), "\(claimed)")
 
         // `cortex-task wait` on host A returns once host B completes the task.
@@ -117,6 +120,20 @@ struct EtcdHostsTests {
             #expect(status.json?["budget"]?["total_budget"]?.intValue == 1500, "\(status)")
             #expect(FileManager.default.fileExists(atPath: folder + "/token-budget.json"))
         }
+
+        // tail -f on host A follows a record appended on host B (woken by the watch).
+        let follower = try RunningTool(["cortex", "tail", "--dir", hostA, "--lines", "1", "-f"], scratch: directory.scratch)
+        usleep(500_000)
+        let followed = try runTool(["cortex-task", "create", "--dir", hostB, "--type", "followed"], in: directory)
+        let followedID = followed.stdout.trimmingCharacters(in: .newlines)
+        var seen = false
+        for _ in 0..<300 where !seen {
+            usleep(100_000)
+            seen = follower.stdoutSoFar().contains(followedID)
+        }
+        #expect(seen, "tail -f printed the task created on the other host: \(follower.stdoutSoFar())")
+        _ = follower.kill(SIGTERM)
+        _ = follower.wait()
 
         // tail reads the shared journal; file-only commands refuse with one clear line.
         let tail = try runTool(["cortex", "tail", "--dir", hostB, "--lines", "3"], in: directory)
