@@ -205,7 +205,10 @@ public enum CortexTool {
 
     static func initialise(_ invocation: Invocation) throws(CortexError) -> Report {
         var arguments = invocation.arguments
-        if InitPrompt.shouldAsk(arguments) { arguments = try InitPrompt.ask(arguments, root: invocation.root) }
+        // An etcd init may join a namespace whose budget is set: no questions, its options say it all.
+        if InitPrompt.shouldAsk(arguments) && arguments[Init.backend] == nil {
+            arguments = try InitPrompt.ask(arguments, root: invocation.root)
+        }
         let maxWorkers = arguments[Init.maxWorkers]
         let totalTokens = arguments[Init.totalTokens]
         let group = arguments[Init.group]

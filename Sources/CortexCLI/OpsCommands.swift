@@ -115,6 +115,13 @@ enum OpsCommands {
         }
         let damaged = store.damagedLines.count
         let live = FileJournal.location(of: store.position)
+        var journalPlace = " · live segment \(JournalSegment.fileName(live.segment)) at \(live.bytes) bytes"
+        var backendJSON: JSONMember?
+        if case .etcd(let settings) = config.backend {
+            // A journal on etcd (docs/decisions/033): its position is the cluster's revision.
+            journalPlace = " · etcd namespace '\(settings.namespace)' (this host: \(settings.hostID)) at revision \(live.bytes)"
+            backendJSON = JSONMember("backend", settings.json)
+        }
         if damaged > 0 {
             attention.append("\(damaged) damaged journal line\(damaged == 1 ? "" : "s") since the snapshot: run 'cortex verify'")
         }
@@ -128,7 +135,7 @@ enum OpsCommands {
         row(
             "journal",
             (damaged > 0 ? colour.red("\(damaged) damaged line\(damaged == 1 ? "" : "s")") : colour.green("ok"))
-                + " · live segment \(JournalSegment.fileName(live.segment)) at \(live.bytes) bytes · \(state.recordsFolded) records"
+                + journalPlace + " · \(state.recordsFolded) records"
         )
         row(
             "workers",
@@ -195,7 +202,7 @@ enum OpsCommands {
         let journalJSON = JSONValue.object([
             "damaged_lines_since_snapshot": .int(damaged), "live_segment": .int(live.segment),
             "live_segment_bytes": .int(live.bytes), "records_folded": .int(state.recordsFolded),
-        ])
+        ]).adding(backendJSON)
         let byPriority = JSONValue.object(
             Priority.allCases.map { JSONMember($0.rawValue, .int(queue.waitingByPriority[$0, default: 0])) })
         let queueJSON = JSONValue.object([
@@ -433,5 +440,13 @@ extension OpsCommands {
             }
             _ = watcher.wait(timeoutMilliseconds: 1000)
         }
+    }
+}
+
+extension JSONValue {
+    /// This object with `member` added first (unchanged when there is none).
+    fileprivate func adding(_ member: JSONMember?) -> JSONValue {
+        guard let member, case .object(let members) = self else { return self }
+        return .object([member] + members)
     }
 }

@@ -118,7 +118,10 @@ struct EtcdHostsTests {
             let status = try runTool(["cortex", "status", "--dir", folder, "--json"], in: directory)
             #expect(status.exitCode == 0 || status.exitCode == 1, "\(status)")
             #expect(status.json?["budget"]?["total_budget"]?.intValue == 1500, "\(status)")
+            #expect(status.json?["journal"]?["backend"]?["namespace"]?.stringValue == namespace, "\(status)")
             #expect(FileManager.default.fileExists(atPath: folder + "/token-budget.json"))
+            let text = try runTool(["cortex", "status", "--dir", folder], in: directory)
+            #expect(text.stdout.contains("etcd namespace 'e2e'"), "\(text)")
         }
 
         // tail -f on host A follows a record appended on host B (woken by the watch).
