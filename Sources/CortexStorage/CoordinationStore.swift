@@ -25,11 +25,6 @@ public final class CoordinationStore {
     /// True when the snapshot, views and finished tasks are files in the folder (`open(root:)`);
     /// false for a store over a journal alone, which writes and reads no file.
     public let persistsFiles: Bool
-    /// True when snapshots are cached in the folder (`state/snapshot.json`): a folder whose
-    /// journal is its own. A folder over an etcd namespace folds from the journal's start and
-    /// writes no snapshot (docs/decisions/033): a local snapshot of a shared journal could be
-    /// believed against another namespace or a recreated cluster.
-    public let cachesSnapshots: Bool
     /// The state folded so far.
     public private(set) var state = CortexState()
     /// Just past the last record folded.
@@ -54,6 +49,13 @@ public final class CoordinationStore {
     private var holdsSnapshotDuty = false
     /// The id of the last record folded, and of the last record this store submitted.
     private var lastFoldedRecordID: String?
+    /// Where the last record folded starts.
+    private var lastFoldedRecordPosition: JournalPosition?
+    /// A shared journal's snapshot is believed only if its last record is the first one the
+    /// fold meets again (its id at its position): set by `loadSnapshot`, checked by the fold.
+    private var pendingSnapshotCheck: (id: String, position: JournalPosition)?
+    /// True when the fold met another record than `pendingSnapshotCheck` names.
+    private var snapshotMismatched = false
     private var lastSubmittedRecordID: String?
     /// True when other writers' records landed between this store's first fold and its own
     /// record: the journal is busy, and a later writer is likely to publish the views.
@@ -65,10 +67,8 @@ public final class CoordinationStore {
     public private(set) var warnings: [String] = []
 
     private init(
-        layout: CoordinationLayout, config: CortexConfig, permissions: FolderPermissions, journal: any Journal, persistsFiles: Bool,
-        cachesSnapshots: Bool
+        layout: CoordinationLayout, config: CortexConfig, permissions: FolderPermissions, journal: any Journal, persistsFiles: Bool
     ) {
-        self.cachesSnapshots = cachesSnapshots
         self.layout = layout
         self.config = config
         self.permissions = permissions
@@ -84,7 +84,7 @@ public final class CoordinationStore {
         layout: CoordinationLayout = CoordinationLayout(root: "/dev/null/cortex-journal-only")
     ) throws(CortexError) -> CoordinationStore {
         let store = CoordinationStore(
-            layout: layout, config: config, permissions: .personal, journal: journal, persistsFiles: false, cachesSnapshots: false)
+            layout: layout, config: config, permissions: .personal, journal: journal, persistsFiles: false)
         try store.catchUp()
         return store
     }
@@ -124,11 +124,20 @@ public final class CoordinationStore {
         case .etcd(let settings):
             journal = try etcdJournal(settings)
         }
-        let store = CoordinationStore(
-            layout: layout, config: config, permissions: permissions, journal: journal, persistsFiles: true,
-            cachesSnapshots: config.backend == .file)
-        if store.cachesSnapshots { store.loadSnapshot() }
-        try store.catchUp()
+        let store = CoordinationStore(layout: layout, config: config, permissions: permissions, journal: journal, persistsFiles: true)
+        store.loadSnapshot()
+        do {
+            try store.catchUp()
+        } catch {
+            guard store.snapshotMismatched else { throw error }
+            store.forgetSnapshot()
+            try store.catchUp()
+        }
+        if store.pendingSnapshotCheck != nil {
+            // Not one record at or after the snapshot's last: the namespace was emptied or replaced.
+            store.forgetSnapshot()
+            try store.catchUp()
+        }
         return store
     }
 
@@ -235,13 +244,56 @@ public final class CoordinationStore {
         }
         let mapped = ImmutableBytes.map(layout.snapshot, in: layout.folder)
         snapshotFileIdentity = mapped?.fileIdentity
-        let decoded =
-            load(layout.snapshot, mapped: mapped)
-            ?? load(layout.checkpoint, mapped: ImmutableBytes.map(layout.checkpoint, in: layout.folder))
-        guard let (snapshotState, snapshotPosition) = decoded else { return }
+        guard case .etcd(let settings) = config.backend else {
+            // A snapshot of a shared journal is never this folder's own journal's.
+            let ownJournal = { (bytes: ImmutableBytes?) in bytes.map { SnapshotCodec.journalIdentity($0) == nil } ?? false }
+            let checkpoint = ImmutableBytes.map(layout.checkpoint, in: layout.folder)
+            let decoded =
+                (ownJournal(mapped) ? load(layout.snapshot, mapped: mapped) : nil)
+                ?? (ownJournal(checkpoint) ? load(layout.checkpoint, mapped: checkpoint) : nil)
+            guard let (snapshotState, snapshotPosition) = decoded else { return }
+            state = snapshotState
+            position = snapshotPosition
+            self.snapshotPosition = snapshotPosition
+            return
+        }
+        // A shared journal's snapshot: believed only for this namespace, and only if the fold
+        // from its last record meets that record first (checked in foldForward).
+        guard let mapped, let identity = SnapshotCodec.journalIdentity(mapped),
+            identity["backend"]?.stringValue == "etcd", identity["namespace"]?.stringValue == settings.namespace,
+            let lastID = identity["last_record"]?.stringValue,
+            let lastPosition = identity["last_position"].flatMap(JournalPosition.init(json:)),
+            let (snapshotState, snapshotPosition) = load(layout.snapshot, mapped: mapped)
+        else { return }
         state = snapshotState
-        position = snapshotPosition
+        position = lastPosition
         self.snapshotPosition = snapshotPosition
+        pendingSnapshotCheck = (lastID, lastPosition)
+    }
+
+    /// Drops a snapshot the journal does not confirm: the fold starts again from the beginning.
+    private func forgetSnapshot() {
+        state = CortexState()
+        position = .start
+        snapshotPosition = nil
+        pendingSnapshotCheck = nil
+        snapshotMismatched = false
+        recordsSinceSnapshot = 0
+        damagedLines = []
+        lastFoldedRecordID = nil
+        lastFoldedRecordPosition = nil
+    }
+
+    /// Which journal a snapshot of this store's fold covers: nil for the folder's own journal;
+    /// for a shared one, the backend, namespace and last record (nil when none was folded).
+    private var snapshotJournalIdentity: JSONValue? {
+        guard case .etcd(let settings) = config.backend, let id = lastFoldedRecordID, let at = lastFoldedRecordPosition else {
+            return nil
+        }
+        return .object([
+            JSONMember("backend", "etcd"), JSONMember("last_position", at.json), JSONMember("last_record", .string(id)),
+            JSONMember("namespace", .string(settings.namespace)),
+        ])
     }
 
     /// Empties the outbox of finished tasks once they are written under `state/finished/`.
@@ -257,6 +309,18 @@ public final class CoordinationStore {
         var watchedOutcome: Outcome?
         var acknowledged = Set<JournalPosition>()
         let summary = try journal.readForward(from: position) { (record, recordPosition) throws(CortexError) in
+            if let check = self.pendingSnapshotCheck {
+                self.pendingSnapshotCheck = nil
+                // The snapshot's last record, already in its state: confirmed, not folded again.
+                if record.id == check.id && recordPosition == check.position {
+                    self.lastFoldedRecordID = check.id
+                    self.lastFoldedRecordPosition = check.position
+                    return
+                }
+                self.snapshotMismatched = true
+                throw CortexError.corrupt("the snapshot's last record is not at its position in the journal")
+            }
+            self.lastFoldedRecordPosition = recordPosition
             let outcome = Reducer.reduce(&self.state, record, at: recordPosition)
             if watchedOutcome == nil, record.id == watchedID {
                 watchedOutcome = outcome
@@ -379,7 +443,7 @@ public final class CoordinationStore {
     /// records instead of ~16.
     private func writeSnapshotIfDue(nowMilliseconds: Int64) throws(CortexError) {
         let every = config.snapshotEveryRecords
-        guard cachesSnapshots, recordsSinceSnapshot >= every, holdsSnapshotDuty || recordsSinceSnapshot >= 4 * every else { return }
+        guard recordsSinceSnapshot >= every, holdsSnapshotDuty || recordsSinceSnapshot >= 4 * every else { return }
         guard FileIdentity.of(layout.snapshot, in: layout.folder) == snapshotFileIdentity else { return }
         try writeSnapshot(nowMilliseconds: nowMilliseconds)
     }
@@ -390,10 +454,13 @@ public final class CoordinationStore {
     /// `state/finished/`, so the snapshot (loaded by every call) holds only live work.
     /// A store without files writes nothing (its finished tasks stay in memory).
     public func writeSnapshot(nowMilliseconds: Int64 = POSIX.wallClockMilliseconds()) throws(CortexError) {
-        guard persistsFiles, cachesSnapshots else { return }
+        guard persistsFiles else { return }
+        let journalIdentity = snapshotJournalIdentity
+        if case .etcd = config.backend, journalIdentity == nil { return }  // nothing folded yet: nothing to check it by
         try journal.makeDurable(from: snapshotPosition ?? .start, through: position)
         try compactFinishedTasks()
-        let snapshot = SnapshotCodec.encode(state, position: position, writtenAtMilliseconds: nowMilliseconds)
+        let snapshot = SnapshotCodec.encode(
+            state, position: position, writtenAtMilliseconds: nowMilliseconds, journal: journalIdentity)
         try AtomicFile.replace(layout.snapshot, in: layout.folder, with: snapshot, durability: .powerLoss, mode: permissions.file(.shared))
         snapshotFileIdentity = FileIdentity.of(layout.snapshot, in: layout.folder)
         holdsSnapshotDuty = false

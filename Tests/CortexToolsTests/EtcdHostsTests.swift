@@ -42,6 +42,13 @@ struct EtcdHostsTests {
         #expect(config["backend"]?["host_id"]?.stringValue == "b")
         #expect(config["backend"]?["endpoints"]?.arrayValue?.count == 3)
         #expect(!FileManager.default.fileExists(atPath: hostB + "/journal"), "an etcd folder has no journal of files")
+        // Host A caches a snapshot every 4 records (the cache every etcd folder keeps).
+        let configPath = hostA + "/config.json"
+        guard case .object(var members) = try JSONValue.parse(Array(FileManager.default.contents(atPath: configPath) ?? Data()))
+        else { throw SupportError("config.json is not an object") }
+        members.removeAll { $0.key == "snapshot_every_records" }
+        members.append(JSONMember("snapshot_every_records", .int(4)))
+        try Data(JSONValue.object(members).prettySerialized()).write(to: URL(fileURLWithPath: configPath))
         let again = try initHost(hostA, host: "a", cluster: cluster, namespace: namespace, totalTokens: nil, in: directory)
         #expect(again.exitCode == 0, "init is safe to run again: \(again)")
 
@@ -88,6 +95,29 @@ struct EtcdHostsTests {
             default: Issue.record("no allocation of \(holder) in the fold: \(result)")
             }
         }
+
+        // Host A's local snapshot names the namespace and its last record; a copy of it that
+        // claims to be another namespace's is not believed there (its last record is not there).
+        let snapshot = try #require(ImmutableBytes.map(hostA + "/state/snapshot.json"), "host A cached a snapshot")
+        let identity = try #require(SnapshotCodec.journalIdentity(snapshot), "the snapshot says which journal it folds")
+        #expect(identity["namespace"]?.stringValue == namespace)
+        let (snapshotState, snapshotPosition) = try #require(SnapshotCodec.decode(snapshot))
+        #expect(snapshotState.budget.total == 1500)
+        let hostC = directory.path + "/host-c"
+        let other = try initHost(hostC, host: "c", cluster: cluster, namespace: "other", totalTokens: 7, in: directory)
+        #expect(other.exitCode == 0, "\(other)")
+        guard case .object(var forged) = identity else { throw SupportError("identity is not an object") }
+        forged.removeAll { $0.key == "namespace" }
+        forged.append(JSONMember("namespace", "other"))
+        let planted = SnapshotCodec.encode(
+            snapshotState, position: snapshotPosition, writtenAtMilliseconds: 0, journal: .object(forged))
+        try Data(planted).write(to: URL(fileURLWithPath: hostC + "/state/snapshot.json"))
+        let otherBudget = try runTool(["cortex-budget", "status", "--dir", hostC, "--json"], in: directory)
+        #expect(otherBudget.json?["total_budget"]?.intValue == 7, "\(otherBudget)")
+        #expect(snapshotState.budget.reserved > 0, "host A's snapshot holds allocations")
+        #expect(otherBudget.json?["in_use"]?.intValue == 0, "a snapshot from another namespace is never believed: \(otherBudget)")
+        let sameBudget = try runTool(["cortex-budget", "status", "--dir", hostA, "--json"], in: directory)
+        #expect(sameBudget.json?["total_budget"]?.intValue == 1500, "\(sameBudget)")
 
         // A claimer waiting on host B is woken (through the watch) by a task created on host A.
         let waiter = try RunningTool(
