@@ -219,14 +219,15 @@ public enum CortexTool {
         if let backend { defaults.backend = backend }
         let permissions = group != nil ? .groupShared : FolderPermissions.detect(root: layout.root)
         try CoordinationStore.createLayout(layout, config: defaults, permissions: permissions)
+        // An existing folder keeps its config.json: another backend asked of it is refused, not ignored.
+        if let backend, try CoordinationStore.journalBackend(root: layout.root) != backend {
+            throw .configuration(
+                "\(layout.root) is already initialised with another journal backend (\(layout.config)): use another --dir")
+        }
         // Created group-shared (exact modes); the group of everything, old and new, is set here.
         if let group { try GroupFolder.share(layout.root, group: group) }
         if let maxWorkers { try updateConfig(layout, key: "max_workers", value: .int(maxWorkers)) }
         let store = try invocation.openStore()
-        if let backend, backend != store.config.backend {
-            throw .configuration(
-                "\(layout.root) is already initialised with another journal backend (\(layout.config)): use another --dir")
-        }
         // A namespace whose journal has records was created by another host's init: this one
         // joins it and leaves its budget alone (cortex-budget set changes it for every host).
         let joined: String?

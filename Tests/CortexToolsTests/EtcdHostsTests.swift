@@ -51,6 +51,9 @@ struct EtcdHostsTests {
         try Data(JSONValue.object(members).prettySerialized()).write(to: URL(fileURLWithPath: configPath))
         let again = try initHost(hostA, host: "a", cluster: cluster, namespace: namespace, totalTokens: nil, in: directory)
         #expect(again.exitCode == 0, "init is safe to run again: \(again)")
+        let elsewhere = try initHost(hostA, host: "a", cluster: cluster, namespace: "another", totalTokens: nil, in: directory)
+        #expect(elsewhere.exitCode == 78, "a folder keeps its namespace: \(elsewhere)")
+        #expect(elsewhere.stderrLines.count == 1, "\(elsewhere)")
 
         // A budget set on one host is what the other sees.
         let set = try runTool(["cortex-budget", "set", "--dir", hostA, "--total", "1500"], in: directory)
