@@ -1,4 +1,5 @@
 import CortexCore
+import CortexStorage
 import Testing
 
 /// `config.json`'s `backend` (docs/decisions/033): read, written, refused.
@@ -53,5 +54,29 @@ struct JournalBackendConfigTests {
                 #expect(message.hasPrefix("config.json: "), "\(message)")
             }
         }
+    }
+}
+
+/// A file folder's snapshot cache never believes a snapshot of a shared journal (docs/decisions/033).
+@Suite("Snapshots of another journal")
+struct ForeignSnapshotTests {
+    @Test func aFileFolderNeverBelievesASnapshotThatNamesASharedJournal() throws {
+        let directory = try TemporaryDirectory()
+        let root = directory.path + "/coordination"
+        let store = try CoordinationStore.open(root: root, createIfMissing: true)
+        _ = try store.submit(.budgetSet(total: 100))
+        var forgedState = store.state
+        forgedState.budget.total = 999
+        let identity = JSONValue.object([
+            JSONMember("backend", "etcd"), JSONMember("last_position", store.position.json), JSONMember("last_record", "r"),
+            JSONMember("namespace", "n"),
+        ])
+        let forged = SnapshotCodec.encode(forgedState, position: store.position, writtenAtMilliseconds: 0, journal: identity)
+        try AtomicFile.replace(store.layout.snapshot, with: forged, durability: .processCrash)
+        #expect(try CoordinationStore.open(root: root, createIfMissing: false).state.budget.total == 100)
+        // The same snapshot without the member is this folder's own, and is believed.
+        let own = SnapshotCodec.encode(forgedState, position: store.position, writtenAtMilliseconds: 0)
+        try AtomicFile.replace(store.layout.snapshot, with: own, durability: .processCrash)
+        #expect(try CoordinationStore.open(root: root, createIfMissing: false).state.budget.total == 999)
     }
 }
