@@ -11,10 +11,11 @@ public enum CortexTool {
             Command(
                 CommandSpec(
                     name: "cortex init", abstract: "Create the coordination folder (safe to run again).",
-                    options: [Init.totalTokens, Init.maxWorkers, Init.group],
+                    options: [Init.totalTokens, Init.maxWorkers, Init.group, Init.backend, Init.endpoints, Init.namespace, Init.hostID],
                     examples: [
                         "cortex init --total-tokens 2000000 --max-workers 20", "cortex init --dir /srv/cortex",
                         "cortex init --dir /srv/cortex --group cortex   # several users' masters share it",
+                        "cortex init --dir /srv/cortex --backend etcd --endpoints http://10.0.0.1:2379,http://10.0.0.2:2379,http://10.0.0.3:2379 --namespace prod --host-id $(hostname)   # hosts share one budget and queue",
                     ]),
                 body: initialise),
             Command(
@@ -120,6 +121,40 @@ public enum CortexTool {
             }
             return gid
         }
+        static let backend = Option.text("backend", "KIND", "Where the journal lives: file (the folder, the default) or etcd.")
+            .checked({ $0 == "file" || $0 == "etcd" }, else: { "invalid --backend '\(Values.printable($0))': file or etcd" })
+        static let endpoints = Option.text(
+            "endpoints", "URL,URL,URL", "With --backend etcd: every member's client URL (http://host:2379), comma-separated.")
+        static let namespace = Option.text(
+            "namespace", "NAME", "With --backend etcd: the namespace the hosts share (the first init creates it, later ones join).")
+        static let hostID = Option.text("host-id", "HOST", "With --backend etcd: this host's id (letters, digits, '-', '_', '.').")
+    }
+
+    /// The journal backend `init`'s options name: nil when none is named (keep the folder's own,
+    /// or the file backend for a new folder).
+    /// - Throws: `usage` for a missing or misplaced option, `badInput` for a bad value.
+    static func requestedBackend(_ arguments: ParsedArguments) throws(CortexError) -> JournalBackend? {
+        let endpoints = arguments[Init.endpoints]
+        let namespace = arguments[Init.namespace]
+        let hostID = arguments[Init.hostID]
+        switch arguments[Init.backend] {
+        case nil, "file":
+            if endpoints != nil || namespace != nil || hostID != nil {
+                throw .usage("--endpoints, --namespace and --host-id go with --backend etcd")
+            }
+            return arguments[Init.backend] == nil ? nil : .file
+        default:
+            guard let endpoints, let namespace, let hostID else {
+                throw .usage("--backend etcd needs --endpoints URL,URL,URL, --namespace NAME and --host-id HOST")
+            }
+            do {
+                let urls = endpoints.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+                for url in urls { _ = try EtcdEndpoint(url: url) }
+                return .etcd(try EtcdSettings(endpoints: urls, namespace: namespace, hostID: hostID, path: "cortex init"))
+            } catch {
+                throw .badInput("invalid etcd settings: \(error.description)")
+            }
+        }
     }
 
     /// `metrics`' arguments.
@@ -170,20 +205,38 @@ public enum CortexTool {
 
     static func initialise(_ invocation: Invocation) throws(CortexError) -> Report {
         var arguments = invocation.arguments
-        if InitPrompt.shouldAsk(arguments) { arguments = try InitPrompt.ask(arguments, root: invocation.root) }
+        // An etcd init may join a namespace whose budget is set: no questions, its options say it all.
+        if InitPrompt.shouldAsk(arguments) && arguments[Init.backend] == nil {
+            arguments = try InitPrompt.ask(arguments, root: invocation.root)
+        }
         let maxWorkers = arguments[Init.maxWorkers]
         let totalTokens = arguments[Init.totalTokens]
         let group = arguments[Init.group]
         let layout = CoordinationLayout(root: invocation.root)
+        let backend = try requestedBackend(arguments)
         var defaults = CortexConfig()
         if let maxWorkers { defaults.maxWorkers = Int(maxWorkers) }
+        if let backend { defaults.backend = backend }
         let permissions = group != nil ? .groupShared : FolderPermissions.detect(root: layout.root)
         try CoordinationStore.createLayout(layout, config: defaults, permissions: permissions)
+        // An existing folder keeps its config.json: another backend asked of it is refused, not ignored.
+        if let backend, try CoordinationStore.journalBackend(root: layout.root) != backend {
+            throw .configuration(
+                "\(layout.root) is already initialised with another journal backend (\(layout.config)): use another --dir")
+        }
         // Created group-shared (exact modes); the group of everything, old and new, is set here.
         if let group { try GroupFolder.share(layout.root, group: group) }
         if let maxWorkers { try updateConfig(layout, key: "max_workers", value: .int(maxWorkers)) }
         let store = try invocation.openStore()
-        if let totalTokens {
+        // A namespace whose journal has records was created by another host's init: this one
+        // joins it and leaves its budget alone (cortex-budget set changes it for every host).
+        let joined: String?
+        if case .etcd(let settings) = store.config.backend, store.state.recordsFolded > 0 {
+            joined = settings.namespace
+        } else {
+            joined = nil
+        }
+        if let totalTokens, joined == nil {
             _ = try store.submit(.budgetSet(total: totalTokens))
         } else if store.state.recordsFolded == 0 {
             _ = try store.submit(.budgetSet(total: 1_000_000))
@@ -191,11 +244,21 @@ public enum CortexTool {
         store.publishAfterRecording()
         let budget = store.state.budget
         let shared = group.map { ", shared with group \(arguments.text(of: Init.group) ?? String($0))" } ?? ""
+        var text =
+            "initialised \(layout.root): budget \(budget.total) tokens (\(budget.available) available), max \(store.config.maxWorkers) workers\(shared)"
+        if let joined {
+            text += "\njoined etcd namespace '\(joined)'"
+            if let totalTokens, totalTokens != budget.total {
+                text += ": its budget stays \(budget.total) (--total-tokens \(totalTokens) ignored; cortex-budget set changes it)"
+            }
+        }
+        var backendJSON: JSONValue = "file"
+        if case .etcd(let settings) = store.config.backend { backendJSON = settings.json }
         return Report(
-            text:
-                "initialised \(layout.root): budget \(budget.total) tokens (\(budget.available) available), max \(store.config.maxWorkers) workers\(shared)",
+            text: text,
             json: .object([
-                "available": .int(budget.available), "dir": .string(layout.root), "group_shared": .bool(store.permissions.isGroupShared),
+                "available": .int(budget.available), "backend": backendJSON, "dir": .string(layout.root),
+                "group_shared": .bool(store.permissions.isGroupShared), "joined": .bool(joined != nil),
                 "max_workers": .int(store.config.maxWorkers), "total_budget": .int(budget.total),
             ]))
     }

@@ -61,7 +61,7 @@ public enum DashboardTool {
         try AtomicFile.replace(out, with: Dashboard.page(snapshot), durability: .processCrash)
         if let eventsFile, arguments[Self.follow] {
             Terminal.writeOut("wrote \(out); following the journal into \(eventsFile)\n")
-            let watcher = try JournalWatcher(directory: journal.directory)
+            let watcher = try journal.makeWaiter()
             while true {
                 _ = watcher.wait(timeoutMilliseconds: 1000)
                 let before = summary.end

@@ -115,6 +115,13 @@ enum OpsCommands {
         }
         let damaged = store.damagedLines.count
         let live = FileJournal.location(of: store.position)
+        var journalPlace = " · live segment \(JournalSegment.fileName(live.segment)) at \(live.bytes) bytes"
+        var backendJSON: JSONMember?
+        if case .etcd(let settings) = config.backend {
+            // A journal on etcd (docs/decisions/033): its position is the cluster's revision.
+            journalPlace = " · etcd namespace '\(settings.namespace)' (this host: \(settings.hostID)) at revision \(live.bytes)"
+            backendJSON = JSONMember("backend", settings.json)
+        }
         if damaged > 0 {
             attention.append("\(damaged) damaged journal line\(damaged == 1 ? "" : "s") since the snapshot: run 'cortex verify'")
         }
@@ -128,7 +135,7 @@ enum OpsCommands {
         row(
             "journal",
             (damaged > 0 ? colour.red("\(damaged) damaged line\(damaged == 1 ? "" : "s")") : colour.green("ok"))
-                + " · live segment \(JournalSegment.fileName(live.segment)) at \(live.bytes) bytes · \(state.recordsFolded) records"
+                + journalPlace + " · \(state.recordsFolded) records"
         )
         row(
             "workers",
@@ -195,7 +202,7 @@ enum OpsCommands {
         let journalJSON = JSONValue.object([
             "damaged_lines_since_snapshot": .int(damaged), "live_segment": .int(live.segment),
             "live_segment_bytes": .int(live.bytes), "records_folded": .int(state.recordsFolded),
-        ])
+        ]).adding(backendJSON)
         let byPriority = JSONValue.object(
             Priority.allCases.map { JSONMember($0.rawValue, .int(queue.waitingByPriority[$0, default: 0])) })
         let queueJSON = JSONValue.object([
@@ -361,23 +368,36 @@ extension OpsCommands {
         let json = arguments[CommonOptions.json]
         let follow = arguments[CortexTool.Tail.follow]
 
-        let journal = try CoordinationStore.existingJournal(root: invocation.root)
-        let layout = CoordinationLayout(root: invocation.root)
-        // The snapshot's state lets the fold give outcomes (a claim's task, a grant's id) to the
-        // records after it without folding the whole journal.
-        let snapshot = ImmutableBytes.map(layout.snapshot, in: layout.folder).flatMap(SnapshotCodec.decode)
-        var state = snapshot?.0 ?? CortexState()
-        var foldFrom = snapshot?.1 ?? .start
-        let watcher = follow ? try JournalWatcher(directory: journal.directory) : nil
-        let start = try JournalTail.start(
-            of: journal, near: foldFrom, count: count, sinceMilliseconds: filter.sinceMilliseconds,
-            matches: filter.matchesRecord)
-        if start < foldFrom, case .open(let fd, _, _) = try journal.openForReading(segment: 1) {
-            // Records the snapshot covers are shown too: fold them from the journal's start (still
-            // readable, live or archived) so each gets its outcome (a claim's task, a fail's `dead`).
-            POSIX.close(fd)
-            state = CortexState()
-            foldFrom = .start
+        let journal: any Journal
+        var state = CortexState()
+        var foldFrom = JournalPosition.start
+        var start = JournalPosition.start
+        let watcher: (any JournalWaiter)?
+        if case .etcd(let settings) = try CoordinationStore.journalBackend(root: invocation.root) {
+            // A journal on etcd: no local snapshot, no backward scan; read it all and keep the
+            // last --lines. The waiter (a watch) is made before the read, so no record is missed.
+            journal = try CoordinationStore.etcdJournal(settings)
+            watcher = follow ? try journal.makeWaiter() : nil
+        } else {
+            let fileJournal = try CoordinationStore.existingJournal(root: invocation.root)
+            journal = fileJournal
+            let layout = CoordinationLayout(root: invocation.root)
+            // The snapshot's state lets the fold give outcomes (a claim's task, a grant's id) to the
+            // records after it without folding the whole journal.
+            let snapshot = ImmutableBytes.map(layout.snapshot, in: layout.folder).flatMap(SnapshotCodec.decode)
+            state = snapshot?.0 ?? CortexState()
+            foldFrom = snapshot?.1 ?? .start
+            watcher = follow ? try journal.makeWaiter() : nil
+            start = try JournalTail.start(
+                of: fileJournal, near: foldFrom, count: count, sinceMilliseconds: filter.sinceMilliseconds,
+                matches: filter.matchesRecord)
+            if start < foldFrom, case .open(let fd, _, _) = try fileJournal.openForReading(segment: 1) {
+                // Records the snapshot covers are shown too: fold them from the journal's start (still
+                // readable, live or archived) so each gets its outcome (a claim's task, a fail's `dead`).
+                POSIX.close(fd)
+                state = CortexState()
+                foldFrom = .start
+            }
         }
         let readFrom = min(start, foldFrom)
 
@@ -420,5 +440,13 @@ extension OpsCommands {
             }
             _ = watcher.wait(timeoutMilliseconds: 1000)
         }
+    }
+}
+
+extension JSONValue {
+    /// This object with `member` added first (unchanged when there is none).
+    fileprivate func adding(_ member: JSONMember?) -> JSONValue {
+        guard let member, case .object(let members) = self else { return self }
+        return .object([member] + members)
     }
 }

@@ -49,6 +49,13 @@ public final class CoordinationStore {
     private var holdsSnapshotDuty = false
     /// The id of the last record folded, and of the last record this store submitted.
     private var lastFoldedRecordID: String?
+    /// Where the last record folded starts.
+    private var lastFoldedRecordPosition: JournalPosition?
+    /// A shared journal's snapshot is believed only if its last record is the first one the
+    /// fold meets again (its id at its position): set by `loadSnapshot`, checked by the fold.
+    private var pendingSnapshotCheck: (id: String, position: JournalPosition)?
+    /// True when the fold met another record than `pendingSnapshotCheck` names.
+    private var snapshotMismatched = false
     private var lastSubmittedRecordID: String?
     /// True when other writers' records landed between this store's first fold and its own
     /// record: the journal is busy, and a later writer is likely to publish the views.
@@ -76,7 +83,8 @@ public final class CoordinationStore {
         _ journal: any Journal, config: CortexConfig = CortexConfig(),
         layout: CoordinationLayout = CoordinationLayout(root: "/dev/null/cortex-journal-only")
     ) throws(CortexError) -> CoordinationStore {
-        let store = CoordinationStore(layout: layout, config: config, permissions: .personal, journal: journal, persistsFiles: false)
+        let store = CoordinationStore(
+            layout: layout, config: config, permissions: .personal, journal: journal, persistsFiles: false)
         try store.catchUp()
         return store
     }
@@ -108,12 +116,44 @@ public final class CoordinationStore {
         guard let configBytes else { throw .configuration("\(layout.config) vanished while the folder was created") }
         let config = try parseConfig(configBytes, layout)
         let permissions = FolderPermissions.detect(root: layout.root)
-        let journal = FileJournal(
-            folder: layout.folder, directory: layout.journal, permissions: permissions, segmentMaxBytes: config.segmentMaxBytes)
+        let journal: any Journal
+        switch config.backend {
+        case .file:
+            journal = FileJournal(
+                folder: layout.folder, directory: layout.journal, permissions: permissions, segmentMaxBytes: config.segmentMaxBytes)
+        case .etcd(let settings):
+            journal = try etcdJournal(settings)
+        }
         let store = CoordinationStore(layout: layout, config: config, permissions: permissions, journal: journal, persistsFiles: true)
         store.loadSnapshot()
-        try store.catchUp()
+        do {
+            try store.catchUp()
+        } catch {
+            guard store.snapshotMismatched else { throw error }
+            store.forgetSnapshot()
+            try store.catchUp()
+        }
+        if store.pendingSnapshotCheck != nil {
+            // Not one record at or after the snapshot's last: the namespace was emptied or replaced.
+            store.forgetSnapshot()
+            try store.catchUp()
+        }
         return store
+    }
+
+    /// Where the journal of the folder at `root` lives, from its `config.json` (the file backend
+    /// when there is none yet).
+    /// - Throws: `configuration` for a bad `config.json`, `io` when it cannot be read.
+    public static func journalBackend(root: String) throws(CortexError) -> JournalBackend {
+        let layout = CoordinationLayout(root: root)
+        guard let bytes = try readConfig(layout) else { return .file }
+        return try parseConfig(bytes, layout).backend
+    }
+
+    /// The journal a folder over etcd shares with other hosts (its records under the namespace).
+    /// - Throws: `configuration` for bad settings.
+    public static func etcdJournal(_ settings: EtcdSettings) throws(CortexError) -> EtcdJournal {
+        try EtcdJournal(kv: EtcdClient(urls: settings.endpoints), namespace: settings.namespace)
     }
 
     /// The journal of an existing coordination folder, for readers that need no state (verify, tail).
@@ -121,6 +161,10 @@ public final class CoordinationStore {
     public static func existingJournal(root: String) throws(CortexError) -> FileJournal {
         let layout = CoordinationLayout(root: root)
         try SupportedFileSystem.check(layout.root)
+        if case .etcd(let settings) = try journalBackend(root: root) {
+            throw .configuration(
+                "\(layout.root)'s journal is on etcd (namespace '\(settings.namespace)'): this command reads a journal of files only")
+        }
         guard try withPath("stat", layout.journal, { () throws(Errno) in try layout.folder.status(layout.journal) }) != nil else {
             throw .notFound("no journal at \(layout.journal) (create it with 'cortex init --dir \(layout.root)')")
         }
@@ -136,12 +180,19 @@ public final class CoordinationStore {
         try SupportedFileSystem.check(layout.root)
         try makeDirectories(layout.root, mode: permissions.directory(.shared))
         let folders: [(String, FolderPermissions.Content)] = [
-            (layout.journal, .shared), (layout.archive, .shared), (layout.stateFolder, .shared), (layout.finishedTasks, .shared),
+            (layout.stateFolder, .shared), (layout.finishedTasks, .shared),
             (layout.workers, .private), (layout.results, .private), (layout.contexts, .private),
             (layout.requests, .private),
         ]
-        for (folder, content) in folders { try Files.makeDirectory(folder, in: layout.folder, mode: permissions.directory(content)) }
-        try FileJournal(folder: layout.folder, directory: layout.journal, permissions: permissions).createSegment(1)
+        // An etcd folder has no journal of its own: no journal/ for file-only readers to find.
+        let journalFolders: [(String, FolderPermissions.Content)] =
+            config.backend == .file ? [(layout.journal, .shared), (layout.archive, .shared)] : []
+        for (folder, content) in journalFolders + folders {
+            try Files.makeDirectory(folder, in: layout.folder, mode: permissions.directory(content))
+        }
+        if config.backend == .file {
+            try FileJournal(folder: layout.folder, directory: layout.journal, permissions: permissions).createSegment(1)
+        }
         try AtomicFile.createIfAbsent(
             layout.config, in: layout.folder, with: config.json.prettySerialized(), mode: permissions.file(.shared))
     }
@@ -193,13 +244,56 @@ public final class CoordinationStore {
         }
         let mapped = ImmutableBytes.map(layout.snapshot, in: layout.folder)
         snapshotFileIdentity = mapped?.fileIdentity
-        let decoded =
-            load(layout.snapshot, mapped: mapped)
-            ?? load(layout.checkpoint, mapped: ImmutableBytes.map(layout.checkpoint, in: layout.folder))
-        guard let (snapshotState, snapshotPosition) = decoded else { return }
+        guard case .etcd(let settings) = config.backend else {
+            // A snapshot of a shared journal is never this folder's own journal's.
+            let ownJournal = { (bytes: ImmutableBytes?) in bytes.map { SnapshotCodec.journalIdentity($0) == nil } ?? false }
+            let checkpoint = ImmutableBytes.map(layout.checkpoint, in: layout.folder)
+            let decoded =
+                (ownJournal(mapped) ? load(layout.snapshot, mapped: mapped) : nil)
+                ?? (ownJournal(checkpoint) ? load(layout.checkpoint, mapped: checkpoint) : nil)
+            guard let (snapshotState, snapshotPosition) = decoded else { return }
+            state = snapshotState
+            position = snapshotPosition
+            self.snapshotPosition = snapshotPosition
+            return
+        }
+        // A shared journal's snapshot: believed only for this namespace, and only if the fold
+        // from its last record meets that record first (checked in foldForward).
+        guard let mapped, let identity = SnapshotCodec.journalIdentity(mapped),
+            identity["backend"]?.stringValue == "etcd", identity["namespace"]?.stringValue == settings.namespace,
+            let lastID = identity["last_record"]?.stringValue,
+            let lastPosition = identity["last_position"].flatMap(JournalPosition.init(json:)),
+            let (snapshotState, snapshotPosition) = load(layout.snapshot, mapped: mapped)
+        else { return }
         state = snapshotState
-        position = snapshotPosition
+        position = lastPosition
         self.snapshotPosition = snapshotPosition
+        pendingSnapshotCheck = (lastID, lastPosition)
+    }
+
+    /// Drops a snapshot the journal does not confirm: the fold starts again from the beginning.
+    private func forgetSnapshot() {
+        state = CortexState()
+        position = .start
+        snapshotPosition = nil
+        pendingSnapshotCheck = nil
+        snapshotMismatched = false
+        recordsSinceSnapshot = 0
+        damagedLines = []
+        lastFoldedRecordID = nil
+        lastFoldedRecordPosition = nil
+    }
+
+    /// Which journal a snapshot of this store's fold covers: nil for the folder's own journal;
+    /// for a shared one, the backend, namespace and last record (nil when none was folded).
+    private var snapshotJournalIdentity: JSONValue? {
+        guard case .etcd(let settings) = config.backend, let id = lastFoldedRecordID, let at = lastFoldedRecordPosition else {
+            return nil
+        }
+        return .object([
+            JSONMember("backend", "etcd"), JSONMember("last_position", at.json), JSONMember("last_record", .string(id)),
+            JSONMember("namespace", .string(settings.namespace)),
+        ])
     }
 
     /// Empties the outbox of finished tasks once they are written under `state/finished/`.
@@ -215,6 +309,18 @@ public final class CoordinationStore {
         var watchedOutcome: Outcome?
         var acknowledged = Set<JournalPosition>()
         let summary = try journal.readForward(from: position) { (record, recordPosition) throws(CortexError) in
+            if let check = self.pendingSnapshotCheck {
+                self.pendingSnapshotCheck = nil
+                // The snapshot's last record, already in its state: confirmed, not folded again.
+                if record.id == check.id && recordPosition == check.position {
+                    self.lastFoldedRecordID = check.id
+                    self.lastFoldedRecordPosition = check.position
+                    return
+                }
+                self.snapshotMismatched = true
+                throw CortexError.corrupt("the snapshot's last record is not at its position in the journal")
+            }
+            self.lastFoldedRecordPosition = recordPosition
             let outcome = Reducer.reduce(&self.state, record, at: recordPosition)
             if watchedOutcome == nil, record.id == watchedID {
                 watchedOutcome = outcome
@@ -349,9 +455,12 @@ public final class CoordinationStore {
     /// A store without files writes nothing (its finished tasks stay in memory).
     public func writeSnapshot(nowMilliseconds: Int64 = POSIX.wallClockMilliseconds()) throws(CortexError) {
         guard persistsFiles else { return }
+        let journalIdentity = snapshotJournalIdentity
+        if case .etcd = config.backend, journalIdentity == nil { return }  // nothing folded yet: nothing to check it by
         try journal.makeDurable(from: snapshotPosition ?? .start, through: position)
         try compactFinishedTasks()
-        let snapshot = SnapshotCodec.encode(state, position: position, writtenAtMilliseconds: nowMilliseconds)
+        let snapshot = SnapshotCodec.encode(
+            state, position: position, writtenAtMilliseconds: nowMilliseconds, journal: journalIdentity)
         try AtomicFile.replace(layout.snapshot, in: layout.folder, with: snapshot, durability: .powerLoss, mode: permissions.file(.shared))
         snapshotFileIdentity = FileIdentity.of(layout.snapshot, in: layout.folder)
         holdsSnapshotDuty = false

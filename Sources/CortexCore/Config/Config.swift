@@ -32,13 +32,16 @@ public struct CortexConfig: Equatable, Sendable {
     public var unreportedTokens: UnreportedTokens = .reserved
     /// Spawns queued longer than this make `cortex status` ask for attention (`queued_spawn_alarm`).
     public var queuedSpawnAlarmMilliseconds: Int64 = 120_000
+    /// Where the journal lives (`backend`): in the folder (the default, no key written) or on an
+    /// etcd cluster shared by several hosts' folders (docs/decisions/033).
+    public var backend: JournalBackend = .file
 
     /// The defaults.
     public init() {}
 
     /// The settings as the JSON written to `config.json`.
     public var json: JSONValue {
-        .object([
+        let fileSettings: JSONValue = .object([
             "archive_retention": .string("\(archiveRetentionMilliseconds / 1000)s"),
             "format": 1, "heartbeat_timeout": .string("\(heartbeatTimeoutMilliseconds / 1000)s"),
             "max_cpu_pressure": .double(Double(maxCPUPressureMillis) / 1000),
@@ -50,6 +53,11 @@ public struct CortexConfig: Equatable, Sendable {
             "snapshot_every_records": .int(snapshotEveryRecords), "sync_appends": .bool(syncAppends),
             "unreported_tokens": .string(unreportedTokens.rawValue),
         ])
+        // A file folder's config.json stays what it always was: no backend key.
+        guard case .etcd(let settings) = backend, case .object(var members) = fileSettings else { return fileSettings }
+        members.append(JSONMember("backend", settings.json))
+        members.sort { $0.key < $1.key }
+        return .object(members)
     }
 
     /// Reads `config.json`'s content; unknown keys are kept out of the way, wrong types refused.
@@ -123,5 +131,74 @@ public struct CortexConfig: Equatable, Sendable {
             guard let flag = raw.boolValue else { throw .configuration("\(path): 'sync_appends' must be true or false") }
             syncAppends = flag
         }
+        if let raw = json["backend"] { backend = try JournalBackend(json: raw, path: path) }
+    }
+}
+
+/// Where a folder's journal lives (`config.json`'s `backend`).
+public enum JournalBackend: Equatable, Sendable {
+    /// `journal/` in the folder itself.
+    case file
+    /// Records under a namespace of an etcd cluster, shared by every folder that names it.
+    case etcd(EtcdSettings)
+
+    /// Reads `backend`: `{"kind": "file"}` or `{"kind": "etcd", "endpoints": [...], "namespace": ..., "host_id": ...}`.
+    /// - Throws: `configuration` naming what is wrong.
+    public init(json: JSONValue, path: String) throws(CortexError) {
+        guard case .object = json, let kind = json["kind"]?.stringValue else {
+            throw .configuration("\(path): 'backend' must be an object with a 'kind' (\"file\" or \"etcd\")")
+        }
+        switch kind {
+        case "file": self = .file
+        case "etcd":
+            let endpoints = (json["endpoints"]?.arrayValue ?? []).compactMap(\.stringValue)
+            guard let namespace = json["namespace"]?.stringValue, let hostID = json["host_id"]?.stringValue else {
+                throw .configuration("\(path): an etcd 'backend' needs 'endpoints', 'namespace' and 'host_id'")
+            }
+            self = .etcd(try EtcdSettings(endpoints: endpoints, namespace: namespace, hostID: hostID, path: path))
+        default: throw .configuration("\(path): 'backend.kind' must be \"file\" or \"etcd\", not '\(kind)'")
+        }
+    }
+}
+
+/// An etcd backend's settings: the cluster's client URLs, the namespace this folder shares with
+/// other hosts, and this host's id.
+public struct EtcdSettings: Equatable, Sendable {
+    /// Client URLs of every member (`http://host:port`).
+    public var endpoints: [String]
+    /// The namespace whose records are this folder's journal (letters, digits, `-`, `_`, `.`).
+    public var namespace: String
+    /// This host's id (letters, digits, `-`, `_`, `.`).
+    public var hostID: String
+
+    /// Checked settings.
+    /// - Throws: `configuration` (or `usage` wording, through `path`) naming the bad value.
+    public init(endpoints: [String], namespace: String, hostID: String, path: String) throws(CortexError) {
+        guard !endpoints.isEmpty, endpoints.count <= 16 else {
+            throw .configuration("\(path): 'endpoints' must list 1 to 16 etcd client URLs")
+        }
+        for endpoint in endpoints where !endpoint.hasPrefix("http://") && !endpoint.hasPrefix("https://") {
+            throw .configuration("\(path): endpoint '\(endpoint)' must be a URL such as http://10.0.0.1:2379")
+        }
+        for (name, value) in [("namespace", namespace), ("host_id", hostID)] {
+            let allowed = value.utf8.allSatisfy { byte in
+                (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A) || byte == 0x2D
+                    || byte == 0x5F || byte == 0x2E
+            }
+            guard allowed, !value.isEmpty, value.utf8.count <= 128 else {
+                throw .configuration("\(path): '\(name)' must be 1 to 128 letters, digits, '-', '_' or '.', not '\(value)'")
+            }
+        }
+        self.endpoints = endpoints
+        self.namespace = namespace
+        self.hostID = hostID
+    }
+
+    /// The settings as `config.json`'s `backend` object.
+    public var json: JSONValue {
+        .object([
+            JSONMember("endpoints", .array(endpoints.map { .string($0) })), JSONMember("host_id", .string(hostID)),
+            JSONMember("kind", "etcd"), JSONMember("namespace", .string(namespace)),
+        ])
     }
 }

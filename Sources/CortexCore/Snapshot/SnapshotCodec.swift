@@ -31,7 +31,12 @@ public enum SnapshotCodec {
     private static let checksumSuffixLength = 18
 
     /// The snapshot of `state` at `position`.
-    public static func encode(_ state: CortexState, position: JournalPosition, writtenAtMilliseconds: Int64) -> [UInt8] {
+    /// - Parameter journal: which journal the snapshot folds (a shared journal's namespace and
+    ///   last record, docs/decisions/033), written as the header's `journal`; nil (a folder's own
+    ///   journal) writes no such member, so those snapshots are what they always were.
+    public static func encode(
+        _ state: CortexState, position: JournalPosition, writtenAtMilliseconds: Int64, journal: JSONValue? = nil
+    ) -> [UInt8] {
         let tasks = state.tasks
         var waiting: [UInt8] = []
         tasks.forEachWaitingItem { item in
@@ -48,7 +53,7 @@ public enum SnapshotCodec {
         }
         // The metrics' totals: a last line, decoded only by a call that reports them.
         let metrics = state.metrics.totalsLine
-        let header = JSONValue.object([
+        var header = JSONValue.object([
             "format": .int(format), "key_bytes": .int(Int64(keys.count)), "metrics_bytes": .int(Int64(metrics.count)),
             "position": position.json,
             "state": .object([
@@ -59,6 +64,11 @@ public enum SnapshotCodec {
             "waiting_bytes": .int(Int64(waiting.count)),
             "written_at": .string(ISOTime.format(milliseconds: writtenAtMilliseconds)),
         ])
+        if let journal, case .object(var members) = header {
+            members.append(JSONMember("journal", journal))
+            members.sort { $0.key < $1.key }
+            header = .object(members)
+        }
         // The checksum covers the first line up to its crc field, then every section.
         var first = header.serialized()
         first.removeLast()  // the closing brace: the crc field goes last
@@ -104,6 +114,15 @@ public enum SnapshotCodec {
             crc = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: bytes.buffer[sectionsStart...]), continuing: crc)
         }
         return crc == stored ? .verified : .mismatch
+    }
+
+    /// The header's `journal` member (which shared journal the snapshot folds), or nil when it
+    /// has none or is no snapshot.
+    public static func journalIdentity(_ bytes: ImmutableBytes) -> JSONValue? {
+        let all = LazyLines(storage: bytes, start: 0, end: bytes.buffer.count)
+        guard !all.isEmpty else { return nil }
+        let (headerBytes, _) = all.line(at: 0)
+        return (try? JSONValue.parse(headerBytes.assumingMemoryBound(to: UInt8.self)))?["journal"]
     }
 
     /// The state and position in a snapshot's bytes, or nil when they are not a readable

@@ -1,0 +1,1 @@
+../CortexCoreTests/EtcdCluster.swift

@@ -1,0 +1,218 @@
+import CortexCore
+import CortexStorage
+import Foundation
+import Glibc
+import Testing
+
+/// Two host folders over one etcd namespace (issue 16, docs/decisions/033): the built tools as
+/// real processes against a real 3-member cluster (`EtcdCluster`, shared with CortexCoreTests).
+/// One cluster serves the whole scenario: each start costs seconds.
+@Suite("Host folders sharing an etcd namespace", .serialized)
+struct EtcdHostsTests {
+    /// `cortex init --backend etcd` for one host's folder.
+    private func initHost(
+        _ folder: String, host: String, cluster: EtcdCluster, namespace: String, totalTokens: Int?, in directory: TemporaryDirectory
+    ) throws -> ToolResult {
+        var command = [
+            "cortex", "init", "--dir", folder, "--backend", "etcd", "--endpoints", cluster.urls.joined(separator: ","),
+            "--namespace", namespace, "--host-id", host,
+        ]
+        if let totalTokens { command += ["--total-tokens", String(totalTokens)] }
+        return try runTool(command, in: directory)
+    }
+
+    @Test(.timeLimit(.minutes(10)))
+    func twoHostFoldersShareOneBudgetAndOneQueue() throws {
+        guard let cluster = try EtcdCluster.start() else { return }
+        let directory = try TemporaryDirectory()
+        let hostA = directory.path + "/host-a"
+        let hostB = directory.path + "/host-b"
+        let namespace = "e2e"
+
+        // The first init creates the namespace and its budget; the second joins it.
+        let first = try initHost(hostA, host: "a", cluster: cluster, namespace: namespace, totalTokens: 1000, in: directory)
+        #expect(first.exitCode == 0, "\(first)")
+        let second = try initHost(hostB, host: "b", cluster: cluster, namespace: namespace, totalTokens: 5, in: directory)
+        #expect(second.exitCode == 0, "\(second)")
+        #expect(second.stdout.contains("joined etcd namespace 'e2e'"), "\(second)")
+        #expect(second.stdout.contains("budget 1000 tokens"), "a joining init keeps the namespace's budget: \(second)")
+        let config = try #require(try JSONValue.parse(Array(FileManager.default.contents(atPath: hostB + "/config.json") ?? Data())))
+        #expect(config["backend"]?["kind"]?.stringValue == "etcd")
+        #expect(config["backend"]?["namespace"]?.stringValue == namespace)
+        #expect(config["backend"]?["host_id"]?.stringValue == "b")
+        #expect(config["backend"]?["endpoints"]?.arrayValue?.count == 3)
+        #expect(!FileManager.default.fileExists(atPath: hostB + "/journal"), "an etcd folder has no journal of files")
+        // Host A caches a snapshot every 4 records (the cache every etcd folder keeps).
+        let configPath = hostA + "/config.json"
+        guard case .object(var members) = try JSONValue.parse(Array(FileManager.default.contents(atPath: configPath) ?? Data()))
+        else { throw SupportError("config.json is not an object") }
+        members.removeAll { $0.key == "snapshot_every_records" }
+        members.append(JSONMember("snapshot_every_records", .int(4)))
+        try Data(JSONValue.object(members).prettySerialized()).write(to: URL(fileURLWithPath: configPath))
+        let again = try initHost(hostA, host: "a", cluster: cluster, namespace: namespace, totalTokens: nil, in: directory)
+        #expect(again.exitCode == 0, "init is safe to run again: \(again)")
+        let elsewhere = try initHost(hostA, host: "a", cluster: cluster, namespace: "another", totalTokens: nil, in: directory)
+        #expect(elsewhere.exitCode == 78, "a folder keeps its namespace: \(elsewhere)")
+        #expect(elsewhere.stderrLines.count == 1, "\(elsewhere)")
+
+        // A budget set on one host is what the other sees.
+        let set = try runTool(["cortex-budget", "set", "--dir", hostA, "--total", "1500"], in: directory)
+        #expect(set.exitCode == 0, "\(set)")
+        let shown = try runTool(["cortex-budget", "status", "--dir", hostB, "--json"], in: directory)
+        #expect(shown.exitCode == 0, "\(shown)")
+        #expect(shown.json?["total_budget"]?.intValue == 1500, "\(shown)")
+
+        // 50 processes over the two folders ask for 40 of 1500 tokens each: exactly 37 fit.
+        let commands = (1...50).map { index in
+            ["cortex-budget", "allocate", "--dir", index % 2 == 0 ? hostA : hostB, "--tokens", "40", "--holder", "p\(index)", "--json"]
+        }
+        let results = try runConcurrently(commands, in: directory)
+        #expect(results.filter { $0.exitCode == 0 }.count == 37, "1500 / 40 = 37 allocations fit")
+        #expect(results.filter { $0.exitCode == 1 }.count == 13)
+        for result in results where result.exitCode != 0 && result.exitCode != 1 {
+            Issue.record("an allocation neither granted nor refused: \(result)")
+        }
+        // Every process's printed outcome is what a fresh fold of the namespace decides.
+        let journal = try EtcdJournal(kv: cluster.client(), namespace: namespace)
+        var state = CortexState()
+        var foldedOutcome: [String: Outcome] = [:]
+        var allocationRecords = 0
+        _ = try journal.readForward(from: .start) { (record, position) throws(CortexError) in
+            let outcome = Reducer.reduce(&state, record, at: position)
+            if record.kind == "budget.allocate", let holder = record.data["holder"]?.stringValue {
+                allocationRecords += 1
+                foldedOutcome[holder] = outcome
+            }
+        }
+        #expect(allocationRecords == 50, "each allocation folded once")
+        #expect(state.budget.reserved == 37 * 40)
+        for result in results {
+            let holder = result.command[7]
+            let printed = try #require(result.json, "one JSON object: \(result)")
+            switch foldedOutcome[holder] {
+            case .granted(let allocation):
+                #expect(printed.string("outcome") == "granted", "\(result)")
+                #expect(printed.string("allocation") == allocation, "\(result)")
+            case .refused:
+                #expect(printed.string("outcome") == "refused", "\(result)")
+            default: Issue.record("no allocation of \(holder) in the fold: \(result)")
+            }
+        }
+
+        // Host A's local snapshot names the namespace and its last record; a copy of it that
+        // claims to be another namespace's is not believed there (its last record is not there).
+        let snapshot = try #require(ImmutableBytes.map(hostA + "/state/snapshot.json"), "host A cached a snapshot")
+        let identity = try #require(SnapshotCodec.journalIdentity(snapshot), "the snapshot says which journal it folds")
+        #expect(identity["namespace"]?.stringValue == namespace)
+        let (snapshotState, snapshotPosition) = try #require(SnapshotCodec.decode(snapshot))
+        #expect(snapshotState.budget.total == 1500)
+        let hostC = directory.path + "/host-c"
+        let other = try initHost(hostC, host: "c", cluster: cluster, namespace: "other", totalTokens: 7, in: directory)
+        #expect(other.exitCode == 0, "\(other)")
+        guard case .object(var forged) = identity else { throw SupportError("identity is not an object") }
+        forged.removeAll { $0.key == "namespace" }
+        forged.append(JSONMember("namespace", "other"))
+        let planted = SnapshotCodec.encode(
+            snapshotState, position: snapshotPosition, writtenAtMilliseconds: 0, journal: .object(forged))
+        try Data(planted).write(to: URL(fileURLWithPath: hostC + "/state/snapshot.json"))
+        let otherBudget = try runTool(["cortex-budget", "status", "--dir", hostC, "--json"], in: directory)
+        #expect(otherBudget.json?["total_budget"]?.intValue == 7, "\(otherBudget)")
+        #expect(snapshotState.budget.reserved > 0, "host A's snapshot holds allocations")
+        #expect(otherBudget.json?["in_use"]?.intValue == 0, "a snapshot from another namespace is never believed: \(otherBudget)")
+        let sameBudget = try runTool(["cortex-budget", "status", "--dir", hostA, "--json"], in: directory)
+        #expect(sameBudget.json?["total_budget"]?.intValue == 1500, "\(sameBudget)")
+
+        // A claimer waiting on host B is woken (through the watch) by a task created on host A.
+        let waiter = try RunningTool(
+            ["cortex-task", "claim", "--dir", hostB, "--worker", "w-b", "--wait", "300s", "--json"], scratch: directory.scratch)
+        usleep(500_000)
+        #expect(waiter.isRunning, "the claimer returned with nothing to claim")
+        let createdAt = Date()
+        let created = try runTool(["cortex-task", "create", "--dir", hostA, "--type", "work"], in: directory)
+        #expect(created.exitCode == 0, "\(created)")
+        let claimed = waiter.wait()
+        #expect(claimed.exitCode == 0, "\(claimed)")
+        // Without the watch the claimer would look again only after its 60 s slice of waiting.
+        #expect(Date().timeIntervalSince(createdAt) < 30, "woken by the watch, not by its own timeout")
+        #expect(claimed.json?["id"]?.stringValue == created.stdout.trimmingCharacters(in: .newlines), "\(claimed)")
+
+        // `cortex-task wait` on host A returns once host B completes the task.
+        let taskID = created.stdout.trimmingCharacters(in: .newlines)
+        let awaiting = try RunningTool(["cortex-task", "wait", "--dir", hostA, taskID, "--timeout", "300s"], scratch: directory.scratch)
+        let claim = try #require(claimed.json?["claim"]?.intValue, "\(claimed)")
+        let completed = try runTool(
+            ["cortex-task", "complete", "--dir", hostB, taskID, "--claim", String(claim)], in: directory)
+        #expect(completed.exitCode == 0, "\(completed)")
+        let waited = awaiting.wait()
+        #expect(waited.exitCode == 0, "\(waited)")
+
+        // Status works on both, and shows the shared budget; each folder has its own views.
+        for folder in [hostA, hostB] {
+            let status = try runTool(["cortex", "status", "--dir", folder, "--json"], in: directory)
+            #expect(status.exitCode == 0 || status.exitCode == 1, "\(status)")
+            #expect(status.json?["budget"]?["total_budget"]?.intValue == 1500, "\(status)")
+            #expect(status.json?["journal"]?["backend"]?["namespace"]?.stringValue == namespace, "\(status)")
+            #expect(FileManager.default.fileExists(atPath: folder + "/token-budget.json"))
+            let text = try runTool(["cortex", "status", "--dir", folder], in: directory)
+            #expect(text.stdout.contains("etcd namespace 'e2e'"), "\(text)")
+        }
+
+        // tail -f on host A follows a record appended on host B (woken by the watch).
+        let follower = try RunningTool(["cortex", "tail", "--dir", hostA, "--lines", "1", "-f"], scratch: directory.scratch)
+        usleep(500_000)
+        let followed = try runTool(["cortex-task", "create", "--dir", hostB, "--type", "followed"], in: directory)
+        let followedID = followed.stdout.trimmingCharacters(in: .newlines)
+        var seen = false
+        for _ in 0..<300 where !seen {
+            usleep(100_000)
+            seen = follower.stdoutSoFar().contains(followedID)
+        }
+        #expect(seen, "tail -f printed the task created on the other host: \(follower.stdoutSoFar())")
+        _ = follower.kill(SIGTERM)
+        _ = follower.wait()
+
+        // tail reads the shared journal; file-only commands refuse with one clear line.
+        let tail = try runTool(["cortex", "tail", "--dir", hostB, "--lines", "3"], in: directory)
+        #expect(tail.exitCode == 0, "\(tail)")
+        #expect(tail.stdoutLines.count == 3, "\(tail)")
+        let verify = try runTool(["cortex", "verify", "--dir", hostA], in: directory)
+        #expect(verify.exitCode == 78, "\(verify)")
+        #expect(verify.stderrLines.count == 1 && verify.stderr.contains("on etcd"), "\(verify)")
+    }
+
+    @Test func initRefusesBadEtcdSettingsWithOneLine() throws {
+        let directory = try TemporaryDirectory()
+        let folder = directory.coordination
+        let cases: [([String], Int32)] = [
+            (["--backend", "etcd", "--namespace", "n", "--host-id", "h"], 64),
+            (["--backend", "etcd", "--endpoints", "http://127.0.0.1:1", "--namespace", "a/b", "--host-id", "h"], 65),
+            (["--backend", "etcd", "--endpoints", "nonsense", "--namespace", "n", "--host-id", "h"], 65),
+            (["--backend", "nfs"], 65),
+            (["--namespace", "n"], 64),
+        ]
+        for (arguments, code) in cases {
+            let result = try runTool(["cortex", "init", "--dir", folder] + arguments, in: directory)
+            #expect(result.exitCode == code, "\(result)")
+            #expect(result.stderrLines.count == 1, "\(result)")
+            #expect(!FileManager.default.fileExists(atPath: folder + "/config.json"), "nothing written for bad settings")
+        }
+        // A cluster that does not answer: try later, after the client's timeouts.
+        let closed = try TCPListener().port  // closed again at once: nothing listens there
+        let unreachable = try runTool(
+            [
+                "cortex", "init", "--dir", folder, "--backend", "etcd", "--endpoints", "http://127.0.0.1:\(closed)", "--namespace", "n",
+                "--host-id", "h",
+            ], in: directory)
+        #expect(unreachable.exitCode == 75, "\(unreachable)")
+        #expect(unreachable.stderrLines.count == 1, "\(unreachable)")
+    }
+
+    @Test func aFileFolderKeepsItsConfigByteForByte() throws {
+        let directory = try TemporaryDirectory()
+        try initialise(directory, totalTokens: 100)
+        let bytes = try #require(FileManager.default.contents(atPath: directory.coordination + "/config.json"))
+        let expected = CortexConfig().json.prettySerialized()
+        #expect(Array(bytes) == expected)
+        #expect(!String(decoding: bytes, as: UTF8.self).contains("backend"))
+    }
+}
