@@ -11,7 +11,10 @@ public enum CortexTool {
             Command(
                 CommandSpec(
                     name: "cortex init", abstract: "Create the coordination folder (safe to run again).",
-                    options: [Init.totalTokens, Init.maxWorkers, Init.group, Init.backend, Init.endpoints, Init.namespace, Init.hostID],
+                    options: [
+                        Init.totalTokens, Init.maxWorkers, Init.group, Init.backend, Init.endpoints, Init.namespace, Init.hostID,
+                        Init.caFile, Init.certFile, Init.keyFile, Init.user, Init.passwordFile,
+                    ],
                     examples: [
                         "cortex init --total-tokens 2000000 --max-workers 20", "cortex init --dir /srv/cortex",
                         "cortex init --dir /srv/cortex --group cortex   # several users' masters share it",
@@ -128,6 +131,12 @@ public enum CortexTool {
         static let namespace = Option.text(
             "namespace", "NAME", "With --backend etcd: the namespace the hosts share (the first init creates it, later ones join).")
         static let hostID = Option.text("host-id", "HOST", "With --backend etcd: this host's id (letters, digits, '-', '_', '.').")
+        static let caFile = Option.text("ca-file", "FILE", "With https:// endpoints: the CA (PEM) the members' certificates chain to.")
+        static let certFile = Option.text("cert-file", "FILE", "This host's client certificate (PEM), for members that ask for one.")
+        static let keyFile = Option.text("key-file", "FILE", "The private key (PEM) of --cert-file.")
+        static let user = Option.text("user", "NAME", "The etcd user, for a cluster with auth enabled (with --password-file).")
+        static let passwordFile = Option.text(
+            "password-file", "FILE", "A file holding the etcd user's password (keep it 0600; never on the command line).")
     }
 
     /// The journal backend `init`'s options name: nil when none is named (keep the folder's own,
@@ -139,8 +148,11 @@ public enum CortexTool {
         let hostID = arguments[Init.hostID]
         switch arguments[Init.backend] {
         case nil, "file":
-            if endpoints != nil || namespace != nil || hostID != nil {
-                throw .usage("--endpoints, --namespace and --host-id go with --backend etcd")
+            let security = [arguments[Init.caFile], arguments[Init.certFile], arguments[Init.keyFile], arguments[Init.user]]
+            if endpoints != nil || namespace != nil || hostID != nil || arguments[Init.passwordFile] != nil
+                || security.contains(where: { $0 != nil })
+            {
+                throw .usage("--endpoints, --namespace, --host-id and the TLS and user options go with --backend etcd")
             }
             return arguments[Init.backend] == nil ? nil : .file
         default:
@@ -150,7 +162,20 @@ public enum CortexTool {
             do {
                 let urls = endpoints.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
                 for url in urls { _ = try EtcdEndpoint(url: url) }
-                return .etcd(try EtcdSettings(endpoints: urls, namespace: namespace, hostID: hostID, path: "cortex init"))
+                var settings = try EtcdSettings(endpoints: urls, namespace: namespace, hostID: hostID, path: "cortex init")
+                // Files are kept as absolute paths: config.json is read from anywhere.
+                func absolute(_ path: String?, _ option: String) throws(CortexError) -> String? {
+                    guard let path else { return nil }
+                    guard let resolved = POSIX.canonicalPath(path) else { throw .badInput("--\(option) \(path): no such file") }
+                    return resolved
+                }
+                settings.caFile = try absolute(arguments[Init.caFile], "ca-file")
+                settings.certificateFile = try absolute(arguments[Init.certFile], "cert-file")
+                settings.keyFile = try absolute(arguments[Init.keyFile], "key-file")
+                settings.user = arguments[Init.user]
+                settings.passwordFile = try absolute(arguments[Init.passwordFile], "password-file")
+                _ = try CoordinationStore.etcdClient(settings)
+                return .etcd(settings)
             } catch {
                 throw .badInput("invalid etcd settings: \(error.description)")
             }

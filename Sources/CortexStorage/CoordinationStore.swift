@@ -153,7 +153,22 @@ public final class CoordinationStore {
     /// The journal a folder over etcd shares with other hosts (its records under the namespace).
     /// - Throws: `configuration` for bad settings.
     public static func etcdJournal(_ settings: EtcdSettings) throws(CortexError) -> EtcdJournal {
-        try EtcdJournal(kv: EtcdClient(urls: settings.endpoints), namespace: settings.namespace)
+        try EtcdJournal(kv: etcdClient(settings), namespace: settings.namespace)
+    }
+
+    /// The client `settings` describe: plain or TLS members (`ca_file`, `cert_file`, `key_file`),
+    /// and an etcd user whose password is read from `password_file` (decision 034).
+    /// - Throws: `configuration` for TLS files or a password file that cannot be used.
+    public static func etcdClient(_ settings: EtcdSettings) throws(CortexError) -> EtcdClient {
+        let tls = settings.caFile.map { EtcdTLSFiles(caFile: $0, certificateFile: settings.certificateFile, keyFile: settings.keyFile) }
+        var password: String?
+        if let file = settings.passwordFile {
+            let bytes = try withPath("read the etcd password file", file) { () throws(Errno) in
+                try POSIX.readFile(file, limit: FileLimits.smallFile)
+            }
+            password = String(decoding: bytes, as: UTF8.self).trimmingTrailingNewlines
+        }
+        return try EtcdClient(endpoints: settings.endpoints, tls: tls, username: settings.user, password: password)
     }
 
     /// The journal of an existing coordination folder, for readers that need no state (verify, tail).
@@ -521,5 +536,14 @@ public final class CoordinationStore {
     /// True when records may have been appended since the last fold.
     public func journalMovedSinceFold() throws(CortexError) -> Bool {
         try journal.hasAppended(since: readExtent)
+    }
+}
+
+extension String {
+    /// The text without the newlines (and carriage returns) at its end: a password file's content.
+    fileprivate var trimmingTrailingNewlines: String {
+        var text = Substring(self)
+        while let last = text.last, last == "\n" || last == "\r" { text.removeLast() }
+        return String(text)
     }
 }

@@ -21,6 +21,30 @@ struct EtcdHostsTests {
         return try runTool(command, in: directory)
     }
 
+    /// A folder on a cluster that asks for client certificates: with the files given to init it
+    /// works like any other; a folder whose config presents no certificate is refused with one
+    /// line, not a hang (decisions 033 and 034).
+    @Test(.timeLimit(.minutes(10)))
+    func aHostFolderReachesAMutualTLSClusterWithItsCertificateAndIsRefusedWithout() throws {
+        guard let cluster = try EtcdCluster.start(tls: true), let tls = cluster.clientTLS else { return }
+        let directory = try TemporaryDirectory()
+        let folder = directory.path + "/host-tls"
+        let base = [
+            "cortex", "init", "--backend", "etcd", "--endpoints", cluster.urls.joined(separator: ","), "--namespace", "tls",
+            "--host-id", "a", "--total-tokens", "100", "--ca-file", tls.caFile,
+        ]
+        let made = try runTool(
+            base + ["--dir", folder, "--cert-file", tls.certificateFile ?? "", "--key-file", tls.keyFile ?? ""], in: directory)
+        #expect(made.exitCode == 0, "\(made)")
+        let config = try JSONValue.parse(Array(FileManager.default.contents(atPath: folder + "/config.json") ?? Data()))
+        #expect(config["backend"]?["ca_file"]?.stringValue?.hasPrefix("/") == true, "\(config.jsonText)")
+        let allocated = try runTool(["cortex-budget", "allocate", "--dir", folder, "--tokens", "10", "--holder", "h"], in: directory)
+        #expect(allocated.exitCode == 0, "\(allocated)")
+        let stranger = try runTool(base + ["--dir", directory.path + "/host-stranger"], in: directory)
+        #expect(stranger.exitCode != 0 && stranger.exitCode != 75 && stranger.stderrLines.count == 1, "\(stranger)")
+        #expect(stranger.stderr.contains("certificate"), "\(stranger)")
+    }
+
     @Test(.timeLimit(.minutes(10)))
     func twoHostFoldersShareOneBudgetAndOneQueue() throws {
         guard let cluster = try EtcdCluster.start() else { return }

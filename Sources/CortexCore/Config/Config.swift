@@ -155,7 +155,9 @@ public enum JournalBackend: Equatable, Sendable {
             guard let namespace = json["namespace"]?.stringValue, let hostID = json["host_id"]?.stringValue else {
                 throw .configuration("\(path): an etcd 'backend' needs 'endpoints', 'namespace' and 'host_id'")
             }
-            self = .etcd(try EtcdSettings(endpoints: endpoints, namespace: namespace, hostID: hostID, path: path))
+            var settings = try EtcdSettings(endpoints: endpoints, namespace: namespace, hostID: hostID, path: path)
+            try settings.readSecurity(json, path: path)
+            self = .etcd(settings)
         default: throw .configuration("\(path): 'backend.kind' must be \"file\" or \"etcd\", not '\(kind)'")
         }
     }
@@ -170,6 +172,16 @@ public struct EtcdSettings: Equatable, Sendable {
     public var namespace: String
     /// This host's id (letters, digits, `-`, `_`, `.`).
     public var hostID: String
+    /// For `https://` members: the CA file their certificates must chain to (absolute path).
+    public var caFile: String?
+    /// This host's client certificate (PEM) for clusters that ask for one.
+    public var certificateFile: String?
+    /// The private key of `certificateFile`.
+    public var keyFile: String?
+    /// The etcd user, for clusters with auth enabled.
+    public var user: String?
+    /// A file holding the user's password (read when the folder is opened; keep it 0600).
+    public var passwordFile: String?
 
     /// Checked settings.
     /// - Throws: `configuration` (or `usage` wording, through `path`) naming the bad value.
@@ -194,11 +206,37 @@ public struct EtcdSettings: Equatable, Sendable {
         self.hostID = hostID
     }
 
+    /// Reads the optional TLS and auth members of `backend` (`ca_file`, `cert_file`, `key_file`,
+    /// `user`, `password_file`): strings, the files absolute paths.
+    /// - Throws: `configuration` naming a member that is not an absolute path or a string.
+    mutating func readSecurity(_ json: JSONValue, path: String) throws(CortexError) {
+        func text(_ key: String, isFile: Bool) throws(CortexError) -> String? {
+            guard let raw = json[key], raw != .null else { return nil }
+            guard let value = raw.stringValue, !value.isEmpty, !isFile || value.hasPrefix("/") else {
+                throw .configuration("\(path): 'backend.\(key)' must be \(isFile ? "an absolute path" : "a string")")
+            }
+            return value
+        }
+        caFile = try text("ca_file", isFile: true)
+        certificateFile = try text("cert_file", isFile: true)
+        keyFile = try text("key_file", isFile: true)
+        user = try text("user", isFile: false)
+        passwordFile = try text("password_file", isFile: true)
+    }
+
     /// The settings as `config.json`'s `backend` object.
     public var json: JSONValue {
-        .object([
+        var members = [
             JSONMember("endpoints", .array(endpoints.map { .string($0) })), JSONMember("host_id", .string(hostID)),
             JSONMember("kind", "etcd"), JSONMember("namespace", .string(namespace)),
-        ])
+        ]
+        // Written only when set, so a plain-http folder's config stays as it was.
+        for (key, value) in [
+            ("ca_file", caFile), ("cert_file", certificateFile), ("key_file", keyFile), ("password_file", passwordFile),
+            ("user", user),
+        ] {
+            if let value { members.append(JSONMember(key, .string(value))) }
+        }
+        return .object(members)
     }
 }
