@@ -310,6 +310,9 @@ public enum Reaper {
         -> Plan
     {
         var plan = Plan()
+        // A shared journal's workers and claimers may live on other hosts: nothing here can
+        // tell they are lost (HostScope).
+        guard HostScope.isOneHost(store) else { return plan }
         let layout = store.layout
         func heartbeatAge(_ worker: String) -> Double? {
             guard let touched = layout.folder.modificationMilliseconds(layout.heartbeat(worker)) else { return nil }

@@ -21,6 +21,28 @@ struct EtcdHostsTests {
         return try runTool(command, in: directory)
     }
 
+    /// Until hosts are built, what judges this machine's processes refuses a shared journal, and
+    /// `cortex status` on one host does not take another host's claimer for lost (its heartbeat
+    /// file is on the other host).
+    @Test(.timeLimit(.minutes(10)))
+    func theReaperAndSpawnRefuseASharedJournalAndStatusJudgesNoOtherHost() throws {
+        guard let cluster = try EtcdCluster.start() else { return }
+        let directory = try TemporaryDirectory()
+        let hostA = directory.path + "/host-a"
+        let hostB = directory.path + "/host-b"
+        #expect(try initHost(hostA, host: "a", cluster: cluster, namespace: "scope", totalTokens: 100, in: directory).exitCode == 0)
+        #expect(try initHost(hostB, host: "b", cluster: cluster, namespace: "scope", totalTokens: nil, in: directory).exitCode == 0)
+        for command in [["cortex-reap", "--dir", hostA], ["cortex-spawn", "--dir", hostA, "--", "true"]] {
+            let refused = try runTool(command, in: directory)
+            #expect(refused.exitCode == 78 && refused.stderrLines.count == 1 && refused.stderr.contains("etcd"), "\(refused)")
+        }
+        #expect(try runTool(["cortex-task", "create", "--dir", hostA, "--type", "t"], in: directory).exitCode == 0)
+        let claimed = try runTool(["cortex-task", "claim", "--dir", hostB, "--worker", "w-on-b"], in: directory)
+        #expect(claimed.exitCode == 0, "\(claimed)")
+        let status = try runTool(["cortex", "status", "--dir", hostA], in: directory)
+        #expect(status.exitCode == 0 && !status.stderr.contains("lost"), "\(status)")
+    }
+
     /// A folder on a cluster that asks for client certificates: with the files given to init it
     /// works like any other; a folder whose config presents no certificate is refused with one
     /// line, not a hang (decisions 033 and 034).
