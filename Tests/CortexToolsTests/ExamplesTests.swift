@@ -13,6 +13,22 @@ struct ExamplesTests {
         return try runTool([bashPath, "-c", prologue + script], in: directory)
     }
 
+    /// examples/two-hosts.sh: a local 3-member etcd cluster, two host folders on one namespace,
+    /// claim loops on both; every task is done once and both hosts say so.
+    @Test(
+        .enabled(if: jqPath != nil && executableOnPath("etcd") != nil, "etcd and jq are needed (apt-get install etcd-server jq)"),
+        .timeLimit(.minutes(5)))
+    func twoHostsShareOneQueueThroughEtcd() throws {
+        let directory = try TemporaryDirectory()
+        let result = try bash("\"\(packageRoot)/examples/two-hosts.sh\" 8", cortexDir: directory.coordination, in: directory)
+        #expect(result.exitCode == 0, "\(result)")
+        let done = result.stdoutLines.filter { $0.hasPrefix("tasks ") }
+        #expect(done.count == 2 && done.allSatisfy { $0.contains("done 8") }, "\(result)")
+        let shares = result.stdoutLines.first { $0.hasPrefix("done by host A's loops:") } ?? ""
+        let counts = shares.split(whereSeparator: { !$0.isNumber }).compactMap { Int($0) }
+        #expect(counts.reduce(0, +) == 8, "each task done exactly once: \(result)")
+    }
+
     @Test(.enabled(if: jqPath != nil, "jq is not installed: the examples use it"), .timeLimit(.minutes(5)))
     func theCortex1MigrationRunsAndEveryJQRecipeRunsAgainstItsFolder() throws {
         let directory = try TemporaryDirectory()
