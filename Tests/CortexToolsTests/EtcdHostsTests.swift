@@ -43,6 +43,65 @@ struct EtcdHostsTests {
         #expect(status.exitCode == 0 && !status.stderr.contains("lost"), "\(status)")
     }
 
+    /// Claim loops on two hosts drain a queue while the cluster's leader is killed with kill -9:
+    /// every task is done, and each exactly once in a fresh fold of the namespace (the append is
+    /// idempotent, and the other two members elect a new leader).
+    @Test(.timeLimit(.minutes(10)))
+    func everyTaskIsDoneExactlyOnceWhileTheLeaderIsKilled() throws {
+        guard let cluster = try EtcdCluster.start() else { return }
+        let directory = try TemporaryDirectory()
+        let hostA = directory.path + "/host-a"
+        let hostB = directory.path + "/host-b"
+        #expect(try initHost(hostA, host: "a", cluster: cluster, namespace: "chaos", totalTokens: 100, in: directory).exitCode == 0)
+        #expect(try initHost(hostB, host: "b", cluster: cluster, namespace: "chaos", totalTokens: nil, in: directory).exitCode == 0)
+        let tasks = 40
+        for _ in 0..<tasks {
+            #expect(try runTool(["cortex-task", "create", "--dir", hostA, "--type", "t"], in: directory).exitCode == 0)
+        }
+        // A claim loop that goes on through failed calls (75 while the cluster elects a leader)
+        // until the stop file appears.
+        let stop = directory.scratch + "/stop"
+        let loop = #"""
+            while [ ! -e "$STOP" ]; do
+              task=$(cortex-task claim --dir "$DIR" --worker "$W" --type t --wait 1s) || { sleep 0.1; continue; }
+              id=$(printf '%s' "$task" | sed 's/.*"id":"\([^"]*\)".*/\1/')
+              claim=$(printf '%s' "$task" | sed 's/.*"claim":\([0-9]*\).*/\1/')
+              sleep 0.05
+              until cortex-task complete "$id" --claim "$claim" --dir "$DIR" >/dev/null 2>&1 || [ -e "$STOP" ]; do sleep 0.2; done
+            done
+            """#
+        var loops: [RunningTool] = []
+        for (folder, worker) in [(hostA, "a1"), (hostA, "a2"), (hostB, "b1"), (hostB, "b2")] {
+            var environment = toolEnvironment
+            environment["DIR"] = folder
+            environment["W"] = worker
+            environment["STOP"] = stop
+            environment["PATH"] = toolsDirectory + ":" + (environment["PATH"] ?? "/usr/bin:/bin")
+            loops.append(try RunningTool([bashPath, "-c", loop], scratch: directory.scratch, environment: environment))
+        }
+        usleep(500_000)
+        // The leader: the member whose own id is the leader id it reports.
+        var leader: Int?
+        for (index, endpoint) in cluster.endpoints.enumerated() where leader == nil {
+            let client = try EtcdClient(endpoints: [endpoint.url], timeoutMilliseconds: 2000, attempts: 1)
+            if let status = try? client.status(), status.memberID == status.leaderID { leader = index }
+        }
+        let killed = try #require(leader, "no member said it leads")
+        cluster.kill(member: killed)
+        let waited = try runTool(["cortex-task", "wait", "--all", "--dir", hostB, "--timeout", "3m"], in: directory)
+        FileManager.default.createFile(atPath: stop, contents: Data())
+        let loopResults = loops.map { $0.wait() }
+        #expect(waited.exitCode == 0, "\(waited) \(loopResults.map { $0.stderr.suffix(600) })")
+
+        let journal = try EtcdJournal(kv: cluster.client(), namespace: "chaos")
+        var state = CortexState()
+        var completions: [String: Int] = [:]
+        _ = try journal.readForward(from: .start) { (record, position) throws(CortexError) in
+            if case .completed(let task) = Reducer.reduce(&state, record, at: position) { completions[task, default: 0] += 1 }
+        }
+        #expect(completions.count == tasks && completions.values.allSatisfy { $0 == 1 }, "\(completions)")
+    }
+
     /// A folder on a cluster that asks for client certificates: with the files given to init it
     /// works like any other; a folder whose config presents no certificate is refused with one
     /// line, not a hang (decisions 033 and 034).
