@@ -89,7 +89,7 @@ struct EtcdHostsTests {
         let killed = try #require(leader, "no member said it leads")
         cluster.kill(member: killed)
         let waited = try runTool(["cortex-task", "wait", "--all", "--dir", hostB, "--timeout", "3m"], in: directory)
-        FileManager.default.createFile(atPath: stop, contents: Data())
+        _ = FileManager.default.createFile(atPath: stop, contents: Data())
         let loopResults = loops.map { $0.wait() }
         #expect(waited.exitCode == 0, "\(waited) \(loopResults.map { $0.stderr.suffix(600) })")
 
