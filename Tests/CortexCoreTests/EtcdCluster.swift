@@ -161,34 +161,26 @@ final class EtcdCluster {
     }
 }
 
-/// A CA, a member certificate for 127.0.0.1 (server and client use: etcd's gateway dials its own
-/// member with it) and a client certificate it signed, and a second CA with its own client
-/// certificate, made with the openssl command in a temporary folder.
-final class EtcdTestCertificates {
+/// A temporary folder of certificates made with the `openssl` command: authorities, and
+/// certificates they sign (the etcd and the TLS tests make theirs here).
+class TestCertificateFolder {
     let folder: TemporaryDirectory
 
-    init() throws {
-        folder = try TemporaryDirectory()
-        try makeAuthority("ca", "Cortex etcd test CA")
-        try makeCertificate(
-            "server", signedBy: "ca", name: "127.0.0.1",
-            extensions: "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth")
-        try makeCertificate("client", signedBy: "ca", name: "cortex-client", extensions: "extendedKeyUsage=clientAuth")
-        try makeAuthority("other-ca", "Another CA")
-        try makeCertificate("other-client", signedBy: "other-ca", name: "cortex-client", extensions: "extendedKeyUsage=clientAuth")
-    }
+    init() throws { folder = try TemporaryDirectory() }
 
     /// The path of a file in the folder ("ca.pem", "client.key").
     func file(_ name: String) -> String { folder.path + "/" + name }
 
-    private func makeAuthority(_ name: String, _ commonName: String) throws {
+    /// A self-signed authority: `NAME.pem` and `NAME.key`.
+    func makeAuthority(_ name: String, _ commonName: String) throws {
         try openssl([
             "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
             "-subj", "/CN=\(commonName)", "-keyout", file("\(name).key"), "-out", file("\(name).pem"),
         ])
     }
 
-    private func makeCertificate(_ name: String, signedBy authority: String, name commonName: String, extensions: String) throws {
+    /// A certificate `NAME.pem` (key `NAME.key`) signed by `authority`, with these X.509 extensions.
+    func makeCertificate(_ name: String, signedBy authority: String, name commonName: String, extensions: String) throws {
         try openssl([
             "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj", "/CN=\(commonName)",
             "-keyout", file("\(name).key"), "-out", file("\(name).csr"),
@@ -209,5 +201,21 @@ final class EtcdTestCertificates {
         try process.run()
         process.waitUntilExit()
         try #require(process.terminationStatus == 0, "openssl \(arguments.joined(separator: " ")) failed")
+    }
+}
+
+/// A CA, a member certificate for 127.0.0.1 (server and client use: etcd's gateway dials its own
+/// member with it) and a client certificate it signed, and a second CA with its own client
+/// certificate, made with the openssl command in a temporary folder.
+final class EtcdTestCertificates: TestCertificateFolder {
+    override init() throws {
+        try super.init()
+        try makeAuthority("ca", "Cortex etcd test CA")
+        try makeCertificate(
+            "server", signedBy: "ca", name: "127.0.0.1",
+            extensions: "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth")
+        try makeCertificate("client", signedBy: "ca", name: "cortex-client", extensions: "extendedKeyUsage=clientAuth")
+        try makeAuthority("other-ca", "Another CA")
+        try makeCertificate("other-client", signedBy: "other-ca", name: "cortex-client", extensions: "extendedKeyUsage=clientAuth")
     }
 }

@@ -20,12 +20,11 @@ private func generousDeadline() -> UInt64 { POSIX.monotonicNanoseconds() + 10_00
 
 /// A CA, a server certificate for 127.0.0.1 and localhost and a client certificate signed by it,
 /// and a second CA with its own server certificate, made with the openssl command.
-private final class Certificates {
-    let folder: TemporaryDirectory
+private final class Certificates: TestCertificateFolder {
     var path: String { folder.path }
 
-    init() throws {
-        folder = try TemporaryDirectory()
+    override init() throws {
+        try super.init()
         try makeAuthority("ca", "Cortex Test CA")
         try makeCertificate(
             "server", signedBy: "ca", name: "127.0.0.1",
@@ -35,38 +34,6 @@ private final class Certificates {
         try makeCertificate(
             "other-server", signedBy: "other-ca", name: "127.0.0.1",
             extensions: "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth")
-    }
-
-    func file(_ name: String) -> String { path + "/" + name }
-
-    private func makeAuthority(_ name: String, _ commonName: String) throws {
-        try openssl([
-            "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
-            "-subj", "/CN=\(commonName)", "-keyout", file("\(name).key"), "-out", file("\(name).pem"),
-        ])
-    }
-
-    private func makeCertificate(_ name: String, signedBy authority: String, name commonName: String, extensions: String) throws {
-        try openssl([
-            "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj", "/CN=\(commonName)",
-            "-keyout", file("\(name).key"), "-out", file("\(name).csr"),
-        ])
-        try extensions.write(toFile: file("\(name).ext"), atomically: true, encoding: .utf8)
-        try openssl([
-            "x509", "-req", "-in", file("\(name).csr"), "-CA", file("\(authority).pem"), "-CAkey", file("\(authority).key"),
-            "-CAcreateserial", "-days", "2", "-extfile", file("\(name).ext"), "-out", file("\(name).pem"),
-        ])
-    }
-
-    private func openssl(_ arguments: [String]) throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: try #require(opensslPath))
-        process.arguments = arguments
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        process.waitUntilExit()
-        try #require(process.terminationStatus == 0, "openssl \(arguments.joined(separator: " ")) failed")
     }
 }
 
