@@ -273,6 +273,10 @@ struct TLSStreamTests {
         #expect(throws: CortexError.configuration("a TLS client certificate needs its private key, and a key its certificate")) {
             try TLSClientContext(caFile: missing, certificateFile: missing)
         }
+        // A FIFO would block OpenSSL's own open: refused before it is opened, without hanging.
+        let fifo = folder.path + "/fifo.pem"
+        #expect(mkfifo(fifo, 0o600) == 0)
+        #expect(throws: CortexError.configuration("TLS CA file \(fifo) is not a regular file")) { try TLSClientContext(caFile: fifo) }
         let garbage = folder.path + "/garbage.pem"
         try "not a certificate\n".write(toFile: garbage, atomically: true, encoding: .utf8)
         let error = cortexError { _ = try TLSClientContext(caFile: garbage) }

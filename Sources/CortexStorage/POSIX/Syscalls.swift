@@ -292,4 +292,7 @@ public enum POSIX {
 extension stat {
     /// True when this is a folder (`S_ISDIR`).
     public var isDirectory: Bool { st_mode & S_IFMT == S_IFDIR }
+
+    /// True for a regular file (not a FIFO, a device, a folder or a socket).
+    public var isRegularFile: Bool { st_mode & S_IFMT == S_IFREG }
 }

@@ -24,7 +24,11 @@ public final class TLSClientContext: @unchecked Sendable {
         }
         for (role, path) in [("CA file", caFile), ("client certificate", certificateFile), ("client key", keyFile)] {
             guard let path else { continue }
-            guard (try? POSIX.status(path)) != nil else { throw .configuration("TLS \(role) \(path) does not exist") }
+            guard let info = try? POSIX.status(path, followingLinks: true) else {
+                throw .configuration("TLS \(role) \(path) does not exist")
+            }
+            // OpenSSL opens the file itself, blocking: a FIFO planted there would hang the tool.
+            guard info.isRegularFile else { throw .configuration("TLS \(role) \(path) is not a regular file") }
         }
         ERR_clear_error()
         guard let context = SSL_CTX_new(TLS_client_method()) else {
