@@ -38,5 +38,6 @@ fi
 cortex status
 
 # Drain the pool: every member (and any replacement the reaper started) gets SIGTERM through
-# its supervisor and is not restarted.
-cortex pool stop demo-pool >/dev/null
+# its supervisor and is not restarted. --wait returns once every member has ended (and
+# worker-pool.json says so), so a script that runs next never sees the pool half stopped.
+cortex pool stop demo-pool --wait 30s >/dev/null

@@ -17,9 +17,11 @@ public enum PoolTool {
                 CommandSpec(
                     name: "\(prefix) stop",
                     abstract:
-                        "Stop every member of pool NAME, replacements included, and restart none: a stop recorded per member, SIGTERM through its supervisor (only your own workers' processes), SIGKILL after the grace. Exit 1 when nothing was left to stop.",
-                    positionals: [Stop.name], options: [Stop.grace],
-                    examples: ["\(prefix) stop builders", "\(prefix) stop builders --grace 2s"]),
+                        "Stop every member of pool NAME, replacements included, and restart none: a stop recorded per member, SIGTERM through its supervisor (only your own workers' processes), SIGKILL after the grace. With --wait, return once every member has ended (exit 75 if some still run after D). Exit 1 when nothing was left to stop.",
+                    positionals: [Stop.name], options: [Stop.grace, Stop.wait],
+                    examples: [
+                        "\(prefix) stop builders", "\(prefix) stop builders --grace 2s", "\(prefix) stop builders --wait 30s",
+                    ]),
                 body: stop),
             Command(
                 CommandSpec(
@@ -37,6 +39,8 @@ public enum PoolTool {
         static let name = Positional.identifier(
             "NAME", "The pool's name (cortex-spawn --name, or the name it printed).", what: "pool name")
         static let grace = Option.duration("grace", "D", "SIGKILL what still runs D after the SIGTERM (default: each worker's --grace).")
+        static let wait = Option.duration(
+            "wait", "D", "Return only once every member has ended and the views show it; exit 75 if some still run after D.")
     }
 
     /// `scale`'s arguments.
@@ -124,7 +128,11 @@ public enum PoolTool {
     static func stop(_ invocation: Invocation) throws(CortexError) -> Report {
         let name = invocation.arguments[Stop.name]
         let grace = invocation.arguments[Stop.grace]
+        let waitMilliseconds = invocation.arguments[Stop.wait]
         let store = try invocation.openStore()
+        // Armed before the stops are recorded, so an end recorded right after is not missed.
+        let watcher = waitMilliseconds == nil ? nil : try store.journal.makeWaiter()
+        defer { watcher?.disarm() }
         let owed = store.state.workers.owedReplacements.filter { $0.spec.pool == name }.map(\.worker)
         let live = members(name, in: store.state).filter { $0.status != .stopping }
         guard !live.isEmpty || !owed.isEmpty || !members(name, in: store.state).isEmpty else {
@@ -141,10 +149,34 @@ public enum PoolTool {
         // Queued members ended: the spawns queued behind them may fit now.
         WorkerSupervision.startQueuedThatFitAfterRecording(store)
         if let grace { killAfter(grace, members(name, in: store.state), layout: store.layout) }
+        if let watcher, let waitMilliseconds {
+            try waitForEnd(of: name, in: store, watcher: watcher, milliseconds: waitMilliseconds)
+        }
         return Report(
             exitCode: stopped.isEmpty ? 1 : 0, text: stopped.map { "\($0) stopping" }.joined(separator: "\n"),
             json: .object(["pool": .string(name), "stopped": .array(stopped.map { .string($0) })]),
             diagnostic: stopped.isEmpty ? "pool \(name): every member is already stopping" : nil)
+    }
+
+    /// Sleeps on the journal until no member of pool `name` is live, then publishes the views
+    /// itself (the supervisors that recorded the ends may still be writing theirs), so a script
+    /// that reads `worker-pool.json` next sees the pool ended. `tryLater` (exit 75) naming the
+    /// members still live after `milliseconds`.
+    static func waitForEnd(
+        of name: String, in store: CoordinationStore, watcher: any JournalWaiter, milliseconds: Int64
+    ) throws(CortexError) {
+        let deadline = Int64(POSIX.monotonicNanoseconds() / 1_000_000) + max(0, milliseconds)
+        while true {
+            try store.catchUp()
+            let live = members(name, in: store.state)
+            if live.isEmpty { break }
+            let remaining = deadline - Int64(POSIX.monotonicNanoseconds() / 1_000_000)
+            guard remaining > 0 else {
+                throw .tryLater("pool \(name): still live: \(live.map { "\($0.id) \($0.status.rawValue)" }.joined(separator: ", "))")
+            }
+            _ = watcher.wait(timeoutMilliseconds: Int32(min(remaining, 60_000)))
+        }
+        do { try store.publishViews() } catch { store.warn("the views are stale: \(error.description)") }
     }
 
     /// Waits up to `grace` for the members' processes to end, then SIGKILLs the groups of those

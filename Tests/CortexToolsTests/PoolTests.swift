@@ -59,6 +59,38 @@ struct PoolTests {
         #expect(unknown.exitCode == 66, "\(unknown)")
     }
 
+    /// `pool stop --wait` returns only once every member's end is folded and `worker-pool.json`
+    /// shows it (a script reading the view next never sees the pool half stopped), and exit 75
+    /// naming the members still live when they outlast the wait.
+    @Test func poolStopWaitReturnsOnceTheViewShowsThePoolEnded() throws {
+        let sandbox = try SpawnSandbox()
+        let spawned = try sandbox.spawn(["--pool", "3", "--name", "sleepers", "--", "sleep", "1000"])
+        #expect(spawned.exitCode == 0, "\(spawned)")
+        for member in spawned.stdoutLines { try sandbox.waitUntilShown(member, "runs") { identity($0, "process") != nil } }
+        let stopped = try sandbox.tool(["cortex", "pool", "stop", "sleepers", "--dir", sandbox.root, "--wait", "30s"])
+        #expect(stopped.exitCode == 0, "\(stopped)")
+        let view = try JSONValue.parse(try String(contentsOfFile: sandbox.root + "/worker-pool.json", encoding: .utf8))
+        #expect(view["capacity"]?.int("running") == 0, "\(view.jsonText)")
+        try sandbox.expectNoProcessesLeft()
+
+        // A member that ignores SIGTERM, with a grace longer than the wait: 75, naming it.
+        let stubborn = try sandbox.spawn([
+            "--pool", "1", "--name", "stubborn", "--grace", "4s", "--", "bash", "-c", "trap '' TERM; sleep 1000",
+        ])
+        #expect(stubborn.exitCode == 0, "\(stubborn)")
+        let member = try #require(stubborn.stdoutLines.first)
+        try sandbox.waitUntilShown(member, "runs") { identity($0, "process") != nil }
+        let late = try sandbox.tool(["cortex", "pool", "stop", "stubborn", "--dir", sandbox.root, "--wait", "1s"])
+        #expect(late.exitCode == 75, "\(late)")
+        #expect(late.stderr.contains(member), "\(late)")
+        // Its supervisor SIGKILLs it after its 4 s grace; a second stop waits for that (exit 1:
+        // nothing was left to stop, but it returns only once the member ended).
+        let again = try sandbox.tool(["cortex", "pool", "stop", "stubborn", "--dir", sandbox.root, "--wait", "30s"])
+        #expect(again.exitCode == 1, "\(again)")
+        #expect(try sandbox.show(member).string("status") == "stopped", "\(again)")
+        try sandbox.expectNoProcessesLeft()
+    }
+
     /// A reaper killed between declaring a member lost and replacing it leaves a replacement owed:
     /// `pool stop` cancels it, so the next reaper starts nothing.
     @Test func poolStopCancelsAReplacementOwedButNotYetSpawned() throws {
