@@ -22,9 +22,14 @@ enum OpsCommands {
         let workers = state.workers
         let running = state.tasks.running
         let busyWorkers = Set(running.compactMap(\.worker))
+        // A journal shared by hosts: what the registry says of each (read only: the reaper announces).
+        var sightings: [HostSighting] = []
+        do { sightings = try HostScope.announceAndSight(store, ttlMilliseconds: 0, announce: false) } catch {
+            attention.append("the hosts' liveness could not be read: \(error.description)")
+        }
         let unreaped = Reaper.observe(
             store, now: now, heartbeatTimeout: config.heartbeatTimeoutMilliseconds,
-            stampedNoEarlierThan: Reaper.lastRun(store.layout)?.clockStepAtMilliseconds
+            stampedNoEarlierThan: Reaper.lastRun(store.layout)?.clockStepAtMilliseconds, hosts: sightings
         ).lost.map(\.worker)
         if !unreaped.isEmpty {
             attention.append(
@@ -76,7 +81,9 @@ enum OpsCommands {
         let supervised = Set(workers.live.keys)
         let claimers = busyWorkers.subtracting(supervised)
         let workerCounts = workers.counts
-        let activeCount = workers.active.count
+        // Capacity is each host's own (decision 037): this host's workers against its max_workers.
+        let activeCount = workers.active(on: config.hostID).count
+        let hosts = HostRow.rows(state, sightings: sightings, here: config.hostID)
         let idleCount = byType.values.map(\.idle).reduce(0, +)
 
         // Tasks.
@@ -151,6 +158,7 @@ enum OpsCommands {
             )
         }
         if !claimers.isEmpty { row("  claimers", "\(claimers.count) unsupervised worker\(claimers.count == 1 ? "" : "s") holding tasks") }
+        for host in hosts { row(host == hosts.first ? "hosts" : "", host.text(colour)) }
         row("tasks", TaskStatus.allCases.map { "\($0.rawValue) \(counts[$0, default: 0])" }.joined(separator: " · "))
         var waitingText = Priority.allCases.map { "\($0.rawValue) \(queue.waitingByPriority[$0, default: 0])" }.joined(separator: " · ")
         if let oldest = queue.oldest, let oldestAge {
@@ -236,12 +244,72 @@ enum OpsCommands {
         let json = JSONValue.object([
             "attention": .array(attention.map { .string($0) }), "budget": budgetJSON, "dir": .string(store.layout.root),
             "journal": journalJSON, "queue": queueJSON, "reaper": reaperJSON,
+            "hosts": hosts.isEmpty ? nil : .array(hosts.map(\.json)),
             "tasks": .object(TaskStatus.allCases.map { JSONMember($0.rawValue, .int(counts[$0, default: 0])) }),
             "workers": .object(workerMembers),
         ])
         return Report(
             exitCode: attention.isEmpty ? 0 : attentionExitCode, text: lines.joined(separator: "\n"), json: json,
             diagnostic: attention.isEmpty ? nil : "needs attention: " + attention.joined(separator: "; "))
+    }
+
+    /// One host of a journal shared by hosts, as `cortex status` shows it: its liveness and
+    /// what it holds (supervised workers by state, tasks its claimers hold).
+    struct HostRow: Equatable {
+        var host: String
+        var isHere: Bool
+        /// Known to the registry (its reaper announced it once).
+        var known: Bool
+        var alive: Bool
+        var running = 0
+        var queued = 0
+        var claims = 0
+
+        /// Every host the registry knows or a live worker or running task names; none for a
+        /// folder of files. This host first, then by name.
+        static func rows(_ state: CortexState, sightings: [HostSighting], here: String?) -> [HostRow] {
+            guard let here else { return [] }
+            var rows: [String: HostRow] = [:]
+            func touch(_ host: String) -> HostRow {
+                rows[host] ?? HostRow(host: host, isHere: host == here, known: false, alive: false)
+            }
+            rows[here] = touch(here)
+            for sighting in sightings {
+                var row = touch(sighting.host)
+                row.known = true
+                row.alive = sighting.alive
+                rows[sighting.host] = row
+            }
+            for worker in state.workers.live.values {
+                guard let host = worker.spec.host else { continue }
+                var row = touch(host)
+                if worker.status.holdsCapacity { row.running += 1 } else if worker.status == .queued { row.queued += 1 }
+                rows[host] = row
+            }
+            for task in state.tasks.running {
+                guard let host = task.host else { continue }
+                var row = touch(host)
+                row.claims += 1
+                rows[host] = row
+            }
+            return rows.values.sorted { ($0.isHere ? 0 : 1, $0.host) < ($1.isHere ? 0 : 1, $1.host) }
+        }
+
+        /// `alive`, `down` (known, its lease expired: its work is taken for lost) or `no reaper`.
+        var liveness: String { known ? (alive ? "alive" : "down") : "no reaper" }
+
+        func text(_ colour: Colour) -> String {
+            let word = known ? (alive ? colour.green(liveness) : colour.red(liveness)) : colour.yellow(liveness)
+            return "\(host)\(isHere ? " (this host)" : "") \(word) · \(running) workers · \(queued) queued · \(claims) tasks held"
+        }
+
+        var json: JSONValue {
+            .object([
+                "alive": .bool(alive), "claims": .int(Int64(claims)), "host": .string(host), "known": .bool(known),
+                "liveness": .string(liveness), "queued": .int(Int64(queued)), "running": .int(Int64(running)),
+                "this_host": .bool(isHere),
+            ])
+        }
     }
 
     // MARK: - metrics

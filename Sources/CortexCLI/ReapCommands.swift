@@ -72,7 +72,6 @@ public enum ReapTool {
         let arguments = invocation.arguments
         let dryRun = arguments[Self.dryRun]
         let store = try invocation.openStore()
-        try HostScope.requireOneHost(store, for: "cortex-reap")
         let heartbeatTimeout = arguments[Self.heartbeatTimeout] ?? store.config.heartbeatTimeoutMilliseconds
         let grace = arguments[Self.grace] ?? 5_000
         let resultTTL = arguments[Self.resultTTL] ?? store.config.resultRetentionMilliseconds

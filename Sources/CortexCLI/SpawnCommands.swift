@@ -192,7 +192,8 @@ public enum SpawnTool {
         spec.path = POSIX.environmentValue("PATH")
 
         let store = try invocation.openStore()
-        try HostScope.requireOneHost(store, for: "cortex-spawn")
+        // Where the journal is shared by hosts, the worker is this host's (decision 037).
+        spec.host = store.config.hostID
         // The folder's rule for a run that reports no tokens used travels in the spec (the fold has no config).
         spec.unreportedTokens = store.config.unreportedTokens
         if let never = SpawnFeasibility.neverFits(spec, count: pool ?? 1, config: store.config) {

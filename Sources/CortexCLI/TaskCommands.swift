@@ -261,8 +261,10 @@ public enum TaskTool {
         let arguments = invocation.arguments
         let worker = arguments[Claim.worker]
         let waitMilliseconds = arguments[Claim.wait]
-        let request = TaskClaim(worker: worker, types: arguments[Claim.type], capabilities: arguments[Claim.capability])
+        var request = TaskClaim(worker: worker, types: arguments[Claim.type], capabilities: arguments[Claim.capability])
         let store = try invocation.openStore()
+        // The claimer's heartbeat file is in this host's folder: this host's reaper judges it.
+        request.host = store.config.hostID
         try WorkerFiles.touchHeartbeat(store.layout, worker: worker, permissions: store.permissions)
         let deadline = POSIX.monotonicNanoseconds() + UInt64(max(0, waitMilliseconds ?? 0)) * 1_000_000
         // Armed before the first look, so a task created between the look and the wait still wakes us.

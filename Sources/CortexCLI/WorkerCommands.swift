@@ -119,6 +119,7 @@ public enum WorkerTool {
         if let reason = worker.lostReason { rows.append(("lost because", reason)) }
         rows.append(("type", worker.spec.type))
         if let pool = worker.spec.pool { rows.append(("pool", pool)) }
+        if let host = worker.spec.host { rows.append(("host", host)) }
         rows.append(("command", worker.spec.command.map { Values.printable($0) }.joined(separator: " ")))
         if let task = worker.spec.task { rows.append(("task", task)) }
         if let process = worker.process { rows.append(("pid", "\(process.pid)")) }

@@ -211,6 +211,7 @@ extension MachineEvidence {
             cores: Int64(SystemProbe.cores), loadMillis: Int64(((SystemProbe.loadAverage() ?? 0) * 1000).rounded()),
             memoryAvailableBytes: SystemProbe.availableMemoryBytes() ?? Int64.max, maxWorkers: Int64(config.maxWorkers),
             typeLimits: config.typeLimits, maxLoadPerCoreMillis: config.maxLoadPerCoreMillis,
-            cpuPressureMillis: SystemProbe.cpuPressureMillis(), maxCPUPressureMillis: config.maxCPUPressureMillis)
+            cpuPressureMillis: SystemProbe.cpuPressureMillis(), maxCPUPressureMillis: config.maxCPUPressureMillis,
+            host: config.hostID)
     }
 }

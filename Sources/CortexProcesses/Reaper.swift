@@ -87,7 +87,10 @@ public enum Reaper {
         // Heartbeat ages: against a probe touched now (the file system's clock), and never across
         // a wall-clock step (FolderClock).
         let clock = try clockReading(layout, dryRun: dryRun, wallNow: now)
-        let plan = observe(store, now: clock.folderNow, heartbeatTimeout: heartbeatTimeout, stampedNoEarlierThan: clock.stepAt)
+        // A journal shared by hosts: say this host is alive, then read which hosts are (037).
+        let hosts = try HostScope.announceAndSight(store, ttlMilliseconds: heartbeatTimeout, announce: !dryRun)
+        let plan = observe(
+            store, now: clock.folderNow, heartbeatTimeout: heartbeatTimeout, stampedNoEarlierThan: clock.stepAt, hosts: hosts)
 
         var lost: [String] = []
         var requeued: [String] = []
@@ -104,9 +107,11 @@ public enum Reaper {
         if !dryRun {
             // Every loss first, so the journal gives their tasks back before any slow step (stopping
             // leftovers, starting replacements): recovery from a mass kill is one pass of appends.
-            var leftovers: [Leftover] = []
+            // What still runs here of workers another host's reaper declared lost (this host was
+            // taken for dead): the fold already refuses their records; stop them too.
+            var leftovers: [Leftover] = plan.stale
             for item in plan.lost {
-                let submission = try store.submit(.workerLost(worker: item.worker, reason: item.reason))
+                let submission = try store.submit(.workerLost(worker: item.worker, reason: item.reason, host: item.host))
                 guard case .requeued(let tasks) = submission.outcome else { continue }
                 // Another reaper may have declared it lost first: then this record changed nothing.
                 let endedByThisRecord = store.state.workers.worker(item.worker)?.endRecord == submission.record.id
@@ -129,7 +134,8 @@ public enum Reaper {
             // died before replacing them. What is left of them goes first (pid and start time
             // checked), then the replacement: the fold lets only the first `worker.replace` of
             // each lost worker spawn, so two reapers never replace one twice.
-            let owed = store.state.workers.owedReplacements
+            // Only this host's: a lost worker's request file, and so its replacement, is on its host.
+            let owed = store.state.workers.owedReplacements.filter { $0.spec.host == store.config.hostID }
             leftovers += owed.flatMap { stoppable($0.leftover, worker: $0.worker, spec: $0.spec, layout: layout) }
             signalled = stopGroups(Array(Set(leftovers)), grace: grace).map { "\($0.process.pid)" }
             for replacement in owed {
@@ -186,9 +192,9 @@ public enum Reaper {
         } else {
             lost = plan.lost.map(\.worker)
             expired = store.state.budget.allocations.values.filter { ($0.leaseEndsMilliseconds ?? Int64.max) <= now }.map(\.id).sorted()
-            signalled = plan.lost.flatMap(\.leftover).map { "\($0.process.pid)" }
+            signalled = (plan.lost.flatMap(\.leftover) + plan.stale).map { "\($0.process.pid)" }
             launched = plan.relaunch.map(\.id)
-            wouldReplace = store.state.workers.owedReplacements.map(\.worker)
+            wouldReplace = store.state.workers.owedReplacements.filter { $0.spec.host == store.config.hostID }.map(\.worker)
             purged = expiredFiles(layout, olderThan: now - resultTTL).count
             linked = Debris.unlinkedResults(store).map(\.task)
             removedTemporaries = Debris.staleTemporaryFiles(layout, modifiedBefore: clock.folderNow - temporaryGrace).count
@@ -212,8 +218,12 @@ public enum Reaper {
     /// What `observe` found: workers to declare lost (with what is left of them), and granted
     /// workers whose launcher died before starting a supervisor.
     public struct Plan: Sendable {
-        /// Each worker to declare lost, why, and the processes of it that may be stopped.
-        public var lost: [(worker: String, reason: String, leftover: [Leftover])] = []
+        /// Each worker to declare lost, why, the processes of it that may be stopped, and the
+        /// host it ran or claimed on (nil on a folder of files).
+        public var lost: [(worker: String, reason: String, leftover: [Leftover], host: String?)] = []
+        /// Processes still running here of this host's workers that the fold already ended as
+        /// lost (another host's reaper took this host for dead): stopped, never restarted.
+        public var stale: [Leftover] = []
         /// Granted workers with no supervisor yet, long enough that their launcher is taken for dead.
         public var relaunch: [WorkerEntry] = []
     }
@@ -306,19 +316,31 @@ public enum Reaper {
     /// What the machine shows about each worker the state thinks is alive. A heartbeat stamped
     /// before `stampedNoEarlierThan` (the run that saw the wall clock stepped) counts as stamped
     /// then: its own time is on the other side of the step.
-    public static func observe(_ store: CoordinationStore, now: Int64, heartbeatTimeout: Int64, stampedNoEarlierThan stepAt: Int64? = nil)
-        -> Plan
-    {
+    ///
+    /// Where the journal is shared by hosts (decision 037), only this host's workers and
+    /// claimers are judged by processes and heartbeat files; another host's are judged by its
+    /// liveness in `hosts`: all of them are lost once that host is known and no longer alive.
+    public static func observe(
+        _ store: CoordinationStore, now: Int64, heartbeatTimeout: Int64, stampedNoEarlierThan stepAt: Int64? = nil,
+        hosts: [HostSighting] = []
+    ) -> Plan {
         var plan = Plan()
-        // A shared journal's workers and claimers may live on other hosts: nothing here can
-        // tell they are lost (HostScope).
-        guard HostScope.isOneHost(store) else { return plan }
+        let here = store.config.hostID
+        let downHosts = Set(hosts.filter { !$0.alive && $0.host != here }.map(\.host))
+        func hostDown(_ host: String?) -> String? {
+            guard let host, downHosts.contains(host) else { return nil }
+            return "host \(host) is down (its reaper's liveness lease expired)"
+        }
         let layout = store.layout
         func heartbeatAge(_ worker: String) -> Double? {
             guard let touched = layout.folder.modificationMilliseconds(layout.heartbeat(worker)) else { return nil }
             return FolderClock.age(heartbeatMilliseconds: max(touched, stepAt ?? touched), nowMilliseconds: now)
         }
         for worker in store.state.workers.live.values.sorted(by: { $0.id < $1.id }) where worker.status.holdsCapacity {
+            guard worker.spec.host == here else {
+                if let reason = hostDown(worker.spec.host) { plan.lost.append((worker.id, reason, [], worker.spec.host)) }
+                continue
+            }
             let leftover = stoppable([worker.process].compactMap { $0 }, worker: worker.id, spec: worker.spec, layout: layout)
             guard let supervisor = worker.supervisor else {
                 // Granted, but its launcher died (or was not its requester) before starting a
@@ -328,21 +350,34 @@ public enum Reaper {
                 continue
             }
             if !supervisor.isAlive {
-                plan.lost.append((worker.id, "supervisor pid \(supervisor.pid) is gone", leftover))
+                plan.lost.append((worker.id, "supervisor pid \(supervisor.pid) is gone", leftover, here))
             } else if let age = heartbeatAge(worker.id), age * 1000 > Double(heartbeatTimeout) {
                 let hung = stoppable([supervisor], worker: worker.id, spec: worker.spec, layout: layout)
-                plan.lost.append((worker.id, "heartbeat \(Int(age))s old (supervisor pid \(supervisor.pid) hung)", leftover + hung))
+                plan.lost.append((worker.id, "heartbeat \(Int(age))s old (supervisor pid \(supervisor.pid) hung)", leftover + hung, here))
             }
         }
-        // Claimers that are not supervised workers: their heartbeat file is their only sign of life.
-        var seen = Set(store.state.workers.live.keys)
+        // Claimers that are not supervised workers: their heartbeat file is their only sign of
+        // life, on their own host. One claimer id may claim on several hosts: judged per host.
+        var seen = Set(store.state.workers.live.values.map { "\($0.id) \($0.spec.host ?? "")" })
         for task in store.state.tasks.running {
-            guard let worker = task.worker, !seen.contains(worker) else { continue }
-            seen.insert(worker)
+            guard let worker = task.worker, seen.insert("\(worker) \(task.host ?? "")").inserted else { continue }
+            guard task.host == here else {
+                if let reason = hostDown(task.host) { plan.lost.append((worker, reason, [], task.host)) }
+                continue
+            }
             let age = heartbeatAge(worker)
             if let age, age * 1000 <= Double(heartbeatTimeout) { continue }
             let reason = age.map { "heartbeat \(Int($0))s old" } ?? "no heartbeat file"
-            plan.lost.append((worker, reason, []))
+            plan.lost.append((worker, reason, [], here))
+        }
+        // This host's workers that the fold ended as lost while their processes still run here
+        // (a returning host: another reaper declared them lost). Only on a shared journal, where
+        // another host can do that; pid, start time, requester and mark checked as always.
+        if here != nil {
+            for worker in store.state.workers.recent where worker.spec.host == here && worker.status == .lost {
+                let identities = [worker.supervisor, worker.process].compactMap { $0 }
+                plan.stale += stoppable(identities, worker: worker.id, spec: worker.spec, layout: layout)
+            }
         }
         return plan
     }

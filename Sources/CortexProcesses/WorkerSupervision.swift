@@ -98,7 +98,9 @@ public enum WorkerSupervision {
     /// - Returns: the workers started.
     @discardableResult
     public static func startQueuedThatFit(_ store: CoordinationStore) throws(CortexError) -> [String] {
-        guard let head = store.state.workers.queue.first else { return [] }
+        // This host's queue only: another host's spawns start where their request files are.
+        let workers = store.state.workers
+        guard let head = workers.queue.first(where: { workers.live[$0]?.spec.host == store.config.hostID }) else { return [] }
         let event = Event.worker(.promote(evidence: MachineEvidence.observe(store.config)))
         // Folded on a copy first: a promote that would start nothing and leave the reason that
         // holds the queue as it is changes nothing, and is not worth a record on every reaper

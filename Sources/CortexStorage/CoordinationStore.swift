@@ -156,6 +156,15 @@ public final class CoordinationStore {
         try EtcdJournal(kv: etcdClient(settings), namespace: settings.namespace)
     }
 
+    /// The liveness registry of the hosts sharing this folder's journal (decision 037), or nil
+    /// for a folder of files (one host: nothing to register).
+    public var hostRegistry: (any HostRegistry)? {
+        guard case .etcd(let settings) = config.backend, let client = (journal as? EtcdJournal)?.kv as? EtcdClient else {
+            return nil
+        }
+        return EtcdHostRegistry(client: client, namespace: settings.namespace)
+    }
+
     /// The client `settings` describe: plain or TLS members (`ca_file`, `cert_file`, `key_file`),
     /// and an etcd user whose password is read from `password_file` (decision 034).
     /// - Throws: `configuration` for TLS files or a password file that cannot be used.

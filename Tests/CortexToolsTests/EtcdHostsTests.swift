@@ -21,28 +21,6 @@ struct EtcdHostsTests {
         return try runTool(command, in: directory)
     }
 
-    /// Until hosts are built, what judges this machine's processes refuses a shared journal, and
-    /// `cortex status` on one host does not take another host's claimer for lost (its heartbeat
-    /// file is on the other host).
-    @Test(.timeLimit(.minutes(10)))
-    func theReaperAndSpawnRefuseASharedJournalAndStatusJudgesNoOtherHost() throws {
-        guard let cluster = try EtcdCluster.start() else { return }
-        let directory = try TemporaryDirectory()
-        let hostA = directory.path + "/host-a"
-        let hostB = directory.path + "/host-b"
-        #expect(try initHost(hostA, host: "a", cluster: cluster, namespace: "scope", totalTokens: 100, in: directory).exitCode == 0)
-        #expect(try initHost(hostB, host: "b", cluster: cluster, namespace: "scope", totalTokens: nil, in: directory).exitCode == 0)
-        for command in [["cortex-reap", "--dir", hostA], ["cortex-spawn", "--dir", hostA, "--", "true"]] {
-            let refused = try runTool(command, in: directory)
-            #expect(refused.exitCode == 78 && refused.stderrLines.count == 1 && refused.stderr.contains("etcd"), "\(refused)")
-        }
-        #expect(try runTool(["cortex-task", "create", "--dir", hostA, "--type", "t"], in: directory).exitCode == 0)
-        let claimed = try runTool(["cortex-task", "claim", "--dir", hostB, "--worker", "w-on-b"], in: directory)
-        #expect(claimed.exitCode == 0, "\(claimed)")
-        let status = try runTool(["cortex", "status", "--dir", hostA], in: directory)
-        #expect(status.exitCode == 0 && !status.stderr.contains("lost"), "\(status)")
-    }
-
     /// Claim loops on two hosts drain a queue while the cluster's leader is killed with kill -9:
     /// every task is done, and each exactly once in a fresh fold of the namespace (the append is
     /// idempotent, and the other two members elect a new leader).

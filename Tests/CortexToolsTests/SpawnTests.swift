@@ -704,18 +704,7 @@ final class SpawnSandbox {
 
     /// Live processes of this folder: supervisors (`_supervise … --dir ROOT`) and workers with
     /// their descendants (`CORTEX_DIR=ROOT` in their environment). Zombies have neither.
-    func processes() -> [ProcStat] {
-        ProcStat.all().compactMap { stat in
-            var stat = stat
-            if let worker = stat.cortexWorker(root: root) {
-                stat.worker = worker
-                return stat
-            }
-            let arguments = (try? POSIX.readFile("/proc/\(stat.pid)/cmdline")) ?? []
-            let words = arguments.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
-            return words.contains("_supervise") && words.contains(root) ? stat : nil
-        }
-    }
+    func processes() -> [ProcStat] { folderProcesses(root: root) }
 
     /// Waits until no process of this folder is left, and none that the journal ever recorded
     /// (supervisors and workers, by pid and start time) nor any of `identities` is alive or a zombie.
@@ -736,17 +725,36 @@ final class SpawnSandbox {
     }
 
     /// SIGKILL to every supervisor (first, so none restarts its worker), then to every worker's group.
-    func killEverything() {
-        for _ in 0..<200 {
-            let left = processes()
-            if left.isEmpty { return }
-            for stat in left where stat.worker == nil { kill(stat.pid, SIGKILL) }
-            for stat in left where stat.worker != nil {
-                kill(-stat.group, SIGKILL)
-                kill(stat.pid, SIGKILL)
-            }
-            usleep(50_000)
+    func killEverything() { killFolderProcesses(root: root) }
+}
+
+/// Live processes of the folder at `root`: supervisors (`_supervise … --dir ROOT`) and workers
+/// with their descendants (`CORTEX_DIR=ROOT` in their environment). Zombies have neither.
+func folderProcesses(root: String) -> [ProcStat] {
+    ProcStat.all().compactMap { stat in
+        var stat = stat
+        if let worker = stat.cortexWorker(root: root) {
+            stat.worker = worker
+            return stat
         }
+        let arguments = (try? POSIX.readFile("/proc/\(stat.pid)/cmdline")) ?? []
+        let words = arguments.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+        return words.contains("_supervise") && words.contains(root) ? stat : nil
+    }
+}
+
+/// SIGKILL to every supervisor of the folder at `root` (first, so none restarts its worker),
+/// then to every worker's group, until none is left.
+func killFolderProcesses(root: String) {
+    for _ in 0..<200 {
+        let left = folderProcesses(root: root)
+        if left.isEmpty { return }
+        for stat in left where stat.worker == nil { kill(stat.pid, SIGKILL) }
+        for stat in left where stat.worker != nil {
+            kill(-stat.group, SIGKILL)
+            kill(stat.pid, SIGKILL)
+        }
+        usleep(50_000)
     }
 }
 

@@ -36,6 +36,14 @@ public struct CortexConfig: Equatable, Sendable {
     /// etcd cluster shared by several hosts' folders (docs/decisions/033).
     public var backend: JournalBackend = .file
 
+    /// This host's id when the journal is shared with other hosts (an etcd folder), nil for a
+    /// folder of files (one host). Written into the records whose meaning depends on the
+    /// machine: spawns (spec and evidence), promotions, claims (decision 037).
+    public var hostID: String? {
+        if case .etcd(let settings) = backend { return settings.hostID }
+        return nil
+    }
+
     /// The defaults.
     public init() {}
 
@@ -193,17 +201,23 @@ public struct EtcdSettings: Equatable, Sendable {
             throw .configuration("\(path): endpoint '\(endpoint)' must be a URL such as http://10.0.0.1:2379")
         }
         for (name, value) in [("namespace", namespace), ("host_id", hostID)] {
-            let allowed = value.utf8.allSatisfy { byte in
-                (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A) || byte == 0x2D
-                    || byte == 0x5F || byte == 0x2E
-            }
-            guard allowed, !value.isEmpty, value.utf8.count <= 128 else {
+            guard EtcdSettings.isValidName(value) else {
                 throw .configuration("\(path): '\(name)' must be 1 to 128 letters, digits, '-', '_' or '.', not '\(value)'")
             }
         }
         self.endpoints = endpoints
         self.namespace = namespace
         self.hostID = hostID
+    }
+
+    /// True for 1 to 128 letters, digits, `-`, `_` or `.`: a namespace or a host id. Records
+    /// that name a host (`host` in a spawn's spec and evidence, in a claim) are checked by it too.
+    public static func isValidName(_ value: String) -> Bool {
+        let allowed = value.utf8.allSatisfy { byte in
+            (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A) || byte == 0x2D
+                || byte == 0x5F || byte == 0x2E
+        }
+        return allowed && !value.isEmpty && value.utf8.count <= 128
     }
 
     /// Reads the optional TLS and auth members of `backend` (`ca_file`, `cert_file`, `key_file`,

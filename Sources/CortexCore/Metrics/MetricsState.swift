@@ -333,8 +333,8 @@ enum MetricsRules {
         switch event {
         case .taskComplete(let task, _, _, _), .taskFail(let task, _, _, _), .taskCancel(let task):
             return state.tasks.activeTask(task).map(Before.task) ?? .nothing
-        case .workerLost(let worker, _):
-            return .held(state.tasks.running.filter { $0.worker == worker })
+        case .workerLost(let worker, _, let host):
+            return .held(state.tasks.running.filter { $0.worker == worker && (host == nil || $0.host == host) })
         case .budgetRelease(let allocation, _):
             return .allocation(tenant: state.budget.allocations[allocation]?.tenant)
         default:

@@ -33,7 +33,9 @@ public enum Event: Equatable, Sendable {
     /// (a dead task may already be compacted out of the state the reducer folds).
     case taskRetry(task: String, number: Int64, spec: TaskSpec)
     /// `worker.lost`: the reaper (or a test) saw the worker gone; its tasks go back to the queue.
-    case workerLost(worker: String, reason: String)
+    /// With `host` (a journal shared by hosts, decision 037), only what the worker ran or
+    /// claimed on that host is given back: one claimer id may be used on several hosts.
+    case workerLost(worker: String, reason: String, host: String? = nil)
     /// `worker.*`: supervised workers (spawn, supervise, started, exited, stop, promote).
     case worker(WorkerEvent)
 
@@ -81,6 +83,7 @@ public enum Event: Equatable, Sendable {
             .object([
                 "capabilities": claim.capabilities.isEmpty ? nil : .array(claim.capabilities.map { .string($0) }),
                 "types": claim.types.isEmpty ? nil : .array(claim.types.map { .string($0) }), "worker": .string(claim.worker),
+                "host": .optional(claim.host),
             ])
         case .taskComplete(let task, let claim, let result, let tokensUsed):
             .object([
@@ -89,7 +92,8 @@ public enum Event: Equatable, Sendable {
         case .taskFail(let task, let claim, let error, let retry):
             .object(["claim": .int(claim), "error": .optional(error), "retry": .bool(retry), "task": .string(task)])
         case .taskCancel(let task): .object(["task": .string(task)])
-        case .workerLost(let worker, let reason): .object(["reason": .string(reason), "worker": .string(worker)])
+        case .workerLost(let worker, let reason, let host):
+            .object(["host": .optional(host), "reason": .string(reason), "worker": .string(worker)])
         case .worker(let event): event.data
         }
     }
@@ -131,6 +135,13 @@ public enum Event: Equatable, Sendable {
             return value
         }
         func optionalText(_ key: String) -> String? { data[key]?.stringValue }
+        func optionalHost() throws(EventDecodingError) -> String? {
+            guard let raw = data["host"], raw != .null else { return nil }
+            guard let host = raw.stringValue, EtcdSettings.isValidName(host) else {
+                throw EventDecodingError("\(kind): 'host' must be 1 to 128 letters, digits, '-', '_' or '.'")
+            }
+            return host
+        }
         func texts(_ key: String) throws(EventDecodingError) -> [String] {
             guard let raw = data[key], raw != .null else { return [] }
             guard let items = raw.arrayValue?.compactMap(\.stringValue), items.count == raw.arrayValue?.count else {
@@ -170,7 +181,9 @@ public enum Event: Equatable, Sendable {
         case "task.retry": return .taskRetry(task: try text("task"), number: try count("number"), spec: try spec())
         case "task.claim":
             return .taskClaim(
-                TaskClaim(worker: try text("worker"), types: try texts("types"), capabilities: try texts("capabilities")))
+                TaskClaim(
+                    worker: try text("worker"), types: try texts("types"), capabilities: try texts("capabilities"),
+                    host: try optionalHost()))
         case "task.complete":
             return .taskComplete(
                 task: try text("task"), claim: try count("claim"), result: optionalText("result"),
@@ -180,7 +193,8 @@ public enum Event: Equatable, Sendable {
                 task: try text("task"), claim: try count("claim"), error: optionalText("error"),
                 retry: data["retry"]?.boolValue ?? true)
         case "task.cancel": return .taskCancel(task: try text("task"))
-        case "worker.lost": return .workerLost(worker: try text("worker"), reason: optionalText("reason") ?? "lost")
+        case "worker.lost":
+            return .workerLost(worker: try text("worker"), reason: optionalText("reason") ?? "lost", host: try optionalHost())
         default: return try WorkerEvent.decode(kind: kind, data: data).map(Event.worker)
         }
     }

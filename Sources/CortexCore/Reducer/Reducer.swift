@@ -86,9 +86,11 @@ public enum Reducer {
                 if BudgetRules.charge(used, forTask: task, tenant: tenant, in: &state.budget) { state.budget.version += 1 }
             }
             return outcome
-        case .workerLost(let worker, let reason):
+        case .workerLost(let worker, let reason, let host):
             // Its tasks go back to the queue; a supervised worker also frees its place and tokens.
-            if WorkerRules.lost(worker, reason: reason, recordID: record.id, at: time, in: &state) { state.workers.version += 1 }
+            if WorkerRules.lost(worker, host: host, reason: reason, recordID: record.id, at: time, in: &state) {
+                state.workers.version += 1
+            }
             let outcome = taskOutcome(event, at: time, position, in: &state.tasks)
             if outcome.changesState { state.tasks.version += 1 }
             return outcome
@@ -122,7 +124,8 @@ public enum Reducer {
         case .taskCancel(let task): return TaskRules.cancel(task, at: time, position, in: &tasks)
         case .taskRetry(let task, let number, let spec):
             return TaskRules.retry(task, number: number, spec: spec, at: time, position, in: &tasks)
-        case .workerLost(let worker, let reason): return TaskRules.workerLost(worker, reason: reason, at: time, in: &tasks)
+        case .workerLost(let worker, let reason, let host):
+            return TaskRules.workerLost(worker, host: host, reason: reason, at: time, in: &tasks)
         }
     }
 

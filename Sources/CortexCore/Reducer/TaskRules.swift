@@ -6,9 +6,14 @@ public struct TaskClaim: Equatable, Sendable {
     public var types: [String]
     /// Capabilities it has; a task's `requires` must all be among them.
     public var capabilities: [String]
+    /// The claimer's host where the journal is shared by hosts (decision 037): only that host's
+    /// reaper judges the claimer by its heartbeat file, and other hosts' reapers by its host's
+    /// liveness. Nil on a folder of files.
+    public var host: String?
 
     /// A claim.
-    public init(worker: String, types: [String] = [], capabilities: [String] = []) {
+    public init(worker: String, types: [String] = [], capabilities: [String] = [], host: String? = nil) {
+        self.host = host
         self.worker = worker
         self.types = types
         self.capabilities = capabilities
@@ -45,6 +50,7 @@ enum TaskRules {
         entry.status = .running
         entry.attempt += 1
         entry.worker = claim.worker
+        entry.host = claim.host
         entry.claimedMilliseconds = time
         entry.notBeforeMilliseconds = nil
         tasks.store(entry, replacing: waiting)
@@ -92,6 +98,7 @@ enum TaskRules {
         var cancelled = entry
         cancelled.status = .cancelled
         cancelled.worker = nil
+        cancelled.host = nil
         finish(cancelled, replacing: entry, at: time, in: &tasks)
         return .cancelled(task: id)
     }
@@ -124,8 +131,12 @@ enum TaskRules {
 
     /// The reaper saw `worker` gone: its running tasks go back to the queue (or die at their
     /// last attempt), exactly as if each had failed.
-    static func workerLost(_ worker: String, reason: String, at time: Int64, in tasks: inout TaskState) -> Outcome {
-        let held = tasks.running.filter { $0.worker == worker }.sorted { $0.number < $1.number }
+    /// Gives back the tasks `worker` holds; with `host`, only those it claimed on that host (one
+    /// claimer id may be used on several hosts).
+    static func workerLost(_ worker: String, host: String? = nil, reason: String, at time: Int64, in tasks: inout TaskState)
+        -> Outcome
+    {
+        let held = tasks.running.filter { $0.worker == worker && (host == nil || $0.host == host) }.sorted { $0.number < $1.number }
         for entry in held {
             _ = failAttempt(entry, error: "worker \(worker) lost: \(reason)", retry: true, at: time, in: &tasks)
         }
@@ -138,6 +149,7 @@ enum TaskRules {
         var failed = entry
         failed.lastError = error
         failed.worker = nil
+        failed.host = nil
         if retry && entry.attempt < entry.spec.maxAttempts {
             let exponent = min(entry.attempt - 1, 20)
             // Capped before it can overflow: a backoff of years doubled 20 times exceeds Int64.

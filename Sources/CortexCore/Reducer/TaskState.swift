@@ -86,6 +86,8 @@ public struct TaskEntry: Equatable, Sendable {
     public var attempt: Int64 = 0
     /// The worker holding the current claim (while running).
     public var worker: String?
+    /// That worker's host, when its claim named one (decision 037).
+    public var host: String?
     /// When it was created (the create record's time).
     public var createdMilliseconds: Int64
     /// When its current attempt was claimed.

@@ -116,7 +116,7 @@ extension WorkerSpec {
             "request": .optional(request),
             "restart": .string(restart.rawValue),
             "task": .optional(task), "tenant": .optional(tenant), "timeout_ms": .optional(timeoutMilliseconds),
-            "tokens": .optional(tokens), "type": .string(type),
+            "tokens": .optional(tokens), "type": .string(type), "host": .optional(host),
             "unreported_tokens": unreportedTokens == .reserved ? nil : .string(unreportedTokens.rawValue),
             "workdir": .optional(workingDirectory),
         ])
@@ -150,6 +150,10 @@ extension WorkerSpec {
             logTailBytes: count("log_tail_bytes", atMost: size) ?? 30 * 1024,
             workingDirectory: json["workdir"]?.stringValue, path: json["path"]?.stringValue,
             request: json["request"]?.stringValue, pool: json["pool"]?.stringValue)
+        if let raw = json["host"], raw != .null {
+            guard let host = raw.stringValue, EtcdSettings.isValidName(host) else { return nil }
+            self.host = host
+        }
         if let raw = json["unreported_tokens"], raw != .null {
             guard let rule = raw.stringValue.flatMap(UnreportedTokens.init(rawValue:)) else { return nil }
             unreportedTokens = rule
@@ -173,6 +177,8 @@ extension MachineEvidence {
             members.append(JSONMember("cpu_pressure_millis", .int(cpuPressureMillis)))
             members.append(JSONMember("max_cpu_pressure_millis", .int(maxCPUPressureMillis)))
         }
+        // Only where the journal is shared by hosts, so a file folder's records stay as they were.
+        if let host { members.append(JSONMember("host", .string(host))) }
         return .object(members)
     }
 
@@ -201,9 +207,14 @@ extension MachineEvidence {
             pressure = value
             maxPressure = limit
         }
+        var host: String?
+        if let raw = json["host"], raw != .null {
+            guard let name = raw.stringValue, EtcdSettings.isValidName(name) else { return nil }
+            host = name
+        }
         self.init(
             cores: cores, loadMillis: load, memoryAvailableBytes: memory, maxWorkers: maxWorkers, typeLimits: typeLimits,
-            maxLoadPerCoreMillis: loadPerCore, cpuPressureMillis: pressure, maxCPUPressureMillis: maxPressure)
+            maxLoadPerCoreMillis: loadPerCore, cpuPressureMillis: pressure, maxCPUPressureMillis: maxPressure, host: host)
     }
 }
 

@@ -73,6 +73,11 @@ enum WorkerRules {
             guard let index = state.workers.owedReplacements.firstIndex(where: { $0.worker == id }) else {
                 return .refused("\(id) is owed no replacement (never lost, not restartable, or already replaced)")
             }
+            guard state.workers.owedReplacements[index].spec.host == evidence.host else {
+                // Its request file, and so its replacement, is on its own host.
+                return .refused(
+                    "\(id) ran on host \(state.workers.owedReplacements[index].spec.host ?? "(none)"): only that host replaces it")
+            }
             let owed = state.workers.owedReplacements.remove(at: index)
             return spawn(owed.spec, queue: true, evidence, recordID, position, time, &state)
         }
@@ -82,8 +87,13 @@ enum WorkerRules {
     /// pool member (restart policy other than never, not being stopped) is owed a replacement,
     /// which the reaper spawns with `worker.replace`. (Queued spawns are started by the
     /// `worker.promote` the reaper appends next.)
-    static func lost(_ id: String, reason: String, recordID: String, at time: Int64, in state: inout CortexState) -> Bool {
+    static func lost(_ id: String, host: String? = nil, reason: String, recordID: String, at time: Int64, in state: inout CortexState)
+        -> Bool
+    {
         guard var worker = state.workers.live[id], worker.status != .queued else { return false }
+        // A record naming a host ends only a worker of that host (ids are unique, but a claimer
+        // of the same name on another host must not end a supervised worker here).
+        if let host, worker.spec.host != host { return false }
         if worker.status != .stopping && worker.spec.restart != .never {
             let leftover = [worker.supervisor, worker.process].compactMap { $0 }
             state.workers.owedReplacements.append(OwedReplacement(worker: id, spec: worker.spec, leftover: leftover))
@@ -101,6 +111,11 @@ enum WorkerRules {
     ) -> Outcome {
         guard !spec.command.isEmpty else { return .rejected("a worker needs a command") }
         guard !spec.type.isEmpty else { return .rejected("a worker needs a type") }
+        // Judged on the machine it runs on: evidence read on another host says nothing of it.
+        guard spec.host == evidence.host else {
+            return .rejected(
+                "worker of host \(spec.host ?? "(none)") judged by evidence of host \(evidence.host ?? "(none)")")
+        }
         if let request = spec.request, let holder = state.workers.holder(ofRequest: request) {
             // A replayed request: one request file starts one worker (and its replacements), never two.
             return .rejected("request \(request) already belongs to worker \(holder)")
@@ -108,7 +123,8 @@ enum WorkerRules {
         if let tokens = spec.tokens, tokens > state.budget.total {
             return .refused("\(tokens) tokens requested, more than the whole budget (\(state.budget.total))")
         }
-        let waiting = state.workers.queue.count
+        // Each host's spawns queue in their own order: another host's full pool holds nothing here.
+        let waiting = state.workers.queue.filter { state.workers.live[$0]?.spec.host == spec.host }.count
         var reason = waiting > 0 ? "\(waiting) spawn\(waiting == 1 ? "" : "s") queued ahead" : nil
         let id = position.id(.worker)
         var allocation: String?
@@ -143,7 +159,8 @@ enum WorkerRules {
     private static func admit(
         _ spec: WorkerSpec, id: String, _ evidence: MachineEvidence, at time: Int64, in state: inout CortexState
     ) -> Result<String?, Infeasible> {
-        let active = state.workers.active
+        // Capacity, CPU and memory are the host's own (decision 037); tokens are shared.
+        let active = state.workers.active(on: evidence.host)
         if active.count >= evidence.maxWorkers {
             return .failure(Infeasible(reason: "pool full: \(active.count) of \(evidence.maxWorkers) workers running"))
         }
@@ -207,7 +224,10 @@ enum WorkerRules {
         -> [String]
     {
         var promoted: [String] = []
-        while let id = state.workers.queue.first, var worker = state.workers.live[id] {
+        // Only the queue of the evidence's host: a spawn waits for room on its own host.
+        while let id = state.workers.queue.first(where: { state.workers.live[$0]?.spec.host == evidence.host }),
+            var worker = state.workers.live[id]
+        {
             let admission = admit(worker.spec, id: id, evidence, at: time, in: &state)
             guard case .success(let allocation) = admission else {
                 // What holds the head of the queue now (`cortex status` names it).
@@ -217,7 +237,7 @@ enum WorkerRules {
                 }
                 break
             }
-            state.workers.queue.removeFirst()
+            state.workers.queue.removeAll { $0 == id }
             worker.status = .starting
             worker.queuedReason = nil
             worker.allocation = allocation

@@ -68,6 +68,10 @@ public struct WorkerSpec: Equatable, Sendable {
     /// The pool it belongs to (`cortex-spawn --pool N --name NAME`): `cortex pool` acts on every
     /// member by this name, and the replacement of a lost member keeps it.
     public var pool: String?
+    /// The host it runs on, when the journal is shared by several hosts (decision 037): only
+    /// that host's supervisors and reaper start, judge or signal it, and it counts against that
+    /// host's `max_workers`, CPU and memory. Nil on a folder of files (one host).
+    public var host: String?
 
     /// A spec with defaults for what is left out.
     public init(
@@ -117,12 +121,17 @@ public struct MachineEvidence: Equatable, Sendable {
     public var cpuPressureMillis: Int64?
     /// CPU pressure above which nothing new starts, in thousandths of a percent (`max_cpu_pressure`).
     public var maxCPUPressureMillis: Int64
+    /// The host these facts were read on (decision 037); nil on a folder of files. The fold
+    /// judges a spawn or promotion only against the workers of this host.
+    public var host: String?
 
     /// Evidence from its parts.
     public init(
         cores: Int64, loadMillis: Int64, memoryAvailableBytes: Int64, maxWorkers: Int64, typeLimits: [String: Int64] = [:],
-        maxLoadPerCoreMillis: Int64 = 4_000, cpuPressureMillis: Int64? = nil, maxCPUPressureMillis: Int64 = 95_000
+        maxLoadPerCoreMillis: Int64 = 4_000, cpuPressureMillis: Int64? = nil, maxCPUPressureMillis: Int64 = 95_000,
+        host: String? = nil
     ) {
+        self.host = host
         self.cpuPressureMillis = cpuPressureMillis
         self.maxCPUPressureMillis = maxCPUPressureMillis
         self.cores = cores
@@ -254,6 +263,9 @@ public struct WorkerState: Equatable, Sendable {
     public var active: [WorkerEntry] {
         IssuedID.sortedInIssueOrder(live.values.filter { $0.status.holdsCapacity }, .worker, id: \.id)
     }
+
+    /// Workers holding capacity on host `host` (nil: a folder of files, whose workers have none).
+    public func active(on host: String?) -> [WorkerEntry] { active.filter { $0.spec.host == host } }
 
     /// Live workers in the order they were created (queued ones included).
     public var all: [WorkerEntry] { IssuedID.sortedInIssueOrder(live.values, .worker, id: \.id) }

@@ -290,6 +290,7 @@ extension TaskEntry {
                 "finished_ms": .optional(finishedMilliseconds), "id": .string(id), "last_error": .optional(lastError),
                 "not_before_ms": .optional(notBeforeMilliseconds), "number": .int(number), "result": .optional(result),
                 "status": .string(status.rawValue), "tokens_used": .optional(tokensUsed), "worker": .optional(worker),
+                "host": .optional(host),
             ]).objectMembers ?? []
         return .object(members)
     }
@@ -329,6 +330,7 @@ extension TaskEntry {
             case "backoff_ms": spec.backoffMilliseconds = value.intValue ?? 1000
             case "attempt": entry.attempt = value.intValue ?? 0
             case "worker": entry.worker = value.stringValue
+            case "host": entry.host = value.stringValue
             case "claimed_ms": entry.claimedMilliseconds = value.intValue
             case "finished_ms": entry.finishedMilliseconds = value.intValue
             case "not_before_ms": entry.notBeforeMilliseconds = value.intValue

@@ -122,6 +122,7 @@ public enum Views {
                     if case .exited(let code) = exit { return JSONValue.int(Int64(code)) }
                     return nil
                 },
+                "host": .optional(worker.spec.host),
                 "heartbeat_age_s": worker.status.holdsCapacity ? heartbeatAge(worker.id).map { .double(($0 * 10).rounded() / 10) } : nil,
                 "id": .string(worker.id), "pid": worker.process.map { .int(Int64($0.pid)) },
                 "queued_reason": .optional(worker.queuedReason), "restarts": .int(worker.restarts),

@@ -1,0 +1,192 @@
+import CortexCore
+import CortexStorage
+import Foundation
+import Glibc
+import Testing
+
+/// Hosts on one etcd namespace (issue 16, docs/decisions/037): supervised workers per host,
+/// capacity per host, each host's liveness as a lease its reaper keeps, and a host that dies
+/// declared lost by another host's reaper, its work finished there. The built tools as real
+/// processes against a real 3-member cluster; kill -9 for the host's death.
+@Suite("Hosts: per-host supervision, liveness, loss", .serialized)
+struct EtcdHostLivenessTests {
+    /// One host's folder on the shared namespace.
+    struct HostFolder {
+        let root: String
+        let directory: TemporaryDirectory
+
+        init(
+            _ directory: TemporaryDirectory, host: String, cluster: EtcdCluster, namespace: String, maxWorkers: Int,
+            heartbeatTimeout: String
+        ) throws {
+            self.directory = directory
+            let folder = directory.path + "/host-" + host
+            let made = try runTool(
+                [
+                    "cortex", "init", "--dir", folder, "--backend", "etcd", "--endpoints", cluster.urls.joined(separator: ","),
+                    "--namespace", namespace, "--host-id", host, "--max-workers", String(maxWorkers), "--total-tokens", "1000",
+                ], in: directory)
+            try #require(made.exitCode == 0, "\(made)")
+            guard let resolved = realpath(folder, nil) else { throw SupportError("realpath failed") }
+            root = String(cString: resolved)
+            free(resolved)
+            // A loaded 2-core machine must not hold spawns; a short heartbeat timeout keeps the test short.
+            let path = root + "/config.json"
+            guard case .object(var members) = try JSONValue.parse(try String(contentsOfFile: path, encoding: .utf8)) else {
+                throw SupportError("config.json is not an object")
+            }
+            let changes: [String: JSONValue] = [
+                "max_load_per_core": .int(1000), "max_cpu_pressure": .int(100), "heartbeat_timeout": .string(heartbeatTimeout),
+            ]
+            for (key, value) in changes {
+                members.removeAll { $0.key == key }
+                members.append(JSONMember(key, value))
+            }
+            try Data(JSONValue.object(members).prettySerialized()).write(to: URL(fileURLWithPath: path))
+        }
+
+        /// A tool with `--dir` this folder (inserted after the tool's words).
+        func tool(_ words: [String], _ arguments: [String] = []) throws -> ToolResult {
+            try runTool(words + ["--dir", root] + arguments, in: directory)
+        }
+
+        func show(_ worker: String) throws -> JSONValue {
+            let shown = try tool(["cortex", "worker", "show", worker], ["--json"])
+            try #require(shown.exitCode == 0, "\(shown)")
+            return try #require(shown.json, "\(shown)")
+        }
+
+        func hosts() throws -> [String: JSONValue] {
+            let status = try tool(["cortex", "status"], ["--json"])
+            let json = try #require(status.json, "\(status)")
+            var rows: [String: JSONValue] = [:]
+            for row in json["hosts"]?.arrayValue ?? [] { if let host = row.string("host") { rows[host] = row } }
+            return rows
+        }
+
+        /// `cortex-reap --every 1s` on this folder, as a service.
+        func startReaper() throws -> RunningTool {
+            try RunningTool(
+                [toolsDirectory + "/cortex-reap", "--dir", root, "--every", "1s"], scratch: directory.scratch)
+        }
+
+        func waitUntil(_ what: String, timeoutSeconds: Double = 60, _ condition: () throws -> Bool) throws {
+            let deadline = Date().addingTimeInterval(timeoutSeconds)
+            while try !condition() {
+                if Date() > deadline { throw SupportError("timed out waiting until \(what)") }
+                usleep(100_000)
+            }
+        }
+    }
+
+    @Test(.timeLimit(.minutes(10)))
+    func aHostWhoseProcessesAllDieIsDeclaredLostByAnotherHostsReaperAndItsWorkFinishesThere() throws {
+        guard let cluster = try EtcdCluster.start() else { return }
+        let directory = try TemporaryDirectory()
+        let heartbeatSeconds = 4.0
+        let a = try HostFolder(directory, host: "a", cluster: cluster, namespace: "liveness", maxWorkers: 2, heartbeatTimeout: "4s")
+        let b = try HostFolder(directory, host: "b", cluster: cluster, namespace: "liveness", maxWorkers: 2, heartbeatTimeout: "4s")
+        var reapers: [RunningTool] = []
+        defer {
+            for reaper in reapers { kill(reaper.pid, SIGKILL) }
+            killFolderProcesses(root: a.root)
+            killFolderProcesses(root: b.root)
+        }
+
+        // Capacity is each host's: a pool of 2 starts on each host with max_workers 2, and a
+        // third worker on host a queues behind a's own pool (host b's room is not a's).
+        let poolA = try a.tool(["cortex-spawn"], ["--pool", "2", "--name", "pa", "--", "sleep", "1000"])
+        #expect(poolA.exitCode == 0, "\(poolA)")
+        let poolB = try b.tool(["cortex-spawn"], ["--pool", "2", "--name", "pb", "--", "sleep", "1000"])
+        #expect(poolB.exitCode == 0, "\(poolB)")
+        let third = try a.tool(["cortex-spawn"], ["--", "sleep", "1000"])
+        #expect(third.exitCode == 75 && third.stderr.contains("2 of 2"), "\(third)")
+        let membersB = poolB.stdoutLines
+        try #require(membersB.count == 2, "\(poolB)")
+        for member in poolA.stdoutLines {
+            try a.waitUntil("\(member) runs on host a") { identity(try a.show(member), "process") != nil }
+            #expect(try a.show(member)["spec"]?.string("host") == "a")
+        }
+        for member in membersB {
+            try b.waitUntil("\(member) runs on host b") { identity(try b.show(member), "process") != nil }
+            #expect(try a.show(member)["spec"]?.string("host") == "b", "host a sees host b's worker as b's")
+        }
+
+        // Host b holds a task through a claimer that dies with it.
+        let created = try a.tool(["cortex-task", "create"], ["--type", "t"])
+        #expect(created.exitCode == 0, "\(created)")
+        let claimed = try b.tool(["cortex-task", "claim"], ["--worker", "b-claimer", "--type", "t"])
+        let claim = try #require(claimed.json, "\(claimed)")
+        let task = try #require(claim.string("id"))
+        let staleToken = try #require(claim.int("claim"))
+        // Its heartbeat, kept fresh on host b as a worker's own loop would.
+        var environment = toolEnvironment
+        environment["PATH"] = toolsDirectory + ":" + (environment["PATH"] ?? "/usr/bin:/bin")
+        let heartbeat = try RunningTool(
+            [bashPath, "-c", "while cortex worker heartbeat b-claimer --dir \"$1\"; do sleep 0.5; done", "heartbeat", b.root],
+            scratch: directory.scratch, environment: environment)
+        defer { kill(heartbeat.pid, SIGKILL) }
+
+        // Each host's reaper as a service: they announce their hosts, and neither judges the
+        // other's workers by its own machine (a's reaper would otherwise take b's for lost).
+        reapers.append(try a.startReaper())
+        reapers.append(try b.startReaper())
+        try a.waitUntil("both hosts are alive") {
+            let hosts = try a.hosts()
+            return hosts["a"]?["alive"]?.boolValue == true && hosts["b"]?["alive"]?.boolValue == true
+        }
+        usleep(UInt32(heartbeatSeconds * 1_000_000) + 1_000_000)
+        for member in membersB { #expect(try a.show(member).string("status") == "running", "alive host b's workers stay") }
+        let firstOfA = try a.show(poolA.stdoutLines[0])
+        #expect(firstOfA.string("status") == "running", "\(firstOfA.jsonText)")
+        #expect(try a.tool(["cortex-task", "show", task], ["--json"]).json?.string("status") == "running")
+
+        // Host b dies: its reaper, supervisors, workers, everything, with kill -9.
+        let killedAt = Date()
+        kill(reapers[1].pid, SIGKILL)
+        kill(heartbeat.pid, SIGKILL)
+        killFolderProcesses(root: b.root)
+        try a.waitUntil("host a's reaper declares host b's workers lost") {
+            try membersB.allSatisfy { try a.show($0).string("status") == "lost" }
+        }
+        let declaredAfter = Date().timeIntervalSince(killedAt)
+        print(
+            "host b declared lost \(String(format: "%.1f", declaredAfter)) s after its processes died (heartbeat_timeout 4 s, reaper period 1 s)"
+        )
+        // A bound a person would notice, not a speed target: the lease (4 s) plus a run (1 s), with room for a loaded machine.
+        #expect(declaredAfter < heartbeatSeconds + 1 + 15, "declared after \(declaredAfter) s")
+        #expect(try a.show(membersB[0]).string("lost_reason")?.contains("host b") == true)
+        #expect(try a.hosts()["b"]?.string("liveness") == "down")
+
+        // Its task went back to the queue and finishes on host a.
+        let reclaimed = try a.tool(["cortex-task", "claim"], ["--worker", "a-claimer", "--type", "t", "--wait", "30s"])
+        let reclaim = try #require(reclaimed.json, "\(reclaimed)")
+        #expect(reclaim.string("id") == task)
+        let done = try a.tool(["cortex-task", "complete", task], ["--claim", String(reclaim.int("claim") ?? 0)])
+        #expect(done.exitCode == 0, "\(done)")
+        // Fencing: host b's stale claimer, back, cannot complete it with its old token.
+        let stale = try b.tool(["cortex-task", "complete", task], ["--claim", String(staleToken)])
+        #expect(stale.exitCode != 0, "\(stale)")
+        #expect(try a.tool(["cortex-task", "show", task], ["--json"]).json?.string("status") == "done")
+
+        // Host a never replaces host b's pool members (their request files are on b): they stay
+        // owed to b. Host a's own pool and queue are untouched.
+        let listed = try a.tool(["cortex", "pool", "list"], ["--json"])
+        let pools = try #require(listed.json, "\(listed)")["pools"]?.arrayValue ?? []
+        let pb = pools.first { $0.string("name") == "pb" }
+        #expect((pb?["members"]?.arrayValue ?? []).allSatisfy { !membersB.contains($0.stringValue ?? "") }, "\(pools)")
+        for member in poolA.stdoutLines { #expect(try a.show(member).string("status") == "running") }
+
+        // Host b comes back: its reaper announces it again and replaces its lost members on b.
+        let back = try b.tool(["cortex-reap"], ["--json"])
+        #expect(back.exitCode == 0, "\(back)")
+        #expect((back.json?["restarted"]?.arrayValue ?? []).count == 2, "\(back)")
+        #expect(try a.hosts()["b"]?["alive"]?.boolValue == true)
+
+        for pool in ["pa", "pb"] {
+            let host = pool == "pa" ? a : b
+            let stopped = try host.tool(["cortex", "pool", "stop", pool], ["--wait", "60s"])
+            #expect(stopped.exitCode == 0, "\(stopped)")
+        }
+    }
+}
