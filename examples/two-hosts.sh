@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Two hosts, one token budget and one task queue, through an etcd cluster (docs/decisions/033).
+# Two hosts, one token budget and one task queue, through an etcd cluster (docs/decisions/033 and 037).
 # Everything runs here: a local 3-member etcd cluster in a temporary folder, and two host folders
-# (host-a, host-b) on one namespace, as two machines would have. Host A sets the budget and
-# feeds tasks; claim loops on both hosts drain them, each task done once, on whichever host
-# claimed it first; then `cortex status` from each host.
+# (host-a, host-b) on one namespace, as two machines would have. Host A sets the budget; each
+# host runs its reaper and a pool of 2 workers; host A feeds tasks, and both pools drain them,
+# each task done once, on whichever host claimed it first; then `cortex status` from each host.
 #
 #   examples/two-hosts.sh [TASKS]        (needs etcd: apt-get install etcd-server; and jq)
 #
@@ -51,27 +51,31 @@ for _ in $(seq 60); do
 done
 cortex init --dir "$host_b" --backend etcd --endpoints "$endpoints" --namespace demo --host-id b   # joins: same budget
 
-echo "== host A feeds $tasks tasks; two claim loops on each host drain them"
-for i in $(seq "$tasks"); do
-  cortex-task create --dir "$host_a" --type demo --description "item $i" >/dev/null
+echo "== a reaper and a pool of 2 workers on each host; host A feeds $tasks tasks"
+# Each host's reaper keeps its liveness lease in etcd and judges only its own workers; if a host
+# died, the other's reaper would give its tasks back to the queue (docs/decisions/037).
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+for dir in "$host_a" "$host_b"; do
+  cortex-reap --dir "$dir" --every 2s >/dev/null 2>&1 & loops+=($!)
 done
-# A claim loop, as a worker on one host would run it: claim (waking on etcd's watch), work, complete.
-claim_loop() {
-  local dir=$1 worker=$2 task
-  while task=$(cortex-task claim --dir "$dir" --worker "$worker" --type demo --wait 2s); do
-    sleep 0.1   # the "work"
-    cortex-task complete "$(jq -r .id <<<"$task")" --claim "$(jq -r .claim <<<"$task")" --dir "$dir" >/dev/null
-    echo "$worker" >>"$work/done-by"
-  done
-}
-for worker in a1 a2; do claim_loop "$host_a" "$worker" & loops+=($!); done
-for worker in b1 b2; do claim_loop "$host_b" "$worker" & loops+=($!); done
+# A pool per host: its workers run there, count against that host's max_workers, and claim from
+# the one shared queue (examples/task-worker.sh), sleeping on etcd's watch until a task exists.
+# 75: queued for room (a loaded machine); the host's reaper starts them when they fit.
+for host in a b; do
+  dir=$work/host-$host
+  IDLE_LIMIT=60s cortex-spawn --dir "$dir" --pool 2 --name "pool-$host" --type demo -- bash "$here/task-worker.sh" >/dev/null \
+    || [ $? -eq 75 ]
+done
+for i in $(seq "$tasks"); do
+  cortex-task create --dir "$host_a" --type demo --description "sleep 0.$((RANDOM % 3)); echo item $i" >/dev/null
+done
 
 # Host B waits for the queue host A filled: it sleeps on etcd's watch, no polling.
-cortex-task wait --all --dir "$host_b" --timeout 2m
-wait "${loops[@]}"   # each loop ends when its claim has waited 2 s for nothing (exit 75)
-loops=()
-echo "done by host A's loops: $(grep -c '^a' "$work/done-by" || true), by host B's: $(grep -c '^b' "$work/done-by" || true)"
+cortex-task wait --all --dir "$host_b" --timeout 3m
+for host in a b; do cortex pool stop "pool-$host" --dir "$work/host-$host" --wait 30s >/dev/null; done
+on_a=$(cortex-task list --dir "$host_a" --status done --json | jq '[.tasks[] | select(.host == "a")] | length')
+on_b=$(cortex-task list --dir "$host_a" --status done --json | jq '[.tasks[] | select(.host == "b")] | length')
+echo "done on host a: $on_a, on host b: $on_b"
 
 echo "== cortex-budget allocate on host B, seen on host A"
 cortex-budget allocate --dir "$host_b" --tokens 500 --holder b1 >/dev/null

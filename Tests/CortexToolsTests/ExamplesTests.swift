@@ -14,7 +14,7 @@ struct ExamplesTests {
     }
 
     /// examples/two-hosts.sh: a local 3-member etcd cluster, two host folders on one namespace,
-    /// claim loops on both; every task is done once and both hosts say so.
+    /// a reaper and a pool on each; every task is done once and both hosts say so.
     @Test(
         .enabled(if: jqPath != nil && executableOnPath("etcd") != nil, "etcd and jq are needed (apt-get install etcd-server jq)"),
         .timeLimit(.minutes(5)))
@@ -24,7 +24,7 @@ struct ExamplesTests {
         #expect(result.exitCode == 0, "\(result)")
         let done = result.stdoutLines.filter { $0.hasPrefix("tasks ") }
         #expect(done.count == 2 && done.allSatisfy { $0.contains("done 8") }, "\(result)")
-        let shares = result.stdoutLines.first { $0.hasPrefix("done by host A's loops:") } ?? ""
+        let shares = result.stdoutLines.first { $0.hasPrefix("done on host a:") } ?? ""
         let counts = shares.split(whereSeparator: { !$0.isNumber }).compactMap { Int($0) }
         #expect(counts.reduce(0, +) == 8, "each task done exactly once: \(result)")
     }
