@@ -55,7 +55,7 @@ public enum ReapTool {
         var runs = 0
         while true {
             do throws(CortexError) {
-                Output.print(try reapOnce(invocation), json: invocation.arguments[CommonOptions.json], command: "cortex-reap")
+                Output.print(try reapOnce(invocation, period: runs == 0 ? interval : nil), json: invocation.arguments[CommonOptions.json], command: "cortex-reap")
             } catch {
                 // The first run's failure (no folder, bad config) is the caller's; later ones wait for the next run.
                 if runs == 0 { throw error }
@@ -67,12 +67,19 @@ public enum ReapTool {
         return Report(text: "", json: .null)
     }
 
-    /// One reaper run (`cortex-reap` without `--every`).
-    static func reapOnce(_ invocation: Invocation) throws(CortexError) -> Report {
+    /// One reaper run (`cortex-reap` without `--every`). `period`: the service's interval, given
+    /// on its first run, to warn when it is too long to keep a shared journal's host lease alive.
+    static func reapOnce(_ invocation: Invocation, period: Int64? = nil) throws(CortexError) -> Report {
         let arguments = invocation.arguments
         let dryRun = arguments[Self.dryRun]
         let store = try invocation.openStore()
         let heartbeatTimeout = arguments[Self.heartbeatTimeout] ?? store.config.heartbeatTimeoutMilliseconds
+        if let period, store.config.hostID != nil, period * 2 > heartbeatTimeout {
+            // The lease lasts heartbeat_timeout (decision 037): a run must come well within it.
+            WorkerSupervision.warn(
+                "--every \(Wording.duration(period)) is more than half the heartbeat timeout (\(Wording.duration(heartbeatTimeout))): this host's liveness lease may lapse between runs, and other hosts' reapers would take its workers for lost"
+            )
+        }
         let grace = arguments[Self.grace] ?? 5_000
         let resultTTL = arguments[Self.resultTTL] ?? store.config.resultRetentionMilliseconds
         let archiveRetention = arguments[Self.archiveRetention] ?? store.config.archiveRetentionMilliseconds
