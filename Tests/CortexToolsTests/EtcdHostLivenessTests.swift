@@ -190,3 +190,52 @@ struct EtcdHostLivenessTests {
         }
     }
 }
+
+/// A cluster member that accepts connections and never answers (issue 16): every tool on a
+/// folder whose only endpoint it is ends with 75 and one line after the client's timeouts,
+/// never hangs. No etcd needed: the member is a listener that never reads.
+@Suite("A member that never answers")
+struct SilentMemberTests {
+    @Test(.timeLimit(.minutes(5)))
+    func noToolHangsOnAMemberThatNeverAnswers() throws {
+        guard executableOnPath("python3") != nil else {
+            print("skipped: python3 is not installed (it plays the silent member)")
+            return
+        }
+        let directory = try TemporaryDirectory()
+        let listener = try RunningTool(
+            [
+                "/usr/bin/env", "python3", "-c",
+                "import socket,sys,time\ns=socket.socket(); s.bind(('127.0.0.1',0)); s.listen(64)\nopen(sys.argv[1],'w').write(str(s.getsockname()[1])); time.sleep(600)",
+                directory.scratch + "/port",
+            ], scratch: directory.scratch)
+        defer { kill(listener.pid, SIGKILL) }
+        var port = ""
+        for _ in 0..<100 where port.isEmpty {
+            port = (try? String(contentsOfFile: directory.scratch + "/port", encoding: .utf8)) ?? ""
+            usleep(50_000)
+        }
+        try #require(!port.isEmpty, "the silent member did not start")
+        let folder = directory.path + "/host"
+        let commands: [[String]] = [
+            [
+                "cortex", "init", "--dir", folder, "--backend", "etcd", "--endpoints", "http://127.0.0.1:\(port)", "--namespace", "n",
+                "--host-id", "h",
+            ],
+            ["cortex-budget", "allocate", "--dir", folder, "--tokens", "5"], ["cortex-task", "create", "--dir", folder, "--type", "t"],
+            ["cortex", "status", "--dir", folder], ["cortex-reap", "--dir", folder],
+            ["cortex-spawn", "--dir", folder, "--", "true"],
+        ]
+        for command in commands {
+            let started = Date()
+            let result = try runTool(command, in: directory)
+            let seconds = Date().timeIntervalSince(started)
+            print(
+                "\(command.prefix(2).joined(separator: " ")) on a silent member: exit \(result.exitCode.map(String.init) ?? "signal") after \(String(format: "%.1f", seconds)) s"
+            )
+            #expect(result.exitCode == 75 && result.stderrLines.count == 1, "\(command): \(result)")
+            // A generous bound on "does not hang", not a speed target.
+            #expect(seconds < 90, "\(command) took \(seconds) s")
+        }
+    }
+}
