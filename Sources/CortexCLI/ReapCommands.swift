@@ -55,7 +55,9 @@ public enum ReapTool {
         var runs = 0
         while true {
             do throws(CortexError) {
-                Output.print(try reapOnce(invocation, period: runs == 0 ? interval : nil), json: invocation.arguments[CommonOptions.json], command: "cortex-reap")
+                Output.print(
+                    try reapOnce(invocation, period: runs == 0 ? interval : nil), json: invocation.arguments[CommonOptions.json],
+                    command: "cortex-reap")
             } catch {
                 // The first run's failure (no folder, bad config) is the caller's; later ones wait for the next run.
                 if runs == 0 { throw error }

@@ -515,7 +515,7 @@ public final class CoordinationStore {
                     layout.workerView, state.workers.version,
                     {
                         Views.workerPool(
-                            self.state, maxWorkers: self.config.maxWorkers, nowMilliseconds: nowMilliseconds,
+                            self.state, maxWorkers: self.config.maxWorkers, host: self.config.hostID, nowMilliseconds: nowMilliseconds,
                             heartbeatAge: { self.layout.heartbeatAge($0, nowMilliseconds: nowMilliseconds) })
                     }
                 ),

@@ -109,9 +109,10 @@ public enum Views {
     /// `worker-pool.json`: capacity, supervised workers (live ones, then the last ones that ended)
     /// with state, pid, start time, task, tokens, restarts, last exit and heartbeat age, and the
     /// spawn queue in order. `heartbeatAge` reads a worker's heartbeat file age in seconds (the
-    /// one environment fact of a view; the file is the heartbeat, docs/design.md).
+    /// one environment fact of a view; the file is the heartbeat, docs/design.md). Where hosts
+    /// share the journal, `capacity` is host `host`'s (its workers against its `max_workers`).
     public static func workerPool(
-        _ state: CortexState, maxWorkers: Int, nowMilliseconds: Int64, heartbeatAge: (String) -> Double?
+        _ state: CortexState, maxWorkers: Int, host: String? = nil, nowMilliseconds: Int64, heartbeatAge: (String) -> Double?
     ) -> JSONValue {
         let workers = state.workers
         func row(_ worker: WorkerEntry) -> JSONValue {
@@ -137,7 +138,7 @@ public enum Views {
                 "tokens": .optional(worker.spec.tokens), "type": .string(worker.spec.type),
             ])
         }
-        let active = workers.active
+        let active = workers.active(on: host)
         var byType: [String: Int64] = [:]
         for worker in active { byType[worker.spec.type, default: 0] += 1 }
         return .object([
