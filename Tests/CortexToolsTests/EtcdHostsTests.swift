@@ -148,6 +148,31 @@ struct EtcdHostsTests {
         #expect(twice.isEmpty, "records appended more than once: \(twice)")
     }
 
+    /// The proxy cuts a reply only after the member committed the write: a client that hears
+    /// nothing back finds its key there, and a client that fails over to a member retries into
+    /// the same key and gets the first write's revision (`created` false), not a second record.
+    @Test(.timeLimit(.minutes(10)))
+    func aRetryAfterACutAppendReplyReturnsTheFirstWritesRevision() throws {
+        guard let cluster = try EtcdCluster.start() else { return }
+        let proxy = try CuttingProxy(upstreamPort: cluster.members[0].clientPort, cutEvery: 1)
+        defer { proxy.stop() }
+        let direct = try cluster.client()
+        // Through the proxy alone: the call fails, the write is in.
+        let alone = try EtcdClient(endpoints: [proxy.url], timeoutMilliseconds: 5000, attempts: 1)
+        let lost = Array("cut/lost".utf8)
+        #expect(throws: CortexError.self) { try alone.createIfAbsent(key: lost, value: Array("one".utf8)) }
+        let stored = try direct.range(prefix: lost, minimumRevision: 0, maximumRevision: nil, limit: 10)
+        #expect(stored.keyValues.map(\.value) == [Array("one".utf8)], "the cut write was committed")
+        // The proxy first, then a member: the retry finds the first write.
+        let failingOver = try EtcdClient(endpoints: [proxy.url, cluster.urls[1]], timeoutMilliseconds: 5000, attempts: 2)
+        let retried = Array("cut/retried".utf8)
+        let creation = try failingOver.createIfAbsent(key: retried, value: Array("two".utf8))
+        let written = try direct.range(prefix: retried, minimumRevision: 0, maximumRevision: nil, limit: 10)
+        #expect(!creation.created, "the first attempt wrote the key; the retry found it")
+        #expect(written.keyValues.map(\.modRevision) == [creation.revision], "the first write's revision, one key")
+        #expect(proxy.cuts == 2, "\(proxy.cuts) cuts")
+    }
+
     /// The index of the member that says it leads (its own id is the leader id it reports).
     private func leaderIndex(of cluster: EtcdCluster) -> Int? {
         for (index, endpoint) in cluster.endpoints.enumerated() {
