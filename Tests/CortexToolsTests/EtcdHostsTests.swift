@@ -11,11 +11,10 @@ import Testing
 struct EtcdHostsTests {
     /// `cortex init --backend etcd` for one host's folder.
     private func initHost(
-        _ folder: String, host: String, cluster: EtcdCluster, endpoints: [String]? = nil, namespace: String, totalTokens: Int?,
-        in directory: TemporaryDirectory
+        _ folder: String, host: String, cluster: EtcdCluster, namespace: String, totalTokens: Int?, in directory: TemporaryDirectory
     ) throws -> ToolResult {
         var command = [
-            "cortex", "init", "--dir", folder, "--backend", "etcd", "--endpoints", (endpoints ?? cluster.urls).joined(separator: ","),
+            "cortex", "init", "--dir", folder, "--backend", "etcd", "--endpoints", cluster.urls.joined(separator: ","),
             "--namespace", namespace, "--host-id", host,
         ]
         if let totalTokens { command += ["--total-tokens", String(totalTokens)] }
@@ -63,8 +62,11 @@ struct EtcdHostsTests {
         defer { proxy.stop() }
         let endpointsB = [proxy.url] + cluster.urls
         #expect(try initHost(hostA, host: "a", cluster: cluster, namespace: "chaos", totalTokens: 100, in: directory).exitCode == 0)
-        let joined = try initHost(
-            hostB, host: "b", cluster: cluster, endpoints: endpointsB, namespace: "chaos", totalTokens: nil, in: directory)
+        let joined = try runTool(
+            [
+                "cortex", "init", "--dir", hostB, "--backend", "etcd", "--endpoints", endpointsB.joined(separator: ","),
+                "--namespace", "chaos", "--host-id", "b",
+            ], in: directory)
         #expect(joined.exitCode == 0, "\(joined)")
         let tasks = 40
         var created: Set<String> = []
