@@ -43,13 +43,14 @@ struct EtcdHostsTests {
         #expect(status.exitCode == 0 && !status.stderr.contains("lost"), "\(status)")
     }
 
-    /// Claim loops on two hosts drain a queue while the cluster's leader is killed with kill -9
-    /// and host B's connections lose append replies: B's config lists a `CuttingProxy` to one
-    /// follower first, which cuts every second `kv/txn` reply after the member committed it, so
-    /// B's tools fail over with the append already in. Every task is created once and done
-    /// exactly once in a fresh fold of the namespace, no record is in it twice (a retry after a
-    /// lost reply finds the key the first write created), and every tool call ends with 0, 1 or
-    /// 75, never a crash or a hang past its timeout.
+    /// Claim loops on two hosts drain a queue while the cluster's leader is killed with kill -9:
+    /// every task is done, and each exactly once in a fresh fold of the namespace (the append is
+    /// idempotent, and the other two members elect a new leader). At the same time host B's
+    /// connections lose append replies: B's config lists a `CuttingProxy` to one follower first,
+    /// which cuts every second `kv/txn` reply after the member committed it, so B's tools fail
+    /// over with the append already in. Every task is created once, no record is in the fold
+    /// twice (a retry after a lost reply finds the key the first write created), and every tool
+    /// call ends with 0, 1 or 75, never a crash or a hang past its timeout.
     @Test(.timeLimit(.minutes(10)))
     func everyTaskIsDoneExactlyOnceWhileTheLeaderIsKilledAndAppendRepliesAreCut() throws {
         guard let cluster = try EtcdCluster.start() else { return }
