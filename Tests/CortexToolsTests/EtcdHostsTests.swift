@@ -23,61 +23,147 @@ struct EtcdHostsTests {
 
     /// Claim loops on two hosts drain a queue while the cluster's leader is killed with kill -9:
     /// every task is done, and each exactly once in a fresh fold of the namespace (the append is
-    /// idempotent, and the other two members elect a new leader).
+    /// idempotent, and the other two members elect a new leader). At the same time host B's
+    /// connections lose append replies: B's config lists a `CuttingProxy` to one follower first,
+    /// which cuts every second `kv/txn` reply after the member committed it, so B's tools fail
+    /// over with the append already in. Every task is created once, no record is in the fold
+    /// twice (a retry after a lost reply finds the key the first write created), and every tool
+    /// call ends with 0, 1 or 75, never a crash or a hang past its timeout.
     @Test(.timeLimit(.minutes(10)))
-    func everyTaskIsDoneExactlyOnceWhileTheLeaderIsKilled() throws {
+    func everyTaskIsDoneExactlyOnceWhileTheLeaderIsKilledAndAppendRepliesAreCut() throws {
         guard let cluster = try EtcdCluster.start() else { return }
         let directory = try TemporaryDirectory()
         let hostA = directory.path + "/host-a"
         let hostB = directory.path + "/host-b"
+        // The proxy fronts a follower, so the kill -9 below leaves it a live member to cut.
+        let follower = try #require(cluster.endpoints.indices.first { $0 != leaderIndex(of: cluster) })
+        let proxy = try CuttingProxy(upstreamPort: cluster.members[follower].clientPort, cutEvery: 2)
+        defer { proxy.stop() }
+        let endpointsB = [proxy.url] + cluster.urls
         #expect(try initHost(hostA, host: "a", cluster: cluster, namespace: "chaos", totalTokens: 100, in: directory).exitCode == 0)
-        #expect(try initHost(hostB, host: "b", cluster: cluster, namespace: "chaos", totalTokens: nil, in: directory).exitCode == 0)
+        let joined = try runTool(
+            [
+                "cortex", "init", "--dir", hostB, "--backend", "etcd", "--endpoints", endpointsB.joined(separator: ","),
+                "--namespace", "chaos", "--host-id", "b",
+            ], in: directory)
+        #expect(joined.exitCode == 0, "\(joined)")
         let tasks = 40
+        var created: Set<String> = []
         for _ in 0..<tasks {
-            #expect(try runTool(["cortex-task", "create", "--dir", hostA, "--type", "t"], in: directory).exitCode == 0)
+            let made = try runTool(["cortex-task", "create", "--dir", hostB, "--type", "t"], in: directory)
+            #expect(made.exitCode == 0, "\(made)")
+            created.insert(made.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
         }
+        #expect(created.count == tasks, "every create printed its own task: \(created)")
+        #expect(proxy.cuts > 0, "creating tasks on host B lost append replies")
         // A claim loop that goes on through failed calls (75 while the cluster elects a leader)
-        // until the stop file appears.
+        // until the stop file appears; every call's exit status goes to the log ("timeout" ends
+        // a call that hangs: 124 or 137 in the log).
         let stop = directory.scratch + "/stop"
         let loop = #"""
+            call() { timeout -k 5 120 "$@"; rc=$?; echo "$1 $2 $rc" >>"$LOG"; return $rc; }
             while [ ! -e "$STOP" ]; do
-              task=$(cortex-task claim --dir "$DIR" --worker "$W" --type t --wait 1s) || { sleep 0.1; continue; }
+              task=$(call cortex-task claim --dir "$DIR" --worker "$W" --type t --wait 1s) || { sleep 0.1; continue; }
               id=$(printf '%s' "$task" | sed 's/.*"id":"\([^"]*\)".*/\1/')
               claim=$(printf '%s' "$task" | sed 's/.*"claim":\([0-9]*\).*/\1/')
               sleep 0.05
-              until cortex-task complete "$id" --claim "$claim" --dir "$DIR" >/dev/null 2>&1 || [ -e "$STOP" ]; do sleep 0.2; done
+              until call cortex-task complete "$id" --claim "$claim" --dir "$DIR" >/dev/null 2>&1 || [ -e "$STOP" ]; do sleep 0.2; done
             done
             """#
         var loops: [RunningTool] = []
+        var logs: [String] = []
+        defer {
+            // Loops end on their own even when a check below throws (no tool left running).
+            _ = FileManager.default.createFile(atPath: stop, contents: Data())
+            for loop in loops { _ = loop.wait() }
+        }
         for (folder, worker) in [(hostA, "a1"), (hostA, "a2"), (hostB, "b1"), (hostB, "b2")] {
             var environment = toolEnvironment
             environment["DIR"] = folder
             environment["W"] = worker
             environment["STOP"] = stop
+            environment["LOG"] = directory.scratch + "/calls-\(worker).log"
             environment["PATH"] = toolsDirectory + ":" + (environment["PATH"] ?? "/usr/bin:/bin")
+            logs.append(environment["LOG"]!)
             loops.append(try RunningTool([bashPath, "-c", loop], scratch: directory.scratch, environment: environment))
         }
-        usleep(500_000)
-        // The leader: the member whose own id is the leader id it reports.
-        var leader: Int?
-        for (index, endpoint) in cluster.endpoints.enumerated() where leader == nil {
-            let client = try EtcdClient(endpoints: [endpoint.url], timeoutMilliseconds: 2000, attempts: 1)
-            if let status = try? client.status(), status.memberID == status.leaderID { leader = index }
+        // Mid-run: once a quarter of the tasks are done (the logs say so), the leader goes.
+        let completedCalls = {
+            logs.map { ((try? String(contentsOfFile: $0, encoding: .utf8)) ?? "").components(separatedBy: "complete 0\n").count - 1 }
+                .reduce(0, +)
         }
-        let killed = try #require(leader, "no member said it leads")
+        for _ in 0..<3_000 where completedCalls() < tasks / 4 { usleep(20_000) }
+        let doneBeforeTheKill = completedCalls()
+        let killed = try #require(leaderIndex(of: cluster), "no member said it leads")
         cluster.kill(member: killed)
-        let waited = try runTool(["cortex-task", "wait", "--all", "--dir", hostB, "--timeout", "3m"], in: directory)
+        #expect(doneBeforeTheKill >= tasks / 4 && doneBeforeTheKill < tasks, "\(doneBeforeTheKill) tasks done before the kill")
+        let waited = try runTool(["cortex-task", "wait", "--all", "--dir", hostA, "--timeout", "3m"], in: directory)
         _ = FileManager.default.createFile(atPath: stop, contents: Data())
         let loopResults = loops.map { $0.wait() }
         #expect(waited.exitCode == 0, "\(waited) \(loopResults.map { $0.stderr.suffix(600) })")
+        #expect(proxy.cuts > 1, "the proxy cut \(proxy.cuts) of \(proxy.matching) append replies")
 
+        // Every call ended with a documented status: 0, 1 (no task, a stale claim) or 75.
+        var calls = 0
+        for log in logs {
+            for line in ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").split(separator: "\n") {
+                calls += 1
+                let status = Int(line.split(separator: " ").last ?? "") ?? -1
+                #expect([0, 1, 75].contains(status), "\(log): \(line)")
+            }
+        }
+        #expect(calls >= 2 * tasks, "\(calls) calls logged")
+
+        // A fresh fold: each task created once and completed once, no record twice.
         let journal = try EtcdJournal(kv: cluster.client(), namespace: "chaos")
         var state = CortexState()
         var completions: [String: Int] = [:]
+        var recordIDs: [String: Int] = [:]
         _ = try journal.readForward(from: .start) { (record, position) throws(CortexError) in
+            recordIDs[record.id, default: 0] += 1
             if case .completed(let task) = Reducer.reduce(&state, record, at: position) { completions[task, default: 0] += 1 }
         }
-        #expect(completions.count == tasks && completions.values.allSatisfy { $0 == 1 }, "\(completions)")
+        #expect(Set(completions.keys) == created, "\(completions)")
+        #expect(completions.values.allSatisfy { $0 == 1 }, "\(completions)")
+        let twice = recordIDs.filter { $0.value > 1 }
+        #expect(twice.isEmpty, "records appended more than once: \(twice)")
+    }
+
+    /// The proxy cuts a reply only after the member committed the write: a client that hears
+    /// nothing back finds its key there, and a client that fails over to a member retries into
+    /// the same key and gets the first write's revision (`created` false), not a second record.
+    @Test(.timeLimit(.minutes(10)))
+    func aRetryAfterACutAppendReplyReturnsTheFirstWritesRevision() throws {
+        guard let cluster = try EtcdCluster.start() else { return }
+        let proxy = try CuttingProxy(upstreamPort: cluster.members[0].clientPort, cutEvery: 1)
+        defer { proxy.stop() }
+        let direct = try cluster.client()
+        // Through the proxy alone: the call fails, the write is in.
+        let alone = try EtcdClient(endpoints: [proxy.url], timeoutMilliseconds: 5000, attempts: 1)
+        let lost = Array("cut/lost".utf8)
+        #expect(throws: CortexError.self) { try alone.createIfAbsent(key: lost, value: Array("one".utf8)) }
+        let stored = try direct.range(prefix: lost, minimumRevision: 0, maximumRevision: nil, limit: 10)
+        #expect(stored.keyValues.map(\.value) == [Array("one".utf8)], "the cut write was committed")
+        // The proxy first, then a member: the retry finds the first write.
+        let failingOver = try EtcdClient(endpoints: [proxy.url, cluster.urls[1]], timeoutMilliseconds: 5000, attempts: 2)
+        let retried = Array("cut/retried".utf8)
+        let creation = try failingOver.createIfAbsent(key: retried, value: Array("two".utf8))
+        let written = try direct.range(prefix: retried, minimumRevision: 0, maximumRevision: nil, limit: 10)
+        #expect(!creation.created, "the first attempt wrote the key; the retry found it")
+        #expect(written.keyValues.map(\.modRevision) == [creation.revision], "the first write's revision, one key")
+        #expect(proxy.cuts == 2, "\(proxy.cuts) cuts")
+    }
+
+    /// The index of the member that says it leads (its own id is the leader id it reports).
+    private func leaderIndex(of cluster: EtcdCluster) -> Int? {
+        for (index, endpoint) in cluster.endpoints.enumerated() {
+            guard cluster.members[index].process != nil,
+                let client = try? EtcdClient(endpoints: [endpoint.url], timeoutMilliseconds: 2000, attempts: 1),
+                let status = try? client.status()
+            else { continue }
+            if status.memberID == status.leaderID { return index }
+        }
+        return nil
     }
 
     /// A folder on a cluster that asks for client certificates: with the files given to init it

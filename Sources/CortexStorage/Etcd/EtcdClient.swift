@@ -296,9 +296,10 @@ public final class EtcdClient: EtcdKV {
             ])
         ]).serialized()
         var failures: [String] = []
+        let first = preferredIndex  // fixed for the call: a failure moves the preference, not this round
         for attempt in 0..<attempts {
             pauseBeforeRound(attempt)
-            let index = (preferredIndex + attempt) % endpoints.count
+            let index = (first + attempt) % endpoints.count
             let endpoint = endpoints[index]
             let deadline = Socket.deadline(afterMilliseconds: timeoutMilliseconds)
             var connection: HTTPConnection?
@@ -464,9 +465,10 @@ public final class EtcdClient: EtcdKV {
     {
         let bytes = body.serialized()
         var failures: [String] = []
+        let first = preferredIndex  // fixed for the call: a failure moves the preference, not this round
         for attempt in 0..<attempts {
             pauseBeforeRound(attempt)
-            let index = (preferredIndex + attempt) % endpoints.count
+            let index = (first + attempt) % endpoints.count
             let endpoint = endpoints[index]
             let deadline = Socket.deadline(afterMilliseconds: timeoutMilliseconds)
             var connection: HTTPConnection?
