@@ -143,6 +143,36 @@ final class FakeEtcdKV: EtcdKV, @unchecked Sendable {
         }
     }
 
+    func get(key: [UInt8]) throws(CortexError) -> EtcdKeyValue? {
+        try locked { () throws(CortexError) in
+            try enter("get")
+            return entries[key].map { EtcdKeyValue(key: key, value: $0.value, modRevision: $0.modRevision) }
+        }
+    }
+
+    func putAll(_ puts: [(key: [UInt8], value: [UInt8])], ifModifiedBelow revision: Int64, key: [UInt8])
+        throws(CortexError) -> (previous: EtcdKeyValue?, revision: Int64)?
+    {
+        try locked { () throws(CortexError) in
+            try enter("txn")
+            guard (entries[key]?.modRevision ?? 0) < revision else { return nil }
+            let previous = entries[key].map { EtcdKeyValue(key: key, value: $0.value, modRevision: $0.modRevision) }
+            // One transaction: one revision for every put.
+            self.revision += 1
+            let now = self.revision
+            for put in puts {
+                let created = entries[put.key]?.createRevision ?? now
+                entries[put.key] = Entry(value: put.value, createRevision: created, modRevision: now)
+                self.puts.append(EtcdKeyValue(key: put.key, value: put.value, modRevision: now))
+            }
+            pthread_cond_broadcast(changed)
+            return (previous, now)
+        }
+    }
+
+    /// The values stored under `prefix`.
+    func keys(under prefix: [UInt8]) -> [[UInt8]] { unchecked { entries.keys.filter { $0.starts(with: prefix) } } }
+
     func watch(prefix: [UInt8], startRevision: Int64) throws(CortexError) -> any EtcdWatch {
         try locked { () throws(CortexError) in
             try enter("watch")
@@ -296,9 +326,27 @@ final class FakeEtcdKV: EtcdKV, @unchecked Sendable {
         let all = try readAll(journal)
         #expect(all.records.map { $0.0.data["total"]?.intValue } == (1...10).map { Int64($0) })
         #expect(all.records.map(\.1) == positions)
-        #expect(cluster.calls("range") - rangesBefore == 4, "10 records, 3 a page")
+        #expect(cluster.calls("range") - rangesBefore == 5, "10 records, 3 a page, then a look for a compaction's marker")
         let fromMiddle = try readAll(journal, from: positions[4])
         #expect(fromMiddle.records.map(\.1) == Array(positions[4...]))
+    }
+
+    @Test func aCompactionBetweenThePagesOfAReadFailsItRatherThanMissRecords() throws {
+        let cluster = FakeEtcdKV()
+        let journal = try EtcdJournal(kv: cluster, namespace: "n", pageSize: 3)
+        var positions: [JournalPosition] = []
+        for total in 1...10 { positions.append(try journal.append(try line(.budgetSet(total: Int64(total))), tail: .start).position) }
+        var compacted = false
+        let error = #expect(throws: CortexError.self) {
+            _ = try journal.readForward(from: .start) { _, _ throws(CortexError) in
+                // Another host's snapshot writer compacts while this read is between its pages.
+                if !compacted {
+                    compacted = true
+                    _ = try journal.deleteRecords(before: positions[7])
+                }
+            }
+        }
+        #expect(error.map(EtcdJournal.isCompaction) == true)
     }
 
     @Test func aReadSeesTheJournalAtOneRevisionAndAppendsDuringItAreReadNext() throws {

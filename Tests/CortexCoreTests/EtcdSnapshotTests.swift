@@ -1,0 +1,221 @@
+import Glibc
+import Testing
+
+@testable import CortexCore
+@testable import CortexStorage
+
+/// A host folder over an etcd namespace on `kv` (the fake or a real cluster), opened as the tools
+/// open it, with a small `snapshot_every_records`.
+private final class HostFolder {
+    let directory: TemporaryDirectory
+    let root: String
+    let kv: any EtcdKV
+
+    init(kv: any EtcdKV, namespace: String = "n", host: String, every: Int = 4) throws {
+        directory = try TemporaryDirectory()
+        root = directory.path + "/coordination"
+        self.kv = kv
+        var config = CortexConfig()
+        config.snapshotEveryRecords = every
+        config.backend = .etcd(try EtcdSettings(endpoints: ["http://127.0.0.1:1"], namespace: namespace, hostID: host, path: "test"))
+        try CoordinationStore.createLayout(CoordinationLayout(root: root), config: config)
+    }
+
+    func open() throws -> CoordinationStore { try CoordinationStore.open(root: root, createIfMissing: false, etcd: kv) }
+
+    /// One `cortex-budget allocate` call: open, submit, publish.
+    /// - Returns: true when the allocation was granted.
+    @discardableResult
+    func allocate(_ tokens: Int64 = 1) throws -> Bool {
+        let store = try open()
+        let outcome = try store.submit(.budgetAllocate(BudgetRequest(tokens: tokens))).outcome
+        store.publishAfterRecording()
+        #expect(store.warnings.isEmpty)
+        if case .granted = outcome { return true }
+        return false
+    }
+}
+
+/// The keys under the journal prefix of namespace `n`.
+private func journalKeys(_ kv: any EtcdKV, namespace: String = "n") throws -> Int {
+    try kv.range(prefix: Array("\(namespace)/journal/".utf8), minimumRevision: 0, maximumRevision: nil, limit: 10_000).keyValues.count
+}
+
+/// What a fold shows of the budget (the allocations with their ids), at a fixed time.
+private func budget(_ store: CoordinationStore) -> JSONValue { Views.budget(store.state, nowMilliseconds: 0) }
+
+/// Snapshots stored in etcd, the records they cover deleted, and the round trips of a call
+/// (docs/decisions/035), on the in-memory cluster and on a real 3-member one.
+@Suite(.serialized) struct EtcdSnapshotTests {
+    /// The scenarios on a cluster: `kv`, and a witness that folded every record as it arrived
+    /// (before any was deleted), to compare every host's fold with.
+    private func newHostStartsFromTheStoredSnapshot(_ kv: any EtcdKV) throws {
+        let first = try HostFolder(kv: kv, host: "a")
+        let witness = try CoordinationStore.over(EtcdJournal(kv: kv, namespace: "n"))
+        let setup = try first.open()
+        _ = try setup.submit(.budgetSet(total: 1_000_000))
+        setup.publishAfterRecording()
+        for _ in 0..<40 {
+            try first.allocate()
+            try witness.catchUp()
+        }
+        #expect(witness.state.recordsFolded == 41)
+        #expect(try journalKeys(kv) <= 10, "records the stored snapshot covers are deleted (a range of the prefix is short)")
+        let stored = try #require(try EtcdJournal(kv: kv, namespace: "n").storedSnapshot())
+        #expect(SnapshotCodec.journalIdentity(ImmutableBytes(stored))?["namespace"]?.stringValue == "n")
+
+        let second = try HostFolder(kv: kv, host: "b")
+        let joined = try second.open()
+        #expect(joined.recordsSinceSnapshot < 10, "the new host read \(joined.recordsSinceSnapshot) of 41 records")
+        #expect(budget(joined) == budget(witness))
+        #expect(joined.state.recordsFolded == 41)
+        #expect(ImmutableBytes.map(joined.layout.snapshot) != nil, "the stored snapshot is cached in the folder")
+        // Both hosts go on; every fold still equals the witness's.
+        #expect(try second.allocate())
+        try first.allocate()
+        try witness.catchUp()
+        #expect(budget(try first.open()) == budget(witness))
+        #expect(budget(try second.open()) == budget(witness))
+    }
+
+    private func staleLocalSnapshotRecovers(_ kv: any EtcdKV) throws {
+        let first = try HostFolder(kv: kv, host: "a")
+        let second = try HostFolder(kv: kv, host: "b")
+        let witness = try CoordinationStore.over(EtcdJournal(kv: kv, namespace: "n"))
+        let setup = try first.open()
+        _ = try setup.submit(.budgetSet(total: 1_000_000))
+        setup.publishAfterRecording()
+        for _ in 0..<3 { try first.allocate() }
+        // Host b caches a snapshot now, and keeps one store open (a long-lived caller).
+        let early = try second.open()
+        try early.writeSnapshot()
+        for _ in 0..<40 {
+            try first.allocate()
+            try witness.catchUp()
+        }
+        #expect(try journalKeys(kv) <= 10)
+        try early.catchUp()
+        #expect(budget(early) == budget(witness), "a store behind the compaction starts again from the stored snapshot")
+        let reopened = try second.open()
+        #expect(budget(reopened) == budget(witness), "a folder whose snapshot predates the compaction recovers")
+        #expect(try second.allocate())
+    }
+
+    private func hostileStoredSnapshotsAreIgnored(_ kv: any EtcdKV) throws {
+        let first = try HostFolder(kv: kv, host: "a", every: 1000)
+        let setup = try first.open()
+        _ = try setup.submit(.budgetSet(total: 100))
+        for _ in 0..<3 { try first.allocate() }
+        let witness = try CoordinationStore.over(EtcdJournal(kv: kv, namespace: "n"))
+        var forged = witness.state
+        forged.budget.total = 999
+        let key = Array("n/snapshot".utf8)
+        func identity(_ namespace: String, _ position: JournalPosition, _ id: String) -> JSONValue {
+            .object([
+                JSONMember("backend", "etcd"), JSONMember("last_position", position.json), JSONMember("last_record", .string(id)),
+                JSONMember("namespace", .string(namespace)),
+            ])
+        }
+        // The witness's last record: a real id at its real revision.
+        var lastID = ""
+        var lastPosition = JournalPosition.start
+        _ = try EtcdJournal(kv: kv, namespace: "n").readForward(from: .start) { record, at in
+            lastID = record.id
+            lastPosition = at
+        }
+        var flipped = SnapshotCodec.encode(
+            forged, position: witness.position, writtenAtMilliseconds: 0, journal: identity("n", lastPosition, lastID))
+        flipped[flipped.count - 2] ^= 0x01
+        let hostile: [(String, [UInt8])] = [
+            ("garbage", Array("not a snapshot\n{\"format\":4}\n".utf8)),
+            (
+                "another namespace",
+                SnapshotCodec.encode(
+                    forged, position: witness.position, writtenAtMilliseconds: 0, journal: identity("m", lastPosition, lastID))
+            ),
+            (
+                "a future revision",
+                SnapshotCodec.encode(
+                    forged, position: JournalPosition(segment: 1, offset: 1_000_000_000), writtenAtMilliseconds: 0,
+                    journal: identity("n", JournalPosition(segment: 1, offset: 1_000_000_000), lastID))
+            ),
+            ("a changed byte", flipped),
+            ("no journal member", SnapshotCodec.encode(forged, position: witness.position, writtenAtMilliseconds: 0)),
+        ]
+        for (what, value) in hostile {
+            _ = try kv.putAll([(key, value)], ifModifiedBelow: Int64.max, key: key)
+            let newcomer = try HostFolder(kv: kv, host: "b", every: 1000)
+            let store = try newcomer.open()
+            #expect(store.state.budget.total == 100, "\(what): ignored")
+            #expect(budget(store) == budget(witness), "\(what)")
+            #expect(try newcomer.allocate(), "\(what)")
+            try witness.catchUp()
+        }
+        // A genuine snapshot in its place is believed: a newcomer folds only what follows it.
+        let writer = try first.open()
+        try writer.writeSnapshot()
+        let newcomer = try HostFolder(kv: kv, host: "c", every: 1000)
+        let store = try newcomer.open()
+        #expect(store.recordsSinceSnapshot <= 1, "only the snapshot's last record, checked")
+        #expect(budget(store) == budget(witness))
+    }
+
+    @Test func aNewHostStartsFromTheSnapshotInEtcdAndTheRecordsItCoversAreDeleted() throws {
+        try newHostStartsFromTheStoredSnapshot(FakeEtcdKV())
+    }
+
+    @Test func aHostWhoseSnapshotPredatesACompactionStartsFromTheStoredOne() throws {
+        try staleLocalSnapshotRecovers(FakeEtcdKV())
+    }
+
+    @Test func aHostileValueAtTheSnapshotKeyIsIgnored() throws {
+        try hostileStoredSnapshotsAreIgnored(FakeEtcdKV())
+    }
+
+    @Test func onARealClusterSnapshotsCompactionAndHostileValuesWork() throws {
+        guard let cluster = try EtcdCluster.start() else { return }
+        let client = try cluster.client()
+        try newHostStartsFromTheStoredSnapshot(client)
+        // Each scenario on a namespace of its own: wipe "n" between them.
+        _ = try client.deleteRange(prefix: Array("n/".utf8), belowRevision: Int64.max)
+        try staleLocalSnapshotRecovers(client)
+        _ = try client.deleteRange(prefix: Array("n/".utf8), belowRevision: Int64.max)
+        try hostileStoredSnapshotsAreIgnored(client)
+    }
+
+    @Test func aSnapshotInEtcdNeverGoesBack() throws {
+        let kv = FakeEtcdKV()
+        let journal = try EtcdJournal(kv: kv, namespace: "n")
+        let store = try CoordinationStore.over(journal)
+        for total in 1...4 { _ = try store.submit(.budgetSet(total: Int64(total))) }
+        var positions: [JournalPosition] = []
+        _ = try journal.readForward(from: .start) { _, at in positions.append(at) }
+        #expect(try journal.storeSnapshot(Array("late".utf8), lastRecord: positions[3], finished: nil) == .stored(deletedRecords: 0))
+        #expect(try journal.storeSnapshot(Array("early".utf8), lastRecord: positions[1], finished: nil) == .newerStored)
+        #expect(try journal.storedSnapshot() == Array("late".utf8))
+        let tooLarge = [UInt8](repeating: 0x20, count: EtcdJournal.maximumStoredSnapshotBytes + 1)
+        #expect(try journal.storeSnapshot(tooLarge, lastRecord: positions[3], finished: nil) == .tooLarge)
+    }
+
+    @Test func anAllocateOnEtcdIsOneReadAndOneAppendTransaction() throws {
+        let kv = FakeEtcdKV()
+        let host = try HostFolder(kv: kv, host: "a", every: 1000)
+        let setup = try host.open()
+        _ = try setup.submit(.budgetSet(total: 100))
+        let store = try host.open()
+        let (ranges, creates) = (kv.calls("range"), kv.calls("create"))
+        _ = try store.submit(.budgetAllocate(BudgetRequest(tokens: 1)))
+        store.publishAfterRecording()
+        // The fake has no transaction of both: its create and its range stand for the one
+        // transaction the client sends. No range after it (no `hasAppended` look).
+        #expect(kv.calls("create") - creates == 1)
+        #expect(kv.calls("range") - ranges == 1, "the fold after the append is the append's own read")
+    }
+
+    @Test func aFinishedTasksFileNameFromEtcdCannotLeaveTheFolder() {
+        #expect(CoordinationStore.isFinishedTasksFileName("000000000001-000000001234.jsonl"))
+        for name in ["../x.jsonl", ".hidden.jsonl", "a/b.jsonl", "x.json", ""] {
+            #expect(!CoordinationStore.isFinishedTasksFileName(name), "\(name)")
+        }
+    }
+}
