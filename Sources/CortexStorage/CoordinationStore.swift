@@ -145,17 +145,16 @@ public final class CoordinationStore {
     }
 
     /// Folds the journal past the snapshot loaded (`local`: the folder's own was), falling back
-    /// to an older start when the journal does not confirm it: for an etcd folder, the snapshot
-    /// stored in etcd (loaded here when the folder has none, or the fold found its own
-    /// contradicted or compacted away, docs/decisions/035), then the journal's beginning.
+    /// when the journal does not confirm it. For an etcd folder the fallback is the snapshot
+    /// stored in etcd (docs/decisions/035), asked for only when the fold meets a compaction or
+    /// contradicts the local snapshot: a folder without a snapshot folds from the beginning
+    /// first, which costs no extra round trip while the namespace is young and reads at most the
+    /// records compaction left (one or two snapshot intervals) once it is not. Then the
+    /// journal's beginning.
     private func foldFromSnapshot(local: Bool) throws(CortexError) {
         let shared = persistsFiles ? journal as? EtcdJournal : nil
         var triedStored = shared == nil
         var believing = local
-        if !believing, let shared {
-            triedStored = true
-            believing = loadStoredSnapshot(shared)
-        }
         while true {
             do {
                 _ = try foldForward(watchingFor: nil)

@@ -142,22 +142,37 @@ private func budget(_ store: CoordinationStore) -> JSONValue { Views.budget(stor
             ("a changed byte", flipped),
             ("no journal member", SnapshotCodec.encode(forged, position: witness.position, writtenAtMilliseconds: 0)),
         ]
+        let contradicted = SnapshotCodec.encode(
+            forged, position: witness.position, writtenAtMilliseconds: 0, journal: identity("n", lastPosition, "not-that-record"))
         for (what, value) in hostile {
             _ = try kv.putAll([(key, value)], ifModifiedBelow: Int64.max, key: key)
+            // A newcomer whose local cache the journal contradicts (another record at its last
+            // position) turns to the stored snapshot, which must be ignored too.
             let newcomer = try HostFolder(kv: kv, host: "b", every: 1000)
+            try AtomicFile.replace(CoordinationLayout(root: newcomer.root).snapshot, with: contradicted, durability: .processCrash)
             let store = try newcomer.open()
             #expect(store.state.budget.total == 100, "\(what): ignored")
             #expect(budget(store) == budget(witness), "\(what)")
             #expect(try newcomer.allocate(), "\(what)")
             try witness.catchUp()
         }
-        // A genuine snapshot in its place is believed: a newcomer folds only what follows it.
+        // A genuine snapshot in its place is believed: such a newcomer folds only what follows it.
         let writer = try first.open()
         try writer.writeSnapshot()
         let newcomer = try HostFolder(kv: kv, host: "c", every: 1000)
+        try AtomicFile.replace(CoordinationLayout(root: newcomer.root).snapshot, with: contradicted, durability: .processCrash)
         let store = try newcomer.open()
         #expect(store.recordsSinceSnapshot <= 1, "only the snapshot's last record, checked")
         #expect(budget(store) == budget(witness))
+        // Once the records are compacted away, a hostile stored snapshot leaves no way to the
+        // state: a newcomer's open fails with one error (never a crash, never a wrong state).
+        let busy = try HostFolder(kv: kv, host: "d", every: 4)
+        for _ in 0..<20 { try busy.allocate() }
+        #expect(try journalKeys(kv) <= 10)
+        _ = try kv.putAll([(key, Array("garbage".utf8))], ifModifiedBelow: Int64.max, key: key)
+        let late = try HostFolder(kv: kv, host: "e", every: 4)
+        let error = #expect(throws: CortexError.self) { try late.open() }
+        #expect(error.map(EtcdJournal.isCompaction) == true)
     }
 
     @Test func aNewHostStartsFromTheSnapshotInEtcdAndTheRecordsItCoversAreDeleted() throws {
@@ -181,6 +196,21 @@ private func budget(_ store: CoordinationStore) -> JSONValue { Views.budget(stor
         try staleLocalSnapshotRecovers(client)
         _ = try client.deleteRange(prefix: Array("n/".utf8), belowRevision: Int64.max)
         try hostileStoredSnapshotsAreIgnored(client)
+        // The append's own range, in the transaction: every record from the position, in
+        // revision order, ending with the new one, paged past the transaction's first page.
+        let journal = try EtcdJournal(kv: client, namespace: "order", pageSize: 3)
+        var positions: [JournalPosition] = []
+        for total in 1...5 {
+            let line = try RecordCodec.encode(record(.budgetSet(total: Int64(total))))
+            positions.append(try journal.append(line, tail: .start).position)
+        }
+        var seen: [(Int64?, JournalPosition)] = []
+        let (appended, read) = try journal.appendThenRead(try RecordCodec.encode(record(.budgetSet(total: 6))), from: positions[1]) {
+            record, at in seen.append((record.data["total"]?.intValue, at))
+        }
+        #expect(seen.map(\.0) == [2, 3, 4, 5, 6])
+        #expect(seen.map(\.1) == Array(positions[1...]) + [appended.position])
+        #expect(read.end == EtcdJournal.position(revision: appended.position.offset + 1))
     }
 
     @Test func aSnapshotInEtcdNeverGoesBack() throws {
