@@ -69,6 +69,23 @@ extension EtcdJournal {
         return position.offset
     }
 
+    /// Where the journal's records begin now: the revision of the last compaction (its marker),
+    /// below which records were deleted; the start when it was never compacted. A read from
+    /// there meets no compaction, unless another runs meanwhile.
+    public func firstKeptPosition() throws(CortexError) -> JournalPosition {
+        let markers = try kv.range(prefix: markerPrefix, minimumRevision: 0, maximumRevision: nil, limit: 16)
+        let latest = markers.keyValues.compactMap { compactionMarker($0.key) }.max()
+        return latest.map { EtcdJournal.position(revision: $0) } ?? .start
+    }
+
+    /// The state and position of the snapshot stored in etcd when it is one of this namespace
+    /// whose checksum holds, for readers that show records rather than decide on them (`cortex
+    /// tail`): nil otherwise.
+    public func storedSnapshotState() throws(CortexError) -> (CortexState, JournalPosition)? {
+        guard let bytes = try storedSnapshot(), lastRecordRevision(ofSnapshot: bytes) != nil else { return nil }
+        return SnapshotCodec.decode(ImmutableBytes(bytes))
+    }
+
     /// Every finished tasks file stored with a snapshot (name and lines), oldest first.
     public func storedFinishedTasks() throws(CortexError) -> [(name: String, lines: [UInt8])] {
         var files: [(name: String, lines: [UInt8])] = []
