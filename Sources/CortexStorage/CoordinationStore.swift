@@ -150,11 +150,16 @@ public final class CoordinationStore {
     /// contradicts the local snapshot: a folder without a snapshot folds from the beginning
     /// first, which costs no extra round trip while the namespace is young and reads at most the
     /// records compaction left (one or two snapshot intervals) once it is not. Then the
-    /// journal's beginning.
-    private func foldFromSnapshot(local: Bool) throws(CortexError) {
+    /// journal's beginning. `storedFirst`: the caller knows the journal was compacted past it,
+    /// so the stored snapshot is loaded before any fold.
+    private func foldFromSnapshot(local: Bool, storedFirst: Bool = false) throws(CortexError) {
         let shared = persistsFiles ? journal as? EtcdJournal : nil
         var triedStored = shared == nil
         var believing = local
+        if storedFirst, !local, let shared {
+            triedStored = true
+            believing = loadStoredSnapshot(shared)
+        }
         while true {
             do {
                 _ = try foldForward(watchingFor: nil)
@@ -419,7 +424,7 @@ public final class CoordinationStore {
         } catch {
             guard persistsFiles, EtcdJournal.isCompaction(error) else { throw error }
             forgetSnapshot()
-            try foldFromSnapshot(local: false)
+            try foldFromSnapshot(local: false, storedFirst: true)
         }
     }
 
