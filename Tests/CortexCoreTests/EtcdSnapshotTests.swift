@@ -213,6 +213,31 @@ private func budget(_ store: CoordinationStore) -> JSONValue { Views.budget(stor
         #expect(read.end == EtcdJournal.position(revision: appended.position.offset + 1))
     }
 
+    @Test func aTaskFinishedAndCompactedOnOneHostIsFoundOnAHostThatStartsFromTheStoredSnapshot() throws {
+        let kv = FakeEtcdKV()
+        let first = try HostFolder(kv: kv, host: "a")
+        var finished: [String] = []
+        for index in 0..<12 {
+            let store = try first.open()
+            guard case .created(let id, _) = try store.submit(.taskCreate(TaskSpec(type: "t", key: "k\(index)"))).outcome,
+                case .claimed(_, let claim) = try store.submit(.taskClaim(TaskClaim(worker: "w"))).outcome
+            else {
+                Issue.record("create and claim")
+                return
+            }
+            _ = try store.submit(.taskComplete(task: id, claim: claim, result: "r\(index)", tokensUsed: nil))
+            store.publishAfterRecording()
+            finished.append(id)
+        }
+        #expect(try journalKeys(kv) <= 10, "the records of the first tasks are deleted")
+        #expect(!kv.keys(under: Array("n/finished/".utf8)).isEmpty, "finished tasks go to etcd with the snapshots")
+        let second = try HostFolder(kv: kv, host: "b")
+        let store = try second.open()
+        for id in finished {
+            #expect(try store.task(id)?.status == .done, "\(id) on the other host")
+        }
+    }
+
     @Test func aSnapshotInEtcdNeverGoesBack() throws {
         let kv = FakeEtcdKV()
         let journal = try EtcdJournal(kv: kv, namespace: "n")
