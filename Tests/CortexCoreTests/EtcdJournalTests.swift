@@ -27,6 +27,7 @@ final class FakeEtcdKV: EtcdKV, @unchecked Sendable {
     private var repliesToLose = 0
     private var watchesToCompact = 0
     private var failing = false
+    private var callsToFail = 0
     private var counters: [String: Int] = [:]
     private var liveWatches = 0
 
@@ -64,6 +65,10 @@ final class FakeEtcdKV: EtcdKV, @unchecked Sendable {
     private func enter(_ call: String) throws(CortexError) {
         counters[call, default: 0] += 1
         if failing { throw .tryLater("etcd: no member answered (\(call))") }
+        if callsToFail > 0 {
+            callsToFail -= 1
+            throw .tryLater("etcd: no member answered (\(call))")
+        }
     }
 
     // MARK: switches and looks
@@ -77,6 +82,8 @@ final class FakeEtcdKV: EtcdKV, @unchecked Sendable {
             pthread_cond_broadcast(changed)
         }
     }
+    /// The next `count` calls fail with `tryLater` (nothing done).
+    func failNextCalls(_ count: Int) { unchecked { callsToFail += count } }
     /// Every call fails with `tryLater` while true.
     func setFailing(_ value: Bool) { unchecked { failing = value } }
     /// How many times `call` (`create`, `range`, `delete`, `watch`) was made.
@@ -329,6 +336,21 @@ final class FakeEtcdKV: EtcdKV, @unchecked Sendable {
         #expect(cluster.calls("range") - rangesBefore == 5, "10 records, 3 a page, then a look for a compaction's marker")
         let fromMiddle = try readAll(journal, from: positions[4])
         #expect(fromMiddle.records.map(\.1) == Array(positions[4...]))
+    }
+
+    @Test func anAppendWhoseReadFailsAfterItsFirstPageIsNotRetriedSoNoRecordIsVisitedTwice() throws {
+        let cluster = FakeEtcdKV()
+        let journal = try EtcdJournal(kv: cluster, namespace: "n", pageSize: 2)
+        for total in 1...5 { _ = try journal.append(try line(.budgetSet(total: Int64(total))), tail: .start) }
+        var visited: [Int64?] = []
+        #expect(throws: CortexError.self) {
+            _ = try journal.appendThenRead(try line(.budgetSet(total: 6)), from: .start) { record, _ throws(CortexError) in
+                // The read's next page finds no member answering.
+                if visited.isEmpty { cluster.failNextCalls(1) }
+                visited.append(record.data["total"]?.intValue)
+            }
+        }
+        #expect(visited == [1, 2], "the first page once: \(visited)")
     }
 
     @Test func aCompactionBetweenThePagesOfAReadFailsItRatherThanMissRecords() throws {

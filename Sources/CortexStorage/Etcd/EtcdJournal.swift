@@ -125,13 +125,21 @@ public final class EtcdJournal: Journal, Sendable {
         let start = try EtcdJournal.revision(of: position)
         let body = line.last == 0x0A ? Array(line.dropLast()) : line
         let key = key(for: body)
+        let (creation, page) = try createRetrying { () throws(CortexError) in
+            try kv.createIfAbsentThenRange(key: key, value: body, prefix: prefix, minimumRevision: start, limit: pageSize)
+        }
+        let appended = JournalAppend(position: EtcdJournal.position(revision: creation.revision))
+        // Never retried: once the read began, `visit` has seen records.
+        return (appended, try read(from: position, firstPage: page, visit: visit))
+    }
+
+    /// Runs `create` (a create-if-absent of one key) until it answers, retrying with the same key
+    /// when the cluster did not (`tryLater`, `io`), at most `appendAttempts` times.
+    private func createRetrying<Result>(_ create: () throws(CortexError) -> Result) throws(CortexError) -> Result {
         var attempt = 1
         while true {
             do {
-                let (creation, page) = try kv.createIfAbsentThenRange(
-                    key: key, value: body, prefix: prefix, minimumRevision: start, limit: pageSize)
-                let appended = JournalAppend(position: EtcdJournal.position(revision: creation.revision))
-                return (appended, try read(from: position, firstPage: page, visit: visit))
+                return try create()
             } catch {
                 switch error {
                 case .tryLater, .io: guard attempt < EtcdJournal.appendAttempts else { throw error }
