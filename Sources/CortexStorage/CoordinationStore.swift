@@ -61,6 +61,15 @@ public final class CoordinationStore {
     private var storedSnapshotToCache: [UInt8]?
     /// True when the last fold was an etcd append's own read (`appendThenRead`).
     private var foldEndsAtOwnAppend = false
+    /// An etcd folder's store opened with `foldOnOpen: false` that has not folded yet: its
+    /// first `submit` folds in the append's transaction, its first `catchUp` as `open` would.
+    private var foldDeferred = false
+    /// Whether the deferred fold starts from the folder's own snapshot.
+    private var deferredFromLocalSnapshot = false
+    /// Other writers' records written (by their clocks) after this store opened with its fold
+    /// deferred: were others busy meanwhile (`sawConcurrentWriters`)? `Int64.max`: not counted.
+    private var concurrentSince = Int64.max
+    private var recordsSinceOpening = 0
     private var lastSubmittedRecordID: String?
     /// True when other writers' records landed between this store's first fold and its own
     /// record: the journal is busy, and a later writer is likely to publish the views.
@@ -107,6 +116,21 @@ public final class CoordinationStore {
     /// `open(root:createIfMissing:)`, with the cluster of an etcd folder given (tests: an
     /// in-memory `EtcdKV`) instead of a client built from its settings.
     static func open(root: String, createIfMissing: Bool, etcd: (any EtcdKV)?) throws(CortexError) -> CoordinationStore {
+        try open(root: root, createIfMissing: createIfMissing, etcd: etcd, foldOnOpen: true)
+    }
+
+    /// `open(root:createIfMissing:)` for a command whose first use of the store is `submit`
+    /// (`cortex-budget allocate`): with `foldOnOpen` false, an etcd folder's store loads its
+    /// snapshot but does not fold past it; the first `submit` folds in the append's own
+    /// transaction (one round trip for the whole call, docs/decisions/035), the first `catchUp`
+    /// as `open` would. Until then `state` is the snapshot's. A file folder folds at open either way.
+    public static func open(root: String, createIfMissing: Bool, foldOnOpen: Bool) throws(CortexError) -> CoordinationStore {
+        try open(root: root, createIfMissing: createIfMissing, etcd: nil, foldOnOpen: foldOnOpen)
+    }
+
+    static func open(root: String, createIfMissing: Bool, etcd: (any EtcdKV)?, foldOnOpen: Bool) throws(CortexError)
+        -> CoordinationStore
+    {
         let layout = CoordinationLayout(root: root)
         try SupportedFileSystem.check(layout.root)
         // config.json is written last when a layout is created: its absence means no layout.
@@ -140,7 +164,14 @@ public final class CoordinationStore {
             }
         }
         let store = CoordinationStore(layout: layout, config: config, permissions: permissions, journal: journal, persistsFiles: true)
-        try store.foldFromSnapshot(local: store.loadSnapshot())
+        let local = store.loadSnapshot()
+        if !foldOnOpen, journal is EtcdJournal {
+            store.foldDeferred = true
+            store.deferredFromLocalSnapshot = local
+            store.concurrentSince = POSIX.wallClockMilliseconds()
+            return store
+        }
+        try store.foldFromSnapshot(local: local)
         return store
     }
 
@@ -152,7 +183,11 @@ public final class CoordinationStore {
     /// records compaction left (one or two snapshot intervals) once it is not. Then the
     /// journal's beginning. `storedFirst`: the caller knows the journal was compacted past it,
     /// so the stored snapshot is loaded before any fold.
-    private func foldFromSnapshot(local: Bool, storedFirst: Bool = false) throws(CortexError) {
+    /// - Returns: the outcome of the record `watchedID` when the fold met it.
+    @discardableResult
+    private func foldFromSnapshot(local: Bool, storedFirst: Bool = false, watchingFor watchedID: String? = nil) throws(CortexError)
+        -> Outcome?
+    {
         let shared = persistsFiles ? journal as? EtcdJournal : nil
         var triedStored = shared == nil
         var believing = local
@@ -162,11 +197,11 @@ public final class CoordinationStore {
         }
         while true {
             do {
-                _ = try foldForward(watchingFor: nil)
+                let outcome = try foldForward(watchingFor: watchedID)
                 // Not one record at or after the snapshot's last: the namespace was emptied or replaced.
                 if pendingSnapshotCheck == nil {
                     cacheStoredSnapshot()
-                    return
+                    return outcome
                 }
             } catch {
                 guard snapshotMismatched || (shared != nil && EtcdJournal.isCompaction(error) && (believing || !triedStored)) else {
@@ -419,6 +454,11 @@ public final class CoordinationStore {
     /// On an etcd folder, a fold that finds the records after its position deleted by a
     /// compaction starts again from the snapshot stored in etcd (docs/decisions/035).
     public func catchUp() throws(CortexError) {
+        if foldDeferred {
+            foldDeferred = false
+            try foldFromSnapshot(local: deferredFromLocalSnapshot)
+            return
+        }
         do {
             _ = try foldForward(watchingFor: nil)
         } catch {
@@ -454,6 +494,7 @@ public final class CoordinationStore {
                 throw CortexError.corrupt("the snapshot's last record is not at its position in the journal")
             }
             self.lastFoldedRecordPosition = recordPosition
+            if record.timeMilliseconds > self.concurrentSince, record.id != watchedID { self.recordsSinceOpening += 1 }
             let outcome = Reducer.reduce(&self.state, record, at: recordPosition)
             if watchedOutcome == nil, record.id == watchedID {
                 watchedOutcome = outcome
@@ -513,11 +554,9 @@ public final class CoordinationStore {
             let foldedBefore = state.recordsFolded
             if journal is EtcdJournal {
                 // One round trip: the append and the fold through it (etcd acknowledges durable records).
-                let (outcome, appended) = try foldForward(watchingFor: record.id, appending: line)
-                guard let outcome, appended != nil else {
-                    throw .corrupt("record \(record.id) appended at \(String(describing: appended?.position)) was not found by the fold")
-                }
-                if state.recordsFolded - foldedBefore > 1 { sawConcurrentWriters = true }
+                let outcome = try appendAndFold(record, line)
+                let others = concurrentSince == Int64.max ? state.recordsFolded - foldedBefore - 1 : Int64(recordsSinceOpening)
+                if others > 0 { sawConcurrentWriters = true }
                 lastSubmittedRecordID = record.id
                 return Submission(record: record, outcome: outcome)
             }
@@ -545,6 +584,32 @@ public final class CoordinationStore {
             }
             // The fold went past our record without meeting it (a seal landed first): it is void. Append it again.
         }
+    }
+
+    /// Appends `record` to an etcd journal and folds through it in the append's transaction.
+    /// After a deferred open the fold also checks the snapshot; when the journal contradicts it
+    /// or was compacted past it, the record is in, and the store folds again from the stored
+    /// snapshot or the beginning (as `open` would) to learn the record's outcome.
+    private func appendAndFold(_ record: Record, _ line: [UInt8]) throws(CortexError) -> Outcome {
+        let deferred = foldDeferred
+        foldDeferred = false
+        var found: Outcome?
+        var compacted = false
+        do {
+            let (outcome, appended) = try foldForward(watchingFor: record.id, appending: line)
+            if appended != nil, pendingSnapshotCheck == nil { found = outcome }
+        } catch {
+            compacted = EtcdJournal.isCompaction(error)
+            guard deferred, snapshotMismatched || compacted else { throw error }
+        }
+        if found == nil, deferred {
+            forgetSnapshot()
+            found = try foldFromSnapshot(local: false, storedFirst: compacted, watchingFor: record.id)
+        }
+        guard let found else {
+            throw .corrupt("record \(record.id) was appended to the etcd journal but not found by the fold")
+        }
+        return found
     }
 
     /// `publish`, for a command whose record is already in the journal: a failure (a full disk,

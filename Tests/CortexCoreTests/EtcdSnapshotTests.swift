@@ -23,6 +23,11 @@ private final class HostFolder {
 
     func open() throws -> CoordinationStore { try CoordinationStore.open(root: root, createIfMissing: false, etcd: kv) }
 
+    /// As `cortex-budget allocate` opens it: the fold waits for the submit's transaction.
+    func openDeferred() throws -> CoordinationStore {
+        try CoordinationStore.open(root: root, createIfMissing: false, etcd: kv, foldOnOpen: false)
+    }
+
     /// One `cortex-budget allocate` call: open, submit, publish.
     /// - Returns: true when the allocation was granted.
     @discardableResult
@@ -265,6 +270,73 @@ private func budget(_ store: CoordinationStore) -> JSONValue { Views.budget(stor
         // transaction the client sends. No range after it (no `hasAppended` look).
         #expect(kv.calls("create") - creates == 1)
         #expect(kv.calls("range") - ranges == 1, "the fold after the append is the append's own read")
+    }
+
+    @Test func anAllocateWhoseFoldWaitsForItsAppendIsOneTransactionAndDecidesAsAFullFold() throws {
+        let kv = FakeEtcdKV()
+        let host = try HostFolder(kv: kv, host: "a", every: 1000)
+        let setup = try host.open()
+        _ = try setup.submit(.budgetSet(total: 10))
+        setup.publishAfterRecording()
+        var granted = 0
+        for _ in 0..<4 {
+            let (ranges, creates) = (kv.calls("range"), kv.calls("create"))
+            let store = try host.openDeferred()
+            if case .granted = try store.submit(.budgetAllocate(BudgetRequest(tokens: 4))).outcome { granted += 1 }
+            store.publishAfterRecording()
+            #expect(store.warnings.isEmpty)
+            // The fake's create and range stand for the client's one transaction.
+            #expect(kv.calls("create") - creates == 1 && kv.calls("range") - ranges == 1, "one round trip for the whole call")
+        }
+        #expect(granted == 2, "10 tokens hold two allocations of 4, whatever the store knew at open")
+        let witness = try CoordinationStore.over(EtcdJournal(kv: kv, namespace: "n"))
+        #expect(budget(try host.open()) == budget(witness))
+    }
+
+    @Test func aDeferredFoldThatMeetsAContradictedOrCompactedSnapshotStillGivesTheRightOutcome() throws {
+        let kv = FakeEtcdKV()
+        let first = try HostFolder(kv: kv, host: "a")
+        let second = try HostFolder(kv: kv, host: "b")
+        let setup = try first.open()
+        _ = try setup.submit(.budgetSet(total: 42))
+        setup.publishAfterRecording()
+        let witness = try CoordinationStore.over(EtcdJournal(kv: kv, namespace: "n"))
+        // A local snapshot the journal contradicts, claiming a budget far larger than the real one.
+        var forged = witness.state
+        forged.budget.total = 1_000_000
+        var lastPosition = JournalPosition.start
+        _ = try EtcdJournal(kv: kv, namespace: "n").readForward(from: .start) { _, at in lastPosition = at }
+        let identity = JSONValue.object([
+            JSONMember("backend", "etcd"), JSONMember("last_position", lastPosition.json), JSONMember("last_record", "not-that-one"),
+            JSONMember("namespace", "n"),
+        ])
+        let layout = CoordinationLayout(root: second.root)
+        try AtomicFile.replace(
+            layout.snapshot, with: SnapshotCodec.encode(forged, position: witness.position, writtenAtMilliseconds: 0, journal: identity),
+            durability: .processCrash)
+        let contradicted = try second.openDeferred()
+        let refused = try contradicted.submit(.budgetAllocate(BudgetRequest(tokens: 100))).outcome
+        guard case .refused = refused else {
+            Issue.record("100 of 42 tokens: \(refused)")
+            return
+        }
+        #expect(contradicted.state.budget.total == 42)
+        // A local snapshot that predates a compaction: the fold starts again from the stored one.
+        let early = try second.open()
+        try early.writeSnapshot()
+        for _ in 0..<30 {
+            try first.allocate()
+            try witness.catchUp()
+        }
+        #expect(try journalKeys(kv) <= 10)
+        let stale = try second.openDeferred()
+        let outcome = try stale.submit(.budgetAllocate(BudgetRequest(tokens: 13))).outcome
+        try witness.catchUp()
+        guard case .refused = outcome else {
+            Issue.record("13 of the 12 tokens left: \(outcome)")
+            return
+        }
+        #expect(budget(stale) == budget(witness))
     }
 
     @Test func aFinishedTasksFileNameFromEtcdCannotLeaveTheFolder() {
