@@ -70,6 +70,8 @@ public final class CoordinationStore {
     /// deferred: were others busy meanwhile (`sawConcurrentWriters`)? `Int64.max`: not counted.
     private var concurrentSince = Int64.max
     private var recordsSinceOpening = 0
+    /// The revision of this store's last append to an etcd journal.
+    private var lastAppendedRevision: Int64?
     private var lastSubmittedRecordID: String?
     /// True when other writers' records landed between this store's first fold and its own
     /// record: the journal is busy, and a later writer is likely to publish the views.
@@ -185,15 +187,17 @@ public final class CoordinationStore {
     /// so the stored snapshot is loaded before any fold.
     /// - Returns: the outcome of the record `watchedID` when the fold met it.
     @discardableResult
-    private func foldFromSnapshot(local: Bool, storedFirst: Bool = false, watchingFor watchedID: String? = nil) throws(CortexError)
-        -> Outcome?
-    {
+    /// `storedAt`: the stored snapshot as it was at that revision (the snapshot before a record
+    /// whose outcome is wanted: a later one may already cover the record).
+    private func foldFromSnapshot(
+        local: Bool, storedFirst: Bool = false, storedAt: Int64? = nil, watchingFor watchedID: String? = nil
+    ) throws(CortexError) -> Outcome? {
         let shared = persistsFiles ? journal as? EtcdJournal : nil
         var triedStored = shared == nil
         var believing = local
         if storedFirst, !local, let shared {
             triedStored = true
-            believing = loadStoredSnapshot(shared)
+            believing = loadStoredSnapshot(shared, atRevision: storedAt)
         }
         while true {
             do {
@@ -212,7 +216,7 @@ public final class CoordinationStore {
             believing = false
             if !triedStored, let shared {
                 triedStored = true
-                believing = loadStoredSnapshot(shared)
+                believing = loadStoredSnapshot(shared, atRevision: storedAt)
             }
         }
     }
@@ -375,8 +379,8 @@ public final class CoordinationStore {
     /// namespace, its checksum, then its last record met first by the fold. A value that fails,
     /// or a cluster that does not answer, is not used (the fold starts from the beginning).
     /// - Returns: true when the snapshot was loaded (the fold still has to confirm it).
-    private func loadStoredSnapshot(_ shared: EtcdJournal) -> Bool {
-        guard let stored = try? shared.storedSnapshot(), !stored.isEmpty else { return false }
+    private func loadStoredSnapshot(_ shared: EtcdJournal, atRevision revision: Int64? = nil) -> Bool {
+        guard let stored = try? shared.storedSnapshot(atRevision: revision), !stored.isEmpty else { return false }
         let bytes = ImmutableBytes(stored)
         let believed = believeShared(bytes, namespace: shared.namespace) {
             if let decoded = SnapshotCodec.decode(bytes) { return decoded }
@@ -510,7 +514,8 @@ public final class CoordinationStore {
         let summary: JournalRead
         var appended: JournalAppend?
         if let line, let shared = journal as? EtcdJournal {
-            let (append, read) = try shared.appendThenRead(line, from: position, visit: visit)
+            let (append, read) = try shared.appendThenRead(
+                line, from: position, appended: { self.lastAppendedRevision = $0.position.offset }, visit: visit)
             appended = append
             summary = read
         } else {
@@ -603,8 +608,11 @@ public final class CoordinationStore {
             guard deferred, snapshotMismatched || compacted else { throw error }
         }
         if found == nil, deferred {
+            // The stored snapshot as it was when the record went in: one stored since may cover
+            // the record, and its outcome is learnt only by folding it. The records after that
+            // older snapshot's last one are kept (compaction runs one snapshot behind).
             forgetSnapshot()
-            found = try foldFromSnapshot(local: false, storedFirst: compacted, watchingFor: record.id)
+            found = try foldFromSnapshot(local: false, storedFirst: compacted, storedAt: lastAppendedRevision, watchingFor: record.id)
         }
         guard let found else {
             throw .corrupt("record \(record.id) was appended to the etcd journal but not found by the fold")

@@ -28,6 +28,8 @@ final class FakeEtcdKV: EtcdKV, @unchecked Sendable {
     private var watchesToCompact = 0
     private var failing = false
     private var callsToFail = 0
+    /// Runs (once, outside the lock) before the next `get`: another host acting at that moment.
+    var beforeNextGet: (@Sendable () -> Void)?
     private var counters: [String: Int] = [:]
     private var liveWatches = 0
 
@@ -150,10 +152,18 @@ final class FakeEtcdKV: EtcdKV, @unchecked Sendable {
         }
     }
 
-    func get(key: [UInt8]) throws(CortexError) -> EtcdKeyValue? {
-        try locked { () throws(CortexError) in
+    func get(key: [UInt8], atRevision revision: Int64?) throws(CortexError) -> EtcdKeyValue? {
+        if let hook = unchecked({ () -> (@Sendable () -> Void)? in
+            defer { beforeNextGet = nil }
+            return beforeNextGet
+        }) {
+            hook()
+        }
+        return try locked { () throws(CortexError) in
             try enter("get")
-            return entries[key].map { EtcdKeyValue(key: key, value: $0.value, modRevision: $0.modRevision) }
+            guard let revision else { return entries[key].map { EtcdKeyValue(key: key, value: $0.value, modRevision: $0.modRevision) } }
+            // Its last put at or before the revision (the fake keeps every put; deletes are not replayed).
+            return puts.last { $0.key == key && $0.modRevision <= revision }
         }
     }
 

@@ -216,6 +216,12 @@ private func budget(_ store: CoordinationStore) -> JSONValue { Views.budget(stor
         #expect(seen.map(\.0) == [2, 3, 4, 5, 6])
         #expect(seen.map(\.1) == Array(positions[1...]) + [appended.position])
         #expect(read.end == EtcdJournal.position(revision: appended.position.offset + 1))
+        // A key as it was at an older revision.
+        let key = Array("order/snapshot".utf8)
+        let firstPut = try #require(try client.putAll([(key, Array("one".utf8))], ifModifiedBelow: Int64.max, key: key))
+        _ = try client.putAll([(key, Array("two".utf8))], ifModifiedBelow: Int64.max, key: key)
+        #expect(try client.get(key: key, atRevision: firstPut.revision)?.value == Array("one".utf8))
+        #expect(try client.get(key: key, atRevision: nil)?.value == Array("two".utf8))
     }
 
     @Test func aTaskFinishedAndCompactedOnOneHostIsFoundOnAHostThatStartsFromTheStoredSnapshot() throws {
@@ -337,6 +343,37 @@ private func budget(_ store: CoordinationStore) -> JSONValue { Views.budget(stor
             return
         }
         #expect(budget(stale) == budget(witness))
+    }
+
+    @Test func aDeferredFoldLearnsItsOutcomeEvenWhenASnapshotCoveringItsRecordIsStoredMeanwhile() throws {
+        let kv = FakeEtcdKV()
+        let first = try HostFolder(kv: kv, host: "a")
+        let second = try HostFolder(kv: kv, host: "b")
+        let setup = try first.open()
+        _ = try setup.submit(.budgetSet(total: 1_000))
+        setup.publishAfterRecording()
+        let witness = try CoordinationStore.over(EtcdJournal(kv: kv, namespace: "n"))
+        // Host b's snapshot predates the compactions to come.
+        try second.open().writeSnapshot()
+        for _ in 0..<20 {
+            try first.allocate()
+            try witness.catchUp()
+        }
+        // When b's fold meets the compaction and asks for the stored snapshot, host a has just
+        // stored one that already covers b's record.
+        let root = first.root
+        kv.beforeNextGet = {
+            guard let store = try? CoordinationStore.open(root: root, createIfMissing: false, etcd: kv) else { return }
+            try? store.writeSnapshot()
+        }
+        let store = try second.openDeferred()
+        let outcome = try store.submit(.budgetAllocate(BudgetRequest(tokens: 7))).outcome
+        guard case .granted = outcome else {
+            Issue.record("7 of ~980 tokens: \(outcome)")
+            return
+        }
+        try witness.catchUp()
+        #expect(budget(store) == budget(witness))
     }
 
     @Test func aFinishedTasksFileNameFromEtcdCannotLeaveTheFolder() {

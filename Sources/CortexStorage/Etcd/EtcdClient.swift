@@ -289,9 +289,10 @@ public final class EtcdClient: EtcdKV {
         return (EtcdCreation(revision: revision, created: false), nil)
     }
 
-    /// A range of the one key.
-    public func get(key: [UInt8]) throws(CortexError) -> EtcdKeyValue? {
-        let reply = try call("/v3/kv/range", .object(["key": .string(Base64.encode(key))]))
+    /// A range of the one key (at the revision when given).
+    public func get(key: [UInt8], atRevision revision: Int64?) throws(CortexError) -> EtcdKeyValue? {
+        let reply = try call(
+            "/v3/kv/range", .object(["key": .string(Base64.encode(key)), "revision": revision.map { .string(String($0)) }]))
         guard let item = reply["kvs"]?.arrayValue?.first else { return nil }
         return try Self.keyValue(item)
     }

@@ -36,10 +36,11 @@ extension EtcdJournal {
         case tooLarge
     }
 
-    /// The bytes of the namespace's snapshot in etcd, or nil when there is none. Unchecked: the
-    /// caller believes them only as it would a local snapshot (decision 033).
-    public func storedSnapshot() throws(CortexError) -> [UInt8]? {
-        try kv.get(key: snapshotKey)?.value
+    /// The bytes of the namespace's snapshot in etcd (as it was at `revision` when given), or nil
+    /// when there is none. Unchecked: the caller believes them only as it would a local snapshot
+    /// (decision 033).
+    public func storedSnapshot(atRevision revision: Int64? = nil) throws(CortexError) -> [UInt8]? {
+        try kv.get(key: snapshotKey, atRevision: revision)?.value
     }
 
     /// Stores `snapshot`, which folds the journal through the record at `lastRecord`, with the

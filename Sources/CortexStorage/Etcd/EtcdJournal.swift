@@ -119,8 +119,11 @@ public final class EtcdJournal: Journal, Sendable {
     /// every record from `position` up to and including the new one, as `readForward` would.
     /// The read ends just past the appended record. A retry that finds the key already written
     /// reads with `readForward` instead.
+    /// - Parameter appended: told the append's position as soon as the transaction answered,
+    ///   before the read (which may still fail: the record is in all the same).
     public func appendThenRead(
-        _ line: [UInt8], from position: JournalPosition, visit: (Record, JournalPosition) throws(CortexError) -> Void
+        _ line: [UInt8], from position: JournalPosition, appended: (JournalAppend) -> Void = { _ in },
+        visit: (Record, JournalPosition) throws(CortexError) -> Void
     ) throws(CortexError) -> (JournalAppend, JournalRead) {
         let start = try EtcdJournal.revision(of: position)
         let body = line.last == 0x0A ? Array(line.dropLast()) : line
@@ -128,9 +131,10 @@ public final class EtcdJournal: Journal, Sendable {
         let (creation, page) = try createRetrying { () throws(CortexError) in
             try kv.createIfAbsentThenRange(key: key, value: body, prefix: prefix, minimumRevision: start, limit: pageSize)
         }
-        let appended = JournalAppend(position: EtcdJournal.position(revision: creation.revision))
+        let append = JournalAppend(position: EtcdJournal.position(revision: creation.revision))
+        appended(append)
         // Never retried: once the read began, `visit` has seen records.
-        return (appended, try read(from: position, firstPage: page, visit: visit))
+        return (append, try read(from: position, firstPage: page, visit: visit))
     }
 
     /// Runs `create` (a create-if-absent of one key) until it answers, retrying with the same key

@@ -30,8 +30,9 @@ public protocol EtcdKV: Sendable {
     func createIfAbsentThenRange(key: [UInt8], value: [UInt8], prefix: [UInt8], minimumRevision: Int64, limit: Int)
         throws(CortexError) -> (EtcdCreation, EtcdRange?)
 
-    /// The value at `key` with its mod revision, or nil when there is none.
-    func get(key: [UInt8]) throws(CortexError) -> EtcdKeyValue?
+    /// The value at `key` with its mod revision, or nil when there is none: now, or as it was
+    /// at `revision` when given (etcd keeps older versions until the cluster compacts its history).
+    func get(key: [UInt8], atRevision revision: Int64?) throws(CortexError) -> EtcdKeyValue?
 
     /// Puts every pair of `puts` in one transaction, only if `key`'s mod revision is below
     /// `revision` (0 for an absent key). Returns the value `key` held before (nil: none) and the
