@@ -42,8 +42,9 @@ public protocol EtcdKV: Sendable {
 }
 
 extension EtcdKV {
-    /// `createIfAbsent`, then `range` when it created the key: two round trips (a seam
-    /// implementation without transactions of both).
+    /// `createIfAbsent`, then `range` (up to the new key's revision) when it created the key: two
+    /// round trips, and not one revision of the cluster (a compaction between them goes unseen),
+    /// for a seam implementation without transactions of both (the in-memory fake of the tests).
     public func createIfAbsentThenRange(key: [UInt8], value: [UInt8], prefix: [UInt8], minimumRevision: Int64, limit: Int)
         throws(CortexError) -> (EtcdCreation, EtcdRange?)
     {
