@@ -144,7 +144,9 @@ public enum BudgetTool {
         let request = BudgetRequest(
             tokens: tokens, holder: arguments[Allocate.holder], task: arguments[Allocate.task], tenant: arguments[Allocate.tenant],
             worker: worker, leaseMilliseconds: lease)
-        let store = try invocation.openStore()
+        // The store is first used by the submit: on etcd the whole call is one read-and-append
+        // transaction (decision 035).
+        let store = try invocation.openStore(foldOnOpen: false)
         let submission = try store.submit(.budgetAllocate(request))
         store.publishAfterRecording()
         let json = merge(submission.outcome.json, ["record": .string(submission.record.id), "tokens": .int(tokens)])

@@ -442,10 +442,20 @@ extension OpsCommands {
         var start = JournalPosition.start
         let watcher: (any JournalWaiter)?
         if case .etcd(let settings) = try CoordinationStore.journalBackend(root: invocation.root) {
-            // A journal on etcd: no local snapshot, no backward scan; read it all and keep the
-            // last --lines. The waiter (a watch) is made before the read, so no record is missed.
-            journal = try CoordinationStore.etcdJournal(settings)
+            // A journal on etcd: no backward scan; read what compaction kept (from its last
+            // marker) and keep the last --lines, giving outcomes from the snapshot stored in etcd
+            // on (docs/decisions/035). The waiter (a watch) is made before the read, so no record
+            // is missed.
+            let shared = try CoordinationStore.etcdJournal(settings)
+            journal = shared
             watcher = follow ? try journal.makeWaiter() : nil
+            if let (snapshotState, snapshotPosition) = try shared.storedSnapshotState() {
+                state = snapshotState
+                foldFrom = snapshotPosition
+            }
+            start = try shared.firstKeptPosition()
+            // No snapshot to give the kept records their outcomes: shown without them.
+            if foldFrom < start { foldFrom = EtcdJournal.position(revision: .max) }
         } else {
             let fileJournal = try CoordinationStore.existingJournal(root: invocation.root)
             journal = fileJournal

@@ -45,7 +45,14 @@ public struct Invocation: Sendable {
     /// alike. Only `cortex init` creates a folder (docs/decisions/021-outcome-is-the-truth.md).
     /// The store's warnings (stale views after a recorded outcome) are printed when the command ends.
     public func openStore() throws(CortexError) -> CoordinationStore {
-        let store = try CoordinationStore.open(root: root, createIfMissing: false)
+        try openStore(foldOnOpen: true)
+    }
+
+    /// `openStore()`; with `foldOnOpen` false, for a command whose first use of the store is
+    /// `submit`, an etcd folder folds in the append's transaction instead of at open
+    /// (`CoordinationStore.open(root:createIfMissing:foldOnOpen:)`).
+    public func openStore(foldOnOpen: Bool) throws(CortexError) -> CoordinationStore {
+        let store = try CoordinationStore.open(root: root, createIfMissing: false, foldOnOpen: foldOnOpen)
         session.stores.append(store)
         return store
     }

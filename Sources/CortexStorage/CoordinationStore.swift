@@ -56,6 +56,22 @@ public final class CoordinationStore {
     private var pendingSnapshotCheck: (id: String, position: JournalPosition)?
     /// True when the fold met another record than `pendingSnapshotCheck` names.
     private var snapshotMismatched = false
+    /// The bytes of the snapshot loaded from etcd, kept as the local snapshot once the fold
+    /// confirms them (`cacheStoredSnapshot`).
+    private var storedSnapshotToCache: [UInt8]?
+    /// True when the last fold was an etcd append's own read (`appendThenRead`).
+    private var foldEndsAtOwnAppend = false
+    /// An etcd folder's store opened with `foldOnOpen: false` that has not folded yet: its
+    /// first `submit` folds in the append's transaction, its first `catchUp` as `open` would.
+    private var foldDeferred = false
+    /// Whether the deferred fold starts from the folder's own snapshot.
+    private var deferredFromLocalSnapshot = false
+    /// Other writers' records written (by their clocks) after this store opened with its fold
+    /// deferred: were others busy meanwhile (`sawConcurrentWriters`)? `Int64.max`: not counted.
+    private var concurrentSince = Int64.max
+    private var recordsSinceOpening = 0
+    /// The revision of this store's last append to an etcd journal.
+    private var lastAppendedRevision: Int64?
     private var lastSubmittedRecordID: String?
     /// True when other writers' records landed between this store's first fold and its own
     /// record: the journal is busy, and a later writer is likely to publish the views.
@@ -96,6 +112,27 @@ public final class CoordinationStore {
     ///   without `config.json` (when not created), `notFound` when the folder is missing and may
     ///   not be created, `io`/`corrupt` otherwise.
     public static func open(root: String, createIfMissing: Bool) throws(CortexError) -> CoordinationStore {
+        try open(root: root, createIfMissing: createIfMissing, etcd: nil)
+    }
+
+    /// `open(root:createIfMissing:)`, with the cluster of an etcd folder given (tests: an
+    /// in-memory `EtcdKV`) instead of a client built from its settings.
+    static func open(root: String, createIfMissing: Bool, etcd: (any EtcdKV)?) throws(CortexError) -> CoordinationStore {
+        try open(root: root, createIfMissing: createIfMissing, etcd: etcd, foldOnOpen: true)
+    }
+
+    /// `open(root:createIfMissing:)` for a command whose first use of the store is `submit`
+    /// (`cortex-budget allocate`): with `foldOnOpen` false, an etcd folder's store loads its
+    /// snapshot but does not fold past it; the first `submit` folds in the append's own
+    /// transaction (one round trip for the whole call, docs/decisions/035), the first `catchUp`
+    /// as `open` would. Until then `state` is the snapshot's. A file folder folds at open either way.
+    public static func open(root: String, createIfMissing: Bool, foldOnOpen: Bool) throws(CortexError) -> CoordinationStore {
+        try open(root: root, createIfMissing: createIfMissing, etcd: nil, foldOnOpen: foldOnOpen)
+    }
+
+    static func open(root: String, createIfMissing: Bool, etcd: (any EtcdKV)?, foldOnOpen: Bool) throws(CortexError)
+        -> CoordinationStore
+    {
         let layout = CoordinationLayout(root: root)
         try SupportedFileSystem.check(layout.root)
         // config.json is written last when a layout is created: its absence means no layout.
@@ -122,23 +159,66 @@ public final class CoordinationStore {
             journal = FileJournal(
                 folder: layout.folder, directory: layout.journal, permissions: permissions, segmentMaxBytes: config.segmentMaxBytes)
         case .etcd(let settings):
-            journal = try etcdJournal(settings)
+            if let etcd {
+                journal = try EtcdJournal(kv: etcd, namespace: settings.namespace)
+            } else {
+                journal = try etcdJournal(settings)
+            }
         }
         let store = CoordinationStore(layout: layout, config: config, permissions: permissions, journal: journal, persistsFiles: true)
-        store.loadSnapshot()
-        do {
-            try store.catchUp()
-        } catch {
-            guard store.snapshotMismatched else { throw error }
-            store.forgetSnapshot()
-            try store.catchUp()
+        let local = store.loadSnapshot()
+        if !foldOnOpen, journal is EtcdJournal {
+            store.foldDeferred = true
+            store.deferredFromLocalSnapshot = local
+            store.concurrentSince = POSIX.wallClockMilliseconds()
+            return store
         }
-        if store.pendingSnapshotCheck != nil {
-            // Not one record at or after the snapshot's last: the namespace was emptied or replaced.
-            store.forgetSnapshot()
-            try store.catchUp()
-        }
+        try store.foldFromSnapshot(local: local)
         return store
+    }
+
+    /// Folds the journal past the snapshot loaded (`local`: the folder's own was), falling back
+    /// when the journal does not confirm it. For an etcd folder the fallback is the snapshot
+    /// stored in etcd (docs/decisions/035), asked for only when the fold meets a compaction or
+    /// contradicts the local snapshot: a folder without a snapshot folds from the beginning
+    /// first, which costs no extra round trip while the namespace is young and reads at most the
+    /// records compaction left (one or two snapshot intervals) once it is not. Then the
+    /// journal's beginning. `storedFirst`: the caller knows the journal was compacted past it,
+    /// so the stored snapshot is loaded before any fold.
+    /// - Returns: the outcome of the record `watchedID` when the fold met it.
+    @discardableResult
+    /// `storedAt`: the stored snapshot as it was at that revision (the snapshot before a record
+    /// whose outcome is wanted: a later one may already cover the record).
+    private func foldFromSnapshot(
+        local: Bool, storedFirst: Bool = false, storedAt: Int64? = nil, watchingFor watchedID: String? = nil
+    ) throws(CortexError) -> Outcome? {
+        let shared = persistsFiles ? journal as? EtcdJournal : nil
+        var triedStored = shared == nil
+        var believing = local
+        if storedFirst, !local, let shared {
+            triedStored = true
+            believing = loadStoredSnapshot(shared, atRevision: storedAt)
+        }
+        while true {
+            do {
+                let outcome = try foldForward(watchingFor: watchedID)
+                // Not one record at or after the snapshot's last: the namespace was emptied or replaced.
+                if pendingSnapshotCheck == nil {
+                    cacheStoredSnapshot()
+                    return outcome
+                }
+            } catch {
+                guard snapshotMismatched || (shared != nil && EtcdJournal.isCompaction(error) && (believing || !triedStored)) else {
+                    throw error
+                }
+            }
+            forgetSnapshot()
+            believing = false
+            if !triedStored, let shared {
+                triedStored = true
+                believing = loadStoredSnapshot(shared, atRevision: storedAt)
+            }
+        }
     }
 
     /// Where the journal of the folder at `root` lives, from its `config.json` (the file backend
@@ -255,7 +335,7 @@ public final class CoordinationStore {
 
     /// Starts from `state/snapshot.json` when it is readable. A missing or unreadable snapshot is
     /// not an error: the snapshot is a cache, and the fold starts from the beginning instead.
-    private func loadSnapshot() {
+    private func loadSnapshot() -> Bool {
         // The checkpoint is an older snapshot kept under a second name by the reaper (compactJournal).
         // A snapshot failing its checksum (or its limits) is not used: the checkpoint, then the
         // journal from its beginning, give the same state (docs/decisions/018).
@@ -275,24 +355,83 @@ public final class CoordinationStore {
             let decoded =
                 (ownJournal(mapped) ? load(layout.snapshot, mapped: mapped) : nil)
                 ?? (ownJournal(checkpoint) ? load(layout.checkpoint, mapped: checkpoint) : nil)
-            guard let (snapshotState, snapshotPosition) = decoded else { return }
+            guard let (snapshotState, snapshotPosition) = decoded else { return false }
             state = snapshotState
             position = snapshotPosition
             self.snapshotPosition = snapshotPosition
-            return
+            return true
         }
         // A shared journal's snapshot: believed only for this namespace, and only if the fold
         // from its last record meets that record first (checked in foldForward).
-        guard let mapped, let identity = SnapshotCodec.journalIdentity(mapped),
-            identity["backend"]?.stringValue == "etcd", identity["namespace"]?.stringValue == settings.namespace,
+        guard let mapped else { return false }
+        return believeShared(mapped, namespace: settings.namespace) { load(layout.snapshot, mapped: mapped) }
+    }
+
+    /// Starts from a shared journal's snapshot (`bytes`) when it names `namespace` and its last
+    /// record and `decode` reads it; the fold then checks that record (foldForward).
+    private func believeShared(_ bytes: ImmutableBytes, namespace: String, decode: () -> (CortexState, JournalPosition)?) -> Bool {
+        guard let identity = SnapshotCodec.journalIdentity(bytes),
+            identity["backend"]?.stringValue == "etcd", identity["namespace"]?.stringValue == namespace,
             let lastID = identity["last_record"]?.stringValue,
             let lastPosition = identity["last_position"].flatMap(JournalPosition.init(json:)),
-            let (snapshotState, snapshotPosition) = load(layout.snapshot, mapped: mapped)
-        else { return }
+            (try? EtcdJournal.revision(of: lastPosition)) != nil,
+            let (snapshotState, snapshotPosition) = decode()
+        else { return false }
         state = snapshotState
         position = lastPosition
         self.snapshotPosition = snapshotPosition
         pendingSnapshotCheck = (lastID, lastPosition)
+        return true
+    }
+
+    /// Starts from the snapshot stored in etcd, checked as a local one is (decision 033): its
+    /// namespace, its checksum, then its last record met first by the fold. A value that fails,
+    /// or a cluster that does not answer, is not used (the fold starts from the beginning).
+    /// - Returns: true when the snapshot was loaded (the fold still has to confirm it).
+    private func loadStoredSnapshot(_ shared: EtcdJournal, atRevision revision: Int64? = nil) -> Bool {
+        guard let stored = try? shared.storedSnapshot(atRevision: revision), !stored.isEmpty else { return false }
+        let bytes = ImmutableBytes(stored)
+        let believed = believeShared(bytes, namespace: shared.namespace) {
+            if let decoded = SnapshotCodec.decode(bytes) { return decoded }
+            rejectedSnapshots.append("the snapshot in etcd (\(shared.namespace)): unreadable or checksum mismatch")
+            return nil
+        }
+        if believed { storedSnapshotToCache = stored }
+        return believed
+    }
+
+    /// Once the fold confirmed the snapshot loaded from etcd: keeps it as this folder's
+    /// `state/snapshot.json` (the next call starts from it without asking etcd) and writes the
+    /// finished tasks stored with snapshots that this folder lacks under `state/finished/`.
+    /// Failures only cost the next call the same work: nothing is reported.
+    private func cacheStoredSnapshot() {
+        guard let stored = storedSnapshotToCache, let shared = journal as? EtcdJournal else { return }
+        storedSnapshotToCache = nil
+        if let files = try? shared.storedFinishedTasks(), !files.isEmpty,
+            (try? Files.makeDirectory(layout.finishedTasks, in: layout.folder, mode: permissions.directory(.shared))) != nil
+        {
+            for file in files where CoordinationStore.isFinishedTasksFileName(file.name) {
+                let path = layout.finishedTasks + "/" + file.name
+                guard (try? layout.folder.status(path)) == nil else { continue }
+                try? AtomicFile.replace(path, in: layout.folder, with: file.lines, durability: .powerLoss, mode: permissions.file(.shared))
+            }
+        }
+        do {
+            try AtomicFile.replace(
+                layout.snapshot, in: layout.folder, with: stored, durability: .powerLoss, mode: permissions.file(.shared))
+            snapshotFileIdentity = FileIdentity.of(layout.snapshot, in: layout.folder)
+        } catch {}
+    }
+
+    /// A name a finished tasks file stored in etcd may have here: letters, digits, `.`, `_`, `-`,
+    /// not starting with `.`, ending `.jsonl` (a hostile name cannot leave `state/finished/`).
+    static func isFinishedTasksFileName(_ name: String) -> Bool {
+        let bytes = Array(name.utf8)
+        return bytes.count <= 128 && name.hasSuffix(".jsonl") && bytes.first != UInt8(ascii: ".")
+            && bytes.allSatisfy { byte in
+                (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)
+                    || byte == 0x2E || byte == 0x5F || byte == 0x2D
+            }
     }
 
     /// Drops a snapshot the journal does not confirm: the fold starts again from the beginning.
@@ -302,6 +441,7 @@ public final class CoordinationStore {
         snapshotPosition = nil
         pendingSnapshotCheck = nil
         snapshotMismatched = false
+        storedSnapshotToCache = nil
         recordsSinceSnapshot = 0
         damagedLines = []
         lastFoldedRecordID = nil
@@ -324,15 +464,37 @@ public final class CoordinationStore {
     func clearFinishedOutbox() { state.tasks.finished.removeAll() }
 
     /// Folds every record appended since the last fold.
+    /// On an etcd folder, a fold that finds the records after its position deleted by a
+    /// compaction starts again from the snapshot stored in etcd (docs/decisions/035).
     public func catchUp() throws(CortexError) {
-        _ = try foldForward(watchingFor: nil)
+        if foldDeferred {
+            foldDeferred = false
+            try foldFromSnapshot(local: deferredFromLocalSnapshot)
+            return
+        }
+        do {
+            _ = try foldForward(watchingFor: nil)
+        } catch {
+            guard persistsFiles, EtcdJournal.isCompaction(error) else { throw error }
+            forgetSnapshot()
+            try foldFromSnapshot(local: false, storedFirst: true)
+        }
     }
 
     /// Folds to the end of the journal; returns the outcome of the record with id `watchedID` if it was folded.
     private func foldForward(watchingFor watchedID: String?) throws(CortexError) -> Outcome? {
+        try foldForward(watchingFor: watchedID, appending: nil).outcome
+    }
+
+    /// Folds to the end of the journal, or, with `line` on an etcd journal, appends it and folds
+    /// through it in the same round trip (`EtcdJournal.appendThenRead`, docs/decisions/035).
+    /// Returns the outcome of the record with id `watchedID` if it was folded, and the append.
+    private func foldForward(watchingFor watchedID: String?, appending line: [UInt8]?) throws(CortexError) -> (
+        outcome: Outcome?, appended: JournalAppend?
+    ) {
         var watchedOutcome: Outcome?
         var acknowledged = Set<JournalPosition>()
-        let summary = try journal.readForward(from: position) { (record, recordPosition) throws(CortexError) in
+        let visit = { (record: Record, recordPosition: JournalPosition) throws(CortexError) in
             if let check = self.pendingSnapshotCheck {
                 self.pendingSnapshotCheck = nil
                 // The snapshot's last record, already in its state: confirmed, not folded again.
@@ -345,6 +507,7 @@ public final class CoordinationStore {
                 throw CortexError.corrupt("the snapshot's last record is not at its position in the journal")
             }
             self.lastFoldedRecordPosition = recordPosition
+            if record.timeMilliseconds > self.concurrentSince, record.id != watchedID { self.recordsSinceOpening += 1 }
             let outcome = Reducer.reduce(&self.state, record, at: recordPosition)
             if watchedOutcome == nil, record.id == watchedID {
                 watchedOutcome = outcome
@@ -357,13 +520,24 @@ public final class CoordinationStore {
                 acknowledged.formUnion(JournalVerifier.acknowledgedPositions(record))
             }
         }
+        let summary: JournalRead
+        var appended: JournalAppend?
+        if let line, let shared = journal as? EtcdJournal {
+            let (append, read) = try shared.appendThenRead(
+                line, from: position, appended: { self.lastAppendedRevision = $0.position.offset }, visit: visit)
+            appended = append
+            summary = read
+        } else {
+            summary = try journal.readForward(from: position, visit: visit)
+        }
+        foldEndsAtOwnAppend = appended != nil
         position = summary.end
         readExtent = summary.extent
         recordsSinceSnapshot += summary.recordsRead
         damagedLines += summary.damaged
         // Damage `cortex verify --acknowledge` recorded as known and harmless is not reported again.
         if !acknowledged.isEmpty { damagedLines.removeAll { acknowledged.contains($0.position) } }
-        return watchedOutcome
+        return (watchedOutcome, appended)
     }
 
     /// A record that reached the journal and the outcome the fold gave it.
@@ -391,6 +565,15 @@ public final class CoordinationStore {
             guard attempts <= 16 else {
                 throw .corrupt("could not append record \(record.id) after \(attempts - 1) attempts (journal \(layout.journal))")
             }
+            let foldedBefore = state.recordsFolded
+            if journal is EtcdJournal {
+                // One round trip: the append and the fold through it (etcd acknowledges durable records).
+                let outcome = try appendAndFold(record, line)
+                let others = concurrentSince == Int64.max ? state.recordsFolded - foldedBefore - 1 : Int64(recordsSinceOpening)
+                if others > 0 { sawConcurrentWriters = true }
+                lastSubmittedRecordID = record.id
+                return Submission(record: record, outcome: outcome)
+            }
             // Short writes and rotation are the journal's business (FileJournal.append).
             let appended = try journal.append(line, tail: position)
             tornAppends += appended.tornAttempts
@@ -404,7 +587,6 @@ public final class CoordinationStore {
                     )
                 }
             }
-            let foldedBefore = state.recordsFolded
             if let outcome = try foldForward(watchingFor: record.id) {
                 if state.recordsFolded - foldedBefore > 1 { sawConcurrentWriters = true }
                 for warning in appended.warnings { warn(warning) }
@@ -416,6 +598,35 @@ public final class CoordinationStore {
             }
             // The fold went past our record without meeting it (a seal landed first): it is void. Append it again.
         }
+    }
+
+    /// Appends `record` to an etcd journal and folds through it in the append's transaction.
+    /// After a deferred open the fold also checks the snapshot; when the journal contradicts it
+    /// or was compacted past it, the record is in, and the store folds again from the stored
+    /// snapshot or the beginning (as `open` would) to learn the record's outcome.
+    private func appendAndFold(_ record: Record, _ line: [UInt8]) throws(CortexError) -> Outcome {
+        let deferred = foldDeferred
+        foldDeferred = false
+        var found: Outcome?
+        var compacted = false
+        do {
+            let (outcome, appended) = try foldForward(watchingFor: record.id, appending: line)
+            if appended != nil, pendingSnapshotCheck == nil { found = outcome }
+        } catch {
+            compacted = EtcdJournal.isCompaction(error)
+            guard deferred, snapshotMismatched || compacted else { throw error }
+        }
+        if found == nil, deferred {
+            // The stored snapshot as it was when the record went in: one stored since may cover
+            // the record, and its outcome is learnt only by folding it. The records after that
+            // older snapshot's last one are kept (compaction runs one snapshot behind).
+            forgetSnapshot()
+            found = try foldFromSnapshot(local: false, storedFirst: compacted, storedAt: lastAppendedRevision, watchingFor: record.id)
+        }
+        guard let found else {
+            throw .corrupt("record \(record.id) was appended to the etcd journal but not found by the fold")
+        }
+        return found
     }
 
     /// `publish`, for a command whose record is already in the journal: a failure (a full disk,
@@ -447,7 +658,9 @@ public final class CoordinationStore {
     /// A store without files (`persistsFiles` false) publishes nothing.
     public func publish(nowMilliseconds: Int64 = POSIX.wallClockMilliseconds()) throws(CortexError) {
         guard persistsFiles else { return }
-        if try journalMovedSinceFold() { try catchUp() }
+        // After an etcd append read in its own transaction, the fold is as fresh as another
+        // round trip would make it: a later record's writer publishes what this one misses.
+        if !foldEndsAtOwnAppend, try journalMovedSinceFold() { try catchUp() }
         try writeSnapshotIfDue(nowMilliseconds: nowMilliseconds)
         if let submitted = lastSubmittedRecordID, lastFoldedRecordID != submitted { return }
         if lastSubmittedRecordID != nil && sawConcurrentWriters {
@@ -482,11 +695,18 @@ public final class CoordinationStore {
         let journalIdentity = snapshotJournalIdentity
         if case .etcd = config.backend, journalIdentity == nil { return }  // nothing folded yet: nothing to check it by
         try journal.makeDurable(from: snapshotPosition ?? .start, through: position)
-        try compactFinishedTasks()
+        let finished = try compactFinishedTasks()
         let snapshot = SnapshotCodec.encode(
             state, position: position, writtenAtMilliseconds: nowMilliseconds, journal: journalIdentity)
         try AtomicFile.replace(layout.snapshot, in: layout.folder, with: snapshot, durability: .powerLoss, mode: permissions.file(.shared))
         snapshotFileIdentity = FileIdentity.of(layout.snapshot, in: layout.folder)
+        if let shared = journal as? EtcdJournal, let last = lastFoldedRecordPosition {
+            // Stored in etcd for every host, then the records below the previous stored snapshot
+            // deleted (docs/decisions/035). Every record it covers is acknowledged, so durable.
+            do { _ = try shared.storeSnapshot(snapshot, lastRecord: last, finished: finished) } catch {
+                warn("the snapshot was written here but not stored in etcd: \(error.description)")
+            }
+        }
         holdsSnapshotDuty = false
         snapshotPosition = position
         recordsSinceSnapshot = 0

@@ -27,6 +27,9 @@ final class FakeEtcdKV: EtcdKV, @unchecked Sendable {
     private var repliesToLose = 0
     private var watchesToCompact = 0
     private var failing = false
+    private var callsToFail = 0
+    /// Runs (once, outside the lock) before the next `get`: another host acting at that moment.
+    var beforeNextGet: (@Sendable () -> Void)?
     private var counters: [String: Int] = [:]
     private var liveWatches = 0
 
@@ -64,6 +67,10 @@ final class FakeEtcdKV: EtcdKV, @unchecked Sendable {
     private func enter(_ call: String) throws(CortexError) {
         counters[call, default: 0] += 1
         if failing { throw .tryLater("etcd: no member answered (\(call))") }
+        if callsToFail > 0 {
+            callsToFail -= 1
+            throw .tryLater("etcd: no member answered (\(call))")
+        }
     }
 
     // MARK: switches and looks
@@ -77,6 +84,8 @@ final class FakeEtcdKV: EtcdKV, @unchecked Sendable {
             pthread_cond_broadcast(changed)
         }
     }
+    /// The next `count` calls fail with `tryLater` (nothing done).
+    func failNextCalls(_ count: Int) { unchecked { callsToFail += count } }
     /// Every call fails with `tryLater` while true.
     func setFailing(_ value: Bool) { unchecked { failing = value } }
     /// How many times `call` (`create`, `range`, `delete`, `watch`) was made.
@@ -142,6 +151,44 @@ final class FakeEtcdKV: EtcdKV, @unchecked Sendable {
             return doomed.count
         }
     }
+
+    func get(key: [UInt8], atRevision revision: Int64?) throws(CortexError) -> EtcdKeyValue? {
+        if let hook = unchecked({ () -> (@Sendable () -> Void)? in
+            defer { beforeNextGet = nil }
+            return beforeNextGet
+        }) {
+            hook()
+        }
+        return try locked { () throws(CortexError) in
+            try enter("get")
+            guard let revision else { return entries[key].map { EtcdKeyValue(key: key, value: $0.value, modRevision: $0.modRevision) } }
+            // Its last put at or before the revision (the fake keeps every put; deletes are not replayed).
+            return puts.last { $0.key == key && $0.modRevision <= revision }
+        }
+    }
+
+    func putAll(_ puts: [(key: [UInt8], value: [UInt8])], ifModifiedBelow revision: Int64, key: [UInt8])
+        throws(CortexError) -> (previous: EtcdKeyValue?, revision: Int64)?
+    {
+        try locked { () throws(CortexError) in
+            try enter("txn")
+            guard (entries[key]?.modRevision ?? 0) < revision else { return nil }
+            let previous = entries[key].map { EtcdKeyValue(key: key, value: $0.value, modRevision: $0.modRevision) }
+            // One transaction: one revision for every put.
+            self.revision += 1
+            let now = self.revision
+            for put in puts {
+                let created = entries[put.key]?.createRevision ?? now
+                entries[put.key] = Entry(value: put.value, createRevision: created, modRevision: now)
+                self.puts.append(EtcdKeyValue(key: put.key, value: put.value, modRevision: now))
+            }
+            pthread_cond_broadcast(changed)
+            return (previous, now)
+        }
+    }
+
+    /// The values stored under `prefix`.
+    func keys(under prefix: [UInt8]) -> [[UInt8]] { unchecked { entries.keys.filter { $0.starts(with: prefix) } } }
 
     func watch(prefix: [UInt8], startRevision: Int64) throws(CortexError) -> any EtcdWatch {
         try locked { () throws(CortexError) in
@@ -296,9 +343,42 @@ final class FakeEtcdKV: EtcdKV, @unchecked Sendable {
         let all = try readAll(journal)
         #expect(all.records.map { $0.0.data["total"]?.intValue } == (1...10).map { Int64($0) })
         #expect(all.records.map(\.1) == positions)
-        #expect(cluster.calls("range") - rangesBefore == 4, "10 records, 3 a page")
+        #expect(cluster.calls("range") - rangesBefore == 5, "10 records, 3 a page, then a look for a compaction's marker")
         let fromMiddle = try readAll(journal, from: positions[4])
         #expect(fromMiddle.records.map(\.1) == Array(positions[4...]))
+    }
+
+    @Test func anAppendWhoseReadFailsAfterItsFirstPageIsNotRetriedSoNoRecordIsVisitedTwice() throws {
+        let cluster = FakeEtcdKV()
+        let journal = try EtcdJournal(kv: cluster, namespace: "n", pageSize: 2)
+        for total in 1...5 { _ = try journal.append(try line(.budgetSet(total: Int64(total))), tail: .start) }
+        var visited: [Int64?] = []
+        #expect(throws: CortexError.self) {
+            _ = try journal.appendThenRead(try line(.budgetSet(total: 6)), from: .start) { record, _ throws(CortexError) in
+                // The read's next page finds no member answering.
+                if visited.isEmpty { cluster.failNextCalls(1) }
+                visited.append(record.data["total"]?.intValue)
+            }
+        }
+        #expect(visited == [1, 2], "the first page once: \(visited)")
+    }
+
+    @Test func aCompactionBetweenThePagesOfAReadFailsItRatherThanMissRecords() throws {
+        let cluster = FakeEtcdKV()
+        let journal = try EtcdJournal(kv: cluster, namespace: "n", pageSize: 3)
+        var positions: [JournalPosition] = []
+        for total in 1...10 { positions.append(try journal.append(try line(.budgetSet(total: Int64(total))), tail: .start).position) }
+        var compacted = false
+        let error = #expect(throws: CortexError.self) {
+            _ = try journal.readForward(from: .start) { _, _ throws(CortexError) in
+                // Another host's snapshot writer compacts while this read is between its pages.
+                if !compacted {
+                    compacted = true
+                    _ = try journal.deleteRecords(before: positions[7])
+                }
+            }
+        }
+        #expect(error.map(EtcdJournal.isCompaction) == true)
     }
 
     @Test func aReadSeesTheJournalAtOneRevisionAndAppendsDuringItAreReadNext() throws {

@@ -250,6 +250,77 @@ public final class EtcdClient: EtcdKV {
         return EtcdCreation(revision: revision, created: false)
     }
 
+    /// One transaction: if the key is absent, put it and range `prefix` from `minimumRevision`
+    /// (the range runs after the put, at the put's revision, so it ends with the new key); else
+    /// read the key.
+    public func createIfAbsentThenRange(key: [UInt8], value: [UInt8], prefix: [UInt8], minimumRevision: Int64, limit: Int)
+        throws(CortexError) -> (EtcdCreation, EtcdRange?)
+    {
+        let encodedKey = JSONValue.string(Base64.encode(key))
+        let reply = try call(
+            "/v3/kv/txn",
+            .object([
+                "compare": .array([.object(["target": "CREATE", "key": encodedKey, "create_revision": "0"])]),
+                "success": .array([
+                    .object(["request_put": .object(["key": encodedKey, "value": .string(Base64.encode(value))])]),
+                    .object([
+                        "request_range": Self.rangeRequest(
+                            prefix: prefix, minimumRevision: minimumRevision, maximumRevision: nil, limit: limit)
+                    ]),
+                ]),
+                "failure": .array([.object(["request_range": .object(["key": encodedKey])])]),
+            ]))
+        let responses = reply["responses"]?.arrayValue ?? []
+        if reply["succeeded"]?.boolValue == true {
+            let revision = Self.number(reply["header"]?["revision"]) ?? 0
+            guard revision > 0, responses.count == 2, let ranged = responses[1]["response_range"] else {
+                throw .corrupt("etcd: a put and range without a revision in \(reply.jsonText)")
+            }
+            var keyValues: [EtcdKeyValue] = []
+            for item in ranged["kvs"]?.arrayValue ?? [] { keyValues.append(try Self.keyValue(item)) }
+            let range = EtcdRange(keyValues: keyValues, more: ranged["more"]?.boolValue ?? false, headerRevision: revision)
+            return (EtcdCreation(revision: revision, created: true), range)
+        }
+        guard let existing = responses.first?["response_range"]?["kvs"]?.arrayValue?.first,
+            let revision = Self.number(existing["create_revision"]), revision > 0
+        else {
+            throw .tryLater("etcd: key \(Base64.encode(key)) neither created nor found; try again")
+        }
+        return (EtcdCreation(revision: revision, created: false), nil)
+    }
+
+    /// A range of the one key (at the revision when given).
+    public func get(key: [UInt8], atRevision revision: Int64?) throws(CortexError) -> EtcdKeyValue? {
+        let reply = try call(
+            "/v3/kv/range", .object(["key": .string(Base64.encode(key)), "revision": revision.map { .string(String($0)) }]))
+        guard let item = reply["kvs"]?.arrayValue?.first else { return nil }
+        return try Self.keyValue(item)
+    }
+
+    /// A transaction comparing `key`'s mod revision with `revision` (LESS): on success it reads
+    /// `key`, then puts every pair.
+    public func putAll(_ puts: [(key: [UInt8], value: [UInt8])], ifModifiedBelow revision: Int64, key: [UInt8])
+        throws(CortexError) -> (previous: EtcdKeyValue?, revision: Int64)?
+    {
+        let encodedKey = JSONValue.string(Base64.encode(key))
+        var success: [JSONValue] = [.object(["request_range": .object(["key": encodedKey])])]
+        for put in puts {
+            success.append(
+                .object(["request_put": .object(["key": .string(Base64.encode(put.key)), "value": .string(Base64.encode(put.value))])]))
+        }
+        let reply = try call(
+            "/v3/kv/txn",
+            .object([
+                "compare": .array([
+                    .object(["target": "MOD", "result": "LESS", "key": encodedKey, "mod_revision": .string(String(revision))])
+                ]),
+                "success": .array(success),
+            ]))
+        guard reply["succeeded"]?.boolValue == true else { return nil }
+        let previous = reply["responses"]?.arrayValue?.first?["response_range"]?["kvs"]?.arrayValue?.first
+        return (try previous.map { (item) throws(CortexError) in try Self.keyValue(item) }, Self.number(reply["header"]?["revision"]) ?? 0)
+    }
+
     /// A range over the prefix, sorted by mod revision.
     public func range(prefix: [UInt8], minimumRevision: Int64, maximumRevision: Int64?, limit: Int) throws(CortexError) -> EtcdRange {
         try range(prefix: prefix, minimumRevision: minimumRevision, maximumRevision: maximumRevision, limit: limit, keysOnly: false)
@@ -560,21 +631,29 @@ public final class EtcdClient: EtcdKV {
     private func range(prefix: [UInt8], minimumRevision: Int64, maximumRevision: Int64?, limit: Int, keysOnly: Bool) throws(CortexError)
         -> EtcdRange
     {
-        let reply = try call(
-            "/v3/kv/range",
-            .object([
-                "key": .string(Base64.encode(prefix)), "range_end": .string(Base64.encode(Self.prefixEnd(prefix))),
-                "sort_target": "MOD", "sort_order": "ASCEND",
-                "min_mod_revision": minimumRevision > 0 ? .string(String(minimumRevision)) : nil,
-                "max_mod_revision": maximumRevision.map { .string(String($0)) },
-                "limit": limit > 0 ? .string(String(limit)) : nil, "keys_only": keysOnly ? true : nil,
-            ]))
+        var request = Self.rangeRequest(prefix: prefix, minimumRevision: minimumRevision, maximumRevision: maximumRevision, limit: limit)
+        if keysOnly, case .object(var members) = request {
+            members.append(JSONMember("keys_only", true))
+            request = .object(members)
+        }
+        let reply = try call("/v3/kv/range", request)
         var keyValues: [EtcdKeyValue] = []
         for item in reply["kvs"]?.arrayValue ?? [] {
             keyValues.append(try Self.keyValue(item))
         }
         return EtcdRange(
             keyValues: keyValues, more: reply["more"]?.boolValue ?? false, headerRevision: Self.number(reply["header"]?["revision"]) ?? 0)
+    }
+
+    /// The body of a range over `prefix` sorted by mod revision (a request of its own or inside a transaction).
+    static func rangeRequest(prefix: [UInt8], minimumRevision: Int64, maximumRevision: Int64?, limit: Int) -> JSONValue {
+        .object([
+            "key": .string(Base64.encode(prefix)), "range_end": .string(Base64.encode(Self.prefixEnd(prefix))),
+            "sort_target": "MOD", "sort_order": "ASCEND",
+            "min_mod_revision": minimumRevision > 0 ? .string(String(minimumRevision)) : nil,
+            "max_mod_revision": maximumRevision.map { .string(String($0)) },
+            "limit": limit > 0 ? .string(String(limit)) : nil,
+        ])
     }
 
     /// A `kv` object of a reply (base64 key and value, string revisions; absent fields are defaults).

@@ -106,27 +106,81 @@ public final class EtcdJournal: Journal, Sendable {
     /// header revision, so a read sees the journal as it was at one revision and ends just past
     /// it. Values that are no record are skipped and reported (`damaged`).
     /// - Throws: `corrupt` when records after `position` were deleted by a compaction (its
-    ///   marker says so): the reader needs a snapshot at or after the compaction's position.
+    ///   marker says so; `isCompaction` tells this error): the reader needs a snapshot at or
+    ///   after the compaction's position.
     public func readForward(
         from position: JournalPosition, visit: (Record, JournalPosition) throws(CortexError) -> Void
+    ) throws(CortexError) -> JournalRead {
+        try read(from: position, firstPage: nil, visit: visit)
+    }
+
+    /// Appends `line` as `append` does and, in the same transaction (one round trip), reads the
+    /// journal from `position` through the appended record (docs/decisions/035): `visit` sees
+    /// every record from `position` up to and including the new one, as `readForward` would.
+    /// The read ends just past the appended record. A retry that finds the key already written
+    /// reads with `readForward` instead.
+    /// - Parameter appended: told the append's position as soon as the transaction answered,
+    ///   before the read (which may still fail: the record is in all the same).
+    public func appendThenRead(
+        _ line: [UInt8], from position: JournalPosition, appended: (JournalAppend) -> Void = { _ in },
+        visit: (Record, JournalPosition) throws(CortexError) -> Void
+    ) throws(CortexError) -> (JournalAppend, JournalRead) {
+        let start = try EtcdJournal.revision(of: position)
+        let body = line.last == 0x0A ? Array(line.dropLast()) : line
+        let key = key(for: body)
+        let (creation, page) = try createRetrying { () throws(CortexError) in
+            try kv.createIfAbsentThenRange(key: key, value: body, prefix: prefix, minimumRevision: start, limit: pageSize)
+        }
+        let append = JournalAppend(position: EtcdJournal.position(revision: creation.revision))
+        appended(append)
+        // Never retried: once the read began, `visit` has seen records.
+        return (append, try read(from: position, firstPage: page, visit: visit))
+    }
+
+    /// Runs `create` (a create-if-absent of one key) until it answers, retrying with the same key
+    /// when the cluster did not (`tryLater`, `io`), at most `appendAttempts` times.
+    private func createRetrying<Result>(_ create: () throws(CortexError) -> Result) throws(CortexError) -> Result {
+        var attempt = 1
+        while true {
+            do {
+                return try create()
+            } catch {
+                switch error {
+                case .tryLater, .io: guard attempt < EtcdJournal.appendAttempts else { throw error }
+                default: throw error
+                }
+            }
+            attempt += 1
+        }
+    }
+
+    /// `readForward`, starting with `firstPage` when the caller already has it (read at its
+    /// header revision from `position`).
+    private func read(
+        from position: JournalPosition, firstPage: EtcdRange?, visit: (Record, JournalPosition) throws(CortexError) -> Void
     ) throws(CortexError) -> JournalRead {
         let start = try EtcdJournal.revision(of: position)
         var next = start
         var ceiling: Int64? = nil
         var recordsRead = 0
         var damaged: [DamagedLine] = []
+        var pages = 0
+        var given = firstPage
         while true {
-            let page = try kv.range(prefix: prefix, minimumRevision: next, maximumRevision: ceiling, limit: pageSize)
+            let page: EtcdRange
+            if let first = given {
+                page = first
+                given = nil
+            } else {
+                page = try kv.range(prefix: prefix, minimumRevision: next, maximumRevision: ceiling, limit: pageSize)
+            }
+            pages += 1
             if ceiling == nil { ceiling = page.headerRevision }
             for keyValue in page.keyValues {
                 let at = EtcdJournal.position(revision: keyValue.modRevision)
                 next = max(next, keyValue.modRevision + 1)
                 if let compactedBefore = compactionMarker(keyValue.key) {
-                    guard start >= compactedBefore else {
-                        throw .corrupt(
-                            "the etcd journal \(namespace) was compacted before revision \(compactedBefore): records after \(position) are gone; read from a snapshot at or after it"
-                        )
-                    }
+                    guard start >= compactedBefore else { throw compactedError(before: compactedBefore, position: position) }
                     continue
                 }
                 switch RecordCodec.decode(keyValue.value) {
@@ -140,16 +194,43 @@ public final class EtcdJournal: Journal, Sendable {
             }
             guard page.more, !page.keyValues.isEmpty else { break }
         }
+        if pages > 1 {
+            // The pages after the first read the journal as it is now: a compaction that ran
+            // meanwhile may have deleted records between them. Its marker, written before it
+            // deleted anything, says so.
+            let markers = try kv.range(prefix: markerPrefix, minimumRevision: 0, maximumRevision: nil, limit: 16)
+            for marker in markers.keyValues {
+                if let compactedBefore = compactionMarker(marker.key), compactedBefore > start {
+                    throw compactedError(before: compactedBefore, position: position)
+                }
+            }
+        }
         let end = EtcdJournal.position(revision: max(next, (ceiling ?? 0) + 1))
         return JournalRead(end: end, extent: end, recordsRead: recordsRead, damaged: damaged)
     }
 
+    /// The start of the message of `compactedError`.
+    private static let compactedMessage = "the etcd journal was compacted"
+
+    private func compactedError(before revision: Int64, position: JournalPosition) -> CortexError {
+        .corrupt(
+            "\(EtcdJournal.compactedMessage) before revision \(revision) (namespace \(namespace)): records after \(position) are gone; read from a snapshot at or after it"
+        )
+    }
+
+    /// True for the error a read throws when records it needs were deleted by a compaction
+    /// (the store then starts again from the snapshot in etcd).
+    public static func isCompaction(_ error: CortexError) -> Bool {
+        guard case .corrupt(let message) = error else { return false }
+        return message.hasPrefix(compactedMessage)
+    }
+
     /// `<prefix>~compacted-`: the start of a compaction marker's key, followed by the revision
     /// below which records were deleted. No record id starts with `~`.
-    private var markerPrefix: [UInt8] { prefix + Array("~compacted-".utf8) }
+    var markerPrefix: [UInt8] { prefix + Array("~compacted-".utf8) }
 
     /// The revision a compaction marker's key names, or nil for any other key.
-    private func compactionMarker(_ key: [UInt8]) -> Int64? {
+    func compactionMarker(_ key: [UInt8]) -> Int64? {
         let marker = markerPrefix
         guard key.count > marker.count, key.starts(with: marker) else { return nil }
         return Int64(String(decoding: key[marker.count...], as: UTF8.self))

@@ -22,6 +22,38 @@ public protocol EtcdKV: Sendable {
     /// Starts watching `prefix` from `startRevision`: puts at or after it arrive through the
     /// returned watch, in revision order.
     func watch(prefix: [UInt8], startRevision: Int64) throws(CortexError) -> any EtcdWatch
+
+    /// `createIfAbsent`, and in the same transaction a `range` of `prefix` from
+    /// `minimumRevision` (at most `limit` keys, in mod-revision order) read right after the put:
+    /// one round trip for an append and the read of what came before it (docs/decisions/035).
+    /// The range is nil when the key existed (a retry): the caller reads on its own.
+    func createIfAbsentThenRange(key: [UInt8], value: [UInt8], prefix: [UInt8], minimumRevision: Int64, limit: Int)
+        throws(CortexError) -> (EtcdCreation, EtcdRange?)
+
+    /// The value at `key` with its mod revision, or nil when there is none: now, or as it was
+    /// at `revision` when given (etcd keeps older versions until the cluster compacts its history).
+    func get(key: [UInt8], atRevision revision: Int64?) throws(CortexError) -> EtcdKeyValue?
+
+    /// Puts every pair of `puts` in one transaction, only if `key`'s mod revision is below
+    /// `revision` (0 for an absent key). Returns the value `key` held before (nil: none) and the
+    /// transaction's revision, or nil when the comparison failed and nothing was written.
+    func putAll(_ puts: [(key: [UInt8], value: [UInt8])], ifModifiedBelow revision: Int64, key: [UInt8])
+        throws(CortexError) -> (previous: EtcdKeyValue?, revision: Int64)?
+}
+
+extension EtcdKV {
+    /// `createIfAbsent`, then `range` (up to the new key's revision) when it created the key: two
+    /// round trips, and not one revision of the cluster (a compaction between them goes unseen),
+    /// for a seam implementation without transactions of both (the in-memory fake of the tests).
+    public func createIfAbsentThenRange(key: [UInt8], value: [UInt8], prefix: [UInt8], minimumRevision: Int64, limit: Int)
+        throws(CortexError) -> (EtcdCreation, EtcdRange?)
+    {
+        let creation = try createIfAbsent(key: key, value: value)
+        guard creation.created else { return (creation, nil) }
+        var page = try range(prefix: prefix, minimumRevision: minimumRevision, maximumRevision: creation.revision, limit: limit)
+        page.headerRevision = creation.revision  // what the page saw: the journal through the new key
+        return (creation, page)
+    }
 }
 
 /// What `createIfAbsent` found.

@@ -29,7 +29,7 @@ extension CoordinationStore {
     /// Every step is safe to repeat, and to interrupt with `kill -9`: both snapshots are durable
     /// before any segment they cover is archived, and an archived copy is linked in before its
     /// tombstone replaces the segment's name. A store without files compacts nothing, nor does a
-    /// folder over etcd (no snapshots in etcd yet, docs/decisions/033).
+    /// folder over etcd (its snapshot writer compacts, one stored snapshot behind: docs/decisions/035).
     public func compactJournal(rotateAboveBytes: Int64, retentionMilliseconds: Int64, nowMilliseconds: Int64)
         throws(CortexError) -> Compaction
     {

@@ -8,8 +8,10 @@ extension CoordinationStore {
     /// Writes the tasks that finished since the last snapshot as one durable file under
     /// `state/finished/`, named after the journal position, and empties the outbox. Called
     /// before the snapshot that no longer holds them is written.
-    func compactFinishedTasks() throws(CortexError) {
-        guard !state.tasks.finished.isEmpty else { return }
+    /// - Returns: the file's name and lines (nil when no task finished since the last snapshot).
+    @discardableResult
+    func compactFinishedTasks() throws(CortexError) -> (name: String, lines: [UInt8])? {
+        guard !state.tasks.finished.isEmpty else { return nil }
         try Files.makeDirectory(layout.finishedTasks, in: layout.folder, mode: permissions.directory(.shared))
         let name = position.fileNameStem + ".jsonl"
         var lines: [UInt8] = []
@@ -19,6 +21,7 @@ extension CoordinationStore {
             layout.finishedTasks + "/" + name, in: layout.folder, with: lines, durability: .powerLoss,
             mode: permissions.file(.shared))
         clearFinishedOutbox()
+        return (name, lines)
     }
 
     /// The task `id` wherever it is: live in the state, finished since the last snapshot, or
