@@ -12,11 +12,11 @@ struct WakeTests {
     /// The `futex` system call's number, as `/proc/PID/syscall` shows it while a process sleeps in it.
     static let futexSyscall: String? = {
         #if arch(x86_64)
-            return "202"
+        return "202"
         #elseif arch(arm64)
-            return "98"
+        return "98"
         #else
-            return nil
+        return nil
         #endif
     }()
 
@@ -85,7 +85,9 @@ struct WakeTests {
         for _ in 0..<tasks { created.insert(try Self.createTask(directory)) }
         let results = claims.map { $0.wait() }
         let exits = Dictionary(grouping: results, by: { $0.exitCode ?? -1 }).mapValues(\.count)
-        #expect(results.allSatisfy { $0.exitCode == 0 || $0.exitCode == 75 }, "exit codes \(exits); first other: \(results.first { $0.exitCode != 0 && $0.exitCode != 75 }.map(\.description) ?? "")")
+        #expect(
+            results.allSatisfy { $0.exitCode == 0 || $0.exitCode == 75 },
+            "exit codes \(exits); first other: \(results.first { $0.exitCode != 0 && $0.exitCode != 75 }.map(\.description) ?? "")")
         #expect(exits[74] == nil, "\(exits[74] ?? 0) waiters exited 74")
         let claimed = results.filter { $0.exitCode == 0 }.compactMap { $0.json?.string("id") }
         #expect(Set(claimed) == created && claimed.count == tasks, "claimed \(claimed.count) of \(tasks); exits \(exits)")
@@ -143,7 +145,8 @@ struct WakeTests {
         let claim = try RunningTool(
             ["cortex-task", "claim", "--worker", "w", "--wait", "60s", "--dir", directory.coordination], scratch: directory.scratch)
         try #require(claim.waitUntilWatching(), "the claim never started waiting")
-        let create = try RunningTool(["cortex-task", "create", "--type", "wake", "--dir", directory.coordination], scratch: directory.scratch)
+        let create = try RunningTool(
+            ["cortex-task", "create", "--type", "wake", "--dir", directory.coordination], scratch: directory.scratch)
         let created = try #require(create.wait(atMost: 10), "create hung on a \(kind) doorbell")
         #expect(created.exitCode == 0, "\(created)")
         let result = try #require(claim.wait(atMost: 10), "the claim slept through the append with a \(kind) doorbell")

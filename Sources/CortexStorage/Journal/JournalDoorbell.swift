@@ -32,14 +32,19 @@ public final class JournalDoorbell {
     /// Throws when it cannot be opened or mapped, or is not an acceptable doorbell (`EMEDIUMTYPE`).
     public init(folder: FolderDescriptor, directory: String, writable: Bool, creating: CreationMode?) throws(Errno) {
         let path = directory + "/" + JournalDoorbell.fileName
-        if let creating, try folder.status(path) == nil {
+        let opened: (fd: Int32, info: stat)
+        do {
+            opened = try folder.openRegular(path, writable ? O_RDWR : O_RDONLY)
+        } catch {
+            guard error == .noSuchFileOrDirectory, let creating else { throw error }
             do {
                 try AtomicFile.createIfAbsent(path, in: folder, with: [UInt8](repeating: 0, count: JournalDoorbell.size), mode: creating)
             } catch {
                 throw Errno.permissionDenied
             }
+            opened = try folder.openRegular(path, writable ? O_RDWR : O_RDONLY)
         }
-        let (fd, info) = try folder.openRegular(path, writable ? O_RDWR : O_RDONLY)
+        let (fd, info) = opened
         descriptor = FileDescriptor(rawValue: fd)
         do throws(Errno) {
             guard JournalDoorbell.isAcceptable(info, folder: folder, directory: directory) else { throw Errno.notRegularFile }
