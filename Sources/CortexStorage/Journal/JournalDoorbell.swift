@@ -157,6 +157,7 @@ public final class FileJournalWaiter: JournalWaiter {
     /// True when woken (or when the doorbell had to be given up: look again).
     public func wait(timeoutMilliseconds: Int32) -> Bool {
         let start = POSIX.monotonicNanoseconds()
+        var first = true
         while true {
             let elapsed = Int64((POSIX.monotonicNanoseconds() - start) / 1_000_000)
             let remaining = timeoutMilliseconds < 0 ? Int64.max : Int64(timeoutMilliseconds) - elapsed
@@ -166,8 +167,11 @@ public final class FileJournalWaiter: JournalWaiter {
                 POSIX.sleep(milliseconds: min(remaining, FileJournalWaiter.pollMilliseconds))
                 return true
             }
-            guard remaining > 0 else { return false }
-            switch doorbell.mapping.wait(whileEqualTo: armedSequence, milliseconds: min(remaining, FileJournalWaiter.checkMilliseconds)) {
+            // Always one futex call, even with no time left: a ring since the arm is reported.
+            if !first && remaining <= 0 { return false }
+            first = false
+            let slice = max(0, min(remaining, FileJournalWaiter.checkMilliseconds))
+            switch doorbell.mapping.wait(whileEqualTo: armedSequence, milliseconds: slice) {
             case .rung:
                 armDoorbell()
                 return true
