@@ -93,6 +93,24 @@ struct WakeTests {
         #expect(Set(claimed) == created && claimed.count == tasks, "claimed \(claimed.count) of \(tasks); exits \(exits)")
     }
 
+    /// In-process: the waiter sleeps on the doorbell, reports a ring since its arm even with no
+    /// time left, and falls back to inotify when the doorbell is refused.
+    @Test func theWaiterUsesTheDoorbellAndFallsBackToInotifyWhenItIsRefused() throws {
+        let directory = try TemporaryDirectory()
+        try initialise(directory, totalTokens: 100)
+        let journal = FileJournal(directory: directory.coordination + "/journal")
+        let waiter = FileJournalWaiter(journal: journal)
+        #expect(waiter.mechanism == .doorbell)
+        #expect(!waiter.wait(timeoutMilliseconds: 0), "nothing appended yet")
+        _ = try Self.createTask(directory)
+        #expect(waiter.wait(timeoutMilliseconds: 0), "a ring since the arm is reported even with no time left")
+        #expect(!waiter.wait(timeoutMilliseconds: 0), "woken once: armed again")
+        let doorbell = directory.coordination + "/journal/doorbell"
+        try FileManager.default.removeItem(atPath: doorbell)
+        try #require(mkfifo(doorbell, 0o666) == 0)
+        #expect(FileJournalWaiter(journal: journal).mechanism == .inotify)
+    }
+
     /// What a hostile user may leave at `journal/doorbell` in a shared folder.
     enum HostileDoorbell: String, CaseIterable, CustomTestStringConvertible {
         case symbolicLink, fifo, empty, wrongSize, secondName, anotherUsers
