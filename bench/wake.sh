@@ -3,15 +3,19 @@
 # them alike). Per trial and contender one line: "contender issue_start issue_end woke" ($EPOCHREALTIME
 # seconds; woke is when the waiting side returned or the job started).
 #
-#   cortex  a `cortex-task claim --wait 30s` is started and given 0.3 s to arm its inotify watch;
-#           then `cortex-task create` is issued; woke = the moment the waiting claim process exited
-#           (stamped by the subshell that ran it, right after reaping it).
+#   cortex  a `cortex-task claim --wait 30s` is started and given 0.3 s to arm its waiter (the
+#           journal's doorbell, docs/decisions/039-wake.md); then `cortex-task create` is issued;
+#           woke = the moment the waiting claim process exited (stamped by the subshell that ran
+#           it, right after reaping it).
+#   baseline  the same with another build's cortex and cortex-task (CORTEX_BASE_BIN, e.g. one from
+#           before the doorbell, whose waiter is an inotify watch) in a folder of its own.
 #   tsp     `tsp -n STAMP FILE` to a private task-spooler server (TS_SOCKET); woke = the job's own
 #           first instruction (STAMP, a static C program, writes CLOCK_REALTIME to FILE).
 #   nq      `nq -q STAMP FILE` into a private NQDIR; woke as for tsp.
 #
 # usage: wake.sh TRIALS OUTFILE WORKDIR STAMP CONTENDER...     (CORTEX_TASK: the cortex-task binary;
-#        WORKDIR/cortex must be an initialised coordination folder with no pending task)
+#        WORKDIR/cortex must be an initialised coordination folder with no pending task; for
+#        baseline, WORKDIR/baseline one initialised by CORTEX_BASE_BIN/cortex)
 trials=$1 out=$2 work=$3 stamp=$4
 shift 4
 ct=${CORTEX_TASK:-cortex-task}
@@ -28,12 +32,13 @@ for ((i = 0; i < trials; i++)); do
     for c in "$@"; do
         rm -f "$work/woke"
         case $c in
-        cortex)
-            { "$ct" claim --worker w --wait 30s --dir "$work/cortex" >/dev/null 2>&1; echo "$EPOCHREALTIME" >"$work/woke"; } &
+        cortex | baseline)
+            if [ "$c" = cortex ]; then bin=$ct folder=$work/cortex; else bin=$CORTEX_BASE_BIN/cortex-task folder=$work/baseline; fi
+            { "$bin" claim --worker w --wait 30s --dir "$folder" >/dev/null 2>&1; echo "$EPOCHREALTIME" >"$work/woke"; } &
             pid=$!
             sleep 0.3
             t0=$EPOCHREALTIME
-            "$ct" create --type bench --dir "$work/cortex" >/dev/null
+            "$bin" create --type bench --dir "$folder" >/dev/null
             t1=$EPOCHREALTIME
             wait "$pid"
             ;;

@@ -4,6 +4,8 @@
 #endif
 #include "CCortexShims.h"
 #include <fcntl.h>
+#include <limits.h>
+#include <linux/futex.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <string.h>
@@ -165,4 +167,12 @@ int cortex_openat_beneath(int dirfd, const char *path, int flags, unsigned int m
 }
 int cortex_renameat_exchange(int from_dirfd, const char *from, int to_dirfd, const char *to) {
     return renameat2(from_dirfd, from, to_dirfd, to, RENAME_EXCHANGE);
+}
+
+int cortex_futex_wait(const uint32_t *address, uint32_t expected, int64_t timeout_ms) {
+    struct timespec timeout = {.tv_sec = timeout_ms / 1000, .tv_nsec = (timeout_ms % 1000) * 1000000};
+    return (int)syscall(SYS_futex, address, FUTEX_WAIT, expected, timeout_ms < 0 ? NULL : &timeout, NULL, 0);
+}
+int cortex_futex_ring(uint32_t *address) {
+    return (int)syscall(SYS_futex, address, FUTEX_WAKE_OP, INT_MAX, NULL, address, FUTEX_OP(FUTEX_OP_ADD, 1, FUTEX_OP_CMP_EQ, 0));
 }

@@ -295,7 +295,9 @@ public final class CoordinationStore {
             try Files.makeDirectory(folder, in: layout.folder, mode: permissions.directory(content))
         }
         if config.backend == .file {
-            try FileJournal(folder: layout.folder, directory: layout.journal, permissions: permissions).createSegment(1)
+            let journal = FileJournal(folder: layout.folder, directory: layout.journal, permissions: permissions)
+            try journal.createSegment(1)
+            try journal.createDoorbell()
         }
         try AtomicFile.createIfAbsent(
             layout.config, in: layout.folder, with: config.json.prettySerialized(), mode: permissions.file(.shared))

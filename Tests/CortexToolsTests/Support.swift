@@ -209,23 +209,38 @@ final class RunningTool {
         return Glibc.kill(pid, signal) == 0
     }
 
-    /// Waits (up to a minute) until the process holds an inotify instance: a waiting tool arms
-    /// its journal watcher right after its first fold, so from then on what happens is "during
-    /// its wait". Returns false when it never did (it ended, or the time ran out).
+    /// Waits (up to a minute) until the process holds the journal's doorbell or an inotify
+    /// instance open: a waiting tool arms its journal waiter right after its first fold, so from
+    /// then on what happens is "during its wait". Returns false when it never did (it ended, or
+    /// the time ran out).
     func waitUntilWatching() -> Bool {
         for _ in 0..<6_000 {
             if !isRunning { return false }
-            let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")) ?? []
-            for fd in fds {
-                if let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\(fd)"),
-                    target.contains("inotify")
-                {
-                    return true
-                }
-            }
+            if openFiles().contains(where: { $0.contains("inotify") || $0.hasSuffix("/journal/doorbell") }) { return true }
             usleep(10_000)
         }
         return false
+    }
+
+    /// What the process's descriptors name now (`/proc/PID/fd` link targets).
+    func openFiles() -> [String] {
+        let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")) ?? []
+        return fds.compactMap { try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\($0)") }
+    }
+
+    /// Waits for the process to end, at most `seconds`; nil (and the process killed) when it
+    /// was still running then: a "refused within a bounded time rather than hanging" check.
+    func wait(atMost seconds: Double) -> ToolResult? {
+        let deadline = Date().addingTimeInterval(seconds)
+        while isRunning {
+            if Date() > deadline {
+                kill(SIGKILL)
+                _ = wait()
+                return nil
+            }
+            usleep(2_000)
+        }
+        return wait()
     }
 
     /// What the process has written to stdout so far.

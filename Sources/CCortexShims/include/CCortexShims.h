@@ -80,4 +80,15 @@ int cortex_openat_beneath(int dirfd, const char *path, int flags, unsigned int m
 /// renameat2(from_dirfd, from, to_dirfd, to, RENAME_EXCHANGE): swaps two names atomically.
 int cortex_renameat_exchange(int from_dirfd, const char *from, int to_dirfd, const char *to);
 
+/// futex(address, FUTEX_WAIT, expected, relative timeout) on a shared (file) mapping: sleeps while
+/// *address == expected, at most `timeout_ms` milliseconds. Returns 0 when woken, or -1 with errno
+/// set (EAGAIN: the value differed; ETIMEDOUT; EINTR; EFAULT: the page is gone, e.g. the file was
+/// truncated - the kernel reports it here instead of raising SIGBUS).
+int cortex_futex_wait(const uint32_t *address, uint32_t expected, int64_t timeout_ms);
+
+/// futex(address, FUTEX_WAKE_OP, INT_MAX, 0, address, FUTEX_OP(ADD, 1, CMP_EQ, 0)) on a shared
+/// (file) mapping: adds 1 to *address atomically in the kernel and wakes every waiter on it. A
+/// page that is gone fails with EFAULT (no SIGBUS). Returns the number woken or -1 with errno set.
+int cortex_futex_ring(uint32_t *address);
+
 #endif

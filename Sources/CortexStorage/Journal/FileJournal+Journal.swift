@@ -21,6 +21,7 @@ extension FileJournal: Journal {
                     throw .corrupt("could not append a whole record to \(path(ofSegment: tail.segment)) after \(torn) attempts")
                 }
             case .appended(let start):
+                ringDoorbell()
                 var result = JournalAppend(position: start, tornAttempts: torn)
                 if start.offset + Int64(line.count) >= segmentMaxBytes {
                     do { try rotate(segment: tail.segment, timeMilliseconds: POSIX.wallClockMilliseconds()) } catch {
@@ -49,8 +50,9 @@ extension FileJournal: Journal {
         }
     }
 
-    /// An inotify watch on the journal folder (appends, new segments, renames).
-    public func makeWaiter() throws(CortexError) -> any JournalWaiter { try JournalWatcher(directory: directory) }
+    /// A waiter on the doorbell every append rings (docs/decisions/039-wake.md), falling back to an
+    /// inotify watch on the journal folder, then to short sleeps: it never fails.
+    public func makeWaiter() throws(CortexError) -> any JournalWaiter { FileJournalWaiter(journal: self) }
 
     /// Rotates `tail`'s segment when it is larger than `bytes`.
     /// - Returns: the start of the next segment, or nil.

@@ -20,6 +20,8 @@ public final class FileJournal {
     public let segmentMaxBytes: Int64
     private var appendDescriptor: (segment: Int, fd: Int32)?
     private var readDescriptor: (segment: Int, fd: Int32)?
+    /// The doorbell this journal rings after each append, opened on the first (`ringDoorbell()`).
+    private var doorbell: JournalDoorbell?
 
     /// A journal in `directory` (which must exist), opened as a folder of its own, whose new
     /// files follow `permissions`, and whose segments rotate past `segmentMaxBytes`.
@@ -98,6 +100,25 @@ public final class FileJournal {
             let start = JournalPosition(segment: segment, offset: end - Int64(written))
             return written == line.count ? .appended(start) : .torn(start, bytesWritten: written)
         }
+    }
+
+    /// Creates the doorbell (`journal/doorbell`, docs/decisions/039-wake.md) with the mode of shared
+    /// content unless it exists. Returns false when it already existed.
+    @discardableResult
+    public func createDoorbell() throws(CortexError) -> Bool {
+        try AtomicFile.createIfAbsent(
+            directory + "/" + JournalDoorbell.fileName, in: folder, with: [UInt8](repeating: 0, count: JournalDoorbell.size),
+            mode: segmentMode)
+    }
+
+    /// Rings the doorbell: wakes every waiter (`FileJournalWaiter`) after an append. Opens it on
+    /// first use (creating it in a folder made before it existed) and again when its name has been
+    /// given to another file. Never fails the append: a doorbell that cannot be rung leaves the
+    /// waiters to their fallback and their timeouts.
+    public func ringDoorbell() {
+        if let doorbell, doorbell.isStillInPlace(), (try? doorbell.ring()) != nil { return }
+        doorbell = try? JournalDoorbell(folder: folder, directory: directory, writable: true, creating: segmentMode)
+        try? doorbell?.ring()
     }
 
     /// Flushes segment `segment`'s data to stable storage (before a snapshot covering it is published).
