@@ -180,6 +180,8 @@ public struct ToolSpec: Sendable {
             defer { printWarnings(of: invocation.session, command: command.spec.name) }
             let report = try command.body(invocation)
             Output.print(report, json: parsed[CommonOptions.json], command: command.spec.name)
+            // After the answer is out: a reader that folded far past the snapshot leaves one.
+            for store in invocation.session.stores { store.writeSnapshotAfterReading() }
             return report.exitCode
         } catch {
             let code = ExitCode.of(error)

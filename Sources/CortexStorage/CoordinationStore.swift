@@ -687,6 +687,16 @@ public final class CoordinationStore {
         try writeSnapshot(nowMilliseconds: nowMilliseconds)
     }
 
+    /// For a command that only read: writes a snapshot when its fold went far past the last one
+    /// (`4 × snapshot_every_records`, the lag at which any writer writes one whatever the turn),
+    /// so the next reader does not repeat the long fold while no writer comes. Silent when it
+    /// cannot (a reader may not be allowed to write the folder): the snapshot is only a cache.
+    public func writeSnapshotAfterReading(nowMilliseconds: Int64 = POSIX.wallClockMilliseconds()) {
+        guard persistsFiles, lastSubmittedRecordID == nil, recordsSinceSnapshot >= 4 * config.snapshotEveryRecords else { return }
+        guard FileIdentity.of(layout.snapshot, in: layout.folder) == snapshotFileIdentity else { return }
+        try? writeSnapshot(nowMilliseconds: nowMilliseconds)
+    }
+
     /// Writes `state/snapshot.json` for the current fold. The journal up to the snapshot's position
     /// is `fdatasync`ed first, so a snapshot is never ahead of durable journal data. Tasks that
     /// finished since the last snapshot are compacted first into one durable file under
