@@ -151,6 +151,9 @@ enum SessionServer {
         if name.hasSuffix(" tail") || name.hasSuffix(" dashboard"), parsed.flags.contains("follow") {
             return "--follow does not end: run it as its own process, not in a session"
         }
+        if name.hasSuffix(" reap"), parsed.texts["every"] != nil {
+            return "--every runs until stopped: run the reaper as its own process, not in a session"
+        }
         if parsed.flags.contains("foreground") {
             return "--foreground gives the worker the caller's streams: run it as its own process, not in a session"
         }

@@ -165,7 +165,7 @@ struct SessionTests {
         }
 
         // What would never end, or hand the session's streams to another program, is refused (64).
-        for arguments in [["tail", "-f"], ["session"], ["spawn", "--foreground", "--", "true"]] {
+        for arguments in [["tail", "-f"], ["session"], ["spawn", "--foreground", "--", "true"], ["reap", "--every", "1s"]] {
             let refused = try session.request(arguments)
             #expect(refused.code == 64 && refused.out.isEmpty && refused.err.contains("session"), "\(arguments): \(refused)")
         }
