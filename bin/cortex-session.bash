@@ -19,7 +19,8 @@
 # write instead of killing the master; programs the master runs still get the default SIGPIPE.
 #
 # Framing (docs/cli.md): a request is printf '%s\0' "$#" "$@"; an answer is a line
-# "EXIT OUT_BYTES ERR_BYTES" followed by those bytes of stdout, then of stderr.
+# "EXIT OUT_BYTES ERR_BYTES", then those bytes of stdout and a NUL, then of stderr and a NUL
+# (read here with read -d '', which counts no characters, so any locale reads bytes right).
 
 declare -gA _cx_dirs=()
 [[ -z $(trap -p PIPE) ]] && trap ':' PIPE
@@ -31,23 +32,23 @@ _cx_launch() {
   [[ -n $dir ]] && command+=(--dir "$dir")
   # bash warns when a second coprocess starts while another lives: that warning is not ours.
   exec {saved_stderr}>&2
-  { eval "coproc $co { \"\${command[@]}\" 2>&$saved_stderr $saved_stderr>&-; }"; } 2>/dev/null
+  # exec: the coprocess is cortex itself (its pid is the session's; bash's coprocess descriptors
+  # are close-on-exec, so no session holds another's pipes).
+  { eval "coproc $co { exec \"\${command[@]}\" 2>&$saved_stderr $saved_stderr>&-; }"; } 2>/dev/null
   exec {saved_stderr}>&-
   local -n fds=$co
-  local handshake=
-  if printf '%s\0' 1 --version >&"${fds[1]}" 2>/dev/null && IFS= read -r handshake <&"${fds[0]}" \
-    && [[ $handshake == "0 "* ]]; then
-    local -a sizes=($handshake)
-    local LC_ALL=C discard
-    ((sizes[1] == 0)) || IFS= read -r -N "${sizes[1]}" discard <&"${fds[0]}"
-    ((sizes[2] == 0)) || IFS= read -r -N "${sizes[2]}" discard <&"${fds[0]}"
+  local header= out= err=
+  if printf '%s\0' 1 --version >&"${fds[1]}" 2>/dev/null && IFS= read -r header <&"${fds[0]}" \
+    && [[ $header == "0 "* ]] && IFS= read -r -d '' out <&"${fds[0]}" && IFS= read -r -d '' err <&"${fds[0]}"; then
     return 0
   fi
   _cx_close "$name"
   return 74
 }
 
-# _cx_close NAME: closes session NAME's pipes and waits for its process.
+# _cx_close NAME: closes session NAME's pipes and ends its process. A subshell the master
+# forked (`( … ) &`) holds copies of the pipes, so the session may never see its end of input:
+# it is idle (cx waits for each answer), and SIGTERM ends it.
 _cx_close() {
   local co="_cx_co_$1"
   local pid_var="${co}_PID"
@@ -55,17 +56,12 @@ _cx_close() {
   local pid=${!pid_var-}
   [[ -n ${fds[1]-} ]] && eval "exec ${fds[1]}>&-"
   [[ -n ${fds[0]-} ]] && eval "exec ${fds[0]}<&-"
-  [[ -n $pid ]] && wait "$pid" 2>/dev/null
+  if [[ -n $pid ]]; then
+    kill -TERM "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+  fi
   unset "$co" "$pid_var"
   return 0
-}
-
-# _cx_alive NAME: true when session NAME has a process and pipes.
-_cx_alive() {
-  local co="_cx_co_$1"
-  local pid_var="${co}_PID"
-  local -n fds=$co
-  [[ -n ${fds[1]-} && -n ${fds[0]-} && -n ${!pid_var-} ]] && kill -0 "${!pid_var}" 2>/dev/null
 }
 
 # cortex_session_start [--name NAME] [--dir DIR]: starts a session (returns 74 if it cannot).
@@ -84,7 +80,7 @@ cortex_session_start() {
     printf 'cortex_session_start: invalid session name %q (letters, digits, _)\n' "$name" >&2
     return 64
   fi
-  _cx_alive "$name" && _cx_close "$name"
+  _cx_close "$name"
   _cx_dirs[$name]=$dir
   if ! _cx_launch "$name"; then
     printf 'cortex_session_start: cannot start %s session (is it on PATH, or set CX_CORTEX?)\n' "${CX_CORTEX:-cortex}" >&2
@@ -113,6 +109,29 @@ cortex_session_pid() {
   printf '%s\n' "${!pid_var-}"
 }
 
+# _cx_send NAME ARGS…: sends a request to session NAME, starting it (again) when its pipe is
+# gone or a write fails. A write that fails never reached a session whole (a session runs only
+# whole requests), so sending it to a new one cannot run it twice.
+_cx_send() {
+  local name=$1 try
+  shift
+  if [[ ! -v "_cx_dirs[$name]" ]]; then
+    printf 'cx: no session %s (cortex_session_start --name %s first)\n' "$name" "$name" >&2
+    return 74
+  fi
+  local -n fds="_cx_co_$name"
+  for try in 1 2; do
+    [[ -n ${fds[1]-} ]] && printf '%s\0' "$#" "$@" >&"${fds[1]}" 2>/dev/null && return 0
+    _cx_close "$name"
+    if ! _cx_launch "$name"; then
+      printf 'cx: the %s session died and cannot be started again\n' "$name" >&2
+      return 74
+    fi
+  done
+  printf 'cx: cannot send the request to the %s session\n' "$name" >&2
+  return 74
+}
+
 # cx [-v VAR] ARGS…: runs `cortex ARGS…` in the session named by CX_SESSION (default "cortex").
 cx() {
   local _cx_var=
@@ -121,40 +140,23 @@ cx() {
     shift 2
   fi
   local _cx_name=${CX_SESSION:-cortex}
-  local _cx_co="_cx_co_${_cx_name}"
-  if [[ ! -v "_cx_dirs[$_cx_name]" ]]; then
-    printf 'cx: no session %s (cortex_session_start --name %s first)\n' "$_cx_name" "$_cx_name" >&2
-    return 74
+  if [[ ! $_cx_name =~ ^[A-Za-z0-9_]+$ ]]; then
+    printf 'cx: invalid session name %q\n' "$_cx_name" >&2
+    return 64
   fi
-  local _cx_try
-  for _cx_try in 1 2; do
-    if ! _cx_alive "$_cx_name"; then
-      _cx_close "$_cx_name"
-      if ! _cx_launch "$_cx_name"; then
-        printf 'cx: the %s session died and cannot be started again\n' "$_cx_name" >&2
-        return 74
-      fi
-    fi
-    local -n _cx_fds=$_cx_co
-    # A write that fails never reached a session whole (it runs only whole requests): start again.
-    printf '%s\0' "$#" "$@" >&"${_cx_fds[1]}" 2>/dev/null && break
-    _cx_close "$_cx_name"
-    if ((_cx_try == 2)); then
-      printf 'cx: cannot send the request to the %s session\n' "$_cx_name" >&2
-      return 74
-    fi
-  done
+  local -n _cx_fds="_cx_co_$_cx_name"
+  # The fast path: the session's pipe is there and takes the request.
+  if [[ -z ${_cx_fds[1]-} ]] || ! printf '%s\0' "$#" "$@" >&"${_cx_fds[1]}" 2>/dev/null; then
+    _cx_send "$_cx_name" "$@" || return
+  fi
   local _cx_header= _cx_out= _cx_err=
-  if ! IFS= read -r _cx_header <&"${_cx_fds[0]}"; then
+  if ! IFS= read -r _cx_header <&"${_cx_fds[0]}" || ! IFS= read -r -d '' _cx_out <&"${_cx_fds[0]}" \
+    || ! IFS= read -r -d '' _cx_err <&"${_cx_fds[0]}"; then
     _cx_close "$_cx_name"
     printf 'cx: the %s session ended during the request (it may have been recorded; the next cx starts a new session)\n' \
       "$_cx_name" >&2
     return 74
   fi
-  local -a _cx_sizes=($_cx_header)
-  local LC_ALL=C
-  ((_cx_sizes[1] == 0)) || IFS= read -r -N "${_cx_sizes[1]}" _cx_out <&"${_cx_fds[0]}"
-  ((_cx_sizes[2] == 0)) || IFS= read -r -N "${_cx_sizes[2]}" _cx_err <&"${_cx_fds[0]}"
   if [[ -n $_cx_var ]]; then
     # As $(…) would keep it: without the trailing newlines.
     while [[ $_cx_out == *$'\n' ]]; do _cx_out=${_cx_out%$'\n'}; done
@@ -163,5 +165,5 @@ cx() {
     printf '%s' "$_cx_out"
   fi
   [[ -z $_cx_err ]] || printf '%s' "$_cx_err" >&2
-  return "${_cx_sizes[0]}"
+  return "${_cx_header%% *}"
 }

@@ -11,8 +11,10 @@ import CortexStorage
 /// - a request is its argument count in decimal, then each argument, every field ended by a NUL
 ///   byte: `printf '%s\0' "$#" "$@"` in bash. Arguments are a `cortex` command line without the
 ///   program name (`budget allocate --tokens 10`), any bytes but NUL;
-/// - an answer is one line `EXIT OUT_BYTES ERR_BYTES`, then exactly OUT_BYTES of stdout and
-///   ERR_BYTES of stderr: what `cortex ARGS…` would print on each stream, and its exit code.
+/// - an answer is one line `EXIT OUT_BYTES ERR_BYTES`, then exactly OUT_BYTES of stdout and a
+///   NUL, then ERR_BYTES of stderr and a NUL: what `cortex ARGS…` would print on each stream, and
+///   its exit code. The lengths serve readers that count bytes; the NULs bash's `read -d ''`,
+///   which counts none (and whose `read -N` counts characters of the locale, not bytes).
 public enum SessionCommand {
     /// The command.
     public static let command = Command(
@@ -64,9 +66,11 @@ public enum SessionCommand {
     @discardableResult
     private static func answer(code: Int32, out: [UInt8], err: [UInt8]) -> Bool {
         var bytes = Array("\(code) \(out.count) \(err.count)\n".utf8)
-        bytes.reserveCapacity(bytes.count + out.count + err.count)
+        bytes.reserveCapacity(bytes.count + out.count + err.count + 2)
         bytes += out
+        bytes.append(0)
         bytes += err
+        bytes.append(0)
         do { try FileDescriptor.standardOutput.writeAll(bytes) } catch { return false }
         return true
     }

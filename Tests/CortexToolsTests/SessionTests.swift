@@ -62,10 +62,13 @@ struct SessionTests {
             guard let newline = fill(until: { $0.firstIndex(of: 10) }) else { return nil }
             let header = String(decoding: buffer[..<newline], as: UTF8.self).split(separator: " ").compactMap { Int($0) }
             guard header.count == 3 else { return nil }
-            let total = newline + 1 + header[1] + header[2]
+            // Each stream's bytes are followed by a NUL.
+            let total = newline + 1 + header[1] + 1 + header[2] + 1
             guard fill(until: { $0.count >= total ? total : nil }) != nil else { return nil }
-            let out = String(decoding: buffer[(newline + 1)..<(newline + 1 + header[1])], as: UTF8.self)
-            let err = String(decoding: buffer[(newline + 1 + header[1])..<total], as: UTF8.self)
+            let outEnd = newline + 1 + header[1]
+            guard buffer[outEnd] == 0, buffer[total - 1] == 0 else { return nil }
+            let out = String(decoding: buffer[(newline + 1)..<outEnd], as: UTF8.self)
+            let err = String(decoding: buffer[(outEnd + 1)..<(total - 1)], as: UTF8.self)
             buffer.removeFirst(total)
             return Answer(code: Int32(header[0]), out: out, err: err)
         }
