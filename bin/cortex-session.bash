@@ -19,8 +19,9 @@
 # write instead of killing the master; programs the master runs still get the default SIGPIPE.
 #
 # Framing (docs/cli.md): a request is printf '%s\0' "$#" "$@"; an answer is a line
-# "EXIT OUT_BYTES ERR_BYTES", then those bytes of stdout and a NUL, then of stderr and a NUL
-# (read here with read -d '', which counts no characters, so any locale reads bytes right).
+# "EXIT OUT_BYTES ERR_BYTES ENCODING", then those bytes of stdout, then of stderr. A 7-bit answer
+# ("ascii") is read with read -N (one read(2) a stream); in others ("bytes") each stream is
+# followed by a NUL and read with read -d '', since read -N counts the locale's characters.
 
 declare -gA _cx_dirs=()
 [[ -z $(trap -p PIPE) ]] && trap ':' PIPE
@@ -39,7 +40,7 @@ _cx_launch() {
   local -n fds=$co
   local header= out= err=
   if printf '%s\0' 1 --version >&"${fds[1]}" 2>/dev/null && IFS= read -r header <&"${fds[0]}" \
-    && [[ $header == "0 "* ]] && IFS= read -r -d '' out <&"${fds[0]}" && IFS= read -r -d '' err <&"${fds[0]}"; then
+    && [[ $header =~ ^0\ ([0-9]+)\ 0\ ascii$ ]] && IFS= read -r -N "${BASH_REMATCH[1]}" out <&"${fds[0]}"; then
     return 0
   fi
   _cx_close "$name"
@@ -149,9 +150,19 @@ cx() {
   if [[ -z ${_cx_fds[1]-} ]] || ! printf '%s\0' "$#" "$@" >&"${_cx_fds[1]}" 2>/dev/null; then
     _cx_send "$_cx_name" "$@" || return
   fi
-  local _cx_header= _cx_out= _cx_err=
-  if ! IFS= read -r _cx_header <&"${_cx_fds[0]}" || ! IFS= read -r -d '' _cx_out <&"${_cx_fds[0]}" \
-    || ! IFS= read -r -d '' _cx_err <&"${_cx_fds[0]}"; then
+  local _cx_header= _cx_out= _cx_err= _cx_read=
+  if IFS= read -r _cx_header <&"${_cx_fds[0]}"; then
+    local IFS=' '
+    local -a _cx_sizes=($_cx_header)
+    if [[ ${_cx_sizes[3]-} == ascii ]]; then
+      # 7-bit streams, no NULs: characters are bytes, and read -N takes a stream in one read(2).
+      { ((_cx_sizes[1] == 0)) || IFS= read -r -N "${_cx_sizes[1]}" _cx_out <&"${_cx_fds[0]}"; } \
+        && { ((_cx_sizes[2] == 0)) || IFS= read -r -N "${_cx_sizes[2]}" _cx_err <&"${_cx_fds[0]}"; } && _cx_read=1
+    else
+      IFS= read -r -d '' _cx_out <&"${_cx_fds[0]}" && IFS= read -r -d '' _cx_err <&"${_cx_fds[0]}" && _cx_read=1
+    fi
+  fi
+  if [[ -z $_cx_read ]]; then
     _cx_close "$_cx_name"
     printf 'cx: the %s session ended during the request (it may have been recorded; the next cx starts a new session)\n' \
       "$_cx_name" >&2

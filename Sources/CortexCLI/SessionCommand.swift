@@ -11,10 +11,12 @@ import CortexStorage
 /// - a request is its argument count in decimal, then each argument, every field ended by a NUL
 ///   byte: `printf '%s\0' "$#" "$@"` in bash. Arguments are a `cortex` command line without the
 ///   program name (`budget allocate --tokens 10`), any bytes but NUL;
-/// - an answer is one line `EXIT OUT_BYTES ERR_BYTES`, then exactly OUT_BYTES of stdout and a
-///   NUL, then ERR_BYTES of stderr and a NUL: what `cortex ARGS…` would print on each stream, and
-///   its exit code. The lengths serve readers that count bytes; the NULs bash's `read -d ''`,
-///   which counts none (and whose `read -N` counts characters of the locale, not bytes).
+/// - an answer is one line `EXIT OUT_BYTES ERR_BYTES ENCODING`, then exactly OUT_BYTES of stdout
+///   and ERR_BYTES of stderr: what `cortex ARGS…` would print on each stream, and its exit code.
+///   ENCODING is `ascii` when both streams are 7-bit; else `bytes`, and each stream is followed
+///   by a NUL. bash reads an `ascii` answer with `read -N` (one `read(2)` a stream; it counts the
+///   locale's characters, which are bytes for 7-bit text), and a `bytes` one with `read -d ''`
+///   to each NUL (a `read(2)` per byte, right in any locale).
 public enum SessionCommand {
     /// The command.
     public static let command = Command(
@@ -65,12 +67,15 @@ public enum SessionCommand {
     /// Writes one answer to stdout in one `write(2)` when it fits; false when the reader is gone.
     @discardableResult
     private static func answer(code: Int32, out: [UInt8], err: [UInt8]) -> Bool {
-        var bytes = Array("\(code) \(out.count) \(err.count)\n".utf8)
+        // `ascii`: both streams are 7-bit, so a reader counting characters (bash's `read -N`)
+        // counts bytes in any ASCII-compatible locale.
+        let ascii = out.allSatisfy { $0 < 0x80 } && err.allSatisfy { $0 < 0x80 }
+        var bytes = Array("\(code) \(out.count) \(err.count) \(ascii ? "ascii" : "bytes")\n".utf8)
         bytes.reserveCapacity(bytes.count + out.count + err.count + 2)
         bytes += out
-        bytes.append(0)
+        if !ascii { bytes.append(0) }
         bytes += err
-        bytes.append(0)
+        if !ascii { bytes.append(0) }
         do { try FileDescriptor.standardOutput.writeAll(bytes) } catch { return false }
         return true
     }

@@ -60,15 +60,18 @@ struct SessionTests {
         /// The next whole answer, or nil when stdout ended first.
         func nextAnswer() -> Answer? {
             guard let newline = fill(until: { $0.firstIndex(of: 10) }) else { return nil }
-            let header = String(decoding: buffer[..<newline], as: UTF8.self).split(separator: " ").compactMap { Int($0) }
-            guard header.count == 3 else { return nil }
-            // Each stream's bytes are followed by a NUL.
-            let total = newline + 1 + header[1] + 1 + header[2] + 1
-            guard fill(until: { $0.count >= total ? total : nil }) != nil else { return nil }
+            let header = String(decoding: buffer[..<newline], as: UTF8.self).split(separator: " ").prefix(3).compactMap { Int($0) }
+            let encoding = String(decoding: buffer[..<newline], as: UTF8.self).split(separator: " ").last
+            guard header.count == 3, encoding == "ascii" || encoding == "bytes" else { return nil }
+            // Unless both streams are 7-bit, each stream's bytes are followed by a NUL.
+            let nul = encoding == "ascii" ? 0 : 1
             let outEnd = newline + 1 + header[1]
-            guard buffer[outEnd] == 0, buffer[total - 1] == 0 else { return nil }
+            let total = outEnd + nul + header[2] + nul
+            guard fill(until: { $0.count >= total ? total : nil }) != nil else { return nil }
+            if nul == 1 { guard buffer[outEnd] == 0, buffer[total - 1] == 0 else { return nil } }
             let out = String(decoding: buffer[(newline + 1)..<outEnd], as: UTF8.self)
-            let err = String(decoding: buffer[(outEnd + 1)..<(total - 1)], as: UTF8.self)
+            let err = String(decoding: buffer[(outEnd + nul)..<(total - nul)], as: UTF8.self)
+            #expect((encoding == "ascii") == (out + err).utf8.allSatisfy { $0 < 0x80 }, "ascii exactly when 7-bit")
             buffer.removeFirst(total)
             return Answer(code: Int32(header[0]), out: out, err: err)
         }
@@ -284,6 +287,7 @@ struct SessionTests {
             }
             cortex_session_start; echo "start $?"
             same budget status
+            same status   # '·' in its lines: the answer is not 7-bit
             same budget allocate
             same task show "no such
             task"
@@ -308,7 +312,7 @@ struct SessionTests {
         let result = try RunningTool([bashPath, "-c", script], scratch: directory.scratch, environment: environment).wait()
         #expect(
             result.stdoutLines == [
-                "start 0", "same 0", "same 64", "same 65", "same 65", "v 0 alloc", "other 0", "other cx 0", "restarted 0",
+                "start 0", "same 0", "same 0", "same 64", "same 65", "same 65", "v 0 alloc", "other 0", "other cx 0", "restarted 0",
                 "new pid", "same 0", "stopped 74", "broken 74",
             ], "\(result)")
     }
