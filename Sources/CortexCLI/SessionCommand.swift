@@ -67,9 +67,14 @@ public enum SessionCommand {
     /// Writes one answer to stdout in one `write(2)` when it fits; false when the reader is gone.
     @discardableResult
     private static func answer(code: Int32, out: [UInt8], err: [UInt8]) -> Bool {
-        // `ascii`: both streams are 7-bit, so a reader counting characters (bash's `read -N`)
-        // counts bytes in any ASCII-compatible locale.
-        let ascii = out.allSatisfy { $0 < 0x80 } && err.allSatisfy { $0 < 0x80 }
+        // A NUL (a worker's log may hold one) would end a stream early for bash's `read -d ''`
+        // and is never counted by its `read -N`: it is dropped, as bash's `$(…)` drops it.
+        let hasNUL = out.contains(0) || err.contains(0)
+        let out = hasNUL ? out.filter { $0 != 0 } : out
+        let err = hasNUL ? err.filter { $0 != 0 } : err
+        // `ascii`: both streams are 7-bit with no NUL, so a reader counting characters (bash's
+        // `read -N`) counts bytes in any ASCII-compatible locale.
+        let ascii = !hasNUL && out.allSatisfy { $0 < 0x80 } && err.allSatisfy { $0 < 0x80 }
         var bytes = Array("\(code) \(out.count) \(err.count) \(ascii ? "ascii" : "bytes")\n".utf8)
         bytes.reserveCapacity(bytes.count + out.count + err.count + 2)
         bytes += out

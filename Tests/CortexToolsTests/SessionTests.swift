@@ -54,6 +54,9 @@ struct SessionTests {
         /// Sends requests without waiting for their answers.
         func send(_ arguments: [String]) throws { try input.fileHandleForWriting.write(contentsOf: Self.frame(arguments)) }
 
+        /// Sends bytes as they are (a writer out of step).
+        func sendRaw(_ bytes: [UInt8]) throws { try input.fileHandleForWriting.write(contentsOf: Data(bytes)) }
+
         /// Closes the session's stdin (its end of input).
         func closeInput() throws { try input.fileHandleForWriting.close() }
 
@@ -190,6 +193,21 @@ struct SessionTests {
         #expect(answer == (try oneProcess(["budget", "status"], dir: directory.coordination, in: directory)))
         try initialise(directory, totalTokens: 5)
         #expect(try session.request(["budget", "status", "--json"]).code == 0, "the folder, once made, is opened")
+    }
+
+    /// A request whose count is not a number: one answer (64, the reason on its stderr), then the
+    /// session ends with 64, since nothing after it can be trusted; the requests before it stand.
+    @Test(.timeLimit(.minutes(2)))
+    func aMalformedRequestIsAnsweredOnceAndEndsTheSession() throws {
+        let directory = try TemporaryDirectory()
+        try initialise(directory, totalTokens: 5)
+        let session = try Session(arguments: ["--dir", directory.coordination], directory: directory.scratch)
+        #expect(try session.request(["budget", "status", "--json"]).code == 0)
+        try session.sendRaw(Array("budget\0allocate\0".utf8))
+        let answer = try #require(session.nextAnswer())
+        #expect(answer.code == 64 && answer.out.isEmpty && answer.err.contains("malformed request"), "\(answer)")
+        #expect(session.nextAnswer() == nil)
+        #expect(session.exitCode() == 64)
     }
 
     /// 20 sessions (through the bash helper) and 20 one-process loops allocate at once: the
