@@ -63,6 +63,7 @@ public enum CortexTool {
                     ]),
                 body: OpsCommands.tail),
             DashboardTool.command,
+            SessionCommand.command,
         ],
         examples: ["cortex init && cortex status", "cortex budget allocate --tokens 100"],
         nested: [

@@ -13,7 +13,7 @@ enum InitPrompt {
 
     /// True when init should ask: a person at a terminal who gave none of the settings.
     static func shouldAsk(_ arguments: ParsedArguments) -> Bool {
-        guard FileDescriptor.standardInput.isTerminal, FileDescriptor.standardOutput.isTerminal, !arguments[CommonOptions.json] else {
+        guard Terminal.stdinIsTerminal, Terminal.stdoutIsTerminal, !arguments[CommonOptions.json] else {
             return false
         }
         return questions.allSatisfy { arguments[$0.option] == nil }

@@ -143,7 +143,7 @@ extension TaskTool {
         // Armed before the first look, so a change between the look and the wait still wakes us.
         let watcher = try store.journal.makeWaiter()
         var progress = WaitProgress(named: named, type: type, startedMilliseconds: POSIX.wallClockMilliseconds())
-        let showsProgress = FileDescriptor.standardError.isTerminal
+        let showsProgress = Terminal.stderrIsTerminal
         var lastLine = ""
         while true {
             try progress.update(from: store)

@@ -52,6 +52,12 @@ public struct Invocation: Sendable {
     /// `submit`, an etcd folder folds in the append's transaction instead of at open
     /// (`CoordinationStore.open(root:createIfMissing:foldOnOpen:)`).
     public func openStore(foldOnOpen: Bool) throws(CortexError) -> CoordinationStore {
+        if SessionServer.isServing {
+            // A session keeps each folder's store open and folds what was appended since its last request.
+            let store = try SessionServer.stores.store(root: root)
+            if !session.stores.contains(where: { $0 === store }) { session.stores.append(store) }
+            return store
+        }
         let store = try CoordinationStore.open(root: root, createIfMissing: false, foldOnOpen: foldOnOpen)
         session.stores.append(store)
         return store
@@ -174,6 +180,7 @@ public struct ToolSpec: Sendable {
                 Terminal.writeOut(command.spec.help)
                 return 0
             }
+            if SessionServer.isServing { try SessionServer.check(command, parsed) }
             let invocation = Invocation(arguments: parsed, environment: environment, spec: command.spec)
             // Root on another user's folder acts as that user, before anything in it is opened.
             try FolderOwner.actAsOwner(of: invocation.root)
@@ -246,10 +253,25 @@ public enum Terminal {
     /// Writes `text` to stderr as it is (a progress line redrawn in place).
     public static func writeErrorRaw(_ text: String) { write(.standardError, text) }
 
-    /// True when stdout is a terminal (colour and interactive prompts only then).
-    public static var stdoutIsTerminal: Bool { FileDescriptor.standardOutput.isTerminal }
+    /// True when stdout is a terminal (colour and interactive prompts only then). Never in a
+    /// session, whose answers go to a pipe whatever its own stdout is.
+    public static var stdoutIsTerminal: Bool { !capture.isActive && FileDescriptor.standardOutput.isTerminal }
+
+    /// True when stderr is a terminal (progress lines redrawn in place); never in a session.
+    public static var stderrIsTerminal: Bool { !capture.isActive && FileDescriptor.standardError.isTerminal }
+
+    /// True when stdin is a terminal (interactive questions); never in a session, whose stdin
+    /// carries its requests.
+    public static var stdinIsTerminal: Bool { !capture.isActive && FileDescriptor.standardInput.isTerminal }
+
+    /// Where a session collects one request's output instead of writing it to the streams.
+    static let capture = OutputCapture()
 
     private static func write(_ stream: FileDescriptor, _ text: String) {
+        if capture.isActive {
+            capture.append(text, toStandardError: stream == .standardError)
+            return
+        }
         // EPIPE and friends: the reader went away; nothing useful to do.
         try? stream.writeAll(Array(text.utf8))
     }

@@ -41,6 +41,8 @@ public final class CoordinationStore {
     /// How far the last fold saw the journal (`JournalRead.extent`), for `journalMovedSinceFold`.
     private var readExtent = JournalPosition.start
     private var snapshotPosition: JournalPosition?
+    /// `snapshotPosition` as `open` left it (`readyForNextCommand`: has this store written one since?).
+    private var loadedSnapshotPosition: JournalPosition?
     /// Which `state/snapshot.json` this store loaded or wrote (inode and change time), to see
     /// whether another process has written a newer one since.
     private var snapshotFileIdentity: FileIdentity?
@@ -174,6 +176,7 @@ public final class CoordinationStore {
             return store
         }
         try store.foldFromSnapshot(local: local)
+        store.loadedSnapshotPosition = store.snapshotPosition
         return store
     }
 
@@ -481,6 +484,28 @@ public final class CoordinationStore {
             forgetSnapshot()
             try foldFromSnapshot(local: false, storedFirst: true)
         }
+    }
+
+    /// Readies this store for one more command in the same process (`cortex session`): forgets
+    /// what the last command left (its warnings, its submitted record, the writers it saw) and
+    /// folds what was appended since, so the next command sees what a fresh `open` would.
+    /// - Returns: false, without folding, when the store should be opened again instead: another
+    ///   snapshot replaced the one it loaded (a fresh open would start from that one), or this
+    ///   store wrote one itself.
+    public func readyForNextCommand() throws(CortexError) -> Bool {
+        if persistsFiles {
+            guard snapshotPosition == loadedSnapshotPosition, FileIdentity.of(layout.snapshot, in: layout.folder) == snapshotFileIdentity
+            else { return false }
+        }
+        warnings = []
+        tornAppends = 0
+        lastSubmittedRecordID = nil
+        sawConcurrentWriters = false
+        foldEndsAtOwnAppend = false
+        concurrentSince = Int64.max
+        recordsSinceOpening = 0
+        try catchUp()
+        return true
     }
 
     /// Folds to the end of the journal; returns the outcome of the record with id `watchedID` if it was folded.

@@ -38,6 +38,24 @@ public struct FileDescriptor: RawRepresentable, Hashable, Sendable {
     /// (those are one `write(2)` each: `POSIX.writeOnce`).
     public func writeAll(_ bytes: [UInt8]) throws(Errno) { try POSIX.writeAll(rawValue, bytes) }
 
+    /// One blocking `read(2)` of at most `maximum` bytes from the current position, retried on
+    /// interruption: the bytes read, empty at end of file (a pipe whose writers all closed).
+    public func readSome(maximum: Int) throws(Errno) -> [UInt8] {
+        guard maximum > 0 else { return [] }
+        var failure: Errno?
+        let result = [UInt8](unsafeUninitializedCapacity: maximum) { buffer, initialized in
+            let got = Result { () throws(Errno) in try retryingInterrupts { Glibc.read(rawValue, buffer.baseAddress, maximum) } }
+            switch got {
+            case .success(let count): initialized = count
+            case .failure(let error):
+                failure = error
+                initialized = 0
+            }
+        }
+        if let failure { throw failure }
+        return result
+    }
+
     /// Metadata of the open file. The corresponding C function is `fstat`.
     public func status() throws(Errno) -> stat { try POSIX.status(rawValue) }
 }
