@@ -58,8 +58,9 @@ _cx_close() {
   [[ -n ${fds[1]-} ]] && eval "exec ${fds[1]}>&-"
   [[ -n ${fds[0]-} ]] && eval "exec ${fds[0]}<&-"
   if [[ -n $pid ]]; then
-    kill -TERM "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null
+    # Its status (143 after SIGTERM) is not the caller's: a master under `set -e` goes on.
+    kill -TERM "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
   fi
   unset "$co" "$pid_var"
   return 0

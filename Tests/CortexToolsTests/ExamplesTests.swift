@@ -29,6 +29,19 @@ struct ExamplesTests {
         #expect(counts.reduce(0, +) == 8, "each task done exactly once: \(result)")
     }
 
+    /// examples/session-master.sh, a master under `set -euo pipefail`: its calls through one
+    /// session and through one process per call all succeed, and the budget ends as the fold of
+    /// both says (every allocation released, 5 tokens spent per pair).
+    @Test(.timeLimit(.minutes(5)))
+    func theSessionMasterRunsUnderSetEAndItsCallsAddUp() throws {
+        let directory = try TemporaryDirectory()
+        let run = try bash("\"\(packageRoot)/examples/session-master.sh\" 20", cortexDir: directory.coordination, in: directory)
+        #expect(run.exitCode == 0, "\(run)")
+        #expect(run.stdout.contains("20 allocate+release pairs:") && run.stdout.contains("through one session"), "\(run)")
+        let budget = try budgetView(directory)
+        #expect(budget.int("spent") == 40 * 5 && budget.int("allocated") == 0, "\(budget.jsonText)")
+    }
+
     @Test(.enabled(if: jqPath != nil, "jq is not installed: the examples use it"), .timeLimit(.minutes(5)))
     func theCortex1MigrationRunsAndEveryJQRecipeRunsAgainstItsFolder() throws {
         let directory = try TemporaryDirectory()
@@ -113,6 +126,7 @@ struct ExamplesTests {
             #expect(FileManager.default.isExecutableFile(atPath: "\(clone)/bin/\(tool)"), "bin/ stays a PATH entry")
         }
         #expect(run.stdout.contains("tasks         pending 0 · running 0 · done 20"), "cortex status after the pool demo\n\(run)")
+        #expect(run.stdout.contains("100 allocate+release pairs:"), "the session demo\n\(run)")
         #expect(FileManager.default.fileExists(atPath: dir + "/dashboard.html"))
         let verify = try runTool(["\(prefix)/bin/cortex", "verify", "--dir", dir], in: directory)
         #expect(verify.exitCode == 0, "\(verify)")
