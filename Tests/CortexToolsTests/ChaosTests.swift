@@ -329,6 +329,13 @@ final class ChaosRun {
         let fewest = Role.victims.map { kills[$0, default: 0] }.min() ?? 0
         let candidates = Role.victims.filter { kills[$0, default: 0] == fewest }
         let wanted = candidates[Int(random.next() % UInt64(candidates.count))]
+        if wanted == .reaper && reaper == nil {
+            // Fast (release) reapers finish in milliseconds and were never caught between their
+            // two-second starts (a run of 1,000 tasks killed none): start one now, to kill it a
+            // few random milliseconds into its run.
+            reaper = try? reap()
+            usleep(UInt32(random.next() % 8_000))
+        }
         // In-flight calls are short: look many times before giving up this tick.
         for _ in 0..<(wanted == .call || wanted == .reaper ? 15 : 1) {
             let victims = processes().filter { $0.role == wanted }
