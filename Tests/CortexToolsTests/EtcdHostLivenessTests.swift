@@ -31,18 +31,9 @@ struct EtcdHostLivenessTests {
             root = String(cString: resolved)
             free(resolved)
             // A loaded 2-core machine must not hold spawns; a short heartbeat timeout keeps the test short.
-            let path = root + "/config.json"
-            guard case .object(var members) = try JSONValue.parse(try String(contentsOfFile: path, encoding: .utf8)) else {
-                throw SupportError("config.json is not an object")
-            }
-            let changes: [String: JSONValue] = [
-                "max_load_per_core": .int(1000), "max_cpu_pressure": .int(100), "heartbeat_timeout": .string(heartbeatTimeout),
-            ]
-            for (key, value) in changes {
-                members.removeAll { $0.key == key }
-                members.append(JSONMember(key, value))
-            }
-            try Data(JSONValue.object(members).prettySerialized()).write(to: URL(fileURLWithPath: path))
+            try updateConfig(
+                atPath: root + "/config.json",
+                ["max_load_per_core": .int(1000), "max_cpu_pressure": .int(100), "heartbeat_timeout": .string(heartbeatTimeout)])
         }
 
         /// A tool with `--dir` this folder (inserted after the tool's words).

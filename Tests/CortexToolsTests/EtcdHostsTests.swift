@@ -48,7 +48,7 @@ struct EtcdHostsTests {
             ], in: directory)
         #expect(joined.exitCode == 0, "\(joined)")
         // The fresh fold below reads the whole history: no snapshot stored in etcd may compact it.
-        for folder in [hostA, hostB] { try setConfig(folder, "snapshot_every_records", .int(1_000_000)) }
+        for folder in [hostA, hostB] { try updateConfig(atPath: folder + "/config.json", ["snapshot_every_records": .int(1_000_000)]) }
         let tasks = 40
         var created: Set<String> = []
         for _ in 0..<tasks {
@@ -154,17 +154,6 @@ struct EtcdHostsTests {
         #expect(!creation.created, "the first attempt wrote the key; the retry found it")
         #expect(written.keyValues.map(\.modRevision) == [creation.revision], "the first write's revision, one key")
         #expect(proxy.cuts == 2, "\(proxy.cuts) cuts")
-    }
-
-    /// Sets `key` in the `config.json` of `folder`.
-    private func setConfig(_ folder: String, _ key: String, _ value: JSONValue) throws {
-        let path = folder + "/config.json"
-        guard case .object(var members) = try JSONValue.parse(Array(FileManager.default.contents(atPath: path) ?? Data())) else {
-            throw SupportError("\(path) is not a JSON object")
-        }
-        members.removeAll { $0.key == key }
-        members.append(JSONMember(key, value))
-        try Data(JSONValue.object(members).prettySerialized()).write(to: URL(fileURLWithPath: path))
     }
 
     /// The index of the member that says it leads (its own id is the leader id it reports).
@@ -277,7 +266,7 @@ struct EtcdHostsTests {
         // Host A caches a snapshot every 4 records (the cache every etcd folder keeps), from now
         // on: the fresh fold above needed the whole history, which snapshots stored in etcd
         // compact (decision 035). Its next record is well past 4 since its last snapshot.
-        try setConfig(hostA, "snapshot_every_records", .int(4))
+        try updateConfig(atPath: hostA + "/config.json", ["snapshot_every_records": .int(4)])
         #expect(try runTool(["cortex-budget", "set", "--dir", hostA, "--total", "1500"], in: directory).exitCode == 0)
 
         // Host A's local snapshot names the namespace and its last record; a copy of it that

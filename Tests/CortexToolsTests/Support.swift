@@ -337,7 +337,11 @@ func initialise(_ directory: TemporaryDirectory, totalTokens: Int) throws {
 
 /// Sets keys of `config.json`, keeping every other key (the file is a JSON object).
 func updateConfig(_ directory: TemporaryDirectory, _ changes: [String: JSONValue]) throws {
-    let path = directory.coordination + "/config.json"
+    try updateConfig(atPath: directory.coordination + "/config.json", changes)
+}
+
+/// Sets keys of the `config.json` at `path`, keeping every other key.
+func updateConfig(atPath path: String, _ changes: [String: JSONValue]) throws {
     let text = try String(contentsOfFile: path, encoding: .utf8)
     guard case .object(var members) = try JSONValue.parse(text) else { throw SupportError("\(path) is not a JSON object") }
     for (key, value) in changes {

@@ -46,12 +46,10 @@ public final class EtcdJournal: Journal, Sendable {
     /// namespace `a/journal/b` would put its records inside namespace `a`'s journal.
     /// - Throws: `configuration`, saying what is allowed.
     public static func checkNamespace(_ namespace: String) throws(CortexError) {
-        let bytes = Array(namespace.utf8)
-        let allowed = bytes.allSatisfy { byte in
-            (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)
-                || byte == 0x2E || byte == 0x5F || byte == 0x2D
-        }
-        guard !bytes.isEmpty, bytes.count <= maximumNamespaceBytes, allowed, namespace != ".", namespace != ".." else {
+        // The same names as host ids (EtcdSettings.isValidName), but never a path step.
+        guard EtcdSettings.isValidName(namespace), namespace.utf8.count <= maximumNamespaceBytes, namespace != ".",
+            namespace != ".."
+        else {
             throw .configuration(
                 "etcd namespace '\(namespace)' is not valid: use 1 to \(maximumNamespaceBytes) letters, digits, '.', '_' or '-' (not '.' or '..')"
             )
