@@ -150,7 +150,11 @@ public enum PoolTool {
         WorkerSupervision.startQueuedThatFitAfterRecording(store)
         if let grace { killAfter(grace, members(name, in: store.state), layout: store.layout) }
         if let watcher, let waitMilliseconds {
-            try waitForEnd(of: name, in: store, watcher: watcher, milliseconds: waitMilliseconds)
+            // This host's supervisors of the members: each publishes views after recording its
+            // member's end, so the wait ends only once they have exited.
+            let supervisors = members(name, in: store.state).filter { $0.spec.host == nil || $0.spec.host == store.config.hostID }
+                .compactMap(\.supervisor)
+            try waitForEnd(of: name, in: store, watcher: watcher, milliseconds: waitMilliseconds, supervisors: supervisors)
         }
         return Report(
             exitCode: stopped.isEmpty ? 1 : 0, text: stopped.map { "\($0) stopping" }.joined(separator: "\n"),
@@ -158,12 +162,15 @@ public enum PoolTool {
             diagnostic: stopped.isEmpty ? "pool \(name): every member is already stopping" : nil)
     }
 
-    /// Sleeps on the journal until no member of pool `name` is live, then publishes the views
-    /// itself (the supervisors that recorded the ends may still be writing theirs), so a script
-    /// that reads `worker-pool.json` next sees the pool ended. `tryLater` (exit 75) naming the
-    /// members still live after `milliseconds`.
+    /// Sleeps on the journal until no member of pool `name` is live, then waits (within the same
+    /// time) for `supervisors` to exit and publishes the views itself, so a script that reads
+    /// `worker-pool.json` next sees the pool ended: a supervisor still writing the views of an
+    /// older fold could otherwise swap them in just before the script reads (its own check puts
+    /// the newer view back, but only after). `tryLater` (exit 75) naming the members still live
+    /// after `milliseconds`.
     static func waitForEnd(
-        of name: String, in store: CoordinationStore, watcher: any JournalWaiter, milliseconds: Int64
+        of name: String, in store: CoordinationStore, watcher: any JournalWaiter, milliseconds: Int64,
+        supervisors: [ProcessIdentity] = []
     ) throws(CortexError) {
         let deadline = Int64(POSIX.monotonicNanoseconds() / 1_000_000) + max(0, milliseconds)
         while true {
@@ -176,6 +183,11 @@ public enum PoolTool {
             }
             _ = watcher.wait(timeoutMilliseconds: Int32(min(remaining, 60_000)))
         }
+        for supervisor in supervisors {
+            let remaining = deadline - Int64(POSIX.monotonicNanoseconds() / 1_000_000)
+            _ = supervisor.waitForEnd(milliseconds: max(0, remaining))
+        }
+        try store.catchUp()
         do { try store.publishViews() } catch { store.warn("the views are stale: \(error.description)") }
     }
 

@@ -232,6 +232,10 @@ public enum WorkerSupervision {
             .io(operation: "record", path: "pid \(process.pid) as the start of \(id) (\(why))", errno: Errno.notPermitted)
         }
         guard ProcessIdentity.parentPID(of: process.pid) == parent else { throw refuse("not a child of supervisor pid \(parent)") }
+        // An orphan (its supervisor was killed) has pid 1 or a subreaper as its parent now.
+        guard store.state.workers.live[id]?.supervisor == supervisor else {
+            throw refuse("pid \(parent) is not the supervisor of \(id)")
+        }
         guard ProcessIdentity.of(pid: process.pid, includingZombies: true) == process else { throw refuse("its start time differs") }
         // The worker's real uid (a set-uid program it runs keeps it; a reaper will not signal
         // such a process anyway, its other ids differ).
