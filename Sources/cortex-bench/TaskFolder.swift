@@ -74,5 +74,6 @@ func runTaskFolder(_ arguments: [String]) {
     let counts = store.state.tasks.counts
     print(
         "task-folder \(root): \(counts[.done, default: 0]) done, \(counts[.pending, default: 0]) pending, "
-            + "\(allocations) allocations, \(store.state.recordsFolded) records, \(snapshots + 1) snapshots, \(fixed(Clock.seconds(since: start), 1)) s")
+            + "\(allocations) allocations, \(store.state.recordsFolded) records, \(snapshots + 1) snapshots, \(fixed(Clock.seconds(since: start), 1)) s"
+    )
 }
