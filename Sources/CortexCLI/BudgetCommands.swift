@@ -52,7 +52,8 @@ public enum BudgetTool {
                 body: release),
             Command(
                 CommandSpec(
-                    name: "\(prefix) status", abstract: "Show the budget (same shape as token-budget.json with --json).",
+                    name: "\(prefix) status",
+                    abstract: "Show the budget (with --json: token-budget.json's fields and every outstanding allocation).",
                     examples: ["\(prefix) status --json | jq .available"]),
                 body: status),
             Command(
@@ -226,7 +227,8 @@ public enum BudgetTool {
         return budgetReport(store.state)
     }
 
-    /// The budget as text and as the `token-budget.json` object.
+    /// The budget as text, and as the `token-budget.json` object with `token-allocations.json`'s
+    /// `allocations` list added (every outstanding allocation, as of this call's fold).
     static func budgetReport(_ state: CortexState) -> Report {
         let budget = state.budget
         var lines = [
@@ -246,6 +248,9 @@ public enum BudgetTool {
                 )
             }
         }
-        return Report(text: lines.joined(separator: "\n"), json: view)
+        var members = view.objectMembers ?? []
+        members.append(JSONMember("allocations", Views.allocations(state, nowMilliseconds: 0)["allocations"] ?? .array([])))
+        members.sort { $0.key < $1.key }
+        return Report(text: lines.joined(separator: "\n"), json: .object(members))
     }
 }

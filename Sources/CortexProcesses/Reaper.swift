@@ -124,10 +124,10 @@ public enum Reaper {
             }
             // Lapsed leases: one record, and the fold releases every allocation whose lease ended
             // before its time (a renewal that lands first keeps its allocation).
-            if store.state.budget.allocations.values.contains(where: { ($0.leaseEndsMilliseconds ?? Int64.max) <= now }) {
-                let before = Set(store.state.budget.allocations.keys)
+            if store.state.budget.allocations.leased.contains(where: { ($0.leaseEndsMilliseconds ?? Int64.max) <= now }) {
+                let before = store.state.budget.allocations.leased.map(\.id)
                 _ = try store.submit(.budgetExpire)
-                expired = before.subtracting(store.state.budget.allocations.keys).sorted()
+                expired = before.filter { store.state.budget.allocations[$0] == nil }.sorted()
             }
             if !lost.isEmpty || !expired.isEmpty { publishViewsAfterRecording(store, now: now) }
             // The pool members owed a replacement, by this run's losses or by an earlier reaper that
@@ -191,7 +191,7 @@ public enum Reaper {
             }
         } else {
             lost = plan.lost.map(\.worker)
-            expired = store.state.budget.allocations.values.filter { ($0.leaseEndsMilliseconds ?? Int64.max) <= now }.map(\.id).sorted()
+            expired = store.state.budget.allocations.leased.filter { ($0.leaseEndsMilliseconds ?? Int64.max) <= now }.map(\.id).sorted()
             signalled = (plan.lost.flatMap(\.leftover) + plan.stale).map { "\($0.process.pid)" }
             launched = plan.relaunch.map(\.id)
             wouldReplace = store.state.workers.owedReplacements.filter { $0.spec.host == store.config.hostID }.map(\.worker)
@@ -382,9 +382,11 @@ public enum Reaper {
         return plan
     }
 
-    /// `publishViews` after the run's records: a failure is a warning (stale views), not the run's outcome.
+    /// `publishViews` after the run's records, every list brought up to date (a busy budget's
+    /// `token-allocations.json` lags its calls by at most a second, then by at most one reaper
+    /// period): a failure is a warning (stale views), not the run's outcome.
     public static func publishViewsAfterRecording(_ store: CoordinationStore, now: Int64) {
-        do { try store.publishViews(nowMilliseconds: now) } catch {
+        do { try store.publishViews(nowMilliseconds: now, everyList: true) } catch {
             store.warn("the views are stale: \(error.description) (the records are in the journal; the next writer republishes them)")
         }
     }

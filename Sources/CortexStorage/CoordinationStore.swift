@@ -761,12 +761,18 @@ public final class CoordinationStore {
     ///   long, and the last writer's view stays. Under 50 concurrent callers this is about one
     ///   write per publishing call, where re-checking the journal alone made writers loop
     ///   (the journal always moves under load).
-    public func publishViews(nowMilliseconds: Int64 = POSIX.wallClockMilliseconds()) throws(CortexError) {
+    ///
+    /// `token-allocations.json` grows with the outstanding allocations, so above
+    /// `Views.allocationsAlwaysListed` of them it is rewritten at most once per
+    /// `Views.allocationsViewIntervalMilliseconds` (its modification time says when it was last),
+    /// unless `everyList` (the reaper's run, an idle session) asks for it to be brought up to date.
+    public func publishViews(nowMilliseconds: Int64 = POSIX.wallClockMilliseconds(), everyList: Bool = false) throws(CortexError) {
         guard persistsFiles else { return }
         for _ in 0..<8 {
             var regressed = false
             let views: [(String, Int64, () -> JSONValue)] = [
                 (layout.budgetView, state.budget.version, { Views.budget(self.state, nowMilliseconds: nowMilliseconds) }),
+                (layout.allocationsView, state.budget.version, { Views.allocations(self.state, nowMilliseconds: nowMilliseconds) }),
                 (layout.taskView, state.tasks.version, { Views.taskQueue(self.state, nowMilliseconds: nowMilliseconds) }),
                 (
                     layout.workerView, state.workers.version,
@@ -778,10 +784,16 @@ public final class CoordinationStore {
                 ),
             ]
             for (path, coverage, render) in views {
-                if let onDisk = AtomicFile.tail(of: path, in: layout.folder).flatMap(Views.coverage(inTail:)), onDisk >= coverage {
+                let tailBytes = Views.tailBytes(forWorkerView: path == layout.workerView)
+                if let onDisk = AtomicFile.tail(of: path, in: layout.folder, bytes: tailBytes).flatMap(Views.coverage(inTail:)),
+                    onDisk >= coverage
+                {
                     continue
                 }
-                switch try AtomicFile.exchange(path, in: layout.folder, with: render().prettySerialized(), mode: permissions.file(.shared))
+                if path == layout.allocationsView, !everyList, !allocationsViewDue(nowMilliseconds: nowMilliseconds) { continue }
+                let rendered = render().prettySerialized()
+                switch try AtomicFile.exchange(
+                    path, in: layout.folder, with: rendered, mode: permissions.file(.shared), tailBytes: tailBytes)
                 {
                 case .nothing: break
                 case .file(let tail):
@@ -794,6 +806,17 @@ public final class CoordinationStore {
             guard regressed else { return }
             try catchUp()
         }
+    }
+
+    /// Whether a stale `token-allocations.json` is rewritten now: always while it is small, else
+    /// once its last write is `Views.allocationsViewIntervalMilliseconds` old (or from the future:
+    /// a clock set back never stops it for long).
+    private func allocationsViewDue(nowMilliseconds: Int64) -> Bool {
+        guard state.budget.allocations.count > Views.allocationsAlwaysListed,
+            let written = layout.folder.modificationMilliseconds(layout.folder.relativeName(layout.allocationsView))
+        else { return true }
+        let age = nowMilliseconds - written
+        return age >= Views.allocationsViewIntervalMilliseconds || age < 0
     }
 
     /// How long a writer in a busy journal waits for a later writer before publishing views itself.

@@ -76,6 +76,8 @@ import Testing
             _ = decoded.tasks.waiting()
             _ = decoded.tasks.allKeys
             _ = decoded.metrics.totals
+            _ = decoded.budget.allocations.values
+            _ = decoded.budget.allocations.leased
             _ = MetricsReport(decoded, capacity: 4, nowMilliseconds: 2_000_000)
             for _ in 0..<20 { fuzzer.learn(from: Reducer.reduce(&decoded, fuzzer.record(previous: []))) }
             _ = SnapshotCodec.encode(decoded, position: .start, writtenAtMilliseconds: 1_000)
@@ -379,16 +381,16 @@ struct Fuzzer {
         }
         guard let newline = bytes.firstIndex(of: 0x0A), let header = try? JSONValue.parse(Array(bytes[..<newline])),
             let waiting = header["waiting_bytes"]?.intValue, let keys = header["key_bytes"]?.intValue,
-            let metrics = header["metrics_bytes"]?.intValue
+            let metrics = header["metrics_bytes"]?.intValue, let allocations = header["allocation_bytes"]?.intValue
         else { return bytes }
         var members = (header.objectMembers ?? []).filter { $0.key != "crc" }
         var start = newline + 1
         var sections: [[UInt8]] = []
-        for length in [waiting, keys, metrics] {
+        for length in [waiting, keys, metrics, allocations] {
             sections.append(Array(bytes[start..<(start + Int(length))]))
             start += Int(length)
         }
-        let part = next(4)
+        let part = next(5)
         if part == 0 {
             guard let mutated = try? JSONValue.parse(replaceNumber(in: JSONValue.object(members).serialized())),
                 let mutatedMembers = mutated.objectMembers
@@ -398,7 +400,7 @@ struct Fuzzer {
             sections[part - 1] = replaceNumber(in: sections[part - 1])
         }
         // Lengths and checksum as the writer computes them.
-        for (key, section) in zip(["waiting_bytes", "key_bytes", "metrics_bytes"], sections) {
+        for (key, section) in zip(["waiting_bytes", "key_bytes", "metrics_bytes", "allocation_bytes"], sections) {
             if let index = members.firstIndex(where: { $0.key == key }) { members[index].value = .int(Int64(section.count)) }
         }
         var first = JSONValue.object(members).serialized()

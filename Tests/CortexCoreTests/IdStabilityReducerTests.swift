@@ -121,7 +121,8 @@ import Testing
         let (state, _) = journal.fold()
         // Make it the snapshot an older version wrote: the same state under counted ids (of the
         // same lengths, so the snapshot's section sizes still hold).
-        var text = String(decoding: SnapshotCodec.encode(state, position: .start, writtenAtMilliseconds: 0), as: UTF8.self)
+        var text = String(
+            decoding: SnapshotCodec.encode(state, position: .start, writtenAtMilliseconds: 0, writingFormat: 4), as: UTF8.self)
         let renames = [("alloc-1.1000", "alloc-000001"), ("alloc-1.2000", "alloc-000002"), ("task-1.3000", "task-000001")]
         for (positional, counted) in renames {
             text = text.replacingOccurrences(of: "\"\(positional)\"", with: "\"\(counted)\"")

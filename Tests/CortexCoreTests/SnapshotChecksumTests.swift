@@ -53,8 +53,8 @@ import Testing
     @Test func aSnapshotOfAnEarlierFormatIsAcceptedUnverified() throws {
         var state = CortexState()
         _ = Reducer.reduce(&state, record(.budgetSet(total: 1_000), at: 1))
-        let bytes = SnapshotCodec.encode(state, position: .start, writtenAtMilliseconds: 0)
-        // Format 3 was the same without the crc field.
+        let bytes = SnapshotCodec.encode(state, position: .start, writtenAtMilliseconds: 0, writingFormat: 4)
+        // Format 3 was format 4 without the crc field.
         let newline = try #require(bytes.firstIndex(of: 0x0A))
         var header = Array(bytes[..<newline])
         header.removeSubrange((header.count - 18)..<(header.count - 1))

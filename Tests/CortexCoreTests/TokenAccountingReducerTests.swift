@@ -188,8 +188,10 @@ import Testing
         var fold = runningWorker()
         _ = allocateInRun(&fold)
         fold.apply(.budgetAllocate(BudgetRequest(tokens: 7, leaseMilliseconds: 5_000)))
-        let decoded = try BudgetState(json: fold.state.budget.json)
+        let bytes = SnapshotCodec.encode(fold.state, position: .start, writtenAtMilliseconds: 0)
+        let decoded = try #require(SnapshotCodec.decode(ImmutableBytes(bytes))?.0.budget)
         #expect(decoded == fold.state.budget)
+        #expect(decoded.reserved == fold.state.budget.reserved && decoded.allocations.count == 2)
     }
 
     @Test func malformedLeaseRecordsAreRejected() {

@@ -64,7 +64,8 @@ struct BudgetConcurrencyTests {
         #expect(view.int("in_use") == 990)
         #expect(view.int("available") == 10)
         #expect(view.int("spent") == 0)
-        let allocations = try #require(view["allocations"]?.arrayValue)
+        #expect(view.int("outstanding_allocations") == 33)
+        let allocations = try #require(try allocationsView(directory)["allocations"]?.arrayValue)
         #expect(allocations.count == 33)
         for allocation in allocations {
             let id = try #require(allocation.string("id"))

@@ -174,7 +174,7 @@ struct CommandBehaviourTests {
         view = try budgetView(directory)
         #expect(view.int("spent") == 0, "\(view.jsonText)")
         #expect(view.int("allocated") == 200 && view.int("available") == 800 && view.int("period") == 2, "\(view.jsonText)")
-        #expect(view["allocations"]?.arrayValue?.compactMap { $0.string("id") } == [ids[1]])
+        #expect(try allocationsView(directory)["allocations"]?.arrayValue?.compactMap { $0.string("id") } == [ids[1]])
         #expect(view.string("period_started_at") != nil)
 
         // The kept reservation can still be released in the new period.

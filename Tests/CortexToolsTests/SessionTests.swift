@@ -257,7 +257,7 @@ struct SessionTests {
         #expect(fold.overAllocations.isEmpty, "\(fold.overAllocations)")
         #expect(fold.duplicatedRecordIDs.isEmpty)
         #expect(fold.records.count == 1 + 40 * perCaller, "budget.set and one record per request")
-        let grantedInFold = Set(fold.state.budget.allocations.map(\.key))
+        let grantedInFold = Set(fold.state.budget.allocations.keys)
         #expect(grantedInFold == Set(granted), "every granted answer is a grant of the fold, and only those")
         let refusedInFold = fold.records.filter { if case .refused = $0.outcome { true } else { false } }.count
         #expect(refusedInFold == refused)
@@ -283,7 +283,7 @@ struct SessionTests {
         #expect(acknowledged.count >= 40 && acknowledged.count < 300, "killed mid-stream: \(acknowledged.count)")
 
         let fold = try foldJournal(directory)
-        let inFold = Set(fold.state.budget.allocations.map(\.key))
+        let inFold = Set(fold.state.budget.allocations.keys)
         let lost = acknowledged.filter { !inFold.contains($0) }
         #expect(lost.isEmpty, "acknowledged but not in the journal: \(lost)")
         let after = try oneProcess(["budget", "allocate", "--tokens", "1"], dir: directory.coordination, in: directory)

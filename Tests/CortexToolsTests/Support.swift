@@ -370,6 +370,11 @@ func budgetView(_ directory: TemporaryDirectory) throws -> JSONValue {
     try JSONValue.parse(try String(contentsOfFile: directory.coordination + "/token-budget.json", encoding: .utf8))
 }
 
+/// `token-allocations.json`, parsed.
+func allocationsView(_ directory: TemporaryDirectory) throws -> JSONValue {
+    try JSONValue.parse(try String(contentsOfFile: directory.coordination + "/token-allocations.json", encoding: .utf8))
+}
+
 /// Appends raw bytes to a file (to damage a journal segment on purpose).
 func appendBytes(_ bytes: [UInt8], to path: String) throws {
     guard let handle = FileHandle(forWritingAtPath: path) else { throw SupportError("cannot open \(path)") }

@@ -103,7 +103,7 @@ struct TokenAccountingTests {
         #expect(renew.exitCode == 0 && renew.stdout.hasPrefix("renewed \(renewed) until "), "\(renew)")
         let noLease = try sandbox.tool(["cortex-budget", "renew", plain, "--dir", sandbox.root])
         #expect(noLease.exitCode == 1 && noLease.stderrLines.count == 1, "\(noLease)")
-        let view = try budgetView(sandbox.directory)
+        let view = try allocationsView(sandbox.directory)
         let row = view["allocations"]?.arrayValue?.first { $0.string("id") == lapsing }
         #expect(row?.string("lease_expires_at") != nil, "\(view.jsonText)")
 

@@ -40,7 +40,10 @@ struct ViewReaderTests {
 
         // jq's view of the fields, and the same from a plain read parsed in the test.
         let filter =
-            "[.total_budget, .spent, .allocated, .in_use, .available, (.allocations | length), ([.allocations[].tokens] | add // 0), .version]"
+            "[.total_budget, .spent, .allocated, .in_use, .available, .outstanding_allocations, 5 * .outstanding_allocations, .version]"
+        // token-allocations.json agrees with itself too: its total is its list's sum.
+        let listView = directory.coordination + "/token-allocations.json"
+        let listFilter = "[.allocated, ([.allocations[].tokens] | add // 0), 5 * (.allocations | length), 5 * .count]"
         var recordsFoldedSeen: Set<Int64> = []
         var problems: [String] = []
         func check(_ numbers: [Int64], from reader: String) {
@@ -67,14 +70,18 @@ struct ViewReaderTests {
             } else {
                 problems.append("jq printed something else: \(result)")
             }
+            let list = try RunningTool([jq, "-e", "-c", listFilter, listView], scratch: directory.scratch).wait()
+            let sums = list.json?.arrayValue?.compactMap(\.intValue) ?? []
+            if list.exitCode != 0 || sums.count != 4 || Set(sums).count != 1 {
+                problems.append("token-allocations.json read by jq: \(list)")
+            }
             for _ in 0..<3 {
                 do {
                     let parsed = try JSONValue.parse(try Data(contentsOf: URL(fileURLWithPath: view)))
                     let keys = ["total_budget", "spent", "allocated", "in_use", "available"]
                     let numbers =
                         keys.compactMap { parsed.int($0) } + [
-                            Int64(parsed["allocations"]?.arrayValue?.count ?? -1),
-                            (parsed["allocations"]?.arrayValue ?? []).reduce(0) { $0 + ($1.int("tokens") ?? 0) },
+                            parsed.int("outstanding_allocations") ?? -1, 5 * (parsed.int("outstanding_allocations") ?? -1),
                         ] + [parsed.int("version") ?? -1]
                     check(numbers, from: "read(2)")
                 } catch {
@@ -98,6 +105,7 @@ struct ViewReaderTests {
         #expect(fold.state.budget.spent == 2 * rounds, "every completed round spent 2 tokens")
         #expect(final.int("spent") == fold.state.budget.spent)
         #expect(final.int("allocated") == 0)
+        #expect(final.int("outstanding_allocations") == 0)
         #expect(final.int("version") == fold.state.budget.version)
         // A read-only status starts from the snapshot (written every 256 records) and must agree too.
         let status = try runTool(["cortex-budget", "status", "--dir", directory.coordination, "--json"], in: directory)

@@ -11,8 +11,8 @@ public struct BudgetState: Equatable, Sendable {
     public var period: Int64 = 1
     /// When the current period began (the reset record's time), if it was ever reset.
     public var periodStartedMilliseconds: Int64?
-    /// Outstanding allocations by id.
-    public var allocations: [String: Allocation] = [:]
+    /// Outstanding allocations by id (those from a snapshot decoded only where a call looks).
+    public var allocations = AllocationTable()
     /// How many allocations have been granted (ids are positions, see `Allocation.id`).
     public var allocationsIssued: Int64 = 0
     /// Quota per tenant: the most it may hold (reserved + spent in the period).
@@ -33,6 +33,14 @@ public struct BudgetState: Equatable, Sendable {
 
     /// What tenant `tenant` holds now (reserved + spent this period).
     public func held(byTenant tenant: String) -> Int64 { tenantReserved[tenant, default: 0].saturatingAdd(tenantSpent[tenant, default: 0]) }
+
+    /// Takes a snapshot's allocations with the sums it recorded for them (format 5: the
+    /// allocations stay lines in the snapshot, so the sums are not rebuilt by decoding them).
+    mutating func restore(_ table: AllocationTable, reserved: Int64, tenantReserved: [String: Int64]) {
+        allocations = table
+        self.reserved = reserved
+        self.tenantReserved = tenantReserved
+    }
 
     mutating func insert(_ allocation: Allocation) {
         allocations[allocation.id] = allocation

@@ -232,7 +232,7 @@ enum BudgetRules {
     /// Releases every allocation whose lease lapsed at or before `time`; their holders reported
     /// nothing, so all their reserved tokens count as spent.
     static func expire(at time: Int64, in budget: inout BudgetState) -> Outcome {
-        let lapsed = budget.allocations.values.filter { ($0.leaseEndsMilliseconds ?? Int64.max) <= time }.map(\.id)
+        let lapsed = budget.allocations.leased.filter { ($0.leaseEndsMilliseconds ?? Int64.max) <= time }.map(\.id)
         guard !lapsed.isEmpty else { return .ignored }
         for id in lapsed.sorted() { _ = release(id, used: nil, before: .start, in: &budget) }
         return .applied
@@ -246,7 +246,7 @@ enum BudgetRules {
         guard used > 0 else { return false }
         var rest = used
         var chargedTenant = tenant
-        let held = budget.allocations.values.filter { $0.task == task }.min {
+        let held = budget.allocations.matching("task", task) { $0.task == task }.min {
             ($0.grantedMilliseconds, $0.id) < ($1.grantedMilliseconds, $1.id)
         }
         if let held {

@@ -252,7 +252,7 @@ enum WorkerRules {
     /// `CORTEX_WORKER_ID`) that is still held: its holder reported nothing, so each is charged by
     /// the worker's `unreported_tokens` rule (all reserved tokens, or none).
     static func releaseRunAllocations(of worker: WorkerEntry, in state: inout CortexState) {
-        let held = state.budget.allocations.values.filter { $0.worker == worker.id }.map(\.id).sorted()
+        let held = state.budget.allocations.matching("worker", worker.id) { $0.worker == worker.id }.map(\.id).sorted()
         guard !held.isEmpty else { return }
         let used: Int64? = worker.spec.unreportedTokens == .zero ? 0 : nil
         for id in held { _ = BudgetRules.release(id, used: used, before: .start, in: &state.budget) }

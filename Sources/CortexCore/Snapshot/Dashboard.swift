@@ -273,8 +273,8 @@ public enum Dashboard {
             parts[0].style.width = (100 * (spent || 0) / whole) + "%";
             parts[1].style.width = (100 * (reserved || 0) / whole) + "%";
             parts[2].style.width = (100 * (available || 0) / whole) + "%";
-            var allocations = budget.allocations || [];
-            $("allocations-note").textContent = allocations.length + " outstanding allocation" + (allocations.length === 1 ? "" : "s");
+            var outstanding = typeof budget.outstanding_allocations === "number" ? budget.outstanding_allocations : (budget.allocations || []).length;
+            $("allocations-note").textContent = outstanding + " outstanding allocation" + (outstanding === 1 ? "" : "s");
             $("budget-period").textContent = typeof budget.period === "number" ? "period " + budget.period : "";
             var tenants = $("tenants"); clear(tenants);
             Object.keys(budget.tenants || {}).sort().forEach(function (name) {

@@ -1,7 +1,8 @@
 /// `state/snapshot.json` (docs/decisions/011): a first line with the position it covers and
 /// every part of the state that stays small (budget, counters, running tasks, workers), then the waiting
 /// tasks one per line in claim order, then the idempotency keys one per line in byte order, then
-/// (format 3) one line of metrics totals (docs/decisions/014).
+/// (format 3) one line of metrics totals (docs/decisions/014), then (format 5) the outstanding
+/// allocations one per line sorted by id (docs/decisions/042).
 /// The first line says how many bytes each section takes. Loading parses the first line only;
 /// the sections stay in the (mapped) file and are read where a call looks. Every line is JSON,
 /// so `jq -c . state/snapshot.json` reads it all.
@@ -9,10 +10,11 @@
 /// Format 4 ends the first line with `,"crc":"xxxxxxxx"}`: the CRC-32C of every byte of the file
 /// except that field, checked on the raw bytes before anything is parsed (docs/decisions/018).
 public enum SnapshotCodec {
-    /// The format number this code writes; it also reads formats 2 and 3 (no checksum), other
+    /// The format number this code writes; it also reads formats 2 and 3 (no checksum) and 4
+    /// (allocations in the first line), other
     /// snapshots are ignored (the fold starts from the journal's beginning instead: a snapshot
     /// is a cache).
-    public static let format: Int64 = 4
+    public static let format: Int64 = 5
 
     /// What the checksum says about a snapshot's bytes.
     public enum Integrity: Equatable, Sendable {
@@ -34,8 +36,11 @@ public enum SnapshotCodec {
     /// - Parameter journal: which journal the snapshot folds (a shared journal's namespace and
     ///   last record, docs/decisions/033), written as the header's `journal`; nil (a folder's own
     ///   journal) writes no such member, so those snapshots are what they always were.
+    /// - Parameter writingFormat: `format`; 4 writes the allocations in the first line as
+    ///   earlier versions did (only tests of the reading path ask for it).
     public static func encode(
-        _ state: CortexState, position: JournalPosition, writtenAtMilliseconds: Int64, journal: JSONValue? = nil
+        _ state: CortexState, position: JournalPosition, writtenAtMilliseconds: Int64, journal: JSONValue? = nil,
+        writingFormat: Int64 = format
     ) -> [UInt8] {
         let tasks = state.tasks
         var waiting: [UInt8] = []
@@ -53,11 +58,21 @@ public enum SnapshotCodec {
         }
         // The metrics' totals: a last line, decoded only by a call that reports them.
         let metrics = state.metrics.totalsLine
+        var allocations = state.budget.allocations.encodedLines()
+        var budget = state.budget.json
+        if writingFormat < 5, case .object(var members) = budget {
+            let listed = state.budget.allocations.values.sorted { $0.id < $1.id }.map(\.json)
+            members.append(JSONMember("allocations", .array(listed)))
+            members.sort { $0.key < $1.key }
+            budget = .object(members)
+            allocations = []
+        }
         var header = JSONValue.object([
-            "format": .int(format), "key_bytes": .int(Int64(keys.count)), "metrics_bytes": .int(Int64(metrics.count)),
+            "allocation_bytes": .int(Int64(allocations.count)), "allocation_count": .int(Int64(state.budget.allocations.count)),
+            "format": .int(writingFormat), "key_bytes": .int(Int64(keys.count)), "metrics_bytes": .int(Int64(metrics.count)),
             "position": position.json,
             "state": .object([
-                "budget": state.budget.json, "last_record_ms": .int(state.lastRecordMilliseconds),
+                "budget": budget, "last_record_ms": .int(state.lastRecordMilliseconds),
                 "metrics": state.metrics.clockJSON, "records_folded": .int(state.recordsFolded), "tasks": tasks.headerJSON,
                 "workers": state.workers.json,
             ]),
@@ -73,11 +88,13 @@ public enum SnapshotCodec {
         var first = header.serialized()
         first.removeLast()  // the closing brace: the crc field goes last
         var crc = first.withUnsafeBytes { CRC32C.checksum($0) }
-        for section in [waiting, keys, metrics] { crc = section.withUnsafeBytes { CRC32C.checksum($0, continuing: crc) } }
+        for section in [waiting, keys, metrics, allocations] {
+            crc = section.withUnsafeBytes { CRC32C.checksum($0, continuing: crc) }
+        }
         first += checksumMarker
         first += Array(hex(crc).utf8)
         first += [UInt8(ascii: "\""), UInt8(ascii: "}"), 0x0A]
-        return first + waiting + keys + metrics
+        return first + waiting + keys + metrics + allocations
     }
 
     private static func hex(_ value: UInt32) -> String {
@@ -139,17 +156,25 @@ public enum SnapshotCodec {
             let position = header["position"].flatMap(JournalPosition.init(json:)),
             let waitingBytes = header["waiting_bytes"]?.intValue, let keyBytes = header["key_bytes"]?.intValue,
             let metricsBytes = version == 2 ? 0 : header["metrics_bytes"]?.intValue,
-            waitingBytes >= 0, keyBytes >= 0, metricsBytes >= 0,
+            let allocationBytes = version < 5 ? 0 : header["allocation_bytes"]?.intValue,
+            waitingBytes >= 0, keyBytes >= 0, metricsBytes >= 0, allocationBytes >= 0,
             // Each size bounded first, so a hostile header cannot overflow the sum.
             waitingBytes <= bytes.buffer.count, keyBytes <= bytes.buffer.count, metricsBytes <= bytes.buffer.count,
-            sectionsStart + Int(waitingBytes) + Int(keyBytes) + Int(metricsBytes) == bytes.buffer.count,
+            allocationBytes <= bytes.buffer.count,
+            sectionsStart + Int(waitingBytes) + Int(keyBytes) + Int(metricsBytes) + Int(allocationBytes) == bytes.buffer.count,
             let stateJSON = header["state"], let budgetJSON = stateJSON["budget"], let tasksJSON = stateJSON["tasks"]
         else { return nil }
         let waitingEnd = sectionsStart + Int(waitingBytes)
         let sections = SnapshotTasks(
             waiting: LazyLines(storage: bytes, start: sectionsStart, end: waitingEnd),
             keys: LazyLines(storage: bytes, start: waitingEnd, end: waitingEnd + Int(keyBytes)))
-        guard let budget = try? BudgetState(json: budgetJSON), let tasks = try? TaskState(header: tasksJSON, sections: sections)
+        let metricsStart = waitingEnd + Int(keyBytes)
+        let allocationsStart = metricsStart + Int(metricsBytes)
+        let allocationLines =
+            version < 5 ? nil : LazyLines(storage: bytes, start: allocationsStart, end: allocationsStart + Int(allocationBytes))
+        guard
+            let budget = try? BudgetState(json: budgetJSON, allocationLines: allocationLines, allocationCount: header["allocation_count"]),
+            let tasks = try? TaskState(header: tasksJSON, sections: sections)
         else { return nil }
         var state = CortexState()
         state.budget = budget
@@ -158,10 +183,9 @@ public enum SnapshotCodec {
             guard let workers = try? WorkerState(json: workersJSON) else { return nil }
             state.workers = workers
         }
-        let metricsStart = waitingEnd + Int(keyBytes)
         state.metrics = MetricsState(
             clock: stateJSON["metrics"] ?? .null,
-            totals: metricsBytes > 0 ? LazyLines(storage: bytes, start: metricsStart, end: bytes.buffer.count) : nil)
+            totals: metricsBytes > 0 ? LazyLines(storage: bytes, start: metricsStart, end: allocationsStart) : nil)
         guard let recordsFolded = stateJSON["records_folded"].snapshotCount(default: 0),
             let lastRecord = stateJSON["last_record_ms"].snapshotTime(default: 0),
             Limits.isRecordTime(state.metrics.clockMilliseconds), Limits.isRecordTime(state.metrics.firstMilliseconds)
@@ -173,21 +197,26 @@ public enum SnapshotCodec {
 }
 
 extension BudgetState {
+    /// The budget for a snapshot's first line: the allocations go in their own section, the
+    /// sums kept for them here.
     var json: JSONValue {
         .object([
-            "allocations": .array(allocations.values.sorted { $0.id < $1.id }.map(\.json)),
             "allocations_issued": .int(allocationsIssued),
             "period": .int(period),
             "period_started_ms": .optional(periodStartedMilliseconds),
             "quotas": .object(quotas.sorted { $0.key < $1.key }.map { JSONMember($0.key, .int($0.value)) }),
+            "reserved": .int(reserved),
             "spent": .int(spent),
+            "tenant_reserved": .object(tenantReserved.sorted { $0.key < $1.key }.map { JSONMember($0.key, .int($0.value)) }),
             "tenant_spent": .object(tenantSpent.sorted { $0.key < $1.key }.map { JSONMember($0.key, .int($0.value)) }),
             "total": .int(total),
             "version": .int(version),
         ])
     }
 
-    init(json: JSONValue) throws(CortexError) {
+    /// Reads a snapshot's budget: with `allocationLines` (format 5) the allocations stay in those
+    /// lines and the sums come from the first line; without (formats 2–4) they are in `json`.
+    init(json: JSONValue, allocationLines: LazyLines?, allocationCount: JSONValue?) throws(CortexError) {
         self.init()
         // Every number within the limits a record's would be in (docs/journal-format.md, "Limits").
         func count(_ key: String, atMost limit: Int64 = Limits.maximumCount) throws(CortexError) -> Int64 {
@@ -213,28 +242,38 @@ extension BudgetState {
         periodStartedMilliseconds = started
         for member in json["quotas"]?.objectMembers ?? [] { quotas[member.key] = try tokens(member.value) }
         for member in json["tenant_spent"]?.objectMembers ?? [] { tenantSpent[member.key] = try tokens(member.value) }
-        for item in json["allocations"]?.arrayValue ?? [] {
-            guard let id = item["id"]?.stringValue, let tokens = item["tokens"]?.intValue, tokens >= 0,
-                tokens <= Limits.maximumTokens
-            else {
-                throw .corrupt("snapshot allocation without id or tokens in range")
-            }
-            var allocation = Allocation(
-                id: id, tokens: tokens, holder: item["holder"]?.stringValue, task: item["task"]?.stringValue,
-                tenant: item["tenant"]?.stringValue, grantedMilliseconds: item["granted_ms"]?.intValue ?? 0)
-            allocation.worker = item["worker"]?.stringValue
-            allocation.run = item["run"]?.intValue
-            allocation.leaseMilliseconds = item["lease_ms"]?.intValue
-            allocation.leaseEndsMilliseconds = item["lease_ends_ms"]?.intValue
-            if (allocation.leaseMilliseconds ?? 0) < 0 || (allocation.leaseEndsMilliseconds ?? 0) < 0 || (allocation.run ?? 0) < 0 {
-                throw .corrupt("snapshot allocation lease or run out of range")
-            }
-            insert(allocation)
+        if let allocationLines {
+            guard let outstanding = allocationCount.snapshotCount() else { throw .corrupt("snapshot has no allocation count in range") }
+            var tenantReserved: [String: Int64] = [:]
+            for member in json["tenant_reserved"]?.objectMembers ?? [] { tenantReserved[member.key] = try tokens(member.value) }
+            restore(
+                AllocationTable(lines: allocationLines, count: Int(outstanding)),
+                reserved: try count("reserved", atMost: Limits.maximumTokens), tenantReserved: tenantReserved)
+            return
         }
+        for item in json["allocations"]?.arrayValue ?? [] { insert(try Allocation(snapshotJSON: item)) }
     }
 }
 
 extension Allocation {
+    /// An allocation as a snapshot holds it, every number within the limits a record's would be in.
+    init(snapshotJSON item: JSONValue) throws(CortexError) {
+        guard let id = item["id"]?.stringValue, let tokens = item["tokens"]?.intValue, tokens >= 0, tokens <= Limits.maximumTokens
+        else {
+            throw .corrupt("snapshot allocation without id or tokens in range")
+        }
+        self.init(
+            id: id, tokens: tokens, holder: item["holder"]?.stringValue, task: item["task"]?.stringValue,
+            tenant: item["tenant"]?.stringValue, grantedMilliseconds: item["granted_ms"]?.intValue ?? 0)
+        worker = item["worker"]?.stringValue
+        run = item["run"]?.intValue
+        leaseMilliseconds = item["lease_ms"]?.intValue
+        leaseEndsMilliseconds = item["lease_ends_ms"]?.intValue
+        if (leaseMilliseconds ?? 0) < 0 || (leaseEndsMilliseconds ?? 0) < 0 || (run ?? 0) < 0 {
+            throw .corrupt("snapshot allocation lease or run out of range")
+        }
+    }
+
     var json: JSONValue {
         .object([
             "granted_ms": .int(grantedMilliseconds), "holder": .optional(holder), "id": .string(id),

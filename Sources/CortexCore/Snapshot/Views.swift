@@ -1,23 +1,27 @@
 /// The files people and `jq` read. They keep Cortex 1.0's names and field names
 /// (docs/cli.md: `allocated` = `in_use` = reserved tokens, `available` = total - spent - allocated).
 public enum Views {
-    /// A view's `version`: how many records of its kind (budget records for `token-budget.json`,
-    /// task records for `task-queue.json`) it reflects; the same in every process for the same
-    /// journal prefix, and unchanged by records of the other kind. Keys are sorted, so `version`
-    /// is always the last key of a view and can be read from the file's last bytes.
+    /// A view's `version`: how many records of its kind (budget records for `token-budget.json`
+    /// and `token-allocations.json`, task records for `task-queue.json`, worker records for
+    /// `worker-pool.json`); the same in every process for the same journal prefix, and unchanged by
+    /// records of the other kinds. Found as the top-level key of the pretty-printed file: a newline,
+    /// two spaces, then `"version": `. A string value cannot hold a raw newline, so no name a user
+    /// chose (a worker's command, a holder) can pass for it. Keys are sorted, so in every view but
+    /// `worker-pool.json` (whose `workers` sort after it) it is near the end: the caller reads the
+    /// last `Views.tailBytes(forWorkerView:)` bytes.
     public static func coverage(inTail tail: [UInt8]) -> Int64? {
-        let key = Array("\"version\": ".utf8)
+        let key = Array("\n  \"version\": ".utf8)
         guard tail.count >= key.count else { return nil }
         var index = tail.count - key.count
         while index >= 0 {
-            if tail[index] == key[0] && Array(tail[index..<(index + key.count)]) == key { break }
+            if tail[index] == key[0] && tail[(index + 1)..<(index + key.count)].elementsEqual(key[1...]) { break }
             index -= 1
         }
         guard index >= 0 else { return nil }
         var value: Int64 = 0
         var position = index + key.count
         var digits = 0
-        while position < tail.count, (0x30...0x39).contains(tail[position]) {
+        while position < tail.count, digits < 18, (0x30...0x39).contains(tail[position]) {
             value = value * 10 + Int64(tail[position] - 0x30)
             position += 1
             digits += 1
@@ -25,18 +29,15 @@ public enum Views {
         return digits > 0 ? value : nil
     }
 
-    /// `token-budget.json`.
+    /// How many of a view's last bytes hold its `version`: 4 KiB, or 1 MiB for `worker-pool.json`,
+    /// whose `workers` list follows it (26 KiB at 100 workers). Reading that much costs far less than
+    /// rendering and rewriting the view, which a missed `version` would cause on every call.
+    public static func tailBytes(forWorkerView isWorkerView: Bool) -> Int { isWorkerView ? 1 << 20 : 4096 }
+
+    /// `token-budget.json`: the totals, which cost the same to write however many allocations
+    /// are outstanding (the list is `token-allocations.json`, docs/decisions/042).
     public static func budget(_ state: CortexState, nowMilliseconds: Int64) -> JSONValue {
         let budget = state.budget
-        let allocations = IssuedID.sortedInIssueOrder(budget.allocations.values, .allocation, id: \.id).map { allocation in
-            JSONValue.object([
-                "allocated_at": .string(ISOTime.format(milliseconds: allocation.grantedMilliseconds)),
-                "holder": .optional(allocation.holder), "id": .string(allocation.id),
-                "lease_expires_at": .optional(allocation.leaseEndsMilliseconds.map { ISOTime.format(milliseconds: $0) }),
-                "run": .optional(allocation.run), "task": .optional(allocation.task), "tenant": .optional(allocation.tenant),
-                "tokens": .int(allocation.tokens), "worker": .optional(allocation.worker),
-            ])
-        }
         var tenantNames = Set(budget.quotas.keys)
         tenantNames.formUnion(budget.tenantSpent.keys)
         tenantNames.formUnion(budget.tenantReserved.keys)
@@ -52,9 +53,9 @@ public enum Views {
         }
         return .object([
             "allocated": .int(budget.reserved),
-            "allocations": .array(allocations),
             "available": .int(budget.available),
             "in_use": .int(budget.reserved),
+            "outstanding_allocations": .int(Int64(budget.allocations.count)),
             "period": .int(budget.period),
             "period_started_at": .optional(budget.periodStartedMilliseconds.map { ISOTime.format(milliseconds: $0) }),
             "spent": .int(budget.spent),
@@ -64,6 +65,35 @@ public enum Views {
             "version": .int(budget.version),
         ])
     }
+
+    /// `token-allocations.json`: every outstanding allocation in the order granted, with the
+    /// tokens they hold together (`allocated`), so the file agrees with itself whenever it is read.
+    public static func allocations(_ state: CortexState, nowMilliseconds: Int64) -> JSONValue {
+        let budget = state.budget
+        let allocations = IssuedID.sortedInIssueOrder(budget.allocations.values, .allocation, id: \.id).map { allocation in
+            JSONValue.object([
+                "allocated_at": .string(ISOTime.format(milliseconds: allocation.grantedMilliseconds)),
+                "holder": .optional(allocation.holder), "id": .string(allocation.id),
+                "lease_expires_at": .optional(allocation.leaseEndsMilliseconds.map { ISOTime.format(milliseconds: $0) }),
+                "run": .optional(allocation.run), "task": .optional(allocation.task), "tenant": .optional(allocation.tenant),
+                "tokens": .int(allocation.tokens), "worker": .optional(allocation.worker),
+            ])
+        }
+        return .object([
+            "allocated": .int(budget.reserved),
+            "allocations": .array(allocations),
+            "count": .int(Int64(allocations.count)),
+            "updated_at": .string(ISOTime.format(milliseconds: nowMilliseconds)),
+            "version": .int(budget.version),
+        ])
+    }
+
+    /// Up to this many outstanding allocations, `token-allocations.json` is rewritten by every
+    /// budget call (it stays small); above, at most once per `allocationsViewInterval`.
+    public static let allocationsAlwaysListed = 100
+
+    /// How often, at most, a large `token-allocations.json` is rewritten (milliseconds).
+    public static let allocationsViewIntervalMilliseconds: Int64 = 1000
 
     /// How many waiting tasks `task-queue.json` lists (the next ones in claim order); `counts` has
     /// the totals and `cortex-task list` every task. Bounded so a view costs the same to write

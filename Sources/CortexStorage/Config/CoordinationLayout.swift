@@ -43,6 +43,8 @@ public struct CoordinationLayout: Sendable {
     public var results: String { root + "/results" }
     /// The budget view (Cortex 1.0 name).
     public var budgetView: String { root + "/token-budget.json" }
+    /// `token-allocations.json`: every outstanding allocation (docs/decisions/042).
+    public var allocationsView: String { root + "/token-allocations.json" }
     /// The task queue view (Cortex 1.0 name).
     public var taskView: String { root + "/task-queue.json" }
     /// Finished tasks compacted out of the snapshot, one file per snapshot that compacted them.

@@ -150,14 +150,15 @@ extension AtomicFile {
 
     /// Publishes `bytes` at `name` in `folder` like `replace` with `.processCrash`, but swaps the
     /// new file in with `renameat2(RENAME_EXCHANGE)`, so the caller learns what it displaced (the
-    /// old file ends up under the temp name, is read if it is a regular file, then removed).
-    public static func exchange(_ name: String, in folder: FolderDescriptor, with bytes: [UInt8], mode: CreationMode = .umask)
-        throws(CortexError) -> Displaced
-    {
+    /// old file ends up under the temp name, its last `tailBytes` are read if it is a regular
+    /// file, then it is removed).
+    public static func exchange(
+        _ name: String, in folder: FolderDescriptor, with bytes: [UInt8], mode: CreationMode = .umask, tailBytes: Int = 4096
+    ) throws(CortexError) -> Displaced {
         let temp = try writeTemporaryFile(beside: name, in: folder, bytes: bytes, sync: false, mode: mode)
         do throws(Errno) {
             try folder.exchange(temp, name)
-            let tail = (try? readTail(temp, in: folder, bytes: 4096)) ?? []
+            let tail = (try? readTail(temp, in: folder, bytes: tailBytes)) ?? []
             folder.unlink(temp)
             return .file(tail: tail)
         } catch {
