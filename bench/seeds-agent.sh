@@ -20,7 +20,8 @@
 #   claim T0 T1 TASK          a claim that returned a task, $EPOCHREALTIME before and after
 #   alloc T0 T1 RC ALLOC
 #   work T0 T1                the simulated work
-#   release T0 T1 RC USED     USED counts as reported only when RC is 0
+#   release-sent ALLOC USED   just before the release: a kill -9 may come while it is in flight
+#   release T0 T1 RC USED ALLOC   USED counts as acknowledged only when RC is 0
 #   complete|fail T0 T1 RC TASK
 #   err WHAT RC               a call that ended otherwise than the loop expects (the agent exits 3;
 #                             its supervisor restarts it)
@@ -93,11 +94,12 @@ while true; do
 
     used=$((100 + RANDOM % 900))
     if [[ $rc == 0 ]]; then
+        echo "release-sent $alloc $used" >&$logfd
         t0=$EPOCHREALTIME
         release
         rc=$?
         t1=$EPOCHREALTIME
-        echo "release $t0 $t1 $rc $used" >&$logfd
+        echo "release $t0 $t1 $rc $used $alloc" >&$logfd
     fi
 
     t0=$EPOCHREALTIME
