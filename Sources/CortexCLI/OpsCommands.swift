@@ -462,7 +462,7 @@ extension OpsCommands {
             let layout = CoordinationLayout(root: invocation.root)
             // The snapshot's state lets the fold give outcomes (a claim's task, a grant's id) to the
             // records after it without folding the whole journal.
-            let snapshot = ImmutableBytes.map(layout.snapshot, in: layout.folder).flatMap(SnapshotCodec.decode)
+            let snapshot = ImmutableBytes.map(layout.snapshot, in: layout.folder).flatMap { SnapshotCodec.decode($0) }
             state = snapshot?.0 ?? CortexState()
             foldFrom = snapshot?.1 ?? .start
             watcher = follow ? try journal.makeWaiter() : nil

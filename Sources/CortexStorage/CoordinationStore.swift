@@ -38,6 +38,9 @@ public final class CoordinationStore {
     /// Snapshots this store did not trust when it loaded (checksum mismatch, unreadable), with
     /// why; it folded from the checkpoint or the journal's beginning instead.
     public private(set) var rejectedSnapshots: [String] = []
+    /// True when the loaded snapshot's checksum was not computed again: its marker named that very
+    /// file as verified (`state/snapshot.verified`, decision 042).
+    public private(set) var checksumPassSkipped = false
     /// How far the last fold saw the journal (`JournalRead.extent`), for `journalMovedSinceFold`.
     private var readExtent = JournalPosition.start
     private var snapshotPosition: JournalPosition?
@@ -346,7 +349,15 @@ public final class CoordinationStore {
         // journal from its beginning, give the same state (docs/decisions/018).
         func load(_ path: String, mapped: ImmutableBytes?) -> (CortexState, JournalPosition)? {
             guard let mapped, mapped.buffer.count > 0 else { return nil }
-            if let decoded = SnapshotCodec.decode(mapped) { return decoded }
+            // The snapshot's checksum is verified once per file, not by every call (decision 042).
+            let verifiedBefore = path == layout.snapshot && VerifiedSnapshot.matches(mapped, layout: layout)
+            if let decoded = SnapshotCodec.decode(mapped, checksumVerified: verifiedBefore) {
+                checksumPassSkipped = verifiedBefore
+                if path == layout.snapshot, !verifiedBefore {
+                    VerifiedSnapshot.record(mapped, layout: layout, mode: permissions.file(.shared))
+                }
+                return decoded
+            }
             let why = SnapshotCodec.integrity(mapped) == .mismatch ? "checksum mismatch" : "unreadable"
             rejectedSnapshots.append("\(path): \(why)")
             return nil
@@ -737,6 +748,13 @@ public final class CoordinationStore {
             state, position: position, writtenAtMilliseconds: nowMilliseconds, journal: journalIdentity)
         try AtomicFile.replace(layout.snapshot, in: layout.folder, with: snapshot, durability: .powerLoss, mode: permissions.file(.shared))
         snapshotFileIdentity = FileIdentity.of(layout.snapshot, in: layout.folder)
+        if let written = snapshotFileIdentity, let newline = snapshot.firstIndex(of: 0x0A),
+            let checksum = SnapshotCodec.storedChecksum(ImmutableBytes(Array(snapshot[...newline])))
+        {
+            // Written and checksummed here: the next loads need not verify it again.
+            VerifiedSnapshot.record(
+                identity: written, size: snapshot.count, checksum: checksum, layout: layout, mode: permissions.file(.shared))
+        }
         if let shared = journal as? EtcdJournal, let last = lastFoldedRecordPosition {
             // Stored in etcd for every host, then the records below the previous stored snapshot
             // deleted (docs/decisions/035). Every record it covers is acknowledged, so durable.

@@ -1,3 +1,4 @@
+import Foundation
 import Glibc
 import Testing
 
@@ -90,5 +91,36 @@ import Testing
         let fromJournal = try CoordinationStore.open(root: layout.root, createIfMissing: false)
         #expect(fromJournal.state.budget.total == 2_000, "the journal from its beginning")
         #expect(fromJournal.rejectedSnapshots.count == 2)
+    }
+
+    /// The checksum pass over every byte runs once per snapshot file: the marker
+    /// (`state/snapshot.verified`) names the file verified, and an edit after it changes the
+    /// file's change time, so the edit is still caught (decision 042).
+    @Test func aVerifiedSnapshotIsNotChecksummedAgainButAnEditAfterIsCaught() throws {
+        let folder = try TemporaryDirectory()
+        let layout = try folder.coordination()
+        let store = try CoordinationStore.open(root: layout.root, createIfMissing: false)
+        _ = try store.submit(.budgetSet(total: 2_000))
+        try store.writeSnapshot()
+        let written = try CoordinationStore.open(root: layout.root, createIfMissing: false)
+        #expect(written.checksumPassSkipped, "its writer left the marker")
+        #expect(written.state.budget.total == 2_000)
+
+        // Without the marker, the first reader verifies and leaves it; the next skips the pass.
+        POSIX.unlinkIfPresent(layout.snapshotVerified)
+        let first = try CoordinationStore.open(root: layout.root, createIfMissing: false)
+        #expect(!first.checksumPassSkipped && first.rejectedSnapshots.isEmpty)
+        #expect(try CoordinationStore.open(root: layout.root, createIfMissing: false).checksumPassSkipped)
+
+        // An edit in place, same length: a new change time, so the marker no longer matches.
+        usleep(20_000)
+        let edited = try Self.replacing("\"total\":2000", with: "\"total\":7000", in: try POSIX.readFile(layout.snapshot))
+        let handle = try #require(FileHandle(forUpdatingAtPath: layout.snapshot))
+        try handle.write(contentsOf: Data(edited))
+        try handle.close()
+        let reopened = try CoordinationStore.open(root: layout.root, createIfMissing: false)
+        #expect(!reopened.checksumPassSkipped)
+        #expect(reopened.state.budget.total == 2_000, "the journal, not the edit")
+        #expect(reopened.rejectedSnapshots == ["\(layout.snapshot): checksum mismatch"])
     }
 }

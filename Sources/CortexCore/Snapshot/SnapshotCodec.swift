@@ -133,6 +133,27 @@ public enum SnapshotCodec {
         return crc == stored ? .verified : .mismatch
     }
 
+    /// The checksum a snapshot's first line carries (format 4 and later), read without computing
+    /// anything: what a verification marker names (`state/snapshot.verified`, decision 042).
+    public static func storedChecksum(_ bytes: ImmutableBytes) -> UInt32? {
+        let all = LazyLines(storage: bytes, start: 0, end: bytes.buffer.count)
+        guard !all.isEmpty else { return nil }
+        let header = all.line(at: 0).bytes
+        let markerStart = header.count - checksumSuffixLength
+        guard markerStart > 0, header[markerStart..<(markerStart + checksumMarker.count)].elementsEqual(checksumMarker) else {
+            return nil
+        }
+        var stored: UInt32 = 0
+        for byte in header[(markerStart + checksumMarker.count)..<(header.count - 2)] {
+            switch byte {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): stored = stored << 4 | UInt32(byte - UInt8(ascii: "0"))
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): stored = stored << 4 | UInt32(byte - UInt8(ascii: "a") + 10)
+            default: return nil
+            }
+        }
+        return stored
+    }
+
     /// The header's `journal` member (which shared journal the snapshot folds), or nil when it
     /// has none or is no snapshot.
     public static func journalIdentity(_ bytes: ImmutableBytes) -> JSONValue? {
@@ -145,9 +166,13 @@ public enum SnapshotCodec {
     /// The state and position in a snapshot's bytes, or nil when they are not a readable
     /// snapshot of this format.
     /// A snapshot whose checksum does not match is not readable: the caller falls back.
-    public static func decode(_ bytes: ImmutableBytes) -> (CortexState, JournalPosition)? {
-        let check = integrity(bytes)
-        guard check == .verified || check == .unverified else { return nil }
+    /// - Parameter checksumVerified: true when these very bytes were verified before (the store's
+    ///   marker for the file, decision 042), so the checksum pass over every byte is skipped.
+    public static func decode(_ bytes: ImmutableBytes, checksumVerified: Bool = false) -> (CortexState, JournalPosition)? {
+        if !checksumVerified {
+            let check = integrity(bytes)
+            guard check == .verified || check == .unverified else { return nil }
+        }
         let all = LazyLines(storage: bytes, start: 0, end: bytes.buffer.count)
         guard !all.isEmpty else { return nil }
         let (headerBytes, sectionsStart) = all.line(at: 0)

@@ -33,6 +33,8 @@ public struct CoordinationLayout: Sendable {
     /// A second name of the snapshot the reaper last archived behind: the fallback when
     /// `snapshot.json` is unreadable once archived segments have been purged.
     public var checkpoint: String { root + "/state/checkpoint.json" }
+    /// Which `state/snapshot.json` had its checksum verified last (decision 042).
+    public var snapshotVerified: String { root + "/state/snapshot.verified" }
     /// Settings.
     public var config: String { root + "/config.json" }
     /// One folder per worker.
