@@ -244,10 +244,22 @@ public struct TaskState: Sendable {
     /// Tasks in `status`, active ones in claim order (running ones by claim time); finished ones
     /// only since the last compaction (the store's `finishedTasks()` has them all).
     public func tasks(in status: TaskStatus) -> [TaskEntry] {
+        var tasks: [TaskEntry] = []
+        forEachTask(in: status) { tasks.append($0) }
+        return tasks
+    }
+
+    /// Calls `body` with each task in `status`, in `tasks(in:)`'s order, decoding waiting tasks
+    /// from the snapshot one at a time (a list of 100,000 never holds them all).
+    public func forEachTask(in status: TaskStatus, _ body: (TaskEntry) -> Void) {
         switch status {
-        case .pending, .failed: return waiting().filter { $0.status == status }
-        case .running: return running
-        case .done, .dead, .cancelled: return finished.filter { $0.status == status }
+        case .pending, .failed:
+            forEachWaiting { entry in
+                if entry.status == status { body(entry) }
+                return true
+            }
+        case .running: running.forEach(body)
+        case .done, .dead, .cancelled: finished.lazy.filter { $0.status == status }.forEach(body)
         }
     }
 
