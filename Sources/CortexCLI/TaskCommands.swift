@@ -374,7 +374,10 @@ public enum TaskTool {
         if status?.isTerminal ?? true { finished = try store.finishedTasks() }
         if let status { finished.removeAll { $0.status != status } }
         // A retried task is active again: its earlier dead entry is history, not a second task.
-        finished.removeAll { store.state.tasks.activeTask($0.id) != nil }
+        if !finished.isEmpty {
+            let retried = store.state.tasks.activeIDs(among: Set(finished.map(\.id)))
+            if !retried.isEmpty { finished.removeAll { retried.contains($0.id) } }
+        }
         func forEachListed(_ body: (TaskEntry) -> Void) {
             for status in active {
                 store.state.tasks.forEachTask(in: status) { task in

@@ -172,6 +172,23 @@ public struct TaskState: Sendable {
         return entry
     }
 
+    /// Which of `ids` name an active task (`activeTask(_:) != nil` for each), in one walk of the
+    /// snapshot's waiting lines rather than one scan of them per id (a list of thousands of
+    /// finished tasks beside 100,000 waiting ones).
+    public func activeIDs(among ids: Set<String>) -> Set<String> {
+        var found = ids.filter { live[$0] != nil }
+        guard found.count < ids.count else { return found }
+        snapshot.forEachWaitingLine(from: snapshotHead) { number, _, line in
+            if !takenFromSnapshot.contains(number), let entry = SnapshotTasks.decodeTask(line), ids.contains(entry.id),
+                IssuedID(entry.id, .task) != nil
+            {
+                found.insert(entry.id)
+            }
+            return found.count < ids.count
+        }
+        return found
+    }
+
     /// The task an idempotency key names, if the key is still remembered.
     public func key(_ key: String) -> KeyEntry? {
         if let changed = changedKeys[key] { return changed }
