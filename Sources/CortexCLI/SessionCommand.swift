@@ -231,6 +231,9 @@ final class OutputCapture: @unchecked Sendable {
         if toStandardError { err += text.utf8 } else { out += text.utf8 }
     }
 
+    /// Adds `bytes` to stdout's collection.
+    func append(bytes: [UInt8]) { out += bytes }
+
     /// Stops collecting and returns what each stream got.
     func end() -> (out: [UInt8], err: [UInt8]) {
         isActive = false

@@ -367,31 +367,51 @@ public enum TaskTool {
         let status = invocation.arguments[List.status]
         let type = invocation.arguments[List.type]
         let store = try invocation.openStore()
-        var tasks: [TaskEntry]
-        if let status, !status.isTerminal {
-            tasks = store.state.tasks.tasks(in: status)
-        } else {
-            let finished = try store.finishedTasks()
-            if let status {
-                tasks = finished.filter { $0.status == status }
-            } else {
-                tasks =
-                    store.state.tasks.tasks(in: .running) + store.state.tasks.tasks(in: .pending)
-                    + store.state.tasks.tasks(in: .failed) + finished
-            }
-        }
+        // Finished tasks are read (and any error thrown) before a byte is printed; active ones
+        // are visited while the report is written, one at a time (docs/decisions/040).
+        let active: [TaskStatus] = status.map { $0.isTerminal ? [] : [$0] } ?? [.running, .pending, .failed]
+        var finished: [TaskEntry] = []
+        if status?.isTerminal ?? true { finished = try store.finishedTasks() }
+        if let status { finished.removeAll { $0.status != status } }
         // A retried task is active again: its earlier dead entry is history, not a second task.
-        tasks = tasks.filter { $0.status.isTerminal == false || store.state.tasks.activeTask($0.id) == nil }
-        if let type { tasks = tasks.filter { $0.spec.type == type } }
-        let lines = tasks.map { task in
-            var line = "\(task.id)  \(task.status.rawValue)  \(task.spec.priority.rawValue)  \(task.spec.type)  attempt \(task.attempt)"
-            if let worker = task.worker { line += "  worker \(worker)" }
-            if let description = task.spec.description { line += "  \(description.prefix(60))" }
-            return line
+        if !finished.isEmpty {
+            let retried = store.state.tasks.activeIDs(among: Set(finished.map(\.id)))
+            if !retried.isEmpty { finished.removeAll { retried.contains($0.id) } }
+        }
+        func forEachListed(_ body: (TaskEntry) -> Void) {
+            for status in active {
+                store.state.tasks.forEachTask(in: status) { task in
+                    if type == nil || task.spec.type == type { body(task) }
+                }
+            }
+            for task in finished where type == nil || task.spec.type == type { body(task) }
         }
         return Report(
-            text: lines.joined(separator: "\n"),
-            json: .object(["count": .int(tasks.count), "tasks": .array(tasks.map { taskJSON($0, layout: store.layout) })]))
+            stream: ReportStream { writer, json in
+                guard json else {
+                    forEachListed { writer.line(listLine($0)) }
+                    return
+                }
+                // `count` comes first in the object: one pass to count, one to write.
+                var count = 0
+                forEachListed { _ in count += 1 }
+                writer.json("{\"count\":\(count),\"tasks\":[")
+                var first = true
+                forEachListed { task in
+                    if !first { writer.json(",") }
+                    first = false
+                    writer.json(taskJSON(task, layout: store.layout).serialized())
+                }
+                writer.json("]}")
+            })
+    }
+
+    /// A task's line in `list`'s text form.
+    private static func listLine(_ task: TaskEntry) -> String {
+        var line = "\(task.id)  \(task.status.rawValue)  \(task.spec.priority.rawValue)  \(task.spec.type)  attempt \(task.attempt)"
+        if let worker = task.worker { line += "  worker \(worker)" }
+        if let description = task.spec.description { line += "  \(description.prefix(60))" }
+        return line
     }
 
     static func show(_ invocation: Invocation) throws(CortexError) -> Report {

@@ -16,6 +16,9 @@ public struct Report: Sendable {
     public var json: JSONValue
     /// One line for stderr (the reason behind a non-zero exit), if any.
     public var diagnostic: String?
+    /// For a result too large to hold (a list of 100,000 tasks): both forms written while they
+    /// are produced, in place of `text` and `json`.
+    public var stream: ReportStream?
 
     /// A report.
     public init(exitCode: Int32 = 0, text: String, json: JSONValue, diagnostic: String? = nil) {
@@ -23,6 +26,85 @@ public struct Report: Sendable {
         self.text = text
         self.json = json
         self.diagnostic = diagnostic
+    }
+
+    /// A report whose output `stream` writes as it goes; the same bytes `text` and `json` would give.
+    public init(exitCode: Int32 = 0, stream: ReportStream, diagnostic: String? = nil) {
+        self.init(exitCode: exitCode, text: "", json: .null, diagnostic: diagnostic)
+        self.stream = stream
+    }
+}
+
+/// A report's output produced while it is written: `write` is called once by the output
+/// formatter, with the form asked for, after the command's body returned (so a command still
+/// fails before anything is printed). It must not fail: what it reads was opened by the body.
+/// One run is one thread (hence the unchecked `Sendable`: the closure reads the run's store).
+public struct ReportStream: @unchecked Sendable {
+    /// Writes the text form (`json` false) line by line, or the JSON object (`json` true) in pieces.
+    public var write: (_ writer: ReportWriter, _ json: Bool) -> Void
+
+    /// A stream written by `write`.
+    public init(_ write: @escaping (_ writer: ReportWriter, _ json: Bool) -> Void) { self.write = write }
+}
+
+/// Where a streamed report writes: stdout (or a session's capture) in chunks, so memory stays
+/// one chunk however long the output is. Byte for byte what the same report held whole would
+/// print: text lines joined by newlines and ended by one (unless the text already ends with a
+/// newline, or is empty); the JSON object on one line.
+public final class ReportWriter {
+    private var buffer: [UInt8] = []
+    private var wroteLine = false
+    private var total = 0
+    /// The last two bytes written (whether the text already ends with a newline character).
+    private var lastBytes: (UInt8, UInt8) = (0, 0)
+    private let sink: ([UInt8]) -> Void
+    private static let chunk = 64 * 1024
+
+    /// A writer handing each full chunk to `sink` (stdout, or a session's capture, by default).
+    init(sink: @escaping ([UInt8]) -> Void = { Terminal.writeOut(bytes: $0) }) {
+        self.sink = sink
+        buffer.reserveCapacity(Self.chunk + 4096)
+    }
+
+    /// Writes `line` as the next line of the text form.
+    public func line(_ line: String) {
+        if wroteLine { append(CollectionOfOne(0x0A)) }
+        wroteLine = true
+        append(line.utf8)
+    }
+
+    /// Writes the next piece of the JSON form.
+    public func json(_ bytes: [UInt8]) { append(bytes) }
+
+    /// Writes the next piece of the JSON form.
+    public func json(_ text: String) { append(text.utf8) }
+
+    private func append<Bytes: BidirectionalCollection<UInt8>>(_ bytes: Bytes) {
+        guard let last = bytes.last else { return }
+        let before = buffer.count
+        buffer.append(contentsOf: bytes)
+        total += buffer.count - before
+        lastBytes = (bytes.dropLast().last ?? lastBytes.1, last)
+        if buffer.count >= Self.chunk { flush() }
+    }
+
+    /// Ends the text form as `Output.print` ends a whole text: one newline unless the text is
+    /// empty or its last character already is one (`"\r\n"` is one character, not a newline).
+    func finishText() {
+        if total > 0 && !(lastBytes.1 == 0x0A && lastBytes.0 != 0x0D) { append(CollectionOfOne(0x0A)) }
+        flush()
+    }
+
+    /// Ends the JSON form: its line's newline.
+    func finishJSON() {
+        if total > 0 { append(CollectionOfOne(0x0A)) }
+        flush()
+    }
+
+    private func flush() {
+        guard !buffer.isEmpty else { return }
+        sink(buffer)
+        buffer.removeAll(keepingCapacity: true)
     }
 }
 
@@ -232,13 +314,24 @@ public enum ExitCode {
 public enum Output {
     /// Prints `report` to stdout (and its diagnostic to stderr).
     public static func print(_ report: Report, json: Bool, command: String) {
-        if json {
+        if let stream = report.stream {
+            let writer = ReportWriter()
+            stream.write(writer, json)
+            if json { writer.finishJSON() } else { writer.finishText() }
+        } else if json {
             // A command that streamed its own output (tail) reports JSON null: nothing more to print.
             if report.json != .null { Terminal.writeOut(report.json.jsonText + "\n") }
         } else if !report.text.isEmpty {
-            Terminal.writeOut(report.text.hasSuffix("\n") ? report.text : report.text + "\n")
+            Terminal.writeOut(printed(report.text))
         }
         if let diagnostic = report.diagnostic { Terminal.writeError("\(command): \(diagnostic)") }
+    }
+}
+
+extension Output {
+    /// What the text form `text` prints: nothing when empty, else `text` ending in one newline.
+    static func printed(_ text: String) -> String {
+        text.isEmpty || text.hasSuffix("\n") ? text : text + "\n"
     }
 }
 
@@ -246,6 +339,15 @@ public enum Output {
 public enum Terminal {
     /// Writes `text` to stdout.
     public static func writeOut(_ text: String) { write(.standardOutput, text) }
+
+    /// Writes `bytes` to stdout.
+    public static func writeOut(bytes: [UInt8]) {
+        if capture.isActive {
+            capture.append(bytes: bytes)
+            return
+        }
+        try? FileDescriptor.standardOutput.writeAll(bytes)
+    }
 
     /// Writes `line` and a newline to stderr.
     public static func writeError(_ line: String) { write(.standardError, line + "\n") }

@@ -61,3 +61,53 @@ import Testing
         #expect(tasks.firstClaimable(by: TaskClaim(worker: "w"), at: 510)?.id == "task-1.0")
     }
 }
+
+/// `TaskState.activeIDs(among:)` (docs/decisions/040-streaming-list.md): one walk of the
+/// snapshot's waiting lines answers what `activeTask` answers id by id.
+@Suite struct ActiveIDsTests {
+    @Test func oneWalkAgreesWithActiveTaskForEveryId() throws {
+        let folder = try TemporaryDirectory()
+        var config = CortexConfig()
+        config.snapshotEveryRecords = 10_000  // snapshots only when the test asks
+        let layout = try folder.coordination(config)
+        let store = try CoordinationStore.open(root: layout.root, createIfMissing: false)
+        var ids: [String] = []
+        for _ in 0..<12 {
+            guard case .created(let id, _) = try store.submit(.taskCreate(TaskSpec(type: "t"))).outcome else {
+                Issue.record("create failed")
+                return
+            }
+            ids.append(id)
+        }
+        // Three die, and one finishes done; then a snapshot: they leave for state/finished/.
+        var dead: [String] = []
+        for index in 0..<4 {
+            guard case .claimed(let id, let claim) = try store.submit(.taskClaim(TaskClaim(worker: "w"))).outcome else {
+                Issue.record("claim failed")
+                return
+            }
+            _ = try store.submit(
+                index == 3
+                    ? .taskComplete(task: id, claim: claim, result: nil, tokensUsed: nil)
+                    : .taskFail(task: id, claim: claim, error: nil, retry: false))
+            if index < 3 { dead.append(id) }
+        }
+        try store.writeSnapshot()
+        // Two come back: one is in the next snapshot's waiting lines, one only in the live state.
+        let number = try #require(store.task(dead[0])?.number)
+        _ = try store.submit(.taskRetry(task: dead[0], number: number, spec: TaskSpec(type: "t")))
+        try store.writeSnapshot()
+        let reopened = try CoordinationStore.open(root: layout.root, createIfMissing: false)
+        let second = try #require(reopened.task(dead[1])?.number)
+        _ = try reopened.submit(.taskRetry(task: dead[1], number: second, spec: TaskSpec(type: "t")))
+        // One waiting task of the snapshot is claimed since: it stays active (running).
+        _ = try reopened.submit(.taskClaim(TaskClaim(worker: "w")))
+        let tasks = reopened.state.tasks
+        let asked = Set(ids + ["task-9.999", "not-an-id"])
+        let expected = asked.filter { tasks.activeTask($0) != nil }
+        #expect(tasks.activeIDs(among: asked) == expected)
+        #expect(expected.contains(dead[0]) && expected.contains(dead[1]) && !expected.contains(dead[2]))
+        #expect(expected.count == 12 - 2)
+        #expect(tasks.activeIDs(among: [dead[2]]).isEmpty)
+    }
+}

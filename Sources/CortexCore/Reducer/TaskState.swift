@@ -172,6 +172,23 @@ public struct TaskState: Sendable {
         return entry
     }
 
+    /// Which of `ids` name an active task (`activeTask(_:) != nil` for each), in one walk of the
+    /// snapshot's waiting lines rather than one scan of them per id (a list of thousands of
+    /// finished tasks beside 100,000 waiting ones).
+    public func activeIDs(among ids: Set<String>) -> Set<String> {
+        var found = ids.filter { live[$0] != nil }
+        guard found.count < ids.count else { return found }
+        snapshot.forEachWaitingLine(from: snapshotHead) { number, _, line in
+            if !takenFromSnapshot.contains(number), let entry = SnapshotTasks.decodeTask(line), ids.contains(entry.id),
+                IssuedID(entry.id, .task) != nil
+            {
+                found.insert(entry.id)
+            }
+            return found.count < ids.count
+        }
+        return found
+    }
+
     /// The task an idempotency key names, if the key is still remembered.
     public func key(_ key: String) -> KeyEntry? {
         if let changed = changedKeys[key] { return changed }
@@ -244,10 +261,22 @@ public struct TaskState: Sendable {
     /// Tasks in `status`, active ones in claim order (running ones by claim time); finished ones
     /// only since the last compaction (the store's `finishedTasks()` has them all).
     public func tasks(in status: TaskStatus) -> [TaskEntry] {
+        var tasks: [TaskEntry] = []
+        forEachTask(in: status) { tasks.append($0) }
+        return tasks
+    }
+
+    /// Calls `body` with each task in `status`, in `tasks(in:)`'s order, decoding waiting tasks
+    /// from the snapshot one at a time (a list of 100,000 never holds them all).
+    public func forEachTask(in status: TaskStatus, _ body: (TaskEntry) -> Void) {
         switch status {
-        case .pending, .failed: return waiting().filter { $0.status == status }
-        case .running: return running
-        case .done, .dead, .cancelled: return finished.filter { $0.status == status }
+        case .pending, .failed:
+            forEachWaiting { entry in
+                if entry.status == status { body(entry) }
+                return true
+            }
+        case .running: running.forEach(body)
+        case .done, .dead, .cancelled: finished.lazy.filter { $0.status == status }.forEach(body)
         }
     }
 
