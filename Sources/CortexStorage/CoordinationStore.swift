@@ -83,6 +83,10 @@ public final class CoordinationStore {
     /// command reports; the command-line layer prints each as one line on stderr
     /// (docs/decisions/021-outcome-is-the-truth.md).
     public private(set) var warnings: [String] = []
+    /// Set by a long-lived process (`cortex session`): `publish` and `writeSnapshotAfterReading`
+    /// hand the fold to it, to be written off the request path and coalesced, instead of writing
+    /// the views and the snapshot before returning (docs/decisions/005-dispatch-io.md).
+    public var backgroundPublisher: BackgroundPublisher?
 
     private init(
         layout: CoordinationLayout, config: CortexConfig, permissions: FolderPermissions, journal: any Journal, persistsFiles: Bool
@@ -685,6 +689,10 @@ public final class CoordinationStore {
     /// A store without files (`persistsFiles` false) publishes nothing.
     public func publish(nowMilliseconds: Int64 = POSIX.wallClockMilliseconds()) throws(CortexError) {
         guard persistsFiles else { return }
+        if let publisher = backgroundPublisher {
+            try offerPublication(to: publisher, nowMilliseconds: nowMilliseconds)
+            return
+        }
         // After an etcd append read in its own transaction, the fold is as fresh as another
         // round trip would make it: a later record's writer publishes what this one misses.
         if !foldEndsAtOwnAppend, try journalMovedSinceFold() { try catchUp() }
@@ -706,10 +714,43 @@ public final class CoordinationStore {
     /// under 20 concurrent claimers of a 10,000-task queue, 211 snapshots of 1.6 MB for 2,000
     /// records instead of ~16.
     private func writeSnapshotIfDue(nowMilliseconds: Int64) throws(CortexError) {
-        let every = config.snapshotEveryRecords
-        guard recordsSinceSnapshot >= every, holdsSnapshotDuty || recordsSinceSnapshot >= 4 * every else { return }
-        guard FileIdentity.of(layout.snapshot, in: layout.folder) == snapshotFileIdentity else { return }
+        guard snapshotIsDue else { return }
         try writeSnapshot(nowMilliseconds: nowMilliseconds)
+    }
+
+    /// True when this store's turn to write the snapshot came (see `writeSnapshotIfDue`).
+    private var snapshotIsDue: Bool {
+        let every = config.snapshotEveryRecords
+        guard recordsSinceSnapshot >= every, holdsSnapshotDuty || recordsSinceSnapshot >= 4 * every else { return false }
+        return FileIdentity.of(layout.snapshot, in: layout.folder) == snapshotFileIdentity
+    }
+
+    /// `publish` for a store with a `backgroundPublisher`: hands it this fold's views, and the
+    /// snapshot when one is due, and returns without writing them. What must precede a snapshot
+    /// is done here, in order: the journal up to it made durable and the finished tasks compacted
+    /// (a durable file, and the outbox emptied); the snapshot's own bytes are encoded and written
+    /// by the publisher. An etcd folder's snapshot, which is also stored in etcd, is written here.
+    private func offerPublication(to publisher: BackgroundPublisher, nowMilliseconds: Int64) throws(CortexError) {
+        let mode = permissions.file(.shared)
+        var snapshot: BackgroundPublisher.SnapshotJob?
+        if journal is EtcdJournal {
+            try writeSnapshotIfDue(nowMilliseconds: nowMilliseconds)
+        } else if snapshotIsDue {
+            snapshot = try prepareBackgroundSnapshot(nowMilliseconds: nowMilliseconds)
+        }
+        publisher.offer(
+            views: .init(state: state, config: config, layout: layout, mode: mode, nowMilliseconds: nowMilliseconds), snapshot: snapshot)
+    }
+
+    /// Makes the journal durable up to this fold and compacts the finished tasks, then takes the
+    /// snapshot's turn as `writeSnapshot` does; returns what the publisher is to write.
+    private func prepareBackgroundSnapshot(nowMilliseconds: Int64) throws(CortexError) -> BackgroundPublisher.SnapshotJob {
+        try journal.makeDurable(from: snapshotPosition ?? .start, through: position)
+        try compactFinishedTasks()
+        holdsSnapshotDuty = false
+        snapshotPosition = position
+        recordsSinceSnapshot = 0
+        return .init(state: state, position: position, layout: layout, mode: permissions.file(.shared), nowMilliseconds: nowMilliseconds)
     }
 
     /// For a command that only read: writes a snapshot when its fold went far past the last one
@@ -719,6 +760,10 @@ public final class CoordinationStore {
     public func writeSnapshotAfterReading(nowMilliseconds: Int64 = POSIX.wallClockMilliseconds()) {
         guard persistsFiles, lastSubmittedRecordID == nil, recordsSinceSnapshot >= 4 * config.snapshotEveryRecords else { return }
         guard FileIdentity.of(layout.snapshot, in: layout.folder) == snapshotFileIdentity else { return }
+        if let publisher = backgroundPublisher, !(journal is EtcdJournal) {
+            if let snapshot = try? prepareBackgroundSnapshot(nowMilliseconds: nowMilliseconds) { publisher.offer(snapshot: snapshot) }
+            return
+        }
         try? writeSnapshot(nowMilliseconds: nowMilliseconds)
     }
 
@@ -765,19 +810,9 @@ public final class CoordinationStore {
         guard persistsFiles else { return }
         for _ in 0..<8 {
             var regressed = false
-            let views: [(String, Int64, () -> JSONValue)] = [
-                (layout.budgetView, state.budget.version, { Views.budget(self.state, nowMilliseconds: nowMilliseconds) }),
-                (layout.taskView, state.tasks.version, { Views.taskQueue(self.state, nowMilliseconds: nowMilliseconds) }),
-                (
-                    layout.workerView, state.workers.version,
-                    {
-                        Views.workerPool(
-                            self.state, maxWorkers: self.config.maxWorkers, host: self.config.hostID, nowMilliseconds: nowMilliseconds,
-                            heartbeatAge: { self.layout.heartbeatAge($0, nowMilliseconds: nowMilliseconds) })
-                    }
-                ),
-            ]
-            for (path, coverage, render) in views {
+            let views = CoordinationStore.views(of: state, config: config, layout: layout, nowMilliseconds: nowMilliseconds)
+            for view in views {
+                let (path, coverage, render) = (view.path, view.coverage, view.render)
                 if let onDisk = AtomicFile.tail(of: path, in: layout.folder).flatMap(Views.coverage(inTail:)), onDisk >= coverage {
                     continue
                 }
@@ -794,6 +829,35 @@ public final class CoordinationStore {
             guard regressed else { return }
             try catchUp()
         }
+    }
+
+    /// One view file: where it goes, its `version` for this fold, and how to render it.
+    public struct ViewRendering {
+        /// The view's path in the folder.
+        public var path: String
+        /// The view's `version` (records of its kind folded).
+        public var coverage: Int64
+        /// Renders the view.
+        public var render: () -> JSONValue
+    }
+
+    /// The views of `state` (the one list, for `publishViews` and the `BackgroundPublisher`).
+    public static func views(of state: CortexState, config: CortexConfig, layout: CoordinationLayout, nowMilliseconds: Int64)
+        -> [ViewRendering]
+    {
+        [
+            ViewRendering(path: layout.budgetView, coverage: state.budget.version) {
+                Views.budget(state, nowMilliseconds: nowMilliseconds)
+            },
+            ViewRendering(path: layout.taskView, coverage: state.tasks.version) {
+                Views.taskQueue(state, nowMilliseconds: nowMilliseconds)
+            },
+            ViewRendering(path: layout.workerView, coverage: state.workers.version) {
+                Views.workerPool(
+                    state, maxWorkers: config.maxWorkers, host: config.hostID, nowMilliseconds: nowMilliseconds,
+                    heartbeatAge: { layout.heartbeatAge($0, nowMilliseconds: nowMilliseconds) })
+            },
+        ]
     }
 
     /// How long a writer in a busy journal waits for a later writer before publishing views itself.
