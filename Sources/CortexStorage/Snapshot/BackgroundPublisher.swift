@@ -50,7 +50,6 @@ public final class BackgroundPublisher: @unchecked Sendable {
     private var busy = false
     private var stopSignal: Signal?
     private var signalSources: [any DispatchSourceSignal] = []
-    private var written = 0
     private let report: @Sendable (String) -> Void
 
     /// A publisher that reports a write that failed with `report` (one line, no newline): the
@@ -58,9 +57,6 @@ public final class BackgroundPublisher: @unchecked Sendable {
     public init(report: @escaping @Sendable (String) -> Void) {
         self.report = report
     }
-
-    /// The files this publisher has renamed into place so far (views and snapshots).
-    public var filesWritten: Int { queue.sync { written } }
 
     /// Ends the process by `signal` once every write offered before it is done, for each of
     /// `signals` (which the caller must have blocked in every thread, so they reach only this
@@ -143,7 +139,6 @@ public final class BackgroundPublisher: @unchecked Sendable {
                 report("the snapshot was not written: cannot rename into \(layout.folder.displayPath(layout.snapshot)): \(error)")
                 return
             }
-            written += 1
             do throws(CortexError) { try AtomicFile.syncFolder(of: layout.snapshot, in: layout.folder) } catch {
                 report("the snapshot may not survive a power loss: \(error.description)")
             }
@@ -181,13 +176,11 @@ public final class BackgroundPublisher: @unchecked Sendable {
                 }
                 placed = displaced
             }
-            written += 1
             folder.unlink(temp)
         } catch {
             // Nothing there yet (ENOENT), or no RENAME_EXCHANGE here: a plain rename.
             do throws(Errno) {
                 try folder.rename(temp, path)
-                written += 1
             } catch {
                 folder.unlink(temp)
                 report("the views are stale: cannot rename into \(folder.displayPath(path)): \(error)")
