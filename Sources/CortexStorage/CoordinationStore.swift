@@ -686,7 +686,8 @@ public final class CoordinationStore {
     /// (`contendedPublishDelayMicroseconds`) and looks again: under 50 concurrent callers a later
     /// record has usually arrived by then, and its writer carries the duty. The last writer of a
     /// burst still always publishes; a lone caller never waits.
-    /// A store without files (`persistsFiles` false) publishes nothing.
+    /// A store without files (`persistsFiles` false) publishes nothing. A store with a
+    /// `backgroundPublisher` (a session) hands its fold to it instead and returns at once.
     public func publish(nowMilliseconds: Int64 = POSIX.wallClockMilliseconds()) throws(CortexError) {
         guard persistsFiles else { return }
         if let publisher = backgroundPublisher {
