@@ -166,6 +166,9 @@ struct SessionViewTests {
             }
             let fold = try foldJournal(directory)
             #expect(viewVersion("token-budget.json", directory) == fold.state.budget.version, "current after \(stop)")
+            // Snapshots (one per 128 records) went through the same publisher: whole, none half-written.
+            let state = try FileManager.default.contentsOfDirectory(atPath: directory.coordination + "/state")
+            #expect(state.contains("snapshot.json") && !state.contains { $0.contains(".tmp-") }, "after \(stop): \(state)")
         }
     }
 }
