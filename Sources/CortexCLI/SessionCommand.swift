@@ -41,6 +41,13 @@ public enum SessionCommand {
         if let dir = invocation.arguments[CommonOptions.dir], !dir.isEmpty { environment["CORTEX_DIR"] = dir }
         SessionServer.isServing = true
         defer { SessionServer.isServing = false }
+        // Views and snapshots are written off the request path (docs/decisions/005-dispatch-io.md).
+        // A stop signal ends the session once they are written: blocked here, before any Dispatch
+        // thread starts (threads inherit the mask), it reaches only the publisher's signal source.
+        POSIX.blockSignals(SessionServer.stopSignals)
+        SessionServer.publisher.endProcessOnSignals(SessionServer.stopSignals)
+        // At the end of input, and on a stream out of step: what was offered is written first.
+        defer { SessionServer.publisher.waitUntilIdle() }
         // Opened now, so the first request finds the store loaded; a folder that cannot be opened
         // is each request's answer instead (exactly what the one-process call reports).
         _ = try? SessionServer.stores.store(root: invocation.root)
@@ -150,6 +157,12 @@ enum SessionServer {
     nonisolated(unsafe) static var requestNumber = 0
     /// The stores kept open, one per folder.
     static let stores = SessionStores()
+    /// Writes the views and snapshots of every folder the session serves, off the request path.
+    static let publisher = BackgroundPublisher { problem in
+        try? FileDescriptor.standardError.writeAll(Array("cortex session: warning: \(problem)\n".utf8))
+    }
+    /// The signals that stop a session (`cortex_session_stop` sends SIGTERM) once its writes are done.
+    static let stopSignals: [Signal] = [.terminate, .interrupt]
 
     /// Refuses (`usage`) a command that cannot run inside a session (`refusal`).
     static func check(_ command: Command, _ parsed: ParsedArguments) throws(CortexError) {
@@ -204,8 +217,11 @@ final class SessionStores: @unchecked Sendable {
                 return entry.store
             }
             entries[root] = nil
+            // Opened again after a snapshot: the one this session may still be writing is loaded.
+            SessionServer.publisher.waitUntilIdle()
         }
         let store = try CoordinationStore.open(root: root, createIfMissing: false, foldOnOpen: true)
+        store.backgroundPublisher = SessionServer.publisher
         let config = FileIdentity.of(store.layout.config, in: store.layout.folder)
         entries[root] = Entry(store: store, config: config, request: SessionServer.requestNumber)
         return store

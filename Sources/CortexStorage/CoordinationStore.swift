@@ -86,6 +86,10 @@ public final class CoordinationStore {
     /// command reports; the command-line layer prints each as one line on stderr
     /// (docs/decisions/021-outcome-is-the-truth.md).
     public private(set) var warnings: [String] = []
+    /// Set by a long-lived process (`cortex session`): `publish` and `writeSnapshotAfterReading`
+    /// hand the fold to it, to be written off the request path and coalesced, instead of writing
+    /// the views and the snapshot before returning (docs/decisions/005-dispatch-io.md).
+    public var backgroundPublisher: BackgroundPublisher?
 
     private init(
         layout: CoordinationLayout, config: CortexConfig, permissions: FolderPermissions, journal: any Journal, persistsFiles: Bool
@@ -693,9 +697,14 @@ public final class CoordinationStore {
     /// (`contendedPublishDelayMicroseconds`) and looks again: under 50 concurrent callers a later
     /// record has usually arrived by then, and its writer carries the duty. The last writer of a
     /// burst still always publishes; a lone caller never waits.
-    /// A store without files (`persistsFiles` false) publishes nothing.
+    /// A store without files (`persistsFiles` false) publishes nothing. A store with a
+    /// `backgroundPublisher` (a session) hands its fold to it instead and returns at once.
     public func publish(nowMilliseconds: Int64 = POSIX.wallClockMilliseconds()) throws(CortexError) {
         guard persistsFiles else { return }
+        if let publisher = backgroundPublisher {
+            try offerPublication(to: publisher, nowMilliseconds: nowMilliseconds)
+            return
+        }
         // After an etcd append read in its own transaction, the fold is as fresh as another
         // round trip would make it: a later record's writer publishes what this one misses.
         if !foldEndsAtOwnAppend, try journalMovedSinceFold() { try catchUp() }
@@ -717,10 +726,43 @@ public final class CoordinationStore {
     /// under 20 concurrent claimers of a 10,000-task queue, 211 snapshots of 1.6 MB for 2,000
     /// records instead of ~16.
     private func writeSnapshotIfDue(nowMilliseconds: Int64) throws(CortexError) {
-        let every = config.snapshotEveryRecords
-        guard recordsSinceSnapshot >= every, holdsSnapshotDuty || recordsSinceSnapshot >= 4 * every else { return }
-        guard FileIdentity.of(layout.snapshot, in: layout.folder) == snapshotFileIdentity else { return }
+        guard snapshotIsDue else { return }
         try writeSnapshot(nowMilliseconds: nowMilliseconds)
+    }
+
+    /// True when this store's turn to write the snapshot came (see `writeSnapshotIfDue`).
+    private var snapshotIsDue: Bool {
+        let every = config.snapshotEveryRecords
+        guard recordsSinceSnapshot >= every, holdsSnapshotDuty || recordsSinceSnapshot >= 4 * every else { return false }
+        return FileIdentity.of(layout.snapshot, in: layout.folder) == snapshotFileIdentity
+    }
+
+    /// `publish` for a store with a `backgroundPublisher`: hands it this fold's views, and the
+    /// snapshot when one is due, and returns without writing them. What must precede a snapshot
+    /// is done here, in order: the journal up to it made durable and the finished tasks compacted
+    /// (a durable file, and the outbox emptied); the snapshot's own bytes are encoded and written
+    /// by the publisher. An etcd folder's snapshot, which is also stored in etcd, is written here.
+    private func offerPublication(to publisher: BackgroundPublisher, nowMilliseconds: Int64) throws(CortexError) {
+        let mode = permissions.file(.shared)
+        var snapshot: BackgroundPublisher.SnapshotJob?
+        if journal is EtcdJournal {
+            try writeSnapshotIfDue(nowMilliseconds: nowMilliseconds)
+        } else if snapshotIsDue {
+            snapshot = try prepareBackgroundSnapshot(nowMilliseconds: nowMilliseconds)
+        }
+        publisher.offer(
+            views: .init(state: state, config: config, layout: layout, mode: mode, nowMilliseconds: nowMilliseconds), snapshot: snapshot)
+    }
+
+    /// Makes the journal durable up to this fold and compacts the finished tasks, then takes the
+    /// snapshot's turn as `writeSnapshot` does; returns what the publisher is to write.
+    private func prepareBackgroundSnapshot(nowMilliseconds: Int64) throws(CortexError) -> BackgroundPublisher.SnapshotJob {
+        try journal.makeDurable(from: snapshotPosition ?? .start, through: position)
+        try compactFinishedTasks()
+        holdsSnapshotDuty = false
+        snapshotPosition = position
+        recordsSinceSnapshot = 0
+        return .init(state: state, position: position, layout: layout, mode: permissions.file(.shared), nowMilliseconds: nowMilliseconds)
     }
 
     /// For a command that only read: writes a snapshot when its fold went far past the last one
@@ -730,6 +772,10 @@ public final class CoordinationStore {
     public func writeSnapshotAfterReading(nowMilliseconds: Int64 = POSIX.wallClockMilliseconds()) {
         guard persistsFiles, lastSubmittedRecordID == nil, recordsSinceSnapshot >= 4 * config.snapshotEveryRecords else { return }
         guard FileIdentity.of(layout.snapshot, in: layout.folder) == snapshotFileIdentity else { return }
+        if let publisher = backgroundPublisher, !(journal is EtcdJournal) {
+            if let snapshot = try? prepareBackgroundSnapshot(nowMilliseconds: nowMilliseconds) { publisher.offer(snapshot: snapshot) }
+            return
+        }
         try? writeSnapshot(nowMilliseconds: nowMilliseconds)
     }
 
@@ -748,13 +794,8 @@ public final class CoordinationStore {
             state, position: position, writtenAtMilliseconds: nowMilliseconds, journal: journalIdentity)
         try AtomicFile.replace(layout.snapshot, in: layout.folder, with: snapshot, durability: .powerLoss, mode: permissions.file(.shared))
         snapshotFileIdentity = FileIdentity.of(layout.snapshot, in: layout.folder)
-        if let written = snapshotFileIdentity, let newline = snapshot.firstIndex(of: 0x0A),
-            let checksum = SnapshotCodec.storedChecksum(ImmutableBytes(Array(snapshot[...newline])))
-        {
-            // Written and checksummed here: the next loads need not verify it again.
-            VerifiedSnapshot.record(
-                identity: written, size: snapshot.count, checksum: checksum, layout: layout, mode: permissions.file(.shared))
-        }
+        // Written and checksummed here: the next loads need not verify it again.
+        VerifiedSnapshot.recordWritten(snapshot, layout: layout, mode: permissions.file(.shared))
         if let shared = journal as? EtcdJournal, let last = lastFoldedRecordPosition {
             // Stored in etcd for every host, then the records below the previous stored snapshot
             // deleted (docs/decisions/035). Every record it covers is acknowledged, so durable.
@@ -788,27 +829,15 @@ public final class CoordinationStore {
         guard persistsFiles else { return }
         for _ in 0..<8 {
             var regressed = false
-            let views: [(String, Int64, () -> JSONValue)] = [
-                (layout.budgetView, state.budget.version, { Views.budget(self.state, nowMilliseconds: nowMilliseconds) }),
-                (layout.allocationsView, state.budget.version, { Views.allocations(self.state, nowMilliseconds: nowMilliseconds) }),
-                (layout.taskView, state.tasks.version, { Views.taskQueue(self.state, nowMilliseconds: nowMilliseconds) }),
-                (
-                    layout.workerView, state.workers.version,
-                    {
-                        Views.workerPool(
-                            self.state, maxWorkers: self.config.maxWorkers, host: self.config.hostID, nowMilliseconds: nowMilliseconds,
-                            heartbeatAge: { self.layout.heartbeatAge($0, nowMilliseconds: nowMilliseconds) })
-                    }
-                ),
-            ]
-            for (path, coverage, render) in views {
-                let tailBytes = Views.tailBytes(forWorkerView: path == layout.workerView)
+            let views = CoordinationStore.views(of: state, config: config, layout: layout, nowMilliseconds: nowMilliseconds)
+            for view in views {
+                let (path, coverage, render, tailBytes) = (view.path, view.coverage, view.render, view.tailBytes)
                 if let onDisk = AtomicFile.tail(of: path, in: layout.folder, bytes: tailBytes).flatMap(Views.coverage(inTail:)),
                     onDisk >= coverage
                 {
                     continue
                 }
-                if path == layout.allocationsView, !everyList, !allocationsViewDue(nowMilliseconds: nowMilliseconds) { continue }
+                if view.isRateLimited, !everyList, !allocationsViewDue(nowMilliseconds: nowMilliseconds) { continue }
                 let rendered = render().prettySerialized()
                 switch try AtomicFile.exchange(
                     path, in: layout.folder, with: rendered, mode: permissions.file(.shared), tailBytes: tailBytes)
@@ -830,11 +859,52 @@ public final class CoordinationStore {
     /// once its last write is `Views.allocationsViewIntervalMilliseconds` old (or from the future:
     /// a clock set back never stops it for long).
     private func allocationsViewDue(nowMilliseconds: Int64) -> Bool {
+        CoordinationStore.allocationsViewDue(state, layout: layout, nowMilliseconds: nowMilliseconds)
+    }
+
+    /// `allocationsViewDue` for any fold (the `BackgroundPublisher` asks it too).
+    public static func allocationsViewDue(_ state: CortexState, layout: CoordinationLayout, nowMilliseconds: Int64) -> Bool {
         guard state.budget.allocations.count > Views.allocationsAlwaysListed,
             let written = layout.folder.modificationMilliseconds(layout.folder.relativeName(layout.allocationsView))
         else { return true }
         let age = nowMilliseconds - written
         return age >= Views.allocationsViewIntervalMilliseconds || age < 0
+    }
+
+    /// One view file: where it goes, its `version` for this fold, and how to render it.
+    public struct ViewRendering {
+        /// The view's path in the folder.
+        public var path: String
+        /// The view's `version` (records of its kind folded).
+        public var coverage: Int64
+        /// How many of the file's last bytes hold its `version` (`Views.tailBytes(forWorkerView:)`).
+        public var tailBytes = 4096
+        /// True for `token-allocations.json`, written at a bounded rate once long (decision 042).
+        public var isRateLimited = false
+        /// Renders the view.
+        public var render: () -> JSONValue
+    }
+
+    /// The views of `state` (the one list, for `publishViews` and the `BackgroundPublisher`).
+    public static func views(of state: CortexState, config: CortexConfig, layout: CoordinationLayout, nowMilliseconds: Int64)
+        -> [ViewRendering]
+    {
+        [
+            ViewRendering(path: layout.budgetView, coverage: state.budget.version) {
+                Views.budget(state, nowMilliseconds: nowMilliseconds)
+            },
+            ViewRendering(path: layout.allocationsView, coverage: state.budget.version, isRateLimited: true) {
+                Views.allocations(state, nowMilliseconds: nowMilliseconds)
+            },
+            ViewRendering(path: layout.taskView, coverage: state.tasks.version) {
+                Views.taskQueue(state, nowMilliseconds: nowMilliseconds)
+            },
+            ViewRendering(path: layout.workerView, coverage: state.workers.version, tailBytes: Views.tailBytes(forWorkerView: true)) {
+                Views.workerPool(
+                    state, maxWorkers: config.maxWorkers, host: config.hostID, nowMilliseconds: nowMilliseconds,
+                    heartbeatAge: { layout.heartbeatAge($0, nowMilliseconds: nowMilliseconds) })
+            },
+        ]
     }
 
     /// How long a writer in a busy journal waits for a later writer before publishing views itself.

@@ -125,6 +125,20 @@ struct SessionTests {
             }
         }
 
+        /// True while the process has not ended (it is reaped once it has).
+        var isRunning: Bool {
+            guard waitStatus == nil else { return false }
+            var status: Int32 = 0
+            if waitpid(pid, &status, WNOHANG) == pid { waitStatus = status }
+            return waitStatus == nil
+        }
+
+        /// The signal that ended the process, once it ended; nil when it exited.
+        var endingSignal: Int32? {
+            guard let status = waitStatus, status & 0x7F != 0 else { return nil }
+            return status & 0x7F
+        }
+
         /// Waits for the process and returns its exit code, or the signal that ended it.
         func exitCode() -> Int32 {
             while waitStatus == nil {

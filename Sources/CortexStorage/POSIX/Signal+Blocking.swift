@@ -20,6 +20,17 @@ extension POSIX {
         return Signal(rawValue: got)
     }
 
+    /// Ends the process by `signal` with its default action (what it would have done had the
+    /// signal not been blocked and taken: a SIGTERM'd process ends with status 143), from any
+    /// thread. The corresponding C functions are `signal`, `pthread_sigmask` and `raise`.
+    public static func endProcess(by signal: Signal) -> Never {
+        _ = Glibc.signal(signal.rawValue, SIG_DFL)
+        var set = signalSet([signal])
+        pthread_sigmask(SIG_UNBLOCK, &set, nil)
+        raise(signal.rawValue)
+        _exit(128 + signal.rawValue)
+    }
+
     /// A `sigset_t` holding exactly `signals`.
     package static func signalSet(_ signals: [Signal]) -> sigset_t {
         var set = sigset_t()

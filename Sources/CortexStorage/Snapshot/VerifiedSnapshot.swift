@@ -29,6 +29,16 @@ enum VerifiedSnapshot {
         record(identity: identity, size: bytes.buffer.count, checksum: checksum, layout: layout, mode: mode)
     }
 
+    /// Leaves the marker for the snapshot this process just wrote as `bytes` (the file now at
+    /// `state/snapshot.json`, if another writer did not replace it meanwhile: then the size or
+    /// checksum differ and the marker names nothing).
+    static func recordWritten(_ bytes: [UInt8], layout: CoordinationLayout, mode: CreationMode) {
+        guard let identity = FileIdentity.of(layout.snapshot, in: layout.folder), let newline = bytes.firstIndex(of: 0x0A),
+            let checksum = SnapshotCodec.storedChecksum(ImmutableBytes(Array(bytes[...newline])))
+        else { return }
+        record(identity: identity, size: bytes.count, checksum: checksum, layout: layout, mode: mode)
+    }
+
     /// Leaves the marker for the snapshot file `identity` of `size` bytes carrying `checksum`.
     static func record(identity: FileIdentity, size: Int, checksum: UInt32, layout: CoordinationLayout, mode: CreationMode) {
         try? AtomicFile.replace(
