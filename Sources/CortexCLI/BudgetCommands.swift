@@ -59,9 +59,13 @@ public enum BudgetTool {
             Command(
                 CommandSpec(
                     name: "\(prefix) quota",
-                    abstract: "Cap what a tenant may hold (reserved + spent in the period).",
-                    options: [Quota.tenant, Quota.tokens],
-                    examples: ["\(prefix) quota --tenant acme --tokens 50000"]),
+                    abstract:
+                        "Cap what a tenant may hold: tokens (reserved + spent in the period), and workers running at once over every host (its spawns' --tenant; beyond it they wait, exit 75 without --queue).",
+                    options: [Quota.tenant, Quota.tokens, Quota.maxWorkers],
+                    examples: [
+                        "\(prefix) quota --tenant acme --tokens 50000", "\(prefix) quota --tenant acme --max-workers 4",
+                        "\(prefix) quota --tenant acme --max-workers none",
+                    ]),
                 body: quota),
             Command(
                 CommandSpec(
@@ -104,30 +108,42 @@ public enum BudgetTool {
     /// `quota`'s arguments.
     enum Quota {
         static let tenant = Option.identifier("tenant", "T", "The tenant.").required
-        static let tokens = Option.tokens("tokens", "N", "Its quota in tokens.").required
+        static let tokens = Option.tokens("tokens", "N", "Its quota in tokens.")
+        static let maxWorkers = Option.text(
+            "max-workers", "N", "The most workers of the tenant running at once over every host; none lifts the limit.")
     }
 
     static func set(_ invocation: Invocation) throws(CortexError) -> Report {
         let total = invocation.arguments[SetTotal.total]
-        return try change(invocation, .budgetSet(total: total))
+        return try change(invocation, [.budgetSet(total: total)])
     }
 
     static func quota(_ invocation: Invocation) throws(CortexError) -> Report {
         let tenant = invocation.arguments[Quota.tenant]
         let tokens = invocation.arguments[Quota.tokens]
-        return try change(invocation, .budgetQuota(tenant: tenant, tokens: tokens))
+        var workerLimit: Event?
+        if let text = invocation.arguments[Quota.maxWorkers] {
+            guard text == "none" || Int64(text).map({ $0 >= 0 && $0 <= Limits.maximumCount }) == true else {
+                throw .usage("--max-workers needs a whole number or none, not '\(text)'")
+            }
+            workerLimit = .worker(.tenantLimit(tenant: tenant, maxWorkers: Int64(text)))
+        }
+        guard tokens != nil || workerLimit != nil else { throw .usage("quota needs --tokens N, --max-workers N, or both") }
+        return try change(invocation, (tokens.map { [.budgetQuota(tenant: tenant, tokens: $0)] } ?? []) + (workerLimit.map { [$0] } ?? []))
     }
 
     static func reset(_ invocation: Invocation) throws(CortexError) -> Report {
-        try change(invocation, .budgetReset)
+        try change(invocation, [.budgetReset])
     }
 
-    /// Appends a change that always applies and reports the budget after it.
-    private static func change(_ invocation: Invocation, _ event: Event) throws(CortexError) -> Report {
+    /// Appends changes that always apply and reports the budget after them.
+    private static func change(_ invocation: Invocation, _ events: [Event]) throws(CortexError) -> Report {
         let store = try invocation.openStore()
-        let submission = try store.submit(event)
-        guard submission.outcome == .applied else { throw unexpected(submission.outcome) }
-        // A larger total or a new period may make room for spawns queued for tokens.
+        for event in events {
+            let submission = try store.submit(event)
+            guard submission.outcome == .applied else { throw unexpected(submission.outcome) }
+        }
+        // A larger total, a new period or a higher tenant limit may make room for queued spawns.
         WorkerSupervision.startQueuedThatFitAfterRecording(store)
         store.publishAfterRecording()
         return budgetReport(store.state)
@@ -248,8 +264,24 @@ public enum BudgetTool {
                 )
             }
         }
+        // Tenants' worker limits (worker records, so not in token-budget.json): as of this fold.
+        let limits = state.workers.tenantMaxWorkers.sorted { $0.key < $1.key }
+        if !limits.isEmpty {
+            lines.append("tenant workers:")
+            for (tenant, limit) in limits {
+                lines.append("  \(tenant)  max_workers \(limit)  running \(state.workers.activeCount(ofTenant: tenant))")
+            }
+        }
         var members = view.objectMembers ?? []
         members.append(JSONMember("allocations", Views.allocations(state, nowMilliseconds: 0)["allocations"] ?? .array([])))
+        members.append(
+            JSONMember(
+                "tenant_workers",
+                .object(
+                    limits.map {
+                        JSONMember(
+                            $0.key, .object(["max_workers": .int($0.value), "running": .int(state.workers.activeCount(ofTenant: $0.key))]))
+                    })))
         members.sort { $0.key < $1.key }
         return Report(text: lines.joined(separator: "\n"), json: .object(members))
     }

@@ -49,7 +49,8 @@ public enum SpawnTool {
         static let task = Option.identifier("task", "ID", "The task it works on (CORTEX_TASK_ID).")
         static let tokens = Option.tokens("tokens", "N", "Tokens to reserve before it starts (CORTEX_ALLOCATION, CORTEX_TOKENS).")
             .checked({ $0 >= 1 }, else: { _ in "--tokens must be at least 1" })
-        static let tenant = Option.identifier("tenant", "T", "The tenant whose quota the tokens count against.")
+        static let tenant = Option.identifier(
+            "tenant", "T", "The tenant whose quotas it counts against: its tokens and its most workers (cortex-budget quota).")
         /// In thousandths of a core.
         static let cpu = Option<Int64>("cpu", "CORES", "Cores it needs (e.g. 0.5); reserved against the machine's cores.") {
             (cpu) throws(CortexError) in

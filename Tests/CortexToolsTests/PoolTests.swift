@@ -301,4 +301,35 @@ struct PoolTests {
         let bad = try sandbox.tool(["cortex-reap", "--every", "soon", "--dir", sandbox.root])
         #expect(bad.exitCode == 65, "\(bad)")
     }
+
+    /// A tenant's worker limit (`cortex-budget quota --max-workers`, decision 041): its second
+    /// spawn waits (exit 75 naming the quota) while another tenant's starts, and starts when the
+    /// first one ends.
+    @Test func aTenantAtItsWorkerLimitWaitsWhileAnotherTenantStarts() throws {
+        let sandbox = try SpawnSandbox()
+        let quota = try sandbox.tool(["cortex-budget", "quota", "--dir", sandbox.root, "--tenant", "acme", "--max-workers", "1"])
+        #expect(quota.exitCode == 0, "\(quota)")
+        let first = try sandbox.spawn(["--tenant", "acme", "--", "sleep", "1000"])
+        #expect(first.exitCode == 0, "\(first)")
+        let held = try sandbox.spawn(["--tenant", "acme", "--", "sleep", "1000"])
+        #expect(held.exitCode == 75 && held.stderr.contains("tenant acme quota: 1 of 1 workers running"), "\(held)")
+        let other = try sandbox.spawn(["--tenant", "globex", "--", "sleep", "1000"])
+        #expect(other.exitCode == 0, "another tenant starts: \(other)")
+        let status = try sandbox.tool(["cortex-budget", "status", "--dir", sandbox.root, "--json"])
+        #expect(status.json?["tenant_workers"]?["acme"]?.int("max_workers") == 1, "\(status)")
+        #expect(status.json?["tenant_workers"]?["acme"]?.int("running") == 1, "\(status)")
+        let refused = try sandbox.tool(["cortex-budget", "quota", "--dir", sandbox.root, "--tenant", "acme", "--max-workers", "many"])
+        #expect(refused.exitCode == 64 && refused.stderrLines.count == 1, "\(refused)")
+
+        // acme's first worker ends: the held spawn starts.
+        let firstID = first.stdout.trimmingCharacters(in: .newlines)
+        let heldID = held.stdout.trimmingCharacters(in: .newlines)
+        #expect(try sandbox.tool(["cortex", "worker", "stop", firstID, "--dir", sandbox.root]).exitCode == 0)
+        try sandbox.waitUntilShown(heldID, "runs") { identity($0, "process") != nil }
+        for id in [heldID, other.stdout.trimmingCharacters(in: .newlines)] {
+            #expect(try sandbox.tool(["cortex", "worker", "stop", id, "--dir", sandbox.root]).exitCode == 0)
+            try sandbox.waitForStatus(id, "stopped")
+        }
+        try sandbox.expectNoProcessesLeft()
+    }
 }

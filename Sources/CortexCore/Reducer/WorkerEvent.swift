@@ -20,6 +20,9 @@ public enum WorkerEvent: Equatable, Sendable {
     /// `worker.cancel-replacement`: the replacement lost worker `worker` is owed is never spawned
     /// (`cortex pool stop`). Refused when none is owed (never lost, or already replaced).
     case cancelReplacement(worker: String)
+    /// `worker.tenant-limit`: at most `maxWorkers` workers of tenant `tenant` (its spawns'
+    /// `--tenant`) start, over every host (`cortex-budget quota --max-workers`); nil lifts it.
+    case tenantLimit(tenant: String, maxWorkers: Int64?)
 
     /// The record kind.
     public var kind: String {
@@ -32,6 +35,7 @@ public enum WorkerEvent: Equatable, Sendable {
         case .promote: "worker.promote"
         case .replace: "worker.replace"
         case .cancelReplacement: "worker.cancel-replacement"
+        case .tenantLimit: "worker.tenant-limit"
         }
     }
 
@@ -52,6 +56,7 @@ public enum WorkerEvent: Equatable, Sendable {
         case .promote(let evidence): .object(["evidence": evidence.json])
         case .replace(let worker, let evidence): .object(["evidence": evidence.json, "worker": .string(worker)])
         case .cancelReplacement(let worker): .object(["worker": .string(worker)])
+        case .tenantLimit(let tenant, let maxWorkers): .object(["max_workers": .optional(maxWorkers), "tenant": .string(tenant)])
         }
     }
 
@@ -101,6 +106,15 @@ public enum WorkerEvent: Equatable, Sendable {
         case "worker.promote": return .promote(evidence: try evidence())
         case "worker.replace": return .replace(worker: try worker(), evidence: try evidence())
         case "worker.cancel-replacement": return .cancelReplacement(worker: try worker())
+        case "worker.tenant-limit":
+            guard let tenant = data["tenant"]?.stringValue, !tenant.isEmpty else {
+                throw EventDecodingError("worker.tenant-limit: 'tenant' must be a non-empty string")
+            }
+            guard let raw = data["max_workers"], raw != .null else { return .tenantLimit(tenant: tenant, maxWorkers: nil) }
+            guard let count = raw.intValue, count >= 0, count <= Limits.maximumCount else {
+                throw EventDecodingError("worker.tenant-limit: 'max_workers' must be a whole number from 0 to \(Limits.maximumCount)")
+            }
+            return .tenantLimit(tenant: tenant, maxWorkers: count)
         default: return nil
         }
     }

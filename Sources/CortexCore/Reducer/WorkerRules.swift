@@ -62,6 +62,9 @@ enum WorkerRules {
             return .stopping(worker: id)
         case .promote(let evidence):
             return .promoted(workers: promote(evidence, recordID, time, &state))
+        case .tenantLimit(let tenant, let maxWorkers):
+            state.workers.tenantMaxWorkers[tenant] = maxWorkers
+            return .applied
         case .cancelReplacement(let id):
             // `cortex pool stop`: a lost member not yet replaced is never replaced.
             guard let owed = state.workers.owedReplacements.firstIndex(where: { $0.worker == id }) else {
@@ -123,8 +126,12 @@ enum WorkerRules {
         if let tokens = spec.tokens, tokens > state.budget.total {
             return .refused("\(tokens) tokens requested, more than the whole budget (\(state.budget.total))")
         }
-        // Each host's spawns queue in their own order: another host's full pool holds nothing here.
-        let waiting = state.workers.queue.filter { state.workers.live[$0]?.spec.host == spec.host }.count
+        // Each host's spawns queue in their own order: another host's full pool holds nothing here,
+        // and neither does a spawn whose tenant has its most workers (decision 041).
+        let waiting = state.workers.queue.filter {
+            guard let queued = state.workers.live[$0], queued.spec.host == spec.host else { return false }
+            return !state.workers.tenantIsFull(queued.spec.tenant)
+        }.count
         var reason = waiting > 0 ? "\(waiting) spawn\(waiting == 1 ? "" : "s") queued ahead" : nil
         let id = position.id(.worker)
         var allocation: String?
@@ -152,6 +159,8 @@ enum WorkerRules {
 
     struct Infeasible: Error {
         var reason: String
+        /// Held by its tenant's own limit only: spawns of other tenants may go ahead of it.
+        var byTenantLimit = false
     }
 
     /// Checks capacity, CPU and memory against the evidence, then reserves the tokens. Returns
@@ -159,6 +168,13 @@ enum WorkerRules {
     private static func admit(
         _ spec: WorkerSpec, id: String, _ evidence: MachineEvidence, at time: Int64, in state: inout CortexState
     ) -> Result<String?, Infeasible> {
+        if let tenant = spec.tenant, let limit = state.workers.tenantMaxWorkers[tenant] {
+            let running = state.workers.activeCount(ofTenant: tenant)
+            if running >= limit {
+                return .failure(
+                    Infeasible(reason: "tenant \(tenant) quota: \(running) of \(limit) workers running", byTenantLimit: true))
+            }
+        }
         // Capacity, CPU and memory are the host's own (decision 037); tokens are shared.
         let active = state.workers.active(on: evidence.host)
         if active.count >= evidence.maxWorkers {
@@ -224,16 +240,27 @@ enum WorkerRules {
         -> [String]
     {
         var promoted: [String] = []
-        // Only the queue of the evidence's host: a spawn waits for room on its own host.
-        while let id = state.workers.queue.first(where: { state.workers.live[$0]?.spec.host == evidence.host }),
+        // Only the queue of the evidence's host: a spawn waits for room on its own host. In order;
+        // a spawn held only by its tenant's limit is passed over, so one tenant at its quota never
+        // holds back another's (decision 041); anything else that does not fit stops the walk.
+        var passedOver: Set<String> = []
+        while let id = state.workers.queue.first(where: {
+            !passedOver.contains($0) && state.workers.live[$0]?.spec.host == evidence.host
+        }),
             var worker = state.workers.live[id]
         {
             let admission = admit(worker.spec, id: id, evidence, at: time, in: &state)
             guard case .success(let allocation) = admission else {
-                // What holds the head of the queue now (`cortex status` names it).
-                if case .failure(let refusal) = admission, worker.queuedReason != refusal.reason {
-                    worker.queuedReason = refusal.reason
-                    state.workers.live[id] = worker
+                // What holds it now (`cortex status` names the head's).
+                if case .failure(let refusal) = admission {
+                    if worker.queuedReason != refusal.reason {
+                        worker.queuedReason = refusal.reason
+                        state.workers.live[id] = worker
+                    }
+                    if refusal.byTenantLimit {
+                        passedOver.insert(id)
+                        continue
+                    }
                 }
                 break
             }

@@ -240,6 +240,20 @@ public struct WorkerState: Equatable, Sendable {
     /// Kept in the state (not in a reaper's memory) so a reaper killed between declaring a pool
     /// member lost and replacing it leaves the replacement to the next one.
     public var owedReplacements: [OwedReplacement] = []
+    /// The most workers each tenant may have starting, running or stopping, over every host
+    /// (`worker.tenant-limit`, docs/decisions/041).
+    public var tenantMaxWorkers: [String: Int64] = [:]
+
+    /// How many workers of `tenant` are starting, running or stopping, on every host.
+    public func activeCount(ofTenant tenant: String) -> Int64 {
+        Int64(live.values.filter { $0.spec.tenant == tenant && $0.status != .queued }.count)
+    }
+
+    /// True when `tenant` has its most workers already (a spawn of it waits).
+    public func tenantIsFull(_ tenant: String?) -> Bool {
+        guard let tenant, let limit = tenantMaxWorkers[tenant] else { return false }
+        return activeCount(ofTenant: tenant) >= limit
+    }
 
     /// How many ended workers are remembered.
     public static let recentLimit = 50

@@ -49,7 +49,9 @@ extension WorkerState {
                     .object(["leftover": .array($0.leftover.map(\.json)), "spec": $0.spec.json, "worker": .string($0.worker)])
                 }),
             "queue": .array(queue.map { .string($0) }),
-            "recent": .array(recent.map(\.json)), "version": .int(version),
+            "recent": .array(recent.map(\.json)),
+            "tenant_max_workers": .object(tenantMaxWorkers.sorted { $0.key < $1.key }.map { JSONMember($0.key, .int($0.value)) }),
+            "version": .int(version),
         ])
     }
 
@@ -76,6 +78,10 @@ extension WorkerState {
         for member in json["ended_counts"]?.objectMembers ?? [] {
             guard let count = Optional(member.value).snapshotCount() else { throw .corrupt("snapshot worker count out of range") }
             if let status = WorkerStatus(rawValue: member.key) { endedCounts[status] = count }
+        }
+        for member in json["tenant_max_workers"]?.objectMembers ?? [] {
+            guard let count = Optional(member.value).snapshotCount() else { throw .corrupt("snapshot tenant limit out of range") }
+            tenantMaxWorkers[member.key] = count
         }
     }
 }
