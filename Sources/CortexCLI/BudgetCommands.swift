@@ -60,11 +60,11 @@ public enum BudgetTool {
                 CommandSpec(
                     name: "\(prefix) quota",
                     abstract:
-                        "Cap what a tenant may hold: tokens (reserved + spent in the period), and workers running at once over every host (its spawns' --tenant; beyond it they wait, exit 75 without --queue).",
-                    options: [Quota.tenant, Quota.tokens, Quota.maxWorkers],
+                        "Cap what a tenant may hold: tokens (reserved + spent in the period), and workers, cores and memory at once over every host (its spawns' --tenant, --cpu, --memory; beyond it they wait, exit 75 without --queue). Limits not given stay as they were.",
+                    options: [Quota.tenant, Quota.tokens, Quota.maxWorkers, Quota.cpu, Quota.memory],
                     examples: [
                         "\(prefix) quota --tenant acme --tokens 50000", "\(prefix) quota --tenant acme --max-workers 4",
-                        "\(prefix) quota --tenant acme --max-workers none",
+                        "\(prefix) quota --tenant acme --cpu 1.5 --memory 4G", "\(prefix) quota --tenant acme --max-workers none",
                     ]),
                 body: quota),
             Command(
@@ -109,8 +109,11 @@ public enum BudgetTool {
     enum Quota {
         static let tenant = Option.identifier("tenant", "T", "The tenant.").required
         static let tokens = Option.tokens("tokens", "N", "Its quota in tokens.")
-        static let maxWorkers = Option.text(
-            "max-workers", "N", "The most workers of the tenant running at once over every host; none lifts the limit.")
+        static let maxWorkers = Option.count("max-workers", "N", "The most workers of the tenant at once over every host;").orNone()
+        static let cpu = Option<Int64>("cpu", "CORES", "The most cores its workers' --cpu add up to at once;") {
+            (text) throws(CortexError) in try SpawnTool.Spawn.cpu.convert(text)
+        }.orNone()
+        static let memory = Option.size("memory", "SIZE", "The most memory its workers' --memory add up to at once;").orNone()
     }
 
     static func set(_ invocation: Invocation) throws(CortexError) -> Report {
@@ -119,17 +122,24 @@ public enum BudgetTool {
     }
 
     static func quota(_ invocation: Invocation) throws(CortexError) -> Report {
-        let tenant = invocation.arguments[Quota.tenant]
-        let tokens = invocation.arguments[Quota.tokens]
-        var workerLimit: Event?
-        if let text = invocation.arguments[Quota.maxWorkers] {
-            guard text == "none" || Int64(text).map({ $0 >= 0 && $0 <= Limits.maximumCount }) == true else {
-                throw .usage("--max-workers needs a whole number or none, not '\(text)'")
-            }
-            workerLimit = .worker(.tenantLimit(tenant: tenant, maxWorkers: Int64(text)))
+        let arguments = invocation.arguments
+        let tenant = arguments[Quota.tenant]
+        let tokens = arguments[Quota.tokens]
+        let (workers, cpu, memory) = (arguments[Quota.maxWorkers], arguments[Quota.cpu], arguments[Quota.memory])
+        guard tokens != nil || workers != nil || cpu != nil || memory != nil else {
+            throw .usage("quota needs --tokens, --max-workers, --cpu or --memory")
         }
-        guard tokens != nil || workerLimit != nil else { throw .usage("quota needs --tokens N, --max-workers N, or both") }
-        return try change(invocation, (tokens.map { [.budgetQuota(tenant: tenant, tokens: $0)] } ?? []) + (workerLimit.map { [$0] } ?? []))
+        var events: [Event] = tokens.map { [.budgetQuota(tenant: tenant, tokens: $0)] } ?? []
+        if workers != nil || cpu != nil || memory != nil {
+            // The record holds the whole quota: what was not given stays as the fold has it.
+            let store = try invocation.openStore()
+            var limits = store.state.workers.tenantLimits[tenant] ?? TenantLimits()
+            if let workers { limits.maxWorkers = workers }
+            if let cpu { limits.cpuMillicores = cpu }
+            if let memory { limits.memoryBytes = memory }
+            events.append(.worker(.tenantLimit(tenant: tenant, limits: limits)))
+        }
+        return try change(invocation, events)
     }
 
     static func reset(_ invocation: Invocation) throws(CortexError) -> Report {
@@ -264,24 +274,26 @@ public enum BudgetTool {
                 )
             }
         }
-        // Tenants' worker limits (worker records, so not in token-budget.json): as of this fold.
-        let limits = state.workers.tenantMaxWorkers.sorted { $0.key < $1.key }
-        if !limits.isEmpty {
-            lines.append("tenant workers:")
-            for (tenant, limit) in limits {
-                lines.append("  \(tenant)  max_workers \(limit)  running \(state.workers.activeCount(ofTenant: tenant))")
-            }
+        // Tenants' hardware quotas (worker records, so not in token-budget.json): as of this fold.
+        let limits = state.workers.tenantLimits.sorted { $0.key < $1.key }
+        var held: [JSONMember] = []
+        if !limits.isEmpty { lines.append("tenant workers:") }
+        for (tenant, limit) in limits {
+            let active = state.workers.active(ofTenant: tenant)
+            let cpu = active.reduce(Int64(0)) { $0.saturatingAdd($1.spec.cpuMillicores ?? 0) }
+            let memory = active.reduce(Int64(0)) { $0.saturatingAdd($1.spec.memoryBytes ?? 0) }
+            func of(_ limit: Int64?) -> String { limit.map { " of \($0)" } ?? "" }
+            lines.append(
+                "  \(tenant)  workers \(active.count)\(of(limit.maxWorkers))  cpu_millicores \(cpu)\(of(limit.cpuMillicores))  memory_bytes \(memory)\(of(limit.memoryBytes))"
+            )
+            let usage = JSONValue.object([
+                "cpu_millicores": .int(cpu), "memory_bytes": .int(memory), "running": .int(Int64(active.count)),
+            ])
+            held.append(JSONMember(tenant, .object((limit.json.objectMembers ?? []) + [JSONMember("held", usage)])))
         }
         var members = view.objectMembers ?? []
         members.append(JSONMember("allocations", Views.allocations(state, nowMilliseconds: 0)["allocations"] ?? .array([])))
-        members.append(
-            JSONMember(
-                "tenant_workers",
-                .object(
-                    limits.map {
-                        JSONMember(
-                            $0.key, .object(["max_workers": .int($0.value), "running": .int(state.workers.activeCount(ofTenant: $0.key))]))
-                    })))
+        members.append(JSONMember("tenant_workers", .object(held)))
         members.sort { $0.key < $1.key }
         return Report(text: lines.joined(separator: "\n"), json: .object(members))
     }

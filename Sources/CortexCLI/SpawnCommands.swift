@@ -52,7 +52,7 @@ public enum SpawnTool {
         static let tenant = Option.identifier(
             "tenant", "T", "The tenant whose quotas it counts against: its tokens and its most workers (cortex-budget quota).")
         /// In thousandths of a core.
-        static let cpu = Option<Int64>("cpu", "CORES", "Cores it needs (e.g. 0.5); reserved against the machine's cores.") {
+        public static let cpu = Option<Int64>("cpu", "CORES", "Cores it needs (e.g. 0.5); reserved against the machine's cores.") {
             (cpu) throws(CortexError) in
             guard let cores = Double(cpu), cores > 0, cores <= 4096 else {
                 throw .badInput("invalid --cpu '\(Values.printable(cpu))': use a number of cores such as 0.5 or 2")

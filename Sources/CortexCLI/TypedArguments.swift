@@ -155,6 +155,14 @@ extension Option where Value == Int64 {
         Option(name, valueName, help) { (text) throws(CortexError) in try Values.parseDurationMilliseconds(text) }
     }
 
+    /// The same option also taking `none`, which reads as nil (a limit lifted).
+    public func orNone() -> Option<Value?> {
+        let convert = self.convert
+        return Option<Value?>(spec.name, spec.valueName ?? "", spec.help + " none lifts it.") { (text) throws(CortexError) in
+            text == "none" ? nil : try convert(text)
+        }
+    }
+
     /// A size (`512`, `512K`, `64M`, `2G`), in bytes.
     public static func size(_ name: String, _ valueName: String, _ help: String) -> Option<Int64> {
         Option(name, valueName, help) { (text) throws(CortexError) in try Values.parseSizeBytes(text) }

@@ -23,7 +23,7 @@ import Testing
 
     @Test func aTenantAtItsLimitWaitsWhileAnotherStarts() throws {
         var fold = Fold()
-        #expect(fold.apply(.worker(.tenantLimit(tenant: "acme", maxWorkers: 1))) == .applied)
+        #expect(fold.apply(.worker(.tenantLimit(tenant: "acme", limits: TenantLimits(maxWorkers: 1)))) == .applied)
         let first = try #require(worker(fold.spawn(spec("acme"))))
         #expect(fold.state.workers.live[first]?.status == .starting)
         #expect(fold.spawn(spec("acme"), queue: false) == .refused("tenant acme quota: 1 of 1 workers running"))
@@ -45,7 +45,7 @@ import Testing
         fold.run(first)
         #expect(fold.state.workers.live[held]?.status == .starting)
         // Lifting the limit: no more waiting for acme.
-        #expect(fold.apply(.worker(.tenantLimit(tenant: "acme", maxWorkers: nil))) == .applied)
+        #expect(fold.apply(.worker(.tenantLimit(tenant: "acme", limits: TenantLimits()))) == .applied)
         guard case .spawned = fold.spawn(spec("acme"), queue: false) else {
             Issue.record("no limit, no wait")
             return
@@ -55,7 +55,7 @@ import Testing
     @Test func whenThePoolFreesASlotTheTenantUnderItsLimitGetsIt() throws {
         var fold = Fold()
         let pool = MachineEvidence.roomy.withMaxWorkers(2)
-        fold.apply(.worker(.tenantLimit(tenant: "acme", maxWorkers: 1)))
+        fold.apply(.worker(.tenantLimit(tenant: "acme", limits: TenantLimits(maxWorkers: 1))))
         let acme = try #require(worker(fold.spawn(spec("acme"), evidence: pool)))
         let globex = try #require(worker(fold.spawn(spec("globex"), evidence: pool)))
         // The pool is full: both queue, acme's first.
@@ -73,18 +73,51 @@ import Testing
     }
 
     @Test func theLimitSurvivesRecordsAndSnapshots() throws {
-        let event = WorkerEvent.tenantLimit(tenant: "acme", maxWorkers: 3)
+        let event = WorkerEvent.tenantLimit(tenant: "acme", limits: TenantLimits(maxWorkers: 3, cpuMillicores: 1500, memoryBytes: 1 << 30))
         #expect(try WorkerEvent.decode(kind: event.kind, data: event.data) == event)
         #expect(
             try WorkerEvent.decode(kind: "worker.tenant-limit", data: .object(["tenant": "acme"]))
-                == .tenantLimit(tenant: "acme", maxWorkers: nil))
-        for hostile: JSONValue in [.object(["tenant": "acme", "max_workers": -1]), .object(["max_workers": 1]), .object(["tenant": ""])] {
+                == .tenantLimit(tenant: "acme", limits: TenantLimits()))
+        for hostile: JSONValue in [
+            .object(["tenant": "acme", "max_workers": -1]), .object(["max_workers": 1]), .object(["tenant": ""]),
+            .object(["tenant": "acme", "cpu_millicores": .int(Limits.maximumCPUMillicores + 1)]),
+            .object(["tenant": "acme", "memory_bytes": "lots"]),
+        ] {
             #expect(throws: EventDecodingError.self) { try WorkerEvent.decode(kind: "worker.tenant-limit", data: hostile) }
         }
         var fold = Fold()
         fold.apply(.worker(event))
         let bytes = SnapshotCodec.encode(fold.state, position: .start, writtenAtMilliseconds: 0)
         let decoded = try #require(SnapshotCodec.decode(ImmutableBytes(bytes))?.0)
-        #expect(decoded.workers.tenantMaxWorkers == ["acme": 3])
+        #expect(decoded.workers.tenantLimits == ["acme": TenantLimits(maxWorkers: 3, cpuMillicores: 1500, memoryBytes: 1 << 30)])
+    }
+
+    @Test func cpuAndMemoryQuotasCountWhatTheTenantsSpawnsDeclare() throws {
+        var fold = Fold()
+        fold.apply(.worker(.tenantLimit(tenant: "acme", limits: TenantLimits(cpuMillicores: 1500, memoryBytes: 1_000))))
+        func spec(_ tenant: String, cpu: Int64? = nil, memory: Int64? = nil) -> WorkerSpec {
+            var spec = self.spec(tenant)
+            spec.cpuMillicores = cpu
+            spec.memoryBytes = memory
+            return spec
+        }
+        let first = try #require(worker(fold.spawn(spec("acme", cpu: 1000, memory: 600))))
+        #expect(
+            fold.spawn(spec("acme", cpu: 1000), queue: false) == .refused("tenant acme quota: CPU 1 of 1.5 cores held, 1 asked"))
+        #expect(
+            fold.spawn(spec("acme", memory: 500), queue: false) == .refused("tenant acme quota: memory 600 of 1000 bytes held, 500 asked"))
+        guard case .spawned = fold.spawn(spec("acme", cpu: 500, memory: 400), queue: false) else {
+            Issue.record("what still fits the quota starts")
+            return
+        }
+        guard case .spawned = fold.spawn(spec("globex", cpu: 100, memory: 600), queue: false) else {
+            Issue.record("another tenant's spawn is not held by acme's quota")
+            return
+        }
+        fold.run(first)
+        guard case .spawned = fold.spawn(spec("acme", cpu: 1000), queue: false) else {
+            Issue.record("the first worker's end gave its CPU back to the quota")
+            return
+        }
     }
 }

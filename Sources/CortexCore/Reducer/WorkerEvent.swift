@@ -20,9 +20,10 @@ public enum WorkerEvent: Equatable, Sendable {
     /// `worker.cancel-replacement`: the replacement lost worker `worker` is owed is never spawned
     /// (`cortex pool stop`). Refused when none is owed (never lost, or already replaced).
     case cancelReplacement(worker: String)
-    /// `worker.tenant-limit`: at most `maxWorkers` workers of tenant `tenant` (its spawns'
-    /// `--tenant`) start, over every host (`cortex-budget quota --max-workers`); nil lifts it.
-    case tenantLimit(tenant: String, maxWorkers: Int64?)
+    /// `worker.tenant-limit`: tenant `tenant`'s hardware quota (its spawns' `--tenant`) over every
+    /// host (`cortex-budget quota --max-workers --cpu --memory`); the record holds all of it, and
+    /// empty limits lift the quota.
+    case tenantLimit(tenant: String, limits: TenantLimits)
 
     /// The record kind.
     public var kind: String {
@@ -56,7 +57,8 @@ public enum WorkerEvent: Equatable, Sendable {
         case .promote(let evidence): .object(["evidence": evidence.json])
         case .replace(let worker, let evidence): .object(["evidence": evidence.json, "worker": .string(worker)])
         case .cancelReplacement(let worker): .object(["worker": .string(worker)])
-        case .tenantLimit(let tenant, let maxWorkers): .object(["max_workers": .optional(maxWorkers), "tenant": .string(tenant)])
+        case .tenantLimit(let tenant, let limits):
+            .object((limits.json.objectMembers ?? []) + [JSONMember("tenant", .string(tenant))])
         }
     }
 
@@ -110,11 +112,19 @@ public enum WorkerEvent: Equatable, Sendable {
             guard let tenant = data["tenant"]?.stringValue, !tenant.isEmpty else {
                 throw EventDecodingError("worker.tenant-limit: 'tenant' must be a non-empty string")
             }
-            guard let raw = data["max_workers"], raw != .null else { return .tenantLimit(tenant: tenant, maxWorkers: nil) }
-            guard let count = raw.intValue, count >= 0, count <= Limits.maximumCount else {
-                throw EventDecodingError("worker.tenant-limit: 'max_workers' must be a whole number from 0 to \(Limits.maximumCount)")
+            func limit(_ key: String, atMost most: Int64) throws(EventDecodingError) -> Int64? {
+                guard let raw = data[key], raw != .null else { return nil }
+                guard let value = raw.intValue, value >= 0, value <= most else {
+                    throw EventDecodingError("worker.tenant-limit: '\(key)' must be a whole number from 0 to \(most)")
+                }
+                return value
             }
-            return .tenantLimit(tenant: tenant, maxWorkers: count)
+            return .tenantLimit(
+                tenant: tenant,
+                limits: TenantLimits(
+                    maxWorkers: try limit("max_workers", atMost: Limits.maximumCount),
+                    cpuMillicores: try limit("cpu_millicores", atMost: Limits.maximumCPUMillicores),
+                    memoryBytes: try limit("memory_bytes", atMost: Limits.maximumSizeBytes)))
         default: return nil
         }
     }

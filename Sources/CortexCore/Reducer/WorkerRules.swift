@@ -62,8 +62,8 @@ enum WorkerRules {
             return .stopping(worker: id)
         case .promote(let evidence):
             return .promoted(workers: promote(evidence, recordID, time, &state))
-        case .tenantLimit(let tenant, let maxWorkers):
-            state.workers.tenantMaxWorkers[tenant] = maxWorkers
+        case .tenantLimit(let tenant, let limits):
+            state.workers.tenantLimits[tenant] = limits.isEmpty ? nil : limits
             return .applied
         case .cancelReplacement(let id):
             // `cortex pool stop`: a lost member not yet replaced is never replaced.
@@ -130,7 +130,7 @@ enum WorkerRules {
         // and neither does a spawn whose tenant has its most workers (decision 041).
         let waiting = state.workers.queue.filter {
             guard let queued = state.workers.live[$0], queued.spec.host == spec.host else { return false }
-            return !state.workers.tenantIsFull(queued.spec.tenant)
+            return !state.workers.tenantIsFull(queued.spec)
         }.count
         var reason = waiting > 0 ? "\(waiting) spawn\(waiting == 1 ? "" : "s") queued ahead" : nil
         let id = position.id(.worker)
@@ -168,12 +168,8 @@ enum WorkerRules {
     private static func admit(
         _ spec: WorkerSpec, id: String, _ evidence: MachineEvidence, at time: Int64, in state: inout CortexState
     ) -> Result<String?, Infeasible> {
-        if let tenant = spec.tenant, let limit = state.workers.tenantMaxWorkers[tenant] {
-            let running = state.workers.activeCount(ofTenant: tenant)
-            if running >= limit {
-                return .failure(
-                    Infeasible(reason: "tenant \(tenant) quota: \(running) of \(limit) workers running", byTenantLimit: true))
-            }
+        if let refusal = state.workers.tenantQuotaRefusal(spec) {
+            return .failure(Infeasible(reason: refusal, byTenantLimit: true))
         }
         // Capacity, CPU and memory are the host's own (decision 037); tokens are shared.
         let active = state.workers.active(on: evidence.host)

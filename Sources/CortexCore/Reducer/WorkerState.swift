@@ -240,20 +240,43 @@ public struct WorkerState: Equatable, Sendable {
     /// Kept in the state (not in a reaper's memory) so a reaper killed between declaring a pool
     /// member lost and replacing it leaves the replacement to the next one.
     public var owedReplacements: [OwedReplacement] = []
-    /// The most workers each tenant may have starting, running or stopping, over every host
-    /// (`worker.tenant-limit`, docs/decisions/041).
-    public var tenantMaxWorkers: [String: Int64] = [:]
+    /// Each tenant's hardware quota over every host (`worker.tenant-limit`, docs/decisions/041).
+    public var tenantLimits: [String: TenantLimits] = [:]
+
+    /// The workers of `tenant` starting, running or stopping, on every host.
+    public func active(ofTenant tenant: String) -> [WorkerEntry] {
+        live.values.filter { $0.spec.tenant == tenant && $0.status != .queued }
+    }
 
     /// How many workers of `tenant` are starting, running or stopping, on every host.
-    public func activeCount(ofTenant tenant: String) -> Int64 {
-        Int64(live.values.filter { $0.spec.tenant == tenant && $0.status != .queued }.count)
+    public func activeCount(ofTenant tenant: String) -> Int64 { Int64(active(ofTenant: tenant).count) }
+
+    /// Why a spawn of `spec`'s tenant must wait for its tenant's quota, or nil when it fits.
+    public func tenantQuotaRefusal(_ spec: WorkerSpec) -> String? {
+        guard let tenant = spec.tenant, let limits = tenantLimits[tenant] else { return nil }
+        let active = active(ofTenant: tenant)
+        if let limit = limits.maxWorkers, Int64(active.count) >= limit {
+            return "tenant \(tenant) quota: \(active.count) of \(limit) workers running"
+        }
+        if let limit = limits.cpuMillicores, let asked = spec.cpuMillicores {
+            let held = active.reduce(Int64(0)) { $0.saturatingAdd($1.spec.cpuMillicores ?? 0) }
+            if held.saturatingAdd(asked) > limit {
+                return
+                    "tenant \(tenant) quota: CPU \(TenantLimits.cores(held)) of \(TenantLimits.cores(limit)) cores held, \(TenantLimits.cores(asked)) asked"
+            }
+        }
+        if let limit = limits.memoryBytes, let asked = spec.memoryBytes {
+            let held = active.reduce(Int64(0)) { $0.saturatingAdd($1.spec.memoryBytes ?? 0) }
+            if held.saturatingAdd(asked) > limit {
+                return "tenant \(tenant) quota: memory \(held) of \(limit) bytes held, \(asked) asked"
+            }
+        }
+        return nil
     }
 
-    /// True when `tenant` has its most workers already (a spawn of it waits).
-    public func tenantIsFull(_ tenant: String?) -> Bool {
-        guard let tenant, let limit = tenantMaxWorkers[tenant] else { return false }
-        return activeCount(ofTenant: tenant) >= limit
-    }
+    /// True when a spawn of tenant `tenant` asking nothing more would wait for its workers quota
+    /// (a queued spawn so held is passed over, docs/decisions/041).
+    public func tenantIsFull(_ spec: WorkerSpec) -> Bool { tenantQuotaRefusal(spec) != nil }
 
     /// How many ended workers are remembered.
     public static let recentLimit = 50
@@ -303,4 +326,36 @@ public struct WorkerState: Equatable, Sendable {
         for worker in live.values { counts[worker.status, default: 0] += 1 }
         return counts
     }
+}
+
+/// A tenant's hardware quota (`cortex-budget quota --max-workers --cpu --memory`): what its
+/// workers starting, running or stopping may hold at once over every host; nil is no limit.
+/// CPU and memory count what the spawns declare (`cortex-spawn --cpu`, `--memory`).
+public struct TenantLimits: Equatable, Sendable {
+    /// The most workers at once.
+    public var maxWorkers: Int64?
+    /// The most cores (in millicores) its workers' `--cpu` add up to.
+    public var cpuMillicores: Int64?
+    /// The most bytes its workers' `--memory` add up to.
+    public var memoryBytes: Int64?
+
+    /// Limits from their parts.
+    public init(maxWorkers: Int64? = nil, cpuMillicores: Int64? = nil, memoryBytes: Int64? = nil) {
+        self.maxWorkers = maxWorkers
+        self.cpuMillicores = cpuMillicores
+        self.memoryBytes = memoryBytes
+    }
+
+    /// True when nothing is limited.
+    public var isEmpty: Bool { maxWorkers == nil && cpuMillicores == nil && memoryBytes == nil }
+
+    /// The limits as a record's or snapshot's JSON.
+    public var json: JSONValue {
+        .object([
+            "cpu_millicores": .optional(cpuMillicores), "max_workers": .optional(maxWorkers), "memory_bytes": .optional(memoryBytes),
+        ])
+    }
+
+    /// Millicores as cores, e.g. `1.5`.
+    static func cores(_ millicores: Int64) -> String { Values.thousandths(millicores) }
 }

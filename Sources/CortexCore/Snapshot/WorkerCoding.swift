@@ -50,7 +50,7 @@ extension WorkerState {
                 }),
             "queue": .array(queue.map { .string($0) }),
             "recent": .array(recent.map(\.json)),
-            "tenant_max_workers": .object(tenantMaxWorkers.sorted { $0.key < $1.key }.map { JSONMember($0.key, .int($0.value)) }),
+            "tenant_limits": .object(tenantLimits.sorted { $0.key < $1.key }.map { JSONMember($0.key, $0.value.json) }),
             "version": .int(version),
         ])
     }
@@ -79,9 +79,15 @@ extension WorkerState {
             guard let count = Optional(member.value).snapshotCount() else { throw .corrupt("snapshot worker count out of range") }
             if let status = WorkerStatus(rawValue: member.key) { endedCounts[status] = count }
         }
-        for member in json["tenant_max_workers"]?.objectMembers ?? [] {
-            guard let count = Optional(member.value).snapshotCount() else { throw .corrupt("snapshot tenant limit out of range") }
-            tenantMaxWorkers[member.key] = count
+        for member in json["tenant_limits"]?.objectMembers ?? [] {
+            let limits = member.value
+            func limit(_ key: String) throws(CortexError) -> Int64? {
+                guard let raw = limits[key], raw != .null else { return nil }
+                guard let value = Optional(raw).snapshotCount() else { throw .corrupt("snapshot tenant limit out of range") }
+                return value
+            }
+            tenantLimits[member.key] = TenantLimits(
+                maxWorkers: try limit("max_workers"), cpuMillicores: try limit("cpu_millicores"), memoryBytes: try limit("memory_bytes"))
         }
     }
 }
