@@ -152,8 +152,7 @@ public enum PoolTool {
         if let watcher, let waitMilliseconds {
             // This host's supervisors of the members: each publishes views after recording its
             // member's end, so the wait ends only once they have exited.
-            let supervisors = members(name, in: store.state).filter { $0.spec.host == nil || $0.spec.host == store.config.hostID }
-                .compactMap(\.supervisor)
+            let supervisors = members(name, in: store.state).filter { $0.spec.host == store.config.hostID }.compactMap(\.supervisor)
             try waitForEnd(of: name, in: store, watcher: watcher, milliseconds: waitMilliseconds, supervisors: supervisors)
         }
         return Report(

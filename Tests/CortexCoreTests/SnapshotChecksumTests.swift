@@ -123,4 +123,32 @@ import Testing
         #expect(reopened.state.budget.total == 2_000, "the journal, not the edit")
         #expect(reopened.rejectedSnapshots == ["\(layout.snapshot): checksum mismatch"])
     }
+
+    /// A FIFO or a symlink planted at `state/snapshot.verified` by another writer of the folder
+    /// neither hangs a load nor is followed: the snapshot is verified as if there were no marker,
+    /// and the next snapshot's marker replaces the planted file, not what the link names.
+    @Test func aPlantedMarkerIsNeitherFollowedNorWaitedOn() throws {
+        let folder = try TemporaryDirectory()
+        let layout = try folder.coordination()
+        let store = try CoordinationStore.open(root: layout.root, createIfMissing: false)
+        _ = try store.submit(.budgetSet(total: 2_000))
+        let target = folder.path + "/elsewhere"
+        try Array("precious\n".utf8).withUnsafeBytes { _ = FileManager.default.createFile(atPath: target, contents: Data($0)) }
+        for plant in ["fifo", "symlink"] {
+            try store.writeSnapshot()
+            POSIX.unlinkIfPresent(layout.snapshotVerified)
+            if plant == "fifo" {
+                #expect(mkfifo(layout.snapshotVerified, 0o666) == 0)
+            } else {
+                try FileManager.default.createSymbolicLink(atPath: layout.snapshotVerified, withDestinationPath: target)
+            }
+            let opened = try CoordinationStore.open(root: layout.root, createIfMissing: false)
+            #expect(!opened.checksumPassSkipped && opened.rejectedSnapshots.isEmpty, "\(plant)")
+            #expect(opened.state.budget.total == 2_000, "\(plant)")
+            try opened.writeSnapshot()
+            #expect(try String(contentsOfFile: target, encoding: .utf8) == "precious\n", "\(plant)")
+            let marker = try FileManager.default.attributesOfItem(atPath: layout.snapshotVerified)
+            #expect(marker[.type] as? FileAttributeType == .typeRegular, "\(plant)")
+        }
+    }
 }

@@ -5,20 +5,28 @@ import Testing
 
 /// Tasks through the store: compaction of finished work, lookup across hot state and files.
 @Suite struct TaskStoreTests {
-    @Test func finishedTasksLeaveTheSnapshotButStayFindable() throws {
+    /// A folder whose store writes snapshots only when a test asks, with `count` tasks of type `t`
+    /// created (keyed `k0`, `k1`, … when `keyed`); their ids in order.
+    static func storeWithTasks(_ count: Int, keyed: Bool = false) throws -> (
+        TemporaryDirectory, CoordinationLayout, CoordinationStore, [String]
+    ) {
         let folder = try TemporaryDirectory()
         var config = CortexConfig()
-        config.snapshotEveryRecords = 10_000  // snapshots only when the test asks
+        config.snapshotEveryRecords = 10_000
         let layout = try folder.coordination(config)
         let store = try CoordinationStore.open(root: layout.root, createIfMissing: false)
         var ids: [String] = []
-        for index in 0..<30 {
-            guard case .created(let id, _) = try store.submit(.taskCreate(TaskSpec(type: "t", key: "k\(index)"))).outcome else {
-                Issue.record("create failed")
-                return
-            }
+        for index in 0..<count {
+            let created = try store.submit(.taskCreate(TaskSpec(type: "t", key: keyed ? "k\(index)" : nil))).outcome
+            guard case .created(let id, _) = created else { throw CortexError.corrupt("create failed: \(created)") }
             ids.append(id)
         }
+        return (folder, layout, store, ids)
+    }
+
+    @Test func finishedTasksLeaveTheSnapshotButStayFindable() throws {
+        let (folder, layout, store, ids) = try Self.storeWithTasks(30, keyed: true)
+        _ = folder  // kept until the test ends: the folder goes with it
         for index in 0..<25 {
             guard case .claimed(let id, let claim) = try store.submit(.taskClaim(TaskClaim(worker: "w"))).outcome else {
                 Issue.record("claim failed")
@@ -66,19 +74,8 @@ import Testing
 /// snapshot's waiting lines answers what `activeTask` answers id by id.
 @Suite struct ActiveIDsTests {
     @Test func oneWalkAgreesWithActiveTaskForEveryId() throws {
-        let folder = try TemporaryDirectory()
-        var config = CortexConfig()
-        config.snapshotEveryRecords = 10_000  // snapshots only when the test asks
-        let layout = try folder.coordination(config)
-        let store = try CoordinationStore.open(root: layout.root, createIfMissing: false)
-        var ids: [String] = []
-        for _ in 0..<12 {
-            guard case .created(let id, _) = try store.submit(.taskCreate(TaskSpec(type: "t"))).outcome else {
-                Issue.record("create failed")
-                return
-            }
-            ids.append(id)
-        }
+        let (folder, layout, store, ids) = try TaskStoreTests.storeWithTasks(12)
+        _ = folder  // kept until the test ends: the folder goes with it
         // Three die, and one finishes done; then a snapshot: they leave for state/finished/.
         var dead: [String] = []
         for index in 0..<4 {
