@@ -33,7 +33,8 @@ public enum TaskTool {
             Command(
                 CommandSpec(
                     name: "\(prefix) claim",
-                    abstract: "Take the next task; prints it as one JSON line with its \"claim\" token (exit 1 if none).",
+                    abstract:
+                        "Take the next task; prints it as one JSON line with its \"claim\" token (exit 1 if none; 75 if the only tasks waiting are held back by their tenants' quotas).",
                     options: [Claim.worker, Claim.type, Claim.capability, Claim.wait],
                     examples: [
                         "\(prefix) claim --worker w-1 --type build --wait 5m",
@@ -271,7 +272,8 @@ public enum TaskTool {
         let watcher = waitMilliseconds == nil ? nil : try store.journal.makeWaiter()
         while true {
             let now = POSIX.wallClockMilliseconds()
-            if store.state.tasks.firstClaimable(by: request, at: now) != nil {
+            let look = store.state.tasks.claimLook(by: request, at: now, quotas: ClaimQuotas(store.state))
+            if look.task != nil {
                 watcher?.disarm()
                 let submission = try store.submit(.taskClaim(request))
                 store.publishAfterRecording()
@@ -287,6 +289,8 @@ public enum TaskTool {
             let remainingNanoseconds = Int64(deadline) - Int64(POSIX.monotonicNanoseconds())
             guard let watcher, remainingNanoseconds > 0 else {
                 watcher?.disarm()
+                // Tasks held back only by their tenants' quotas come back as usage drops: try later.
+                if let quota = look.heldBy { throw .tryLater(quota) }
                 if let wait = arguments.text(of: Claim.wait) { throw .tryLater("no task to claim within \(wait)") }
                 throw .refused("nothing to claim")
             }

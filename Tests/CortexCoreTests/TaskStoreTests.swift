@@ -61,7 +61,7 @@ import Testing
     @Test func aWaitingClaimerLearnsWhenABackoffEnds() {
         var tasks = TaskState()
         _ = TaskRules.create(TaskSpec(type: "a", backoffMilliseconds: 500), at: 0, .start, in: &tasks)
-        _ = TaskRules.claim(TaskClaim(worker: "w"), at: 1, in: &tasks)
+        _ = TaskRules.claim(TaskClaim(worker: "w"), at: 1, quotas: .none, in: &tasks)
         _ = TaskRules.fail("task-1.0", claim: 1, error: nil, retry: true, at: 10, JournalPosition(segment: 1, offset: 2), in: &tasks)
         #expect(tasks.firstClaimable(by: TaskClaim(worker: "w"), at: 100) == nil)
         #expect(tasks.nextRetryTime(for: TaskClaim(worker: "w"), after: 100) == 510)

@@ -121,3 +121,64 @@ import Testing
         }
     }
 }
+
+/// Tenants' quotas on claims (docs/decisions/041): a shared pool's claimers pass over the tasks
+/// of a tenant at its limit, so it never holds back another tenant's, and take them again as
+/// its usage drops.
+@Suite struct TenantClaimQuotaTests {
+    typealias Fold = TaskReducerTests.Fold
+
+    func create(_ tenant: String, tokens: Int64? = nil, in fold: inout Fold) -> String {
+        var spec = TaskSpec(type: "build", tokens: tokens)
+        spec.tenant = tenant
+        guard case .created(let id, _) = fold.apply(.taskCreate(spec)) else { return "?" }
+        return id
+    }
+
+    @Test func aTenantAtItsLimitIsPassedOverAndComesBackWhenATaskEnds() {
+        var fold = Fold()
+        fold.apply(.worker(.tenantLimit(tenant: "acme", limits: TenantLimits(maxWorkers: 1))))
+        let acmeFirst = create("acme", in: &fold)
+        let acmeSecond = create("acme", in: &fold)
+        let globex = create("globex", in: &fold)
+        #expect(fold.claim("w-1") == .claimed(task: acmeFirst, claim: 1))
+        // acme's second task is older than globex's, but acme is at its limit.
+        #expect(fold.claim("w-2") == .claimed(task: globex, claim: 1))
+        #expect(fold.claim("w-3") == .refused("tenant acme quota: 1 of 1 tasks running"))
+        #expect(
+            fold.state.tasks.claimLook(by: TaskClaim(worker: "w-3"), at: fold.time, quotas: ClaimQuotas(fold.state)).heldBy
+                == "tenant acme quota: 1 of 1 tasks running")
+        #expect(fold.apply(.taskComplete(task: acmeFirst, claim: 1, result: nil, tokensUsed: nil)) == .completed(task: acmeFirst))
+        #expect(fold.claim("w-3") == .claimed(task: acmeSecond, claim: 1))
+    }
+
+    @Test func aTenantWhoseTokenQuotaIsUsedUpWaitsForTokens() {
+        var fold = Fold()
+        fold.apply(.budgetSet(total: 10_000))
+        fold.apply(.budgetQuota(tenant: "acme", tokens: 1_000))
+        let big = create("acme", tokens: 800, in: &fold)
+        let small = create("acme", tokens: 100, in: &fold)
+        let held = fold.apply(.budgetAllocate(BudgetRequest(tokens: 300, tenant: "acme")))
+        // 700 left: the 800-token task waits, the 100-token one behind it does not.
+        #expect(fold.claim("w-1") == .claimed(task: small, claim: 1))
+        #expect(fold.claim("w-2") == .refused("tenant acme quota: 800 tokens asked, 700 left"))
+        let rest = fold.apply(.budgetAllocate(BudgetRequest(tokens: 700, tenant: "acme")))
+        #expect(fold.claim("w-2") == .refused("tenant acme quota: 1000 of 1000 tokens held"))
+        guard case .granted(let first) = held, case .granted(let second) = rest else {
+            Issue.record("both allocations were granted: \(held), \(rest)")
+            return
+        }
+        fold.apply(.budgetRelease(allocation: first, used: 0))
+        fold.apply(.budgetRelease(allocation: second, used: 0))
+        #expect(fold.claim("w-2") == .claimed(task: big, claim: 1))
+    }
+
+    @Test func withoutQuotasClaimsKeepPriorityThenAge() {
+        var fold = Fold()
+        let acme = create("acme", in: &fold)
+        let globex = create("globex", in: &fold)
+        #expect(ClaimQuotas(fold.state).isEmpty)
+        #expect(fold.claim("w-1") == .claimed(task: acme, claim: 1))
+        #expect(fold.claim("w-2") == .claimed(task: globex, claim: 1))
+    }
+}

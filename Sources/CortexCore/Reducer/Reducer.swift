@@ -80,7 +80,9 @@ public enum Reducer {
             return outcome
         case .taskCreate, .taskClaim, .taskComplete, .taskFail, .taskCancel, .taskRetry:
             let tenant = taskTenant(event, in: state.tasks)
-            let outcome = taskOutcome(event, at: time, position, in: &state.tasks)
+            let quotas: ClaimQuotas
+            if case .taskClaim = event { quotas = ClaimQuotas(state) } else { quotas = .none }
+            let outcome = taskOutcome(event, at: time, position, quotas: quotas, in: &state.tasks)
             if outcome.changesState { state.tasks.version += 1 }
             if case .completed(let task) = outcome, case .taskComplete(_, _, _, let used?) = event, used > 0 {
                 if BudgetRules.charge(used, forTask: task, tenant: tenant, in: &state.budget) { state.budget.version += 1 }
@@ -109,14 +111,14 @@ public enum Reducer {
         }
     }
 
-    private static func taskOutcome(_ event: Event, at time: Int64, _ position: JournalPosition, in tasks: inout TaskState)
-        -> Outcome
-    {
+    private static func taskOutcome(
+        _ event: Event, at time: Int64, _ position: JournalPosition, quotas: ClaimQuotas = .none, in tasks: inout TaskState
+    ) -> Outcome {
         switch event {
         case .budgetSet, .budgetAllocate, .budgetRelease, .budgetQuota, .budgetReset, .budgetRenew, .budgetExpire, .worker:
             return .ignored  // routed to BudgetRules and WorkerRules above
         case .taskCreate(let spec): return TaskRules.create(spec, at: time, position, in: &tasks)
-        case .taskClaim(let claim): return TaskRules.claim(claim, at: time, in: &tasks)
+        case .taskClaim(let claim): return TaskRules.claim(claim, at: time, quotas: quotas, in: &tasks)
         case .taskComplete(let task, let claim, let result, let tokensUsed):
             return TaskRules.complete(task, claim: claim, result: result, tokensUsed: tokensUsed, at: time, position, in: &tasks)
         case .taskFail(let task, let claim, let error, let retry):

@@ -43,9 +43,11 @@ enum TaskRules {
         return .created(task: entry.id, existing: false)
     }
 
-    /// The first claimable task in (priority, age) order goes to the first claim that folds.
-    static func claim(_ claim: TaskClaim, at time: Int64, in tasks: inout TaskState) -> Outcome {
-        guard let waiting = tasks.firstClaimable(by: claim, at: time) else { return .refused("nothing to claim") }
+    /// The first claimable task in (priority, age) order goes to the first claim that folds,
+    /// passing over the tasks of tenants `quotas` hold back.
+    static func claim(_ claim: TaskClaim, at time: Int64, quotas: ClaimQuotas, in tasks: inout TaskState) -> Outcome {
+        let look = tasks.claimLook(by: claim, at: time, quotas: quotas)
+        guard let waiting = look.task else { return .refused(look.heldBy ?? "nothing to claim") }
         var entry = waiting
         entry.status = .running
         entry.attempt += 1

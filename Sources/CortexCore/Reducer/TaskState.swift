@@ -280,14 +280,36 @@ public struct TaskState: Sendable {
         }
     }
 
-    /// The task a claim folded at `time` would get, if any.
-    public func firstClaimable(by claim: TaskClaim, at time: Int64) -> TaskEntry? {
+    /// The task a claim folded at `time` would get, if any, passing over the tasks `quotas`
+    /// hold back.
+    public func firstClaimable(by claim: TaskClaim, at time: Int64, quotas: ClaimQuotas = .none) -> TaskEntry? {
+        claimLook(by: claim, at: time, quotas: quotas).task
+    }
+
+    /// What a claim folded at `time` would find: the task it would get, and the quota that held
+    /// back the first task it could otherwise have taken (nil when none did).
+    public func claimLook(by claim: TaskClaim, at time: Int64, quotas: ClaimQuotas) -> (task: TaskEntry?, heldBy: String?) {
         var found: TaskEntry?
+        var heldBy: String?
         forEachWaiting { entry in
-            if TaskRules.isClaimable(entry, by: claim, at: time) { found = entry }
-            return found == nil
+            guard TaskRules.isClaimable(entry, by: claim, at: time) else { return true }
+            if !quotas.isEmpty, let reason = quotas.refusal(for: entry) {
+                if heldBy == nil { heldBy = reason }
+                return true
+            }
+            found = entry
+            return false
         }
-        return found
+        return (found, heldBy)
+    }
+
+    /// How many tasks of each of `tenants` are running, on every host.
+    func runningCounts(ofTenants tenants: Set<String>) -> [String: Int64] {
+        var counts: [String: Int64] = [:]
+        for entry in live.values where entry.status == .running {
+            if let tenant = entry.spec.tenant, tenants.contains(tenant) { counts[tenant, default: 0] += 1 }
+        }
+        return counts
     }
 
     /// The earliest time after `time` at which a task waiting out its backoff becomes claimable
