@@ -278,16 +278,19 @@ public enum BudgetTool {
         let limits = state.workers.tenantLimits.sorted { $0.key < $1.key }
         var held: [JSONMember] = []
         if !limits.isEmpty { lines.append("tenant workers:") }
+        let runningTasks = state.tasks.runningCounts(ofTenants: Set(limits.map(\.key)))
         for (tenant, limit) in limits {
             let active = state.workers.active(ofTenant: tenant)
+            let tasks = runningTasks[tenant, default: 0]
             let cpu = active.reduce(Int64(0)) { $0.saturatingAdd($1.spec.cpuMillicores ?? 0) }
             let memory = active.reduce(Int64(0)) { $0.saturatingAdd($1.spec.memoryBytes ?? 0) }
             func of(_ limit: Int64?) -> String { limit.map { " of \($0)" } ?? "" }
             lines.append(
-                "  \(tenant)  workers \(active.count)\(of(limit.maxWorkers))  cpu_millicores \(cpu)\(of(limit.cpuMillicores))  memory_bytes \(memory)\(of(limit.memoryBytes))"
+                "  \(tenant)  workers \(active.count)\(of(limit.maxWorkers))  cpu_millicores \(cpu)\(of(limit.cpuMillicores))  memory_bytes \(memory)\(of(limit.memoryBytes))  tasks running \(tasks)\(of(limit.maxWorkers))"
             )
             let usage = JSONValue.object([
                 "cpu_millicores": .int(cpu), "memory_bytes": .int(memory), "running": .int(Int64(active.count)),
+                "tasks_running": .int(tasks),
             ])
             held.append(JSONMember(tenant, .object((limit.json.objectMembers ?? []) + [JSONMember("held", usage)])))
         }

@@ -38,6 +38,9 @@ struct TenantClaimTests {
         #expect(third.exitCode == 75, "\(third)")
         #expect(third.stderrLines.count == 1 && third.stderr.contains("tenant acme quota: 1 of 1 tasks running"), "\(third)")
 
+        let status = try tool(["cortex-budget", "status", "--json"])
+        #expect(status.json?["tenant_workers"]?["acme"]?["held"]?.int("tasks_running") == 1, "\(status)")
+
         // A claimer waiting for work gets acme's task as soon as acme's running task is done.
         let waiting = try RunningTool(
             ["cortex-task", "claim", "--worker", "w-3", "--wait", "2m", "--dir", root], scratch: directory.scratch)

@@ -304,7 +304,7 @@ public struct TaskState: Sendable {
     }
 
     /// How many tasks of each of `tenants` are running, on every host.
-    func runningCounts(ofTenants tenants: Set<String>) -> [String: Int64] {
+    public func runningCounts(ofTenants tenants: Set<String>) -> [String: Int64] {
         var counts: [String: Int64] = [:]
         for entry in live.values where entry.status == .running {
             if let tenant = entry.spec.tenant, tenants.contains(tenant) { counts[tenant, default: 0] += 1 }
