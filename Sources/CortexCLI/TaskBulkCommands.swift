@@ -168,6 +168,8 @@ extension TaskTool {
         }
         watcher.disarm()
         if showsProgress { Terminal.writeErrorRaw("\n") }
+        // Over etcd, the results of the tasks named, fetched to this host (docs/decisions/045).
+        for id in named { fetchResult(of: id, store: store) }
         let json = progress.json
         let bad = progress.unsuccessful
         if !bad.isEmpty {

@@ -144,7 +144,8 @@ public enum TaskTool {
         }.repeatable
         static let tenant = Option.identifier("tenant", "T", "The tenant it belongs to.")
         static let key = Option.identifier("key", "KEY", "Idempotency key: creating with the same key returns the same id.")
-        static let contextFile = Option.text("context-file", "FILE", "A regular file (at most 8 MiB) of context for the worker.")
+        static let contextFile = Option.text(
+            "context-file", "FILE", "A regular file (at most 8 MiB; 64 MiB over etcd, read by every host) of context for the worker.")
     }
 
     /// `claim`'s arguments.
@@ -236,7 +237,7 @@ public enum TaskTool {
             backoffMilliseconds: arguments[Create.backoff] ?? 1000)
         let contextSource = arguments[Create.contextFile]
         let contextBytes = try contextSource.map { (path) throws(CortexError) in
-            try POSIX.readInputFile(path, what: "context file", limit: FileLimits.contextFile)
+            try POSIX.readInputFile(path, what: "context file", limit: CoordinationStore.contextFileLimit(root: invocation.root))
         }
         let store = try invocation.openStore()
         if let key = spec.key, let existing = store.state.tasks.key(key) {
@@ -250,11 +251,19 @@ public enum TaskTool {
                 name, in: store.layout.folder, with: contextBytes, durability: .powerLoss, mode: store.permissions.file(.private))
             contextPath = name
             spec.context = name
+            // Over etcd, stored for every host before the record names it (docs/decisions/045).
+            do { try store.shareArtifact(name, bytes: contextBytes) } catch {
+                store.layout.folder.unlink(name)
+                throw error
+            }
         }
         let submission = try store.submit(.taskCreate(spec))
         store.publishAfterRecording()
         guard case .created(let task, let existing) = submission.outcome else { throw unexpected(submission.outcome) }
-        if existing, let contextPath { store.layout.folder.unlink(contextPath) }
+        if existing, let contextPath {
+            store.layout.folder.unlink(contextPath)
+            store.unshareArtifact(contextPath)
+        }
         return Report(text: task, json: merge(submission.outcome.json, ["record": .string(submission.record.id)]))
     }
 
@@ -278,6 +287,7 @@ public enum TaskTool {
                 let submission = try store.submit(.taskClaim(request))
                 store.publishAfterRecording()
                 if case .claimed(let id, let token) = submission.outcome, let task = try store.task(id) {
+                    try fetchContext(of: task, claim: token, store: store)
                     let json = merge(claimJSON(task, claim: token, layout: store.layout), ["record": .string(submission.record.id)])
                     return Report(text: json.jsonText, json: json)
                 }
@@ -300,6 +310,29 @@ public enum TaskTool {
             }
             _ = watcher.wait(timeoutMilliseconds: Int32(min(sleepMilliseconds, 60_000)))
             try store.catchUp()
+        }
+    }
+
+    /// Over etcd, puts the claimed task's context file into this host's folder (fetched and
+    /// checked when another host created it) before its path is printed. A context that cannot
+    /// be read fails the attempt, naming why (retried by the task's rules: the creating host
+    /// still has its copy), and the claim ends with that error.
+    private static func fetchContext(of task: TaskEntry, claim: Int64, store: CoordinationStore) throws(CortexError) {
+        guard let context = task.spec.context else { return }
+        do { try store.materialiseArtifact(context) } catch {
+            let reason = "context file \(context) unreadable on host \(store.config.hostID ?? "?"): \(error.description)"
+            _ = try? store.submit(.taskFail(task: task.id, claim: claim, error: String(reason.prefix(4096)), retry: true))
+            store.publishAfterRecording()
+            throw error
+        }
+    }
+
+    /// Over etcd, puts `results/<task>.json` of a done task into this host's folder when another
+    /// host completed it; a result that cannot be fetched is a warning (the task is still shown).
+    static func fetchResult(of id: String, store: CoordinationStore) {
+        guard store.sharedArtifacts != nil, let task = try? store.task(id) else { return }
+        do { try store.materialiseResult(of: task) } catch {
+            store.warn("results/\(id).json not fetched: \(error.description)")
         }
     }
 
@@ -326,17 +359,26 @@ public enum TaskTool {
         let tokensUsed = arguments[Complete.tokensUsed]
         let (store, task, claim) = try leasedTask(invocation)
         var resultPath: String?
+        var resultShared = false
         if let bytes = resultBytes {
             // Written under a name of this attempt alone, before the record: a stale holder can
             // never overwrite its successor's result, and an accepted record never points at nothing.
             resultPath = "results/\(task.id).attempt-\(claim).json"
             try AtomicFile.replace(
                 resultPath!, in: store.layout.folder, with: bytes, durability: .powerLoss, mode: store.permissions.file(.private))
+            // Over etcd, stored for every host before the record names it (docs/decisions/045).
+            do { resultShared = try store.shareArtifact(resultPath!, bytes: bytes) } catch {
+                store.layout.folder.unlink(resultPath!)
+                throw error
+            }
         }
         let submission = try store.submit(.taskComplete(task: task.id, claim: claim, result: resultPath, tokensUsed: tokensUsed))
         store.publishAfterRecording()
         guard case .completed = submission.outcome else {
-            if let resultPath { store.layout.folder.unlink(resultPath) }
+            if let resultPath {
+                store.layout.folder.unlink(resultPath)
+                if resultShared { store.unshareArtifact(resultPath) }
+            }
             throw unexpected(submission.outcome)
         }
         if let resultPath {
@@ -422,6 +464,7 @@ public enum TaskTool {
         let id = invocation.arguments[Show.task]
         let store = try invocation.openStore()
         guard let task = try store.task(id) else { throw .notFound("no task \(id)") }
+        fetchResult(of: id, store: store)
         var json = taskJSON(task, layout: store.layout)
         var lines = (json.objectMembers ?? []).sorted { $0.key < $1.key }.map { member -> String in
             let value = member.value.stringValue ?? member.value.jsonText

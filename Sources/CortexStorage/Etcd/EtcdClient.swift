@@ -423,6 +423,16 @@ public final class EtcdClient: EtcdKV {
         return ttl
     }
 
+    /// Revokes lease `id`: etcd deletes every key put with it. A lease already gone is no error.
+    public func leaseRevoke(id: Int64) throws(CortexError) {
+        do {
+            _ = try call("/v3/lease/revoke", .object(["ID": .string(String(id))]))
+        } catch {
+            if case .notFound = error { return }
+            throw error
+        }
+    }
+
     /// The status of the first member that answers.
     public func status() throws(CortexError) -> EtcdStatus {
         var answered = endpoints[0]
