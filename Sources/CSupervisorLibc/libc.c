@@ -47,6 +47,26 @@ int supervisor_in_group_folder(const char *directory) {
     if (stat(directory, &info) != 0) return 0;
     return S_ISDIR(info.st_mode) && (info.st_mode & S_ISGID) && (info.st_mode & S_IWGRP);
 }
+int supervisor_limit_address_space(unsigned long long bytes) {
+    struct rlimit limit = {(rlim_t)bytes, (rlim_t)bytes};
+    return setrlimit(RLIMIT_AS, &limit);
+}
+int supervisor_limit_cpu_seconds(unsigned long long seconds) {
+    /* The hard limit one second later: SIGXCPU (which a report names) comes first. */
+    struct rlimit limit = {(rlim_t)seconds, (rlim_t)seconds + 1};
+    return setrlimit(RLIMIT_CPU, &limit);
+}
+int supervisor_write_text(const char *path, const char *text) {
+    int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) return -1;
+    size_t length = strlen(text);
+    ssize_t written = write(fd, text, length);
+    int saved = errno;
+    close(fd);
+    if (written == (ssize_t)length) return 0;
+    errno = written < 0 ? saved : EIO;
+    return -1;
+}
 int supervisor_touch(const char *path) {
     int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW | O_NONBLOCK, 0660);
     if (fd < 0) return -1;

@@ -6,7 +6,10 @@ public enum EventFormatter {
     /// `[10:23:46] task.claim w-1.5042 → task-1.122 claim 1`, or the record as one JSON line
     /// (with the fold's outcome where it is known).
     /// `requeued`: tasks a worker record handed back to the queue (its run ended), shown after the outcome.
-    public static func line(_ record: Record, outcome: Outcome? = nil, requeued: [String] = [], json: Bool) -> String {
+    /// `spec`: the worker's spec, so a `worker.exited` limit is named with its value.
+    public static func line(
+        _ record: Record, outcome: Outcome? = nil, requeued: [String] = [], json: Bool, spec: WorkerSpec? = nil
+    ) -> String {
         if json {
             var value = self.json(record, outcome: outcome)
             if !requeued.isEmpty, case .object(var members) = value {
@@ -36,6 +39,9 @@ public enum EventFormatter {
                 text += " \(Values.printable(value))"
                 continue
             case ("process", let process): value = process["pid"]?.jsonText ?? process.jsonText
+            case ("limit", .string(let kind)) where WorkerLimit(rawValue: kind) != nil:
+                let reason = spec.map { WorkerLimit(rawValue: kind)!.reason($0) } ?? "\(kind) limit reached"
+                value = "\"\(reason)\""
             case (_, .string(let string)): value = string.contains(" ") ? "\"\(Values.printable(string))\"" : Values.printable(string)
             default: value = member.value.jsonText
             }

@@ -177,6 +177,8 @@ enum OpsCommands {
                 "reserved \(budget.held(byTenant: tenant) - budget.tenantSpent[tenant, default: 0]) · spent \(budget.tenantSpent[tenant, default: 0])\(quota)"
             )
         }
+        let enforcement = LimitEnforcement.detect(environment: processEnvironment(onlyCortex: false))
+        row("limits", enforcement.summary)
         if let reaper {
             row(
                 "reaper",
@@ -243,7 +245,7 @@ enum OpsCommands {
         }
         let json = JSONValue.object([
             "attention": .array(attention.map { .string($0) }), "budget": budgetJSON, "dir": .string(store.layout.root),
-            "journal": journalJSON, "queue": queueJSON, "reaper": reaperJSON,
+            "journal": journalJSON, "limits": enforcement.json, "queue": queueJSON, "reaper": reaperJSON,
             "hosts": hosts.isEmpty ? nil : .array(hosts.map(\.json)),
             "tasks": .object(TaskStatus.allCases.map { JSONMember($0.rawValue, .int(counts[$0, default: 0])) }),
             "workers": .object(workerMembers),
@@ -482,7 +484,9 @@ extension OpsCommands {
         var recent: [String] = []
         var printed = 0
         func show(_ record: Record, _ outcome: Outcome?, requeued: [String], streaming: Bool) {
-            let line = EventFormatter.line(record, outcome: outcome, requeued: requeued, json: json)
+            // A limit is named with the value the worker asked for (`memory limit 64M reached`).
+            let spec = record.data["limit"] == nil ? nil : record.data["worker"]?.stringValue.flatMap { state.workers.worker($0)?.spec }
+            let line = EventFormatter.line(record, outcome: outcome, requeued: requeued, json: json, spec: spec)
             if streaming {
                 Terminal.writeOut(line + "\n")
                 return

@@ -19,7 +19,7 @@ public enum SpawnTool {
                     "Start a supervised worker if pool, CPU, memory and tokens allow; else queue it (exit 75) or, with --no-queue, refuse (exit 1). One that can never fit (more cores or memory than the machine has, a pool over max_workers) is refused at once (exit 1). Prints the worker id.",
                 positionals: [Spawn.command],
                 options: [
-                    Spawn.type, Spawn.task, Spawn.tokens, Spawn.tenant, Spawn.cpu, Spawn.memory, Spawn.timeout, Spawn.grace,
+                    Spawn.type, Spawn.task, Spawn.tokens, Spawn.tenant, Spawn.cpu, Spawn.memory, Spawn.pids, Spawn.timeout, Spawn.grace,
                     Spawn.pool, Spawn.name, Spawn.restart, Spawn.logHead, Spawn.logTail, Spawn.noQueue, Spawn.foreground,
                 ],
                 examples: [
@@ -38,7 +38,7 @@ public enum SpawnTool {
             options: [
                 Supervise.foreground, Supervise.started, Supervise.exit, Supervise.startFailure, Supervise.ranMilliseconds,
                 Supervise.stdout, Supervise.stderr, Supervise.timedOut, Supervise.killedAfterGrace, Supervise.stopSignal,
-                Supervise.writeFailure,
+                Supervise.writeFailure, Supervise.limit,
             ]),
         body: supervise)
 
@@ -52,14 +52,22 @@ public enum SpawnTool {
         static let tenant = Option.identifier(
             "tenant", "T", "The tenant whose quotas it counts against: its tokens and its most workers (cortex-budget quota).")
         /// In thousandths of a core.
-        public static let cpu = Option<Int64>("cpu", "CORES", "Cores it needs (e.g. 0.5); reserved against the machine's cores.") {
+        public static let cpu = Option<Int64>(
+            "cpu", "CORES", "Cores it needs (e.g. 0.5): reserved against the machine's cores, and the most its process tree may use."
+        ) {
             (cpu) throws(CortexError) in
             guard let cores = Double(cpu), cores > 0, cores <= 4096 else {
                 throw .badInput("invalid --cpu '\(Values.printable(cpu))': use a number of cores such as 0.5 or 2")
             }
             return Int64((cores * 1000).rounded())
         }
-        static let memory = Option.size("memory", "SIZE", "Memory it needs (e.g. 512M), checked against MemAvailable.")
+        static let memory = Option.size(
+            "memory", "SIZE", "Memory it needs (e.g. 512M): checked against MemAvailable, and the most its process tree may use.")
+        static let pids = Option.count(
+            "pids", "N", "The most processes its tree may hold at once (needs a writable pids cgroup; else refused, exit 78).",
+            atMost: Limits.maximumPIDs
+        )
+        .checked({ $0 >= 1 }, else: { _ in "--pids must be at least 1" })
         static let timeout = Option.duration("timeout", "D", "SIGTERM to its process group after D (e.g. 10m), SIGKILL after --grace.")
         static let grace = Option.duration("grace", "D", "Between SIGTERM and SIGKILL (default 10s).")
         static let pool = Option.count("pool", "N", "Start N persistent workers (one id per line); default restart: always.")
@@ -110,6 +118,10 @@ public enum SpawnTool {
             Int32($0).map(Signal.init(rawValue:))
         }
         static let writeFailure = Option.text("write-failure", "REASON", "A log or heartbeat write failed during the run.")
+        /// Malformed counts as not given.
+        static let limit = Option<WorkerLimit?>("limit", "KIND", "The run reached its memory, pids or cpu limit.") {
+            WorkerLimit(rawValue: $0)
+        }
 
         /// `--NAME SEEN:KEPT`.
         private static func summary(_ name: String, _ help: String) -> Option<StreamSummary> {
@@ -161,7 +173,8 @@ public enum SpawnTool {
         SupervisedExit(
             exit: exit, timedOut: arguments[Supervise.timedOut], stopSignal: arguments[Supervise.stopSignal] ?? nil,
             killedAfterGrace: arguments[Supervise.killedAfterGrace], stdout: arguments[Supervise.stdout] ?? .none,
-            stderr: arguments[Supervise.stderr] ?? .none, writeFailure: arguments[Supervise.writeFailure])
+            stderr: arguments[Supervise.stderr] ?? .none, writeFailure: arguments[Supervise.writeFailure],
+            limitReached: arguments[Supervise.limit] ?? nil)
     }
 
     /// `A:B` as two non-negative numbers.
@@ -184,6 +197,11 @@ public enum SpawnTool {
         spec.tenant = arguments[Spawn.tenant]
         spec.cpuMillicores = arguments[Spawn.cpu]
         spec.memoryBytes = arguments[Spawn.memory]
+        spec.pids = arguments[Spawn.pids]
+        // A process limit nothing here can enforce is refused rather than silently left out.
+        if spec.pids != nil, !LimitEnforcement.detect(environment: processEnvironment(onlyCortex: false)).enforcesPids {
+            throw .configuration(LimitEnforcement.pidsRefusal)
+        }
         spec.timeoutMilliseconds = arguments[Spawn.timeout]
         if let grace = arguments[Spawn.grace] { spec.graceMilliseconds = grace }
         if let head = arguments[Spawn.logHead] { spec.logHeadBytes = head }

@@ -14,6 +14,15 @@ enum Wording {
         return "\(seconds / 86_400)d\(two(seconds / 3600 % 24))h"
     }
 
+    /// Thousandths of a core as cores: `1`, `0.5`, `0.125`.
+    static func cores(_ millicores: Int64) -> String {
+        guard millicores % 1000 != 0 else { return "\(millicores / 1000)" }
+        var fraction = String(millicores % 1000)
+        fraction = String(repeating: "0", count: 3 - fraction.count) + fraction
+        while fraction.hasSuffix("0") { fraction.removeLast() }
+        return "\(millicores / 1000).\(fraction)"
+    }
+
     /// What `cortex-task show` adds for a waiting task: its place and estimated start.
     static func waitingTask(_ task: TaskEntry, store: CoordinationStore, now: Int64) -> (json: JSONValue, text: String)? {
         guard task.status == .pending || task.status == .failed else { return nil }

@@ -122,6 +122,11 @@ public enum WorkerTool {
         if let host = worker.spec.host { rows.append(("host", host)) }
         rows.append(("command", worker.spec.command.map { Values.printable($0) }.joined(separator: " ")))
         if let task = worker.spec.task { rows.append(("task", task)) }
+        var limits: [String] = []
+        if let bytes = worker.spec.memoryBytes { limits.append("memory \(WorkerLimit.size(bytes))") }
+        if let millicores = worker.spec.cpuMillicores { limits.append("cpu \(Wording.cores(millicores))") }
+        if let pids = worker.spec.pids { limits.append("pids \(pids)") }
+        if !limits.isEmpty { rows.append(("limits", limits.joined(separator: ", "))) }
         if let process = worker.process { rows.append(("pid", "\(process.pid)")) }
         if let supervisor = worker.supervisor { rows.append(("supervisor pid", "\(supervisor.pid)")) }
         rows.append(("requested", when(worker.requestedMilliseconds, now: now)))
@@ -135,6 +140,7 @@ public enum WorkerTool {
             ))
         if let exit = worker.lastExit {
             rows.append(("last run", exitInWords(exit) + (worker.timedOut ? " (its timeout fired)" : "")))
+            if let limit = worker.limitReached { rows.append(("limit", limit.reason(worker.spec))) }
         }
         if let allocation = worker.allocation { rows.append(("tokens", "\(worker.spec.tokens ?? 0) reserved (\(allocation))")) }
         if worker.status.holdsCapacity {
@@ -279,6 +285,7 @@ public enum WorkerTool {
         merge(
             worker.json,
             [
+                "limit_reason": worker.limitReached.map { JSONValue.string($0.reason(worker.spec)) } ?? .null,
                 "heartbeat_age_s": worker.status.holdsCapacity
                     ? layout.heartbeatAge(worker.id, nowMilliseconds: now).map { .double(($0 * 10).rounded() / 10) } ?? .null : .null,
                 "stdout_log": .string(layout.worker(worker.id) + "/stdout.log"),

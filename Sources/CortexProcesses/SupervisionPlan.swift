@@ -31,6 +31,9 @@ public struct SupervisionPlan: Sendable {
     /// How long a stopped worker has between the first stop signal (SIGTERM or SIGINT to the
     /// supervisor, forwarded to the worker's group) and SIGKILL.
     public var graceMilliseconds: Int64
+    /// The `cortex-supervise` options that enforce the worker's limits on this run
+    /// (`LimitEnforcement.supervisorArguments`); empty for none.
+    public var limitArguments: [String] = []
 
     /// A plan; logs keep 10 KiB + 30 KiB, the heartbeat is touched every 5 s, the grace is 10 s.
     public init(
@@ -79,6 +82,7 @@ public struct SupervisionPlan: Sendable {
         }
         if let timeoutMilliseconds { arguments += ["--timeout", String(max(0, timeoutMilliseconds))] }
         if let workingDirectory { arguments += ["--chdir", workingDirectory] }
+        arguments += limitArguments
         arguments += ["--report", reporter]
         for argument in report.dropFirst() { arguments += ["--report-arg", argument] }
         return arguments + ["--"] + self.arguments
@@ -119,12 +123,16 @@ public struct SupervisedExit: Equatable, Sendable {
     /// The first failure to rewrite a log or touch the heartbeat while the worker ran, if any;
     /// supervision went on regardless, so the exit is still known.
     public var writeFailure: String?
+    /// The limit the run reached (its cgroup counted an OOM kill or a refused fork, or it got
+    /// SIGXCPU under RLIMIT_CPU), if any.
+    public var limitReached: WorkerLimit?
 
     /// A result from its parts.
     public init(
         exit: TerminationStatus, timedOut: Bool = false, stopSignal: Signal? = nil, killedAfterGrace: Bool = false,
-        stdout: StreamSummary, stderr: StreamSummary, writeFailure: String? = nil
+        stdout: StreamSummary, stderr: StreamSummary, writeFailure: String? = nil, limitReached: WorkerLimit? = nil
     ) {
+        self.limitReached = limitReached
         self.exit = exit
         self.timedOut = timedOut
         self.stopSignal = stopSignal

@@ -356,7 +356,7 @@ public enum WorkerSupervision {
             .worker(
                 .exited(
                     worker: id, supervisor: me, exit: result.exit, timedOut: result.timedOut,
-                    tokensUsed: tokensUsed(layout, id), evidence: MachineEvidence.observe(store.config))))
+                    tokensUsed: tokensUsed(layout, id), evidence: MachineEvidence.observe(store.config), limit: result.limitReached)))
         for promoted in store.state.workers.toLaunch(by: exited.record.id) {
             _ = try? launch([promoted], layout: layout)
         }
@@ -431,12 +431,17 @@ public enum WorkerSupervision {
         environment["CORTEX_ALLOCATION"] = worker.allocation
         environment["CORTEX_TOKENS"] = worker.spec.tokens.map(String.init)
         let folder = layout.worker(worker.id)
-        return SupervisionPlan(
+        let enforcement = LimitEnforcement.detect(environment: found.request.environment)
+        var plan = SupervisionPlan(
             arguments: found.request.command, environment: environment, workingDirectory: found.request.workingDirectory,
             stdoutLog: folder + "/stdout.log", stderrLog: folder + "/stderr.log", headLimit: Int(worker.spec.logHeadBytes),
             tailLimit: Int(worker.spec.logTailBytes), heartbeatPath: layout.heartbeat(worker.id),
             heartbeatIntervalMilliseconds: heartbeatIntervalMilliseconds(config), timeoutMilliseconds: worker.spec.timeoutMilliseconds,
             graceMilliseconds: worker.spec.graceMilliseconds)
+        plan.limitArguments = try enforcement.supervisorArguments(
+            for: worker.spec,
+            run: LimitEnforcement.runName(worker: worker.id, restarts: worker.restarts, supervisor: POSIX.processID))
+        return plan
     }
 
     /// Tokens the worker reported in `workers/<id>/tokens_used` (a number), if it did.

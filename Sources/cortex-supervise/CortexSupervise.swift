@@ -13,6 +13,7 @@ struct CortexSupervise {
     static func main() {
         let argc = Int(supervisor_argc())
         guard let argv = supervisor_argv() else { exit(70) }
+        if argc > 1, let first = argv[1], strcmp(first, "--apply-limits") == 0 { applyLimitsAndRun(argc, argv) }
         let (parsed, problem) = Options.parse(argc, argv)
         guard let options = parsed else {
             complain(problem)
@@ -50,6 +51,7 @@ struct CortexSupervise {
         if supervision.killedAfterGrace { report.append("--killed-after-grace") }
         if supervision.stopSignal != 0 { report += ["--stop-signal", String(supervision.stopSignal)] }
         if let failure = supervision.writeFailure { report += ["--write-failure", failure] }
+        if let limit = supervision.limitReached { report += ["--limit", limit] }
         replaceWithReport(options, report)
     }
 

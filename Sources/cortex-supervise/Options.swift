@@ -4,7 +4,15 @@ import CSupervisorLibc
 ///
 ///     cortex-supervise --stdout-log F --stderr-log F [--log-head N] [--log-tail N]
 ///         [--heartbeat F --heartbeat-every MS] [--timeout MS] [--grace MS] [--chdir D]
-///         [--environment-fd FD] --report PROGRAM [--report-arg ARG]... -- COMMAND [ARG]...
+///         [--environment-fd FD] [--cgroup DIR]... [--cgroup-set FILE=VALUE]... [--cgroup-try FILE=VALUE]...
+///         [--watch-memory FILE] [--watch-pids FILE] [--rlimit-as BYTES] [--rlimit-cpu SECONDS]
+///         --report PROGRAM [--report-arg ARG]... -- COMMAND [ARG]...
+///
+/// The limit options (docs/decisions/043-enforced-worker-limits.md): each `--cgroup` folder is
+/// made before the run (the worker joins it before its program starts) and removed after it;
+/// `--cgroup-set` writes a limit (a failure stops the start), `--cgroup-try` one that may fail;
+/// `--watch-memory` names the file whose `oom_kill` count and `--watch-pids` the file whose
+/// `max` count tell that the run reached its limit; `--rlimit-*` are set in the worker's process.
 ///
 /// Everything is given by `cortex-spawn`, which replaces itself with this program for as long
 /// as the worker runs; a person never types it.
@@ -21,6 +29,16 @@ struct Options {
     /// A descriptor to read the worker's environment from (NUL-separated `NAME=value` entries);
     /// without it the worker gets this process's environment.
     var environmentFD: Int32?
+    /// Cgroup folders made for the run, joined by the worker, removed after it.
+    var cgroups: [String] = []
+    /// Limits written into them, in order: `FILE=VALUE`, and whether a failure may be ignored.
+    var cgroupWrites: [(entry: String, optional: Bool)] = []
+    /// Files whose `oom_kill` (memory) or `max` (pids) count rising means the limit was reached.
+    var watchMemory: String?
+    var watchPids: String?
+    /// RLIMIT_AS and RLIMIT_CPU for the worker's process.
+    var rlimitAddressSpace: Int64?
+    var rlimitCPUSeconds: Int64?
     /// The program told of the worker's start and end, and the arguments that come first.
     var report: [String] = []
     /// Index in argv of the worker's program (after `--`).
@@ -50,6 +68,14 @@ struct Options {
                 options.report.insert(String(cString: value), at: 0)
             } else if strcmp(name, "--report-arg") == 0 {
                 options.report.append(String(cString: value))
+            } else if strcmp(name, "--cgroup") == 0 {
+                options.cgroups.append(String(cString: value))
+            } else if strcmp(name, "--cgroup-set") == 0 || strcmp(name, "--cgroup-try") == 0 {
+                options.cgroupWrites.append((String(cString: value), strcmp(name, "--cgroup-try") == 0))
+            } else if strcmp(name, "--watch-memory") == 0 {
+                options.watchMemory = String(cString: value)
+            } else if strcmp(name, "--watch-pids") == 0 {
+                options.watchPids = String(cString: value)
             } else {
                 guard let number = parseCount(value) else {
                     return (nil, String(cString: name) + " needs a number, not '" + String(cString: value) + "'")
@@ -66,6 +92,10 @@ struct Options {
                     options.graceMilliseconds = number
                 } else if strcmp(name, "--environment-fd") == 0 {
                     options.environmentFD = Int32(truncatingIfNeeded: number)
+                } else if strcmp(name, "--rlimit-as") == 0 {
+                    options.rlimitAddressSpace = number
+                } else if strcmp(name, "--rlimit-cpu") == 0 {
+                    options.rlimitCPUSeconds = number
                 } else {
                     return (nil, "unknown option " + String(cString: name))
                 }

@@ -50,6 +50,9 @@ final class Supervision {
     var stopping = false
     var killedAfterGrace = false
     var writeFailure: String?
+    /// The cgroups made for this run (removed after it), and the limit it reached, if any.
+    var madeCgroups: [String] = []
+    var limitReached: String?
 
     var timeoutDue: UInt64?
     var killDue: UInt64?
@@ -96,8 +99,19 @@ final class Supervision {
     func start(
         _ command: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>, environment: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>
     ) -> String? {
-        guard let program = resolve(command[0]!, environment: environment) else {
+        guard let resolved = resolve(command[0]!, environment: environment) else {
             return "no program " + String(cString: command[0]!) + " (not a path, and not found in PATH)"
+        }
+        var program = resolved
+        var command = command
+        if hasLimits {
+            if let failure = makeCgroups() { return failure }
+            guard let (me, limited) = limitedCommand(program: resolved, command) else {
+                removeCgroups()
+                return "cannot find this program's own path in /proc/self/exe"
+            }
+            program = me
+            command = limited
         }
         var out: [Int32] = [-1, -1]
         var err: [Int32] = [-1, -1]
@@ -192,7 +206,10 @@ final class Supervision {
     /// SIGKILL to what is left of the group, then reap the worker; takes what its pipes still
     /// hold and writes the logs a last time. Returns how it ended (nil when there is no worker).
     func finish() -> WorkerEnd? {
-        guard pid > 0 else { return nil }
+        guard pid > 0 else {
+            removeCgroups()
+            return nil
+        }
         // Until the worker is reaped its pid cannot be reused, so the group id names only its group.
         kill(-pid, SIGKILL)
         var status: Int32 = 0
@@ -200,10 +217,20 @@ final class Supervision {
             if supervisor_errno() != EINTR { return nil }
         }
         pid = 0
+        readLimitCounts()
+        killCgroupMembers()
         read(&stdout, reads: Supervision.drainReads)
         read(&stderr, reads: Supervision.drainReads)
         writeLogs(now: monotonicNanoseconds())
-        return WorkerEnd(status: status)
+        removeCgroups()
+        let end = WorkerEnd(status: status)
+        // `case .none`, not `== nil`: comparing a String? would pull in Unicode tables.
+        if case .none = limitReached, options.rlimitCPUSeconds != nil, supervisor_wifexited(status) == 0,
+            supervisor_wtermsig(status) == SIGXCPU
+        {
+            limitReached = "cpu"
+        }
+        return end
     }
 
     /// Milliseconds the worker ran.

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -76,5 +77,15 @@ int supervisor_touch(const char *path);
 /// 1 when `directory` is a set-group-ID folder its group may write (a group folder, whose files
 /// are 0660 whatever the umask: docs/decisions/023-shared-folders.md), else 0.
 int supervisor_in_group_folder(const char *directory);
+
+/// setrlimit(RLIMIT_AS) to `bytes` (soft and hard): every allocation past it fails, per process.
+int supervisor_limit_address_space(unsigned long long bytes);
+
+/// setrlimit(RLIMIT_CPU): SIGXCPU after `seconds` of CPU time, SIGKILL one second later.
+int supervisor_limit_cpu_seconds(unsigned long long seconds);
+
+/// Writes `text` to the existing file `path` in one write(2) (a cgroup control file); 0 or -1
+/// with errno set.
+int supervisor_write_text(const char *path, const char *text);
 
 #endif

@@ -17,6 +17,8 @@ public enum Limits {
     public static let maximumSizeBytes: Int64 = 1 << 50
     /// The most CPU a worker may ask for, in thousandths of a core (a million cores).
     public static let maximumCPUMillicores: Int64 = 1_000_000_000
+    /// The most processes a worker may be limited to (`--pids`): Linux's largest pid (PID_MAX_LIMIT).
+    public static let maximumPIDs: Int64 = 4_194_304
     /// The most cores evidence may report.
     public static let maximumCores: Int64 = 1_000_000
     /// The largest count of anything else (fencing tokens, sequence numbers, cores, workers):

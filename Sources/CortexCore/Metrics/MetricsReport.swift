@@ -143,6 +143,13 @@ public struct MetricsReport: Sendable {
             workers.samples.append(Sample(labels: [("status", status.rawValue)], value: Double(workerCounts[status, default: 0])))
         }
         families.append(workers)
+        var limitKills = Family(
+            name: "cortex_worker_limit_kills_total", help: "Worker runs that ended by reaching a limit, by limit.", type: "counter")
+        for limit in WorkerLimit.allCases {
+            limitKills.samples.append(
+                Sample(labels: [("limit", limit.rawValue)], value: Double(totals.limitKills[limit.rawValue, default: 0])))
+        }
+        families.append(limitKills)
 
         let budget = state.budget
         var tokens = Family(name: "cortex_tokens", help: "The token budget now.", type: "gauge")
@@ -179,6 +186,8 @@ public struct MetricsReport: Sendable {
             "window_seconds": .int(Self.windowMilliseconds / 1000),
             "workers": .object([
                 "busy_seconds_total": .double(Double(busyTotal) / 1000), "capacity": .int(capacity),
+                "limit_kills": .object(
+                    WorkerLimit.allCases.map { JSONMember($0.rawValue, .int(totals.limitKills[$0.rawValue, default: 0])) }),
                 "utilisation": .double(utilisation),
             ]),
         ])

@@ -66,6 +66,8 @@ public struct MetricsTotals: Equatable, Sendable {
     public var tenantTokensSpent: [String: Int64] = [:]
     /// The most recent minutes (at most `MetricsState.minuteLimit`), oldest first.
     public var minutes: [MinuteTotals] = []
+    /// Worker runs that ended by reaching a limit, by kind (`WorkerLimit` raw values).
+    public var limitKills: [String: Int64] = [:]
 
     /// Nothing yet.
     public init() {}
@@ -78,6 +80,7 @@ public struct MetricsTotals: Equatable, Sendable {
         for (tenant, spent) in other.tenantTokensSpent {
             tenantTokensSpent[tenant] = tenantTokensSpent[tenant, default: 0].saturatingAdd(spent)
         }
+        for (kind, count) in other.limitKills { limitKills[kind] = limitKills[kind, default: 0].saturatingAdd(count) }
         for totals in other.minutes {
             addToMinute(totals.minute) {
                 $0.busyMilliseconds = $0.busyMilliseconds.saturatingAdd(totals.busyMilliseconds)
@@ -120,15 +123,24 @@ public struct MetricsTotals: Equatable, Sendable {
 
     /// The totals as JSON, keys sorted.
     public var json: JSONValue {
-        .object([
-            "busy_ms": .int(busyMilliseconds),
-            "minutes": .array(
-                minutes.map { .array([.int($0.minute), .int($0.busyMilliseconds), .int($0.tokensSpent)]) }),
-            "tenant_tokens_spent": .object(
-                tenantTokensSpent.sorted { $0.key < $1.key }.map { JSONMember($0.key, .int($0.value)) }),
-            "tokens_spent": .int(tokensSpent),
-            "types": .object(types.sorted { $0.key < $1.key }.map { JSONMember($0.key, $0.value.json) }),
-        ])
+        var members: [JSONMember] = [
+            JSONMember("busy_ms", .int(busyMilliseconds)),
+            JSONMember(
+                "minutes",
+                .array(minutes.map { .array([.int($0.minute), .int($0.busyMilliseconds), .int($0.tokensSpent)]) })),
+            JSONMember(
+                "tenant_tokens_spent",
+                .object(tenantTokensSpent.sorted { $0.key < $1.key }.map { JSONMember($0.key, .int($0.value)) })),
+            JSONMember("tokens_spent", .int(tokensSpent)),
+            JSONMember("types", .object(types.sorted { $0.key < $1.key }.map { JSONMember($0.key, $0.value.json) })),
+        ]
+        // Only once a run reached a limit, so snapshots without any stay as they were.
+        if !limitKills.isEmpty {
+            members.insert(
+                JSONMember("limit_kills", .object(limitKills.sorted { $0.key < $1.key }.map { JSONMember($0.key, .int($0.value)) })),
+                at: 1)
+        }
+        return .object(members)
     }
 
     /// Reads `json`; nil when it is malformed.
@@ -144,6 +156,10 @@ public struct MetricsTotals: Equatable, Sendable {
         }
         for member in json["tenant_tokens_spent"]?.objectMembers ?? [] {
             tenantTokensSpent[member.key] = member.value.intValue ?? 0
+        }
+        for member in json["limit_kills"]?.objectMembers ?? [] {
+            guard WorkerLimit(rawValue: member.key) != nil, let count = member.value.intValue, count >= 0 else { return nil }
+            limitKills[member.key] = count
         }
         for member in json["types"]?.objectMembers ?? [] {
             guard let metrics = TypeMetrics(json: member.value) else { return nil }
@@ -235,6 +251,11 @@ public struct MetricsState: Equatable, Sendable {
     }
 
     /// Counts `tokens` spent at `time`, against `tenant` if any.
+    /// Counts a worker run that ended by reaching `limit`.
+    mutating func countLimitKill(_ limit: WorkerLimit) {
+        delta.limitKills[limit.rawValue] = delta.limitKills[limit.rawValue, default: 0].saturatingAdd(1)
+    }
+
     mutating func spend(_ tokens: Int64, tenant: String?, at time: Int64) {
         delta.tokensSpent = delta.tokensSpent.saturatingAdd(tokens)
         if let tenant { delta.tenantTokensSpent[tenant] = delta.tenantTokensSpent[tenant, default: 0].saturatingAdd(tokens) }

@@ -7,9 +7,10 @@ public enum WorkerEvent: Equatable, Sendable {
     /// `worker.started`: the supervisor started the worker's process.
     case started(worker: String, supervisor: ProcessIdentity, process: ProcessIdentity)
     /// `worker.exited`: the worker's process ended; the fold decides whether it restarts.
+    /// `limit` is the limit the run reached, if any (docs/decisions/043-enforced-worker-limits.md).
     case exited(
         worker: String, supervisor: ProcessIdentity, exit: TerminationStatus, timedOut: Bool, tokensUsed: Int64?,
-        evidence: MachineEvidence)
+        evidence: MachineEvidence, limit: WorkerLimit? = nil)
     /// `worker.stop`: drain the worker (or drop it from the spawn queue).
     case stop(worker: String)
     /// `worker.promote`: start queued workers that fit now (the reaper, after losses).
@@ -48,9 +49,10 @@ public enum WorkerEvent: Equatable, Sendable {
         case .supervise(let worker, let supervisor): .object(["supervisor": supervisor.json, "worker": .string(worker)])
         case .started(let worker, let supervisor, let process):
             .object(["process": process.json, "supervisor": supervisor.json, "worker": .string(worker)])
-        case .exited(let worker, let supervisor, let exit, let timedOut, let tokensUsed, let evidence):
+        case .exited(let worker, let supervisor, let exit, let timedOut, let tokensUsed, let evidence, let limit):
             .object([
-                "evidence": evidence.json, "exit": exit.json, "supervisor": supervisor.json, "timed_out": .bool(timedOut),
+                "evidence": evidence.json, "exit": exit.json, "limit": .optional(limit?.rawValue), "supervisor": supervisor.json,
+                "timed_out": .bool(timedOut),
                 "tokens_used": .optional(tokensUsed), "worker": .string(worker),
             ])
         case .stop(let worker): .object(["worker": .string(worker)])
@@ -100,10 +102,17 @@ public enum WorkerEvent: Equatable, Sendable {
             guard let json = data["exit"], let exit = TerminationStatus(json: json) else {
                 throw EventDecodingError("worker.exited: 'exit' must be {exit_code} or {signal}")
             }
+            var limit: WorkerLimit?
+            if let raw = data["limit"], raw != .null {
+                guard let kind = raw.stringValue.flatMap(WorkerLimit.init(rawValue:)) else {
+                    throw EventDecodingError("worker.exited: 'limit' must be memory, pids or cpu")
+                }
+                limit = kind
+            }
             return .exited(
                 worker: try worker(), supervisor: try identity("supervisor"), exit: exit,
                 timedOut: data["timed_out"]?.boolValue ?? false, tokensUsed: try tokensUsed(),
-                evidence: try evidence())
+                evidence: try evidence(), limit: limit)
         case "worker.stop": return .stop(worker: try worker())
         case "worker.promote": return .promote(evidence: try evidence())
         case "worker.replace": return .replace(worker: try worker(), evidence: try evidence())
@@ -136,7 +145,7 @@ extension WorkerSpec {
         .object([
             "command": .array(command.map { .string($0) }), "cpu_millicores": .optional(cpuMillicores),
             "grace_ms": .int(graceMilliseconds), "log_head_bytes": .int(logHeadBytes), "log_tail_bytes": .int(logTailBytes),
-            "memory_bytes": .optional(memoryBytes), "path": .optional(path), "pool": .optional(pool),
+            "memory_bytes": .optional(memoryBytes), "path": .optional(path), "pids": .optional(pids), "pool": .optional(pool),
             "request": .optional(request),
             "restart": .string(restart.rawValue),
             "task": .optional(task), "tenant": .optional(tenant), "timeout_ms": .optional(timeoutMilliseconds),
@@ -174,6 +183,10 @@ extension WorkerSpec {
             logTailBytes: count("log_tail_bytes", atMost: size) ?? 30 * 1024,
             workingDirectory: json["workdir"]?.stringValue, path: json["path"]?.stringValue,
             request: json["request"]?.stringValue, pool: json["pool"]?.stringValue)
+        if let raw = json["pids"], raw != .null {
+            guard let value = raw.intValue, value >= 1, value <= Limits.maximumPIDs else { return nil }
+            pids = value
+        }
         if let raw = json["host"], raw != .null {
             guard let host = raw.stringValue, EtcdSettings.isValidName(host) else { return nil }
             self.host = host

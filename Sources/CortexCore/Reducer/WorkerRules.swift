@@ -26,11 +26,13 @@ enum WorkerRules {
             worker.startedMilliseconds = time
             state.workers.live[id] = worker
             return .workerStarted(worker: id)
-        case .exited(let id, let supervisor, let exit, let timedOut, let tokensUsed, let evidence):
+        case .exited(let id, let supervisor, let exit, let timedOut, let tokensUsed, let evidence, let limit):
             guard var worker = state.workers.live[id] else { return unknown(id, before: position, state.workers) }
             guard worker.supervisor == supervisor else { return .refused("\(id) is not supervised by pid \(supervisor.pid)") }
             worker.lastExit = exit
             worker.timedOut = timedOut
+            worker.limitReached = limit
+            if let limit { state.metrics.countLimitKill(limit) }
             worker.process = nil
             // The run has ended (restarted or not): what it reserved and did not release goes with it.
             releaseRunAllocations(of: worker, in: &state)

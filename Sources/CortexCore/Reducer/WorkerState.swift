@@ -25,6 +25,34 @@ public enum RestartPolicy: String, CaseIterable, Sendable {
     }
 }
 
+/// A limit a worker run can reach (docs/decisions/043-enforced-worker-limits.md); recorded in
+/// its `worker.exited` record as `limit`.
+public enum WorkerLimit: String, CaseIterable, Sendable {
+    /// Its memory limit (`--memory`): the kernel killed a process of its tree for it.
+    case memory
+    /// Its process limit (`--pids`): a fork of its tree was refused.
+    case pids
+    /// Its CPU time limit (`--cpu` with `--timeout`, where only rlimits enforce it): SIGXCPU.
+    case cpu
+
+    /// The reason in words, with the limit `spec` asked for (`memory limit 64M reached`).
+    public func reason(_ spec: WorkerSpec) -> String {
+        switch self {
+        case .memory: "memory limit \(spec.memoryBytes.map(WorkerLimit.size) ?? "?") reached"
+        case .pids: "pids limit \(spec.pids.map(String.init) ?? "?") reached"
+        case .cpu: "cpu time limit reached"
+        }
+    }
+
+    /// Bytes as the largest whole unit (K, M, G, T) that divides them, else bytes.
+    public static func size(_ bytes: Int64) -> String {
+        for (unit, shift) in [("T", 40), ("G", 30), ("M", 20), ("K", 10)] where bytes >= Int64(1) << shift {
+            if bytes % (Int64(1) << shift) == 0 { return "\(bytes >> shift)\(unit)" }
+        }
+        return "\(bytes)"
+    }
+}
+
 /// What `cortex-spawn` asks for: the command and everything the feasibility check and the
 /// supervisor need. Stored in the journal, so any process can start the worker later.
 public struct WorkerSpec: Equatable, Sendable {
@@ -40,8 +68,11 @@ public struct WorkerSpec: Equatable, Sendable {
     public var tenant: String?
     /// CPU it needs, in thousandths of a core.
     public var cpuMillicores: Int64?
-    /// Memory it needs, in bytes (checked against `MemAvailable`).
+    /// Memory it needs, in bytes (checked against `MemAvailable`), and the most its process tree
+    /// may use (docs/decisions/043-enforced-worker-limits.md).
     public var memoryBytes: Int64?
+    /// The most processes its process tree may hold at once (`--pids`), or nil for no limit.
+    public var pids: Int64?
     /// How long it may run before SIGTERM to its group.
     public var timeoutMilliseconds: Int64?
     /// Between SIGTERM and SIGKILL.
@@ -195,6 +226,8 @@ public struct WorkerEntry: Equatable, Sendable {
     public var lastExit: TerminationStatus?
     /// Whether its last process was killed for running past its timeout.
     public var timedOut = false
+    /// The limit its last run reached (docs/decisions/043-enforced-worker-limits.md), if any.
+    public var limitReached: WorkerLimit?
     /// When it reached a final status.
     public var endedMilliseconds: Int64?
     /// Why it was declared lost.

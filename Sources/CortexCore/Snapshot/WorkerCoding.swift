@@ -5,7 +5,8 @@ extension WorkerEntry {
         .object([
             "allocation": .optional(allocation), "end_record": .optional(endRecord), "ended_ms": .optional(endedMilliseconds),
             "id": .string(id),
-            "last_exit": lastExit?.json ?? .null, "launch_record": .optional(launchRecord), "lost_reason": .optional(lostReason),
+            "last_exit": lastExit?.json ?? .null, "launch_record": .optional(launchRecord),
+            "limit_reached": .optional(limitReached?.rawValue), "lost_reason": .optional(lostReason),
             "process": process?.json ?? .null, "queued_reason": .optional(queuedReason),
             "requested_ms": .int(requestedMilliseconds), "restarts": .int(restarts), "spec": spec.json,
             "started_ms": .optional(startedMilliseconds), "status": .string(status.rawValue),
@@ -31,6 +32,7 @@ extension WorkerEntry {
         self.restarts = restarts
         lastExit = json["last_exit"].flatMap(TerminationStatus.init(json:))
         timedOut = json["timed_out"]?.boolValue ?? false
+        limitReached = json["limit_reached"]?.stringValue.flatMap(WorkerLimit.init(rawValue:))
         endedMilliseconds = ended
         lostReason = json["lost_reason"]?.stringValue
         endRecord = json["end_record"]?.stringValue

@@ -69,6 +69,10 @@ extension POSIX {
     /// `write(2)`). The corresponding C function is `exit`.
     public static func exit(_ code: Int32) -> Never { Glibc.exit(code) }
 
+    /// True when the caller may write `path` (for a folder: make and remove entries in it).
+    /// The corresponding C function is `access(W_OK)`.
+    public static func canWrite(_ path: String) -> Bool { access(path, W_OK) == 0 }
+
     /// True when the caller may execute `path`. The corresponding C function is `access(X_OK)`.
     public static func canExecute(_ path: String) -> Bool { access(path, X_OK) == 0 }
 
