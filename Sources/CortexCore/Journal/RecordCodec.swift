@@ -3,7 +3,9 @@
 /// A line is `{"cortex":1,"id":…,"at_ms":…,"kind":…,"data":{…},"crc":"xxxxxxxx"}` and a newline.
 /// The checksum is the CRC-32C of every byte before `,"crc":`, so it is checked on raw bytes
 /// before any JSON is parsed. JSON escapes newlines inside strings, so a raw newline only
-/// ever ends a line.
+/// ever ends a line. A signed line (docs/decisions/044-signed-journal.md) carries
+/// `,"signer":"KEY","sig":"HEX"` between `data` and `crc`; the signature covers every byte
+/// before `,"signer":`, and the checksum still covers every byte before `,"crc":`.
 public enum RecordCodec {
     /// The journal format version written in the `cortex` field.
     public static let formatVersion = 1
@@ -15,9 +17,12 @@ public enum RecordCodec {
     /// `,"crc":"` + 8 hex digits + `"}`.
     private static let checksumSuffixLength = 18
 
-    /// The line for `record`, newline included.
+    private static let signerMarker: [UInt8] = Array(#","signer":""#.utf8)
+    private static let signatureMarker: [UInt8] = Array(#"","sig":""#.utf8)
+
+    /// The line for `record`, newline included, signed by `signer` when one is given.
     /// - Throws: `CortexError.badInput` when the line would exceed `maximumLineBytes`.
-    public static func encode(_ record: Record) throws(CortexError) -> [UInt8] {
+    public static func encode(_ record: Record, signer: (any RecordSigner)? = nil) throws(CortexError) -> [UInt8] {
         var line: [UInt8] = []
         line.reserveCapacity(256)
         line.append(contentsOf: recordPrefix)
@@ -29,6 +34,18 @@ public enum RecordCodec {
         JSONValue.writeString(record.kind, into: &line)
         line.append(contentsOf: #","data":"#.utf8)
         line.append(contentsOf: record.data.serialized())
+        if let signer {
+            let signature = signer.signature(of: line)
+            line.append(contentsOf: signerMarker)
+            line.append(contentsOf: signer.keyFingerprint.utf8)
+            line.append(contentsOf: signatureMarker)
+            let hex = Array("0123456789abcdef".utf8)
+            for byte in signature {
+                line.append(hex[Int(byte >> 4)])
+                line.append(hex[Int(byte & 0xF)])
+            }
+            line.append(UInt8(ascii: "\""))
+        }
         let crc = CRC32C.checksum(line)
         line.append(contentsOf: checksumMarker)
         appendHex(crc, to: &line)
@@ -88,6 +105,50 @@ public enum RecordCodec {
             let kind = value["kind"]?.stringValue, let data = value["data"]
         else { return .invalid(reason: "record without id, at_ms, kind or data") }
         return .record(Record(id: id, timeMilliseconds: time, kind: kind, data: data), skippedPrefixBytes: 0)
+    }
+
+    /// The signature part of `line` (one whole record, without its newline, whose checksum
+    /// `decode` accepted), or nil when it carries none. Read backwards from `,"crc":`, so nothing
+    /// inside `data` can pass for it: the key and the signature hold no quote.
+    public static func signature(ofLine line: UnsafeBufferPointer<UInt8>) -> LineSignature? {
+        let markerStart = line.count - checksumSuffixLength
+        guard markerStart > 0, line[markerStart - 1] == UInt8(ascii: "\"") else { return nil }
+        // `"sig":"HEX"`: the hex runs back to the opening quote.
+        var hexStart = markerStart - 1
+        while hexStart > 0, line[hexStart - 1] != UInt8(ascii: "\"") { hexStart -= 1 }
+        let sigMarkerStart = hexStart - signatureMarker.count
+        guard sigMarkerStart > 0, startsWith(line, signatureMarker, at: sigMarkerStart) else { return nil }
+        var keyStart = sigMarkerStart
+        while keyStart > 0, line[keyStart - 1] != UInt8(ascii: "\"") { keyStart -= 1 }
+        let signerStart = keyStart - signerMarker.count
+        guard signerStart > 0, startsWith(line, signerMarker, at: signerStart) else { return nil }
+        let key = String(decoding: UnsafeBufferPointer(rebasing: line[keyStart..<sigMarkerStart]), as: UTF8.self)
+        var signature: [UInt8]? = []
+        let hexCount = markerStart - 1 - hexStart
+        if hexCount % 2 != 0 || hexCount > 1024 { signature = nil }
+        var index = hexStart
+        while signature != nil, index + 1 < markerStart {
+            guard let high = hexDigit(line[index]), let low = hexDigit(line[index + 1]) else {
+                signature = nil
+                break
+            }
+            signature?.append(high << 4 | low)
+            index += 2
+        }
+        return LineSignature(signedLength: signerStart, keyFingerprint: key, signature: signature)
+    }
+
+    /// `signature(ofLine:)` for a line given as an array.
+    public static func signature(ofLine line: [UInt8]) -> LineSignature? {
+        line.withUnsafeBufferPointer { signature(ofLine: $0) }
+    }
+
+    private static func hexDigit(_ byte: UInt8) -> UInt8? {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
+        default: nil
+        }
     }
 
     private static func startsWith(_ line: UnsafeBufferPointer<UInt8>, _ prefix: [UInt8], at index: Int) -> Bool {

@@ -1,0 +1,138 @@
+import COpenSSL
+import CortexCore
+
+/// An Ed25519 key that signs journal lines (docs/decisions/044-signed-journal.md), through the
+/// system OpenSSL the etcd backend already links. The key is loaded once per process
+/// (`SigningKeyFile.currentUser()`); signing a line takes tens of microseconds.
+public final class SigningKey: RecordSigner, @unchecked Sendable {
+    /// OpenSSL's key: only read once made, and OpenSSL's signing with a shared key is thread-safe.
+    private let key: OpaquePointer
+    /// The raw 32-byte public key.
+    public let publicKey: [UInt8]
+    /// `SigningKey.fingerprint(of: publicKey)`.
+    public let keyFingerprint: String
+
+    /// The key whose 32-byte private seed is `seed`, or nil when OpenSSL refuses it.
+    public init?(seed: [UInt8]) {
+        guard seed.count == 32,
+            let key = seed.withUnsafeBufferPointer({ EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, nil, $0.baseAddress, 32) })
+        else { return nil }
+        var publicKey = [UInt8](repeating: 0, count: 32)
+        var length = 32
+        guard EVP_PKEY_get_raw_public_key(key, &publicKey, &length) == 1, length == 32 else {
+            EVP_PKEY_free(key)
+            return nil
+        }
+        self.key = key
+        self.publicKey = publicKey
+        self.keyFingerprint = SigningKey.fingerprint(of: publicKey)
+    }
+
+    deinit { EVP_PKEY_free(key) }
+
+    /// The signature (64 bytes) of `message`.
+    public func signature(of message: [UInt8]) -> [UInt8] {
+        guard let context = EVP_MD_CTX_new() else { return [] }
+        defer { EVP_MD_CTX_free(context) }
+        var signature = [UInt8](repeating: 0, count: 64)
+        var length = 64
+        guard EVP_DigestSignInit(context, nil, nil, nil, key) == 1,
+            message.withUnsafeBufferPointer({ EVP_DigestSign(context, &signature, &length, $0.baseAddress, $0.count) }) == 1
+        else { return [] }
+        return Array(signature[..<length])
+    }
+
+    /// True when `signature` is `publicKey`'s (32 raw bytes) signature of `message`.
+    public static func verify(
+        publicKey: [UInt8], signature: [UInt8], message: UnsafeBufferPointer<UInt8>
+    ) -> Bool {
+        guard publicKey.count == 32, signature.count == 64,
+            let key = publicKey.withUnsafeBufferPointer({ EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, nil, $0.baseAddress, 32) })
+        else { return false }
+        defer { EVP_PKEY_free(key) }
+        guard let context = EVP_MD_CTX_new() else { return false }
+        defer { EVP_MD_CTX_free(context) }
+        guard EVP_DigestVerifyInit(context, nil, nil, nil, key) == 1 else { return false }
+        return signature.withUnsafeBufferPointer { EVP_DigestVerify(context, $0.baseAddress, 64, message.baseAddress, message.count) } == 1
+    }
+
+    /// A key's fingerprint: the first 16 bytes of the SHA-256 of its raw public key, in hex.
+    public static func fingerprint(of publicKey: [UInt8]) -> String {
+        String(Hex.encode(SHA256Digest.of(publicKey).prefix(16)))
+    }
+}
+
+/// SHA-256, fed piece by piece (the seal chain: docs/journal-format.md).
+public final class SHA256Digest {
+    private let context: OpaquePointer?
+
+    /// A digest with nothing fed yet.
+    public init() {
+        context = EVP_MD_CTX_new()
+        if let context { EVP_DigestInit_ex(context, EVP_sha256(), nil) }
+    }
+
+    deinit { EVP_MD_CTX_free(context) }
+
+    /// Feeds `bytes`.
+    public func update(_ bytes: UnsafeRawBufferPointer) {
+        guard let context, bytes.count > 0 else { return }
+        EVP_DigestUpdate(context, bytes.baseAddress, bytes.count)
+    }
+
+    /// Feeds `bytes`.
+    public func update(_ bytes: [UInt8]) { bytes.withUnsafeBytes { update($0) } }
+
+    /// The 32-byte digest of everything fed.
+    public func finish() -> [UInt8] {
+        var digest = [UInt8](repeating: 0, count: 32)
+        var length: UInt32 = 32
+        guard let context else { return digest }
+        EVP_DigestFinal_ex(context, &digest, &length)
+        return digest
+    }
+
+    /// The SHA-256 of `bytes`.
+    public static func of(_ bytes: [UInt8]) -> [UInt8] {
+        let digest = SHA256Digest()
+        digest.update(bytes)
+        return digest.finish()
+    }
+}
+
+/// Lowercase hex.
+public enum Hex {
+    /// `bytes` as lowercase hex.
+    public static func encode(_ bytes: some Sequence<UInt8>) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        var text: [UInt8] = []
+        for byte in bytes {
+            text.append(digits[Int(byte >> 4)])
+            text.append(digits[Int(byte & 0xF)])
+        }
+        return String(decoding: text, as: UTF8.self)
+    }
+
+    /// The bytes `text` spells in hex (either case), or nil when it is not hex.
+    public static func decode(_ text: some StringProtocol) -> [UInt8]? {
+        let utf8 = Array(text.utf8)
+        guard utf8.count % 2 == 0 else { return nil }
+        func digit(_ byte: UInt8) -> UInt8? {
+            switch byte {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
+            default: nil
+            }
+        }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(utf8.count / 2)
+        var index = 0
+        while index < utf8.count {
+            guard let high = digit(utf8[index]), let low = digit(utf8[index + 1]) else { return nil }
+            bytes.append(high << 4 | low)
+            index += 2
+        }
+        return bytes
+    }
+}
