@@ -100,7 +100,17 @@ public enum RecordCodec {
         let computed = CRC32C.checksum(UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: line[..<markerStart])))
         guard stored == computed else { return .invalid(reason: "checksum mismatch") }
         let value: JSONValue
-        do { value = try JSONValue.parse(line) } catch { return .invalid(reason: "malformed JSON: \(error)") }
+        do {
+            if let signed = locateSignature(line) {
+                // The fold never needs the signature: only the record's own bytes are parsed
+                // (`{…,"data":{…}` and its closing brace), so signing costs a fold nothing.
+                var record = Array(UnsafeBufferPointer(rebasing: line[..<signed.signedLength]))
+                record.append(UInt8(ascii: "}"))
+                value = try JSONValue.parse(record)
+            } else {
+                value = try JSONValue.parse(line)
+            }
+        } catch { return .invalid(reason: "malformed JSON: \(error)") }
         guard let id = value["id"]?.stringValue, let time = value["at_ms"]?.intValue,
             let kind = value["kind"]?.stringValue, let data = value["data"]
         else { return .invalid(reason: "record without id, at_ms, kind or data") }
@@ -111,6 +121,23 @@ public enum RecordCodec {
     /// `decode` accepted), or nil when it carries none. Read backwards from `,"crc":`, so nothing
     /// inside `data` can pass for it: the key and the signature hold no quote.
     public static func signature(ofLine line: UnsafeBufferPointer<UInt8>) -> LineSignature? {
+        guard let found = locateSignature(line) else { return nil }
+        let key = String(decoding: UnsafeBufferPointer(rebasing: line[found.key]), as: UTF8.self)
+        var signature: [UInt8]? = []
+        let hex = found.signature
+        if hex.count % 2 != 0 || hex.count > 1024 { signature = nil }
+        var index = hex.lowerBound
+        while signature != nil, index + 1 < hex.upperBound, let high = hexDigit(line[index]), let low = hexDigit(line[index + 1]) {
+            signature?.append(high << 4 | low)
+            index += 2
+        }
+        return LineSignature(signedLength: found.signedLength, keyFingerprint: key, signature: signature)
+    }
+
+    /// Where the signature part of `line` lies: the signed length, the key's and the hex
+    /// signature's byte ranges; nil when there is none.
+    private static func locateSignature(_ line: UnsafeBufferPointer<UInt8>) -> (signedLength: Int, key: Range<Int>, signature: Range<Int>)?
+    {
         let markerStart = line.count - checksumSuffixLength
         guard markerStart > 0, line[markerStart - 1] == UInt8(ascii: "\"") else { return nil }
         // `"sig":"HEX"`: the hex runs back to the opening quote.
@@ -122,20 +149,10 @@ public enum RecordCodec {
         while keyStart > 0, line[keyStart - 1] != UInt8(ascii: "\"") { keyStart -= 1 }
         let signerStart = keyStart - signerMarker.count
         guard signerStart > 0, startsWith(line, signerMarker, at: signerStart) else { return nil }
-        let key = String(decoding: UnsafeBufferPointer(rebasing: line[keyStart..<sigMarkerStart]), as: UTF8.self)
-        var signature: [UInt8]? = []
-        let hexCount = markerStart - 1 - hexStart
-        if hexCount % 2 != 0 || hexCount > 1024 { signature = nil }
-        var index = hexStart
-        while signature != nil, index + 1 < markerStart {
-            guard let high = hexDigit(line[index]), let low = hexDigit(line[index + 1]) else {
-                signature = nil
-                break
-            }
-            signature?.append(high << 4 | low)
-            index += 2
-        }
-        return LineSignature(signedLength: signerStart, keyFingerprint: key, signature: signature)
+        // Lowercase hex only: then the line parses whole exactly when its record part does.
+        for index in keyStart..<sigMarkerStart where hexDigit(line[index]) == nil { return nil }
+        for index in hexStart..<(markerStart - 1) where hexDigit(line[index]) == nil { return nil }
+        return (signerStart, keyStart..<sigMarkerStart, hexStart..<(markerStart - 1))
     }
 
     /// `signature(ofLine:)` for a line given as an array.

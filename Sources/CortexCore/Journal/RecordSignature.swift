@@ -14,7 +14,7 @@ public struct LineSignature: Equatable, Sendable {
     public var signedLength: Int
     /// The signer's key fingerprint, as written.
     public var keyFingerprint: String
-    /// The signature's bytes (decoded from hex); nil when the hex is malformed.
+    /// The signature's bytes (decoded from hex); nil when it is of odd length or over 512 bytes.
     public var signature: [UInt8]?
 }
 

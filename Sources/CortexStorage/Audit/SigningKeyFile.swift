@@ -23,20 +23,25 @@ public enum SigningKeyFile {
         if let key = cache.withLock({ $0[uid] }) { return key }
         var variables: [String: String] = [:]
         for name in ["XDG_CONFIG_HOME", "HOME"] { variables[name] = POSIX.environmentValue(name) }
-        for folder in candidateFolders(environment: variables, uid: uid) {
-            guard let key = try? loadOrCreate(in: folder, uid: uid) else { continue }
-            cache.withLock { $0[uid] = key }
-            return key
+        var tried: [String] = []
+        // /etc/passwd is read only when the environment names no usable place.
+        for withPasswd in [false, true] {
+            for folder in candidateFolders(environment: variables, uid: uid, passwd: withPasswd) where !tried.contains(folder) {
+                tried.append(folder)
+                guard let key = try? loadOrCreate(in: folder, uid: uid) else { continue }
+                cache.withLock { $0[uid] = key }
+                return key
+            }
         }
         return nil
     }
 
-    /// The folders tried, in order.
-    public static func candidateFolders(environment: [String: String], uid: uid_t) -> [String] {
+    /// The folders tried, in order (the passwd home's last, and only with `passwd`).
+    public static func candidateFolders(environment: [String: String], uid: uid_t, passwd: Bool = true) -> [String] {
         var bases: [String] = []
         if let config = environment["XDG_CONFIG_HOME"], config.hasPrefix("/") { bases.append(config) }
         if let home = environment["HOME"], home.hasPrefix("/") { bases.append(home + "/.config") }
-        if let home = UserDatabase.system.homeDirectory(uid: uid), home.hasPrefix("/") { bases.append(home + "/.config") }
+        if passwd, let home = UserDatabase.system.homeDirectory(uid: uid), home.hasPrefix("/") { bases.append(home + "/.config") }
         var seen: Set<String> = []
         return bases.filter { seen.insert($0).inserted }.map { $0 + "/cortex" }
     }
