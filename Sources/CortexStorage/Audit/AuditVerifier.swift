@@ -53,23 +53,50 @@ public enum AuditVerifier {
         public var head: (segment: Int, digest: String)?
         /// Segments whose bytes are gone (archive purged): the chain is checked from after them.
         public var purged: [Int] = []
+        /// Where a later check of what is sealed after this one starts (past the last sealed segment read).
+        public var next = Start.beginning
 
         /// True when nothing is wrong.
         public var isClean: Bool { problems.isEmpty && unattributed.isEmpty }
     }
 
-    /// Reads the whole journal of `layout` and checks it. `visit` gets every live record in
-    /// journal order with its position and the owner of its key when its signature holds (nil
-    /// when it is unsigned or could not be verified).
+    /// Where a check starts: the segment, the chain its seal must carry (nil: unknown, not
+    /// checked), and whether the audited era has started before it.
+    public struct Start: Equatable, Sendable {
+        /// The first segment to read.
+        public var segment: Int
+        /// What that segment's seal must carry as `chain`.
+        public var chain: String?
+        /// True when an `audit.start` record lies before `segment`.
+        public var inEra: Bool
+
+        /// The journal's beginning.
+        public static let beginning = Start(segment: 1, chain: Hex.encode(SHA256Digest.of([])), inEra: false)
+
+        /// A start with every field given.
+        public init(segment: Int, chain: String?, inEra: Bool) {
+            self.segment = segment
+            self.chain = chain
+            self.inEra = inEra
+        }
+    }
+
+    /// Reads the journal of `layout` from `start` and checks it. `visit` gets every live record
+    /// in journal order with its position and the owner of its key when its signature holds (nil
+    /// when it is unsigned or could not be verified). With `sealedOnly`, only segments that
+    /// already have a successor are read (the reaper's incremental check); `Report.next` says
+    /// where the next check starts.
     public static func verify(
-        _ journal: FileJournal, layout: CoordinationLayout, visit: ((Record, JournalPosition, KeyOwner?) -> Void)? = nil
+        _ journal: FileJournal, layout: CoordinationLayout, from start: Start = .beginning, sealedOnly: Bool = false,
+        visit: ((Record, JournalPosition, KeyOwner?) -> Void)? = nil
     ) throws(CortexError) -> Report {
         var report = Report()
+        report.next = start
         var owners: [String: KeyOwner?] = [:]
         var unattributedIndex: [String: Int] = [:]
-        var inEra = false
+        var inEra = start.inEra
         // The digest of the previous segment through its first seal: what this segment's seal carries.
-        var expectedChain: String? = Hex.encode(SHA256Digest.of([]))
+        var expectedChain: String? = start.chain
         func unattributed(_ key: String, at position: JournalPosition) {
             if let index = unattributedIndex[key] {
                 report.unattributed[index].records += 1
@@ -78,8 +105,9 @@ public enum AuditVerifier {
                 report.unattributed.append(Unattributed(key: key, records: 1, first: position))
             }
         }
-        var segment = 1
+        var segment = start.segment
         while true {
+            if sealedOnly, try !journal.segmentExists(segment + 1) { break }
             let opened = try journal.openForReading(segment: segment)
             if case .missing = opened { break }
             if case .open(let fd, _, _) = opened { POSIX.close(fd) }
@@ -156,6 +184,7 @@ public enum AuditVerifier {
             report.head = (segment, digest)
             expectedChain = digest
             segment += 1
+            report.next = Start(segment: segment, chain: digest, inEra: inEra)
         }
         report.problems.sort { $0.position < $1.position }
         return report
