@@ -12,10 +12,36 @@ import Glibc
 extension FileJournal {
     /// What the seal ending `segment` carries as `chain`, or nil when segment `segment - 1` cannot
     /// be read whole (missing, purged from the archive) or has no seal.
+    /// The segment is read in 1 MiB pieces (a writer that rotates never holds a whole segment).
     public func chain(forSealEnding segment: Int) throws(CortexError) -> String? {
         guard segment > 1 else { return Hex.encode(SHA256Digest.of([])) }
-        guard let bytes = try sealedBytes(ofSegment: segment - 1) else { return nil }
-        return Hex.encode(SHA256Digest.of(bytes))
+        guard case .open(let fd, let path, _) = try openForReading(segment: segment - 1) else { return nil }
+        defer { POSIX.close(fd) }
+        let digest = SHA256Digest()
+        var offset: Int64 = 0
+        // The start of a line the last piece ended in; `tooLong` once it is past any record's length.
+        var pending: [UInt8] = []
+        var tooLong = false
+        while true {
+            let piece = try withPath("read", path) { () throws(Errno) in try POSIX.read(fd, at: offset, count: 1 << 20) }
+            if piece.isEmpty { return nil }
+            offset += Int64(piece.count)
+            var start = 0
+            while let newline = piece[start...].firstIndex(of: 0x0A) {
+                let line = pending + piece[start..<newline]
+                digest.update(line + [0x0A])
+                if !tooLong, SealChain.isSeal(line) { return Hex.encode(digest.finish()) }
+                pending = []
+                tooLong = false
+                start = newline + 1
+            }
+            pending += piece[start...]
+            if pending.count > RecordCodec.maximumLineBytes {
+                digest.update(pending)
+                pending = []
+                tooLong = true
+            }
+        }
     }
 
     /// Segment `segment`'s bytes (its archived copy's, behind a tombstone) from its start through
@@ -53,14 +79,18 @@ public enum SealChain {
         var start = 0
         while start < bytes.count {
             guard let newline = bytes[start...].firstIndex(of: 0x0A) else { return nil }
-            if contains(bytes, sealKindBytes, from: start, to: newline),
-                case .record(let record, _) = RecordCodec.decode(Array(bytes[start..<newline])), record.isSeal
-            {
-                return newline + 1
-            }
+            if contains(bytes, sealKindBytes, from: start, to: newline), isSeal(Array(bytes[start..<newline])) { return newline + 1 }
             start = newline + 1
         }
         return nil
+    }
+
+    /// True when `line` (without its newline) holds a whole seal record, after a torn fragment or not.
+    public static func isSeal(_ line: [UInt8]) -> Bool {
+        guard contains(line, sealKindBytes, from: 0, to: line.count), case .record(let record, _) = RecordCodec.decode(line) else {
+            return false
+        }
+        return record.isSeal
     }
 
     private static func contains(_ bytes: [UInt8], _ needle: [UInt8], from start: Int, to end: Int) -> Bool {
