@@ -131,5 +131,9 @@ import Testing
         // The places tried: XDG_CONFIG_HOME, then HOME's .config.
         let places = SigningKeyFile.candidateFolders(environment: ["XDG_CONFIG_HOME": "/x", "HOME": "/h"], uid: 4_242_424)
         #expect(Array(places.prefix(2)) == ["/x/cortex", "/h/.config/cortex"])
+        // Without HOME (a static tool, a worker): the home /etc/passwd gives the user.
+        if let home = UserDatabase.system.homeDirectory(uid: 0) {
+            #expect(SigningKeyFile.candidateFolders(environment: [:], uid: 0) == [home + "/.config/cortex"])
+        }
     }
 }

@@ -228,6 +228,11 @@ import Testing
         let progress = try String(contentsOfFile: folder.dir + "/audit/verified", encoding: .utf8)
         let checked = try #require(JSONValue.parse(progress)["segment"]?.intValue, "\(progress)")
         #expect(checked >= 3, "every sealed segment checked: \(progress)")
+        // The reap archived sealed segments behind tombstones: their archived copies are checked in their place.
+        let archived = try FileManager.default.contentsOfDirectory(atPath: folder.journal + "/archive")
+        #expect(!archived.isEmpty, "the reaper archives what its snapshot covers")
+        let afterArchiving = try folder.verify()
+        #expect(afterArchiving.exitCode == 0, "\(afterArchiving)")
         // A record edited in a segment checked already is found by verify, not again by the reaper;
         // one edited in a segment sealed since is found by the next run.
         try folder.allocate(12)

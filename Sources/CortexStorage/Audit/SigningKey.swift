@@ -14,6 +14,7 @@ public final class SigningKey: RecordSigner, @unchecked Sendable {
 
     /// The key whose 32-byte private seed is `seed`, or nil when OpenSSL refuses it.
     public init?(seed: [UInt8]) {
+        cortex_crypto_init_lean()
         guard seed.count == 32,
             let key = seed.withUnsafeBufferPointer({ EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, nil, $0.baseAddress, 32) })
         else { return nil }
@@ -46,6 +47,7 @@ public final class SigningKey: RecordSigner, @unchecked Sendable {
     public static func verify(
         publicKey: [UInt8], signature: [UInt8], message: UnsafeBufferPointer<UInt8>
     ) -> Bool {
+        cortex_crypto_init_lean()
         guard publicKey.count == 32, signature.count == 64,
             let key = publicKey.withUnsafeBufferPointer({ EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, nil, $0.baseAddress, 32) })
         else { return false }
@@ -68,6 +70,7 @@ public final class SHA256Digest {
 
     /// A digest with nothing fed yet.
     public init() {
+        cortex_crypto_init_lean()
         context = EVP_MD_CTX_new()
         if let context { EVP_DigestInit_ex(context, EVP_sha256(), nil) }
     }
