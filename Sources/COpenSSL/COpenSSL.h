@@ -12,6 +12,8 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include "CortexEd25519.h"
+
 /// SSL_CTX_set_min_proto_version(context, TLS1_2_VERSION): refuse anything older than TLS 1.2.
 static inline int cortex_ssl_require_tls12(SSL_CTX *context) {
     return (int)SSL_CTX_set_min_proto_version(context, TLS1_2_VERSION);

@@ -55,6 +55,32 @@ import Testing
         #expect(!Self.verifies(signed, with: other))
     }
 
+    /// Cortex's own Ed25519 signing gives byte for byte OpenSSL's signatures and public keys
+    /// (Ed25519 is deterministic), for keys and messages of every shape.
+    @Test(arguments: [UInt64(1), 2, 3, 0xED25519]) func signaturesAreOpenSSLsByteForByte(seed: UInt64) throws {
+        var generator = SplitMix64(seed: seed)
+        for round in 0..<60 {
+            var keySeed = (0..<32).map { _ in UInt8(truncatingIfNeeded: generator.next()) }
+            if round == 0 { keySeed = [UInt8](repeating: 0, count: 32) }
+            if round == 1 { keySeed = [UInt8](repeating: 0xFF, count: 32) }
+            let key = try #require(SigningKey(seed: keySeed))
+            #expect(key.publicKey == key.openSSLPublicKey(), "seed \(Hex.encode(keySeed))")
+            let length = [0, 1, 63, 64, 65, 200, 1000, 5000][round % 8]
+            let message = (0..<length).map { _ in UInt8(truncatingIfNeeded: generator.next()) }
+            let signature = key.signature(of: message)
+            #expect(signature == key.openSSLSignature(of: message), "seed \(Hex.encode(keySeed)), \(length) bytes")
+            #expect(message.withUnsafeBufferPointer { SigningKey.verify(publicKey: key.publicKey, signature: signature, message: $0) })
+        }
+        // RFC 8032, section 7.1, test 1 (the empty message).
+        let rfcSeed = try #require(Hex.decode("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60"))
+        let rfc = try #require(SigningKey(seed: rfcSeed))
+        #expect(Hex.encode(rfc.publicKey) == "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a")
+        #expect(
+            Hex.encode(rfc.signature(of: []))
+                == "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b"
+        )
+    }
+
     @Test func aDataMemberNamedSignerIsNotTakenForTheSignature() throws {
         let record = Record(
             id: "r0000000000000002", timeMilliseconds: 1_700_000_000_000, kind: "x.y",

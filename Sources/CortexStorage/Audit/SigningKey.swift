@@ -1,38 +1,54 @@
 import COpenSSL
 import CortexCore
 
-/// An Ed25519 key that signs journal lines (docs/decisions/044-signed-journal.md), through the
-/// system OpenSSL the etcd backend already links. The key is loaded once per process
-/// (`SigningKeyFile.currentUser()`); signing a line takes tens of microseconds.
+/// An Ed25519 key that signs journal lines (docs/decisions/044-signed-journal.md). Signing runs
+/// on the curve's arithmetic directly (`CortexEd25519.h`, with OpenSSL's low-level SHA-512): OpenSSL
+/// 3's EVP interface would cost every signing process about 1 ms of set-up. Checking a signature
+/// (`verify`) goes through EVP. The key is loaded once per process (`SigningKeyFile.currentUser()`).
 public final class SigningKey: RecordSigner, @unchecked Sendable {
-    /// OpenSSL's key: only read once made, and OpenSSL's signing with a shared key is thread-safe.
-    private let key: OpaquePointer
+    /// The 32-byte private seed (read by `SigningKeyFile` when it writes a new key).
+    let seed: [UInt8]
     /// The raw 32-byte public key.
     public let publicKey: [UInt8]
     /// `SigningKey.fingerprint(of: publicKey)`.
     public let keyFingerprint: String
 
-    /// The key whose 32-byte private seed is `seed`, or nil when OpenSSL refuses it.
-    public init?(seed: [UInt8]) {
-        cortex_crypto_init_lean()
-        guard seed.count == 32,
-            let key = seed.withUnsafeBufferPointer({ EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, nil, $0.baseAddress, 32) })
-        else { return nil }
-        var publicKey = [UInt8](repeating: 0, count: 32)
-        var length = 32
-        guard EVP_PKEY_get_raw_public_key(key, &publicKey, &length) == 1, length == 32 else {
-            EVP_PKEY_free(key)
-            return nil
+    /// The key whose 32-byte private seed is `seed`, or nil when it is not 32 bytes. `publicKey`
+    /// (its public half, as its key file keeps it) saves deriving it; nil derives it.
+    public init?(seed: [UInt8], publicKey: [UInt8]? = nil) {
+        guard seed.count == 32 else { return nil }
+        var derived = [UInt8](repeating: 0, count: 32)
+        if let publicKey, publicKey.count == 32 {
+            derived = publicKey
+        } else {
+            seed.withUnsafeBufferPointer { seedBytes in cortex_ed25519_public_key(&derived, seedBytes.baseAddress) }
         }
-        self.key = key
-        self.publicKey = publicKey
-        self.keyFingerprint = SigningKey.fingerprint(of: publicKey)
+        self.seed = seed
+        self.publicKey = derived
+        self.keyFingerprint = SigningKey.fingerprint(of: derived)
     }
-
-    deinit { EVP_PKEY_free(key) }
 
     /// The signature (64 bytes) of `message`.
     public func signature(of message: [UInt8]) -> [UInt8] {
+        var signature = [UInt8](repeating: 0, count: 64)
+        message.withUnsafeBufferPointer { bytes in
+            seed.withUnsafeBufferPointer { seedBytes in
+                publicKey.withUnsafeBufferPointer { publicBytes in
+                    cortex_ed25519_sign(&signature, bytes.baseAddress, bytes.count, seedBytes.baseAddress, publicBytes.baseAddress)
+                }
+            }
+        }
+        return signature
+    }
+
+    /// The signature OpenSSL's EVP interface gives `message` with this key (the tests compare it
+    /// with `signature(of:)`: Ed25519 signatures are deterministic).
+    func openSSLSignature(of message: [UInt8]) -> [UInt8] {
+        cortex_crypto_init_lean()
+        guard let key = seed.withUnsafeBufferPointer({ EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, nil, $0.baseAddress, 32) }) else {
+            return []
+        }
+        defer { EVP_PKEY_free(key) }
         guard let context = EVP_MD_CTX_new() else { return [] }
         defer { EVP_MD_CTX_free(context) }
         var signature = [UInt8](repeating: 0, count: 64)
@@ -40,7 +56,20 @@ public final class SigningKey: RecordSigner, @unchecked Sendable {
         guard EVP_DigestSignInit(context, nil, nil, nil, key) == 1,
             message.withUnsafeBufferPointer({ EVP_DigestSign(context, &signature, &length, $0.baseAddress, $0.count) }) == 1
         else { return [] }
-        return Array(signature[..<length])
+        return signature
+    }
+
+    /// The public key OpenSSL derives from this key's seed (for the same comparison).
+    func openSSLPublicKey() -> [UInt8] {
+        cortex_crypto_init_lean()
+        guard let key = seed.withUnsafeBufferPointer({ EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, nil, $0.baseAddress, 32) }) else {
+            return []
+        }
+        defer { EVP_PKEY_free(key) }
+        var publicKey = [UInt8](repeating: 0, count: 32)
+        var length = 32
+        guard EVP_PKEY_get_raw_public_key(key, &publicKey, &length) == 1 else { return [] }
+        return publicKey
     }
 
     /// True when `signature` is `publicKey`'s (32 raw bytes) signature of `message`.

@@ -8,7 +8,7 @@ import Synchronization
 /// under the home folder `/etc/passwd` gives the effective user (a static tool or a worker
 /// without `HOME`). The folder is 0700 and the file 0600, both owned by the user; anything else
 /// there (a link, a file another user owns or others may write) is refused and the next place
-/// is tried. The file holds the 32-byte Ed25519 seed in hex. It is created under a temp name
+/// is tried. The file holds the 32-byte Ed25519 seed in hex, then the public key in hex. It is created under a temp name
 /// and linked in (`link` never replaces): 100 processes' first use converges on one key.
 public enum SigningKeyFile {
     /// The file's name inside the `cortex` folder.
@@ -62,8 +62,9 @@ public enum SigningKeyFile {
         else { throw .permissionDenied("\(folder) is not \(uid)'s alone (owner and mode 0700 required)") }
         let directory = FolderDescriptor(root: folder)
         if let key = try read(directory, folder: folder, uid: uid) { return key }
-        let seed = POSIX.randomBytes(32)
-        _ = try AtomicFile.createIfAbsent(fileName, in: directory, with: Array((Hex.encode(seed) + "\n").utf8), mode: .exact(0o600))
+        guard let made = SigningKey(seed: POSIX.randomBytes(32)) else { throw .corrupt("no random seed for a signing key") }
+        let text = Hex.encode(made.seed) + "\n" + Hex.encode(made.publicKey) + "\n"
+        _ = try AtomicFile.createIfAbsent(fileName, in: directory, with: Array(text.utf8), mode: .exact(0o600))
         // Ours or the first process's (which won the link): everyone reads the one that is there.
         guard let key = try read(directory, folder: folder, uid: uid) else {
             throw .corrupt("\(folder)/\(fileName) vanished after it was created")
@@ -83,10 +84,13 @@ public enum SigningKeyFile {
         guard info.st_uid == uid, info.st_mode & 0o077 == 0 else {
             throw .permissionDenied("\(path) is not \(uid)'s alone (owner and mode 0600 required)")
         }
-        let text = String(decoding: bytes, as: UTF8.self).split(separator: "\n").first ?? ""
-        guard let seed = Hex.decode(text), seed.count == 32, let key = SigningKey(seed: seed) else {
-            throw .corrupt("\(path) is not a Cortex signing key (64 hex digits)")
-        }
+        // The seed, then (since it is needed for every record and costs a scalar multiplication
+        // to derive) the public key.
+        let lines = String(decoding: bytes, as: UTF8.self).split(separator: "\n")
+        let publicKey = lines.count > 1 ? Hex.decode(lines[1]) : nil
+        guard let first = lines.first, let seed = Hex.decode(first), seed.count == 32,
+            let key = SigningKey(seed: seed, publicKey: publicKey)
+        else { throw .corrupt("\(path) is not a Cortex signing key (64 hex digits)") }
         return key
     }
 }
