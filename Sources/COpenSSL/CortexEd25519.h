@@ -95,11 +95,27 @@ static inline void cortex_fe_mul(cortex_fe h, const cortex_fe f, const cortex_fe
     h[0] = (uint64_t)r0; h[1] = (uint64_t)r1; h[2] = (uint64_t)r2; h[3] = (uint64_t)r3; h[4] = (uint64_t)r4;
 }
 
+static inline void cortex_fe_sq(cortex_fe h, const cortex_fe f) {
+    uint64_t f0_2 = f[0] * 2, f1_2 = f[1] * 2, f1_38 = f[1] * 38, f2_38 = f[2] * 38, f3_38 = f[3] * 38, f3_19 = f[3] * 19, f4_19 = f[4] * 19;
+    cortex_u128 r0 = (cortex_u128)f[0] * f[0] + (cortex_u128)f1_38 * f[4] + (cortex_u128)f2_38 * f[3];
+    cortex_u128 r1 = (cortex_u128)f0_2 * f[1] + (cortex_u128)f2_38 * f[4] + (cortex_u128)f3_19 * f[3];
+    cortex_u128 r2 = (cortex_u128)f0_2 * f[2] + (cortex_u128)f[1] * f[1] + (cortex_u128)f3_38 * f[4];
+    cortex_u128 r3 = (cortex_u128)f0_2 * f[3] + (cortex_u128)f1_2 * f[2] + (cortex_u128)f4_19 * f[4];
+    cortex_u128 r4 = (cortex_u128)f0_2 * f[4] + (cortex_u128)f1_2 * f[3] + (cortex_u128)f[2] * f[2];
+    r1 += r0 >> 51; r0 &= cortex_fe_mask;
+    r2 += r1 >> 51; r1 &= cortex_fe_mask;
+    r3 += r2 >> 51; r2 &= cortex_fe_mask;
+    r4 += r3 >> 51; r3 &= cortex_fe_mask;
+    r0 += (r4 >> 51) * 19; r4 &= cortex_fe_mask;
+    r1 += r0 >> 51; r0 &= cortex_fe_mask;
+    h[0] = (uint64_t)r0; h[1] = (uint64_t)r1; h[2] = (uint64_t)r2; h[3] = (uint64_t)r3; h[4] = (uint64_t)r4;
+}
+
 // z^(p-2) = 1/z: p - 2 = 2^255 - 21, every bit of 0..254 set but bits 2 and 4.
 static inline void cortex_fe_invert(cortex_fe out, const cortex_fe z) {
     cortex_fe r = {1, 0, 0, 0, 0};
     for (int i = 254; i >= 0; i--) {
-        cortex_fe_mul(r, r, r);
+        cortex_fe_sq(r, r);
         if (i != 2 && i != 4) cortex_fe_mul(r, r, z);
     }
     memcpy(out, r, sizeof(cortex_fe));
@@ -138,12 +154,12 @@ static inline void cortex_ge_add(cortex_ge *r, const cortex_ge *p, const cortex_
 // 2P (dbl-2008-hwcd, a = -1).
 static inline void cortex_ge_double(cortex_ge *r, const cortex_ge *p) {
     cortex_fe a, b, c, e, g, f, h, t, zero = {0, 0, 0, 0, 0};
-    cortex_fe_mul(a, p->X, p->X);
-    cortex_fe_mul(b, p->Y, p->Y);
-    cortex_fe_mul(c, p->Z, p->Z);
+    cortex_fe_sq(a, p->X);
+    cortex_fe_sq(b, p->Y);
+    cortex_fe_sq(c, p->Z);
     cortex_fe_add(c, c, c);
     cortex_fe_add(t, p->X, p->Y);
-    cortex_fe_mul(t, t, t);
+    cortex_fe_sq(t, t);
     cortex_fe_sub(e, t, a);
     cortex_fe_sub(e, e, b);
     cortex_fe_sub(g, b, a);
@@ -161,27 +177,34 @@ static inline void cortex_fe_cmov(cortex_fe f, const cortex_fe g, uint64_t bit) 
     for (int i = 0; i < 5; i++) f[i] ^= mask & (f[i] ^ g[i]);
 }
 
-// [s]B for a 32-byte little-endian scalar, in constant time (always double and add, then select).
+// [s]B for a 32-byte little-endian scalar, in constant time: 4-bit windows, each window's
+// multiple of B picked from a table of all 16 by masks (no branch or index depends on s).
 static inline void cortex_ge_scalarmult_base(cortex_ge *r, const uint8_t s[32]) {
-    cortex_ge base, q, sum;
+    cortex_ge table[16], q, pick;
     cortex_fe d2;
     cortex_fe_frombytes(d2, cortex_ed_d2);
-    cortex_fe_frombytes(base.X, cortex_ed_bx);
-    cortex_fe_frombytes(base.Y, cortex_ed_by);
-    cortex_fe_frombytes(base.T, cortex_ed_bt);
-    memset(&base.Z, 0, sizeof(cortex_fe));
-    base.Z[0] = 1;
-    memset(&q, 0, sizeof(q));
-    q.Y[0] = 1;
-    q.Z[0] = 1;
-    for (int i = 255; i >= 0; i--) {
-        cortex_ge_double(&q, &q);
-        cortex_ge_add(&sum, &q, &base, d2);
-        uint64_t bit = (s[i >> 3] >> (i & 7)) & 1;
-        cortex_fe_cmov(q.X, sum.X, bit);
-        cortex_fe_cmov(q.Y, sum.Y, bit);
-        cortex_fe_cmov(q.Z, sum.Z, bit);
-        cortex_fe_cmov(q.T, sum.T, bit);
+    memset(&table[0], 0, sizeof(cortex_ge));
+    table[0].Y[0] = 1;
+    table[0].Z[0] = 1;
+    cortex_fe_frombytes(table[1].X, cortex_ed_bx);
+    cortex_fe_frombytes(table[1].Y, cortex_ed_by);
+    cortex_fe_frombytes(table[1].T, cortex_ed_bt);
+    memset(&table[1].Z, 0, sizeof(cortex_fe));
+    table[1].Z[0] = 1;
+    for (int j = 2; j < 16; j++) cortex_ge_add(&table[j], &table[j - 1], &table[1], d2);
+    q = table[0];
+    for (int i = 63; i >= 0; i--) {
+        for (int k = 0; k < 4; k++) cortex_ge_double(&q, &q);
+        uint64_t nibble = (s[i >> 1] >> ((i & 1) * 4)) & 15;
+        pick = table[0];
+        for (uint64_t j = 1; j < 16; j++) {
+            uint64_t equal = (uint64_t)(((j ^ nibble) - 1) >> 63);  // 1 when j == nibble
+            cortex_fe_cmov(pick.X, table[j].X, equal);
+            cortex_fe_cmov(pick.Y, table[j].Y, equal);
+            cortex_fe_cmov(pick.Z, table[j].Z, equal);
+            cortex_fe_cmov(pick.T, table[j].T, equal);
+        }
+        cortex_ge_add(&q, &q, &pick, d2);
     }
     *r = q;
 }
@@ -276,5 +299,11 @@ static inline void cortex_ed25519_sign(uint8_t signature[64], const uint8_t *mes
         for (int j = 0; j < 32; j++) x[i + j] += (int64_t)h[i] * (int64_t)d[j];
     cortex_ed_modL(signature + 32, x);
 }
+
+/// SHA-256 through OpenSSL's low-level interface (no provider set-up): key fingerprints and the
+/// seal chain.
+static inline void cortex_sha256_init(SHA256_CTX *context) { SHA256_Init(context); }
+static inline void cortex_sha256_update(SHA256_CTX *context, const void *bytes, size_t count) { SHA256_Update(context, bytes, count); }
+static inline void cortex_sha256_final(uint8_t digest[32], SHA256_CTX *context) { SHA256_Final(digest, context); }
 
 #endif

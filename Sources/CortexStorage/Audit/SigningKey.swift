@@ -93,23 +93,18 @@ public final class SigningKey: RecordSigner, @unchecked Sendable {
     }
 }
 
-/// SHA-256, fed piece by piece (the seal chain: docs/journal-format.md).
+/// SHA-256, fed piece by piece (key fingerprints, the seal chain: docs/journal-format.md),
+/// through OpenSSL's low-level interface: no provider set-up in a process that only signs.
 public final class SHA256Digest {
-    private let context: OpaquePointer?
+    private var context = SHA256_CTX()
 
     /// A digest with nothing fed yet.
-    public init() {
-        cortex_crypto_init_lean()
-        context = EVP_MD_CTX_new()
-        if let context { EVP_DigestInit_ex(context, EVP_sha256(), nil) }
-    }
-
-    deinit { EVP_MD_CTX_free(context) }
+    public init() { cortex_sha256_init(&context) }
 
     /// Feeds `bytes`.
     public func update(_ bytes: UnsafeRawBufferPointer) {
-        guard let context, bytes.count > 0 else { return }
-        EVP_DigestUpdate(context, bytes.baseAddress, bytes.count)
+        guard bytes.count > 0 else { return }
+        cortex_sha256_update(&context, bytes.baseAddress, bytes.count)
     }
 
     /// Feeds `bytes`.
@@ -118,9 +113,7 @@ public final class SHA256Digest {
     /// The 32-byte digest of everything fed.
     public func finish() -> [UInt8] {
         var digest = [UInt8](repeating: 0, count: 32)
-        var length: UInt32 = 32
-        guard let context else { return digest }
-        EVP_DigestFinal_ex(context, &digest, &length)
+        cortex_sha256_final(&digest, &context)
         return digest
     }
 
