@@ -111,14 +111,36 @@ static inline void cortex_fe_sq(cortex_fe h, const cortex_fe f) {
     h[0] = (uint64_t)r0; h[1] = (uint64_t)r1; h[2] = (uint64_t)r2; h[3] = (uint64_t)r3; h[4] = (uint64_t)r4;
 }
 
-// z^(p-2) = 1/z: p - 2 = 2^255 - 21, every bit of 0..254 set but bits 2 and 4.
+static inline void cortex_fe_sqn(cortex_fe h, const cortex_fe f, int n) {
+    cortex_fe_sq(h, f);
+    for (int i = 1; i < n; i++) cortex_fe_sq(h, h);
+}
+
+// z^(p-2) = 1/z, p - 2 = 2^255 - 21, by the usual chain (254 squarings, 11 multiplications).
 static inline void cortex_fe_invert(cortex_fe out, const cortex_fe z) {
-    cortex_fe r = {1, 0, 0, 0, 0};
-    for (int i = 254; i >= 0; i--) {
-        cortex_fe_sq(r, r);
-        if (i != 2 && i != 4) cortex_fe_mul(r, r, z);
-    }
-    memcpy(out, r, sizeof(cortex_fe));
+    cortex_fe t0, t1, t2, t3;
+    cortex_fe_sq(t0, z);            // z^2
+    cortex_fe_sqn(t1, t0, 2);       // z^8
+    cortex_fe_mul(t1, z, t1);       // z^9
+    cortex_fe_mul(t0, t0, t1);      // z^11
+    cortex_fe_sq(t2, t0);           // z^22
+    cortex_fe_mul(t1, t1, t2);      // z^(2^5 - 1)
+    cortex_fe_sqn(t2, t1, 5);
+    cortex_fe_mul(t1, t2, t1);      // z^(2^10 - 1)
+    cortex_fe_sqn(t2, t1, 10);
+    cortex_fe_mul(t2, t2, t1);      // z^(2^20 - 1)
+    cortex_fe_sqn(t3, t2, 20);
+    cortex_fe_mul(t2, t3, t2);      // z^(2^40 - 1)
+    cortex_fe_sqn(t2, t2, 10);
+    cortex_fe_mul(t1, t2, t1);      // z^(2^50 - 1)
+    cortex_fe_sqn(t2, t1, 50);
+    cortex_fe_mul(t2, t2, t1);      // z^(2^100 - 1)
+    cortex_fe_sqn(t3, t2, 100);
+    cortex_fe_mul(t2, t3, t2);      // z^(2^200 - 1)
+    cortex_fe_sqn(t2, t2, 50);
+    cortex_fe_mul(t1, t2, t1);      // z^(2^250 - 1)
+    cortex_fe_sqn(t1, t1, 5);       // z^(2^255 - 2^5)
+    cortex_fe_mul(out, t1, t0);     // z^(2^255 - 21)
 }
 
 typedef struct { cortex_fe X, Y, Z, T; } cortex_ge;

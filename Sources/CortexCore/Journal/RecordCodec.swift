@@ -140,24 +140,26 @@ public enum RecordCodec {
     {
         let markerStart = line.count - checksumSuffixLength
         guard markerStart > 0, line[markerStart - 1] == UInt8(ascii: "\"") else { return nil }
-        // `"sig":"HEX"`: the hex runs back to the opening quote.
+        // Lowercase hex only, run back to the markers (then the line parses whole exactly when
+        // its record part does): `","sig":"HEX` and, before it, `,"signer":"KEY`.
         var hexStart = markerStart - 1
-        while hexStart > 0, line[hexStart - 1] != UInt8(ascii: "\"") { hexStart -= 1 }
+        while hexStart > 0, isLowerHex(line[hexStart - 1]) { hexStart -= 1 }
         let sigMarkerStart = hexStart - signatureMarker.count
         guard sigMarkerStart > 0, startsWith(line, signatureMarker, at: sigMarkerStart) else { return nil }
         var keyStart = sigMarkerStart
-        while keyStart > 0, line[keyStart - 1] != UInt8(ascii: "\"") { keyStart -= 1 }
+        while keyStart > 0, isLowerHex(line[keyStart - 1]) { keyStart -= 1 }
         let signerStart = keyStart - signerMarker.count
         guard signerStart > 0, startsWith(line, signerMarker, at: signerStart) else { return nil }
-        // Lowercase hex only: then the line parses whole exactly when its record part does.
-        for index in keyStart..<sigMarkerStart where hexDigit(line[index]) == nil { return nil }
-        for index in hexStart..<(markerStart - 1) where hexDigit(line[index]) == nil { return nil }
         return (signerStart, keyStart..<sigMarkerStart, hexStart..<(markerStart - 1))
     }
 
     /// `signature(ofLine:)` for a line given as an array.
     public static func signature(ofLine line: [UInt8]) -> LineSignature? {
         line.withUnsafeBufferPointer { signature(ofLine: $0) }
+    }
+
+    @inline(__always) private static func isLowerHex(_ byte: UInt8) -> Bool {
+        byte &- UInt8(ascii: "0") < 10 || byte &- UInt8(ascii: "a") < 6
     }
 
     private static func hexDigit(_ byte: UInt8) -> UInt8? {
