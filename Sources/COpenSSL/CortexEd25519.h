@@ -173,8 +173,9 @@ static inline void cortex_ge_add(cortex_ge *r, const cortex_ge *p, const cortex_
     cortex_fe_mul(r->Z, f, g);
 }
 
-// 2P (dbl-2008-hwcd, a = -1).
-static inline void cortex_ge_double(cortex_ge *r, const cortex_ge *p) {
+// 2P (dbl-2008-hwcd, a = -1). P's T is not read; `with_t` 0 leaves 2P's T stale (for a point
+// that is only doubled again).
+static inline void cortex_ge_double(cortex_ge *r, const cortex_ge *p, int with_t) {
     cortex_fe a, b, c, e, g, f, h, t, zero = {0, 0, 0, 0, 0};
     cortex_fe_sq(a, p->X);
     cortex_fe_sq(b, p->Y);
@@ -190,7 +191,7 @@ static inline void cortex_ge_double(cortex_ge *r, const cortex_ge *p) {
     cortex_fe_sub(h, zero, t);
     cortex_fe_mul(r->X, e, f);
     cortex_fe_mul(r->Y, g, h);
-    cortex_fe_mul(r->T, e, h);
+    if (with_t) cortex_fe_mul(r->T, e, h);
     cortex_fe_mul(r->Z, f, g);
 }
 
@@ -216,7 +217,7 @@ static inline void cortex_ge_scalarmult_base(cortex_ge *r, const uint8_t s[32]) 
     for (int j = 2; j < 16; j++) cortex_ge_add(&table[j], &table[j - 1], &table[1], d2);
     q = table[0];
     for (int i = 63; i >= 0; i--) {
-        for (int k = 0; k < 4; k++) cortex_ge_double(&q, &q);
+        for (int k = 0; k < 4; k++) cortex_ge_double(&q, &q, k == 3);
         uint64_t nibble = (s[i >> 1] >> ((i & 1) * 4)) & 15;
         pick = table[0];
         for (uint64_t j = 1; j < 16; j++) {
