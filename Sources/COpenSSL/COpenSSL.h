@@ -7,7 +7,6 @@
 // `SigningKey` need; the forwarders below exist because these are macros, which Swift cannot import.
 
 #include <openssl/err.h>
-#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
@@ -34,13 +33,6 @@ static inline void cortex_ssl_accept_moving_write_buffer(SSL_CTX *context) {
 /// SSL_set_tlsext_host_name(ssl, name): the server name sent in the handshake (SNI).
 static inline int cortex_ssl_set_server_name(SSL *ssl, const char *name) {
     return (int)SSL_set_tlsext_host_name(ssl, name);
-}
-
-/// OPENSSL_init_crypto without reading openssl.cnf or filling the legacy cipher and digest
-/// name tables: half of OpenSSL's first-use cost, which a tool that signs one journal line pays
-/// once per process (docs/decisions/044-signed-journal.md). Idempotent.
-static inline void cortex_crypto_init_lean(void) {
-    OPENSSL_init_crypto(OPENSSL_INIT_NO_LOAD_CONFIG | OPENSSL_INIT_NO_ADD_ALL_CIPHERS | OPENSSL_INIT_NO_ADD_ALL_DIGESTS, NULL);
 }
 
 #endif

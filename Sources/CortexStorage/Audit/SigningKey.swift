@@ -44,7 +44,6 @@ public final class SigningKey: RecordSigner, @unchecked Sendable {
     /// The signature OpenSSL's EVP interface gives `message` with this key (the tests compare it
     /// with `signature(of:)`: Ed25519 signatures are deterministic).
     func openSSLSignature(of message: [UInt8]) -> [UInt8] {
-        cortex_crypto_init_lean()
         guard let key = seed.withUnsafeBufferPointer({ EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, nil, $0.baseAddress, 32) }) else {
             return []
         }
@@ -61,7 +60,6 @@ public final class SigningKey: RecordSigner, @unchecked Sendable {
 
     /// The public key OpenSSL derives from this key's seed (for the same comparison).
     func openSSLPublicKey() -> [UInt8] {
-        cortex_crypto_init_lean()
         guard let key = seed.withUnsafeBufferPointer({ EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, nil, $0.baseAddress, 32) }) else {
             return []
         }
@@ -76,7 +74,6 @@ public final class SigningKey: RecordSigner, @unchecked Sendable {
     public static func verify(
         publicKey: [UInt8], signature: [UInt8], message: UnsafeBufferPointer<UInt8>
     ) -> Bool {
-        cortex_crypto_init_lean()
         guard publicKey.count == 32, signature.count == 64,
             let key = publicKey.withUnsafeBufferPointer({ EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, nil, $0.baseAddress, 32) })
         else { return false }
