@@ -2,12 +2,16 @@
 #define CORTEX_COPENSSL_H
 
 // The system's OpenSSL (Debian's libssl-dev), linked by CortexStorage for TLS with client
-// certificates (docs/decisions/032-system-openssl.md). Only what `TLSStream` needs; the
-// forwarders below exist because these are macros, which Swift cannot import.
+// certificates (docs/decisions/032-system-openssl.md), and for the journal's Ed25519 signatures
+// and SHA-256 chain (docs/decisions/044-signed-journal.md). Only what `TLSStream` and
+// `SigningKey` need; the forwarders below exist because these are macros, which Swift cannot import.
 
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+
+#include "CortexEd25519.h"
 
 /// SSL_CTX_set_min_proto_version(context, TLS1_2_VERSION): refuse anything older than TLS 1.2.
 static inline int cortex_ssl_require_tls12(SSL_CTX *context) {

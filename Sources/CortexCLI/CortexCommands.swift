@@ -46,10 +46,12 @@ public enum CortexTool {
             Command(
                 CommandSpec(
                     name: "cortex verify",
-                    abstract: "Check the journal: checksums, seals, torn lines (exit 1 and where, if any).",
-                    options: [Verify.acknowledge],
+                    abstract:
+                        "Check the journal: checksums, seals, torn lines (exit 1 and where, if any). With --audit, also every signature and the seal chain: the first broken line and every key no user registered are named.",
+                    options: [Verify.acknowledge, Verify.audit],
                     examples: [
                         "cortex verify || echo 'journal damaged: see above'",
+                        "cortex verify --audit   # signatures and the seal chain (docs/decisions/044-signed-journal.md)",
                         "cortex verify --acknowledge   # after a full disk or kill -9 left torn fragments",
                     ]),
                 body: verify),
@@ -101,6 +103,14 @@ public enum CortexTool {
                         "cortex worker list", "cortex worker logs w-1.5042 -f",
                         "cortex worker stop w-1.5042   # SIGTERM, SIGKILL after --grace",
                     ])
+            ),
+            (
+                "audit",
+                ToolSpec(
+                    name: "cortex audit",
+                    abstract: "The signed journal: who did what to a task, the chain's head, starting the audited era.",
+                    commands: AuditTool.commands(prefix: "cortex audit"),
+                    examples: ["cortex audit show task-2.4096", "cortex audit head", "cortex verify --audit"])
             ),
             (
                 "pool",
@@ -196,6 +206,10 @@ public enum CortexTool {
             "acknowledge",
             "Record the harmless torn fragments found (heads of records written again whole) as known: verify is green again for them, red for new damage."
         )
+        static let audit = Flag(
+            "audit",
+            "Also check every record's signature and the seals' hash chain: exit 1 naming the first broken line and every key no user registered."
+        )
     }
 
     /// `tail`'s arguments.
@@ -243,6 +257,9 @@ public enum CortexTool {
         var defaults = CortexConfig()
         if let maxWorkers { defaults.maxWorkers = Int(maxWorkers) }
         if let backend { defaults.backend = backend }
+        // A new folder of files signs its records from its first (decision 044); an existing
+        // folder keeps its config.json ('cortex audit start' turns signing on there).
+        defaults.audit = defaults.backend == .file
         let permissions = group != nil ? .groupShared : FolderPermissions.detect(root: layout.root)
         try CoordinationStore.createLayout(layout, config: defaults, permissions: permissions)
         // An existing folder keeps its config.json: another backend asked of it is refused, not ignored.
@@ -262,9 +279,12 @@ public enum CortexTool {
         } else {
             joined = nil
         }
+        let fresh = store.state.recordsFolded == 0
+        // A new audited folder's journal opens with its audited era.
+        if fresh, store.config.audit { _ = try store.submit(kind: Record.auditStartKind, data: JSONValue.object([])) }
         if let totalTokens, joined == nil {
             _ = try store.submit(.budgetSet(total: totalTokens))
-        } else if store.state.recordsFolded == 0 {
+        } else if fresh {
             _ = try store.submit(.budgetSet(total: 1_000_000))
         }
         store.publishAfterRecording()
@@ -290,7 +310,7 @@ public enum CortexTool {
     }
 
     /// Sets one key of `config.json`, keeping every other key as the user wrote it.
-    private static func updateConfig(_ layout: CoordinationLayout, key: String, value: JSONValue) throws(CortexError) {
+    static func updateConfig(_ layout: CoordinationLayout, key: String, value: JSONValue) throws(CortexError) {
         let bytes = try withConfigPath(layout) { () throws(Errno) in try layout.folder.readFile(layout.config, limit: FileLimits.config) }
         guard case .object(var members)? = try? JSONValue.parse(bytes) else {
             throw .configuration("\(layout.config) is not a JSON object")
@@ -372,7 +392,12 @@ public enum CortexTool {
         }
         lines.append(summary)
         if !snapshotProblems.isEmpty { lines.append("snapshot DAMAGED: \(snapshotProblems.count) snapshot file(s) not used") }
-        let json = JSONValue.object([
+        var audit: (lines: [String], json: JSONValue, clean: Bool)?
+        if invocation.arguments[Verify.audit] {
+            audit = try AuditTool.verifyLines(invocation)
+            lines += audit?.lines ?? []
+        }
+        var json = JSONValue.object([
             "damaged": .array(
                 report.damaged.map {
                     .object([
@@ -397,8 +422,18 @@ public enum CortexTool {
             "void_records": .int(report.voidRecords),
         ])
         let journalProblem = "the journal has damaged lines, invalid records or a broken seal (listed above)"
-        let diagnostic = clean ? nil : report.isClean ? "a snapshot failed its check (listed above)" : journalProblem
-        return Report(exitCode: clean ? 0 : 1, text: lines.joined(separator: "\n"), json: json, diagnostic: diagnostic)
+        var diagnostic = clean ? nil : report.isClean ? "a snapshot failed its check (listed above)" : journalProblem
+        if let audit {
+            if case .object(var members) = json {
+                members.append(JSONMember("audit", audit.json))
+                json = .object(members)
+            }
+            if !audit.clean, diagnostic == nil {
+                diagnostic = "the audit failed: a signature, a key or the seal chain does not hold (listed above)"
+            }
+        }
+        let ok = clean && audit?.clean != false
+        return Report(exitCode: ok ? 0 : 1, text: lines.joined(separator: "\n"), json: json, diagnostic: diagnostic)
     }
 
 }

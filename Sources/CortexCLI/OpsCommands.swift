@@ -120,6 +120,10 @@ enum OpsCommands {
         for rejected in store.rejectedSnapshots {
             attention.append("snapshot not used (\(rejected)): run 'cortex verify'")
         }
+        // The reaper's incremental audit of sealed segments (decision 044).
+        if store.config.audit, let problem = AuditProgress.load(store.layout)?.problem {
+            attention.append("the audit of the sealed journal failed at \(problem): run 'cortex verify --audit'")
+        }
         let damaged = store.damagedLines.count
         let live = FileJournal.location(of: store.position)
         var journalPlace = " · live segment \(JournalSegment.fileName(live.segment)) at \(live.bytes) bytes"

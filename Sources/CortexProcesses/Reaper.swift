@@ -176,6 +176,7 @@ public enum Reaper {
             } catch {
                 store.warn("journal not compacted: \(error.description)")
             }
+            checkSealedSegments(store)
             publishViewsAfterRecording(store, now: now)
             do {
                 try recordRun(layout, at: now, lost: lost.count, clock: clock, mode: store.permissions.file(.shared))
@@ -206,6 +207,19 @@ public enum Reaper {
             purged: purged, linked: linked, removedTemporaries: removedTemporaries, compaction: compaction, clockStep: clock.step,
             queued: store.state.workers.queue.count,
             queuedReason: store.state.workers.queue.first.flatMap { store.state.workers.live[$0]?.queuedReason })
+    }
+
+    /// An audited folder of files: checks the segments sealed since the last run (decision 044);
+    /// a problem is a warning here and `cortex status` asks for attention until a run is clean.
+    static func checkSealedSegments(_ store: CoordinationStore) {
+        guard store.config.audit, let journal = store.journal as? FileJournal else { return }
+        do {
+            if let problem = try AuditProgress.advance(journal, layout: store.layout, permissions: store.permissions) {
+                store.warn("the audit of the sealed journal failed at \(problem) (run 'cortex verify --audit')")
+            }
+        } catch {
+            store.warn("the sealed journal was not audited: \(error.description)")
+        }
     }
 
     /// Writes metrics text to `path` atomically (node_exporter's textfile collector must never

@@ -75,6 +75,9 @@ public final class CoordinationStore {
     /// deferred: were others busy meanwhile (`sawConcurrentWriters`)? `Int64.max`: not counted.
     private var concurrentSince = Int64.max
     private var recordsSinceOpening = 0
+    /// True once `auditSigner` has looked for the writer's key; `signer` is what it found.
+    private var signerLookedUp = false
+    private var signer: SigningKey?
     /// The revision of this store's last append to an etcd journal.
     private var lastAppendedRevision: Int64?
     private var lastSubmittedRecordID: String?
@@ -599,8 +602,10 @@ public final class CoordinationStore {
     /// Appends a record of `kind` with `data`, as `submit(_:)` does for an event. For records the
     /// reducer does not fold (an acknowledgement of damage): their outcome is `ignored`.
     public func submit(kind: String, data: JSONValue) throws(CortexError) -> Submission {
+        // The key first: registering it appends its own record, which comes before this one.
+        let signer = try auditSigner()
         let record = Record(id: Record.newID(), timeMilliseconds: POSIX.wallClockMilliseconds(), kind: kind, data: data)
-        let line = try RecordCodec.encode(record)
+        let line = try RecordCodec.encode(record, signer: signer)
         var attempts = 0
         while true {
             attempts += 1
@@ -640,6 +645,30 @@ public final class CoordinationStore {
             }
             // The fold went past our record without meeting it (a seal landed first): it is void. Append it again.
         }
+    }
+
+    /// The key this store signs its records with (docs/decisions/044-signed-journal.md): the
+    /// writer's own, in a folder whose `config.json` says `audit`; nil otherwise, or when the user
+    /// has no usable place for a key (the records then go unsigned and `cortex verify --audit`
+    /// names them). Looked up once per store (the key itself once per process); the first time,
+    /// a key not yet registered in this folder is (`AuditKeys.register`) and its `audit.key`
+    /// record appended before the record being signed.
+    private func auditSigner() throws(CortexError) -> SigningKey? {
+        guard config.audit, persistsFiles else { return nil }
+        if signerLookedUp { return signer }
+        let key = SigningKeyFile.currentUser()
+        signerLookedUp = true
+        signer = key
+        guard let key else { return nil }
+        if try AuditKeys.register(key, in: layout, permissions: permissions) {
+            _ = try submit(
+                kind: Record.auditKeyKind,
+                data: .object([
+                    "key": .string(key.keyFingerprint), "public": .string(Hex.encode(key.publicKey)),
+                    "uid": .int(Int64(POSIX.effectiveUserID)),
+                ]))
+        }
+        return key
     }
 
     /// Appends `record` to an etcd journal and folds through it in the append's transaction.

@@ -78,7 +78,7 @@ struct BudgetConcurrencyTests {
         #expect(fold.overAllocations.isEmpty, "\(fold.overAllocations)")
         #expect(fold.state.budget.reserved == 990)
         #expect(fold.state.budget.allocations.count == 33)
-        #expect(fold.records.count == 101, "budget.set + 100 allocations, each folded once")
+        #expect(fold.workload.count == 101, "budget.set + 100 allocations, each folded once")
         #expect(fold.duplicatedRecordIDs.isEmpty, "\(fold.duplicatedRecordIDs)")
         #expect(view.int("version") == fold.state.budget.version, "the view left behind reflects the whole journal")
 

@@ -381,7 +381,9 @@ struct EtcdHostsTests {
         let directory = try TemporaryDirectory()
         try initialise(directory, totalTokens: 100)
         let bytes = try #require(FileManager.default.contents(atPath: directory.coordination + "/config.json"))
-        let expected = CortexConfig().json.prettySerialized()
+        var config = CortexConfig()
+        config.audit = true  // a new folder of files is audited (decision 044)
+        let expected = config.json.prettySerialized()
         #expect(Array(bytes) == expected)
         #expect(!String(decoding: bytes, as: UTF8.self).contains("backend"))
     }

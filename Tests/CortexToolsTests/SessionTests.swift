@@ -309,7 +309,7 @@ struct SessionTests {
         let fold = try foldJournal(directory)
         #expect(fold.overAllocations.isEmpty, "\(fold.overAllocations)")
         #expect(fold.duplicatedRecordIDs.isEmpty)
-        #expect(fold.records.count == 1 + 40 * perCaller, "budget.set and one record per request")
+        #expect(fold.workload.count == 1 + 40 * perCaller, "budget.set and one record per request")
         let grantedInFold = Set(fold.state.budget.allocations.keys)
         #expect(grantedInFold == Set(granted), "every granted answer is a grant of the fold, and only those")
         let refusedInFold = fold.records.filter { if case .refused = $0.outcome { true } else { false } }.count

@@ -100,7 +100,9 @@ import Testing
             let isFolder = info.st_mode & S_IFMT == S_IFDIR
             if making == .byHandOwnedByAMember { #expect(info.st_uid != 0, "\(path) is root's in alice's folder") }
             #expect(info.st_gid == gid, "\(path) has group \(info.st_gid), not \(Self.groupName) (\(gid))")
-            let wanted: mode_t = isFolder ? 0o2770 : 0o660
+            var wanted: mode_t = isFolder ? 0o2770 : 0o660
+            // The signing keys' registry (decision 044): sticky, and each public key writable by its owner alone.
+            if path.hasPrefix(dir + "/audit/keys") { wanted = isFolder ? 0o3770 : 0o644 }
             #expect(info.st_mode & 0o7777 == wanted, "\(path) is \(octal(info.st_mode)), not \(octal(wanted))")
         }
     }

@@ -411,6 +411,10 @@ struct FreshFold {
         Dictionary(records.map { ($0.record.id, $0.outcome) }, uniquingKeysWith: { first, _ in first })
     }
 
+    /// The records without the audit trail's own (`audit.key`, `audit.start`: decision 044),
+    /// which a folder `cortex init` made holds besides the workload's.
+    var workload: [FoldedRecord] { records.filter { !$0.record.kind.hasPrefix("audit.") } }
+
     /// Record ids that were folded more than once.
     var duplicatedRecordIDs: [String] {
         Dictionary(grouping: records, by: \.record.id).filter { $0.value.count > 1 }.map(\.key).sorted()

@@ -35,6 +35,10 @@ public struct CortexConfig: Equatable, Sendable {
     /// Where the journal lives (`backend`): in the folder (the default, no key written) or on an
     /// etcd cluster shared by several hosts' folders (docs/decisions/033).
     public var backend: JournalBackend = .file
+    /// Sign every record with its writer's key (`audit`, docs/decisions/044-signed-journal.md):
+    /// on in the `config.json` of a folder `cortex init` creates, off (absent) in older ones
+    /// until `cortex audit start`.
+    public var audit = false
 
     /// This host's id when the journal is shared with other hosts (an etcd folder), nil for a
     /// folder of files (one host). Written into the records whose meaning depends on the
@@ -61,9 +65,11 @@ public struct CortexConfig: Equatable, Sendable {
             "snapshot_every_records": .int(snapshotEveryRecords), "sync_appends": .bool(syncAppends),
             "unreported_tokens": .string(unreportedTokens.rawValue),
         ])
-        // A file folder's config.json stays what it always was: no backend key.
-        guard case .etcd(let settings) = backend, case .object(var members) = fileSettings else { return fileSettings }
-        members.append(JSONMember("backend", settings.json))
+        // A file folder's config.json stays what it always was: no backend key, no audit key
+        // unless audited.
+        guard case .object(var members) = fileSettings, audit || backend != .file else { return fileSettings }
+        if case .etcd(let settings) = backend { members.append(JSONMember("backend", settings.json)) }
+        if audit { members.append(JSONMember("audit", .bool(true))) }
         members.sort { $0.key < $1.key }
         return .object(members)
     }
@@ -140,6 +146,10 @@ public struct CortexConfig: Equatable, Sendable {
             syncAppends = flag
         }
         if let raw = json["backend"] { backend = try JournalBackend(json: raw, path: path) }
+        if let raw = json["audit"] {
+            guard let flag = raw.boolValue else { throw .configuration("\(path): 'audit' must be true or false") }
+            audit = flag
+        }
     }
 }
 

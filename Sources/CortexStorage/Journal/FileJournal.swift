@@ -138,12 +138,13 @@ public final class FileJournal {
         return Int64(info.st_size)
     }
 
-    /// Appends a seal to segment `segment`, naming `segment + 1`. Any process may do this once
-    /// `segment + 1` exists; only the first seal in a segment counts.
+    /// Appends a seal to segment `segment`, naming `segment + 1` and carrying the hash chain over
+    /// the segment before (`chain(forSealEnding:)`). Any process may do this once `segment + 1`
+    /// exists; only the first seal in a segment counts.
     public func appendSeal(toSegment segment: Int, timeMilliseconds: Int64) throws(CortexError) {
-        let seal = Record(
-            id: Record.newID(), timeMilliseconds: timeMilliseconds, kind: Record.sealKind,
-            data: .object(["next": .int(segment + 1)]))
+        var data: [JSONMember] = [JSONMember("next", .int(segment + 1))]
+        if let chain = try? chain(forSealEnding: segment) { data.insert(JSONMember("chain", .string(chain)), at: 0) }
+        let seal = Record(id: Record.newID(), timeMilliseconds: timeMilliseconds, kind: Record.sealKind, data: .object(data))
         let line = try RecordCodec.encode(seal)
         for _ in 0..<3 {
             if case .appended = try appendLine(line, toSegment: segment) { return }

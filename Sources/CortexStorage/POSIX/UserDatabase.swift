@@ -47,6 +47,16 @@ public struct UserDatabase: Equatable, Sendable {
         return nil
     }
 
+    /// The home folder `passwd` gives user `uid` (its first line naming it), or nil when it has
+    /// none: where a user's signing key lives when `HOME` is unset (a static tool, a worker).
+    public func homeDirectory(uid: uid_t) -> String? {
+        for fields in UserDatabase.entries(passwd) where fields.count >= 6 {
+            guard let id = UserDatabase.number(fields[2]), id == uid, !fields[5].isEmpty else { continue }
+            return String(decoding: fields[5], as: UTF8.self)
+        }
+        return nil
+    }
+
     /// The group id of `name` (a group name, or a number), or nil when there is no such group.
     public func groupID(_ name: String) -> gid_t? {
         for fields in UserDatabase.entries(group) where fields.count >= 3 && fields[0].elementsEqual(name.utf8) {

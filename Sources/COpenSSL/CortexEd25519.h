@@ -1,0 +1,332 @@
+#ifndef CORTEX_ED25519_H
+#define CORTEX_ED25519_H
+
+// Ed25519 signing (RFC 8032) for the journal's signatures (docs/decisions/044-signed-journal.md).
+// OpenSSL 3's EVP interface costs about 1 ms of provider set-up in every process that signs, a
+// third of a tool's call; this is the same algorithm on the curve's arithmetic alone (radix 2^51
+// field elements, extended coordinates), with OpenSSL's low-level SHA-512, so a tool pays only
+// the signature (~0.1 ms). Signatures are deterministic: the tests check that they are byte for
+// byte OpenSSL's. Verification (cortex verify --audit) stays with OpenSSL's EVP interface.
+// The scalar reduction modulo the group order follows TweetNaCl (public domain).
+
+#define OPENSSL_SUPPRESS_DEPRECATED
+#include <openssl/sha.h>
+#include <stdint.h>
+#include <string.h>
+
+typedef uint64_t cortex_fe[5];
+typedef unsigned __int128 cortex_u128;
+
+static const uint64_t cortex_fe_mask = (((uint64_t)1) << 51) - 1;
+
+static inline uint64_t cortex_load64(const uint8_t *s) {
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--) v = (v << 8) | s[i];
+    return v;
+}
+
+static inline void cortex_store64(uint8_t *s, uint64_t v) {
+    for (int i = 0; i < 8; i++) { s[i] = (uint8_t)v; v >>= 8; }
+}
+
+static inline void cortex_fe_frombytes(cortex_fe h, const uint8_t s[32]) {
+    h[0] = cortex_load64(s) & cortex_fe_mask;
+    h[1] = (cortex_load64(s + 6) >> 3) & cortex_fe_mask;
+    h[2] = (cortex_load64(s + 12) >> 6) & cortex_fe_mask;
+    h[3] = (cortex_load64(s + 19) >> 1) & cortex_fe_mask;
+    h[4] = (cortex_load64(s + 24) >> 12) & cortex_fe_mask;
+}
+
+static inline void cortex_fe_carry(uint64_t t[5]) {
+    t[1] += t[0] >> 51; t[0] &= cortex_fe_mask;
+    t[2] += t[1] >> 51; t[1] &= cortex_fe_mask;
+    t[3] += t[2] >> 51; t[2] &= cortex_fe_mask;
+    t[4] += t[3] >> 51; t[3] &= cortex_fe_mask;
+    t[0] += 19 * (t[4] >> 51); t[4] &= cortex_fe_mask;
+}
+
+static inline void cortex_fe_tobytes(uint8_t s[32], const cortex_fe h) {
+    uint64_t t[5] = {h[0], h[1], h[2], h[3], h[4]};
+    cortex_fe_carry(t);
+    cortex_fe_carry(t);
+    // Now below 2^255; add 19 and 2^255 - 19 - 2^255 ... (donna's contraction): the result mod p.
+    t[0] += 19;
+    cortex_fe_carry(t);
+    t[0] += (((uint64_t)1) << 51) - 19;
+    t[1] += (((uint64_t)1) << 51) - 1;
+    t[2] += (((uint64_t)1) << 51) - 1;
+    t[3] += (((uint64_t)1) << 51) - 1;
+    t[4] += (((uint64_t)1) << 51) - 1;
+    t[1] += t[0] >> 51; t[0] &= cortex_fe_mask;
+    t[2] += t[1] >> 51; t[1] &= cortex_fe_mask;
+    t[3] += t[2] >> 51; t[2] &= cortex_fe_mask;
+    t[4] += t[3] >> 51; t[3] &= cortex_fe_mask;
+    t[4] &= cortex_fe_mask;
+    cortex_store64(s, t[0] | (t[1] << 51));
+    cortex_store64(s + 8, (t[1] >> 13) | (t[2] << 38));
+    cortex_store64(s + 16, (t[2] >> 26) | (t[3] << 25));
+    cortex_store64(s + 24, (t[3] >> 39) | (t[4] << 12));
+}
+
+static inline void cortex_fe_add(cortex_fe h, const cortex_fe f, const cortex_fe g) {
+    for (int i = 0; i < 5; i++) h[i] = f[i] + g[i];
+}
+
+// f - g + 4p: inputs below 2^54.
+static inline void cortex_fe_sub(cortex_fe h, const cortex_fe f, const cortex_fe g) {
+    h[0] = f[0] + 0x1FFFFFFFFFFFB4ULL - g[0];
+    for (int i = 1; i < 5; i++) h[i] = f[i] + 0x1FFFFFFFFFFFFCULL - g[i];
+    cortex_fe_carry(h);
+}
+
+static inline void cortex_fe_mul(cortex_fe h, const cortex_fe f, const cortex_fe g) {
+    uint64_t g1 = g[1] * 19, g2 = g[2] * 19, g3 = g[3] * 19, g4 = g[4] * 19;
+    cortex_u128 r0 = (cortex_u128)f[0] * g[0] + (cortex_u128)f[1] * g4 + (cortex_u128)f[2] * g3 + (cortex_u128)f[3] * g2 + (cortex_u128)f[4] * g1;
+    cortex_u128 r1 = (cortex_u128)f[0] * g[1] + (cortex_u128)f[1] * g[0] + (cortex_u128)f[2] * g4 + (cortex_u128)f[3] * g3 + (cortex_u128)f[4] * g2;
+    cortex_u128 r2 = (cortex_u128)f[0] * g[2] + (cortex_u128)f[1] * g[1] + (cortex_u128)f[2] * g[0] + (cortex_u128)f[3] * g4 + (cortex_u128)f[4] * g3;
+    cortex_u128 r3 = (cortex_u128)f[0] * g[3] + (cortex_u128)f[1] * g[2] + (cortex_u128)f[2] * g[1] + (cortex_u128)f[3] * g[0] + (cortex_u128)f[4] * g4;
+    cortex_u128 r4 = (cortex_u128)f[0] * g[4] + (cortex_u128)f[1] * g[3] + (cortex_u128)f[2] * g[2] + (cortex_u128)f[3] * g[1] + (cortex_u128)f[4] * g[0];
+    r1 += r0 >> 51; r0 &= cortex_fe_mask;
+    r2 += r1 >> 51; r1 &= cortex_fe_mask;
+    r3 += r2 >> 51; r2 &= cortex_fe_mask;
+    r4 += r3 >> 51; r3 &= cortex_fe_mask;
+    r0 += (r4 >> 51) * 19; r4 &= cortex_fe_mask;
+    r1 += r0 >> 51; r0 &= cortex_fe_mask;
+    h[0] = (uint64_t)r0; h[1] = (uint64_t)r1; h[2] = (uint64_t)r2; h[3] = (uint64_t)r3; h[4] = (uint64_t)r4;
+}
+
+static inline void cortex_fe_sq(cortex_fe h, const cortex_fe f) {
+    uint64_t f0_2 = f[0] * 2, f1_2 = f[1] * 2, f1_38 = f[1] * 38, f2_38 = f[2] * 38, f3_38 = f[3] * 38, f3_19 = f[3] * 19, f4_19 = f[4] * 19;
+    cortex_u128 r0 = (cortex_u128)f[0] * f[0] + (cortex_u128)f1_38 * f[4] + (cortex_u128)f2_38 * f[3];
+    cortex_u128 r1 = (cortex_u128)f0_2 * f[1] + (cortex_u128)f2_38 * f[4] + (cortex_u128)f3_19 * f[3];
+    cortex_u128 r2 = (cortex_u128)f0_2 * f[2] + (cortex_u128)f[1] * f[1] + (cortex_u128)f3_38 * f[4];
+    cortex_u128 r3 = (cortex_u128)f0_2 * f[3] + (cortex_u128)f1_2 * f[2] + (cortex_u128)f4_19 * f[4];
+    cortex_u128 r4 = (cortex_u128)f0_2 * f[4] + (cortex_u128)f1_2 * f[3] + (cortex_u128)f[2] * f[2];
+    r1 += r0 >> 51; r0 &= cortex_fe_mask;
+    r2 += r1 >> 51; r1 &= cortex_fe_mask;
+    r3 += r2 >> 51; r2 &= cortex_fe_mask;
+    r4 += r3 >> 51; r3 &= cortex_fe_mask;
+    r0 += (r4 >> 51) * 19; r4 &= cortex_fe_mask;
+    r1 += r0 >> 51; r0 &= cortex_fe_mask;
+    h[0] = (uint64_t)r0; h[1] = (uint64_t)r1; h[2] = (uint64_t)r2; h[3] = (uint64_t)r3; h[4] = (uint64_t)r4;
+}
+
+static inline void cortex_fe_sqn(cortex_fe h, const cortex_fe f, int n) {
+    cortex_fe_sq(h, f);
+    for (int i = 1; i < n; i++) cortex_fe_sq(h, h);
+}
+
+// z^(p-2) = 1/z, p - 2 = 2^255 - 21, by the usual chain (254 squarings, 11 multiplications).
+static inline void cortex_fe_invert(cortex_fe out, const cortex_fe z) {
+    cortex_fe t0, t1, t2, t3;
+    cortex_fe_sq(t0, z);            // z^2
+    cortex_fe_sqn(t1, t0, 2);       // z^8
+    cortex_fe_mul(t1, z, t1);       // z^9
+    cortex_fe_mul(t0, t0, t1);      // z^11
+    cortex_fe_sq(t2, t0);           // z^22
+    cortex_fe_mul(t1, t1, t2);      // z^(2^5 - 1)
+    cortex_fe_sqn(t2, t1, 5);
+    cortex_fe_mul(t1, t2, t1);      // z^(2^10 - 1)
+    cortex_fe_sqn(t2, t1, 10);
+    cortex_fe_mul(t2, t2, t1);      // z^(2^20 - 1)
+    cortex_fe_sqn(t3, t2, 20);
+    cortex_fe_mul(t2, t3, t2);      // z^(2^40 - 1)
+    cortex_fe_sqn(t2, t2, 10);
+    cortex_fe_mul(t1, t2, t1);      // z^(2^50 - 1)
+    cortex_fe_sqn(t2, t1, 50);
+    cortex_fe_mul(t2, t2, t1);      // z^(2^100 - 1)
+    cortex_fe_sqn(t3, t2, 100);
+    cortex_fe_mul(t2, t3, t2);      // z^(2^200 - 1)
+    cortex_fe_sqn(t2, t2, 50);
+    cortex_fe_mul(t1, t2, t1);      // z^(2^250 - 1)
+    cortex_fe_sqn(t1, t1, 5);       // z^(2^255 - 2^5)
+    cortex_fe_mul(out, t1, t0);     // z^(2^255 - 21)
+}
+
+typedef struct { cortex_fe X, Y, Z, T; } cortex_ge;
+
+static const uint8_t cortex_ed_d2[32] = {0x59,0xf1,0xb2,0x26,0x94,0x9b,0xd6,0xeb,0x56,0xb1,0x83,0x82,0x9a,0x14,0xe0,0x00,0x30,0xd1,0xf3,0xee,0xf2,0x80,0x8e,0x19,0xe7,0xfc,0xdf,0x56,0xdc,0xd9,0x06,0x24};
+static const uint8_t cortex_ed_bx[32] = {0x1a,0xd5,0x25,0x8f,0x60,0x2d,0x56,0xc9,0xb2,0xa7,0x25,0x95,0x60,0xc7,0x2c,0x69,0x5c,0xdc,0xd6,0xfd,0x31,0xe2,0xa4,0xc0,0xfe,0x53,0x6e,0xcd,0xd3,0x36,0x69,0x21};
+static const uint8_t cortex_ed_by[32] = {0x58,0x66,0x66,0x66,0x66,0x66,0x66,0x66,0x66,0x66,0x66,0x66,0x66,0x66,0x66,0x66,0x66,0x66,0x66,0x66,0x66,0x66,0x66,0x66,0x66,0x66,0x66,0x66,0x66,0x66,0x66,0x66};
+static const uint8_t cortex_ed_bt[32] = {0xa3,0xdd,0xb7,0xa5,0xb3,0x8a,0xde,0x6d,0xf5,0x52,0x51,0x77,0x80,0x9f,0xf0,0x20,0x7d,0xe3,0xab,0x64,0x8e,0x4e,0xea,0x66,0x65,0x76,0x8b,0xd7,0x0f,0x5f,0x87,0x67};
+
+// P + Q (add-2008-hwcd-3, a = -1), complete on this curve.
+static inline void cortex_ge_add(cortex_ge *r, const cortex_ge *p, const cortex_ge *q, const cortex_fe d2) {
+    cortex_fe a, b, c, d, t, e, f, g, h;
+    cortex_fe_sub(a, p->Y, p->X);
+    cortex_fe_sub(t, q->Y, q->X);
+    cortex_fe_mul(a, a, t);
+    cortex_fe_add(b, p->Y, p->X);
+    cortex_fe_add(t, q->Y, q->X);
+    cortex_fe_mul(b, b, t);
+    cortex_fe_mul(c, p->T, q->T);
+    cortex_fe_mul(c, c, d2);
+    cortex_fe_mul(d, p->Z, q->Z);
+    cortex_fe_add(d, d, d);
+    cortex_fe_sub(e, b, a);
+    cortex_fe_sub(f, d, c);
+    cortex_fe_add(g, d, c);
+    cortex_fe_add(h, b, a);
+    cortex_fe_mul(r->X, e, f);
+    cortex_fe_mul(r->Y, g, h);
+    cortex_fe_mul(r->T, e, h);
+    cortex_fe_mul(r->Z, f, g);
+}
+
+// 2P (dbl-2008-hwcd, a = -1). P's T is not read; `with_t` 0 leaves 2P's T stale (for a point
+// that is only doubled again).
+static inline void cortex_ge_double(cortex_ge *r, const cortex_ge *p, int with_t) {
+    cortex_fe a, b, c, e, g, f, h, t, zero = {0, 0, 0, 0, 0};
+    cortex_fe_sq(a, p->X);
+    cortex_fe_sq(b, p->Y);
+    cortex_fe_sq(c, p->Z);
+    cortex_fe_add(c, c, c);
+    cortex_fe_add(t, p->X, p->Y);
+    cortex_fe_sq(t, t);
+    cortex_fe_sub(e, t, a);
+    cortex_fe_sub(e, e, b);
+    cortex_fe_sub(g, b, a);
+    cortex_fe_sub(f, g, c);
+    cortex_fe_add(t, a, b);
+    cortex_fe_sub(h, zero, t);
+    cortex_fe_mul(r->X, e, f);
+    cortex_fe_mul(r->Y, g, h);
+    if (with_t) cortex_fe_mul(r->T, e, h);
+    cortex_fe_mul(r->Z, f, g);
+}
+
+static inline void cortex_fe_cmov(cortex_fe f, const cortex_fe g, uint64_t bit) {
+    uint64_t mask = (uint64_t)0 - bit;
+    for (int i = 0; i < 5; i++) f[i] ^= mask & (f[i] ^ g[i]);
+}
+
+// [s]B for a 32-byte little-endian scalar, in constant time: 4-bit windows, each window's
+// multiple of B picked from a table of all 16 by masks (no branch or index depends on s).
+static inline void cortex_ge_scalarmult_base(cortex_ge *r, const uint8_t s[32]) {
+    cortex_ge table[16], q, pick;
+    cortex_fe d2;
+    cortex_fe_frombytes(d2, cortex_ed_d2);
+    memset(&table[0], 0, sizeof(cortex_ge));
+    table[0].Y[0] = 1;
+    table[0].Z[0] = 1;
+    cortex_fe_frombytes(table[1].X, cortex_ed_bx);
+    cortex_fe_frombytes(table[1].Y, cortex_ed_by);
+    cortex_fe_frombytes(table[1].T, cortex_ed_bt);
+    memset(&table[1].Z, 0, sizeof(cortex_fe));
+    table[1].Z[0] = 1;
+    for (int j = 2; j < 16; j++) cortex_ge_add(&table[j], &table[j - 1], &table[1], d2);
+    q = table[0];
+    for (int i = 63; i >= 0; i--) {
+        for (int k = 0; k < 4; k++) cortex_ge_double(&q, &q, k == 3);
+        uint64_t nibble = (s[i >> 1] >> ((i & 1) * 4)) & 15;
+        pick = table[0];
+        for (uint64_t j = 1; j < 16; j++) {
+            uint64_t equal = (uint64_t)(((j ^ nibble) - 1) >> 63);  // 1 when j == nibble
+            cortex_fe_cmov(pick.X, table[j].X, equal);
+            cortex_fe_cmov(pick.Y, table[j].Y, equal);
+            cortex_fe_cmov(pick.Z, table[j].Z, equal);
+            cortex_fe_cmov(pick.T, table[j].T, equal);
+        }
+        cortex_ge_add(&q, &q, &pick, d2);
+    }
+    *r = q;
+}
+
+static inline void cortex_ge_pack(uint8_t out[32], const cortex_ge *p) {
+    cortex_fe zi, x, y;
+    uint8_t xb[32];
+    cortex_fe_invert(zi, p->Z);
+    cortex_fe_mul(x, p->X, zi);
+    cortex_fe_mul(y, p->Y, zi);
+    cortex_fe_tobytes(out, y);
+    cortex_fe_tobytes(xb, x);
+    out[31] ^= (uint8_t)((xb[0] & 1) << 7);
+}
+
+static const int64_t cortex_ed_L[32] = {0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14,
+                                        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10};
+
+// x (64 signed limbs of 8 bits) modulo the group order L, into 32 bytes (TweetNaCl's modL).
+static inline void cortex_ed_modL(uint8_t r[32], int64_t x[64]) {
+    int64_t carry;
+    int i, j;
+    for (i = 63; i >= 32; --i) {
+        carry = 0;
+        for (j = i - 32; j < i - 12; ++j) {
+            x[j] += carry - 16 * x[i] * cortex_ed_L[j - (i - 32)];
+            carry = (x[j] + 128) >> 8;
+            x[j] -= carry * 256;
+        }
+        x[j] += carry;
+        x[i] = 0;
+    }
+    carry = 0;
+    for (j = 0; j < 32; j++) {
+        x[j] += carry - (x[31] >> 4) * cortex_ed_L[j];
+        carry = x[j] >> 8;
+        x[j] &= 255;
+    }
+    for (j = 0; j < 32; j++) x[j] -= carry * cortex_ed_L[j];
+    for (i = 0; i < 32; i++) {
+        x[i + 1] += x[i] >> 8;
+        r[i] = (uint8_t)(x[i] & 255);
+    }
+}
+
+static inline void cortex_ed_reduce(uint8_t out[32], const uint8_t h[64]) {
+    int64_t x[64];
+    for (int i = 0; i < 64; i++) x[i] = h[i];
+    cortex_ed_modL(out, x);
+}
+
+/// The public key of the 32-byte private `seed`.
+static inline void cortex_ed25519_public_key(uint8_t public_key[32], const uint8_t seed[32]) {
+    uint8_t d[64];
+    SHA512_CTX context;
+    SHA512_Init(&context);
+    SHA512_Update(&context, seed, 32);
+    SHA512_Final(d, &context);
+    d[0] &= 248; d[31] &= 127; d[31] |= 64;
+    cortex_ge a;
+    cortex_ge_scalarmult_base(&a, d);
+    cortex_ge_pack(public_key, &a);
+}
+
+/// The Ed25519 signature of `message` by the key with private `seed` and `public_key`.
+static inline void cortex_ed25519_sign(uint8_t signature[64], const uint8_t *message, size_t length, const uint8_t seed[32],
+                                       const uint8_t public_key[32]) {
+    uint8_t d[64], r64[64], r[32], h64[64], h[32];
+    SHA512_CTX context;
+    SHA512_Init(&context);
+    SHA512_Update(&context, seed, 32);
+    SHA512_Final(d, &context);
+    d[0] &= 248; d[31] &= 127; d[31] |= 64;
+    SHA512_Init(&context);
+    SHA512_Update(&context, d + 32, 32);
+    SHA512_Update(&context, message, length);
+    SHA512_Final(r64, &context);
+    cortex_ed_reduce(r, r64);
+    cortex_ge R;
+    cortex_ge_scalarmult_base(&R, r);
+    cortex_ge_pack(signature, &R);
+    SHA512_Init(&context);
+    SHA512_Update(&context, signature, 32);
+    SHA512_Update(&context, public_key, 32);
+    SHA512_Update(&context, message, length);
+    SHA512_Final(h64, &context);
+    cortex_ed_reduce(h, h64);
+    int64_t x[64];
+    for (int i = 0; i < 64; i++) x[i] = 0;
+    for (int i = 0; i < 32; i++) x[i] = r[i];
+    for (int i = 0; i < 32; i++)
+        for (int j = 0; j < 32; j++) x[i + j] += (int64_t)h[i] * (int64_t)d[j];
+    cortex_ed_modL(signature + 32, x);
+}
+
+/// SHA-256 through OpenSSL's low-level interface (no provider set-up): key fingerprints and the
+/// seal chain.
+static inline void cortex_sha256_init(SHA256_CTX *context) { SHA256_Init(context); }
+static inline void cortex_sha256_update(SHA256_CTX *context, const void *bytes, size_t count) { SHA256_Update(context, bytes, count); }
+static inline void cortex_sha256_final(uint8_t digest[32], SHA256_CTX *context) { SHA256_Final(digest, context); }
+
+#endif
