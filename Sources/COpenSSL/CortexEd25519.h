@@ -7,7 +7,7 @@
 // field elements, extended coordinates), with OpenSSL's low-level SHA-512, so a tool pays only
 // the signature (~0.1 ms). Signatures are deterministic: the tests check that they are byte for
 // byte OpenSSL's. Verification (cortex verify --audit) stays with OpenSSL's EVP interface.
-// The scalar reduction modulo the group order follows TweetNaCl (public domain).
+// Scalars are reduced modulo the group order by Barrett's method on 64-bit limbs.
 
 #define OPENSSL_SUPPRESS_DEPRECATED
 #include <openssl/sha.h>
@@ -243,40 +243,74 @@ static inline void cortex_ge_pack(uint8_t out[32], const cortex_ge *p) {
     out[31] ^= (uint8_t)((xb[0] & 1) << 7);
 }
 
-static const int64_t cortex_ed_L[32] = {0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14,
-                                        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10};
+// The group order L = 2^252 + 27742317777372353535851937790883648493, and Barrett's constant
+// floor(2^512 / L), both as little-endian 64-bit limbs.
+static const uint64_t cortex_ed_order[4] = {0x5812631a5cf5d3edULL, 0x14def9dea2f79cd6ULL, 0, 0x1000000000000000ULL};
+static const uint64_t cortex_ed_barrett[5] = {0xed9ce5a30a2c131bULL, 0x2106215d086329a7ULL, 0xffffffffffffffebULL,
+                                              0xffffffffffffffffULL, 0x000000000000000fULL};
 
-// x (64 signed limbs of 8 bits) modulo the group order L, into 32 bytes (TweetNaCl's modL).
-static inline void cortex_ed_modL(uint8_t r[32], int64_t x[64]) {
-    int64_t carry;
-    int i, j;
-    for (i = 63; i >= 32; --i) {
-        carry = 0;
-        for (j = i - 32; j < i - 12; ++j) {
-            x[j] += carry - 16 * x[i] * cortex_ed_L[j - (i - 32)];
-            carry = (x[j] + 128) >> 8;
-            x[j] -= carry * 256;
+// out (count_a + count_b limbs) = a × b, schoolbook on 64-bit limbs.
+static inline void cortex_limbs_multiply(uint64_t *out, const uint64_t *a, int count_a, const uint64_t *b, int count_b) {
+    for (int i = 0; i < count_a + count_b; i++) out[i] = 0;
+    for (int i = 0; i < count_a; i++) {
+        uint64_t carry = 0;
+        for (int j = 0; j < count_b; j++) {
+            cortex_u128 t = (cortex_u128)a[i] * b[j] + out[i + j] + carry;
+            out[i + j] = (uint64_t)t;
+            carry = (uint64_t)(t >> 64);
         }
-        x[j] += carry;
-        x[i] = 0;
-    }
-    carry = 0;
-    for (j = 0; j < 32; j++) {
-        x[j] += carry - (x[31] >> 4) * cortex_ed_L[j];
-        carry = x[j] >> 8;
-        x[j] &= 255;
-    }
-    for (j = 0; j < 32; j++) x[j] -= carry * cortex_ed_L[j];
-    for (i = 0; i < 32; i++) {
-        x[i + 1] += x[i] >> 8;
-        r[i] = (uint8_t)(x[i] & 255);
+        out[i + count_b] = carry;
     }
 }
 
+// out (32 bytes, little-endian) = x mod L for x below 2^512 (8 limbs): Barrett's reduction with
+// base 2^64 and k = 4 (q = ((x >> 192) * floor(2^512 / L)) >> 320 is at most 2 below x / L, so
+// x - q L < 3 L), then two subtractions of L kept by mask: the same instructions whatever x is.
+static inline void cortex_ed_mod_order(uint8_t out[32], const uint64_t x[8]) {
+    uint64_t product[10], multiple[9], rest[5], less[5];
+    cortex_limbs_multiply(product, x + 3, 5, cortex_ed_barrett, 5);
+    cortex_limbs_multiply(multiple, product + 5, 5, cortex_ed_order, 4);
+    uint64_t borrow = 0;
+    for (int i = 0; i < 5; i++) {  // modulo 2^320, where x - q L is exact
+        cortex_u128 t = (cortex_u128)x[i] - multiple[i] - borrow;
+        rest[i] = (uint64_t)t;
+        borrow = (uint64_t)(t >> 64) & 1;
+    }
+    for (int pass = 0; pass < 2; pass++) {
+        borrow = 0;
+        for (int i = 0; i < 5; i++) {
+            cortex_u128 t = (cortex_u128)rest[i] - (i < 4 ? cortex_ed_order[i] : 0) - borrow;
+            less[i] = (uint64_t)t;
+            borrow = (uint64_t)(t >> 64) & 1;
+        }
+        uint64_t keep = 0 - borrow;  // all ones when rest < L
+        for (int i = 0; i < 5; i++) rest[i] = (rest[i] & keep) | (less[i] & ~keep);
+    }
+    for (int i = 0; i < 4; i++) cortex_store64(out + 8 * i, rest[i]);
+}
+
+// out = a 64-byte little-endian number (a SHA-512 digest) mod L.
 static inline void cortex_ed_reduce(uint8_t out[32], const uint8_t h[64]) {
-    int64_t x[64];
-    for (int i = 0; i < 64; i++) x[i] = h[i];
-    cortex_ed_modL(out, x);
+    uint64_t x[8];
+    for (int i = 0; i < 8; i++) x[i] = cortex_load64(h + 8 * i);
+    cortex_ed_mod_order(out, x);
+}
+
+// out = (r + h d) mod L, for 32-byte little-endian r, h and d: the signature's S.
+static inline void cortex_ed_multiply_add(uint8_t out[32], const uint8_t r[32], const uint8_t h[32], const uint8_t d[32]) {
+    uint64_t a[4], b[4], x[8];
+    for (int i = 0; i < 4; i++) {
+        a[i] = cortex_load64(h + 8 * i);
+        b[i] = cortex_load64(d + 8 * i);
+    }
+    cortex_limbs_multiply(x, a, 4, b, 4);  // below 2^253 * 2^255
+    uint64_t carry = 0;
+    for (int i = 0; i < 8; i++) {
+        cortex_u128 t = (cortex_u128)x[i] + (i < 4 ? cortex_load64(r + 8 * i) : 0) + carry;
+        x[i] = (uint64_t)t;
+        carry = (uint64_t)(t >> 64);
+    }
+    cortex_ed_mod_order(out, x);
 }
 
 /// The public key of the 32-byte private `seed`.
@@ -315,12 +349,7 @@ static inline void cortex_ed25519_sign(uint8_t signature[64], const uint8_t *mes
     SHA512_Update(&context, message, length);
     SHA512_Final(h64, &context);
     cortex_ed_reduce(h, h64);
-    int64_t x[64];
-    for (int i = 0; i < 64; i++) x[i] = 0;
-    for (int i = 0; i < 32; i++) x[i] = r[i];
-    for (int i = 0; i < 32; i++)
-        for (int j = 0; j < 32; j++) x[i + j] += (int64_t)h[i] * (int64_t)d[j];
-    cortex_ed_modL(signature + 32, x);
+    cortex_ed_multiply_add(signature + 32, r, h, d);
 }
 
 /// SHA-256 through OpenSSL's low-level interface (no provider set-up): key fingerprints and the

@@ -133,7 +133,7 @@ import Testing
         let store = try CoordinationStore.open(root: layout.root, createIfMissing: false)
         _ = try store.submit(.budgetSet(total: 2_000))
         let target = folder.path + "/elsewhere"
-        try Array("precious\n".utf8).withUnsafeBytes { _ = FileManager.default.createFile(atPath: target, contents: Data($0)) }
+        Array("precious\n".utf8).withUnsafeBytes { _ = FileManager.default.createFile(atPath: target, contents: Data($0)) }
         for plant in ["fifo", "symlink"] {
             try store.writeSnapshot()
             POSIX.unlinkIfPresent(layout.snapshotVerified)
