@@ -145,34 +145,6 @@ static inline void cortex_fe_invert(cortex_fe out, const cortex_fe z) {
 
 typedef struct { cortex_fe X, Y, Z, T; } cortex_ge;
 
-static const uint8_t cortex_ed_d2[32] = {0x59,0xf1,0xb2,0x26,0x94,0x9b,0xd6,0xeb,0x56,0xb1,0x83,0x82,0x9a,0x14,0xe0,0x00,0x30,0xd1,0xf3,0xee,0xf2,0x80,0x8e,0x19,0xe7,0xfc,0xdf,0x56,0xdc,0xd9,0x06,0x24};
-static const uint8_t cortex_ed_bx[32] = {0x1a,0xd5,0x25,0x8f,0x60,0x2d,0x56,0xc9,0xb2,0xa7,0x25,0x95,0x60,0xc7,0x2c,0x69,0x5c,0xdc,0xd6,0xfd,0x31,0xe2,0xa4,0xc0,0xfe,0x53,0x6e,0xcd,0xd3,0x36,0x69,0x21};
-static const uint8_t cortex_ed_by[32] = {0x58,0x66,0x66,0x66,0x66,0x66,0x66,0x66,0x66,0x66,0x66,0x66,0x66,0x66,0x66,0x66,0x66,0x66,0x66,0x66,0x66,0x66,0x66,0x66,0x66,0x66,0x66,0x66,0x66,0x66,0x66,0x66};
-static const uint8_t cortex_ed_bt[32] = {0xa3,0xdd,0xb7,0xa5,0xb3,0x8a,0xde,0x6d,0xf5,0x52,0x51,0x77,0x80,0x9f,0xf0,0x20,0x7d,0xe3,0xab,0x64,0x8e,0x4e,0xea,0x66,0x65,0x76,0x8b,0xd7,0x0f,0x5f,0x87,0x67};
-
-// P + Q (add-2008-hwcd-3, a = -1), complete on this curve.
-static inline void cortex_ge_add(cortex_ge *r, const cortex_ge *p, const cortex_ge *q, const cortex_fe d2) {
-    cortex_fe a, b, c, d, t, e, f, g, h;
-    cortex_fe_sub(a, p->Y, p->X);
-    cortex_fe_sub(t, q->Y, q->X);
-    cortex_fe_mul(a, a, t);
-    cortex_fe_add(b, p->Y, p->X);
-    cortex_fe_add(t, q->Y, q->X);
-    cortex_fe_mul(b, b, t);
-    cortex_fe_mul(c, p->T, q->T);
-    cortex_fe_mul(c, c, d2);
-    cortex_fe_mul(d, p->Z, q->Z);
-    cortex_fe_add(d, d, d);
-    cortex_fe_sub(e, b, a);
-    cortex_fe_sub(f, d, c);
-    cortex_fe_add(g, d, c);
-    cortex_fe_add(h, b, a);
-    cortex_fe_mul(r->X, e, f);
-    cortex_fe_mul(r->Y, g, h);
-    cortex_fe_mul(r->T, e, h);
-    cortex_fe_mul(r->Z, f, g);
-}
-
 // 2P (dbl-2008-hwcd, a = -1). P's T is not read; `with_t` 0 leaves 2P's T stale (for a point
 // that is only doubled again).
 static inline void cortex_ge_double(cortex_ge *r, const cortex_ge *p, int with_t) {
@@ -200,34 +172,84 @@ static inline void cortex_fe_cmov(cortex_fe f, const cortex_fe g, uint64_t bit) 
     for (int i = 0; i < 5; i++) f[i] ^= mask & (f[i] ^ g[i]);
 }
 
-// [s]B for a 32-byte little-endian scalar, in constant time: 4-bit windows, each window's
-// multiple of B picked from a table of all 16 by masks (no branch or index depends on s).
+// A multiple of B with Z = 1, kept as (y + x, y - x, 2 d x y): what an addition to it needs.
+typedef struct { cortex_fe yplusx, yminusx, xy2d; } cortex_ge_precomputed;
+
+#include "CortexEd25519Table.h"
+
+// P + Q for Q with Z = 1 (add-2008-hwcd-3, a = -1, complete on this curve; with Z2 = 1 and Q's
+// products taken from the table).
+static inline void cortex_ge_add_precomputed(cortex_ge *r, const cortex_ge *p, const cortex_ge_precomputed *q) {
+    cortex_fe a, b, c, d, e, f, g, h;
+    cortex_fe_sub(a, p->Y, p->X);
+    cortex_fe_mul(a, a, q->yminusx);
+    cortex_fe_add(b, p->Y, p->X);
+    cortex_fe_mul(b, b, q->yplusx);
+    cortex_fe_mul(c, p->T, q->xy2d);
+    cortex_fe_add(d, p->Z, p->Z);
+    cortex_fe_sub(e, b, a);
+    cortex_fe_sub(f, d, c);
+    cortex_fe_add(g, d, c);
+    cortex_fe_add(h, b, a);
+    cortex_fe_mul(r->X, e, f);
+    cortex_fe_mul(r->Y, g, h);
+    cortex_fe_mul(r->T, e, h);
+    cortex_fe_mul(r->Z, f, g);
+}
+
+// digit * 256^row * B for a digit in -8...8, picked by masks from the row's 8 entries (every
+// entry is read whatever the digit), then negated by mask: -(x, y) is (-x, y).
+static inline void cortex_ge_pick(cortex_ge_precomputed *out, int row, int8_t digit) {
+    uint8_t negative = (uint8_t)digit >> 7;
+    uint8_t magnitude = (uint8_t)(digit - (int8_t)((0 - negative) & (uint8_t)(2 * digit)));
+    cortex_fe zero = {0, 0, 0, 0, 0}, negated;
+    memset(out, 0, sizeof(*out));
+    out->yplusx[0] = 1;
+    out->yminusx[0] = 1;
+    for (uint64_t j = 1; j <= 8; j++) {
+        uint64_t equal = (((uint64_t)(j ^ magnitude)) - 1) >> 63;  // 1 when j == magnitude
+        const cortex_ge_precomputed *entry = &cortex_ed_base_table[row][j - 1];
+        cortex_fe_cmov(out->yplusx, entry->yplusx, equal);
+        cortex_fe_cmov(out->yminusx, entry->yminusx, equal);
+        cortex_fe_cmov(out->xy2d, entry->xy2d, equal);
+    }
+    cortex_fe swapped;
+    memcpy(swapped, out->yplusx, sizeof(cortex_fe));
+    cortex_fe_cmov(out->yplusx, out->yminusx, negative);
+    cortex_fe_cmov(out->yminusx, swapped, negative);
+    cortex_fe_sub(negated, zero, out->xy2d);
+    cortex_fe_cmov(out->xy2d, negated, negative);
+}
+
+// [s]B for a 32-byte little-endian scalar below 2^255, in constant time. s is written in 64
+// signed base-16 digits e[i] in -8...8, so [s]B = sum e[i] 16^i B: the odd digits' multiples of
+// 256^k B (k = i / 2) from the table, that sum times 16 (four doublings), then the even digits'.
 static inline void cortex_ge_scalarmult_base(cortex_ge *r, const uint8_t s[32]) {
-    cortex_ge table[16], q, pick;
-    cortex_fe d2;
-    cortex_fe_frombytes(d2, cortex_ed_d2);
-    memset(&table[0], 0, sizeof(cortex_ge));
-    table[0].Y[0] = 1;
-    table[0].Z[0] = 1;
-    cortex_fe_frombytes(table[1].X, cortex_ed_bx);
-    cortex_fe_frombytes(table[1].Y, cortex_ed_by);
-    cortex_fe_frombytes(table[1].T, cortex_ed_bt);
-    memset(&table[1].Z, 0, sizeof(cortex_fe));
-    table[1].Z[0] = 1;
-    for (int j = 2; j < 16; j++) cortex_ge_add(&table[j], &table[j - 1], &table[1], d2);
-    q = table[0];
-    for (int i = 63; i >= 0; i--) {
-        for (int k = 0; k < 4; k++) cortex_ge_double(&q, &q, k == 3);
-        uint64_t nibble = (s[i >> 1] >> ((i & 1) * 4)) & 15;
-        pick = table[0];
-        for (uint64_t j = 1; j < 16; j++) {
-            uint64_t equal = (uint64_t)(((j ^ nibble) - 1) >> 63);  // 1 when j == nibble
-            cortex_fe_cmov(pick.X, table[j].X, equal);
-            cortex_fe_cmov(pick.Y, table[j].Y, equal);
-            cortex_fe_cmov(pick.Z, table[j].Z, equal);
-            cortex_fe_cmov(pick.T, table[j].T, equal);
-        }
-        cortex_ge_add(&q, &q, &pick, d2);
+    int8_t e[64];
+    for (int i = 0; i < 32; i++) {
+        e[2 * i] = (int8_t)(s[i] & 15);
+        e[2 * i + 1] = (int8_t)(s[i] >> 4);
+    }
+    int8_t carry = 0;
+    for (int i = 0; i < 63; i++) {
+        e[i] = (int8_t)(e[i] + carry);
+        carry = (int8_t)((e[i] + 8) >> 4);
+        e[i] = (int8_t)(e[i] - carry * 16);
+    }
+    e[63] = (int8_t)(e[63] + carry);
+    cortex_ge q;
+    cortex_ge_precomputed pick;
+    memset(&q, 0, sizeof(q));
+    q.Y[0] = 1;
+    q.Z[0] = 1;
+    for (int i = 1; i < 64; i += 2) {
+        cortex_ge_pick(&pick, i / 2, e[i]);
+        cortex_ge_add_precomputed(&q, &q, &pick);
+    }
+    for (int k = 0; k < 4; k++) cortex_ge_double(&q, &q, k == 3);
+    for (int i = 0; i < 64; i += 2) {
+        cortex_ge_pick(&pick, i / 2, e[i]);
+        cortex_ge_add_precomputed(&q, &q, &pick);
     }
     *r = q;
 }

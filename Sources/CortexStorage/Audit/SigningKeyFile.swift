@@ -14,13 +14,15 @@ public enum SigningKeyFile {
     /// The file's name inside the `cortex` folder.
     public static let fileName = "signing-key"
 
-    private static let cache = Mutex<[uid_t: SigningKey]>([:])
+    /// The key found last and its user (a process signs as one user; a single entry, not a
+    /// dictionary, whose first use in a static tool costs a conformance lookup of its key type).
+    private static let cache = Mutex<(uid: uid_t, key: SigningKey)?>(nil)
 
     /// The effective user's key, loaded (or created) once per process; nil when no place for
     /// it can be used (then records go unsigned and `cortex verify --audit` names them).
     public static func currentUser() -> SigningKey? {
         let uid = POSIX.effectiveUserID
-        if let key = cache.withLock({ $0[uid] }) { return key }
+        if let cached = cache.withLock({ $0 }), cached.uid == uid { return cached.key }
         var variables: [String: String] = [:]
         for name in ["XDG_CONFIG_HOME", "HOME"] { variables[name] = POSIX.environmentValue(name) }
         var tried: [String] = []
@@ -29,7 +31,7 @@ public enum SigningKeyFile {
             for folder in candidateFolders(environment: variables, uid: uid, passwd: withPasswd) where !tried.contains(folder) {
                 tried.append(folder)
                 guard let key = try? loadOrCreate(in: folder, uid: uid) else { continue }
-                cache.withLock { $0[uid] = key }
+                cache.withLock { $0 = (uid, key) }
                 return key
             }
         }
@@ -50,6 +52,10 @@ public enum SigningKeyFile {
     /// - Throws: `permissionDenied` for a folder or file not the user's alone, `corrupt` for a
     ///   malformed file, an I/O error when it cannot be made.
     public static func loadOrCreate(in folder: String, uid: uid_t) throws(CortexError) -> SigningKey {
+        // Every call after the first: the key read at once, with its owner and mode checked. A
+        // file that is the user's and 0600 was made by the user (or root) and is read by nobody
+        // else, whatever its folder; anything else goes the long way below, which says why.
+        if let key = try? read(FolderDescriptor(root: folder), folder: folder, uid: uid) { return key }
         let (parent, name) = FolderDescriptor.containing(folder)
         let (grandparent, base) = FolderDescriptor.containing(parent.root)
         // `.config` as a user's own (the home folder itself is never made here).
