@@ -58,7 +58,8 @@ public enum AuditTool {
         var lines: [String] = []
         var events: [JSONValue] = []
         var unverified: [String] = []
-        let report = try AuditVerifier.verify(journal, layout: layout) { (record, position, owner) in
+        let audited = try CoordinationStore.existingConfig(root: invocation.root)?.audit ?? false
+        let report = try AuditVerifier.verify(journal, layout: layout, audited: audited) { (record, position, owner) in
             let worker = record.kind.hasPrefix("worker.") ? record.data["worker"]?.stringValue : nil
             let held = worker.map { name in state.tasks.running.filter { $0.worker == name }.map(\.id) } ?? []
             let outcome = Reducer.reduce(&state, record, at: position)
@@ -68,11 +69,11 @@ public enum AuditTool {
             guard filter.matches(record, outcome: outcome, requeued: requeued) else { return }
             let at = ISOTime.format(milliseconds: record.timeMilliseconds)
             guard let owner else {
-                unverified.append("\(position) \(record.kind) (record \(record.id))")
+                unverified.append("\(position) \(Values.printable(record.kind)) (record \(Values.printable(record.id)))")
                 return
             }
             let who = users.user(uid: owner.uid)?.name ?? "uid \(owner.uid)"
-            lines.append("\(at)  \(record.kind)  by \(who) (uid \(owner.uid))  key \(owner.key)")
+            lines.append("\(at)  \(Values.printable(record.kind))  by \(who) (uid \(owner.uid))  key \(owner.key)")
             events.append(
                 .object([
                     "at": .string(at), "at_ms": .int(record.timeMilliseconds), "key": .string(owner.key), "kind": .string(record.kind),
@@ -123,7 +124,8 @@ public enum AuditTool {
     static func verifyLines(_ invocation: Invocation) throws(CortexError) -> (lines: [String], json: JSONValue, clean: Bool) {
         let journal = try fileJournal(invocation)
         let layout = CoordinationLayout(root: invocation.root)
-        let report = try AuditVerifier.verify(journal, layout: layout)
+        let audited = try CoordinationStore.existingConfig(root: invocation.root)?.audit ?? false
+        let report = try AuditVerifier.verify(journal, layout: layout, audited: audited)
         let users = UserDatabase.system
         var lines: [String] = []
         if let first = report.problems.first {

@@ -329,6 +329,14 @@ public final class CoordinationStore {
         }
     }
 
+    /// The folder's `config.json` as it is now, or nil when the folder has none.
+    /// - Throws: `configuration` for a file that is not valid, an I/O error.
+    public static func existingConfig(root: String) throws(CortexError) -> CortexConfig? {
+        let layout = CoordinationLayout(root: root)
+        guard let bytes = try readConfig(layout) else { return nil }
+        return try parseConfig(bytes, layout)
+    }
+
     /// `config.json`'s bytes, or nil when it does not exist (one read, no separate stat). A link,
     /// a FIFO or a file over `FileLimits.config` is refused.
     private static func readConfig(_ layout: CoordinationLayout) throws(CortexError) -> [UInt8]? {

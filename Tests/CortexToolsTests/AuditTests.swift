@@ -1,6 +1,7 @@
 import CortexCore
 import CortexStorage
 import Foundation
+import Glibc
 import Testing
 
 /// The signed, tamper-evident journal (issue 18; docs/decisions/044-signed-journal.md), with the
@@ -150,6 +151,77 @@ import Testing
         #expect(first["offset"]?.intValue == offset && first["segment"]?.intValue == 1, "\(red)")
         let text = try folder.run(["cortex", "verify", "--dir", folder.dir, "--audit"])
         #expect(text.stdout.contains("unattributed key \(stranger.keyFingerprint)"), "\(text)")
+    }
+
+    /// A `.pub` attributes its key only when the key itself signed that it belongs to the file's
+    /// owner: a file holding just the public key, or another user's file copied by someone
+    /// else, attributes nothing (so no user can take another's records).
+    @Test func aKeyFileNotSignedForItsOwnerAttributesNothing() throws {
+        let folder = try Audited(rotating: false)
+        try folder.allocate(2)
+        #expect(try folder.verify().exitCode == 0)
+        let keys = try FileManager.default.contentsOfDirectory(atPath: folder.dir + "/audit/keys").filter { $0.hasSuffix(".pub") }
+        let name = try #require(keys.first, "a key was registered")
+        let path = folder.dir + "/audit/keys/" + name
+        let registered = try String(contentsOfFile: path, encoding: .utf8)
+        let publicKeyOnly = String(registered.split(separator: "\n")[0]) + "\n"
+        try FileManager.default.removeItem(atPath: path)
+        try publicKeyOnly.write(toFile: path, atomically: false, encoding: .utf8)
+        let unproven = try folder.verify()
+        #expect(unproven.exitCode == 1, "a public key alone attributes nothing: \(unproven)")
+        #expect(unproven.json?["audit"]?["unattributed"]?.arrayValue?.isEmpty == false, "\(unproven)")
+        guard getuid() == 0 else { return }
+        // The registered content, owned by someone else: the uid it names is not its owner's.
+        try FileManager.default.removeItem(atPath: path)
+        try registered.write(toFile: path, atomically: false, encoding: .utf8)
+        #expect(chown(path, 4242, 4242) == 0)
+        let copied = try folder.verify()
+        #expect(copied.exitCode == 1, "a copy owned by another user attributes nothing: \(copied)")
+        #expect(chown(path, 0, 0) == 0)
+        #expect(try folder.verify().exitCode == 0, "the owner's own file attributes again")
+    }
+
+    /// A signed line copied back into the folder verifies by its signature, but its id was
+    /// used already: the copy is named.
+    @Test func aReplayedLineIsNamed() throws {
+        let folder = try Audited(rotating: false)
+        try folder.allocate(2)
+        var lines = try folder.lines(ofSegment: 1)
+        let index = try #require(lines.lastIndex { String(decoding: $0, as: UTF8.self).contains(#""kind":"budget.allocate""#) })
+        let offset = try fileSize(folder.journal + "/" + JournalSegment.fileName(1))
+        lines.append(lines[index])
+        try folder.write(lines, toSegment: 1)
+        let red = try folder.verify()
+        #expect(red.exitCode == 1, "\(red)")
+        let first = try #require(Self.problems(red).first, "\(red)")
+        #expect(first["offset"]?.intValue == offset && first["reason"]?.stringValue?.contains("second time") == true, "\(red)")
+    }
+
+    /// A segment no Cortex writer could make (64 GiB, sparse) is named as a problem, not read:
+    /// the audit, and the reaper that runs it, do not die allocating it.
+    @Test func aHugeSegmentIsNamedNotRead() throws {
+        let folder = try Audited()
+        try folder.allocate(3)
+        let segment = folder.journal + "/" + JournalSegment.fileName(1)
+        #expect(truncate(segment, 64 << 30) == 0)
+        let red = try folder.verify()
+        #expect(red.exitCode == 1, "\(red)")
+        #expect(Self.problems(red).contains { $0["reason"]?.stringValue?.contains("more than the") == true }, "\(red)")
+    }
+
+    /// Text from hostile lines (a record id with escape sequences and a newline) reaches the
+    /// terminal only made printable: one line per problem, no control bytes.
+    @Test func hostileRecordTextIsShownPrintable() throws {
+        let folder = try Audited(rotating: false)
+        try folder.allocate(1)
+        let record = Record(
+            id: "r\u{1B}[2J\nbroken nothing", timeMilliseconds: 1_800_000_000_000, kind: "budget.allocate",
+            data: .object(["tokens": .int(5)]))
+        try appendBytes(try RecordCodec.encode(record), to: folder.journal + "/" + JournalSegment.fileName(1))
+        let text = try folder.run(["cortex", "verify", "--dir", folder.dir, "--audit"])
+        #expect(text.exitCode == 1, "\(text)")
+        #expect(!text.stdout.utf8.contains(0x1B) && !text.stderr.utf8.contains(0x1B), "\(text)")
+        #expect(!text.stdout.contains("\nbroken nothing"), "\(text)")
     }
 
     @Test func aHundredFirstUsesMakeOneKeyWithOwnerOnlyModes() throws {

@@ -32,6 +32,10 @@ public enum AuditKeys {
     /// The `.pub` file's name for `key`.
     public static func fileName(_ key: String) -> String { key + ".pub" }
 
+    /// What a key signs when it is registered: that it is the key of user `uid`. The `.pub` file
+    /// carries that signature, so its owner must be the user the key itself names.
+    static func claim(key: String, uid: uid_t) -> [UInt8] { Array("cortex audit key \(key) belongs to uid \(uid)\n".utf8) }
+
     /// Creates `audit/keys/KEY.pub` for `key` unless it is there. Returns true when this call
     /// created it (its caller then appends the `audit.key` record).
     public static func register(_ key: SigningKey, in layout: CoordinationLayout, permissions: FolderPermissions) throws(CortexError)
@@ -43,8 +47,10 @@ public enum AuditKeys {
         // Sticky: anyone who may write the folder registers a key, nobody removes another's.
         let keysMode: CreationMode = permissions.isGroupShared ? .exact(0o3770) : .masked(0o1777)
         try Files.makeDirectory(layout.auditKeys, in: layout.folder, mode: keysMode)
-        return try AtomicFile.createIfAbsent(
-            path, in: layout.folder, with: Array((Hex.encode(key.publicKey) + "\n").utf8), mode: .exact(0o644))
+        let uid = POSIX.effectiveUserID
+        let proof = key.signature(of: AuditKeys.claim(key: key.keyFingerprint, uid: uid))
+        let text = Hex.encode(key.publicKey) + "\n" + String(uid) + "\n" + Hex.encode(proof) + "\n"
+        return try AtomicFile.createIfAbsent(path, in: layout.folder, with: Array(text.utf8), mode: .exact(0o644))
     }
 
     /// The owner of `key` as its `.pub` file says, or nil when it has none or the file cannot be
@@ -55,8 +61,17 @@ public enum AuditKeys {
         guard let (bytes, info) = try? layout.folder.readFileWithStatus(path, limit: 1024), info.st_mode & 0o022 == 0 else {
             return nil
         }
-        let text = String(decoding: bytes, as: UTF8.self).split(separator: "\n").first ?? ""
-        guard let publicKey = Hex.decode(text), publicKey.count == 32, SigningKey.fingerprint(of: publicKey) == key else { return nil }
+        // The public key, the uid it was registered for, and the key's signature over both: a
+        // user who copies another's file (or writes another's public key) owns a file whose uid
+        // line is not theirs, and cannot sign one that is.
+        let lines = String(decoding: bytes, as: UTF8.self).split(separator: "\n")
+        guard lines.count == 3, let publicKey = Hex.decode(lines[0]), publicKey.count == 32,
+            SigningKey.fingerprint(of: publicKey) == key, let uid = uid_t(lines[1]), uid == info.st_uid,
+            let proof = Hex.decode(lines[2]), proof.count == 64
+        else { return nil }
+        let claimed = claim(key: key, uid: uid)
+        let holds = claimed.withUnsafeBufferPointer { SigningKey.verify(publicKey: publicKey, signature: proof, message: $0) }
+        guard holds else { return nil }
         return KeyOwner(key: key, publicKey: publicKey, uid: info.st_uid)
     }
 }

@@ -21,7 +21,8 @@ public enum AuditProgress {
         else { return nil }
         let start = AuditVerifier.Start(
             segment: Int(segment), chain: json["chain"]?.stringValue, inEra: json["era"]?.boolValue ?? false)
-        return State(start: start, problem: json["problem"]?.stringValue)
+        // Anyone who can write the folder can write this file: its text is shown only made printable.
+        return State(start: start, problem: json["problem"]?.stringValue.map { Values.printable($0, limit: 300) })
     }
 
     /// Checks the segments sealed since the last check, and records where it got and the first
@@ -31,7 +32,8 @@ public enum AuditProgress {
         throws(CortexError) -> String?
     {
         let previous = load(layout)
-        let report = try AuditVerifier.verify(journal, layout: layout, from: previous?.start ?? .beginning, sealedOnly: true)
+        let report = try AuditVerifier.verify(
+            journal, layout: layout, from: previous?.start ?? .beginning, sealedOnly: true, audited: true)
         var problem: String?
         var start = report.next
         if let first = report.problems.first {

@@ -85,14 +85,16 @@ public enum AuditVerifier {
     /// in journal order with its position and the owner of its key when its signature holds (nil
     /// when it is unsigned or could not be verified). With `sealedOnly`, only segments that
     /// already have a successor are read (the reaper's incremental check); `Report.next` says
-    /// where the next check starts.
+    /// where the next check starts. `audited` is the folder's config switch: with it, a removed
+    /// segment starts the era and a journal without `audit.start` is a problem.
     public static func verify(
         _ journal: FileJournal, layout: CoordinationLayout, from start: Start = .beginning, sealedOnly: Bool = false,
-        visit: ((Record, JournalPosition, KeyOwner?) -> Void)? = nil
+        audited: Bool = false, visit: ((Record, JournalPosition, KeyOwner?) -> Void)? = nil
     ) throws(CortexError) -> Report {
         var report = Report()
         report.next = start
         var owners: [String: KeyOwner?] = [:]
+        var seenIDs: Set<String> = []
         var unattributedIndex: [String: Int] = [:]
         var inEra = start.inEra
         // The digest of the previous segment through its first seal: what this segment's seal carries.
@@ -112,8 +114,19 @@ public enum AuditVerifier {
             if case .missing = opened { break }
             if case .open(let fd, _, _) = opened { POSIX.close(fd) }
             report.segments += 1
-            guard let bytes = try journal.segmentBytes(segment) else {
+            let read: [UInt8]?
+            do { read = try journal.segmentBytes(segment) } catch {
+                // Planted or unreadable: named as a problem, and the audit goes on past it.
+                report.problems.append(Problem(position: JournalPosition(segment: segment, offset: 0), reason: error.description))
+                expectedChain = nil
+                segment += 1
+                continue
+            }
+            guard let bytes = read else {
                 report.purged.append(segment)
+                // In a folder whose config says `audit`, what follows a removed segment is held to
+                // the era: removing the segment that held `audit.start` must not end it.
+                if audited { inEra = true }
                 expectedChain = nil
                 segment += 1
                 continue
@@ -146,6 +159,14 @@ public enum AuditVerifier {
                     continue
                 }
                 report.records += 1
+                // Cortex never makes two live records with one id (a re-append follows a torn or
+                // void copy): a second one is a signed line copied back in, a replay.
+                if !seenIDs.insert(record.id).inserted {
+                    report.problems.append(
+                        Problem(
+                            position: position,
+                            reason: "record \(Values.printable(record.id)) appears a second time: a copy of a line replayed"))
+                }
                 if record.kind == Record.auditStartKind, !inEra {
                     inEra = true
                     report.eraStart = position
@@ -166,16 +187,21 @@ public enum AuditVerifier {
                             report.owners[key] = known
                         } else {
                             report.problems.append(
-                                Problem(position: position, reason: "record \(record.id): its signature does not match (key \(key))"))
+                                Problem(
+                                    position: position,
+                                    reason: "record \(Values.printable(record.id)): its signature does not match (key \(key))"))
                         }
                     } else {
                         unattributed(key, at: position)
                         report.problems.append(
-                            Problem(position: position, reason: "record \(record.id): signed by key \(key), which no user registered"))
+                            Problem(
+                                position: position,
+                                reason: "record \(Values.printable(record.id)): signed by key \(key), which no user registered"))
                     }
                 } else if inEra {
                     unattributed("unsigned", at: position)
-                    report.problems.append(Problem(position: position, reason: "record \(record.id): unsigned in the audited era"))
+                    report.problems.append(
+                        Problem(position: position, reason: "record \(Values.printable(record.id)): unsigned in the audited era"))
                 }
                 visit?(record, position, owner)
             }
@@ -185,6 +211,14 @@ public enum AuditVerifier {
             expectedChain = digest
             segment += 1
             report.next = Start(segment: segment, chain: digest, inEra: inEra)
+        }
+        if audited, start == .beginning, report.eraStart == nil, report.purged.isEmpty, report.records > 0 {
+            report.problems.append(
+                Problem(
+                    position: JournalPosition(segment: 1, offset: 0),
+                    reason:
+                        "config.json says audit, but the journal holds no audit.start: a line was removed, or 'cortex audit start' never ran"
+                ))
         }
         report.problems.sort { $0.position < $1.position }
         return report

@@ -52,16 +52,27 @@ extension FileJournal {
         return Array(bytes[..<end])
     }
 
+    /// The most bytes an audit reads of one segment: far above what writers and the reaper let a
+    /// segment grow to (`segment_max_bytes`, 8 MiB by default). A larger file is refused, not read.
+    public static let largestAuditedSegmentBytes = 256 << 20
+
     /// Every byte of segment `segment` (read through a tombstone), or nil when it is missing or purged.
+    /// - Throws: `corrupt` for a segment over `largestAuditedSegmentBytes` (planted, not written
+    ///   by Cortex), an I/O error.
     public func segmentBytes(_ segment: Int) throws(CortexError) -> [UInt8]? {
         guard case .open(let fd, let path, _) = try openForReading(segment: segment) else { return nil }
         defer { POSIX.close(fd) }
+        let size = try withPath("stat", path) { () throws(Errno) in Int64(try POSIX.status(fd).st_size) }
+        guard size <= Int64(FileJournal.largestAuditedSegmentBytes) else {
+            throw .corrupt(
+                "journal segment \(segment) is \(size) bytes, more than the \(FileJournal.largestAuditedSegmentBytes) an audit reads of one segment"
+            )
+        }
         return try withPath("read", path) { () throws(Errno) in
-            let size = Int(try POSIX.status(fd).st_size)
             var bytes: [UInt8] = []
-            bytes.reserveCapacity(size)
-            while bytes.count < size {
-                let chunk = try POSIX.read(fd, at: Int64(bytes.count), count: min(1 << 20, size - bytes.count))
+            bytes.reserveCapacity(Int(size))
+            while bytes.count < Int(size) {
+                let chunk = try POSIX.read(fd, at: Int64(bytes.count), count: min(1 << 20, Int(size) - bytes.count))
                 if chunk.isEmpty { break }
                 bytes += chunk
             }
