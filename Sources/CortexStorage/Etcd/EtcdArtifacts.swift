@@ -1,4 +1,3 @@
-import COpenSSL
 import CortexCore
 
 /// Files every host of an etcd namespace can read (docs/decisions/045-artifacts-across-hosts.md):
@@ -142,21 +141,7 @@ public struct EtcdArtifacts: Sendable {
     }
 
     /// The SHA-256 of `bytes`, in lowercase hex.
-    public static func sha256(_ bytes: [UInt8]) -> String {
-        var digest = [UInt8](repeating: 0, count: 32)
-        bytes.withUnsafeBufferPointer { input in
-            digest.withUnsafeMutableBufferPointer { output in
-                _ = SHA256(input.baseAddress, input.count, output.baseAddress)
-            }
-        }
-        let digits = Array("0123456789abcdef".utf8)
-        var text: [UInt8] = []
-        for byte in digest {
-            text.append(digits[Int(byte >> 4)])
-            text.append(digits[Int(byte & 0x0F)])
-        }
-        return String(decoding: text, as: UTF8.self)
-    }
+    public static func sha256(_ bytes: [UInt8]) -> String { Hex.encode(SHA256Digest.of(bytes)) }
 }
 
 /// What an artifact's manifest says: the file's size, how it is cut, its checksum and the lease
