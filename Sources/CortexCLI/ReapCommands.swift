@@ -54,10 +54,16 @@ public enum ReapTool {
         WorkerSupervision.blockStopSignals()
         var runs = 0
         while true {
+            // Each run opens its own stores and lets them go when it ends (their descriptors
+            // closed): a service that kept every run's store ran out of descriptors in an hour.
+            var run = invocation
+            run.session = CommandSession()
             do throws(CortexError) {
                 Output.print(
-                    try reapOnce(invocation, period: runs == 0 ? interval : nil), json: invocation.arguments[CommonOptions.json],
+                    try reapOnce(run, period: runs == 0 ? interval : nil), json: invocation.arguments[CommonOptions.json],
                     command: "cortex-reap")
+                run.session.writeSnapshotsAfterReading()
+                run.session.printWarnings(command: "cortex-reap")
             } catch {
                 // The first run's failure (no folder, bad config) is the caller's; later ones wait for the next run.
                 if runs == 0 { throw error }
@@ -102,10 +108,10 @@ public enum ReapTool {
         let verb = dryRun ? "would " : ""
         if let step = result.clockStep {
             lines.append(
-                "the wall clock was stepped by \(step / 1000)s since the last run: no worker is result.lost by heartbeat age until one timeout after this run"
+                "the wall clock was stepped by \(step / 1000)s since the last run: no worker is lost by heartbeat age until one timeout after this run"
             )
         }
-        for item in result.losses { lines.append("\(verb)declare \(item.worker) result.lost: \(item.reason)") }
+        for item in result.losses { lines.append("\(verb)declare \(item.worker) lost: \(item.reason)") }
         if !result.requeued.isEmpty { lines.append("re-queued \(result.requeued.joined(separator: " "))") }
         if !result.expired.isEmpty {
             lines.append("\(dryRun ? "would release" : "released") lapsed leases \(result.expired.joined(separator: " "))")
@@ -138,7 +144,7 @@ public enum ReapTool {
                 "removed archived segment\(result.compaction.purged.count == 1 ? "" : "s") \(result.compaction.purged.map(String.init).joined(separator: " ")) (past retention)"
             )
         }
-        lines.append(dryRun ? "dry run: nothing changed" : "reaped: \(result.lost.count) result.lost, snapshot and views written")
+        lines.append(dryRun ? "dry run: nothing changed" : "reaped: \(result.lost.count) lost, snapshot and views written")
         func strings(_ items: [String]) -> JSONValue { .array(items.map { .string($0) }) }
         return Report(
             text: lines.joined(separator: "\n"),

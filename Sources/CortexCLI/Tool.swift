@@ -157,6 +157,17 @@ public final class CommandSession: @unchecked Sendable {
 
     /// Every store's warnings, in order.
     var warnings: [String] { stores.flatMap(\.warnings) }
+
+    /// After a command's answer is out: each store that folded far past the snapshot leaves one.
+    func writeSnapshotsAfterReading() {
+        for store in stores { store.writeSnapshotAfterReading() }
+    }
+
+    /// Prints what went wrong after the command's records reached the journal (stale views, an
+    /// unflushed append): one `warning:` line each on stderr. The exit code stays the outcome's.
+    func printWarnings(command: String) {
+        for warning in warnings { Terminal.writeError("\(command): warning: \(warning)") }
+    }
 }
 
 /// A command: its spec and its body.
@@ -266,11 +277,10 @@ public struct ToolSpec: Sendable {
             let invocation = Invocation(arguments: parsed, environment: environment, spec: command.spec)
             // Root on another user's folder acts as that user, before anything in it is opened.
             try FolderOwner.actAsOwner(of: invocation.root)
-            defer { printWarnings(of: invocation.session, command: command.spec.name) }
+            defer { invocation.session.printWarnings(command: command.spec.name) }
             let report = try command.body(invocation)
             Output.print(report, json: parsed[CommonOptions.json], command: command.spec.name)
-            // After the answer is out: a reader that folded far past the snapshot leaves one.
-            for store in invocation.session.stores { store.writeSnapshotAfterReading() }
+            invocation.session.writeSnapshotsAfterReading()
             return report.exitCode
         } catch {
             let code = ExitCode.of(error)
@@ -284,12 +294,6 @@ public struct ToolSpec: Sendable {
             return code
         }
     }
-}
-
-/// Prints what went wrong after a command's records reached the journal (stale views, an
-/// unflushed append): one `warning:` line each on stderr. The exit code stays the outcome's.
-private func printWarnings(of session: CommandSession, command: String) {
-    for warning in session.warnings { Terminal.writeError("\(command): warning: \(warning)") }
 }
 
 /// The one mapping from library errors to docs/cli.md's exit codes.

@@ -195,13 +195,30 @@ public enum WorkerTool {
         }
         Terminal.writeOut(String(decoding: shown, as: UTF8.self))
         var ended = worker.status.isFinal
+        var restarts = worker.restarts
+        // One store, caught up every 300 ms (a fresh one only when catching up fails, the old one
+        // then closed): opening one per poll held a new set of descriptors each time.
+        // SIGTERM or SIGINT (Ctrl-C) ends the follow with exit 0.
+        var following = store
         while !ended {
-            _ = WorkerSupervision.waitForStop(milliseconds: 300)
-            let status = (try? invocation.openStore())?.state.workers.worker(id)?.status
-            ended = status?.isFinal ?? true
+            if WorkerSupervision.waitForStop(milliseconds: 300) { break }
+            do throws(CortexError) {
+                try following.catchUp()
+            } catch {
+                guard let fresh = try? CoordinationStore.open(root: invocation.root, createIfMissing: false) else { continue }
+                following = fresh
+            }
+            // A worker the state no longer holds ended long ago (only the last ended ones are kept).
+            let entry = following.state.workers.worker(id)
+            ended = entry?.status.isFinal ?? true
+            let restarted = (entry?.restarts ?? restarts) != restarts
+            restarts = entry?.restarts ?? restarts
             let now = readLog(store.layout, id, stream) ?? []
-            Terminal.writeOut(String(decoding: unseen(now, after: shown), as: UTF8.self))
+            Terminal.writeOut(String(decoding: unseen(now, after: shown, restarted: restarted), as: UTF8.self))
             shown = now
+        }
+        if ended, let now = readLog(store.layout, id, stream) {
+            Terminal.writeOut(String(decoding: unseen(now, after: shown, restarted: false), as: UTF8.self))
         }
         return Report(text: "", json: .null)
     }
@@ -214,18 +231,23 @@ public enum WorkerTool {
     /// What `now` holds that was not printed from `before`: the bytes after `before` when the log
     /// only grew, after the last part of `before` found in `now` when the supervisor rewrote it
     /// (head and tail), and all of it, after a line saying so, when a restart began it again.
-    static func unseen(_ now: [UInt8], after before: [UInt8]) -> [UInt8] {
+    /// A restart is known from the worker's record (`restarted`), not guessed from the bytes: a
+    /// small `--log-tail` rewrite keeps less than any fixed overlap, so the overlap sought shrinks
+    /// (256, 64, then 16 bytes) before the log is taken for new.
+    static func unseen(_ now: [UInt8], after before: [UInt8], restarted: Bool) -> [UInt8] {
         if now == before { return [] }
         if now.starts(with: before) { return Array(now[before.count...]) }
-        let overlap = before.suffix(256)
-        if !overlap.isEmpty, now.count >= overlap.count {
-            var start = now.count - overlap.count
+        if restarted { return Array("[… log started again by cortex …]\n".utf8) + now }
+        for size in [256, 64, 16] where before.count >= size && now.count >= size {
+            let overlap = before.suffix(size)
+            var start = now.count - size
             while start >= 0 {
-                if now[start..<(start + overlap.count)].elementsEqual(overlap) { return Array(now[(start + overlap.count)...]) }
+                if now[start..<(start + size)].elementsEqual(overlap) { return Array(now[(start + size)...]) }
                 start -= 1
             }
         }
-        return Array("[… log started again by cortex …]\n".utf8) + now
+        // A restart whose record is not folded yet, or a cut that kept none of what was shown.
+        return Array("[… log started again or cut by cortex …]\n".utf8) + now
     }
 
     static func stop(_ invocation: Invocation) throws(CortexError) -> Report {

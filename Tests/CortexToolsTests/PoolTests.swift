@@ -302,6 +302,63 @@ struct PoolTests {
         #expect(bad.exitCode == 65, "\(bad)")
     }
 
+    /// `cortex-reap --every` as a service holds the same descriptors run after run: each run's
+    /// store is let go when it ends (it kept every run's, ~11 descriptors a run, until the
+    /// service could open nothing and reaped no more). `500ms` is a duration, as docs/cli.md says.
+    @Test func reapEveryHoldsNoMoreDescriptorsAfterManyRuns() throws {
+        let sandbox = try SpawnSandbox()
+        let service = try RunningTool(["cortex-reap", "--every", "100ms", "--dir", sandbox.root], scratch: sandbox.scratch)
+        func runs() -> Int { service.stdoutSoFar().components(separatedBy: "reaped").count - 1 }
+        func descriptors() -> Int { (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(service.pid)/fd").count) ?? -1 }
+        try sandbox.waitUntil("three runs") { runs() >= 3 }
+        let early = descriptors()
+        let earlyRuns = runs()
+        try sandbox.waitUntil("twenty more runs") { runs() >= earlyRuns + 20 }
+        let late = descriptors()
+        #expect(early > 0 && late <= early + 2, "descriptors went from \(early) to \(late) over \(runs() - earlyRuns) runs")
+        service.kill(SIGTERM)
+        #expect(service.wait().exitCode == 0)
+        let halfSecond = try sandbox.tool(["cortex-reap", "--every", "500ms", "--dir", sandbox.root, "--help"])
+        #expect(halfSecond.exitCode == 0, "\(halfSecond)")
+    }
+
+    /// `cortex worker logs -f` follows a worker that runs on: Ctrl-C (SIGINT) or SIGTERM ends
+    /// it with exit 0 (both were swallowed), it holds no more descriptors as it polls (a
+    /// follower that opened a store per poll ran out of them and then exited 0 as if the worker
+    /// had ended), and it follows the worker across a restart, saying so once.
+    @Test func workerLogsFollowEndsOnSignalsKeepsItsDescriptorsAndFollowsARestart() throws {
+        let sandbox = try SpawnSandbox()
+        let script = "n=$(cat \"$0/runs\" 2>/dev/null || echo 0); n=$((n + 1)); echo $n > \"$0/runs\"; echo run $n; exec sleep 1000"
+        let spawned = try sandbox.spawn(["--restart", "always", "--", bashPath, "-c", script, sandbox.scratch])
+        let id = spawned.stdout.trimmingCharacters(in: .newlines)
+        let first = try sandbox.waitUntilShown(id, "runs") { identity($0, "process") != nil }
+        for signal in [SIGINT, SIGTERM] {
+            let follower = try RunningTool(["cortex", "worker", "logs", id, "-f", "--dir", sandbox.root], scratch: sandbox.scratch)
+            try sandbox.waitUntil("the follower printed run 1") { follower.stdoutSoFar().contains("run 1") }
+            follower.kill(signal)
+            let ended = follower.wait()
+            #expect(ended.exitCode == 0, "signal \(signal): \(ended)")
+        }
+        let follower = try RunningTool(["cortex", "worker", "logs", id, "-f", "--dir", sandbox.root], scratch: sandbox.scratch)
+        func descriptors() -> Int { (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(follower.pid)/fd").count) ?? -1 }
+        try sandbox.waitUntil("the follower printed run 1") { follower.stdoutSoFar().contains("run 1") }
+        let early = descriptors()
+        usleep(3_500_000)  // about ten polls (one every 300 ms)
+        let late = descriptors()
+        #expect(early > 0 && late <= early + 2, "descriptors went from \(early) to \(late)")
+        let process = try #require(identity(first, "process"))
+        kill(process.pid, SIGKILL)
+        try sandbox.waitUntil("the follower printed run 2") { follower.stdoutSoFar().contains("run 2") }
+        #expect(follower.isRunning, "a restart does not end the follow")
+        follower.kill(SIGTERM)
+        let followed = follower.wait()
+        #expect(followed.exitCode == 0, "\(followed)")
+        #expect(followed.stdout.hasPrefix("run 1\n") && followed.stdout.hasSuffix("run 2\n"), "\(followed)")
+        #expect(followed.stdout.components(separatedBy: "run 1").count == 2, "run 1 printed once: \(followed)")
+        _ = try sandbox.tool(["cortex", "worker", "stop", id, "--dir", sandbox.root])
+        try sandbox.expectNoProcessesLeft()
+    }
+
     /// A tenant's worker limit (`cortex-budget quota --max-workers`, decision 041): its second
     /// spawn waits (exit 75 naming the quota) while another tenant's starts, and starts when the
     /// first one ends.
