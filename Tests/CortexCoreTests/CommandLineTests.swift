@@ -70,11 +70,12 @@ import Testing
         #expect(try Values.parseDurationMilliseconds("5m") == 300_000)
         #expect(try Values.parseDurationMilliseconds("2h") == 7_200_000)
         #expect(try Values.parseDurationMilliseconds("1d") == 86_400_000)
+        #expect(try Values.parseDurationMilliseconds("500ms") == 500)  // docs/cli.md's own example
         #expect(try Values.parseSizeBytes("512K") == 524_288)
         #expect(try Values.parseSizeBytes("64m") == 67_108_864)
         #expect(try Values.parseSizeBytes("2G") == 2_147_483_648)
         #expect(try Values.parseSizeBytes("100") == 100)
-        for bad in ["", "m", "-5", "5x", "1.5h", "99999999999999999d", " 5"] {
+        for bad in ["", "m", "-5", "5x", "1.5h", "99999999999999999d", " 5", "ms", "0.5s", "-1ms", "999999999999999ms"] {
             #expect(throws: CortexError.self) { try Values.parseDurationMilliseconds(bad) }
         }
     }

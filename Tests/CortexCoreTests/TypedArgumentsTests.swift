@@ -70,7 +70,7 @@ struct TypedArgumentsTests {
         (["--count", "11"], "invalid --count '11': expected a whole number from 0 to 10"),
         (["--count", "1.5"], "invalid --count '1.5': expected a whole number from 0 to 10"),
         (["--tokens", "-5"], "invalid --tokens '-5': expected a whole number from 0 to 9007199254740991"),
-        (["--timeout", "5x"], "invalid duration '5x': expected 90, 90s, 5m, 2h or 1d"),
+        (["--timeout", "5x"], "invalid duration '5x': expected 500ms, 90, 90s, 5m, 2h or 1d"),
         (["--memory", "5Q"], "invalid size '5Q': expected 4096, 512K, 64M or 2G"),
         (["--priority", "urgent"], "invalid priority 'urgent': use critical, high, medium or low"),
         (["--status", "sleeping"], "invalid status 'sleeping': use pending, running, done, failed, dead, cancelled"),

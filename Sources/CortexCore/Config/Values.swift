@@ -15,13 +15,22 @@ public enum Values {
         return text
     }
 
-    /// Parses a duration: `90`, `90s`, `5m`, `2h`, `1d` (a bare number is seconds), at most
-    /// `Limits.maximumDurationMilliseconds` (3650d).
+    /// Parses a duration: `500ms`, `90`, `90s`, `5m`, `2h`, `1d` (a bare number is seconds), at
+    /// most `Limits.maximumDurationMilliseconds` (3650d).
     /// - Returns: the duration in milliseconds.
     public static func parseDurationMilliseconds(_ text: String) throws(CortexError) -> Int64 {
-        try parseScaled(
-            text, what: "duration", example: "90, 90s, 5m, 2h or 1d", limit: Limits.maximumDurationMilliseconds,
-            limitText: "3650d"
+        if text.hasSuffix("ms") {
+            let digits = text.dropLast(2)
+            guard !digits.isEmpty, digits.allSatisfy(\.isASCIIDigitCharacter), let number = Int64(digits) else {
+                throw .badInput("invalid duration '\(printable(text))': expected \(durationExample)")
+            }
+            guard number <= Limits.maximumDurationMilliseconds else {
+                throw .badInput("invalid duration '\(printable(text))': at most 3650d")
+            }
+            return number
+        }
+        return try parseScaled(
+            text, what: "duration", example: durationExample, limit: Limits.maximumDurationMilliseconds, limitText: "3650d"
         ) { unit in
             switch unit {
             case "s": 1000
@@ -32,6 +41,9 @@ public enum Values {
             }
         }
     }
+
+    /// How a duration may be written, for error messages.
+    static let durationExample = "500ms, 90, 90s, 5m, 2h or 1d"
 
     /// Parses a size: `512`, `512K`, `64M`, `2G` (powers of 1024; a bare number is bytes), at
     /// most `Limits.maximumSizeBytes` (1024T).
