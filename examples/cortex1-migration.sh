@@ -43,13 +43,15 @@ for i in $(seq "$tasks"); do
   cortex-task create --type demo --description "sleep 0.1; echo $i" --key "migration-$i" >/dev/null
 done
 
-# 1.0: jq '.pending | length' "$DIR/task-queue.json"               (unchanged)
+# 1.0: jq '.pending | length' "$DIR/task-queue.json"               (the same up to 100 waiting: the list stops there)
 jq '.pending | length' "$DIR/task-queue.json"
 
 # --- workers ---------------------------------------------------------------------------------
 # 1.0: for n in 1 2; do nohup ./worker.sh "w-$n" >"logs/w-$n.log" 2>&1 & echo $! >>"$DIR/pids"; done
 # (Supervised: own session, bounded logs in workers/<id>/, restarted if they die, heartbeat kept.)
-pool=$(IDLE_LIMIT=20s cortex-spawn --pool 2 --type demo -- bash "$here/task-worker.sh") || [ $? -eq 75 ]
+# (--name makes it one unit: replacements of lost members keep the name, so `cortex pool stop`
+# below reaches them too, which a loop over the ids printed here would not.)
+IDLE_LIMIT=20s cortex-spawn --pool 2 --name migration --type demo -- bash "$here/task-worker.sh" >/dev/null || [ $? -eq 75 ]
 
 # A 1.0 worker's loop body, for reference (examples/task-worker.sh is the 2.0 one):
 # 1.0: flock 8; id=$(jq -r '.pending[0].id // empty' "$DIR/task-queue.json")
@@ -61,8 +63,8 @@ pool=$(IDLE_LIMIT=20s cortex-spawn --pool 2 --type demo -- bash "$here/task-work
 # 1.0: while [ "$(jq '(.pending | length) + (.running | length)' "$DIR/task-queue.json")" -gt 0 ]; do sleep 1; done
 #      cortex-task wait --all --timeout 5m     # sleeps on the journal: 0 all done, 1 some died, 75 time up
 # (While spawns wait for room, as on a loaded machine, the reaper starts them once they fit:
-# without its cron line, run it meanwhile.)
-(while sleep 2; do cortex-reap >/dev/null 2>&1 || true; done) &
+# without its cron line or service, run it meanwhile as one: --every D reaps every D until SIGTERM.)
+cortex-reap --every 2s >/dev/null 2>&1 &
 reaper=$!
 drained=0
 cortex-task wait --all --timeout "${DRAIN_TIMEOUT:-300}s" || drained=$?
@@ -78,7 +80,7 @@ cortex-reap >/dev/null
 cortex-budget release "$allocation" --used 12000 >/dev/null   # 12000 spent, 8000 back in the pool
 
 # 1.0: for pid in $(cat "$DIR/pids"); do kill "$pid"; done
-for worker in $pool; do cortex worker stop "$worker" >/dev/null; done
+cortex pool stop migration --wait 30s >/dev/null   # every member and replacement; none restarted
 
 # 1.0: jq .done "$DIR/task-queue.json"                              (unchanged)
 jq .done "$DIR/task-queue.json"

@@ -25,8 +25,9 @@ done
 # Wait until the queue is drained: `cortex-task wait` sleeps on the journal (no polling) and
 # exits 0 when every task is done, 1 naming any that died, 75 when the time is up.
 # Spawns queued for room (exit 75: a loaded machine, a full pool) start when a worker ends or
-# when the reaper sees they fit: on a machine without the reaper's cron line, be the cron.
-(while sleep 2; do cortex-reap >/dev/null 2>&1 || true; done) &
+# when the reaper sees they fit: on a machine without the reaper's cron line or service, run it
+# as one meanwhile (--every D: reap every D until SIGTERM).
+cortex-reap --every 2s >/dev/null 2>&1 &
 reaper=$!
 status=0
 cortex-task wait --all --timeout "${DRAIN_TIMEOUT:-300}s" || status=$?

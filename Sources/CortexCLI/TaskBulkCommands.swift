@@ -159,7 +159,8 @@ extension TaskTool {
                 guard remaining > 0 else {
                     watcher.disarm()
                     if showsProgress { Terminal.writeErrorRaw("\n") }
-                    throw .tryLater("not finished within \(arguments.text(of: Wait.timeout) ?? ""): \(progress.line)")
+                    throw .tryLater(
+                        "not finished within \(arguments.text(of: Wait.timeout) ?? ""): \(progress.line.dropFirst("wait: ".count))")
                 }
                 sleepMilliseconds = min(sleepMilliseconds, remaining / 1_000_000 + 1)
             }

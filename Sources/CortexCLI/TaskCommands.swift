@@ -167,7 +167,9 @@ public enum TaskTool {
     enum Complete {
         static let result = Option.text("result", "JSON", "The result, as JSON.")
         static let resultFile = Option.text("result-file", "FILE", "The result, from a JSON file (a regular file of at most 8 MiB).")
-        static let tokensUsed = Option.tokens("tokens-used", "N", "Tokens the work used.")
+        static let tokensUsed = Option.tokens(
+            "tokens-used", "N",
+            "Tokens the work used; counted as spent against the budget (the task's reservation, if any, is settled with it).")
     }
 
     /// `fail`'s arguments (besides `Leased`).

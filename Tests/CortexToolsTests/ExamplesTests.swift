@@ -64,6 +64,14 @@ struct ExamplesTests {
             #"jq .done "$CORTEX_DIR/task-queue.json"; jq '.running | length' "$CORTEX_DIR/task-queue.json"; jq '.pending | length' "$CORTEX_DIR/task-queue.json"; jq .available "$CORTEX_DIR/token-budget.json""#,
             cortexDir: dir, in: directory)
         #expect(reads.stdoutLines == ["6", "0", "0", "488000"], "\(reads)")  // 500000 less 12000 spent
+        // Its pool stopped as a unit (`cortex pool stop`): no member left, none restarted.
+        let pool = try JSONValue.parse(try String(contentsOfFile: dir + "/worker-pool.json", encoding: .utf8))
+        #expect(pool["workers"]?.arrayValue?.isEmpty == true && pool["counts"]?.int("stopped") == 2, "\(pool.jsonText)")
+        // The replacement lines the example's header gives for what changed read a value.
+        let replaced = try bash(
+            #"cortex-task create --type y >/dev/null && id=$(cortex-task claim --worker w-y --type y | jq -r .id) && cortex-task create --type y >/dev/null && jq -r --arg id "$id" '.running[] | select(.id == $id) | .worker' "$CORTEX_DIR/task-queue.json" && jq '.counts.pending + .counts.failed' "$CORTEX_DIR/task-queue.json""#,
+            cortexDir: dir, in: directory)
+        #expect(replaced.stdoutLines == ["w-y", "1"], "\(replaced)")
 
         // A dead letter and the dashboard's events.json, so every recipe has something to read.
         let dead = try bash(

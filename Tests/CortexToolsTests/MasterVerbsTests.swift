@@ -100,6 +100,7 @@ struct MasterVerbsTests {
         let timedOut = try run(["cortex-task", "wait", pending, "--timeout", "1s"], directory)
         #expect(timedOut.exitCode == 75, "\(timedOut)")
         #expect(timedOut.stderrLines.count == 1 && timedOut.stderr.contains("1 pending"), "\(timedOut)")
+        #expect(!timedOut.stderr.contains("wait: 0 done"), "the line says it once: \(timedOut)")
         let typeTimedOut = try run(["cortex-task", "wait", "--type", "work", "--timeout", "1s"], directory)
         #expect(typeTimedOut.exitCode == 75, "\(typeTimedOut)")
         let unknown = try run(["cortex-task", "wait", pending, "no-such-task", "--timeout", "10s"], directory)
@@ -108,6 +109,18 @@ struct MasterVerbsTests {
         #expect(try run(["cortex-task", "wait", "--type", "other"], directory).exitCode == 0)
         #expect(try run(["cortex-task", "wait"], directory).exitCode == 64)
         #expect(try run(["cortex-task", "wait", "--all", "--type", "work"], directory).exitCode == 64)
+    }
+
+    /// A claim (waiting or not) on a folder that does not exist exits 66 like every other
+    /// command, and creates nothing: it used to create the folder and wait on an empty queue.
+    @Test func claimOnAMissingFolderExits66AndCreatesNothing() throws {
+        let directory = try TemporaryDirectory()
+        let missing = directory.scratch + "/no-such-folder"
+        for extra in [[], ["--wait", "10s"]] {
+            let claim = try runTool(["cortex-task", "claim", "--worker", "w-1", "--dir", missing] + extra, in: directory)
+            #expect(claim.exitCode == 66 && claim.stderrLines.count == 1, "\(claim)")
+            #expect(!FileManager.default.fileExists(atPath: missing), "the claim created \(missing)")
+        }
     }
 
     @Test func waitDrawsOneProgressLineOnlyOnATerminal() throws {
