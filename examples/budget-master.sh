@@ -3,9 +3,10 @@
 #
 # Each worker reserves tokens *before* it starts work and releases the
 # reservation with what it really used when done; the unused rest goes back to
-# the pool. A reservation that would exceed the budget is refused (exit 1),
-# never over-allocated: the worker backs off and tries again. No locks, no
-# polling of JSON files.
+# the pool. A reservation that would exceed the budget is never over-allocated:
+# without --wait it is refused (exit 1, a normal "no"); with --wait D the worker
+# sleeps on the journal until a release makes room (exit 75 if D passes). No
+# locks, no polling of JSON files, no retry loop.
 #
 #   CORTEX_DIR=/tmp/demo examples/budget-master.sh [WORKERS] [TOKENS_EACH]
 set -euo pipefail
@@ -13,24 +14,22 @@ workers=${1:-8}
 tokens_each=${2:-30000}
 export CORTEX_DIR=${CORTEX_DIR:-./coordination}
 
-# Room for only 3/4 of the workers' reservations at once, so some are told
-# "not now" and retry; every worker spends at most half its reservation, so all
-# of them finish.
+# Room for only 3/4 of the workers' reservations at once, so some wait for
+# others' releases; every worker spends at most half its reservation, so all of
+# them finish.
 total=$((workers * tokens_each * 3 / 4))
 cortex init >/dev/null                       # idempotent: creates the folder once
 cortex-budget reset >/dev/null               # a new budget period for this run
 cortex-budget set --total "$total" >/dev/null
 
 worker() {
-  local name=$1 allocation status used deadline=$((SECONDS + 60))
-  # Exit 1 is a normal "no": back off and try again. Anything else is an error.
-  while true; do
-    allocation=$(cortex-budget allocate --tokens "$tokens_each" --holder "$name" 2>/dev/null) && break
+  local name=$1 allocation status used
+  # Sleeps until the tokens fit (75: not within a minute; 1: they never can this period).
+  allocation=$(cortex-budget allocate --tokens "$tokens_each" --holder "$name" --wait 60s) || {
     status=$?
-    if [ "$status" -ne 1 ]; then echo "$name: allocate failed with exit $status" >&2; return "$status"; fi
-    if [ "$SECONDS" -ge "$deadline" ]; then echo "$name: gave up waiting for tokens" >&2; return 75; fi
-    sleep 0.2
-  done
+    echo "$name: allocate failed with exit $status" >&2
+    return "$status"
+  }
   echo "$name: reserved $tokens_each tokens as $allocation"
   sleep "0.$((RANDOM % 5 + 1))"               # the "work"
   used=$((tokens_each / 4 + RANDOM % (tokens_each / 4)))

@@ -29,11 +29,12 @@ public enum BudgetTool {
                 CommandSpec(
                     name: "\(prefix) allocate",
                     abstract: "Reserve tokens; prints the allocation id (exit 1 if the budget or a quota would be exceeded).",
-                    options: [Allocate.tokens, Allocate.holder, Allocate.task, Allocate.tenant, Allocate.lease],
+                    options: [Allocate.tokens, Allocate.holder, Allocate.task, Allocate.tenant, Allocate.lease, Allocate.wait],
                     examples: [
                         "id=$(\(prefix) allocate --tokens 5000 --holder w-1) || echo denied",
                         "\(prefix) allocate --tokens 100 --tenant acme --json",
                         "id=$(\(prefix) allocate --tokens 5000 --lease 10m)   # renew it: \(prefix) renew \"$id\"",
+                        "id=$(\(prefix) allocate --tokens 5000 --holder w-1 --wait 5m)   # sleeps until a release makes room",
                     ]),
                 body: allocate),
             Command(
@@ -90,6 +91,10 @@ public enum BudgetTool {
         static let lease = Option.duration(
             "lease", "D", "Hold it for D (90s, 5m, 2h) unless renewed; the reaper releases it once lapsed, all tokens spent."
         ).checked({ $0 > 0 }, else: { _ in "invalid --lease '0': a lease lasts at least 1 ms" })
+        static let wait = Option.duration(
+            "wait", "D",
+            "Wait up to D for the tokens to fit (sleeping until a release or a reset, no polling); exit 75 when D passes, 1 at once if they never can this period."
+        )
     }
 
     /// `renew`'s arguments.
@@ -171,10 +176,43 @@ public enum BudgetTool {
         let request = BudgetRequest(
             tokens: tokens, holder: arguments[Allocate.holder], task: arguments[Allocate.task], tenant: arguments[Allocate.tenant],
             worker: worker, leaseMilliseconds: lease)
-        // The store is first used by the submit: on etcd the whole call is one read-and-append
-        // transaction (decision 035).
-        let store = try invocation.openStore(foldOnOpen: false)
-        let submission = try store.submit(.budgetAllocate(request))
+        guard let waitMilliseconds = arguments[Allocate.wait] else {
+            // The store is first used by the submit: on etcd the whole call is one read-and-append
+            // transaction (decision 035).
+            let store = try invocation.openStore(foldOnOpen: false)
+            return try allocationReport(try store.submit(.budgetAllocate(request)), tokens: tokens, store: store)
+        }
+        // --wait: ask only when the fold says the tokens fit, so waiters do not append refusals
+        // that wake each other; sleep on the journal until a record may have made room.
+        let store = try invocation.openStore()
+        let deadline = POSIX.monotonicNanoseconds() + UInt64(waitMilliseconds) * 1_000_000
+        let waiter = try store.journal.makeWaiter()
+        defer { waiter.disarm() }
+        while true {
+            if let never = store.state.budget.neverFits(request) {
+                return Report(exitCode: 1, text: "", json: .object(["refused": .string(never)]), diagnostic: never)
+            }
+            if store.state.budget.refusal(for: request) == nil {
+                let submission = try store.submit(.budgetAllocate(request))
+                if case .granted = submission.outcome { return try allocationReport(submission, tokens: tokens, store: store) }
+                try waiter.rearm()  // another caller's grant folded first: look again before sleeping
+                try store.catchUp()
+                continue
+            }
+            let remaining = Int64(deadline) - Int64(POSIX.monotonicNanoseconds())
+            guard remaining > 0 else {
+                let reason = store.state.budget.refusal(for: request) ?? "no room"
+                throw .tryLater("no room for \(tokens) tokens within \(arguments.text(of: Allocate.wait) ?? ""): \(reason)")
+            }
+            _ = waiter.wait(timeoutMilliseconds: Int32(min(remaining / 1_000_000 + 1, 60_000)))
+            try store.catchUp()
+        }
+    }
+
+    /// What `allocate` prints for its submission: the id when granted, the reason (exit 1) when refused.
+    static func allocationReport(_ submission: CoordinationStore.Submission, tokens: Int64, store: CoordinationStore)
+        throws(CortexError) -> Report
+    {
         store.publishAfterRecording()
         let json = merge(submission.outcome.json, ["record": .string(submission.record.id), "tokens": .int(tokens)])
         switch submission.outcome {

@@ -111,6 +111,34 @@ struct MasterVerbsTests {
         #expect(try run(["cortex-task", "wait", "--all", "--type", "work"], directory).exitCode == 64)
     }
 
+    /// `cortex-budget allocate --wait D` sleeps until a release makes room and then holds the
+    /// tokens (exit 0, the id); 75 when D passes; 1 at once when they can never fit this period.
+    /// While it waits it appends nothing: waiters do not wake each other with refusals.
+    @Test func allocateWaitsForARelease() throws {
+        let directory = try TemporaryDirectory()
+        try initialise(directory, totalTokens: 100)
+        let held = try run(["cortex-budget", "allocate", "--tokens", "80"], directory)
+        #expect(held.exitCode == 0, "\(held)")
+        let timedOut = try run(["cortex-budget", "allocate", "--tokens", "50", "--wait", "500ms"], directory)
+        #expect(timedOut.exitCode == 75 && timedOut.stderrLines.count == 1, "\(timedOut)")
+        #expect(timedOut.stderr.contains("20 of 100 available"), "\(timedOut)")
+        let never = try run(["cortex-budget", "allocate", "--tokens", "101", "--wait", "1m"], directory)
+        #expect(never.exitCode == 1 && never.stderr.contains("more than"), "\(never)")
+        let journalLines = { () throws -> Int in
+            try run(["cortex", "tail", "--lines", "1000"], directory).stdoutLines.count
+        }
+        let before = try journalLines()
+        let waiter = try start(["cortex-budget", "allocate", "--tokens", "50", "--wait", "2m"], directory)
+        #expect(waiter.waitUntilWatching(), "the waiter never started waiting")
+        #expect(try journalLines() == before, "a waiting allocate appends nothing")
+        let release = try run(["cortex-budget", "release", held.stdout.trimmingCharacters(in: .newlines), "--used", "0"], directory)
+        #expect(release.exitCode == 0, "\(release)")
+        let granted = waiter.wait()
+        #expect(granted.exitCode == 0 && !granted.stdout.isEmpty, "\(granted)")
+        let budget = try JSONValue.parse(try String(contentsOfFile: directory.coordination + "/token-budget.json", encoding: .utf8))
+        #expect(budget.int("allocated") == 50, "\(budget.jsonText)")
+    }
+
     /// A claim (waiting or not) on a folder that does not exist exits 66 like every other
     /// command, and creates nothing: it used to create the folder and wait on an empty queue.
     @Test func claimOnAMissingFolderExits66AndCreatesNothing() throws {

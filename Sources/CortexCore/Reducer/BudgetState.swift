@@ -34,6 +34,39 @@ public struct BudgetState: Equatable, Sendable {
     /// What tenant `tenant` holds now (reserved + spent this period).
     public func held(byTenant tenant: String) -> Int64 { tenantReserved[tenant, default: 0].saturatingAdd(tenantSpent[tenant, default: 0]) }
 
+    /// Why `request` would be refused now (the budget, or its tenant's quota, would be
+    /// exceeded), or nil when it fits: the check the fold makes when it grants an allocation,
+    /// and what `cortex-budget allocate --wait` looks at before it asks.
+    public func refusal(for request: BudgetRequest) -> String? {
+        if request.tokens > available {
+            return "budget would be exceeded: \(request.tokens) tokens requested, \(available) of \(total) available"
+        }
+        if let tenant = request.tenant, let quota = quotas[tenant] {
+            let held = held(byTenant: tenant)
+            if held.saturatingAdd(request.tokens) > quota {
+                return "tenant \(tenant) quota would be exceeded: \(request.tokens) tokens requested, holds \(held) of \(quota)"
+            }
+        }
+        return nil
+    }
+
+    /// Why `request` cannot be granted in this period whatever is released: it asks for more
+    /// than the budget less what was spent, or than its tenant's quota less what the tenant spent
+    /// (spent tokens come back only with a `budget.reset` or a larger total).
+    public func neverFits(_ request: BudgetRequest) -> String? {
+        let left = max(0, total.saturatingSubtract(spent))
+        if request.tokens > left {
+            return "\(request.tokens) tokens requested, more than the \(left) of \(total) this period has not spent"
+        }
+        if let tenant = request.tenant, let quota = quotas[tenant] {
+            let spent = tenantSpent[tenant, default: 0]
+            if spent.saturatingAdd(request.tokens) > quota {
+                return "\(request.tokens) tokens requested, more than tenant \(tenant)'s quota of \(quota) less the \(spent) it spent"
+            }
+        }
+        return nil
+    }
+
     /// Takes a snapshot's allocations with the sums it recorded for them (format 5: the
     /// allocations stay lines in the snapshot, so the sums are not rebuilt by decoding them).
     mutating func restore(_ table: AllocationTable, reserved: Int64, tenantReserved: [String: Int64]) {

@@ -181,18 +181,7 @@ enum BudgetRules {
         -> Outcome
     {
         guard request.tokens > 0 else { return .rejected("an allocation needs at least 1 token") }
-        let available = budget.available
-        if request.tokens > available {
-            return .refused(
-                "budget would be exceeded: \(request.tokens) tokens requested, \(available) of \(budget.total) available")
-        }
-        if let tenant = request.tenant, let quota = budget.quotas[tenant] {
-            let held = budget.held(byTenant: tenant)
-            if held.saturatingAdd(request.tokens) > quota {
-                return .refused(
-                    "tenant \(tenant) quota would be exceeded: \(request.tokens) tokens requested, holds \(held) of \(quota)")
-            }
-        }
+        if let reason = budget.refusal(for: request) { return .refused(reason) }
         // Unique by construction (one allocation per record or worker); never replace one.
         guard budget.allocations[id] == nil else { return .rejected("allocation \(id) already exists") }
         budget.allocationsIssued += 1
