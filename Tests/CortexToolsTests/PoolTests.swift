@@ -302,6 +302,32 @@ struct PoolTests {
         #expect(bad.exitCode == 65, "\(bad)")
     }
 
+    /// The master's loop issue 14 asks for, with a real pool: `cortex-spawn --pool 2 --name`
+    /// drains the queue, `cortex-task wait --all` returns 0 once it has, and `cortex pool stop`
+    /// leaves no member running.
+    @Test(.enabled(if: jqPath != nil, "jq is not installed: examples/task-worker.sh uses it"))
+    func waitReturnsZeroOnceASpawnedPoolDrainsTheQueue() throws {
+        let sandbox = try SpawnSandbox()
+        for index in 1...6 {
+            let created = try sandbox.tool([
+                "cortex-task", "create", "--dir", sandbox.root, "--type", "demo", "--description", "echo \(index)",
+            ])
+            #expect(created.exitCode == 0, "\(created)")
+        }
+        let pool = try sandbox.spawn([
+            "--pool", "2", "--name", "drain", "--type", "demo", "--", bashPath, "-c",
+            "PATH=\"$0:$PATH\" exec \"$1\" \"$2\"", toolsDirectory, bashPath, packageRoot + "/examples/task-worker.sh",
+        ])
+        #expect(pool.exitCode == 0 && pool.stdoutLines.count == 2, "\(pool)")
+        let waited = try sandbox.tool(["cortex-task", "wait", "--all", "--timeout", "2m", "--dir", sandbox.root])
+        #expect(waited.exitCode == 0, "\(waited)")
+        let queue = try JSONValue.parse(try String(contentsOfFile: sandbox.root + "/task-queue.json", encoding: .utf8))
+        #expect(queue["counts"]?.int("done") == 6, "\(queue.jsonText)")
+        let stopped = try sandbox.tool(["cortex", "pool", "stop", "drain", "--wait", "30s", "--dir", sandbox.root])
+        #expect(stopped.exitCode == 0, "\(stopped)")
+        try sandbox.expectNoProcessesLeft()
+    }
+
     /// `cortex-reap --every` as a service holds the same descriptors run after run: each run's
     /// store is let go when it ends (it kept every run's, ~11 descriptors a run, until the
     /// service could open nothing and reaped no more). `500ms` is a duration, as docs/cli.md says.
