@@ -55,8 +55,12 @@ enum OpsCommands {
         if let oldest = stalled.first {
             let head = workers.queue.first.flatMap { workers.live[$0] }
             let holding = head?.queuedReason ?? oldest.queuedReason ?? "waiting for room"
+            // The reason is the one recorded when the spawn was last judged: without a reaper run
+            // since, nothing judged it again (a queue is re-checked by the reaper and when room frees).
+            let reapedSince = Reaper.lastRun(store.layout).map { $0.milliseconds >= oldest.requestedMilliseconds } ?? false
+            let unjudged = reapedSince ? "" : "; no reaper has run since it was queued (cortex-reap: cron, or --every D)"
             attention.append(
-                "\(stalled.count) spawn\(stalled.count == 1 ? "" : "s") queued longer than \(Wording.duration(config.queuedSpawnAlarmMilliseconds)) (oldest \(oldest.id), \(Wording.duration(now - oldest.requestedMilliseconds))), held by \(holding)"
+                "\(stalled.count) spawn\(stalled.count == 1 ? "" : "s") queued longer than \(Wording.duration(config.queuedSpawnAlarmMilliseconds)) (oldest \(oldest.id), \(Wording.duration(now - oldest.requestedMilliseconds))), held by \(holding) when last judged\(unjudged)"
             )
         }
         struct TypeCounts {

@@ -179,6 +179,11 @@ struct PoolTests {
         }
         #expect(status.exitCode == 1, "\(status)")
         #expect(status.stderr.contains("queued longer than") && status.stderr.contains("pool full"), "\(status)")
+        // The reason is the one recorded when it was queued: status says nothing judged it since.
+        #expect(status.stderr.contains("no reaper has run since it was queued"), "\(status)")
+        #expect(try sandbox.tool(["cortex-reap", "--dir", sandbox.root]).exitCode == 0)
+        status = try sandbox.tool(["cortex", "status", "--dir", sandbox.root])
+        #expect(status.exitCode == 1 && !status.stderr.contains("no reaper has run"), "\(status)")
         let stop = try sandbox.tool(["cortex", "worker", "stop", waiting, "--dir", sandbox.root])
         #expect(stop.exitCode == 0, "\(stop)")
         let stopAll = try sandbox.tool([
