@@ -1,7 +1,5 @@
-import CCortexShims
 import CortexCore
 import CortexStorage
-import Glibc
 
 extension ProcessIdentity {
     /// The identity of the running process `pid`, or nil when no such process exists (or, unless
@@ -40,7 +38,7 @@ extension ProcessIdentity {
     /// True when a process with this pid exists, started at this time, and runs as `owner`
     /// only: its real, effective, saved and file-system user ids are all `owner` (so a set-uid
     /// program, or root's process, never passes for a user's). Root passes only for its own.
-    public func isAlive(ownedBy owner: uid_t) -> Bool {
+    public func isAlive(ownedBy owner: UInt32) -> Bool {
         guard isAlive, let uids = ProcessIdentity.userIDs(of: pid), !uids.isEmpty else { return false }
         return uids.allSatisfy { $0 == owner } && isAlive
     }
@@ -94,7 +92,7 @@ extension ProcessIdentity {
 
     /// The real, effective, saved and file-system user ids of process `pid` (the `Uid:` line of
     /// `/proc/<pid>/status`), or nil.
-    public static func userIDs(of pid: Int32) -> [uid_t]? {
+    public static func userIDs(of pid: Int32) -> [UInt32]? {
         guard pid > 0, let status = try? POSIX.readFile("/proc/\(pid)/status") else { return nil }
         for line in status.split(separator: 0x0A) where line.starts(with: Array("Uid:".utf8)) {
             let numbers = line.dropFirst(4).split(whereSeparator: { $0 == 0x09 || $0 == 0x20 })
@@ -110,7 +108,7 @@ extension ProcessIdentity {
     /// each member of the group that runs as `owner`, so a process of another user that joined
     /// the group (a set-uid helper) is left alone. Returns false (and signals nothing) otherwise.
     @discardableResult
-    public func signalGroup(_ signal: Signal, ownedBy owner: uid_t = POSIX.userID) -> Bool {
+    public func signalGroup(_ signal: Signal, ownedBy owner: UInt32 = POSIX.userID) -> Bool {
         let caller = POSIX.userID
         guard caller == owner || caller == 0, isAlive(ownedBy: owner) else { return false }
         if caller == owner { return kill(-pid, signal.rawValue) == 0 || kill(pid, signal.rawValue) == 0 }

@@ -1,7 +1,5 @@
-import CCortexShims
 import CortexCore
 import CortexStorage
-import Glibc
 
 /// What to start, and how its standard streams are wired.
 public struct SpawnRequest: Sendable {
@@ -54,7 +52,7 @@ public enum Spawner {
     /// Every step of the `posix_spawn` setup is checked: a failed one throws, and nothing is
     /// started with half of its setup (a missing `dup2` would hand the child the caller's stream).
     /// - Throws: `CortexError.notFound` when the program does not exist, `.io` otherwise.
-    public static func spawn(_ request: SpawnRequest) throws(CortexError) -> pid_t {
+    public static func spawn(_ request: SpawnRequest) throws(CortexError) -> Int32 {
         guard let program = request.arguments.first, !program.isEmpty else { throw .usage("no command to run") }
         if let credentials = request.credentials { return try spawn(request, as: credentials) }
         guard let path = ExecutableSearch.find(program) else {
@@ -71,7 +69,7 @@ public enum Spawner {
             if let source {
                 try check(posix_spawn_file_actions_adddup2(&actions, source, Int32(target)), "descriptor \(source) as \(target)")
             } else {
-                let flags = target == 0 ? O_RDONLY : O_WRONLY
+                let flags = target == 0 ? [.readOnly] : [.writeOnly]
                 try check(posix_spawn_file_actions_addopen(&actions, Int32(target), "/dev/null", flags, 0), "/dev/null as \(target)")
             }
         }
@@ -96,7 +94,7 @@ public enum Spawner {
         let argv = request.arguments.map { strdup($0) } + [nil]
         let environment = request.environment.sorted { $0.key < $1.key }.map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer { (argv + environment).forEach { free($0) } }
-        var pid: pid_t = 0
+        var pid: Int32 = 0
         let result = posix_spawn(&pid, path, &actions, &attributes, argv, environment)
         guard result == 0 else {
             if Errno(result) == .noSuchFileOrDirectory { throw .notFound("no program \(program) (not a path, and not found in PATH)") }
@@ -108,7 +106,7 @@ public enum Spawner {
     /// `spawn` as another user: fork, then (in C, raw system calls only) the same hygiene as
     /// `posix_spawn` above, the switch to `credentials` (groups, group, user; checked), the
     /// working directory entered as that user, and `execve`.
-    static func spawn(_ request: SpawnRequest, as credentials: Credentials) throws(CortexError) -> pid_t {
+    static func spawn(_ request: SpawnRequest, as credentials: Credentials) throws(CortexError) -> Int32 {
         let program = request.arguments[0]
         guard let path = ExecutableSearch.find(program) else {
             throw .notFound("no program \(program) (not a path, and not found in PATH)")
@@ -116,7 +114,7 @@ public enum Spawner {
         let argv = request.arguments.map { strdup($0) } + [nil]
         let environment = request.environment.sorted { $0.key < $1.key }.map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer { (argv + environment).forEach { free($0) } }
-        var pid: pid_t = 0
+        var pid: Int32 = 0
         let result = credentials.groups.withUnsafeBufferPointer { groups in
             resetSignals.map(\.rawValue).withUnsafeBufferPointer { signals in
                 cortex_spawn_as(
@@ -136,9 +134,9 @@ public enum Spawner {
 
     /// Waits for child `pid` to end (retrying `EINTR`) and says how. With `blocking` false,
     /// returns nil at once if it is still running.
-    public static func waitForExit(_ pid: pid_t, blocking: Bool = true) throws(CortexError) -> TerminationStatus? {
+    public static func waitForExit(_ pid: Int32, blocking: Bool = true) throws(CortexError) -> TerminationStatus? {
         var status: Int32 = 0
-        let result: pid_t
+        let result: Int32
         do {
             result = try retryingInterrupts { waitpid(pid, &status, blocking ? 0 : WNOHANG) }
         } catch {

@@ -1,7 +1,5 @@
-import CCortexShims
 import CortexCore
 import CortexStorage
-import Glibc
 
 /// What `cortex-supervise` starts and how it watches it: the worker's command, where its bounded
 /// logs and heartbeat go, and when to stop it (docs/decisions/017-lean-supervisor.md).

@@ -281,6 +281,33 @@ public enum POSIX {
         return String(cString: path)
     }
 
+    /// Milliseconds since boot, suspended time included (`CLOCK_BOOTTIME`): a clock nobody can
+    /// set, for telling when the wall clock was stepped.
+    public static func bootClockMilliseconds() -> Int64 {
+        var boot = timespec()
+        clock_gettime(CLOCK_BOOTTIME, &boot)
+        return Int64(boot.tv_sec) * 1000 + Int64(boot.tv_nsec) / 1_000_000
+    }
+
+    /// Sets the access and modification times of an open file to now. The corresponding C
+    /// function is `futimens(fd, NULL)`.
+    public static func touch(_ fd: Int32) throws(Errno) {
+        _ = try retryingInterrupts { futimens(fd, nil) }
+    }
+
+    /// Maps `size` bytes of the open file `fd` read-only and private (the mapping outlives the
+    /// descriptor), or nil when it cannot be mapped. Release it with `unmap`. The corresponding C
+    /// function is `mmap(PROT_READ, MAP_PRIVATE)`.
+    public static func mapReadOnly(_ fd: Int32, size: Int) -> UnsafeRawBufferPointer? {
+        guard let address = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), address != MAP_FAILED else { return nil }
+        return UnsafeRawBufferPointer(start: address, count: size)
+    }
+
+    /// Releases a mapping made by `mapReadOnly`. The corresponding C function is `munmap`.
+    public static func unmap(_ mapping: UnsafeRawBufferPointer) {
+        munmap(UnsafeMutableRawPointer(mutating: mapping.baseAddress), mapping.count)
+    }
+
     /// A monotonic clock in nanoseconds, for timeouts and measurements.
     public static func monotonicNanoseconds() -> UInt64 {
         var now = timespec()
