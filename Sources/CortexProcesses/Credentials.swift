@@ -25,14 +25,11 @@ public struct Credentials: Equatable, Hashable, Sendable {
 
     /// The credentials this process runs with (effective ids, the current group list).
     public static var current: Credentials {
-        let count = getgroups(0, nil)
-        var groups = [UInt32](repeating: 0, count: Int(max(0, count)))
-        let got = groups.isEmpty ? 0 : getgroups(count, &groups)
-        return Credentials(uid: geteuid(), gid: getegid(), groups: Array(groups.prefix(Int(max(0, got)))))
+        Credentials(uid: POSIX.effectiveUserID, gid: POSIX.effectiveGroupID, groups: POSIX.supplementaryGroups())
     }
 
     /// True when this process is the superuser (the only caller that may switch users).
-    public static var isSuperuser: Bool { geteuid() == 0 }
+    public static var isSuperuser: Bool { POSIX.effectiveUserID == 0 }
 
     /// The credentials user `uid` gets at login (see `of(_:in:)`).
     /// - Throws: `CortexError.io` with `EPERM` (exit 77) when `uid` has no `passwd` entry: no
@@ -56,7 +53,10 @@ public struct Credentials: Equatable, Hashable, Sendable {
     /// - Throws: `CortexError.io` with the errno (77 for `EPERM`) when any step failed: the
     ///   caller must then stop, its identity is undefined.
     public func dropProcess() throws(CortexError) {
-        let result = groups.withUnsafeBufferPointer { cortex_drop_privileges(uid, gid, $0.baseAddress, $0.count) }
-        if result != 0 { throw .io(operation: "switch to", path: UserDatabase.system.describe(uid), errno: Errno(result)) }
+        do {
+            try POSIX.dropPrivileges(uid: uid, gid: gid, groups: groups)
+        } catch {
+            throw .io(operation: "switch to", path: UserDatabase.system.describe(uid), errno: error)
+        }
     }
 }

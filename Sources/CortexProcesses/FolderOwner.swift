@@ -30,7 +30,7 @@ public enum FolderOwner {
     /// - Throws: `permissionDenied` when the owner is unknown or the switch failed.
     @discardableResult
     public static func actAsOwner(of root: String) throws(CortexError) -> UserAccount? {
-        guard geteuid() == 0 || getuid() == 0 else { return nil }
+        guard POSIX.effectiveUserID == 0 || POSIX.userID == 0 else { return nil }
         guard let owner = owner(of: root), owner != 0 else { return nil }
         guard let account = UserDatabase.system.user(uid: owner) else {
             throw .permissionDenied(

@@ -111,10 +111,10 @@ extension ProcessIdentity {
     public func signalGroup(_ signal: Signal, ownedBy owner: UInt32 = POSIX.userID) -> Bool {
         let caller = POSIX.userID
         guard caller == owner || caller == 0, isAlive(ownedBy: owner) else { return false }
-        if caller == owner { return kill(-pid, signal.rawValue) == 0 || kill(pid, signal.rawValue) == 0 }
+        if caller == owner { return POSIX.send(signal, toGroup: pid) || POSIX.send(signal, toProcess: pid) }
         var any = false
         for member in ProcessIdentity.groupMembers(pid) where ProcessIdentity.userIDs(of: member)?.allSatisfy({ $0 == owner }) == true {
-            if kill(member, signal.rawValue) == 0 { any = true }
+            if POSIX.send(signal, toProcess: member) { any = true }
         }
         return any
     }
@@ -135,20 +135,12 @@ extension ProcessIdentity {
     /// Waits up to `milliseconds` for this process to end, on a pidfd (no polling; it works for
     /// processes that are not our children). True when it has ended.
     public func waitForEnd(milliseconds: Int64) -> Bool {
-        let opened = cortex_pidfd_open(pid)
-        guard opened >= 0 else { return !isAlive }
-        return FileDescriptor(rawValue: opened).closeAfter {
+        guard let opened = try? POSIX.processEndDescriptor(pid) else { return !isAlive }
+        return opened.closeAfter {
             // Opened after the check below could be a recycled pid's: look again once it is open.
             guard isAlive else { return true }
-            var watch = pollfd(fd: opened, events: Int16(POLLIN), revents: 0)
             let deadline = POSIX.monotonicNanoseconds() + UInt64(max(0, milliseconds)) * 1_000_000
-            func left() -> Int32 {
-                let now = POSIX.monotonicNanoseconds()
-                return now >= deadline ? 0 : Int32(min(Int64(Int32.max), Int64((deadline - now) / 1_000_000)))
-            }
-            // An interrupted poll starts again with what is left of the time.
-            let ready = (try? retryingInterrupts { poll(&watch, 1, left()) }) ?? -1
-            return ready > 0 ? true : !isAlive
+            return POSIX.waitUntilReadable(opened.rawValue, deadline: deadline) ? true : !isAlive
         }
     }
 
@@ -157,7 +149,7 @@ extension ProcessIdentity {
 /// Facts about the machine that feasibility checks record as evidence (the reducer never reads them).
 public enum SystemProbe {
     /// Online processors.
-    public static var cores: Int { max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
+    public static var cores: Int { max(1, POSIX.onlineProcessors) }
 
     /// The 1-minute load average from `/proc/loadavg`, or nil.
     public static func loadAverage() -> Double? {

@@ -67,7 +67,7 @@ import Testing
     /// A standard-stream descriptor `posix_spawn_file_actions_adddup2` refuses (EBADF) used to be
     /// ignored: the child started with the caller's stream instead. Now nothing starts.
     @Test func aSpawnWhoseSetupFailsStartsNothing() {
-        let request = SpawnRequest(arguments: ["/bin/true"], environment: [:], standardOutput: -5)
+        let request = SpawnRequest(arguments: ["/bin/true"], environment: [:], standardOutput: FileDescriptor(rawValue: -5))
         do {
             let pid = try Spawner.spawn(request)
             _ = try? Spawner.waitForExit(pid)
@@ -139,8 +139,8 @@ import Testing
             let pid = try FileDescriptor(rawValue: fd).closeAfter { () throws(CortexError) in
                 try Spawner.spawn(
                     SpawnRequest(
-                        arguments: ["/bin/bash", script] + arguments, environment: ["PATH": "/usr/bin:/bin"], standardOutput: fd,
-                        standardError: fd))
+                        arguments: ["/bin/bash", script] + arguments, environment: ["PATH": "/usr/bin:/bin"],
+                        standardOutput: FileDescriptor(rawValue: fd), standardError: FileDescriptor(rawValue: fd)))
             }
             let status = try Spawner.waitForExit(pid)
             return (status, String(decoding: try POSIX.readFile(output), as: UTF8.self))
