@@ -8,7 +8,7 @@ import Testing
 
 /// The system-call layer (docs/decisions/029-system-call-layer.md): named errno values and
 /// signals, typed descriptors and exit statuses, checked spawn setup, one executable lookup,
-/// and the CI check that keeps the CLI off the C library.
+/// and the CI check that keeps the library outside the layer off the C library.
 @Suite struct SystemCallLayerTests {
     @Test func errnoHasSwiftSystemNamesForTheCodesCortexTests() throws {
         #expect(Errno.noSuchFileOrDirectory == Errno(ENOENT))
@@ -128,9 +128,10 @@ import Testing
         #expect(POSIX.processID == getpid() && POSIX.userID == getuid())
     }
 
-    /// `.ci/lint-syscalls` passes on the CLI as it is and fails, naming file and line, on a
-    /// folder whose code imports Glibc or calls a C function (but not on words in strings or
-    /// comments, nor on a method call with an argument label).
+    /// `.ci/lint-syscalls` passes on the whole library as it is (CortexStorage and CortexProcesses
+    /// included) and fails, naming file and line, on a folder whose code imports Glibc, calls a C
+    /// function or reads a `stat` field (but not on words in strings or comments, nor on a method
+    /// call with an argument label or without arguments).
     @Test func theLintFailsOnADirectSystemCallAndNamesTheLine() throws {
         let repository = String(#filePath.split(separator: "/", omittingEmptySubsequences: false).dropLast(3).joined(separator: "/"))
         let script = repository + "/.ci/lint-syscalls"
