@@ -316,7 +316,7 @@ public enum SupportedFileSystem {
         if acceptedName(type) == nil {
             let name = refusedName(type) ?? "file system type 0x\(String(type, radix: 16))"
             throw .configuration(
-                "\(path) is on \(name), which does not serialise [.append] writes; use a local ext4, xfs, btrfs, tmpfs or overlayfs folder")
+                "\(path) is on \(name), which does not serialise O_APPEND writes; use a local ext4, xfs, btrfs, tmpfs or overlayfs folder")
         }
     }
 }
