@@ -45,7 +45,7 @@ let package = Package(
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
         // Process control: spawning, supervision, loss detection and the reaper's work, over the
         // domain and its store (docs/architecture.md).
-        .target(name: "CortexProcesses", dependencies: ["CortexCore", "CortexStorage", "CCortexShims"], swiftSettings: strict),
+        .target(name: "CortexProcesses", dependencies: ["CortexCore", "CortexStorage"], swiftSettings: strict),
         .target(name: "CortexCLI", dependencies: ["CortexCore", "CortexStorage", "CortexProcesses"], swiftSettings: strict),
         .testTarget(
             name: "CortexCoreTests", dependencies: ["CortexCore", "CortexStorage", "CortexProcesses", "CortexCLI"],

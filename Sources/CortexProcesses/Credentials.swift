@@ -1,7 +1,5 @@
-import CCortexShims
 import CortexCore
 import CortexStorage
-import Glibc
 
 /// A user identity a process can run as: user id, primary group and the exact list of
 /// supplementary groups (docs/decisions/022-requester-rights.md).
@@ -12,14 +10,14 @@ import Glibc
 /// (`SpawnRequest.credentials`) or becomes that user itself (`dropProcess()`).
 public struct Credentials: Equatable, Hashable, Sendable {
     /// The user id (real, effective and saved after a drop).
-    public var uid: uid_t
+    public var uid: UInt32
     /// The primary group id (real, effective and saved after a drop).
-    public var gid: gid_t
+    public var gid: UInt32
     /// The supplementary groups, exactly (sorted, without duplicates; the primary group included).
-    public var groups: [gid_t]
+    public var groups: [UInt32]
 
     /// Credentials from their parts; `groups` is sorted and made unique.
-    public init(uid: uid_t, gid: gid_t, groups: [gid_t]) {
+    public init(uid: UInt32, gid: UInt32, groups: [UInt32]) {
         self.uid = uid
         self.gid = gid
         self.groups = Array(Set(groups)).sorted()
@@ -27,19 +25,16 @@ public struct Credentials: Equatable, Hashable, Sendable {
 
     /// The credentials this process runs with (effective ids, the current group list).
     public static var current: Credentials {
-        let count = getgroups(0, nil)
-        var groups = [gid_t](repeating: 0, count: Int(max(0, count)))
-        let got = groups.isEmpty ? 0 : getgroups(count, &groups)
-        return Credentials(uid: geteuid(), gid: getegid(), groups: Array(groups.prefix(Int(max(0, got)))))
+        Credentials(uid: POSIX.effectiveUserID, gid: POSIX.effectiveGroupID, groups: POSIX.supplementaryGroups())
     }
 
     /// True when this process is the superuser (the only caller that may switch users).
-    public static var isSuperuser: Bool { geteuid() == 0 }
+    public static var isSuperuser: Bool { POSIX.effectiveUserID == 0 }
 
     /// The credentials user `uid` gets at login (see `of(_:in:)`).
     /// - Throws: `CortexError.io` with `EPERM` (exit 77) when `uid` has no `passwd` entry: no
     ///   group can be vouched for, so nothing is run as that user.
-    public static func of(user uid: uid_t, in database: UserDatabase = .system) throws(CortexError) -> Credentials {
+    public static func of(user uid: UInt32, in database: UserDatabase = .system) throws(CortexError) -> Credentials {
         guard let account = database.user(uid: uid) else {
             throw .io(operation: "find the passwd entry of", path: "uid \(uid)", errno: Errno.notPermitted)
         }
@@ -58,7 +53,10 @@ public struct Credentials: Equatable, Hashable, Sendable {
     /// - Throws: `CortexError.io` with the errno (77 for `EPERM`) when any step failed: the
     ///   caller must then stop, its identity is undefined.
     public func dropProcess() throws(CortexError) {
-        let result = groups.withUnsafeBufferPointer { cortex_drop_privileges(uid, gid, $0.baseAddress, $0.count) }
-        if result != 0 { throw .io(operation: "switch to", path: UserDatabase.system.describe(uid), errno: Errno(result)) }
+        do {
+            try POSIX.dropPrivileges(uid: uid, gid: gid, groups: groups)
+        } catch {
+            throw .io(operation: "switch to", path: UserDatabase.system.describe(uid), errno: error)
+        }
     }
 }

@@ -1,6 +1,5 @@
 import CortexCore
 import CortexStorage
-import Glibc
 
 /// What `kill -9` leaves behind, and how the reaper clears it
 /// (docs/decisions/021-outcome-is-the-truth.md).

@@ -1,6 +1,5 @@
 import CortexCore
 import CortexStorage
-import Glibc
 
 /// Root on a folder that belongs to someone else acts as that user (docs/decisions/023-shared-folders.md).
 ///
@@ -12,10 +11,10 @@ import Glibc
 public enum FolderOwner {
     /// The owner of `root`, or of its nearest existing ancestor when it does not exist yet (the
     /// user it would be created for).
-    public static func owner(of root: String) -> uid_t? {
+    public static func owner(of root: String) -> UInt32? {
         var probe = root.isEmpty ? "." : root
         while true {
-            if let info = try? POSIX.status(probe) { return info.st_uid }
+            if let info = try? POSIX.status(probe) { return info.owner }
             if probe == "." || probe == "/" { return nil }
             guard let slash = probe.lastIndex(of: "/") else {
                 probe = "."
@@ -31,7 +30,7 @@ public enum FolderOwner {
     /// - Throws: `permissionDenied` when the owner is unknown or the switch failed.
     @discardableResult
     public static func actAsOwner(of root: String) throws(CortexError) -> UserAccount? {
-        guard geteuid() == 0 || getuid() == 0 else { return nil }
+        guard POSIX.effectiveUserID == 0 || POSIX.userID == 0 else { return nil }
         guard let owner = owner(of: root), owner != 0 else { return nil }
         guard let account = UserDatabase.system.user(uid: owner) else {
             throw .permissionDenied(

@@ -1,7 +1,5 @@
-import CCortexShims
 import CortexCore
 import CortexStorage
-import Glibc
 
 extension ProcessIdentity {
     /// The identity of the running process `pid`, or nil when no such process exists (or, unless
@@ -40,7 +38,7 @@ extension ProcessIdentity {
     /// True when a process with this pid exists, started at this time, and runs as `owner`
     /// only: its real, effective, saved and file-system user ids are all `owner` (so a set-uid
     /// program, or root's process, never passes for a user's). Root passes only for its own.
-    public func isAlive(ownedBy owner: uid_t) -> Bool {
+    public func isAlive(ownedBy owner: UInt32) -> Bool {
         guard isAlive, let uids = ProcessIdentity.userIDs(of: pid), !uids.isEmpty else { return false }
         return uids.allSatisfy { $0 == owner } && isAlive
     }
@@ -94,7 +92,7 @@ extension ProcessIdentity {
 
     /// The real, effective, saved and file-system user ids of process `pid` (the `Uid:` line of
     /// `/proc/<pid>/status`), or nil.
-    public static func userIDs(of pid: Int32) -> [uid_t]? {
+    public static func userIDs(of pid: Int32) -> [UInt32]? {
         guard pid > 0, let status = try? POSIX.readFile("/proc/\(pid)/status") else { return nil }
         for line in status.split(separator: 0x0A) where line.starts(with: Array("Uid:".utf8)) {
             let numbers = line.dropFirst(4).split(whereSeparator: { $0 == 0x09 || $0 == 0x20 })
@@ -110,13 +108,13 @@ extension ProcessIdentity {
     /// each member of the group that runs as `owner`, so a process of another user that joined
     /// the group (a set-uid helper) is left alone. Returns false (and signals nothing) otherwise.
     @discardableResult
-    public func signalGroup(_ signal: Signal, ownedBy owner: uid_t = POSIX.userID) -> Bool {
+    public func signalGroup(_ signal: Signal, ownedBy owner: UInt32 = POSIX.userID) -> Bool {
         let caller = POSIX.userID
         guard caller == owner || caller == 0, isAlive(ownedBy: owner) else { return false }
-        if caller == owner { return kill(-pid, signal.rawValue) == 0 || kill(pid, signal.rawValue) == 0 }
+        if caller == owner { return POSIX.send(signal, toGroup: pid) || POSIX.send(signal, toProcess: pid) }
         var any = false
         for member in ProcessIdentity.groupMembers(pid) where ProcessIdentity.userIDs(of: member)?.allSatisfy({ $0 == owner }) == true {
-            if kill(member, signal.rawValue) == 0 { any = true }
+            if POSIX.send(signal, toProcess: member) { any = true }
         }
         return any
     }
@@ -137,20 +135,12 @@ extension ProcessIdentity {
     /// Waits up to `milliseconds` for this process to end, on a pidfd (no polling; it works for
     /// processes that are not our children). True when it has ended.
     public func waitForEnd(milliseconds: Int64) -> Bool {
-        let opened = cortex_pidfd_open(pid)
-        guard opened >= 0 else { return !isAlive }
-        return FileDescriptor(rawValue: opened).closeAfter {
+        guard let opened = try? POSIX.processEndDescriptor(pid) else { return !isAlive }
+        return opened.closeAfter {
             // Opened after the check below could be a recycled pid's: look again once it is open.
             guard isAlive else { return true }
-            var watch = pollfd(fd: opened, events: Int16(POLLIN), revents: 0)
             let deadline = POSIX.monotonicNanoseconds() + UInt64(max(0, milliseconds)) * 1_000_000
-            func left() -> Int32 {
-                let now = POSIX.monotonicNanoseconds()
-                return now >= deadline ? 0 : Int32(min(Int64(Int32.max), Int64((deadline - now) / 1_000_000)))
-            }
-            // An interrupted poll starts again with what is left of the time.
-            let ready = (try? retryingInterrupts { poll(&watch, 1, left()) }) ?? -1
-            return ready > 0 ? true : !isAlive
+            return POSIX.waitUntilReadable(opened.rawValue, deadline: deadline) ? true : !isAlive
         }
     }
 
@@ -159,7 +149,7 @@ extension ProcessIdentity {
 /// Facts about the machine that feasibility checks record as evidence (the reducer never reads them).
 public enum SystemProbe {
     /// Online processors.
-    public static var cores: Int { max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
+    public static var cores: Int { max(1, POSIX.onlineProcessors) }
 
     /// The 1-minute load average from `/proc/loadavg`, or nil.
     public static func loadAverage() -> Double? {

@@ -1,6 +1,5 @@
 import CortexCore
 import CortexStorage
-import Glibc
 
 /// The reaper's work, apart from its command line (`cortex-reap`, `cortex reap`): observes
 /// processes and heartbeat files, appends what it saw as evidence (`worker.lost`), stops what is
@@ -249,7 +248,7 @@ public enum Reaper {
         /// The process (pid and start time).
         public var process: ProcessIdentity
         /// Its worker's requester: the only user whose processes are signalled.
-        public var owner: uid_t
+        public var owner: UInt32
     }
 
     /// The processes of `identities` recorded for worker `worker` (spec `spec`) that may be
@@ -309,7 +308,7 @@ public enum Reaper {
     {
         let json = JSONValue.object([
             "at": .string(ISOTime.format(milliseconds: now)), "at_ms": .int(now), "boot_epoch_ms": .int(clock.bootEpoch),
-            "clock_step_at_ms": .optional(clock.stepAt), "lost": .int(lost), "pid": .int(Int64(getpid())),
+            "clock_step_at_ms": .optional(clock.stepAt), "lost": .int(lost), "pid": .int(Int64(POSIX.processID)),
         ])
         try AtomicFile.replace(
             lastRunPath(layout), in: layout.folder, with: Array((json.jsonText + "\n").utf8), durability: .processCrash,

@@ -1,7 +1,5 @@
-import CCortexShims
 import CortexCore
 import CortexStorage
-import Glibc
 
 /// What `cortex-supervise` starts and how it watches it: the worker's command, where its bounded
 /// logs and heartbeat go, and when to stop it (docs/decisions/017-lean-supervisor.md).
@@ -60,19 +58,20 @@ public struct SupervisionPlan: Sendable {
     /// - Throws: `CortexError` when the memfd cannot be made or written.
     public func supervisorArguments(program: String, report: [String]) throws(CortexError) -> [String] {
         guard let reporter = report.first else { throw .usage("no program to report to") }
-        let fd = cortex_memfd("cortex-worker-environment")
-        if fd < 0 { throw .system("create", "a memfd for the worker's environment", Errno.current) }
+        let fd = try withPath("create", "a memfd for the worker's environment") { () throws(Errno) in
+            try POSIX.memoryFile("cortex-worker-environment")
+        }
         var block: [UInt8] = []
         for (name, value) in environment.sorted(by: { $0.key < $1.key }) {
             block += Array(name.utf8) + [UInt8(ascii: "=")] + Array(value.utf8) + [0]
         }
         do throws(Errno) {
             try POSIX.writeAll(fd, block)
+            try POSIX.rewind(fd)
         } catch {
             POSIX.close(fd)
             throw .system("write", "the worker's environment", error)
         }
-        _ = lseek(fd, 0, SEEK_SET)
         var arguments = [
             program, "--stdout-log", stdoutLog, "--stderr-log", stderrLog, "--log-head", String(headLimit), "--log-tail",
             String(tailLimit), "--grace", String(max(0, graceMilliseconds)), "--environment-fd", String(fd),

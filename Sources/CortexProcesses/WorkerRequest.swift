@@ -1,6 +1,5 @@
 import CortexCore
 import CortexStorage
-import Glibc
 
 /// Everything a worker runs with, captured when it was asked for, in a file only its requester
 /// can read: `requests/<name>`, created once (`O_EXCL`), mode 0600 (docs/decisions/022-requester-rights.md).
@@ -72,7 +71,7 @@ public struct WorkerRequest: Equatable, Sendable {
             layout.requests, in: layout.folder, mode: FolderPermissions.detect(root: layout.root).directory(.private))
         let path = layout.requests + "/" + name
         let file = try withPath("create", path) { () throws(Errno) in
-            FileDescriptor(rawValue: try layout.folder.open(path, O_WRONLY | O_CREAT | O_EXCL, mode: 0o600))
+            FileDescriptor(rawValue: try layout.folder.open(path, [.writeOnly, .create, .exclusive], mode: 0o600))
         }
         try file.closeAfter { () throws(CortexError) in
             do throws(Errno) {
@@ -90,7 +89,7 @@ public struct WorkerRequest: Equatable, Sendable {
         /// The request.
         public var request: WorkerRequest
         /// The file's owner: the only user the worker may run as.
-        public var owner: uid_t
+        public var owner: UInt32
     }
 
     /// Reads `requests/<name>`: a regular file (not a symlink, FIFO or device) of at most
@@ -101,7 +100,7 @@ public struct WorkerRequest: Equatable, Sendable {
         let path = layout.requests + "/" + name
         guard isValidName(name) else { throw .badInput("invalid worker request name '\(Values.printable(name))'") }
         let bytes: [UInt8]
-        let info: stat
+        let info: FileStatus
         do throws(Errno) {
             (bytes, info) = try layout.folder.readFileWithStatus(path, limit: maximumBytes)
         } catch {
@@ -118,21 +117,21 @@ public struct WorkerRequest: Equatable, Sendable {
             default: throw .system("read", path, error)
             }
         }
-        guard info.st_mode & 0o022 == 0 else {
+        guard info.permissions & 0o022 == 0 else {
             throw .io(operation: "trust", path: path + " (writable by others than its owner)", errno: Errno.notPermitted)
         }
         guard let json = try? JSONValue.parse(bytes), let request = WorkerRequest(json: json) else {
             throw .badInput("\(path) is not a worker request")
         }
-        return Found(request: request, owner: info.st_uid)
+        return Found(request: request, owner: info.owner)
     }
 
     /// The owner of `requests/<name>` (a regular file, not followed through a symlink), or nil
     /// when there is no such file: whom a worker is owed to.
-    public static func owner(_ name: String, in layout: CoordinationLayout) -> uid_t? {
-        guard isValidName(name), let info = try? layout.folder.status(layout.requests + "/" + name), info.st_mode & S_IFMT == S_IFREG
+    public static func owner(_ name: String, in layout: CoordinationLayout) -> UInt32? {
+        guard isValidName(name), let info = try? layout.folder.status(layout.requests + "/" + name), info.isRegularFile
         else { return nil }
-        return info.st_uid
+        return info.owner
     }
 
     /// Removes `requests/<name>` (the worker has ended for good: nothing may start from it again).
@@ -145,6 +144,6 @@ public struct WorkerRequest: Equatable, Sendable {
     /// True when `requests/` is a real folder (not a link) inside the coordination folder.
     static func hasFolder(_ layout: CoordinationLayout) -> Bool {
         guard let info = try? layout.folder.status(layout.requests) else { return false }
-        return info.st_mode & S_IFMT == S_IFDIR
+        return info.isDirectory
     }
 }

@@ -1,6 +1,5 @@
 import CortexCore
 import CortexStorage
-import Glibc
 
 /// The supervisor side of `cortex-spawn`: starting a detached supervisor process, and what that
 /// process does (claim the worker, run it under `Supervisor`, record its start and exit, restart
@@ -340,7 +339,7 @@ public enum WorkerSupervision {
     static func keepPreviousRunLogs(of id: String, layout: CoordinationLayout) {
         for stream in ["stdout", "stderr"] {
             let log = layout.worker(id) + "/\(stream).log"
-            guard let info = try? layout.folder.status(log), info.st_mode & S_IFMT == S_IFREG, info.st_size > 0 else { continue }
+            guard let info = try? layout.folder.status(log), info.isRegularFile, info.size > 0 else { continue }
             try? layout.folder.rename(log, layout.worker(id) + "/\(stream).previous.log")
         }
     }

@@ -1,5 +1,4 @@
 import CortexCore
-import Glibc
 
 /// A coordination folder opened by one process: the journal, the state folded from it, and
 /// the files derived from that state. This is the library's main entry point; each tool is a
@@ -748,7 +747,7 @@ public final class CoordinationStore {
         try writeSnapshotIfDue(nowMilliseconds: nowMilliseconds)
         if let submitted = lastSubmittedRecordID, lastFoldedRecordID != submitted { return }
         if lastSubmittedRecordID != nil && sawConcurrentWriters {
-            usleep(CoordinationStore.contendedPublishDelayMicroseconds)
+            POSIX.sleep(microseconds: CoordinationStore.contendedPublishDelayMicroseconds)
             if try journalMovedSinceFold() { try catchUp() }
             if lastFoldedRecordID != lastSubmittedRecordID { return }
         }

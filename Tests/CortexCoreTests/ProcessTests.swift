@@ -54,7 +54,9 @@ import Testing
         let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         try #require(fd >= 0)
         let pid = try Spawner.spawn(
-            SpawnRequest(arguments: ["sh", "-c", script], environment: ["PATH": "/usr/bin:/bin", "MARK": "x y"], standardOutput: fd))
+            SpawnRequest(
+                arguments: ["sh", "-c", script], environment: ["PATH": "/usr/bin:/bin", "MARK": "x y"],
+                standardOutput: FileDescriptor(rawValue: fd)))
         close(fd)
         let status = try #require(try Spawner.waitForExit(pid))
         return (String(decoding: try POSIX.readFile(path), as: UTF8.self), status, pid)

@@ -49,7 +49,8 @@ struct ListStreamingTests {
             pid = try Spawner.spawn(
                 SpawnRequest(
                     arguments: [toolPath("cortex-task")] + arguments, environment: toolEnvironment,
-                    workingDirectory: directory.scratch, standardInput: nil, standardOutput: ends[1], standardError: errFile,
+                    workingDirectory: directory.scratch, standardInput: nil, standardOutput: FileDescriptor(rawValue: ends[1]),
+                    standardError: FileDescriptor(rawValue: errFile),
                     newSession: false))
         } catch {
             close(ends[0])

@@ -45,7 +45,9 @@ struct SessionTests {
             pid = try Spawner.spawn(
                 SpawnRequest(
                     arguments: [toolPath("cortex"), "session"] + arguments, environment: environment, workingDirectory: directory,
-                    standardInput: toChild[0], standardOutput: fromChild[1], standardError: discard, newSession: false))
+                    standardInput: FileDescriptor(rawValue: toChild[0]),
+                    standardOutput: FileDescriptor(rawValue: fromChild[1]), standardError: FileDescriptor(rawValue: discard),
+                    newSession: false))
             input = toChild[1]
             output = fromChild[0]
         }

@@ -290,8 +290,9 @@ enum Spawn {
         guard out >= 0, err >= 0 else { throw SupportError("cannot create \(stdout) or \(stderr): errno \(errno)") }
         return try Spawner.spawn(
             SpawnRequest(
-                arguments: argv, environment: environment, workingDirectory: directory, standardInput: stdin,
-                standardOutput: out, standardError: err, newSession: false))
+                arguments: argv, environment: environment, workingDirectory: directory,
+                standardInput: stdin.map(FileDescriptor.init(rawValue:)),
+                standardOutput: FileDescriptor(rawValue: out), standardError: FileDescriptor(rawValue: err), newSession: false))
     }
 }
 

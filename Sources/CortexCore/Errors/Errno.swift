@@ -202,6 +202,8 @@ public struct Errno: Error, Equatable, Hashable, Sendable, CustomStringConvertib
     public static let directoryNotEmpty = Errno(rawValue: 39)  // ENOTEMPTY
     /// `ELOOP`: a symbolic link where none may be (or too many levels of them).
     public static let tooManySymbolicLinkLevels = Errno(rawValue: 40)  // ELOOP
+    /// `ECONNRESET`: the peer reset the connection.
+    public static let connectionReset = Errno(rawValue: 104)  // ECONNRESET
 
     /// Cortex's own use of `EMEDIUMTYPE`: the name is not a regular file (a FIFO, a device, a
     /// folder). `CortexError` describes it as such.

@@ -1,5 +1,4 @@
 import CortexCore
-import Glibc
 
 extension CoordinationLayout {
     /// `audit/`: what the signed journal needs besides the journal (docs/decisions/044-signed-journal.md).
@@ -17,7 +16,7 @@ public struct KeyOwner: Equatable, Sendable {
     /// The raw 32-byte public key.
     public var publicKey: [UInt8]
     /// The user who created the `.pub` file (its owner, read with `fstat`): a record cannot forge it.
-    public var uid: uid_t
+    public var uid: UInt32
 }
 
 /// The folder's registry of signing keys (docs/decisions/044-signed-journal.md).
@@ -34,7 +33,7 @@ public enum AuditKeys {
 
     /// What a key signs when it is registered: that it is the key of user `uid`. The `.pub` file
     /// carries that signature, so its owner must be the user the key itself names.
-    static func claim(key: String, uid: uid_t) -> [UInt8] { Array("cortex audit key \(key) belongs to uid \(uid)\n".utf8) }
+    static func claim(key: String, uid: UInt32) -> [UInt8] { Array("cortex audit key \(key) belongs to uid \(uid)\n".utf8) }
 
     /// Creates `audit/keys/KEY.pub` for `key` unless it is there. Returns true when this call
     /// created it (its caller then appends the `audit.key` record).
@@ -58,7 +57,7 @@ public enum AuditKeys {
     public static func owner(of key: String, in layout: CoordinationLayout) -> KeyOwner? {
         guard !key.isEmpty, key.utf8.allSatisfy({ (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }) else { return nil }
         let path = layout.auditKeys + "/" + fileName(key)
-        guard let (bytes, info) = try? layout.folder.readFileWithStatus(path, limit: 1024), info.st_mode & 0o022 == 0 else {
+        guard let (bytes, info) = try? layout.folder.readFileWithStatus(path, limit: 1024), info.permissions & 0o022 == 0 else {
             return nil
         }
         // The public key, the uid it was registered for, and the key's signature over both: a
@@ -66,12 +65,12 @@ public enum AuditKeys {
         // line is not theirs, and cannot sign one that is.
         let lines = String(decoding: bytes, as: UTF8.self).split(separator: "\n")
         guard lines.count == 3, let publicKey = Hex.decode(lines[0]), publicKey.count == 32,
-            SigningKey.fingerprint(of: publicKey) == key, let uid = uid_t(lines[1]), uid == info.st_uid,
+            SigningKey.fingerprint(of: publicKey) == key, let uid = UInt32(lines[1]), uid == info.owner,
             let proof = Hex.decode(lines[2]), proof.count == 64
         else { return nil }
         let claimed = claim(key: key, uid: uid)
         let holds = claimed.withUnsafeBufferPointer { SigningKey.verify(publicKey: publicKey, signature: proof, message: $0) }
         guard holds else { return nil }
-        return KeyOwner(key: key, publicKey: publicKey, uid: info.st_uid)
+        return KeyOwner(key: key, publicKey: publicKey, uid: info.owner)
     }
 }

@@ -1,5 +1,4 @@
 import CortexCore
-import Glibc
 
 /// `cortex verify --audit` (docs/decisions/044-signed-journal.md): every signature and the seal
 /// chain of a journal of files, read from its raw bytes.

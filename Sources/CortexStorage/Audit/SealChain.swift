@@ -1,5 +1,4 @@
 import CortexCore
-import Glibc
 
 /// The hash chain the seals carry (docs/journal-format.md, "Seal chain"; decision 044).
 ///
@@ -62,7 +61,7 @@ extension FileJournal {
     public func segmentBytes(_ segment: Int) throws(CortexError) -> [UInt8]? {
         guard case .open(let fd, let path, _) = try openForReading(segment: segment) else { return nil }
         defer { POSIX.close(fd) }
-        let size = try withPath("stat", path) { () throws(Errno) in Int64(try POSIX.status(fd).st_size) }
+        let size = try withPath("stat", path) { () throws(Errno) in try POSIX.status(fd).size }
         guard size <= Int64(FileJournal.largestAuditedSegmentBytes) else {
             throw .corrupt(
                 "journal segment \(segment) is \(size) bytes, more than the \(FileJournal.largestAuditedSegmentBytes) an audit reads of one segment"

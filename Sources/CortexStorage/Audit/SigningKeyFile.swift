@@ -1,5 +1,4 @@
 import CortexCore
-import Glibc
 import Synchronization
 
 /// Where a user's signing key lives and how it is made on first use (docs/decisions/044-signed-journal.md).
@@ -16,7 +15,7 @@ public enum SigningKeyFile {
 
     /// The key found last and its user (a process signs as one user; a single entry, not a
     /// dictionary, whose first use in a static tool costs a conformance lookup of its key type).
-    private static let cache = Mutex<(uid: uid_t, key: SigningKey)?>(nil)
+    private static let cache = Mutex<(uid: UInt32, key: SigningKey)?>(nil)
 
     /// The effective user's key, loaded (or created) once per process; nil when no place for
     /// it can be used (then records go unsigned and `cortex verify --audit` names them).
@@ -39,7 +38,7 @@ public enum SigningKeyFile {
     }
 
     /// The folders tried, in order (the passwd home's last, and only with `passwd`).
-    public static func candidateFolders(environment: [String: String], uid: uid_t, passwd: Bool = true) -> [String] {
+    public static func candidateFolders(environment: [String: String], uid: UInt32, passwd: Bool = true) -> [String] {
         var bases: [String] = []
         if let config = environment["XDG_CONFIG_HOME"], config.hasPrefix("/") { bases.append(config) }
         if let home = environment["HOME"], home.hasPrefix("/") { bases.append(home + "/.config") }
@@ -51,7 +50,7 @@ public enum SigningKeyFile {
     /// The key in `folder` (made with the folder when missing), checked to be `uid`'s alone.
     /// - Throws: `permissionDenied` for a folder or file not the user's alone, `corrupt` for a
     ///   malformed file, an I/O error when it cannot be made.
-    public static func loadOrCreate(in folder: String, uid: uid_t) throws(CortexError) -> SigningKey {
+    public static func loadOrCreate(in folder: String, uid: UInt32) throws(CortexError) -> SigningKey {
         // Every call after the first: the key read at once, with its owner and mode checked. A
         // file that is the user's and 0600 was made by the user (or root) and is read by nobody
         // else, whatever its folder; anything else goes the long way below, which says why.
@@ -64,7 +63,7 @@ public enum SigningKeyFile {
         }
         try withPath("create", folder) { () throws(Errno) in try parent.makeDirectory(name, mode: .exact(0o700)) }
         guard let info = try withPath("stat", folder, { () throws(Errno) in try parent.status(name) }),
-            info.st_uid == uid, info.st_mode & 0o077 == 0
+            info.owner == uid, info.permissions & 0o077 == 0
         else { throw .permissionDenied("\(folder) is not \(uid)'s alone (owner and mode 0700 required)") }
         let directory = FolderDescriptor(root: folder)
         if let key = try read(directory, folder: folder, uid: uid) { return key }
@@ -79,15 +78,15 @@ public enum SigningKeyFile {
     }
 
     /// The key in `directory`, or nil when there is no file yet.
-    private static func read(_ directory: FolderDescriptor, folder: String, uid: uid_t) throws(CortexError) -> SigningKey? {
+    private static func read(_ directory: FolderDescriptor, folder: String, uid: UInt32) throws(CortexError) -> SigningKey? {
         let path = folder + "/" + fileName
         let bytes: [UInt8]
-        let info: stat
+        let info: FileStatus
         do { (bytes, info) = try directory.readFileWithStatus(fileName, limit: 256) } catch {
             if error == .noSuchFileOrDirectory { return nil }
             throw .system("read", path, error)
         }
-        guard info.st_uid == uid, info.st_mode & 0o077 == 0 else {
+        guard info.owner == uid, info.permissions & 0o077 == 0 else {
             throw .permissionDenied("\(path) is not \(uid)'s alone (owner and mode 0600 required)")
         }
         // The seed, then (since it is needed for every record and costs a scalar multiplication

@@ -1,5 +1,4 @@
 import CortexCore
-import Glibc
 
 /// Where every file of a coordination folder lives (docs/cli.md, "Where the state lives").
 public struct CoordinationLayout: Sendable {

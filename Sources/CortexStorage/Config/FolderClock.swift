@@ -1,5 +1,4 @@
 import CortexCore
-import Glibc
 
 /// Measuring heartbeat ages so that a wall-clock step cannot declare a healthy worker lost
 /// (docs/decisions/021-outcome-is-the-truth.md).
@@ -31,10 +30,7 @@ public enum FolderClock {
     /// The wall clock minus `CLOCK_BOOTTIME`, in milliseconds: the wall time of boot. Constant
     /// until someone sets the clock; NTP slewing moves it by milliseconds.
     public static func bootEpochMilliseconds() -> Int64 {
-        var boot = timespec()
-        clock_gettime(CLOCK_BOOTTIME, &boot)
-        let bootMilliseconds = Int64(boot.tv_sec) * 1000 + Int64(boot.tv_nsec) / 1_000_000
-        return POSIX.wallClockMilliseconds() - bootMilliseconds
+        POSIX.wallClockMilliseconds() - POSIX.bootClockMilliseconds()
     }
 
     /// How far the wall clock was stepped between two readings of `bootEpochMilliseconds`

@@ -1,5 +1,4 @@
 import CortexCore
-import Glibc
 
 /// Context and result files across the hosts of an etcd namespace (docs/decisions/045): each is
 /// written to the writing host's folder as before and stored in etcd (`EtcdArtifacts`) before
@@ -49,7 +48,7 @@ extension CoordinationStore {
     public func materialiseArtifact(_ name: String) throws(CortexError) -> Bool {
         guard let artifacts = sharedArtifacts else { return false }
         guard EtcdArtifacts.isValidName(name) else { throw .corrupt("not a shared file name: \(Values.printable(name))") }
-        if let info = try? layout.folder.status(name), info.st_mode & S_IFMT == S_IFREG { return false }
+        if let info = try? layout.folder.status(name), info.isRegularFile { return false }
         let bytes = try artifacts.fetch(name)
         try AtomicFile.replace(name, in: layout.folder, with: bytes, durability: .powerLoss, mode: permissions.file(.private))
         return true
@@ -62,7 +61,7 @@ extension CoordinationStore {
     public func materialiseResult(of task: TaskEntry) throws(CortexError) {
         guard sharedArtifacts != nil, task.status == .done, let result = task.result else { return }
         let canonical = layout.results + "/" + task.id + ".json"
-        if let info = try? layout.folder.status(canonical), info.st_mode & S_IFMT == S_IFREG { return }
+        if let info = try? layout.folder.status(canonical), info.isRegularFile { return }
         try materialiseArtifact(result)
         try ResultFiles.publish(layout, task: task.id, attemptFile: result)
     }

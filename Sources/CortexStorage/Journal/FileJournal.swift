@@ -1,5 +1,4 @@
 import CortexCore
-import Glibc
 
 /// The append-only journal kept as numbered segment files in one folder (docs/design.md, "The journal").
 ///
@@ -70,7 +69,7 @@ public final class FileJournal {
         let path = path(ofSegment: segment)
         if segmentMode.exact { return try AtomicFile.createIfAbsent(path, in: folder, with: [], mode: segmentMode) }
         do {
-            let fd = try folder.open(path, O_WRONLY | O_CREAT | O_EXCL, mode: segmentMode.bits)
+            let fd = try folder.open(path, [.writeOnly, .create, .exclusive], mode: segmentMode.bits)
             POSIX.close(fd)
             return true
         } catch {
@@ -135,7 +134,7 @@ public final class FileJournal {
         guard let info = try withPath("stat", path, { () throws(Errno) in try folder.status(path) }) else {
             throw .corrupt("journal segment \(path) is missing")
         }
-        return Int64(info.st_size)
+        return info.size
     }
 
     /// Appends a seal to segment `segment`, naming `segment + 1` and carrying the hash chain over
@@ -246,7 +245,7 @@ public final class FileJournal {
         if let appendDescriptor, appendDescriptor.segment == segment { return appendDescriptor.fd }
         // No O_CREAT: a segment is only ever created by createSegment (O_EXCL).
         // A link or a non-regular file in a segment's place is refused, never written through.
-        let fd = try withPath("open", path) { () throws(Errno) in try folder.openRegular(path, O_WRONLY | O_APPEND).fd }
+        let fd = try withPath("open", path) { () throws(Errno) in try folder.openRegular(path, [.writeOnly, .append]).fd }
         if let appendDescriptor { POSIX.close(appendDescriptor.fd) }
         appendDescriptor = (segment, fd)
         return fd

@@ -1,5 +1,4 @@
 import CortexCore
-import Glibc
 
 /// Archiving sealed segments behind tombstones (docs/design.md, "Sealing and rotation"; docs/decisions/013).
 ///

@@ -1,5 +1,4 @@
 import CortexCore
-import Glibc
 
 /// The file journal's doorbell (docs/decisions/039-wake.md): `journal/doorbell`, a small regular
 /// file whose first four bytes are a sequence number. Every append adds 1 to it after its write
@@ -32,9 +31,9 @@ public final class JournalDoorbell {
     /// Throws when it cannot be opened or mapped, or is not an acceptable doorbell (`EMEDIUMTYPE`).
     public init(folder: FolderDescriptor, directory: String, writable: Bool, creating: CreationMode?) throws(Errno) {
         let path = directory + "/" + JournalDoorbell.fileName
-        let opened: (fd: Int32, info: stat)
+        let opened: (fd: Int32, info: FileStatus)
         do {
-            opened = try folder.openRegular(path, writable ? O_RDWR : O_RDONLY)
+            opened = try folder.openRegular(path, writable ? [.readWrite] : [.readOnly])
         } catch {
             guard error == .noSuchFileOrDirectory, let creating else { throw error }
             do {
@@ -42,7 +41,7 @@ public final class JournalDoorbell {
             } catch {
                 throw Errno.permissionDenied
             }
-            opened = try folder.openRegular(path, writable ? O_RDWR : O_RDONLY)
+            opened = try folder.openRegular(path, writable ? [.readWrite] : [.readOnly])
         }
         let (fd, info) = opened
         descriptor = FileDescriptor(rawValue: fd)
@@ -55,20 +54,20 @@ public final class JournalDoorbell {
         }
         self.path = path
         self.folder = folder
-        device = UInt64(info.st_dev)
-        inode = UInt64(info.st_ino)
+        device = info.device
+        inode = info.inode
     }
 
     deinit { POSIX.close(descriptor.rawValue) }
 
     /// A regular file of exactly `size` bytes with one name; for root, owned by root or by the
     /// journal folder's owner (root never writes through a file another user planted).
-    static func isAcceptable(_ info: stat, folder: FolderDescriptor, directory: String) -> Bool {
-        guard info.st_mode & S_IFMT == S_IFREG, info.st_size == JournalDoorbell.size, info.st_nlink == 1 else { return false }
+    static func isAcceptable(_ info: FileStatus, folder: FolderDescriptor, directory: String) -> Bool {
+        guard info.isRegularFile, info.size == JournalDoorbell.size, info.linkCount == 1 else { return false }
         let me = POSIX.effectiveUserID
-        guard me == 0, info.st_uid != 0 else { return true }
-        guard let owner = try? folder.status(directory)?.st_uid else { return false }
-        return info.st_uid == owner
+        guard me == 0, info.owner != 0 else { return true }
+        guard let owner = try? folder.status(directory)?.owner else { return false }
+        return info.owner == owner
     }
 
     /// The current sequence number (read with `pread`, never through the mapping).
@@ -86,8 +85,8 @@ public final class JournalDoorbell {
     /// checks it between sleeps, so a doorbell replaced or cut short costs at most one slice).
     public func isStillInPlace() -> Bool {
         guard let info = try? folder.status(path) else { return false }
-        return UInt64(info.st_dev) == device && UInt64(info.st_ino) == inode && info.st_mode & S_IFMT == S_IFREG
-            && info.st_size == JournalDoorbell.size && info.st_nlink == 1
+        return info.device == device && info.inode == inode && info.isRegularFile
+            && info.size == JournalDoorbell.size && info.linkCount == 1
     }
 }
 

@@ -1,5 +1,4 @@
 import CortexCore
-import Glibc
 
 /// A read-only integrity check of a whole journal (`cortex verify`): checksums, seals, torn
 /// lines, missing segments. Unlike a fold it never writes, not even a seal.

@@ -1,5 +1,4 @@
 import CortexCore
-import Glibc
 
 /// A journal held in memory, for tests and for programs that embed Cortex without a
 /// coordination folder (docs/decisions/027). Nothing touches the disk.
@@ -18,58 +17,42 @@ public final class MemoryJournal: Journal, @unchecked Sendable {
         var void: Bool
     }
 
-    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
-    private let appended: UnsafeMutablePointer<pthread_cond_t>
+    /// Guards every field below; its condition is signalled by every append.
+    private let lock = ConditionLock()
     private var entries: [Entry] = []
     private var voidsPending = 0
     private var tearsPending = 0
 
     /// An empty journal.
-    public init() {
-        mutex = .allocate(capacity: 1)
-        pthread_mutex_init(mutex, nil)
-        appended = .allocate(capacity: 1)
-        var attributes = pthread_condattr_t()
-        pthread_condattr_init(&attributes)
-        pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC)
-        pthread_cond_init(appended, &attributes)
-        pthread_condattr_destroy(&attributes)
-    }
-
-    deinit {
-        pthread_cond_destroy(appended)
-        pthread_mutex_destroy(mutex)
-        appended.deallocate()
-        mutex.deallocate()
-    }
+    public init() {}
 
     private func locked<Value>(_ body: () throws(CortexError) -> Value) throws(CortexError) -> Value {
-        pthread_mutex_lock(mutex)
-        defer { pthread_mutex_unlock(mutex) }
+        lock.lock()
+        defer { lock.unlock() }
         return try body()
     }
 
     /// How many lines were appended (records, void copies and torn fragments).
     public var count: Int {
-        pthread_mutex_lock(mutex)
-        defer { pthread_mutex_unlock(mutex) }
+        lock.lock()
+        defer { lock.unlock() }
         return entries.count
     }
 
     /// Makes the next `count` appends void (kept but never read), as a file record that lands
     /// after its segment's seal: for tests of the writer's re-append.
     public func voidNextAppends(_ count: Int = 1) {
-        pthread_mutex_lock(mutex)
+        lock.lock()
         voidsPending += count
-        pthread_mutex_unlock(mutex)
+        lock.unlock()
     }
 
     /// Makes the next `count` appends leave a torn fragment (half the line, skipped and reported
     /// by readers) before the whole line goes in, as a short `write(2)` does: for tests.
     public func tearNextAppends(_ count: Int = 1) {
-        pthread_mutex_lock(mutex)
+        lock.lock()
         tearsPending += count
-        pthread_mutex_unlock(mutex)
+        lock.unlock()
     }
 
     private static func position(_ index: Int) -> JournalPosition { JournalPosition(segment: 1, offset: Int64(index)) }
@@ -88,7 +71,7 @@ public final class MemoryJournal: Journal, @unchecked Sendable {
             let isVoid = voidsPending > 0
             if isVoid { voidsPending -= 1 }
             entries.append(Entry(decoded: RecordCodec.decode(body), length: Int64(line.count), void: isVoid))
-            pthread_cond_broadcast(appended)
+            lock.broadcast()
             return JournalAppend(position: MemoryJournal.position(entries.count - 1), tornAttempts: torn)
         }
     }
@@ -147,19 +130,12 @@ public final class MemoryJournal: Journal, @unchecked Sendable {
     /// Sleeps until more than `seen` lines are in or `timeoutMilliseconds` pass (-1: no limit).
     /// - Returns: the number of lines then.
     fileprivate func waitForLines(beyond seen: Int, timeoutMilliseconds: Int32) -> Int {
-        pthread_mutex_lock(mutex)
-        defer { pthread_mutex_unlock(mutex) }
-        var deadline = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &deadline)
-        let nanoseconds = Int(deadline.tv_nsec) + Int(max(0, timeoutMilliseconds) % 1000) * 1_000_000
-        deadline.tv_sec += Int(max(0, timeoutMilliseconds) / 1000) + nanoseconds / 1_000_000_000
-        deadline.tv_nsec = nanoseconds % 1_000_000_000
+        lock.lock()
+        defer { lock.unlock() }
+        let deadline =
+            timeoutMilliseconds < 0 ? nil : POSIX.monotonicNanoseconds() + UInt64(timeoutMilliseconds) * 1_000_000
         while entries.count <= seen {
-            if timeoutMilliseconds < 0 {
-                pthread_cond_wait(appended, mutex)
-            } else if pthread_cond_timedwait(appended, mutex, &deadline) == ETIMEDOUT {
-                break
-            }
+            if !lock.wait(until: deadline) { break }
         }
         return entries.count
     }

@@ -1,5 +1,5 @@
+import CCortexBytes
 import CortexCore
-import Glibc
 
 /// Reads the complete lines of one segment file from an offset, in chunks, without
 /// holding more than one chunk plus one line in memory however large the file or a line is.
@@ -40,11 +40,11 @@ struct SegmentScanner {
         var carryDroppedHead = false
         let limit = RecordCodec.maximumLineBytes
         // Read only what the file holds past the offset (usually a few KiB), not a whole chunk.
-        var knownSize = try withPath("stat", path) { () throws(Errno) in Int64(try POSIX.status(fd).st_size) }
+        var knownSize = try withPath("stat", path) { () throws(Errno) in try POSIX.status(fd).size }
         while true {
             if fileOffset >= knownSize {
                 // Appends may have landed since the stat: look once more before calling it the end.
-                knownSize = try withPath("stat", path) { () throws(Errno) in Int64(try POSIX.status(fd).st_size) }
+                knownSize = try withPath("stat", path) { () throws(Errno) in try POSIX.status(fd).size }
                 if fileOffset >= knownSize { return End(offset: lineStart, sizeSeen: fileOffset, stopped: false) }
             }
             let wanted = Int(min(Int64(chunkBytes), knownSize - fileOffset))
@@ -58,7 +58,7 @@ struct SegmentScanner {
             try chunk.withUnsafeBufferPointer { (buffer) throws(CortexError) in
                 var cursor = 0
                 while cursor < buffer.count {
-                    guard let found = memchr(buffer.baseAddress! + cursor, 0x0A, buffer.count - cursor) else {
+                    guard let found = cortex_memchr(buffer.baseAddress! + cursor, 0x0A, buffer.count - cursor) else {
                         carry.append(contentsOf: buffer[cursor...])
                         if carry.count > limit {
                             carry.removeFirst(carry.count - limit)

@@ -1,5 +1,4 @@
 import CortexCore
-import Glibc
 
 /// Finds where to start reading so that the last records of a journal can be shown without
 /// reading (or folding) everything before them: segments are scanned backwards from the end,
@@ -60,7 +59,7 @@ public enum JournalTail {
     static func scanBackwards(
         fd: Int32, path: String, visit: (UnsafeBufferPointer<UInt8>, Int64, Int64) throws(CortexError) -> Bool
     ) throws(CortexError) {
-        let size = try withPath("stat", path) { () throws(Errno) in Int64(try POSIX.status(fd).st_size) }
+        let size = try withPath("stat", path) { () throws(Errno) in try POSIX.status(fd).size }
         // `buffer` holds the file's bytes from `bufferStart` up to the end of the line being assembled.
         var buffer: [UInt8] = []
         var bufferStart = size

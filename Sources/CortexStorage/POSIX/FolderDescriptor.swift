@@ -184,6 +184,12 @@ public final class FolderDescriptor: @unchecked Sendable {
         }
     }
 
+    /// Opens the file `name` with `flags` by name (see `open(_:_:mode:)` with C flags).
+    @inlinable
+    public func open(_ name: String, _ flags: OpenFlags, mode: mode_t = 0o644) throws(Errno) -> Int32 {
+        try open(name, flags.rawValue, mode: mode)
+    }
+
     /// Opens `name` like `open` and checks with `fstat` that it is a regular file (else
     /// `Errno.notRegularFile`, nothing read). Returns the descriptor and its metadata.
     public func openRegular(_ name: String, _ flags: Int32 = O_RDONLY, mode: mode_t = 0o644) throws(Errno) -> (fd: Int32, info: stat) {
@@ -200,6 +206,12 @@ public final class FolderDescriptor: @unchecked Sendable {
             POSIX.close(fd)
             throw error
         }
+    }
+
+    /// Opens the regular file `name` with `flags` by name (see `openRegular(_:_:mode:)` with C flags).
+    @inlinable
+    public func openRegular(_ name: String, _ flags: OpenFlags, mode: mode_t = 0o644) throws(Errno) -> (fd: Int32, info: stat) {
+        try openRegular(name, flags.rawValue, mode: mode)
     }
 
     /// The whole of the regular file `name`, at most `limit` bytes (`EFBIG` when larger; nothing

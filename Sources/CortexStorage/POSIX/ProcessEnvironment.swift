@@ -65,6 +65,12 @@ extension POSIX {
         usleep(useconds_t(clamping: max(0, milliseconds) * 1000))
     }
 
+    /// Sleeps the calling thread for `microseconds` (a short back-off: no retry when a signal
+    /// cuts it short). The corresponding C function is `usleep`.
+    public static func sleep(microseconds: UInt32) {
+        usleep(microseconds)
+    }
+
     /// Ends the process at once with `code` (no buffered output to flush: the tools write with
     /// `write(2)`). The corresponding C function is `exit`.
     public static func exit(_ code: Int32) -> Never { Glibc.exit(code) }

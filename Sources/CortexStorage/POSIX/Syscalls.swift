@@ -2,10 +2,13 @@ import CCortexShims
 import CortexCore
 import Glibc
 
-// The system-call layer (docs/decisions/029-system-call-layer.md): this folder is where Cortex
-// calls the C library; CortexCLI never does (`.ci/lint-syscalls` checks). Every call retries
-// EINTR through `retryingInterrupts` below and turns -1 into a thrown `Errno`, so no other file
-// needs an EINTR loop of its own. `close` is the exception: on Linux the descriptor is gone
+// The system-call layer (docs/decisions/029-system-call-layer.md): this folder is the only place
+// the library (CortexCLI, CortexCore, CortexStorage, CortexProcesses) calls the C library; no
+// other library file imports Glibc or the C shims (`.ci/lint-syscalls` checks, and the compiler:
+// without the import, no C name resolves). Exempt: pure byte work (CCortexBytes), OpenSSL's own
+// functions (COpenSSL), and the Embedded Swift supervisor with its own libc shim. Every call
+// retries EINTR through `retryingInterrupts` below and turns -1 into a thrown `Errno`, so no
+// other file needs an EINTR loop of its own. `close` is the exception: on Linux the descriptor is gone
 // even when close reports EINTR, and retrying could close a descriptor another thread was just given.
 
 /// The one EINTR policy: runs a system call that reports failure as `-1` and `errno`, again
@@ -21,7 +24,7 @@ package func retryingInterrupts<T: FixedWidthInteger>(_ body: () -> T) throws(Er
     }
 }
 
-/// Namespace for the thin, typed wrappers over the system calls CortexCore uses.
+/// Namespace for the thin, typed wrappers over the system calls the library uses.
 public enum POSIX {
     /// Opens `path`, always with `O_CLOEXEC`. The corresponding C function is `open`. A new
     /// file gets `mode` under the umask (0666 by default: the umask decides).
@@ -77,13 +80,14 @@ public enum POSIX {
         let result = [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
             var filled = 0
             while filled < count {
-                let got = pread(fd, buffer.baseAddress! + filled, count - filled, off_t(offset) + off_t(filled))
-                if got > 0 {
+                do throws(Errno) {
+                    let got = try retryingInterrupts {
+                        pread(fd, buffer.baseAddress! + filled, count - filled, off_t(offset) + off_t(filled))
+                    }
+                    if got == 0 { break }
                     filled += got
-                } else if got == 0 {
-                    break
-                } else if Errno.current != .interrupted {
-                    failure = Errno.current
+                } catch {
+                    failure = error
                     break
                 }
             }
@@ -225,8 +229,11 @@ public enum POSIX {
         var bytes = [UInt8](repeating: 0, count: count)
         var filled = 0
         while filled < count {
-            let got = bytes.withUnsafeMutableBytes { cortex_getrandom($0.baseAddress! + filled, count - filled) }
-            if got > 0 { filled += got } else if Errno.current != .interrupted { break }
+            let got = try? retryingInterrupts {
+                bytes.withUnsafeMutableBytes { cortex_getrandom($0.baseAddress! + filled, count - filled) }
+            }
+            guard let got, got > 0 else { break }
+            filled += got
         }
         if filled < count {
             // getrandom cannot fail on Linux ≥ 3.17 once the pool is initialised; fall back anyway.
@@ -279,6 +286,33 @@ public enum POSIX {
         guard let path = getcwd(nil, 0) else { return nil }
         defer { free(path) }
         return String(cString: path)
+    }
+
+    /// Milliseconds since boot, suspended time included (`CLOCK_BOOTTIME`): a clock nobody can
+    /// set, for telling when the wall clock was stepped.
+    public static func bootClockMilliseconds() -> Int64 {
+        var boot = timespec()
+        clock_gettime(CLOCK_BOOTTIME, &boot)
+        return Int64(boot.tv_sec) * 1000 + Int64(boot.tv_nsec) / 1_000_000
+    }
+
+    /// Sets the access and modification times of an open file to now. The corresponding C
+    /// function is `futimens(fd, NULL)`.
+    public static func touch(_ fd: Int32) throws(Errno) {
+        _ = try retryingInterrupts { futimens(fd, nil) }
+    }
+
+    /// Maps `size` bytes of the open file `fd` read-only and private (the mapping outlives the
+    /// descriptor), or nil when it cannot be mapped. Release it with `unmap`. The corresponding C
+    /// function is `mmap(PROT_READ, MAP_PRIVATE)`.
+    public static func mapReadOnly(_ fd: Int32, size: Int) -> UnsafeRawBufferPointer? {
+        guard let address = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), address != MAP_FAILED else { return nil }
+        return UnsafeRawBufferPointer(start: address, count: size)
+    }
+
+    /// Releases a mapping made by `mapReadOnly`. The corresponding C function is `munmap`.
+    public static func unmap(_ mapping: UnsafeRawBufferPointer) {
+        munmap(UnsafeMutableRawPointer(mutating: mapping.baseAddress), mapping.count)
     }
 
     /// A monotonic clock in nanoseconds, for timeouts and measurements.

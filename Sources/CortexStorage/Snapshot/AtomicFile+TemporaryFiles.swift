@@ -1,5 +1,4 @@
 import CortexCore
-import Glibc
 
 // Debris of killed writers (docs/decisions/021-outcome-is-the-truth.md): a process killed
 // between creating its temp file and renaming it leaves `.NAME.tmp-PID-RANDOM` behind.
@@ -23,8 +22,8 @@ extension AtomicFile {
         var stale: [String] = []
         for name in (try? folder.entries(directory)) ?? [] where isTemporaryName(name) {
             let path = directory + "/" + name
-            guard let info = try? folder.status(path), info.st_mode & S_IFMT == S_IFREG else { continue }
-            let modified = Int64(info.st_mtim.tv_sec) * 1000 + Int64(info.st_mtim.tv_nsec) / 1_000_000
+            guard let info = try? folder.status(path), info.isRegularFile else { continue }
+            let modified = info.modificationMilliseconds
             if modified < cutoffMilliseconds { stale.append(path) }
         }
         return stale

@@ -1,6 +1,4 @@
-import CCortexShims
 import CortexCore
-import Glibc
 
 /// Publishing whole files: a reader that opens the path sees the old file or the new one,
 /// never a mix (invariant 6). Inside a coordination folder every step is relative to the
@@ -73,7 +71,7 @@ public enum AtomicFile {
     /// A private name beside `name`: `.NAME.tmp-PID-RANDOM` (hidden from globs, unique per process).
     static func temporaryName(beside name: String, in folder: FolderDescriptor) -> String {
         let (directory, leaf) = split(folder.relativeName(name))
-        let temp = ".\(leaf).tmp-\(getpid())-\(POSIX.randomHex(bytes: 4))"
+        let temp = ".\(leaf).tmp-\(POSIX.processID)-\(POSIX.randomHex(bytes: 4))"
         return directory == "." ? temp : directory + "/" + temp
     }
 
@@ -84,7 +82,7 @@ public enum AtomicFile {
     {
         let temp = temporaryName(beside: name, in: folder)
         let fd = try withPath("create", folder.displayPath(temp)) { () throws(Errno) in
-            try folder.open(temp, O_WRONLY | O_CREAT | O_EXCL, mode: mode.bits)
+            try folder.open(temp, [.writeOnly, .create, .exclusive], mode: mode.bits)
         }
         do throws(Errno) {
             try mode.apply(to: fd)
@@ -123,8 +121,8 @@ extension AtomicFile {
         guard let info = try withPath("stat", source, { () throws(Errno) in try folder.status(existing) }) else {
             throw .system("link", source, Errno.noSuchFileOrDirectory)
         }
-        guard info.st_mode & S_IFMT == S_IFREG else {
-            throw .system("link", source, info.st_mode & S_IFMT == S_IFLNK ? Errno.tooManySymbolicLinkLevels : Errno.notRegularFile)
+        guard info.isRegularFile else {
+            throw .system("link", source, info.isSymbolicLink ? Errno.tooManySymbolicLinkLevels : Errno.notRegularFile)
         }
         let temp = temporaryName(beside: name, in: folder)
         try withPath("link", source) { () throws(Errno) in try folder.link(existing, temp) }
@@ -176,7 +174,7 @@ extension AtomicFile {
     private static func readTail(_ name: String, in folder: FolderDescriptor, bytes: Int) throws(Errno) -> [UInt8] {
         let (fd, info) = try folder.openRegular(name)
         return try FileDescriptor(rawValue: fd).closeAfter { () throws(Errno) in
-            try POSIX.read(fd, at: max(0, Int64(info.st_size) - Int64(bytes)), count: bytes)
+            try POSIX.read(fd, at: max(0, info.size - Int64(bytes)), count: bytes)
         }
     }
 

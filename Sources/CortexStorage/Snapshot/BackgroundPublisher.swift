@@ -1,6 +1,5 @@
 import CortexCore
 import Dispatch
-import Glibc
 
 /// Writes a long-lived process's views and snapshots off its request path, on a Dispatch I/O
 /// channel (docs/decisions/005-dispatch-io.md). `cortex session` hands it the state each request
@@ -224,7 +223,7 @@ public final class BackgroundPublisher: @unchecked Sendable {
         let temp = AtomicFile.temporaryName(beside: name, in: folder)
         let fd: Int32
         do throws(Errno) {
-            fd = try folder.open(temp, O_WRONLY | O_CREAT | O_EXCL, mode: mode.bits)
+            fd = try folder.open(temp, [.writeOnly, .create, .exclusive], mode: mode.bits)
             do throws(Errno) { try mode.apply(to: fd) } catch {
                 POSIX.close(fd)
                 folder.unlink(temp)

@@ -1,5 +1,4 @@
 import CortexCore
-import Glibc
 
 /// Keeping the journal bounded (docs/decisions/013): rotate the live segment past a size, write a
 /// durable snapshot past it, archive the sealed segments the snapshot covers, and remove archived

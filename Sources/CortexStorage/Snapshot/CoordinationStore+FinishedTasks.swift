@@ -1,5 +1,4 @@
 import CCortexBytes
-import CCortexShims
 import CortexCore
 
 // Finished tasks leave the snapshot (docs/decisions/010-compacting-finished-tasks.md): they

@@ -1,11 +1,9 @@
 import CortexCore
-import Glibc
 
 extension FileIdentity {
     /// The identity in `info`.
-    public init(_ info: stat) {
-        self.init(
-            inode: UInt64(info.st_ino), changedNanoseconds: Int64(info.st_ctim.tv_sec) * 1_000_000_000 + Int64(info.st_ctim.tv_nsec))
+    public init(_ info: FileStatus) {
+        self.init(inode: info.inode, changedNanoseconds: info.changeNanoseconds)
     }
 
     /// The identity of the file at `path`, or nil when there is none.

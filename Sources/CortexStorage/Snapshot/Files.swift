@@ -1,6 +1,4 @@
-import CCortexShims
 import CortexCore
-import Glibc
 
 /// Small file operations with `CortexError`s that name the path.
 public enum Files {
@@ -18,16 +16,16 @@ public enum Files {
     public static func touch(_ name: String, in folder: FolderDescriptor, mode: CreationMode = .umask) throws(CortexError) {
         let path = folder.displayPath(name)
         let file = try withPath("open", path) { () throws(Errno) in
-            FileDescriptor(rawValue: try folder.openRegular(name, O_WRONLY | O_CREAT, mode: mode.bits).fd)
+            FileDescriptor(rawValue: try folder.openRegular(name, [.writeOnly, .create], mode: mode.bits).fd)
         }
         try file.closeAfter { () throws(CortexError) in
             if mode.exact {
                 try withPath("set the mode of", path) { () throws(Errno) in
                     let info = try file.status()
-                    if info.st_uid == geteuid(), info.st_mode & 0o7777 != mode.bits { try mode.apply(to: file.rawValue) }
+                    if info.owner == POSIX.effectiveUserID, info.permissions != mode.bits { try mode.apply(to: file.rawValue) }
                 }
             }
-            if futimens(file.rawValue, nil) != 0 { throw .system("touch", path, Errno.current) }
+            try withPath("touch", path) { () throws(Errno) in try POSIX.touch(file.rawValue) }
         }
     }
 

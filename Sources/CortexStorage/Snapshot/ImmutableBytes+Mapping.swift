@@ -1,5 +1,4 @@
 import CortexCore
-import Glibc
 
 extension ImmutableBytes {
     /// The regular file `name` in `folder` mapped read-only, or nil when it cannot be opened or
@@ -7,7 +6,7 @@ extension ImmutableBytes {
     /// file is returned as an empty copy).
     public static func map(_ name: String, in folder: FolderDescriptor) -> ImmutableBytes? {
         guard let (fd, info) = try? folder.openRegular(name) else { return nil }
-        defer { close(fd) }
+        defer { POSIX.close(fd) }
         return map(fd: fd, info: info)
     }
 
@@ -17,13 +16,11 @@ extension ImmutableBytes {
         return map(name, in: folder)
     }
 
-    private static func map(fd: Int32, info: stat) -> ImmutableBytes? {
-        let size = Int(info.st_size)
+    private static func map(fd: Int32, info: FileStatus) -> ImmutableBytes? {
+        let size = Int(info.size)
         guard size <= maximumMappedBytes else { return nil }
         guard size > 0 else { return ImmutableBytes([]) }
-        guard let address = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), address != MAP_FAILED else { return nil }
-        return ImmutableBytes(
-            borrowing: UnsafeRawBufferPointer(start: address, count: size), identity: FileIdentity(info),
-            release: { munmap(UnsafeMutableRawPointer(mutating: $0.baseAddress), $0.count) })
+        guard let mapping = POSIX.mapReadOnly(fd, size: size) else { return nil }
+        return ImmutableBytes(borrowing: mapping, identity: FileIdentity(info), release: { POSIX.unmap($0) })
     }
 }

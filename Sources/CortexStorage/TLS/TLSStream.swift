@@ -240,8 +240,7 @@ public final class TLSStream: ByteStream {
     /// alert still waits in the socket: one more read finds it, so the refusal reads as what it
     /// is rather than as a broken connection. Nil when no alert is there.
     private func queuedRefusal(_ session: OpaquePointer, after failure: Errno, _ operation: String) -> CortexError? {
-        // EPIPE, or ECONNRESET (104, which the layer has no name for).
-        guard failure == .brokenPipe || failure.rawValue == 104 else { return nil }
+        guard failure == .brokenPipe || failure == .connectionReset else { return nil }
         ERR_clear_error()
         var byte: UInt8 = 0
         let result = POSIX.withBrokenPipeSuppressed { SSL_read(session, &byte, 1) }
