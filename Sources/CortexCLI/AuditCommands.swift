@@ -111,7 +111,7 @@ public enum AuditTool {
                 text: "the audited era has already started in \(layout.root) (config.json: \"audit\": true)",
                 json: .object(["started": .bool(false)]))
         }
-        try CortexTool.updateConfig(layout, key: "audit", value: .bool(true))
+        try layout.updateConfig(key: "audit", value: .bool(true))
         let store = try CoordinationStore.open(root: layout.root, createIfMissing: false)
         let submission = try store.submit(kind: Record.auditStartKind, data: JSONValue.object([]))
         store.publishAfterRecording()

@@ -269,7 +269,7 @@ public enum CortexTool {
         }
         // Created group-shared (exact modes); the group of everything, old and new, is set here.
         if let group { try GroupFolder.share(layout.root, group: group) }
-        if let maxWorkers { try updateConfig(layout, key: "max_workers", value: .int(maxWorkers)) }
+        if let maxWorkers { try layout.updateConfig(key: "max_workers", value: .int(maxWorkers)) }
         let store = try invocation.openStore()
         // A namespace whose journal has records was created by another host's init: this one
         // joins it and leaves its budget alone (cortex-budget set changes it for every host).
@@ -307,27 +307,6 @@ public enum CortexTool {
                 "group_shared": .bool(store.permissions.isGroupShared), "joined": .bool(joined != nil),
                 "max_workers": .int(store.config.maxWorkers), "total_budget": .int(budget.total),
             ]))
-    }
-
-    /// Sets one key of `config.json`, keeping every other key as the user wrote it.
-    static func updateConfig(_ layout: CoordinationLayout, key: String, value: JSONValue) throws(CortexError) {
-        let bytes = try withConfigPath(layout) { () throws(Errno) in try layout.folder.readFile(layout.config, limit: FileLimits.config) }
-        guard case .object(var members)? = try? JSONValue.parse(bytes) else {
-            throw .configuration("\(layout.config) is not a JSON object")
-        }
-        if let index = members.firstIndex(where: { $0.key == key }) {
-            if members[index].value == value { return }
-            members[index].value = value
-        } else {
-            members.append(JSONMember(key, value))
-        }
-        try AtomicFile.replace(
-            layout.config, in: layout.folder, with: JSONValue.object(members).prettySerialized(), durability: .powerLoss,
-            mode: FolderPermissions.detect(root: layout.root).file(.shared))
-    }
-
-    private static func withConfigPath<T>(_ layout: CoordinationLayout, _ body: () throws(Errno) -> T) throws(CortexError) -> T {
-        do { return try body() } catch { throw .system("read", layout.config, error) }
     }
 
     static func verify(_ invocation: Invocation) throws(CortexError) -> Report {

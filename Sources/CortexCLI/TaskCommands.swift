@@ -271,59 +271,16 @@ public enum TaskTool {
         let arguments = invocation.arguments
         let worker = arguments[Claim.worker]
         let waitMilliseconds = arguments[Claim.wait]
-        var request = TaskClaim(worker: worker, types: arguments[Claim.type], capabilities: arguments[Claim.capability])
+        let request = TaskClaim(worker: worker, types: arguments[Claim.type], capabilities: arguments[Claim.capability])
         let store = try invocation.openStore()
-        // The claimer's heartbeat file is in this host's folder: this host's reaper judges it.
-        request.host = store.config.hostID
-        try WorkerFiles.touchHeartbeat(store.layout, worker: worker, permissions: store.permissions)
-        let deadline = POSIX.monotonicNanoseconds() + UInt64(max(0, waitMilliseconds ?? 0)) * 1_000_000
-        // Armed before the first look, so a task created between the look and the wait still wakes us.
-        let watcher = waitMilliseconds == nil ? nil : try store.journal.makeWaiter()
-        while true {
-            let now = POSIX.wallClockMilliseconds()
-            let look = store.state.tasks.claimLook(by: request, at: now, quotas: ClaimQuotas(store.state))
-            if look.task != nil {
-                watcher?.disarm()
-                let submission = try store.submit(.taskClaim(request))
-                store.publishAfterRecording()
-                if case .claimed(let id, let token) = submission.outcome, let task = try store.task(id) {
-                    try fetchContext(of: task, claim: token, store: store)
-                    let json = merge(claimJSON(task, claim: token, layout: store.layout), ["record": .string(submission.record.id)])
-                    return Report(text: json.jsonText, json: json)
-                }
-                // Another claimer's record folded first: watch again, then look again before waiting.
-                try watcher?.rearm()
-                try store.catchUp()
-                continue
-            }
-            let remainingNanoseconds = Int64(deadline) - Int64(POSIX.monotonicNanoseconds())
-            guard let watcher, remainingNanoseconds > 0 else {
-                watcher?.disarm()
-                // Tasks held back only by their tenants' quotas come back as usage drops: try later.
-                if let quota = look.heldBy { throw .tryLater(quota) }
-                if let wait = arguments.text(of: Claim.wait) { throw .tryLater("no task to claim within \(wait)") }
-                throw .refused("nothing to claim")
-            }
-            var sleepMilliseconds = remainingNanoseconds / 1_000_000 + 1
-            if let retryAt = store.state.tasks.nextRetryTime(for: request, after: now) {
-                sleepMilliseconds = min(sleepMilliseconds, max(1, retryAt - now))
-            }
-            _ = watcher.wait(timeoutMilliseconds: Int32(min(sleepMilliseconds, 60_000)))
-            try store.catchUp()
-        }
-    }
-
-    /// Over etcd, puts the claimed task's context file into this host's folder (fetched and
-    /// checked when another host created it) before its path is printed. A context that cannot
-    /// be read fails the attempt, naming why (retried by the task's rules: the creating host
-    /// still has its copy), and the claim ends with that error.
-    private static func fetchContext(of task: TaskEntry, claim: Int64, store: CoordinationStore) throws(CortexError) {
-        guard let context = task.spec.context else { return }
-        do { try store.materialiseArtifact(context) } catch {
-            let reason = "context file \(context) unreadable on host \(store.config.hostID ?? "?"): \(error.description)"
-            _ = try? store.submit(.taskFail(task: task.id, claim: claim, error: String(reason.prefix(4096)), retry: true))
-            store.publishAfterRecording()
-            throw error
+        switch try store.claim(request, waitMilliseconds: waitMilliseconds) {
+        case .claimed(let task, let token, let record):
+            let json = merge(claimJSON(task, claim: token, layout: store.layout), ["record": .string(record)])
+            return Report(text: json.jsonText, json: json)
+        // Tasks held back only by their tenants' quotas come back as usage drops: try later.
+        case .heldByQuota(let quota): throw .tryLater(quota)
+        case .waitedInVain: throw .tryLater("no task to claim within \(arguments.text(of: Claim.wait) ?? "")")
+        case .nothing: throw .refused("nothing to claim")
         }
     }
 
