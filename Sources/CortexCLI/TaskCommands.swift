@@ -119,7 +119,7 @@ public enum TaskTool {
                     examples: [
                         "\(prefix) estimate --type build", "\(prefix) estimate --type build --json | jq .run_time_seconds.p95",
                     ]),
-                body: OpsCommands.estimate),
+                body: estimate),
         ]
     }
 
@@ -480,5 +480,38 @@ public enum TaskTool {
         members.append(JSONMember("claim", .int(claim)))
         if let context = task.spec.context { members.append(JSONMember("context_path", .string(layout.root + "/" + context))) }
         return .object(members)
+    }
+
+    static func estimate(_ invocation: Invocation) throws(CortexError) -> Report {
+        let type = invocation.arguments[Estimate.type]
+        let store = try invocation.openStore()
+        guard let metrics = store.state.metrics.types[type], metrics.runTime.count + metrics.tokensUsed.count > 0 else {
+            throw .notFound("no finished attempts of type '\(Values.printable(type))' yet: nothing to estimate from")
+        }
+        let run = metrics.runTime
+        func precise(_ value: Int64?) -> String {
+            guard let value else { return "-" }
+            return value < 60_000 ? "\(Double(value) / 1000)s" : Wording.duration(value)
+        }
+        var lines = [
+            "type          \(type)",
+            "duration      P50 \(precise(run.quantile(0.5))) · P95 \(precise(run.quantile(0.95))) · P99 \(precise(run.quantile(0.99))) · mean \(precise(run.mean.map { Int64($0) })) (\(run.count) attempt\(run.count == 1 ? "" : "s"))",
+        ]
+        let tokens = metrics.tokensUsed
+        if tokens.count > 0 {
+            lines.append(
+                "tokens        P50 \(tokens.quantile(0.5) ?? 0) · P95 \(tokens.quantile(0.95) ?? 0) · P99 \(tokens.quantile(0.99) ?? 0) · mean \(Int64(tokens.mean ?? 0)) (\(tokens.count) task\(tokens.count == 1 ? "" : "s"))"
+            )
+        } else {
+            lines.append("tokens        no --tokens-used reported yet")
+        }
+        let wait = metrics.queueWait
+        if wait.count > 0 {
+            lines.append("queue wait    P50 \(precise(wait.quantile(0.5))) · P95 \(precise(wait.quantile(0.95)))")
+        }
+        if let success = metrics.successRatio {
+            lines.append("success       \(Int((success * 100).rounded()))% of \(metrics.done + metrics.dead) finished")
+        }
+        return Report(text: lines.joined(separator: "\n"), json: merge(metrics.reportJSON, ["type": .string(type)]))
     }
 }
