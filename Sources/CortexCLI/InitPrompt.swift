@@ -2,9 +2,9 @@ import CortexCore
 import CortexStorage
 
 extension CortexTool {
-/// `cortex init` on a terminal with no settings given asks for the two that matter (total
-/// tokens, max workers), showing the current value as the default. It never asks when stdin
-/// or stdout is not a terminal (scripts, CI), nor with `--json`: flags are the interface there.
+    /// `cortex init` on a terminal with no settings given asks for the two that matter (total
+    /// tokens, max workers), showing the current value as the default. It never asks when stdin
+    /// or stdout is not a terminal (scripts, CI), nor with `--json`: flags are the interface there.
     enum InitPrompt {
         /// The settings asked for, in order: option, question, the smallest answer taken.
         static let questions = [
@@ -45,7 +45,8 @@ extension CortexTool {
                         answer = String(value)
                         break
                     }
-                    Terminal.writeOut("  '\(Values.printable(line))' is not a whole number\(minimum > 0 ? " of at least \(minimum)" : "")\n")
+                    Terminal.writeOut(
+                        "  '\(Values.printable(line))' is not a whole number\(minimum > 0 ? " of at least \(minimum)" : "")\n")
                 }
                 answers.append(answer)
             }

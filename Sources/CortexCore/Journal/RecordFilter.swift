@@ -40,4 +40,3 @@ public struct RecordFilter: Sendable {
         return true
     }
 }
-
