@@ -229,7 +229,7 @@ public enum TaskTool {
 
     static func create(_ invocation: Invocation) throws(CortexError) -> Report {
         let arguments = invocation.arguments
-        var spec = TaskSpec(
+        let spec = TaskSpec(
             type: arguments[Create.type], description: arguments[Create.description],
             priority: arguments[Create.priority] ?? .medium, tokens: arguments[Create.tokens],
             timeoutMilliseconds: arguments[Create.timeout], maxAttempts: arguments[Create.maxAttempts] ?? 3,
@@ -240,29 +240,10 @@ public enum TaskTool {
             try POSIX.readInputFile(path, what: "context file", limit: CoordinationStore.contextFileLimit(root: invocation.root))
         }
         let store = try invocation.openStore()
-        if let key = spec.key, let existing = store.state.tasks.key(key) {
+        let (task, submission) = try store.createTask(spec, context: contextBytes)
+        guard let submission else {
             // Known key: the same id, nothing appended (keys are never reassigned while kept).
-            return Report(text: existing.task, json: .object(["existing": true, "outcome": "created", "task": .string(existing.task)]))
-        }
-        var contextPath: String?
-        if let contextBytes {
-            let name = "context/ctx-\(Record.newID().dropFirst()).txt"
-            try AtomicFile.replace(
-                name, in: store.layout.folder, with: contextBytes, durability: .powerLoss, mode: store.permissions.file(.private))
-            contextPath = name
-            spec.context = name
-            // Over etcd, stored for every host before the record names it (docs/decisions/045).
-            do { try store.shareArtifact(name, bytes: contextBytes) } catch {
-                store.layout.folder.unlink(name)
-                throw error
-            }
-        }
-        let submission = try store.submit(.taskCreate(spec))
-        store.publishAfterRecording()
-        guard case .created(let task, let existing) = submission.outcome else { throw unexpected(submission.outcome) }
-        if existing, let contextPath {
-            store.layout.folder.unlink(contextPath)
-            store.unshareArtifact(contextPath)
+            return Report(text: task, json: .object(["existing": true, "outcome": "created", "task": .string(task)]))
         }
         return Report(text: task, json: merge(submission.outcome.json, ["record": .string(submission.record.id)]))
     }
