@@ -40,11 +40,7 @@ public enum AuditTool {
 
     /// The journal of files `audit` reads; an etcd folder is refused (its records carry no seal chain).
     static func fileJournal(_ invocation: Invocation) throws(CortexError) -> FileJournal {
-        if case .etcd = try CoordinationStore.journalBackend(root: invocation.root) {
-            throw .configuration(
-                "\(invocation.root)'s journal is on etcd: the signed journal and its audit are for a journal of files in this version")
-        }
-        return try CoordinationStore.existingJournal(root: invocation.root)
+        try AuditVerifier.fileJournal(root: invocation.root)
     }
 
     static func show(_ invocation: Invocation) throws(CortexError) -> Report {
@@ -53,7 +49,7 @@ public enum AuditTool {
         let layout = CoordinationLayout(root: invocation.root)
         let users = UserDatabase.system
         var state = CortexState()
-        var filter = OpsCommands.TailFilter()
+        var filter = RecordFilter()
         filter.task = task
         var lines: [String] = []
         var events: [JSONValue] = []
@@ -111,70 +107,12 @@ public enum AuditTool {
                 text: "the audited era has already started in \(layout.root) (config.json: \"audit\": true)",
                 json: .object(["started": .bool(false)]))
         }
-        try CortexTool.updateConfig(layout, key: "audit", value: .bool(true))
+        try layout.updateConfig(key: "audit", value: .bool(true))
         let store = try CoordinationStore.open(root: layout.root, createIfMissing: false)
         let submission = try store.submit(kind: Record.auditStartKind, data: JSONValue.object([]))
         store.publishAfterRecording()
         return Report(
             text: "audited era started in \(layout.root) at record \(submission.record.id): every record from now on is signed",
             json: .object(["record": .string(submission.record.id), "started": .bool(true)]))
-    }
-
-    /// `cortex verify --audit`'s lines, its JSON and whether it is clean.
-    static func verifyLines(_ invocation: Invocation) throws(CortexError) -> (lines: [String], json: JSONValue, clean: Bool) {
-        let journal = try fileJournal(invocation)
-        let layout = CoordinationLayout(root: invocation.root)
-        let audited = try CoordinationStore.existingConfig(root: invocation.root)?.audit ?? false
-        let report = try AuditVerifier.verify(journal, layout: layout, audited: audited)
-        let users = UserDatabase.system
-        var lines: [String] = []
-        if let first = report.problems.first {
-            lines.append("broken   \(journal.directory)/\(first.position): \(first.reason)")
-        }
-        for problem in report.problems.dropFirst() {
-            lines.append("problem  \(journal.directory)/\(problem.position): \(problem.reason)")
-        }
-        for key in report.unattributed {
-            lines.append(
-                "unattributed key \(key.key): \(key.records) record\(key.records == 1 ? "" : "s"), the first at \(journal.directory)/\(key.first)"
-            )
-        }
-        for owner in report.owners.values.sorted(by: { $0.key < $1.key }) {
-            lines.append("key      \(owner.key): \(users.describe(owner.uid))")
-        }
-        if !report.purged.isEmpty {
-            lines.append(
-                "note     segments \(report.purged.map(String.init).joined(separator: ", ")) were purged: the chain is checked after them")
-        }
-        let era = report.eraStart.map { "audited era from \($0)" } ?? "no audited era ('cortex audit start' opens one)"
-        lines.append(
-            "\(report.isClean ? "audit ok" : "audit FAILED"): \(report.verified) of \(report.records) records signed and verified, \(report.sealsChecked) seal chain link\(report.sealsChecked == 1 ? "" : "s") checked, \(era)"
-        )
-        let eraStart: JSONValue = report.eraStart.map { .string("\($0)") } ?? .null
-        let firstBroken: JSONValue = report.problems.first.map { .string("\($0.position)") } ?? .null
-        var head: JSONValue = .null
-        if let newest = report.head { head = .object(["segment": .int(Int64(newest.segment)), "sha256": .string(newest.digest)]) }
-        let keys: [JSONValue] = report.owners.values.sorted(by: { $0.key < $1.key }).map { (owner: KeyOwner) -> JSONValue in
-            let name: JSONValue = users.user(uid: owner.uid).map { .string($0.name) } ?? .null
-            return .object(["key": .string(owner.key), "uid": .int(Int64(owner.uid)), "user": name])
-        }
-        let problems: [JSONValue] = report.problems.map { (problem: AuditVerifier.Problem) -> JSONValue in
-            .object([
-                "offset": .int(problem.position.offset), "reason": .string(problem.reason),
-                "segment": .int(Int64(problem.position.segment)),
-            ])
-        }
-        let unattributed: [JSONValue] = report.unattributed.map { (key: AuditVerifier.Unattributed) -> JSONValue in
-            .object([
-                "first_offset": .int(key.first.offset), "first_segment": .int(Int64(key.first.segment)), "key": .string(key.key),
-                "records": .int(Int64(key.records)),
-            ])
-        }
-        let json = JSONValue.object([
-            "era_start": eraStart, "first_broken": firstBroken, "head": head, "keys": .array(keys), "ok": .bool(report.isClean),
-            "problems": .array(problems), "records": .int(Int64(report.records)), "seals_checked": .int(Int64(report.sealsChecked)),
-            "unattributed": .array(unattributed), "verified": .int(Int64(report.verified)),
-        ])
-        return (lines, json, report.isClean)
     }
 }

@@ -115,9 +115,7 @@ public enum BudgetTool {
         static let tenant = Option.identifier("tenant", "T", "The tenant.").required
         static let tokens = Option.tokens("tokens", "N", "Its quota in tokens.")
         static let maxWorkers = Option.count("max-workers", "N", "The most workers of the tenant at once over every host;").orNone()
-        static let cpu = Option<Int64>("cpu", "CORES", "The most cores its workers' --cpu add up to at once;") {
-            (text) throws(CortexError) in try SpawnTool.Spawn.cpu.convert(text)
-        }.orNone()
+        static let cpu = Option.cores("cpu", "CORES", "The most cores its workers' --cpu add up to at once;").orNone()
         static let memory = Option.size("memory", "SIZE", "The most memory its workers' --memory add up to at once;").orNone()
     }
 

@@ -30,7 +30,7 @@ public enum CortexTool {
                         "cortex status", "cortex status --json | jq .budget.available",
                         "cortex status >/dev/null || echo 'needs attention'   # cron or a health check",
                     ]),
-                body: OpsCommands.status),
+                body: status),
             Command(
                 CommandSpec(
                     name: "cortex metrics",
@@ -42,7 +42,7 @@ public enum CortexTool {
                         "cortex metrics --json | jq '.task_types.build.run_time_seconds.p95'",
                         "cortex metrics --json --out $CORTEX_DIR/metrics.json   # what cortex dashboard reads",
                     ]),
-                body: OpsCommands.metrics),
+                body: metrics),
             Command(
                 CommandSpec(
                     name: "cortex verify",
@@ -63,7 +63,7 @@ public enum CortexTool {
                         "cortex tail -f", "cortex tail -f --kind task. --worker w-1.5042", "cortex tail --since 10m --task task-2.4096",
                         "cortex tail --lines 100 --json | jq -c 'select(.kind==\"budget.allocate\")'",
                     ]),
-                body: OpsCommands.tail),
+                body: tail),
             DashboardTool.command,
             SessionCommand.command,
         ],
@@ -269,7 +269,7 @@ public enum CortexTool {
         }
         // Created group-shared (exact modes); the group of everything, old and new, is set here.
         if let group { try GroupFolder.share(layout.root, group: group) }
-        if let maxWorkers { try updateConfig(layout, key: "max_workers", value: .int(maxWorkers)) }
+        if let maxWorkers { try layout.updateConfig(key: "max_workers", value: .int(maxWorkers)) }
         let store = try invocation.openStore()
         // A namespace whose journal has records was created by another host's init: this one
         // joins it and leaves its budget alone (cortex-budget set changes it for every host).
@@ -307,27 +307,6 @@ public enum CortexTool {
                 "group_shared": .bool(store.permissions.isGroupShared), "joined": .bool(joined != nil),
                 "max_workers": .int(store.config.maxWorkers), "total_budget": .int(budget.total),
             ]))
-    }
-
-    /// Sets one key of `config.json`, keeping every other key as the user wrote it.
-    static func updateConfig(_ layout: CoordinationLayout, key: String, value: JSONValue) throws(CortexError) {
-        let bytes = try withConfigPath(layout) { () throws(Errno) in try layout.folder.readFile(layout.config, limit: FileLimits.config) }
-        guard case .object(var members)? = try? JSONValue.parse(bytes) else {
-            throw .configuration("\(layout.config) is not a JSON object")
-        }
-        if let index = members.firstIndex(where: { $0.key == key }) {
-            if members[index].value == value { return }
-            members[index].value = value
-        } else {
-            members.append(JSONMember(key, value))
-        }
-        try AtomicFile.replace(
-            layout.config, in: layout.folder, with: JSONValue.object(members).prettySerialized(), durability: .powerLoss,
-            mode: FolderPermissions.detect(root: layout.root).file(.shared))
-    }
-
-    private static func withConfigPath<T>(_ layout: CoordinationLayout, _ body: () throws(Errno) -> T) throws(CortexError) -> T {
-        do { return try body() } catch { throw .system("read", layout.config, error) }
     }
 
     static func verify(_ invocation: Invocation) throws(CortexError) -> Report {
@@ -392,27 +371,25 @@ public enum CortexTool {
         }
         lines.append(summary)
         if !snapshotProblems.isEmpty { lines.append("snapshot DAMAGED: \(snapshotProblems.count) snapshot file(s) not used") }
-        var audit: (lines: [String], json: JSONValue, clean: Bool)?
+        var audit: AuditSummary?
         if invocation.arguments[Verify.audit] {
-            audit = try AuditTool.verifyLines(invocation)
+            audit = try AuditSummary.verify(root: invocation.root)
             lines += audit?.lines ?? []
         }
         var json = JSONValue.object([
             "damaged": .array(
                 report.damaged.map {
-                    .object([
-                        "length": .int($0.length), "offset": .int($0.position.offset), "reason": .string($0.reason),
-                        "segment": .int($0.position.segment),
-                    ])
+                    .object(
+                        [JSONMember("length", .int($0.length)), JSONMember("reason", .string($0.reason))]
+                            + journal.place(of: $0.position).members)
                 }),
             "acknowledged": .int(report.acknowledged.count), "acknowledgement_record": .optional(acknowledgement),
             "archived": .int(report.archived.count),
             "invalid": .array(
                 report.invalid.map {
-                    .object([
-                        "id": .string($0.id), "offset": .int($0.position.offset), "reason": .string($0.reason),
-                        "segment": .int($0.position.segment),
-                    ])
+                    .object(
+                        [JSONMember("id", .string($0.id)), JSONMember("reason", .string($0.reason))]
+                            + journal.place(of: $0.position).members)
                 }),
             "ok": .bool(clean), "partial_tail_bytes": .int(report.partialTailBytes),
             "purged": .int(report.purged.count),
@@ -428,11 +405,11 @@ public enum CortexTool {
                 members.append(JSONMember("audit", audit.json))
                 json = .object(members)
             }
-            if !audit.clean, diagnostic == nil {
+            if !audit.isClean, diagnostic == nil {
                 diagnostic = "the audit failed: a signature, a key or the seal chain does not hold (listed above)"
             }
         }
-        let ok = clean && audit?.clean != false
+        let ok = clean && audit?.isClean != false
         return Report(exitCode: ok ? 0 : 1, text: lines.joined(separator: "\n"), json: json, diagnostic: diagnostic)
     }
 

@@ -2,9 +2,8 @@ import CortexCore
 import CortexProcesses
 import CortexStorage
 
-/// The operator's commands: `cortex status`, `cortex tail`, `cortex metrics`, and the wait
-/// estimates of `cortex-task show` and `cortex-task estimate` (issue 6).
-enum OpsCommands {
+/// The operator's commands: `cortex status`, `cortex tail`, `cortex metrics` (issue 6).
+extension CortexTool {
     // MARK: - status
 
     /// The exit code of `cortex status` when something needs a person (documented in its help).
@@ -129,12 +128,13 @@ enum OpsCommands {
             attention.append("the audit of the sealed journal failed at \(problem): run 'cortex verify --audit'")
         }
         let damaged = store.damagedLines.count
-        let live = FileJournal.location(of: store.position)
-        var journalPlace = " · live segment \(JournalSegment.fileName(live.segment)) at \(live.bytes) bytes"
+        // Where the journal ends, as its backend says it (a segment and its size, a revision).
+        let end = store.journal.endPlace(store.position)
+        var journalPlace = " · \(end.text)"
         var backendJSON: JSONMember?
         if case .etcd(let settings) = config.backend {
             // A journal on etcd (docs/decisions/033): its position is the cluster's revision.
-            journalPlace = " · etcd namespace '\(settings.namespace)' (this host: \(settings.hostID)) at revision \(live.bytes)"
+            journalPlace = " · etcd namespace '\(settings.namespace)' (this host: \(settings.hostID)) at \(end.text)"
             backendJSON = JSONMember("backend", settings.json)
         }
         if damaged > 0 {
@@ -217,10 +217,10 @@ enum OpsCommands {
                     orphaned.map { .object(["id": .string($0.id), "holder": .optional($0.holder), "tokens": .int($0.tokens)]) }),
                 "reserved": .int(budget.reserved), "tenant_detail": tenantDetail,
             ])
-        let journalJSON = JSONValue.object([
-            "damaged_lines_since_snapshot": .int(damaged), "live_segment": .int(live.segment),
-            "live_segment_bytes": .int(live.bytes), "records_folded": .int(state.recordsFolded),
-        ]).adding(backendJSON)
+        let journalJSON = JSONValue.object(
+            [JSONMember("damaged_lines_since_snapshot", .int(damaged)), JSONMember("records_folded", .int(state.recordsFolded))]
+                + end.members
+        ).adding(backendJSON)
         let byPriority = JSONValue.object(
             Priority.allCases.map { JSONMember($0.rawValue, .int(queue.waitingByPriority[$0, default: 0])) })
         let queueJSON = JSONValue.object([
@@ -325,7 +325,7 @@ enum OpsCommands {
     // MARK: - metrics
 
     static func metrics(_ invocation: Invocation) throws(CortexError) -> Report {
-        let out = invocation.arguments[CortexTool.Metrics.out]
+        let out = invocation.arguments[Metrics.out]
         let store = try invocation.openStore()
         let report = MetricsReport(store.state, capacity: store.config.maxWorkers, nowMilliseconds: POSIX.wallClockMilliseconds())
         if let out {
@@ -335,41 +335,6 @@ enum OpsCommands {
             return Report(text: "wrote metrics to \(out)", json: .object(["out": .string(out)]))
         }
         return Report(text: report.prometheusText, json: report.json)
-    }
-
-    // MARK: - estimates
-
-    static func estimate(_ invocation: Invocation) throws(CortexError) -> Report {
-        let type = invocation.arguments[TaskTool.Estimate.type]
-        let store = try invocation.openStore()
-        guard let metrics = store.state.metrics.types[type], metrics.runTime.count + metrics.tokensUsed.count > 0 else {
-            throw .notFound("no finished attempts of type '\(Values.printable(type))' yet: nothing to estimate from")
-        }
-        let run = metrics.runTime
-        func precise(_ value: Int64?) -> String {
-            guard let value else { return "-" }
-            return value < 60_000 ? "\(Double(value) / 1000)s" : Wording.duration(value)
-        }
-        var lines = [
-            "type          \(type)",
-            "duration      P50 \(precise(run.quantile(0.5))) · P95 \(precise(run.quantile(0.95))) · P99 \(precise(run.quantile(0.99))) · mean \(precise(run.mean.map { Int64($0) })) (\(run.count) attempt\(run.count == 1 ? "" : "s"))",
-        ]
-        let tokens = metrics.tokensUsed
-        if tokens.count > 0 {
-            lines.append(
-                "tokens        P50 \(tokens.quantile(0.5) ?? 0) · P95 \(tokens.quantile(0.95) ?? 0) · P99 \(tokens.quantile(0.99) ?? 0) · mean \(Int64(tokens.mean ?? 0)) (\(tokens.count) task\(tokens.count == 1 ? "" : "s"))"
-            )
-        } else {
-            lines.append("tokens        no --tokens-used reported yet")
-        }
-        let wait = metrics.queueWait
-        if wait.count > 0 {
-            lines.append("queue wait    P50 \(precise(wait.quantile(0.5))) · P95 \(precise(wait.quantile(0.95)))")
-        }
-        if let success = metrics.successRatio {
-            lines.append("success       \(Int((success * 100).rounded()))% of \(metrics.done + metrics.dead) finished")
-        }
-        return Report(text: lines.joined(separator: "\n"), json: merge(metrics.reportJSON, ["type": .string(type)]))
     }
 }
 
@@ -393,101 +358,30 @@ extension Terminal {
 
 // MARK: - tail
 
-extension OpsCommands {
-    /// What `cortex tail` shows: every filter must match.
-    struct TailFilter {
-        var kinds: [String] = []
-        var task: String?
-        var worker: String?
-        var sinceMilliseconds: Int64?
-
-        /// Matches on the record alone (what a backwards scan can see): never more than `matches`.
-        func matchesRecord(_ record: Record) -> Bool { matches(record, outcome: nil, requeued: []) }
-
-        /// Matches on the record and, where the fold gave it, its outcome (a claim names its
-        /// task only in the outcome) and the tasks a worker record handed back to the queue.
-        func matches(_ record: Record, outcome: Outcome?, requeued: [String]) -> Bool {
-            if let since = sinceMilliseconds, record.timeMilliseconds < since { return false }
-            if !kinds.isEmpty, !kinds.contains(where: { record.kind.hasPrefix($0) }) { return false }
-            let outcomeJSON = outcome?.json
-            if let task {
-                let data = record.data
-                let named =
-                    data["task"]?.stringValue == task || data["spec"]?["task"]?.stringValue == task
-                    || outcomeJSON?["task"]?.stringValue == task
-                    || (outcomeJSON?["tasks"]?.arrayValue ?? []).contains(.string(task)) || requeued.contains(task)
-                if !named { return false }
-            }
-            if let worker {
-                let data = record.data
-                let named =
-                    data["worker"]?.stringValue == worker || data["holder"]?.stringValue == worker
-                    || outcomeJSON?["worker"]?.stringValue == worker
-                    || (outcomeJSON?["workers"]?.arrayValue ?? []).contains(.string(worker))
-                if !named { return false }
-            }
-            return true
-        }
-    }
-
+extension CortexTool {
     static func tail(_ invocation: Invocation) throws(CortexError) -> Report {
         let arguments = invocation.arguments
-        var filter = TailFilter()
-        filter.kinds = arguments[CortexTool.Tail.kind]
-        filter.task = arguments[CortexTool.Tail.task]
-        filter.worker = arguments[CortexTool.Tail.worker]
-        switch arguments[CortexTool.Tail.since] {
+        var filter = RecordFilter()
+        filter.kinds = arguments[Tail.kind]
+        filter.task = arguments[Tail.task]
+        filter.worker = arguments[Tail.worker]
+        switch arguments[Tail.since] {
         case .time(let time): filter.sinceMilliseconds = time
         case .ago(let ago): filter.sinceMilliseconds = POSIX.wallClockMilliseconds() - ago
         case nil: break
         }
         // With --since alone, everything since then; otherwise the last --lines (10) events.
-        let count: Int? = arguments[CortexTool.Tail.lines].map { Int($0) } ?? (filter.sinceMilliseconds == nil ? 10 : nil)
+        let count: Int? = arguments[Tail.lines].map { Int($0) } ?? (filter.sinceMilliseconds == nil ? 10 : nil)
         let json = arguments[CommonOptions.json]
-        let follow = arguments[CortexTool.Tail.follow]
+        let follow = arguments[Tail.follow]
 
-        let journal: any Journal
-        var state = CortexState()
-        var foldFrom = JournalPosition.start
-        var start = JournalPosition.start
-        let watcher: (any JournalWaiter)?
-        if case .etcd(let settings) = try CoordinationStore.journalBackend(root: invocation.root) {
-            // A journal on etcd: no backward scan; read what compaction kept (from its last
-            // marker) and keep the last --lines, giving outcomes from the snapshot stored in etcd
-            // on (docs/decisions/035). The waiter (a watch) is made before the read, so no record
-            // is missed.
-            let shared = try CoordinationStore.etcdJournal(settings)
-            journal = shared
-            watcher = follow ? try journal.makeWaiter() : nil
-            if let (snapshotState, snapshotPosition) = try shared.storedSnapshotState() {
-                state = snapshotState
-                foldFrom = snapshotPosition
-            }
-            start = try shared.firstKeptPosition()
-            // No snapshot to give the kept records their outcomes: shown without them.
-            if foldFrom < start { foldFrom = EtcdJournal.position(revision: .max) }
-        } else {
-            let fileJournal = try CoordinationStore.existingJournal(root: invocation.root)
-            journal = fileJournal
-            let layout = CoordinationLayout(root: invocation.root)
-            // The snapshot's state lets the fold give outcomes (a claim's task, a grant's id) to the
-            // records after it without folding the whole journal.
-            let snapshot = ImmutableBytes.map(layout.snapshot, in: layout.folder).flatMap { SnapshotCodec.decode($0) }
-            state = snapshot?.0 ?? CortexState()
-            foldFrom = snapshot?.1 ?? .start
-            watcher = follow ? try journal.makeWaiter() : nil
-            start = try JournalTail.start(
-                of: fileJournal, near: foldFrom, count: count, sinceMilliseconds: filter.sinceMilliseconds,
-                matches: filter.matchesRecord)
-            if start < foldFrom, case .open(let fd, _, _) = try fileJournal.openForReading(segment: 1) {
-                // Records the snapshot covers are shown too: fold them from the journal's start (still
-                // readable, live or archived) so each gets its outcome (a claim's task, a fail's `dead`).
-                POSIX.close(fd)
-                state = CortexState()
-                foldFrom = .start
-            }
-        }
-        let readFrom = min(start, foldFrom)
+        let source = try JournalTail.source(root: invocation.root, count: count, filter: filter, follow: follow)
+        let journal = source.journal
+        var state = source.state
+        let foldFrom = source.foldFrom
+        let start = source.start
+        let watcher = source.waiter
+        let readFrom = source.readFrom
 
         var recent: [String] = []
         var printed = 0

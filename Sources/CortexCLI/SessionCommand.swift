@@ -7,7 +7,7 @@ import CortexStorage
 /// (`bin/cortex-session.bash`) and saves a process start and a snapshot load per call; every
 /// request still appends its own record and learns its outcome by folding up to it.
 ///
-/// Framing (docs/cli.md, "cortex session"):
+/// Framing (docs/cli.md, "A session: many calls through one process"):
 /// - a request is its argument count in decimal, then each argument, every field ended by a NUL
 ///   byte: `printf '%s\0' "$#" "$@"` in bash. Arguments are a `cortex` command line without the
 ///   program name (`budget allocate --tokens 10`), any bytes but NUL;

@@ -52,15 +52,8 @@ public enum SpawnTool {
         static let tenant = Option.identifier(
             "tenant", "T", "The tenant whose quotas it counts against: its tokens and its most workers (cortex-budget quota).")
         /// In thousandths of a core.
-        public static let cpu = Option<Int64>(
-            "cpu", "CORES", "Cores it needs (e.g. 0.5): reserved against the machine's cores, and the most its process tree may use."
-        ) {
-            (cpu) throws(CortexError) in
-            guard let cores = Double(cpu), cores > 0, cores <= 4096 else {
-                throw .badInput("invalid --cpu '\(Values.printable(cpu))': use a number of cores such as 0.5 or 2")
-            }
-            return Int64((cores * 1000).rounded())
-        }
+        public static let cpu = Option.cores(
+            "cpu", "CORES", "Cores it needs (e.g. 0.5): reserved against the machine's cores, and the most its process tree may use.")
         static let memory = Option.size(
             "memory", "SIZE", "Memory it needs (e.g. 512M): checked against MemAvailable, and the most its process tree may use.")
         static let pids = Option.count(

@@ -119,7 +119,7 @@ public enum TaskTool {
                     examples: [
                         "\(prefix) estimate --type build", "\(prefix) estimate --type build --json | jq .run_time_seconds.p95",
                     ]),
-                body: OpsCommands.estimate),
+                body: estimate),
         ]
     }
 
@@ -231,7 +231,7 @@ public enum TaskTool {
 
     static func create(_ invocation: Invocation) throws(CortexError) -> Report {
         let arguments = invocation.arguments
-        var spec = TaskSpec(
+        let spec = TaskSpec(
             type: arguments[Create.type], description: arguments[Create.description],
             priority: arguments[Create.priority] ?? .medium, tokens: arguments[Create.tokens],
             timeoutMilliseconds: arguments[Create.timeout], maxAttempts: arguments[Create.maxAttempts] ?? 3,
@@ -242,29 +242,10 @@ public enum TaskTool {
             try POSIX.readInputFile(path, what: "context file", limit: CoordinationStore.contextFileLimit(root: invocation.root))
         }
         let store = try invocation.openStore()
-        if let key = spec.key, let existing = store.state.tasks.key(key) {
+        let (task, submission) = try store.createTask(spec, context: contextBytes)
+        guard let submission else {
             // Known key: the same id, nothing appended (keys are never reassigned while kept).
-            return Report(text: existing.task, json: .object(["existing": true, "outcome": "created", "task": .string(existing.task)]))
-        }
-        var contextPath: String?
-        if let contextBytes {
-            let name = "context/ctx-\(Record.newID().dropFirst()).txt"
-            try AtomicFile.replace(
-                name, in: store.layout.folder, with: contextBytes, durability: .powerLoss, mode: store.permissions.file(.private))
-            contextPath = name
-            spec.context = name
-            // Over etcd, stored for every host before the record names it (docs/decisions/045).
-            do { try store.shareArtifact(name, bytes: contextBytes) } catch {
-                store.layout.folder.unlink(name)
-                throw error
-            }
-        }
-        let submission = try store.submit(.taskCreate(spec))
-        store.publishAfterRecording()
-        guard case .created(let task, let existing) = submission.outcome else { throw unexpected(submission.outcome) }
-        if existing, let contextPath {
-            store.layout.folder.unlink(contextPath)
-            store.unshareArtifact(contextPath)
+            return Report(text: task, json: .object(["existing": true, "outcome": "created", "task": .string(task)]))
         }
         return Report(text: task, json: merge(submission.outcome.json, ["record": .string(submission.record.id)]))
     }
@@ -273,59 +254,16 @@ public enum TaskTool {
         let arguments = invocation.arguments
         let worker = arguments[Claim.worker]
         let waitMilliseconds = arguments[Claim.wait]
-        var request = TaskClaim(worker: worker, types: arguments[Claim.type], capabilities: arguments[Claim.capability])
+        let request = TaskClaim(worker: worker, types: arguments[Claim.type], capabilities: arguments[Claim.capability])
         let store = try invocation.openStore()
-        // The claimer's heartbeat file is in this host's folder: this host's reaper judges it.
-        request.host = store.config.hostID
-        try WorkerFiles.touchHeartbeat(store.layout, worker: worker, permissions: store.permissions)
-        let deadline = POSIX.monotonicNanoseconds() + UInt64(max(0, waitMilliseconds ?? 0)) * 1_000_000
-        // Armed before the first look, so a task created between the look and the wait still wakes us.
-        let watcher = waitMilliseconds == nil ? nil : try store.journal.makeWaiter()
-        while true {
-            let now = POSIX.wallClockMilliseconds()
-            let look = store.state.tasks.claimLook(by: request, at: now, quotas: ClaimQuotas(store.state))
-            if look.task != nil {
-                watcher?.disarm()
-                let submission = try store.submit(.taskClaim(request))
-                store.publishAfterRecording()
-                if case .claimed(let id, let token) = submission.outcome, let task = try store.task(id) {
-                    try fetchContext(of: task, claim: token, store: store)
-                    let json = merge(claimJSON(task, claim: token, layout: store.layout), ["record": .string(submission.record.id)])
-                    return Report(text: json.jsonText, json: json)
-                }
-                // Another claimer's record folded first: watch again, then look again before waiting.
-                try watcher?.rearm()
-                try store.catchUp()
-                continue
-            }
-            let remainingNanoseconds = Int64(deadline) - Int64(POSIX.monotonicNanoseconds())
-            guard let watcher, remainingNanoseconds > 0 else {
-                watcher?.disarm()
-                // Tasks held back only by their tenants' quotas come back as usage drops: try later.
-                if let quota = look.heldBy { throw .tryLater(quota) }
-                if let wait = arguments.text(of: Claim.wait) { throw .tryLater("no task to claim within \(wait)") }
-                throw .refused("nothing to claim")
-            }
-            var sleepMilliseconds = remainingNanoseconds / 1_000_000 + 1
-            if let retryAt = store.state.tasks.nextRetryTime(for: request, after: now) {
-                sleepMilliseconds = min(sleepMilliseconds, max(1, retryAt - now))
-            }
-            _ = watcher.wait(timeoutMilliseconds: Int32(min(sleepMilliseconds, 60_000)))
-            try store.catchUp()
-        }
-    }
-
-    /// Over etcd, puts the claimed task's context file into this host's folder (fetched and
-    /// checked when another host created it) before its path is printed. A context that cannot
-    /// be read fails the attempt, naming why (retried by the task's rules: the creating host
-    /// still has its copy), and the claim ends with that error.
-    private static func fetchContext(of task: TaskEntry, claim: Int64, store: CoordinationStore) throws(CortexError) {
-        guard let context = task.spec.context else { return }
-        do { try store.materialiseArtifact(context) } catch {
-            let reason = "context file \(context) unreadable on host \(store.config.hostID ?? "?"): \(error.description)"
-            _ = try? store.submit(.taskFail(task: task.id, claim: claim, error: String(reason.prefix(4096)), retry: true))
-            store.publishAfterRecording()
-            throw error
+        switch try store.claim(request, waitMilliseconds: waitMilliseconds) {
+        case .claimed(let task, let token, let record):
+            let json = merge(claimJSON(task, claim: token, layout: store.layout), ["record": .string(record)])
+            return Report(text: json.jsonText, json: json)
+        // Tasks held back only by their tenants' quotas come back as usage drops: try later.
+        case .heldByQuota(let quota): throw .tryLater(quota)
+        case .waitedInVain: throw .tryLater("no task to claim within \(arguments.text(of: Claim.wait) ?? "")")
+        case .nothing: throw .refused("nothing to claim")
         }
     }
 
@@ -525,5 +463,38 @@ public enum TaskTool {
         members.append(JSONMember("claim", .int(claim)))
         if let context = task.spec.context { members.append(JSONMember("context_path", .string(layout.root + "/" + context))) }
         return .object(members)
+    }
+
+    static func estimate(_ invocation: Invocation) throws(CortexError) -> Report {
+        let type = invocation.arguments[Estimate.type]
+        let store = try invocation.openStore()
+        guard let metrics = store.state.metrics.types[type], metrics.runTime.count + metrics.tokensUsed.count > 0 else {
+            throw .notFound("no finished attempts of type '\(Values.printable(type))' yet: nothing to estimate from")
+        }
+        let run = metrics.runTime
+        func precise(_ value: Int64?) -> String {
+            guard let value else { return "-" }
+            return value < 60_000 ? "\(Double(value) / 1000)s" : Wording.duration(value)
+        }
+        var lines = [
+            "type          \(type)",
+            "duration      P50 \(precise(run.quantile(0.5))) · P95 \(precise(run.quantile(0.95))) · P99 \(precise(run.quantile(0.99))) · mean \(precise(run.mean.map { Int64($0) })) (\(run.count) attempt\(run.count == 1 ? "" : "s"))",
+        ]
+        let tokens = metrics.tokensUsed
+        if tokens.count > 0 {
+            lines.append(
+                "tokens        P50 \(tokens.quantile(0.5) ?? 0) · P95 \(tokens.quantile(0.95) ?? 0) · P99 \(tokens.quantile(0.99) ?? 0) · mean \(Int64(tokens.mean ?? 0)) (\(tokens.count) task\(tokens.count == 1 ? "" : "s"))"
+            )
+        } else {
+            lines.append("tokens        no --tokens-used reported yet")
+        }
+        let wait = metrics.queueWait
+        if wait.count > 0 {
+            lines.append("queue wait    P50 \(precise(wait.quantile(0.5))) · P95 \(precise(wait.quantile(0.95)))")
+        }
+        if let success = metrics.successRatio {
+            lines.append("success       \(Int((success * 100).rounded()))% of \(metrics.done + metrics.dead) finished")
+        }
+        return Report(text: lines.joined(separator: "\n"), json: merge(metrics.reportJSON, ["type": .string(type)]))
     }
 }

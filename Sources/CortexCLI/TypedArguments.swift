@@ -163,6 +163,17 @@ extension Option where Value == Int64 {
         }
     }
 
+    /// A number of cores (`0.5`, `2`), in thousandths of a core (`--cpu` of a spawn and of a
+    /// tenant's quota).
+    public static func cores(_ name: String, _ valueName: String, _ help: String) -> Option<Int64> {
+        Option(name, valueName, help) { (text) throws(CortexError) in
+            guard let cores = Double(text), cores > 0, cores <= 4096 else {
+                throw .badInput("invalid --\(name) '\(Values.printable(text))': use a number of cores such as 0.5 or 2")
+            }
+            return Int64((cores * 1000).rounded())
+        }
+    }
+
     /// A size (`512`, `512K`, `64M`, `2G`), in bytes.
     public static func size(_ name: String, _ valueName: String, _ help: String) -> Option<Int64> {
         Option(name, valueName, help) { (text) throws(CortexError) in try Values.parseSizeBytes(text) }

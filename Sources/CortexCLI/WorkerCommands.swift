@@ -264,25 +264,14 @@ public enum WorkerTool {
             return Report(
                 exitCode: 1, text: "", json: .object(["worker": .string(id)]), diagnostic: "\(id) has already \(known.status.rawValue)")
         }
-        let submission = try store.submit(.worker(.stop(worker: id)))
-        store.publishAfterRecording()
+        let stop = try WorkerSupervision.stop(id, in: store, publishing: true)
+        let submission = stop.submission
         switch submission.outcome {
         case .stopping:
-            // Stopped while queued: it never runs, and its request can never start anything.
-            WorkerSupervision.retireRequest(of: id, endedBy: submission.record.id, in: store)
-            // The supervisor forwards SIGTERM to the worker's group and SIGKILLs it after the
-            // grace; only a supervisor whose pid and start time still match, that runs as the
-            // worker's requester and carries the worker's mark, is signalled.
-            let owner = known.spec.request.flatMap { WorkerRequest.owner($0, in: store.layout) }
-            let signalled =
-                store.state.workers.live[id]?.supervisor.map { supervisor in
-                    guard let owner, supervisor.isMarked(asWorker: id) else { return false }
-                    return supervisor.signalGroup(.terminate, ownedBy: owner)
-                } ?? false
             let state = store.state.workers.worker(id)?.status.rawValue ?? "stopped"
             return Report(
                 text: "\(id) \(state)",
-                json: .object(["outcome": "stopping", "signalled": .bool(signalled), "status": .string(state), "worker": .string(id)]))
+                json: .object(["outcome": "stopping", "signalled": .bool(stop.signalled), "status": .string(state), "worker": .string(id)]))
         case .refused(let reason): return Report(exitCode: 1, text: "", json: submission.outcome.json, diagnostic: reason)
         case .rejected: throw .notFound("no worker \(id)")
         default: throw unexpected(submission.outcome)

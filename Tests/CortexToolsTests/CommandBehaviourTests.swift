@@ -272,7 +272,10 @@ struct CommandBehaviourTests {
             json["journal"]?.int("records_folded") == Int64(fold.records.count)
                 && json["journal"]?.int("damaged_lines_since_snapshot") == 0,
             "\(status)")
+        // Where a journal of files ends: its live segment and that segment's size.
+        #expect(json["journal"]?.int("live_segment") == 1 && (json["journal"]?.int("live_segment_bytes") ?? 0) > 0, "\(status)")
         let text = try runTool(["cortex", "status", "--dir", dir], in: directory)
         #expect(text.exitCode == 0 && text.stdout.contains("available 380"), "\(text)")
+        #expect(text.stdout.contains(" · live segment 000000000001.jsonl at "), "\(text)")
     }
 }

@@ -322,9 +322,12 @@ struct EtcdHostsTests {
             #expect(status.exitCode == 0 || status.exitCode == 1, "\(status)")
             #expect(status.json?["budget"]?["total_budget"]?.intValue == 1500, "\(status)")
             #expect(status.json?["journal"]?["backend"]?["namespace"]?.stringValue == namespace, "\(status)")
+            // Where the journal ends, in etcd's words: a revision, not a segment of files.
+            #expect((status.json?["journal"]?["revision"]?.intValue ?? 0) > 0, "\(status)")
+            #expect(status.json?["journal"]?["live_segment"] == nil, "\(status)")
             #expect(FileManager.default.fileExists(atPath: folder + "/token-budget.json"))
             let text = try runTool(["cortex", "status", "--dir", folder], in: directory)
-            #expect(text.stdout.contains("etcd namespace 'e2e'"), "\(text)")
+            #expect(text.stdout.contains("etcd namespace 'e2e'") && text.stdout.contains(") at revision "), "\(text)")
         }
 
         // tail -f on host A follows a record appended on host B (woken by the watch).

@@ -59,6 +59,14 @@ public protocol Journal: AnyObject {
     /// compact and changes nothing.
     func compact(before position: JournalPosition, retentionMilliseconds: Int64, nowMilliseconds: Int64, dryRun: Bool)
         throws(CortexError) -> JournalCompaction
+
+    /// Where `position` lies, in this backend's words (`JournalPlace`): what the CLI prints and
+    /// puts in JSON instead of reading the position's numbers.
+    func place(of position: JournalPosition) -> JournalPlace
+
+    /// Where the journal ends when a read ended at `end`, in this backend's words (the file
+    /// backend: the live segment and its size; etcd: the revision), for `cortex status`.
+    func endPlace(_ end: JournalPosition) -> JournalPlace
 }
 
 /// One append's result.

@@ -48,9 +48,6 @@ public final class FileJournal {
         if let readDescriptor { POSIX.close(readDescriptor.fd) }
     }
 
-    /// What a position of this backend means: the segment it lies in and the bytes before it there.
-    public static func location(of position: JournalPosition) -> (segment: Int, bytes: Int64) { (position.segment, position.offset) }
-
     /// The path of segment `segment`.
     public func path(ofSegment segment: Int) -> String { directory + "/" + JournalSegment.fileName(segment) }
 
