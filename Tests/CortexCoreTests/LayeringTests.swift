@@ -11,17 +11,7 @@ import Testing
 @Suite struct LayeringTests {
     /// Runs `.ci/lint-layers` with `arguments`, its output in a file of `folder`.
     func lint(_ arguments: [String], in folder: TemporaryDirectory) throws -> (TerminationStatus?, String) {
-        let repository = String(#filePath.split(separator: "/", omittingEmptySubsequences: false).dropLast(3).joined(separator: "/"))
-        let output = folder.path + "/lint.out"
-        let fd = try POSIX.open(output, O_WRONLY | O_CREAT | O_TRUNC)
-        let pid = try FileDescriptor(rawValue: fd).closeAfter { () throws(CortexError) in
-            try Spawner.spawn(
-                SpawnRequest(
-                    arguments: ["/bin/bash", repository + "/.ci/lint-layers"] + arguments, environment: ["PATH": "/usr/bin:/bin"],
-                    standardOutput: fd, standardError: fd))
-        }
-        let status = try Spawner.waitForExit(pid)
-        return (status, String(decoding: try POSIX.readFile(output), as: UTF8.self))
+        try runCIScript("lint-layers", arguments, in: folder)
     }
 
     /// The CLI as it is passes.
@@ -77,4 +67,20 @@ import Testing
         for line in [2, 5, 6, 14] { #expect(!dirty.1.contains("\(file):\(line): "), "line \(line) spared: \(dirty.1)") }
         #expect(!dirty.1.contains("AlphaExtras.swift"), "a file extending AlphaTool may name it: \(dirty.1)")
     }
+}
+
+/// Runs `.ci/NAME` with `arguments` under bash, its stdout and stderr in a file of `folder`:
+/// how the lint tests run the CI's checks.
+func runCIScript(_ name: String, _ arguments: [String], in folder: TemporaryDirectory) throws -> (TerminationStatus?, String) {
+    let repository = String(#filePath.split(separator: "/", omittingEmptySubsequences: false).dropLast(3).joined(separator: "/"))
+    let output = folder.path + "/\(name).out"
+    let fd = try POSIX.open(output, O_WRONLY | O_CREAT | O_TRUNC)
+    let pid = try FileDescriptor(rawValue: fd).closeAfter { () throws(CortexError) in
+        try Spawner.spawn(
+            SpawnRequest(
+                arguments: ["/bin/bash", repository + "/.ci/" + name] + arguments, environment: ["PATH": "/usr/bin:/bin"],
+                standardOutput: FileDescriptor(rawValue: fd), standardError: FileDescriptor(rawValue: fd)))
+    }
+    let status = try Spawner.waitForExit(pid)
+    return (status, String(decoding: try POSIX.readFile(output), as: UTF8.self))
 }

@@ -133,21 +133,8 @@ import Testing
     /// function or reads a `stat` field (but not on words in strings or comments, nor on a method
     /// call with an argument label or without arguments).
     @Test func theLintFailsOnADirectSystemCallAndNamesTheLine() throws {
-        let repository = String(#filePath.split(separator: "/", omittingEmptySubsequences: false).dropLast(3).joined(separator: "/"))
-        let script = repository + "/.ci/lint-syscalls"
         let folder = try TemporaryDirectory()
-        func lint(_ arguments: [String]) throws -> (TerminationStatus?, String) {
-            let output = folder.path + "/lint.out"
-            let fd = try POSIX.open(output, O_WRONLY | O_CREAT | O_TRUNC)
-            let pid = try FileDescriptor(rawValue: fd).closeAfter { () throws(CortexError) in
-                try Spawner.spawn(
-                    SpawnRequest(
-                        arguments: ["/bin/bash", script] + arguments, environment: ["PATH": "/usr/bin:/bin"],
-                        standardOutput: FileDescriptor(rawValue: fd), standardError: FileDescriptor(rawValue: fd)))
-            }
-            let status = try Spawner.waitForExit(pid)
-            return (status, String(decoding: try POSIX.readFile(output), as: UTF8.self))
-        }
+        func lint(_ arguments: [String]) throws -> (TerminationStatus?, String) { try runCIScript("lint-syscalls", arguments, in: folder) }
         let clean = try lint([])
         #expect(clean.0 == .exited(0), "the library is clean: \(clean.1)")
         // The default run covers the whole library, not just the CLI and the domain.
