@@ -359,6 +359,9 @@ public enum CortexTool {
     }
 
     static func verify(_ invocation: Invocation) throws(CortexError) -> Report {
+        if case .etcd(let settings) = try CoordinationStore.journalBackend(root: invocation.root) {
+            return try verifyEtcd(invocation, settings)
+        }
         let journal = try CoordinationStore.existingJournal(root: invocation.root)
         var report = try JournalVerifier.verify(journal)
         var lines: [String] = []

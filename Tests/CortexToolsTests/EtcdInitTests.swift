@@ -4,10 +4,11 @@ import Foundation
 import Glibc
 import Testing
 
-/// `cortex init --backend etcd` against a real 3-member cluster (issue 16, decision 033): the
-/// first init of a namespace creates it in one transaction, so two first inits at once set one
-/// budget; an init whose cluster does not answer leaves nothing, so it can simply be run again.
-@Suite("Initialising etcd folders", .serialized, .enabled(if: EtcdCluster.isInstalled, EtcdCluster.notInstalled))
+/// `cortex init`, `verify` and `dashboard` on etcd folders, against a real 3-member cluster
+/// (issue 16, decision 033): the first init of a namespace creates it in one transaction, so two
+/// first inits at once set one budget; an init whose cluster does not answer leaves nothing, so
+/// it can simply be run again; verify and dashboard work on the namespace's records.
+@Suite("Initialising, verifying and showing etcd folders", .serialized, .enabled(if: EtcdCluster.isInstalled, EtcdCluster.notInstalled))
 struct EtcdInitTests {
     /// `cortex init --backend etcd` for one host's folder, as a command line.
     private func initCommand(_ folder: String, host: String, endpoints: [String], namespace: String, totalTokens: Int) -> [String] {
@@ -74,5 +75,35 @@ struct EtcdInitTests {
         #expect(again.exitCode == 0, "\(again)")
         let config = try String(contentsOfFile: folder + "/config.json", encoding: .utf8)
         #expect(config.contains("\"etcd_timeout\": \"3s\""), "\(config)")
+    }
+
+    /// `cortex verify` folds the namespace's kept records and reports a value that is no record
+    /// (exit 1); `cortex dashboard` writes its page from them. Both exited 78 ("a journal of
+    /// files only") on an etcd folder.
+    @Test(.timeLimit(.minutes(5)))
+    func verifyAndDashboardWorkOnAnEtcdFolder() throws {
+        guard let cluster = try EtcdCluster.start() else { return }
+        let directory = try TemporaryDirectory()
+        let folder = directory.path + "/host"
+        let made = try runTool(
+            initCommand(folder, host: "h", endpoints: cluster.urls, namespace: "checked", totalTokens: 100), in: directory)
+        try #require(made.exitCode == 0, "\(made)")
+        for _ in 0..<3 { #expect(try runTool(["cortex-task", "create", "--dir", folder, "--type", "t"], in: directory).exitCode == 0) }
+        let clean = try runTool(["cortex", "verify", "--dir", folder, "--json"], in: directory)
+        #expect(clean.exitCode == 0 && clean.json?["ok"]?.boolValue == true, "\(clean)")
+        #expect((clean.json?["records"]?.intValue ?? 0) >= 4, "\(clean)")
+        let page = try runTool(["cortex", "dashboard", "--dir", folder, "--json"], in: directory)
+        #expect(page.exitCode == 0 && (page.json?["events"]?.intValue ?? 0) >= 4, "\(page)")
+        #expect(FileManager.default.fileExists(atPath: folder + "/dashboard.html"))
+        // A value under the journal's prefix that is no record: damaged, exit 1, named by revision.
+        let client = try EtcdClient(endpoints: cluster.urls)
+        try client.put(key: Array("checked/journal/~planted".utf8), value: Array("not a record".utf8))
+        let damaged = try runTool(["cortex", "verify", "--dir", folder], in: directory)
+        #expect(damaged.exitCode == 1, "\(damaged)")
+        #expect(damaged.stdoutLines.filter { $0.hasPrefix("damaged  etcd checked/journal at revision ") }.count == 1, "\(damaged)")
+        #expect(damaged.stderrLines.count == 1, "\(damaged)")
+        // The signed journal is a journal of files': --audit is refused with one line.
+        let audit = try runTool(["cortex", "verify", "--dir", folder, "--audit"], in: directory)
+        #expect(audit.exitCode == 78 && audit.stderrLines.count == 1, "\(audit)")
     }
 }
