@@ -341,13 +341,15 @@ struct EtcdHostsTests {
         _ = follower.kill(SIGTERM)
         _ = follower.wait()
 
-        // tail reads the shared journal; file-only commands refuse with one clear line.
+        // tail and verify read the shared journal; file-only commands refuse with one clear line.
         let tail = try runTool(["cortex", "tail", "--dir", hostB, "--lines", "3"], in: directory)
         #expect(tail.exitCode == 0, "\(tail)")
         #expect(tail.stdoutLines.count == 3, "\(tail)")
         let verify = try runTool(["cortex", "verify", "--dir", hostA], in: directory)
-        #expect(verify.exitCode == 78, "\(verify)")
-        #expect(verify.stderrLines.count == 1 && verify.stderr.contains("on etcd"), "\(verify)")
+        #expect(verify.exitCode == 0 && verify.stdout.contains("journal ok: etcd namespace"), "\(verify)")
+        let audit = try runTool(["cortex", "audit", "head", "--dir", hostA], in: directory)
+        #expect(audit.exitCode == 78, "\(audit)")
+        #expect(audit.stderrLines.count == 1 && audit.stderr.contains("on etcd"), "\(audit)")
     }
 
     @Test func initRefusesBadEtcdSettingsWithOneLine() throws {
