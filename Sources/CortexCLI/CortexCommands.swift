@@ -273,6 +273,13 @@ public enum CortexTool {
         // at once exactly one creates it (and sets its budget); the other joins.
         var createdNamespace = false
         if case .etcd(let settings)? = backend {
+            // A folder that has another journal is refused before the cluster is asked anything.
+            if let existing = try CoordinationStore.existingConfig(root: layout.root)?.backend,
+                sameJournal(existing) != sameJournal(.etcd(settings))
+            {
+                throw .configuration(
+                    "\(layout.root) is already initialised with another journal backend (\(layout.config)): use another --dir")
+            }
             createdNamespace = try CoordinationStore.etcdJournal(settings).createNamespace(
                 hostID: settings.hostID, nowMilliseconds: POSIX.wallClockMilliseconds())
         }
