@@ -227,7 +227,7 @@ struct SilentMemberTests {
 
     /// An init whose cluster does not answer leaves nothing: running it again (with the right
     /// endpoints, or the same ones) is not refused as "another journal backend".
-    @Test(.timeLimit(.minutes(2)))
+    @Test(.timeLimit(.minutes(5)))
     func aFailedInitLeavesNoFolderBehind() throws {
         let directory = try TemporaryDirectory()
         let silent = try TCPListener()
