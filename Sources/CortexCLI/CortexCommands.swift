@@ -13,7 +13,7 @@ public enum CortexTool {
                     name: "cortex init", abstract: "Create the coordination folder (safe to run again).",
                     options: [
                         Init.totalTokens, Init.maxWorkers, Init.group, Init.backend, Init.endpoints, Init.namespace, Init.hostID,
-                        Init.caFile, Init.certFile, Init.keyFile, Init.user, Init.passwordFile,
+                        Init.caFile, Init.certFile, Init.keyFile, Init.user, Init.passwordFile, Init.etcdTimeout,
                     ],
                     examples: [
                         "cortex init --total-tokens 2000000 --max-workers 20", "cortex init --dir /srv/cortex",
@@ -148,6 +148,12 @@ public enum CortexTool {
         static let user = Option.text("user", "NAME", "The etcd user, for a cluster with auth enabled (with --password-file).")
         static let passwordFile = Option.text(
             "password-file", "FILE", "A file holding the etcd user's password (keep it 0600; never on the command line).")
+        static let etcdTimeout = Option.duration(
+            "etcd-timeout", "D",
+            "With --backend etcd: the most one etcd operation of a tool may take, every retry included, before exit 75 (default 10s; config.json's etcd_timeout)."
+        ).checked(
+            { (EtcdSettings.minimumTimeoutMilliseconds...EtcdSettings.maximumTimeoutMilliseconds).contains($0) },
+            else: { _ in "invalid --etcd-timeout: a duration from 1s to 1h, such as 10s" })
     }
 
     /// The journal backend `init`'s options name: nil when none is named (keep the folder's own,
@@ -161,7 +167,7 @@ public enum CortexTool {
         case nil, "file":
             let security = [arguments[Init.caFile], arguments[Init.certFile], arguments[Init.keyFile], arguments[Init.user]]
             if endpoints != nil || namespace != nil || hostID != nil || arguments[Init.passwordFile] != nil
-                || security.contains(where: { $0 != nil })
+                || arguments[Init.etcdTimeout] != nil || security.contains(where: { $0 != nil })
             {
                 throw .usage("--endpoints, --namespace, --host-id and the TLS and user options go with --backend etcd")
             }
@@ -185,6 +191,7 @@ public enum CortexTool {
                 settings.keyFile = try absolute(arguments[Init.keyFile], "key-file")
                 settings.user = arguments[Init.user]
                 settings.passwordFile = try absolute(arguments[Init.passwordFile], "password-file")
+                if let timeout = arguments[Init.etcdTimeout] { settings.timeoutMilliseconds = timeout }
                 _ = try CoordinationStore.etcdClient(settings)
                 return .etcd(settings)
             } catch {
@@ -261,25 +268,43 @@ public enum CortexTool {
         // folder keeps its config.json ('cortex audit start' turns signing on there).
         defaults.audit = defaults.backend == .file
         let permissions = group != nil ? .groupShared : FolderPermissions.detect(root: layout.root)
+        // An etcd folder reaches its cluster before anything is written (decision 033): a cluster
+        // that does not answer leaves no folder behind, and of two first inits of one namespace
+        // at once exactly one creates it (and sets its budget); the other joins.
+        var createdNamespace = false
+        if case .etcd(let settings)? = backend {
+            // A folder that has another journal is refused before the cluster is asked anything.
+            if let existing = try CoordinationStore.existingConfig(root: layout.root)?.backend,
+                sameJournal(existing) != sameJournal(.etcd(settings))
+            {
+                throw .configuration(
+                    "\(layout.root) is already initialised with another journal backend (\(layout.config)): use another --dir")
+            }
+            createdNamespace = try CoordinationStore.etcdJournal(settings).createNamespace(
+                hostID: settings.hostID, nowMilliseconds: POSIX.wallClockMilliseconds())
+        }
         try CoordinationStore.createLayout(layout, config: defaults, permissions: permissions)
-        // An existing folder keeps its config.json: another backend asked of it is refused, not ignored.
-        if let backend, try CoordinationStore.journalBackend(root: layout.root) != backend {
+        // An existing folder keeps its config.json: another backend asked of it is refused, not
+        // ignored (its etcd_timeout aside: --etcd-timeout sets it below).
+        if let backend, try sameJournal(CoordinationStore.journalBackend(root: layout.root)) != sameJournal(backend) {
             throw .configuration(
                 "\(layout.root) is already initialised with another journal backend (\(layout.config)): use another --dir")
         }
+        if let timeout = arguments[Init.etcdTimeout] { try layout.updateConfig(key: "etcd_timeout", value: .string("\(timeout / 1000)s")) }
         // Created group-shared (exact modes); the group of everything, old and new, is set here.
         if let group { try GroupFolder.share(layout.root, group: group) }
         if let maxWorkers { try layout.updateConfig(key: "max_workers", value: .int(maxWorkers)) }
         let store = try invocation.openStore()
         // A namespace whose journal has records was created by another host's init: this one
         // joins it and leaves its budget alone (cortex-budget set changes it for every host).
+        // So is a namespace another init is creating right now (its budget may not be set yet).
         let joined: String?
-        if case .etcd(let settings) = store.config.backend, store.state.recordsFolded > 0 {
+        if case .etcd(let settings) = store.config.backend, store.state.recordsFolded > 0 || (backend != nil && !createdNamespace) {
             joined = settings.namespace
         } else {
             joined = nil
         }
-        let fresh = store.state.recordsFolded == 0
+        let fresh = store.state.recordsFolded == 0 && joined == nil
         // A new audited folder's journal opens with its audited era.
         if fresh, store.config.audit { _ = try store.submit(kind: Record.auditStartKind, data: JSONValue.object([])) }
         if let totalTokens, joined == nil {
@@ -294,6 +319,9 @@ public enum CortexTool {
             "initialised \(layout.root): budget \(budget.total) tokens (\(budget.available) available), max \(store.config.maxWorkers) workers\(shared)"
         if let joined {
             text += "\njoined etcd namespace '\(joined)'"
+            if store.state.recordsFolded == 0 {
+                text += " (no budget yet: the init creating it has not set one; cortex-budget set N sets it)"
+            }
             if let totalTokens, totalTokens != budget.total {
                 text += ": its budget stays \(budget.total) (--total-tokens \(totalTokens) ignored; cortex-budget set changes it)"
             }
@@ -309,7 +337,17 @@ public enum CortexTool {
             ]))
     }
 
+    /// `backend` with its `etcd_timeout` left out: the journal it names, compared by init.
+    private static func sameJournal(_ backend: JournalBackend) -> JournalBackend {
+        guard case .etcd(var settings) = backend else { return backend }
+        settings.timeoutMilliseconds = EtcdSettings.defaultTimeoutMilliseconds
+        return .etcd(settings)
+    }
+
     static func verify(_ invocation: Invocation) throws(CortexError) -> Report {
+        if case .etcd(let settings) = try CoordinationStore.journalBackend(root: invocation.root) {
+            return try verifyEtcd(invocation, settings)
+        }
         let journal = try CoordinationStore.existingJournal(root: invocation.root)
         var report = try JournalVerifier.verify(journal)
         var lines: [String] = []

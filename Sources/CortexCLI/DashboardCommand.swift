@@ -34,12 +34,23 @@ public enum DashboardTool {
         let layout = store.layout
         let out = arguments[Self.out] ?? layout.root + "/dashboard.html"
         let now = POSIX.wallClockMilliseconds()
-        let journal = try CoordinationStore.existingJournal(root: layout.root)
+        let journal: any Journal
+        let start: JournalPosition
         var recent = RecentEvents(capacity: eventCount)
-        // Only the last records: found by scanning back from the end, never by reading the whole
-        // journal (whose oldest segments may be archived and purged).
-        let start = try JournalTail.start(
-            of: journal, near: store.position, count: eventCount, sinceMilliseconds: nil, matches: { _ in true })
+        if case .etcd(let settings) = store.config.backend {
+            // On etcd: the records compaction kept (one snapshot interval or so), the last of
+            // them kept as they are read.
+            let shared = try CoordinationStore.etcdJournal(settings)
+            journal = shared
+            start = try shared.firstKeptPosition()
+        } else {
+            let files = try CoordinationStore.existingJournal(root: layout.root)
+            journal = files
+            // Only the last records: found by scanning back from the end, never by reading the whole
+            // journal (whose oldest segments may be archived and purged).
+            start = try JournalTail.start(
+                of: files, near: store.position, count: eventCount, sinceMilliseconds: nil, matches: { _ in true })
+        }
         var summary = try journal.readForward(from: start) { (record, _) throws(CortexError) in recent.append(record) }
         let events = recent.json
         let snapshot = Dashboard.Snapshot(

@@ -269,7 +269,13 @@ public final class CoordinationStore {
             }
             password = String(decoding: bytes, as: UTF8.self).trimmingTrailingNewlines
         }
-        return try EtcdClient(endpoints: settings.endpoints, tls: tls, username: settings.user, password: password)
+        // `etcd_timeout` bounds a whole operation; one attempt gets a half (one member) or a
+        // third (more) of it, 0.5 s to 5 s, so a silent member leaves time to try others (decision 030).
+        let total = settings.timeoutMilliseconds
+        let share = Int64(min(3, max(2, settings.endpoints.count)))
+        return try EtcdClient(
+            endpoints: settings.endpoints, tls: tls, username: settings.user, password: password,
+            timeoutMilliseconds: min(5000, max(500, total / share)), operationTimeoutMilliseconds: total)
     }
 
     /// The journal of an existing coordination folder, for readers that need no state (verify, tail).

@@ -133,7 +133,7 @@ final class ScriptedStream: ByteStream {
 
 /// The client against a real local 3-member cluster (skipped with a printed reason when etcd is
 /// not installed). Each test starts its own cluster, one at a time.
-@Suite(.serialized) struct EtcdClusterTests {
+@Suite(.serialized, .enabled(if: EtcdCluster.isInstalled, EtcdCluster.notInstalled)) struct EtcdClusterTests {
     /// A prefix of its own for each test.
     private func testPrefix(_ name: String) -> [UInt8] { Array("cortex-test/\(name)/".utf8) }
 

@@ -45,6 +45,21 @@ final class EtcdCluster {
         for index in members.indices { kill(member: index) }
     }
 
+    /// True when `etcd` is on PATH. Suites and tests that start a cluster are enabled by it
+    /// (`.enabled(if: EtcdCluster.isInstalled, EtcdCluster.notInstalled)`), so without etcd the
+    /// runner reports them skipped, with the reason, rather than passed.
+    static let isInstalled = ExecutableSearch.find("etcd") != nil
+    /// Why a test that needs etcd was skipped.
+    static let notInstalled: Comment = "etcd is not installed (apt-get install etcd-server etcd-client)"
+    /// True when a TLS cluster can be started: etcd, and openssl to make its certificates.
+    static let canStartTLS = isInstalled && ExecutableSearch.find("openssl") != nil
+    /// Why a test that needs a TLS cluster was skipped.
+    static let cannotStartTLS: Comment = "etcd and openssl are needed for a TLS cluster (apt-get install etcd-server openssl)"
+    /// True when etcd and `etcdctl` are both installed.
+    static let hasEtcdctl = isInstalled && ExecutableSearch.find("etcdctl") != nil
+    /// Why a test that drives the cluster with etcdctl was skipped.
+    static let noEtcdctl: Comment = "etcd and etcdctl are needed (apt-get install etcd-server etcd-client)"
+
     /// Starts three members and waits until each one knows a leader; nil when etcd is missing.
     /// With `tls`, members serve `https` client URLs with a certificate for 127.0.0.1 and
     /// require client certificates (`--client-cert-auth`); nil also when openssl is missing.

@@ -7,7 +7,7 @@ import Testing
 /// Context and result files across two host folders of one etcd namespace (issue 18,
 /// docs/decisions/045): the built tools as real processes against a real cluster. Each test
 /// starts its own cluster (skipped, with the reason printed, when etcd is not installed).
-@Suite("Artifacts across etcd hosts", .serialized)
+@Suite("Artifacts across etcd hosts", .serialized, .enabled(if: EtcdCluster.isInstalled, EtcdCluster.notInstalled))
 struct EtcdArtifactsTests {
     /// Two host folders, `a` and `b`, over one namespace of `cluster`.
     private func twoHosts(_ cluster: EtcdCluster, namespace: String, in directory: TemporaryDirectory) throws -> (String, String) {

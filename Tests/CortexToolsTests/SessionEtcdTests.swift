@@ -6,7 +6,7 @@ import Testing
 /// `cortex session` on a folder whose journal is an etcd namespace (docs/decisions/033, 038):
 /// the session answers as the one-process calls do, sees what another host's calls record, and
 /// a claim it waits on is woken by another host's create.
-@Suite("Sessions on etcd folders", .serialized)
+@Suite("Sessions on etcd folders", .serialized, .enabled(if: EtcdCluster.isInstalled, EtcdCluster.notInstalled))
 struct SessionEtcdTests {
     @Test(.timeLimit(.minutes(5)))
     func aSessionOnAnEtcdFolderAnswersAsTheCallsDoAndSeesTheOtherHost() throws {

@@ -68,7 +68,10 @@ public struct CortexConfig: Equatable, Sendable {
         // A file folder's config.json stays what it always was: no backend key, no audit key
         // unless audited.
         guard case .object(var members) = fileSettings, audit || backend != .file else { return fileSettings }
-        if case .etcd(let settings) = backend { members.append(JSONMember("backend", settings.json)) }
+        if case .etcd(let settings) = backend {
+            members.append(JSONMember("backend", settings.json))
+            members.append(JSONMember("etcd_timeout", .string("\(settings.timeoutMilliseconds / 1000)s")))
+        }
         if audit { members.append(JSONMember("audit", .bool(true))) }
         members.sort { $0.key < $1.key }
         return .object(members)
@@ -146,6 +149,18 @@ public struct CortexConfig: Equatable, Sendable {
             syncAppends = flag
         }
         if let raw = json["backend"] { backend = try JournalBackend(json: raw, path: path) }
+        if let raw = json["etcd_timeout"] {
+            let text = raw.stringValue ?? raw.intValue.map(String.init) ?? ""
+            guard let milliseconds = try? Values.parseDurationMilliseconds(text),
+                (EtcdSettings.minimumTimeoutMilliseconds...EtcdSettings.maximumTimeoutMilliseconds).contains(milliseconds)
+            else {
+                throw .configuration("\(path): 'etcd_timeout' must be a duration from 1s to 1h, such as 10s")
+            }
+            if case .etcd(var settings) = backend {
+                settings.timeoutMilliseconds = milliseconds
+                backend = .etcd(settings)
+            }
+        }
         if let raw = json["audit"] {
             guard let flag = raw.boolValue else { throw .configuration("\(path): 'audit' must be true or false") }
             audit = flag
@@ -200,6 +215,17 @@ public struct EtcdSettings: Equatable, Sendable {
     public var user: String?
     /// A file holding the user's password (read when the folder is opened; keep it 0600).
     public var passwordFile: String?
+    /// How long one etcd operation of a tool may take in all, every retry and failover
+    /// included, before it fails with exit 75 (`config.json`'s top-level `etcd_timeout`,
+    /// decision 030). Not part of `json`: `CortexConfig` writes and reads it.
+    public var timeoutMilliseconds: Int64 = EtcdSettings.defaultTimeoutMilliseconds
+
+    /// `etcd_timeout` when `config.json` names none: 10 s.
+    public static let defaultTimeoutMilliseconds: Int64 = 10_000
+    /// The shortest `etcd_timeout`: 1 s.
+    public static let minimumTimeoutMilliseconds: Int64 = 1_000
+    /// The longest `etcd_timeout`: 1 h.
+    public static let maximumTimeoutMilliseconds: Int64 = 3_600_000
 
     /// Checked settings.
     /// - Throws: `configuration` (or `usage` wording, through `path`) naming the bad value.

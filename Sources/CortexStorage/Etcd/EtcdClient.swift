@@ -108,26 +108,25 @@ public typealias EtcdStreamOpener = @Sendable (EtcdEndpoint, UInt64) throws(Cort
 /// The hand-written etcd v3 client over the JSON gateway (docs/decisions/030-etcd-client.md):
 /// HTTP/1.1 POSTs on keep-alive connections, a timeout on every attempt, and failover: a member
 /// that refuses, breaks or does not answer in time is left for the next one, at most `attempts`
-/// tries per call; then the call fails with `.tryLater` (exit 75). Safe to share between threads
-/// (each call takes an idle connection or opens one).
+/// tries per call and never past the call's deadline (`operationTimeoutMilliseconds`, or the
+/// deadline of the operation a view from `startingOperation()` belongs to); then the call fails
+/// with `.tryLater` (exit 75). Safe to share between threads (each call takes an idle
+/// connection or opens one).
 public final class EtcdClient: EtcdKV {
     /// The members, in the order they are tried.
     public let endpoints: [EtcdEndpoint]
-    /// How long one attempt (connect, send, reply) may take.
+    /// How long one attempt (connect, send, reply) may take (never past the call's deadline).
     public let timeoutMilliseconds: Int64
+    /// How long one call may take in all, every attempt and pause included (`etcd_timeout`).
+    public let operationTimeoutMilliseconds: Int64
     /// Attempts per call across the members.
     public let attempts: Int
     private let openStream: EtcdStreamOpener
     private let headers: [(String, String)]
     private let credentials: EtcdCredentials?
-    private let state: Mutex<PoolState>
-
-    private struct PoolState: ~Copyable {
-        var preferred = 0
-        var idle: [Int: [HTTPConnection]] = [:]
-        /// The auth token (nil: none yet; "": the cluster has auth disabled).
-        var token: String?
-    }
+    private let shared: EtcdConnectionPool
+    /// The operation this view's calls belong to (nil: each call is an operation of its own).
+    private let operation: EtcdOperation?
 
     /// Records per transaction when deleting (etcd's default `--max-txn-ops` is 128).
     static let deleteBatch = 100
@@ -135,19 +134,25 @@ public final class EtcdClient: EtcdKV {
     /// A client for `endpoints`.
     /// - Parameters:
     ///   - timeoutMilliseconds: the limit on each attempt.
+    ///   - operationTimeoutMilliseconds: the limit on a whole call, all its attempts and pauses
+    ///     (default: 10 s, or `timeoutMilliseconds` when that is longer).
     ///   - attempts: tries per call (default: every member once, then the first again).
     ///   - headers: extra header fields for every request.
     ///   - credentials: an etcd user whose token goes in the `Authorization` header of every
     ///     request (fetched on the first call, fetched again once when a call finds it invalid).
     ///   - openStream: how to reach a member (default: TCP).
     public init(
-        endpoints: [EtcdEndpoint], timeoutMilliseconds: Int64 = 5000, attempts: Int? = nil, headers: [(String, String)] = [],
-        credentials: EtcdCredentials? = nil, openStream: EtcdStreamOpener? = nil
+        endpoints: [EtcdEndpoint], timeoutMilliseconds: Int64 = 5000, operationTimeoutMilliseconds: Int64? = nil, attempts: Int? = nil,
+        headers: [(String, String)] = [], credentials: EtcdCredentials? = nil, openStream: EtcdStreamOpener? = nil
     ) throws(CortexError) {
         guard !endpoints.isEmpty else { throw .configuration("no etcd endpoints") }
-        guard timeoutMilliseconds > 0 else { throw .configuration("the etcd timeout must be positive") }
+        guard timeoutMilliseconds > 0, operationTimeoutMilliseconds ?? 1 > 0 else {
+            throw .configuration("the etcd timeout must be positive")
+        }
         self.endpoints = endpoints
         self.timeoutMilliseconds = timeoutMilliseconds
+        self.operationTimeoutMilliseconds =
+            operationTimeoutMilliseconds ?? max(EtcdSettings.defaultTimeoutMilliseconds, timeoutMilliseconds)
         self.attempts = max(1, attempts ?? endpoints.count + 1)
         self.headers = headers
         self.credentials = credentials
@@ -156,7 +161,28 @@ public final class EtcdClient: EtcdKV {
         } else {
             self.openStream = EtcdClient.openTCP
         }
-        self.state = Mutex(PoolState())
+        self.shared = EtcdConnectionPool()
+        self.operation = nil
+    }
+
+    /// A view of `base` whose calls belong to `operation` (same members, pool and token).
+    private init(base: EtcdClient, operation: EtcdOperation) {
+        endpoints = base.endpoints
+        timeoutMilliseconds = base.timeoutMilliseconds
+        operationTimeoutMilliseconds = base.operationTimeoutMilliseconds
+        attempts = base.attempts
+        openStream = base.openStream
+        headers = base.headers
+        credentials = base.credentials
+        shared = base.shared
+        self.operation = operation
+    }
+
+    /// This client for one operation (an append and its retries): every call made through the
+    /// returned view shares one deadline, `operationTimeoutMilliseconds` from now, and a call
+    /// that fails names every attempt the operation made (decision 030).
+    public func startingOperation() -> any EtcdKV {
+        EtcdClient(base: self, operation: EtcdOperation(deadline: Socket.deadline(afterMilliseconds: operationTimeoutMilliseconds)))
     }
 
     /// A client for `http://host:port` URLs.
@@ -174,7 +200,7 @@ public final class EtcdClient: EtcdKV {
     ///   round), and TLS files that cannot be loaded.
     public convenience init(
         endpoints urls: [String], tls: EtcdTLSFiles? = nil, username: String? = nil, password: String? = nil,
-        timeoutMilliseconds: Int64 = 5000, attempts: Int? = nil
+        timeoutMilliseconds: Int64 = 5000, operationTimeoutMilliseconds: Int64? = nil, attempts: Int? = nil
     ) throws(CortexError) {
         var endpoints: [EtcdEndpoint] = []
         for url in urls { endpoints.append(try EtcdEndpoint(url: url)) }
@@ -194,8 +220,8 @@ public final class EtcdClient: EtcdKV {
         }
         let credentials = username.map { EtcdCredentials(username: $0, password: password ?? "") }
         try self.init(
-            endpoints: endpoints, timeoutMilliseconds: timeoutMilliseconds, attempts: attempts, credentials: credentials, openStream: opener
-        )
+            endpoints: endpoints, timeoutMilliseconds: timeoutMilliseconds, operationTimeoutMilliseconds: operationTimeoutMilliseconds,
+            attempts: attempts, credentials: credentials, openStream: opener)
     }
 
     /// The default way to reach a member: a plain TCP connection.
@@ -213,13 +239,6 @@ public final class EtcdClient: EtcdKV {
             guard endpoint.secure else { return connection }
             return try TLSStream(
                 connectedSocket: connection.releaseDescriptor(), serverName: endpoint.host, context: context, deadline: deadline)
-        }
-    }
-
-    deinit {
-        state.withLock { pool in
-            for connections in pool.idle.values { connections.forEach { $0.close() } }
-            pool.idle = [:]
         }
     }
 
@@ -474,7 +493,7 @@ public final class EtcdClient: EtcdKV {
         guard credentials != nil else { return try body(headers) }
         var renewed = false
         while true {
-            let known = state.withLock { $0.token }
+            let known = shared.state.withLock { $0.token }
             let token: String
             if let known {
                 token = known
@@ -486,7 +505,7 @@ public final class EtcdClient: EtcdKV {
                 return try body(token.isEmpty ? headers : headers + [("Authorization", token)])
             } catch {
                 guard !renewed, Self.isInvalidToken(error) else { throw error }
-                state.withLock { if $0.token == token { $0.token = nil } }
+                shared.state.withLock { if $0.token == token { $0.token = nil } }
             }
         }
     }
@@ -512,14 +531,14 @@ public final class EtcdClient: EtcdKV {
                     "etcd refused user \(credentials.username): \(Self.reason(of: error)) (check the user and password)")
             }
         }
-        state.withLock { $0.token = token }
+        shared.state.withLock { $0.token = token }
         return token
     }
 
     /// The token calls carry now (nil before the first; tests replace it with one etcd never issued).
     var authToken: String? {
-        get { state.withLock { $0.token } }
-        set { state.withLock { $0.token = newValue } }
+        get { shared.state.withLock { $0.token } }
+        set { shared.state.withLock { $0.token = newValue } }
     }
 
     /// True when etcd refused a call for its token (not for what the user may do): an invalid
@@ -545,13 +564,15 @@ public final class EtcdClient: EtcdKV {
         -> JSONValue
     {
         let bytes = body.serialized()
-        var failures: [String] = []
+        // The call's attempts end by the operation's deadline, or by one of their own.
+        let tally = operation ?? EtcdOperation(deadline: Socket.deadline(afterMilliseconds: operationTimeoutMilliseconds))
         let first = preferredIndex  // fixed for the call: a failure moves the preference, not this round
         for attempt in 0..<attempts {
-            pauseBeforeRound(attempt)
+            pauseBeforeRound(attempt, until: tally.deadline)
+            guard POSIX.monotonicNanoseconds() < tally.deadline else { break }
             let index = (first + attempt) % endpoints.count
             let endpoint = endpoints[index]
-            let deadline = Socket.deadline(afterMilliseconds: timeoutMilliseconds)
+            let deadline = min(Socket.deadline(afterMilliseconds: timeoutMilliseconds), tally.deadline)
             var connection: HTTPConnection?
             do throws(CortexError) {
                 let opened = try takeConnection(index, deadline: deadline)
@@ -574,24 +595,28 @@ public final class EtcdClient: EtcdKV {
             } catch {
                 connection?.close()
                 if !Self.isTransportFailure(error) { throw error }
-                failures.append("\(endpoint): \(error)")
+                tally.failed(member: index, "\(error)")
                 movePreferred(awayFrom: index)
             }
         }
-        throw .tryLater("no etcd member answered \(path) (\(attempts) attempts): " + failures.joined(separator: "; "))
+        throw tally.failure(path: path, endpoints: endpoints, operationTimeoutMilliseconds: operationTimeoutMilliseconds)
     }
 
     /// Before trying the members again after each one failed: a pause that grows with the round
-    /// (0.2 s, 0.4 s, … at most 1 s), so a cluster electing a new leader gets time to.
-    private func pauseBeforeRound(_ attempt: Int) {
+    /// (0.2 s, 0.4 s, … at most 1 s), so a cluster electing a new leader gets time to; never
+    /// past `deadline`.
+    private func pauseBeforeRound(_ attempt: Int, until deadline: UInt64 = .max) {
         let round = attempt / endpoints.count
-        if attempt > 0 && attempt % endpoints.count == 0 { POSIX.sleep(milliseconds: Int64(min(1000, 200 * round))) }
+        guard attempt > 0 && attempt % endpoints.count == 0 else { return }
+        let now = POSIX.monotonicNanoseconds()
+        guard now < deadline else { return }
+        POSIX.sleep(milliseconds: min(Int64(min(1000, 200 * round)), Int64((deadline - now) / 1_000_000)))
     }
 
-    private var preferredIndex: Int { state.withLock { $0.preferred } }
+    private var preferredIndex: Int { shared.state.withLock { $0.preferred } }
 
     private func movePreferred(awayFrom index: Int) {
-        state.withLock { pool in
+        shared.state.withLock { pool in
             if pool.preferred == index { pool.preferred = (index + 1) % endpoints.count }
             pool.idle[index]?.forEach { $0.close() }
             pool.idle[index] = nil
@@ -599,14 +624,14 @@ public final class EtcdClient: EtcdKV {
     }
 
     private func takeConnection(_ index: Int, deadline: UInt64) throws(CortexError) -> HTTPConnection {
-        let idle: HTTPConnection? = state.withLock { pool in pool.idle[index]?.popLast() }
+        let idle: HTTPConnection? = shared.state.withLock { pool in pool.idle[index]?.popLast() }
         if let idle { return idle }
         let endpoint = endpoints[index]
         return HTTPConnection(stream: try openStream(endpoint, deadline), authority: endpoint.description)
     }
 
     private func giveBack(_ connection: HTTPConnection, _ index: Int) {
-        state.withLock { pool in pool.idle[index, default: []].append(connection) }
+        shared.state.withLock { pool in pool.idle[index, default: []].append(connection) }
     }
 
     /// Failures that say "this member, now" rather than "this request": worth another member.
@@ -798,5 +823,62 @@ final class EtcdStreamWatch: EtcdWatch {
             puts.append(try EtcdClient.keyValue(kv))
         }
         return puts.isEmpty ? nil : .puts(puts)
+    }
+}
+
+/// The connections and auth token one client and its operation views share.
+private final class EtcdConnectionPool: Sendable {
+    let state = Mutex(EtcdPoolState())
+
+    deinit {
+        state.withLock { pool in
+            for connections in pool.idle.values { connections.forEach { $0.close() } }
+            pool.idle = [:]
+        }
+    }
+}
+
+/// What an `EtcdConnectionPool` guards.
+private struct EtcdPoolState: ~Copyable {
+    var preferred = 0
+    var idle: [Int: [HTTPConnection]] = [:]
+    /// The auth token (nil: none yet; "": the cluster has auth disabled).
+    var token: String?
+}
+
+/// One operation's deadline and the attempts its calls made, for the error that ends it: how
+/// many attempts, on how many of the members, each member's last failure.
+final class EtcdOperation: Sendable {
+    /// When the operation's calls stop trying (a monotonic time).
+    let deadline: UInt64
+    private let started = POSIX.monotonicNanoseconds()
+    private let attempts = Mutex<(count: Int, lastFailure: [Int: String])>((0, [:]))
+
+    init(deadline: UInt64) { self.deadline = deadline }
+
+    /// Counts an attempt on member `index` that failed with `reason`.
+    func failed(member index: Int, _ reason: String) {
+        attempts.withLock { tally in
+            tally.count += 1
+            tally.lastFailure[index] = reason
+        }
+    }
+
+    /// The error of an operation that ran out of attempts or time: one line naming the real
+    /// count of attempts and members and each member's last failure.
+    func failure(path: String, endpoints: [EtcdEndpoint], operationTimeoutMilliseconds: Int64) -> CortexError {
+        let (count, lastFailure) = attempts.withLock { ($0.count, $0.lastFailure) }
+        let elapsed = Double((POSIX.monotonicNanoseconds() - started) / 1_000_000) / 1000
+        let seconds = (elapsed * 10).rounded() / 10
+        let members = lastFailure.keys.sorted().map { index in
+            let reason = lastFailure[index] ?? ""
+            return "\(endpoints[index]): " + reason.split(whereSeparator: { $0 == "\n" || $0 == "\r" }).joined(separator: " ")
+        }
+        let limit =
+            operationTimeoutMilliseconds % 1000 == 0 ? "\(operationTimeoutMilliseconds / 1000)s" : "\(operationTimeoutMilliseconds)ms"
+        let plural = count == 1 ? "" : "s"
+        return .tryLater(
+            "no etcd member answered \(path): \(count) attempt\(plural) on \(lastFailure.count) of \(endpoints.count) members in \(seconds) s (etcd_timeout \(limit)): "
+                + members.joined(separator: "; "))
     }
 }

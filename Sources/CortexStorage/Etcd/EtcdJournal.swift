@@ -80,23 +80,13 @@ public final class EtcdJournal: Journal, Sendable {
 
     /// Creates the record's key unless it exists, retrying with the same key when the cluster
     /// did not answer (`tryLater`, `io`): a retry after a lost reply returns the revision of
-    /// the write that got in. `tail` plays no part (there is one order and no segments).
+    /// the write that got in. The tries share one deadline (`createRetrying`). `tail` plays no
+    /// part (there is one order and no segments).
     public func append(_ line: [UInt8], tail: JournalPosition) throws(CortexError) -> JournalAppend {
         let body = line.last == 0x0A ? Array(line.dropLast()) : line
         let key = key(for: body)
-        var attempt = 1
-        while true {
-            do {
-                let creation = try kv.createIfAbsent(key: key, value: body)
-                return JournalAppend(position: EtcdJournal.position(revision: creation.revision))
-            } catch {
-                switch error {
-                case .tryLater, .io: guard attempt < EtcdJournal.appendAttempts else { throw error }
-                default: throw error
-                }
-            }
-            attempt += 1
-        }
+        let creation = try createRetrying { (kv) throws(CortexError) in try kv.createIfAbsent(key: key, value: body) }
+        return JournalAppend(position: EtcdJournal.position(revision: creation.revision))
     }
 
     /// Reads every record whose key was written at or after `position`'s revision, in revision
@@ -126,7 +116,7 @@ public final class EtcdJournal: Journal, Sendable {
         let start = try EtcdJournal.revision(of: position)
         let body = line.last == 0x0A ? Array(line.dropLast()) : line
         let key = key(for: body)
-        let (creation, page) = try createRetrying { () throws(CortexError) in
+        let (creation, page) = try createRetrying { (kv) throws(CortexError) in
             try kv.createIfAbsentThenRange(key: key, value: body, prefix: prefix, minimumRevision: start, limit: pageSize)
         }
         let append = JournalAppend(position: EtcdJournal.position(revision: creation.revision))
@@ -136,12 +126,15 @@ public final class EtcdJournal: Journal, Sendable {
     }
 
     /// Runs `create` (a create-if-absent of one key) until it answers, retrying with the same key
-    /// when the cluster did not (`tryLater`, `io`), at most `appendAttempts` times.
-    private func createRetrying<Result>(_ create: () throws(CortexError) -> Result) throws(CortexError) -> Result {
+    /// when the cluster did not (`tryLater`, `io`), at most `appendAttempts` times, every try on
+    /// one operation of the cluster (`EtcdKV.startingOperation`): together they end by its
+    /// deadline, and the error that ends them counts every attempt.
+    private func createRetrying<Result>(_ create: (any EtcdKV) throws(CortexError) -> Result) throws(CortexError) -> Result {
+        let operation = kv.startingOperation()
         var attempt = 1
         while true {
             do {
-                return try create()
+                return try create(operation)
             } catch {
                 switch error {
                 case .tryLater, .io: guard attempt < EtcdJournal.appendAttempts else { throw error }

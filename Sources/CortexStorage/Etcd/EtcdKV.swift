@@ -39,9 +39,16 @@ public protocol EtcdKV: Sendable {
     /// transaction's revision, or nil when the comparison failed and nothing was written.
     func putAll(_ puts: [(key: [UInt8], value: [UInt8])], ifModifiedBelow revision: Int64, key: [UInt8])
         throws(CortexError) -> (previous: EtcdKeyValue?, revision: Int64)?
+
+    /// This cluster as one operation sees it (an append and its retries): the calls made through
+    /// the returned value share one deadline, so retries never outlast it (decision 030).
+    func startingOperation() -> any EtcdKV
 }
 
 extension EtcdKV {
+    /// No deadline of its own: the calls are bounded one by one (the in-memory fake of the tests).
+    public func startingOperation() -> any EtcdKV { self }
+
     /// `createIfAbsent`, then `range` (up to the new key's revision) when it created the key: two
     /// round trips, and not one revision of the cluster (a compaction between them goes unseen),
     /// for a seam implementation without transactions of both (the in-memory fake of the tests).
