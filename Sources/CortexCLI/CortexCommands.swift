@@ -290,7 +290,9 @@ public enum CortexTool {
             throw .configuration(
                 "\(layout.root) is already initialised with another journal backend (\(layout.config)): use another --dir")
         }
-        if let timeout = arguments[Init.etcdTimeout] { try layout.updateConfig(key: "etcd_timeout", value: .string("\(timeout / 1000)s")) }
+        if let timeout = arguments[Init.etcdTimeout] {
+            try layout.updateConfig(key: "etcd_timeout", value: .string(timeout % 1000 == 0 ? "\(timeout / 1000)s" : "\(timeout)ms"))
+        }
         // Created group-shared (exact modes); the group of everything, old and new, is set here.
         if let group { try GroupFolder.share(layout.root, group: group) }
         if let maxWorkers { try layout.updateConfig(key: "max_workers", value: .int(maxWorkers)) }

@@ -30,15 +30,17 @@ extension CortexTool {
             }
         }
         for line in report.damaged {
-            lines.append("damaged  \(place) at revision \(line.position.offset): \(line.reason) (\(line.length) bytes)")
+            lines.append("damaged  \(place) at \(journal.place(of: line.position).text): \(line.reason) (\(line.length) bytes)")
         }
         for record in report.invalid {
             lines.append(
-                "invalid  \(place) at revision \(record.position.offset): record \(record.id) refused by the fold: \(record.reason)")
+                "invalid  \(place) at \(journal.place(of: record.position).text): record \(record.id) refused by the fold: \(record.reason)"
+            )
         }
         lines += report.problems.map { "problem  \($0)" }
         for line in report.acknowledged {
-            lines.append("known    \(place) at revision \(line.position.offset): \(line.reason) (\(line.length) bytes), acknowledged")
+            lines.append(
+                "known    \(place) at \(journal.place(of: line.position).text): \(line.reason) (\(line.length) bytes), acknowledged")
         }
         // This host's cache of the snapshot (calls check it before use, as a folder's own).
         let layout = CoordinationLayout(root: invocation.root)
@@ -55,7 +57,7 @@ extension CortexTool {
             "\(report.isClean ? "journal ok" : "journal DAMAGED"): etcd namespace '\(settings.namespace)', \(report.records) records kept, \(report.damaged.count) damaged value\(report.damaged.count == 1 ? "" : "s")"
         if !report.acknowledged.isEmpty { summary += ", \(report.acknowledged.count) acknowledged" }
         lines.append(summary)
-        let positions = { (position: JournalPosition) in JSONValue.int(position.offset) }
+        let members = { (position: JournalPosition) in journal.place(of: position).members }
         return Report(
             exitCode: clean ? 0 : 1, text: lines.joined(separator: "\n"),
             json: .object([
@@ -63,11 +65,11 @@ extension CortexTool {
                 "backend": "etcd",
                 "damaged": .array(
                     report.damaged.map {
-                        .object(["length": .int($0.length), "reason": .string($0.reason), "revision": positions($0.position)])
+                        .object([JSONMember("length", .int($0.length)), JSONMember("reason", .string($0.reason))] + members($0.position))
                     }),
                 "invalid": .array(
                     report.invalid.map {
-                        .object(["id": .string($0.id), "reason": .string($0.reason), "revision": positions($0.position)])
+                        .object([JSONMember("id", .string($0.id)), JSONMember("reason", .string($0.reason))] + members($0.position))
                     }),
                 "namespace": .string(settings.namespace), "ok": .bool(clean), "problems": .array(report.problems.map { .string($0) }),
                 "records": .int(report.records), "snapshot_problems": .array(snapshotProblems.map { .string($0) }),
