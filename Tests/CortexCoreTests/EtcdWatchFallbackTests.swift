@@ -78,6 +78,29 @@ private final class RecordingWatch: EtcdWatch {
     func cancel() { watch.cancel() }
 }
 
+/// Puts `count` keys under `prefix` through `client`'s request connections while nobody waits on
+/// `watch` (docs/decisions/005, 030): its read source queues every event meanwhile, and `next`
+/// then hands them over in revision order without waiting.
+func expectDrainsWhileNobodyWaits(_ watch: any EtcdWatch, client: EtcdClient, prefix: [UInt8], count: Int) throws {
+    let stream = try #require(watch as? EtcdStreamWatch)
+    #expect(stream.isDraining)
+    var revisions: [Int64] = []
+    for index in 0..<count { revisions.append(try client.put(key: prefix + Array("drained-\(index)".utf8), value: [])) }
+    var polls = 0
+    while stream.undeliveredPuts < count && polls < 1_000 {  // 10 s: a bound
+        usleep(10_000)
+        polls += 1
+    }
+    #expect(stream.undeliveredPuts == count, "the read source queued every event while nobody called next")
+    var received: [Int64] = []
+    while received.count < count {
+        guard case .puts(let puts) = try watch.next(timeoutMilliseconds: 0), !puts.isEmpty else { break }
+        received += puts.map(\.modRevision)
+    }
+    #expect(received == revisions)
+    #expect(try watch.next(timeoutMilliseconds: 0) == .puts([]))
+}
+
 /// The etcd journal's waiter against a real local 3-member cluster (skipped with a printed
 /// reason when etcd is not installed): etcd refuses a watch whose start revision was compacted
 /// (`canceled`, `compact_revision`), and the waiter must then read with a range from the first
@@ -121,5 +144,34 @@ private final class RecordingWatch: EtcdWatch {
         #expect(waiter.wait(timeoutMilliseconds: 10_000))
         #expect(kv.compactedReplies == 2)
         waiter.disarm()
+    }
+
+    /// A watch's events are read off its connection as they come, while its caller works on
+    /// other connections; a stream that ends is reported once the events before it are taken.
+    @Test func aWatchDrainsItsStreamWhileNobodyWaitsOnIt() throws {
+        guard let cluster = try EtcdCluster.start() else { return }
+        let client = try cluster.client()
+        let prefix = Array("cortex-test/drained/".utf8)
+        let start = try client.put(key: Array("cortex-test/before".utf8), value: []) + 1
+        let watch = try client.watch(prefix: prefix, startRevision: start)
+        defer { watch.cancel() }
+        try expectDrainsWhileNobodyWaits(watch, client: client, prefix: prefix, count: 50)
+
+        // The member serving the watch dies after one more put: the put comes first, then the failure.
+        let last = try client.put(key: prefix + Array("last".utf8), value: [])
+        let stream = try #require(watch as? EtcdStreamWatch)
+        var polls = 0
+        while stream.undeliveredPuts < 1 && polls < 1_000 {
+            usleep(10_000)
+            polls += 1
+        }
+        for index in cluster.members.indices { cluster.kill(member: index) }
+        guard case .puts(let puts) = try watch.next(timeoutMilliseconds: 10_000) else {
+            Issue.record("no put before the stream ended")
+            return
+        }
+        #expect(puts.map(\.modRevision) == [last])
+        #expect(throws: CortexError.self, "the ended stream is reported") { try watch.next(timeoutMilliseconds: 10_000) }
+        #expect(throws: CortexError.self, "and stays reported") { try watch.next(timeoutMilliseconds: 0) }
     }
 }
