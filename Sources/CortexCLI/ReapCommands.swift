@@ -53,10 +53,13 @@ public enum ReapTool {
         // a clean mask from the spawner) and end the sleep between runs: a stop never cuts a run.
         WorkerSupervision.blockStopSignals()
         var runs = 0
+        // One liveness lease for the service's life, kept alive by each run (decision 037).
+        let lease = HostLease()
         while true {
             do throws(CortexError) {
                 Output.print(
-                    try reapOnce(invocation, period: runs == 0 ? interval : nil), json: invocation.arguments[CommonOptions.json],
+                    try reapOnce(invocation, period: runs == 0 ? interval : nil, lease: lease),
+                    json: invocation.arguments[CommonOptions.json],
                     command: "cortex-reap")
             } catch {
                 // The first run's failure (no folder, bad config) is the caller's; later ones wait for the next run.
@@ -71,7 +74,8 @@ public enum ReapTool {
 
     /// One reaper run (`cortex-reap` without `--every`). `period`: the service's interval, given
     /// on its first run, to warn when it is too long to keep a shared journal's host lease alive.
-    static func reapOnce(_ invocation: Invocation, period: Int64? = nil) throws(CortexError) -> Report {
+    /// `lease`: the service's liveness lease, kept between its runs.
+    static func reapOnce(_ invocation: Invocation, period: Int64? = nil, lease: HostLease? = nil) throws(CortexError) -> Report {
         let arguments = invocation.arguments
         let dryRun = arguments[Self.dryRun]
         let store = try invocation.openStore()
@@ -94,6 +98,7 @@ public enum ReapTool {
         options.archiveRetentionMilliseconds = archiveRetention
         options.temporaryGraceMilliseconds = temporaryGrace
         options.metricsOut = arguments[Self.metricsOut]
+        options.hostLease = lease
         let result = try Reaper.run(store, options: options, now: POSIX.wallClockMilliseconds())
         var lines: [String] = []
         if !result.wouldReplace.isEmpty {
