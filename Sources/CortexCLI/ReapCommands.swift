@@ -56,6 +56,7 @@ public enum ReapTool {
         // One liveness lease for the service's life, kept alive by each run (decision 037).
         let lease = HostLease()
         while true {
+            let started = POSIX.monotonicNanoseconds()
             do throws(CortexError) {
                 Output.print(
                     try reapOnce(invocation, period: runs == 0 ? interval : nil, lease: lease),
@@ -67,7 +68,10 @@ public enum ReapTool {
                 WorkerSupervision.warn("\(error.description); next run in \(every)")
             }
             runs += 1
-            if WorkerSupervision.waitForStop(milliseconds: interval) { break }
+            // Runs start every D, not D after the last one ended: another host's lapsed lease is
+            // seen within one D, however long a run took (decision 037's bound).
+            let elapsed = Int64((POSIX.monotonicNanoseconds() - started) / 1_000_000)
+            if WorkerSupervision.waitForStop(milliseconds: max(0, interval - elapsed)) { break }
         }
         return Report(text: "", json: .null)
     }
