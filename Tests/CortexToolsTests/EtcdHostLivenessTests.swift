@@ -70,6 +70,42 @@ struct EtcdHostLivenessTests {
         }
     }
 
+    /// CPU reservations count only the workers of their own host, while a tenant's quotas
+    /// (workers, memory) count every host's workers: two host folders on one namespace.
+    @Test(.timeLimit(.minutes(5)))
+    func cpuIsEachHostsOwnAndTenantQuotasSpanEveryHost() throws {
+        guard let cluster = try EtcdCluster.start() else { return }
+        let directory = try TemporaryDirectory()
+        let a = try HostFolder(directory, host: "a", cluster: cluster, namespace: "limits", maxWorkers: 8, heartbeatTimeout: "60s")
+        let b = try HostFolder(directory, host: "b", cluster: cluster, namespace: "limits", maxWorkers: 8, heartbeatTimeout: "60s")
+        defer {
+            killFolderProcesses(root: a.root)
+            killFolderProcesses(root: b.root)
+        }
+        // Host a reserves every core it has; a's next reservation is refused, b's is not.
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        let all = try a.tool(["cortex-spawn"], ["--cpu", String(cores), "--", "sleep", "1000"])
+        #expect(all.exitCode == 0, "\(all)")
+        let moreOnA = try a.tool(["cortex-spawn"], ["--cpu", "0.5", "--", "sleep", "1000"])
+        #expect(moreOnA.exitCode == 75 && moreOnA.stderr.contains("CPU"), "host a's cores are all reserved: \(moreOnA)")
+        let onB = try b.tool(["cortex-spawn"], ["--cpu", "0.5", "--", "sleep", "1000"])
+        #expect(onB.exitCode == 0, "host a's reservations do not count on host b: \(onB)")
+
+        // Tenant acme may hold one worker and 100M, whichever host asks.
+        let quota = try a.tool(["cortex-budget", "quota"], ["--tenant", "acme", "--max-workers", "1"])
+        #expect(quota.exitCode == 0, "\(quota)")
+        let first = try a.tool(["cortex-spawn"], ["--tenant", "acme", "--", "sleep", "1000"])
+        #expect(first.exitCode == 0, "\(first)")
+        let second = try b.tool(["cortex-spawn"], ["--tenant", "acme", "--", "sleep", "1000"])
+        #expect(second.exitCode == 75 && second.stderr.contains("acme"), "acme's worker on host a counts on host b: \(second)")
+        let widened = try b.tool(["cortex-budget", "quota"], ["--tenant", "acme", "--max-workers", "none", "--memory", "100M"])
+        #expect(widened.exitCode == 0, "\(widened)")
+        let big = try b.tool(["cortex-spawn"], ["--tenant", "acme", "--memory", "80M", "--", "sleep", "1000"])
+        #expect(big.exitCode == 0, "\(big)")
+        let over = try a.tool(["cortex-spawn"], ["--tenant", "acme", "--memory", "80M", "--", "sleep", "1000"])
+        #expect(over.exitCode == 75 && over.stderr.contains("memory"), "acme's 80M on host b count on host a: \(over)")
+    }
+
     @Test(.timeLimit(.minutes(10)))
     func aHostWhoseProcessesAllDieIsDeclaredLostByAnotherHostsReaperAndItsWorkFinishesThere() throws {
         guard let cluster = try EtcdCluster.start() else { return }
@@ -132,19 +168,28 @@ struct EtcdHostLivenessTests {
         #expect(firstOfA.string("status") == "running", "\(firstOfA.jsonText)")
         #expect(try a.tool(["cortex-task", "show", task], ["--json"]).json?.string("status") == "running")
 
-        // Host b dies: its reaper, supervisors, workers, everything, with kill -9.
-        let killedAt = Date()
+        // Host b dies: its reaper first (its last liveness is behind it), then one last record
+        // from b, whose time stamps the moment after that liveness, then everything else, with kill -9.
         kill(reapers[1].pid, SIGKILL)
+        let last = try b.tool(["cortex-task", "create"], ["--type", "last-of-b"])
+        #expect(last.exitCode == 0, "\(last)")
         kill(heartbeat.pid, SIGKILL)
         killFolderProcesses(root: b.root)
         try a.waitUntil("host a's reaper declares host b's workers lost") {
             try membersB.allSatisfy { try a.show($0).string("status") == "lost" }
         }
-        let declaredAfter = Date().timeIntervalSince(killedAt)
+        // The journal's own times, not this test's clock: from b's last record to a's first loss of b's.
+        let records = try a.tool(["cortex", "tail"], ["--json", "--lines", "10000"])
+        let events = records.stdoutLines.compactMap { try? JSONValue.parse(Array($0.utf8)) }
+        let lastOfB = try #require(events.last { $0.jsonText.contains("last-of-b") }?.int("at_ms"), "\(records)")
+        let lossOfB = try #require(
+            events.first { $0.string("kind") == "worker.lost" && $0["data"]?.string("host") == "b" }?.int("at_ms"), "\(records)")
+        let declaredAfter = Double(lossOfB - lastOfB) / 1000
         print(
-            "host b declared lost \(String(format: "%.1f", declaredAfter)) s after its processes died (heartbeat_timeout 4 s, reaper period 1 s)"
+            "host b declared lost \(String(format: "%.2f", declaredAfter)) s after its last record (heartbeat_timeout 4 s, reaper period 1 s)"
         )
-        // A bound a person would notice, not a speed target: the lease (4 s) plus a run (1 s), with room for a loaded machine.
+        // heartbeat_timeout + one reaper period, plus etcd's lease check (every 0.5 s) and room
+        // for a loaded machine: a bound a person would notice, not a speed target.
         #expect(declaredAfter < heartbeatSeconds + 1 + 15, "declared after \(declaredAfter) s")
         #expect(try a.show(membersB[0]).string("lost_reason")?.contains("host b") == true)
         #expect(try a.hosts()["b"]?.string("liveness") == "down")
