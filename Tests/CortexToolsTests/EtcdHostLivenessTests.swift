@@ -71,39 +71,49 @@ struct EtcdHostLivenessTests {
     }
 
     /// CPU reservations count only the workers of their own host, while a tenant's quotas
-    /// (workers, memory) count every host's workers: two host folders on one namespace.
+    /// (workers, memory) count every host's workers: host folders on one namespace. A spawn
+    /// that does not fit queues on its host (exit 75, the reason on stderr) and holds that
+    /// host's later spawns, so each refusal is asked on a host of its own.
     @Test(.timeLimit(.minutes(5)))
     func cpuIsEachHostsOwnAndTenantQuotasSpanEveryHost() throws {
         guard let cluster = try EtcdCluster.start() else { return }
         let directory = try TemporaryDirectory()
-        let a = try HostFolder(directory, host: "a", cluster: cluster, namespace: "limits", maxWorkers: 8, heartbeatTimeout: "60s")
-        let b = try HostFolder(directory, host: "b", cluster: cluster, namespace: "limits", maxWorkers: 8, heartbeatTimeout: "60s")
-        defer {
-            killFolderProcesses(root: a.root)
-            killFolderProcesses(root: b.root)
+        var hosts: [String: HostFolder] = [:]
+        for name in ["a", "b", "c", "d", "e", "f"] {
+            hosts[name] = try HostFolder(
+                directory, host: name, cluster: cluster, namespace: "limits", maxWorkers: 8, heartbeatTimeout: "60s")
         }
-        // Host a reserves every core it has; a's next reservation is refused, b's is not.
+        defer { for host in hosts.values { killFolderProcesses(root: host.root) } }
+        func spawn(_ host: String, _ arguments: [String]) throws -> ToolResult {
+            try #require(hosts[host]).tool(["cortex-spawn"], arguments + ["--", "sleep", "1000"])
+        }
+        // Host a reserves every core it has; a's next reservation waits, b's starts.
         let cores = ProcessInfo.processInfo.activeProcessorCount
-        let all = try a.tool(["cortex-spawn"], ["--cpu", String(cores), "--", "sleep", "1000"])
+        let all = try spawn("a", ["--cpu", String(cores)])
         #expect(all.exitCode == 0, "\(all)")
-        let moreOnA = try a.tool(["cortex-spawn"], ["--cpu", "0.5", "--", "sleep", "1000"])
+        let moreOnA = try spawn("a", ["--cpu", "0.5"])
         #expect(moreOnA.exitCode == 75 && moreOnA.stderr.contains("CPU"), "host a's cores are all reserved: \(moreOnA)")
-        let onB = try b.tool(["cortex-spawn"], ["--cpu", "0.5", "--", "sleep", "1000"])
+        let onB = try spawn("b", ["--cpu", "0.5"])
         #expect(onB.exitCode == 0, "host a's reservations do not count on host b: \(onB)")
 
-        // Tenant acme may hold one worker and 100M, whichever host asks.
-        let quota = try a.tool(["cortex-budget", "quota"], ["--tenant", "acme", "--max-workers", "1"])
+        // Tenant acme may hold one worker, whichever host asks.
+        let quota = try #require(hosts["a"]).tool(["cortex-budget", "quota"], ["--tenant", "acme", "--max-workers", "1"])
         #expect(quota.exitCode == 0, "\(quota)")
-        let first = try a.tool(["cortex-spawn"], ["--tenant", "acme", "--", "sleep", "1000"])
+        let first = try spawn("c", ["--tenant", "acme"])
         #expect(first.exitCode == 0, "\(first)")
-        let second = try b.tool(["cortex-spawn"], ["--tenant", "acme", "--", "sleep", "1000"])
-        #expect(second.exitCode == 75 && second.stderr.contains("acme"), "acme's worker on host a counts on host b: \(second)")
-        let widened = try b.tool(["cortex-budget", "quota"], ["--tenant", "acme", "--max-workers", "none", "--memory", "100M"])
+        let second = try spawn("d", ["--tenant", "acme"])
+        #expect(second.exitCode == 75 && second.stderr.contains("acme"), "acme's worker on host c counts on host d: \(second)")
+
+        // And 100M of memory, whichever host asks.
+        let widened = try #require(hosts["b"]).tool(
+            ["cortex-budget", "quota"], ["--tenant", "acme", "--max-workers", "none", "--memory", "100M"])
         #expect(widened.exitCode == 0, "\(widened)")
-        let big = try b.tool(["cortex-spawn"], ["--tenant", "acme", "--memory", "80M", "--", "sleep", "1000"])
+        let big = try spawn("e", ["--tenant", "acme", "--memory", "80M"])
         #expect(big.exitCode == 0, "\(big)")
-        let over = try a.tool(["cortex-spawn"], ["--tenant", "acme", "--memory", "80M", "--", "sleep", "1000"])
-        #expect(over.exitCode == 75 && over.stderr.contains("memory"), "acme's 80M on host b count on host a: \(over)")
+        let over = try spawn("f", ["--tenant", "acme", "--memory", "80M"])
+        #expect(
+            over.exitCode == 75 && over.stderr.contains("acme") && over.stderr.contains("memory"),
+            "acme's 80M on host e count on host f: \(over)")
     }
 
     @Test(.timeLimit(.minutes(10)))
@@ -204,6 +214,14 @@ struct EtcdHostLivenessTests {
         let stale = try b.tool(["cortex-task", "complete", task], ["--claim", String(staleToken)])
         #expect(stale.exitCode != 0, "\(stale)")
         #expect(try a.tool(["cortex-task", "show", task], ["--json"]).json?.string("status") == "done")
+        // Fencing: a supervisor of host b's, back, reports its worker's run as ended after the
+        // loss: its record is refused (the worker has already ended) and changes nothing.
+        let late = try b.tool(["cortex-spawn", "_supervise", membersB[1]], ["--exit", "exited:0", "--ran-ms", "5"])
+        #expect(late.exitCode != nil, "\(late)")
+        #expect(try a.show(membersB[1]).string("status") == "lost", "\(late)")
+        let after = try a.tool(["cortex", "tail"], ["--json", "--lines", "10000"]).stdoutLines
+        let lateRecord = after.last { $0.contains("\"\(membersB[1])\"") }
+        #expect(lateRecord?.contains("already ended") == true, "the late record's outcome: \(lateRecord ?? "none")")
 
         // Host a never replaces host b's pool members (their request files are on b): they stay
         // owed to b. Host a's own pool and queue are untouched.
