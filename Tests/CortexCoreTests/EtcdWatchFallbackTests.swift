@@ -174,4 +174,41 @@ func expectDrainsWhileNobodyWaits(_ watch: any EtcdWatch, client: EtcdClient, pr
         #expect(throws: CortexError.self, "the ended stream is reported") { try watch.next(timeoutMilliseconds: 10_000) }
         #expect(throws: CortexError.self, "and stays reported") { try watch.next(timeoutMilliseconds: 0) }
     }
+
+    /// A watch etcd cancels for another reason than compaction (`canceled` without
+    /// `compact_revision`) is reported to the waiter as an error, also when the read source
+    /// found it: the waiter then watches again. A scripted member on a loopback socket.
+    @Test func aWatchCanceledForAnotherReasonIsReportedFromTheReadSource() throws {
+        let listener = try TCPListener()
+        let connection = try TCPConnection.connect(
+            host: "127.0.0.1", port: listener.port, deadline: Socket.deadline(afterMilliseconds: 10_000))
+        let member = accept(listener.descriptor, nil, nil)
+        try #require(member >= 0)
+        defer { close(member) }
+        func answer(_ text: String) {
+            let bytes = Array(text.utf8)
+            #expect(bytes.withUnsafeBytes { write(member, $0.baseAddress, $0.count) } == bytes.count)
+        }
+        func chunk(_ message: String) -> String { String(message.utf8.count + 1, radix: 16) + "\r\n" + message + "\n\r\n" }
+        let stream = WatchStream(connection)
+        let http = HTTPConnection(stream: stream, authority: "127.0.0.1:\(listener.port)")
+        answer("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk(#"{"result":{"header":{},"created":true}}"#))
+        let deadline = Socket.deadline(afterMilliseconds: 10_000)
+        #expect(try http.startPost("/v3/watch", body: [], deadline: deadline).status == 200)
+        let watch = EtcdStreamWatch(
+            connection: http, stream: stream, endpoint: try EtcdEndpoint(url: "http://127.0.0.1:\(listener.port)"))
+        defer { watch.cancel() }
+        try watch.waitUntilCreated(deadline: deadline)
+        watch.startDraining()
+        #expect(watch.isDraining)
+        #expect(try watch.next(timeoutMilliseconds: 0) == .puts([]))
+        answer(chunk(#"{"result":{"events":[{"kv":{"key":"a2V5","value":"dmFs","mod_revision":"7"}}]}}"#))
+        #expect(
+            try watch.next(timeoutMilliseconds: 10_000)
+                == .puts([EtcdKeyValue(key: Array("key".utf8), value: Array("val".utf8), modRevision: 7)]))
+        answer(chunk(#"{"result":{"canceled":true,"cancel_reason":"mvcc: required revision is a future revision"}}"#))
+        #expect(throws: CortexError.self, "the cancel is reported, not taken for a quiet stream") {
+            try watch.next(timeoutMilliseconds: 10_000)
+        }
+    }
 }

@@ -723,6 +723,8 @@ final class EtcdStreamWatch: EtcdWatch, @unchecked Sendable {
     private var lineStart = 0
     private var pending: [EtcdWatchEvent] = []
     private var created = false
+    /// Set when the last read found nothing before its deadline (the stream is still good).
+    private var readTimedOut = false
     /// What the read source delivered and `next` has not taken, oldest first; a failure stays
     /// last and is reported to every later `next`.
     private let delivered = Mutex<[Result<EtcdWatchEvent, CortexError>]>([])
@@ -827,11 +829,13 @@ final class EtcdStreamWatch: EtcdWatch, @unchecked Sendable {
     private func drain() {
         guard let source, !source.isCancelled else { return }
         while true {
+            readTimedOut = false
             do {
                 // A deadline already passed: read what is there without waiting.
                 if let event = try nextMessage(deadline: 0) { deliver(.success(event)) }
             } catch {
-                if case .tryLater = error, stream.readableDescriptor != nil { return }  // nothing more for now
+                // Nothing more to read for now (not a canceled watch, whose error is `tryLater` too).
+                if readTimedOut, stream.readableDescriptor != nil { return }
                 deliver(.failure(error))
                 source.cancel()
                 return
@@ -854,7 +858,12 @@ final class EtcdStreamWatch: EtcdWatch, @unchecked Sendable {
                 }
                 return try interpret(Array(line))
             }
-            guard let piece = try connection.readBodyPiece(deadline: deadline) else {
+            let read: [UInt8]?
+            do { read = try connection.readBodyPiece(deadline: deadline) } catch {
+                if case .tryLater = error { readTimedOut = true }
+                throw error
+            }
+            guard let piece = read else {
                 throw CortexError.io(operation: "watch (the stream ended) at", path: endpoint.description, errno: .ioError)
             }
             if lineStart > 0 {
