@@ -37,7 +37,7 @@ public enum ReapTool {
         "Remove archived journal segments older than D from journal/archive/ (default: config archive_retention, 7d).")
     static let every = Option.duration(
         "every", "D",
-        "Run as a service: reap, sleep D, again, until SIGTERM or SIGINT (exit 0); for systemd Type=simple instead of cron."
+        "Run as a service: a run every D until SIGTERM or SIGINT (exit 0); for systemd Type=simple instead of cron."
     ).checked({ $0 >= 100 }, else: { "invalid --every '\(Values.printable($0))': at least 100ms" })
     static let metricsOut = Option.text(
         "metrics-out", "FILE", "Also write 'cortex metrics' to FILE atomically (node_exporter's textfile collector).")
