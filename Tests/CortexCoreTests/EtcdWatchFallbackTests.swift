@@ -175,9 +175,10 @@ func expectDrainsWhileNobodyWaits(_ watch: any EtcdWatch, client: EtcdClient, pr
         #expect(throws: CortexError.self, "and stays reported") { try watch.next(timeoutMilliseconds: 0) }
     }
 
-    /// A watch etcd cancels for another reason than compaction (`canceled` without
-    /// `compact_revision`) is reported to the waiter as an error, also when the read source
-    /// found it: the waiter then watches again. A scripted member on a loopback socket.
+    /// Events read together with the confirmation are delivered, and a watch etcd cancels for
+    /// another reason than compaction (`canceled` without `compact_revision`) is reported to the
+    /// waiter as an error, also when the read source found it: the waiter then watches again.
+    /// A scripted member on a loopback socket.
     @Test func aWatchCanceledForAnotherReasonIsReportedFromTheReadSource() throws {
         let listener = try TCPListener()
         let connection = try TCPConnection.connect(
@@ -192,7 +193,11 @@ func expectDrainsWhileNobodyWaits(_ watch: any EtcdWatch, client: EtcdClient, pr
         func chunk(_ message: String) -> String { String(message.utf8.count + 1, radix: 16) + "\r\n" + message + "\n\r\n" }
         let stream = WatchStream(connection)
         let http = HTTPConnection(stream: stream, authority: "127.0.0.1:\(listener.port)")
-        answer("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk(#"{"result":{"header":{},"created":true}}"#))
+        // The first event comes in the same write as the confirmation: read with it, never
+        // signalled by the socket again, it must still be delivered.
+        answer(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk(#"{"result":{"header":{},"created":true}}"#)
+                + chunk(#"{"result":{"events":[{"kv":{"key":"Zmlyc3Q=","value":"","mod_revision":"6"}}]}}"#))
         let deadline = Socket.deadline(afterMilliseconds: 10_000)
         #expect(try http.startPost("/v3/watch", body: [], deadline: deadline).status == 200)
         let watch = EtcdStreamWatch(
@@ -201,6 +206,7 @@ func expectDrainsWhileNobodyWaits(_ watch: any EtcdWatch, client: EtcdClient, pr
         try watch.waitUntilCreated(deadline: deadline)
         watch.startDraining()
         #expect(watch.isDraining)
+        #expect(try watch.next(timeoutMilliseconds: 10_000) == .puts([EtcdKeyValue(key: Array("first".utf8), value: [], modRevision: 6)]))
         #expect(try watch.next(timeoutMilliseconds: 0) == .puts([]))
         answer(chunk(#"{"result":{"events":[{"kv":{"key":"a2V5","value":"dmFs","mod_revision":"7"}}]}}"#))
         #expect(

@@ -762,6 +762,10 @@ final class EtcdStreamWatch: EtcdWatch, @unchecked Sendable {
         source.setCancelHandler { [stream] in stream.closeNow() }
         self.source = source
         source.activate()
+        // What was read with `created` but not parsed yet (the first events can come in the
+        // same read, and TLS may hold decrypted bytes) makes the socket readable no more: drain
+        // it once now.
+        queue.async { [weak self] in self?.drain() }
     }
 
     func next(timeoutMilliseconds: Int64) throws(CortexError) -> EtcdWatchEvent {
