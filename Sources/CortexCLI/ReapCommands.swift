@@ -37,7 +37,7 @@ public enum ReapTool {
         "Remove archived journal segments older than D from journal/archive/ (default: config archive_retention, 7d).")
     static let every = Option.duration(
         "every", "D",
-        "Run as a service: reap, sleep D, again, until SIGTERM or SIGINT (exit 0); for systemd Type=simple instead of cron."
+        "Run as a service: a run every D until SIGTERM or SIGINT (exit 0); for systemd Type=simple instead of cron."
     ).checked({ $0 >= 100 }, else: { "invalid --every '\(Values.printable($0))': at least 100ms" })
     static let metricsOut = Option.text(
         "metrics-out", "FILE", "Also write 'cortex metrics' to FILE atomically (node_exporter's textfile collector).")
@@ -53,14 +53,18 @@ public enum ReapTool {
         // a clean mask from the spawner) and end the sleep between runs: a stop never cuts a run.
         WorkerSupervision.blockStopSignals()
         var runs = 0
+        // One liveness lease for the service's life, kept alive by each run (decision 037).
+        let lease = HostLease()
         while true {
             // Each run opens its own stores and lets them go when it ends (their descriptors
             // closed): a service that kept every run's store ran out of descriptors in an hour.
             var run = invocation
             run.session = CommandSession()
+            let started = POSIX.monotonicNanoseconds()
             do throws(CortexError) {
                 Output.print(
-                    try reapOnce(run, period: runs == 0 ? interval : nil), json: invocation.arguments[CommonOptions.json],
+                    try reapOnce(run, period: runs == 0 ? interval : nil, lease: lease),
+                    json: invocation.arguments[CommonOptions.json],
                     command: "cortex-reap")
                 run.session.writeSnapshotsAfterReading()
                 run.session.printWarnings(command: "cortex-reap")
@@ -70,14 +74,18 @@ public enum ReapTool {
                 WorkerSupervision.warn("\(error.description); next run in \(every)")
             }
             runs += 1
-            if WorkerSupervision.waitForStop(milliseconds: interval) { break }
+            // Runs start every D, not D after the last one ended: another host's lapsed lease is
+            // seen within one D, however long a run took (decision 037's bound).
+            let elapsed = Int64((POSIX.monotonicNanoseconds() - started) / 1_000_000)
+            if WorkerSupervision.waitForStop(milliseconds: max(0, interval - elapsed)) { break }
         }
         return Report(text: "", json: .null)
     }
 
     /// One reaper run (`cortex-reap` without `--every`). `period`: the service's interval, given
     /// on its first run, to warn when it is too long to keep a shared journal's host lease alive.
-    static func reapOnce(_ invocation: Invocation, period: Int64? = nil) throws(CortexError) -> Report {
+    /// `lease`: the service's liveness lease, kept between its runs.
+    static func reapOnce(_ invocation: Invocation, period: Int64? = nil, lease: HostLease? = nil) throws(CortexError) -> Report {
         let arguments = invocation.arguments
         let dryRun = arguments[Self.dryRun]
         let store = try invocation.openStore()
@@ -100,6 +108,7 @@ public enum ReapTool {
         options.archiveRetentionMilliseconds = archiveRetention
         options.temporaryGraceMilliseconds = temporaryGrace
         options.metricsOut = arguments[Self.metricsOut]
+        options.hostLease = lease
         let result = try Reaper.run(store, options: options, now: POSIX.wallClockMilliseconds())
         var lines: [String] = []
         if !result.wouldReplace.isEmpty {

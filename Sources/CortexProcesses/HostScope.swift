@@ -8,13 +8,14 @@ import CortexStorage
 /// and judge another host's by that host's liveness (`HostRegistry`), which its reaper keeps.
 public enum HostScope {
     /// Announces this host alive for `ttlMilliseconds` (unless `announce` is false: a dry run)
-    /// and returns what the registry knows of every host; nothing for a folder of files.
+    /// and returns what the registry knows of every host; nothing for a folder of files. With
+    /// `lease` (a long-lived reaper's), the lease it holds is kept alive instead of granting one.
     /// - Throws: `CortexError` when the cluster does not answer (the reaper run fails with it).
-    public static func announceAndSight(_ store: CoordinationStore, ttlMilliseconds: Int64, announce: Bool) throws(CortexError)
-        -> [HostSighting]
-    {
+    public static func announceAndSight(
+        _ store: CoordinationStore, ttlMilliseconds: Int64, announce: Bool, lease: HostLease? = nil
+    ) throws(CortexError) -> [HostSighting] {
         guard let registry = store.hostRegistry, let host = store.config.hostID else { return [] }
-        if announce { try registry.announce(host: host, ttlMilliseconds: ttlMilliseconds) }
+        if announce { try registry.announce(host: host, ttlMilliseconds: ttlMilliseconds, lease: lease) }
         return try registry.hosts()
     }
 }

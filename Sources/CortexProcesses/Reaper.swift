@@ -25,6 +25,9 @@ public enum Reaper {
         public var temporaryGraceMilliseconds: Int64 = Reaper.defaultTemporaryGraceMilliseconds
         /// Also write the Prometheus text here.
         public var metricsOut: String?
+        /// The host's liveness lease kept between the runs of a long-lived reaper (`--every`);
+        /// nil: each run grants one (docs/decisions/037).
+        public var hostLease: HostLease?
 
         /// The options `config` implies: its heartbeat timeout, result TTL and archive retention.
         public init(config: CortexConfig) {
@@ -87,7 +90,8 @@ public enum Reaper {
         // a wall-clock step (FolderClock).
         let clock = try clockReading(layout, dryRun: dryRun, wallNow: now)
         // A journal shared by hosts: say this host is alive, then read which hosts are (037).
-        let hosts = try HostScope.announceAndSight(store, ttlMilliseconds: heartbeatTimeout, announce: !dryRun)
+        let hosts = try HostScope.announceAndSight(
+            store, ttlMilliseconds: heartbeatTimeout, announce: !dryRun, lease: options.hostLease)
         let plan = observe(
             store, now: clock.folderNow, heartbeatTimeout: heartbeatTimeout, stampedNoEarlierThan: clock.stepAt, hosts: hosts)
 

@@ -64,6 +64,8 @@ private func etcdError(_ body: () throws -> Void) -> CortexError? {
         var event = try watch.next(timeoutMilliseconds: 1000)
         for _ in 0..<20 where event == .puts([]) { event = try watch.next(timeoutMilliseconds: 1000) }
         #expect(event == .puts([EtcdKeyValue(key: prefix + [2], value: Array("two".utf8), modRevision: second.revision)]))
+        // Over TLS too, the watch's read source decrypts and queues events while nobody waits.
+        try expectDrainsWhileNobodyWaits(watch, client: client, prefix: prefix, count: 20)
 
         let strangers = [
             ("no client certificate", EtcdTLSFiles(caFile: certificates.file("ca.pem")), "this client presented no certificate"),

@@ -13,6 +13,11 @@ import Glibc
 /// HTTP/1.1 clients send a request only after the previous reply on the connection, so the first
 /// bytes from the member after a request are the start of its reply; a request's head is
 /// recognised by the method at the start of a read (`POST /path`).
+///
+/// Requests whose path starts with `holdPath` are held instead: the proxy keeps their bytes
+/// (and every later byte of that connection) until `releaseHeld()`, so a test can change the
+/// cluster between a tool sending such a request and the member seeing it (a watch whose start
+/// revision is compacted meanwhile).
 final class CuttingProxy: @unchecked Sendable {
     /// The port the proxy listens on (127.0.0.1).
     let port: Int
@@ -29,6 +34,10 @@ final class CuttingProxy: @unchecked Sendable {
     private var relayedConnections = 0
     private var stopped = false
     private var openDescriptors: Set<Int32> = []
+    private let holdPath: String?
+    private let holdCondition = NSCondition()
+    private var heldRequests = 0
+    private var holding = true
 
     /// Replies cut so far.
     var cuts: Int { lock.withLock { cutReplies } }
@@ -37,10 +46,22 @@ final class CuttingProxy: @unchecked Sendable {
     /// Connections relayed so far.
     var connections: Int { lock.withLock { relayedConnections } }
 
+    /// Requests on `holdPath` held so far.
+    var held: Int { holdCondition.withLock { heldRequests } }
+
+    /// Passes on every request held so far, and every later one at once.
+    func releaseHeld() {
+        holdCondition.withLock {
+            holding = false
+            holdCondition.broadcast()
+        }
+    }
+
     /// Starts listening and relaying at once.
-    init(upstreamPort: Int, cutPath: String = "/v3/kv/txn", cutEvery: Int = 2) throws {
+    init(upstreamPort: Int, cutPath: String = "/v3/kv/txn", cutEvery: Int = 2, holdPath: String? = nil) throws {
         precondition(cutEvery >= 1)
         self.upstreamPort = upstreamPort
+        self.holdPath = holdPath
         self.cutPath = cutPath
         self.cutEvery = cutEvery
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
@@ -66,6 +87,7 @@ final class CuttingProxy: @unchecked Sendable {
 
     /// Stops accepting and closes every relayed connection.
     func stop() {
+        releaseHeld()
         let descriptors: Set<Int32> = lock.withLock {
             guard !stopped else { return [] }
             stopped = true
@@ -139,7 +161,15 @@ final class CuttingProxy: @unchecked Sendable {
             let count = read(relay.client, &buffer, buffer.count)
             if count < 0 && errno == EINTR { continue }
             guard count > 0 else { break }
-            if let path = CuttingProxy.requestPath(buffer[..<count]) { lock.withLock { relay.pendingPath = path } }
+            if let path = CuttingProxy.requestPath(buffer[..<count]) {
+                lock.withLock { relay.pendingPath = path }
+                if let holdPath, path.hasPrefix(holdPath) {
+                    holdCondition.withLock {
+                        heldRequests += 1
+                        while holding { holdCondition.wait() }
+                    }
+                }
+            }
             guard CuttingProxy.sendAll(relay.upstream, buffer[..<count]) else { break }
         }
         finish(relay)

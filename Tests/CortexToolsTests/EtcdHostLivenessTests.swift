@@ -70,6 +70,52 @@ struct EtcdHostLivenessTests {
         }
     }
 
+    /// CPU reservations count only the workers of their own host, while a tenant's quotas
+    /// (workers, memory) count every host's workers: host folders on one namespace. A spawn
+    /// that does not fit queues on its host (exit 75, the reason on stderr) and holds that
+    /// host's later spawns, so each refusal is asked on a host of its own.
+    @Test(.timeLimit(.minutes(5)))
+    func cpuIsEachHostsOwnAndTenantQuotasSpanEveryHost() throws {
+        guard let cluster = try EtcdCluster.start() else { return }
+        let directory = try TemporaryDirectory()
+        var hosts: [String: HostFolder] = [:]
+        for name in ["a", "b", "c", "d", "e", "f"] {
+            hosts[name] = try HostFolder(
+                directory, host: name, cluster: cluster, namespace: "limits", maxWorkers: 8, heartbeatTimeout: "60s")
+        }
+        defer { for host in hosts.values { killFolderProcesses(root: host.root) } }
+        func spawn(_ host: String, _ arguments: [String]) throws -> ToolResult {
+            try #require(hosts[host]).tool(["cortex-spawn"], arguments + ["--", "sleep", "1000"])
+        }
+        // Host a reserves every core it has; a's next reservation waits, b's starts.
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        let all = try spawn("a", ["--cpu", String(cores)])
+        #expect(all.exitCode == 0, "\(all)")
+        let moreOnA = try spawn("a", ["--cpu", "0.5"])
+        #expect(moreOnA.exitCode == 75 && moreOnA.stderr.contains("CPU"), "host a's cores are all reserved: \(moreOnA)")
+        let onB = try spawn("b", ["--cpu", "0.5"])
+        #expect(onB.exitCode == 0, "host a's reservations do not count on host b: \(onB)")
+
+        // Tenant acme may hold one worker, whichever host asks.
+        let quota = try #require(hosts["a"]).tool(["cortex-budget", "quota"], ["--tenant", "acme", "--max-workers", "1"])
+        #expect(quota.exitCode == 0, "\(quota)")
+        let first = try spawn("c", ["--tenant", "acme"])
+        #expect(first.exitCode == 0, "\(first)")
+        let second = try spawn("d", ["--tenant", "acme"])
+        #expect(second.exitCode == 75 && second.stderr.contains("acme"), "acme's worker on host c counts on host d: \(second)")
+
+        // And 100M of memory, whichever host asks.
+        let widened = try #require(hosts["b"]).tool(
+            ["cortex-budget", "quota"], ["--tenant", "acme", "--max-workers", "none", "--memory", "100M"])
+        #expect(widened.exitCode == 0, "\(widened)")
+        let big = try spawn("e", ["--tenant", "acme", "--memory", "80M"])
+        #expect(big.exitCode == 0, "\(big)")
+        let over = try spawn("f", ["--tenant", "acme", "--memory", "80M"])
+        #expect(
+            over.exitCode == 75 && over.stderr.contains("acme") && over.stderr.contains("memory"),
+            "acme's 80M on host e count on host f: \(over)")
+    }
+
     @Test(.timeLimit(.minutes(10)))
     func aHostWhoseProcessesAllDieIsDeclaredLostByAnotherHostsReaperAndItsWorkFinishesThere() throws {
         guard let cluster = try EtcdCluster.start() else { return }
@@ -132,19 +178,28 @@ struct EtcdHostLivenessTests {
         #expect(firstOfA.string("status") == "running", "\(firstOfA.jsonText)")
         #expect(try a.tool(["cortex-task", "show", task], ["--json"]).json?.string("status") == "running")
 
-        // Host b dies: its reaper, supervisors, workers, everything, with kill -9.
-        let killedAt = Date()
+        // Host b dies: its reaper first (its last liveness is behind it), then one last record
+        // from b, whose time stamps the moment after that liveness, then everything else, with kill -9.
         kill(reapers[1].pid, SIGKILL)
+        let last = try b.tool(["cortex-task", "create"], ["--type", "last-of-b"])
+        #expect(last.exitCode == 0, "\(last)")
         kill(heartbeat.pid, SIGKILL)
         killFolderProcesses(root: b.root)
         try a.waitUntil("host a's reaper declares host b's workers lost") {
             try membersB.allSatisfy { try a.show($0).string("status") == "lost" }
         }
-        let declaredAfter = Date().timeIntervalSince(killedAt)
+        // The journal's own times, not this test's clock: from b's last record to a's first loss of b's.
+        let records = try a.tool(["cortex", "tail"], ["--json", "--lines", "10000"])
+        let events = records.stdoutLines.compactMap { try? JSONValue.parse(Array($0.utf8)) }
+        let lastOfB = try #require(events.last { $0.jsonText.contains("last-of-b") }?.int("at_ms"), "\(records)")
+        let lossOfB = try #require(
+            events.first { $0.string("kind") == "worker.lost" && $0["data"]?.string("host") == "b" }?.int("at_ms"), "\(records)")
+        let declaredAfter = Double(lossOfB - lastOfB) / 1000
         print(
-            "host b declared lost \(String(format: "%.1f", declaredAfter)) s after its processes died (heartbeat_timeout 4 s, reaper period 1 s)"
+            "host b declared lost \(String(format: "%.2f", declaredAfter)) s after its last record (heartbeat_timeout 4 s, reaper period 1 s)"
         )
-        // A bound a person would notice, not a speed target: the lease (4 s) plus a run (1 s), with room for a loaded machine.
+        // heartbeat_timeout + one reaper period, plus etcd's lease check (every 0.5 s) and room
+        // for a loaded machine: a bound a person would notice, not a speed target.
         #expect(declaredAfter < heartbeatSeconds + 1 + 15, "declared after \(declaredAfter) s")
         #expect(try a.show(membersB[0]).string("lost_reason")?.contains("host b") == true)
         #expect(try a.hosts()["b"]?.string("liveness") == "down")
@@ -159,6 +214,14 @@ struct EtcdHostLivenessTests {
         let stale = try b.tool(["cortex-task", "complete", task], ["--claim", String(staleToken)])
         #expect(stale.exitCode != 0, "\(stale)")
         #expect(try a.tool(["cortex-task", "show", task], ["--json"]).json?.string("status") == "done")
+        // Fencing: a supervisor of host b's, back, reports its worker's run as ended after the
+        // loss: its record is refused (the worker has already ended) and changes nothing.
+        let late = try b.tool(["cortex-spawn", "_supervise", membersB[1]], ["--exit", "exited:0", "--ran-ms", "5"])
+        #expect(late.exitCode != nil, "\(late)")
+        #expect(try a.show(membersB[1]).string("status") == "lost", "\(late)")
+        let after = try a.tool(["cortex", "tail"], ["--json", "--lines", "10000"]).stdoutLines
+        let lateRecord = after.last { $0.contains("\"\(membersB[1])\"") }
+        #expect(lateRecord?.contains("already ended") == true, "the late record's outcome: \(lateRecord ?? "none")")
 
         // Host a never replaces host b's pool members (their request files are on b): they stay
         // owed to b. Host a's own pool and queue are untouched.

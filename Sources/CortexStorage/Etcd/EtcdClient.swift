@@ -1,4 +1,5 @@
 import CortexCore
+import Dispatch
 import Synchronization
 
 /// One etcd member's client address.
@@ -394,14 +395,16 @@ public final class EtcdClient: EtcdKV {
             let deadline = Socket.deadline(afterMilliseconds: timeoutMilliseconds)
             var connection: HTTPConnection?
             do throws(CortexError) {
-                let opened = HTTPConnection(stream: try openStream(endpoint, deadline), authority: endpoint.description)
+                let stream = WatchStream(try openStream(endpoint, deadline))
+                let opened = HTTPConnection(stream: stream, authority: endpoint.description)
                 connection = opened
                 let head = try opened.startPost("/v3/watch", body: body, headers: headers, deadline: deadline)
                 guard head.status == 200 else {
                     throw CortexError.tryLater("etcd \(endpoint) answered the watch with HTTP \(head.status)")
                 }
-                let watch = EtcdStreamWatch(connection: opened, endpoint: endpoint)
+                let watch = EtcdStreamWatch(connection: opened, stream: stream, endpoint: endpoint)
                 try watch.waitUntilCreated(deadline: deadline)
+                watch.startDraining()
                 return watch
             } catch {
                 connection?.close()
@@ -726,20 +729,42 @@ public final class EtcdClient: EtcdKV {
 }
 
 /// A watch over one chunked `/v3/watch` reply: newline-separated `{"result":…}` messages.
-final class EtcdStreamWatch: EtcdWatch {
+///
+/// Once etcd confirmed the watch (`created`), a Dispatch read source on the connection's socket
+/// drains it on a serial queue (docs/decisions/005 and 030): events are read, parsed and queued
+/// as they arrive, while the caller makes its requests on other connections, and `next` waits
+/// on a semaphore with its deadline. For TLS the source drives `SSL_read` (OpenSSL decrypts; a
+/// `DispatchIO` channel would hand over ciphertext). A stream without a descriptor is read by
+/// `next` itself, blocking.
+///
+/// `@unchecked Sendable`: before `startDraining` only the creating thread uses it; after, the
+/// parsing state (`connection`, `lines`, `lineStart`, `pending`) belongs to the queue, and the
+/// caller touches only `delivered` (under its lock) and `ready`.
+final class EtcdStreamWatch: EtcdWatch, @unchecked Sendable {
     private let connection: HTTPConnection
+    private let stream: WatchStream
     private let endpoint: EtcdEndpoint
     private var lines: [UInt8] = []
     private var lineStart = 0
     private var pending: [EtcdWatchEvent] = []
     private var created = false
+    /// Set when the last read found nothing before its deadline (the stream is still good).
+    private var readTimedOut = false
+    /// What the read source delivered and `next` has not taken, oldest first; a failure stays
+    /// last and is reported to every later `next`.
+    private let delivered = Mutex<[Result<EtcdWatchEvent, CortexError>]>([])
+    /// Signalled once per delivered item.
+    private let ready = DispatchSemaphore(value: 0)
+    private var source: (any DispatchSourceRead)?
+    private let queue = DispatchQueue(label: "cortex.etcd-watch")
 
-    init(connection: HTTPConnection, endpoint: EtcdEndpoint) {
+    init(connection: HTTPConnection, stream: WatchStream, endpoint: EtcdEndpoint) {
         self.connection = connection
+        self.stream = stream
         self.endpoint = endpoint
     }
 
-    deinit { connection.close() }
+    deinit { cancel() }
 
     /// Reads messages until etcd confirms the watch (`created:true`).
     func waitUntilCreated(deadline: UInt64) throws(CortexError) {
@@ -748,7 +773,67 @@ final class EtcdStreamWatch: EtcdWatch {
         }
     }
 
+    /// From now on a read source drains the stream on the watch's queue; what was read while
+    /// waiting for `created` is delivered first. Nothing happens for a stream without a descriptor.
+    func startDraining() {
+        guard source == nil, let descriptor = stream.readableDescriptor else { return }
+        let events = pending
+        pending = []
+        for event in events { deliver(.success(event)) }
+        stream.closesLater = true
+        let source = DispatchSource.makeReadSource(fileDescriptor: descriptor, queue: queue)
+        source.setEventHandler { [weak self] in self?.drain() }
+        // The descriptor is closed only once the source let go of it.
+        source.setCancelHandler { [stream] in stream.closeNow() }
+        self.source = source
+        source.activate()
+        // What was read with `created` but not parsed yet (the first events can come in the
+        // same read, and TLS may hold decrypted bytes) makes the socket readable no more: drain
+        // it once now.
+        queue.async { [weak self] in self?.drain() }
+    }
+
     func next(timeoutMilliseconds: Int64) throws(CortexError) -> EtcdWatchEvent {
+        guard source != nil else { return try nextInline(timeoutMilliseconds: timeoutMilliseconds) }
+        let timeout: DispatchTime =
+            timeoutMilliseconds < 0 ? .distantFuture : .now() + .milliseconds(Int(min(timeoutMilliseconds, Int64(Int32.max))))
+        guard ready.wait(timeout: timeout) == .success else { return .puts([]) }
+        let item = delivered.withLock { items in
+            let first = items.removeFirst()
+            if case .failure = first { items.insert(first, at: 0) }
+            return first
+        }
+        switch item {
+        case .success(let event): return event
+        case .failure(let error):
+            ready.signal()  // the failure stays for the next call
+            throw error
+        }
+    }
+
+    /// The puts read off the stream that `next` has not taken yet (0 without a read source).
+    var undeliveredPuts: Int {
+        delivered.withLock { items in
+            items.reduce(0) { total, item in
+                guard case .success(.puts(let puts)) = item else { return total }
+                return total + puts.count
+            }
+        }
+    }
+
+    /// True while a read source drains the stream.
+    var isDraining: Bool { source != nil }
+
+    func cancel() {
+        if let source {
+            source.cancel()
+        } else {
+            stream.closeNow()
+        }
+    }
+
+    /// `next` without a read source: reads the stream itself until an event or the deadline.
+    private func nextInline(timeoutMilliseconds: Int64) throws(CortexError) -> EtcdWatchEvent {
         if !pending.isEmpty { return pending.removeFirst() }
         let deadline = timeoutMilliseconds < 0 ? UInt64.max / 2 : Socket.deadline(afterMilliseconds: timeoutMilliseconds)
         do {
@@ -761,7 +846,31 @@ final class EtcdStreamWatch: EtcdWatch {
         }
     }
 
-    func cancel() { connection.close() }
+    private func deliver(_ item: Result<EtcdWatchEvent, CortexError>) {
+        delivered.withLock { $0.append(item) }
+        ready.signal()
+    }
+
+    /// On the queue, when the socket is readable: reads every message there is now (the
+    /// socket's bytes and what TLS already decrypted), delivering events; a broken or ended
+    /// stream, or a message that is not a watch reply, is delivered as the failure and stops
+    /// the source.
+    private func drain() {
+        guard let source, !source.isCancelled else { return }
+        while true {
+            readTimedOut = false
+            do {
+                // A deadline already passed: read what is there without waiting.
+                if let event = try nextMessage(deadline: 0) { deliver(.success(event)) }
+            } catch {
+                // Nothing more to read for now (not a canceled watch, whose error is `tryLater` too).
+                if readTimedOut, stream.readableDescriptor != nil { return }
+                deliver(.failure(error))
+                source.cancel()
+                return
+            }
+        }
+    }
 
     /// Reads one message and returns what it means for the caller (nil: nothing to report).
     private func nextMessage(deadline: UInt64) throws(CortexError) -> EtcdWatchEvent? {
@@ -778,7 +887,12 @@ final class EtcdStreamWatch: EtcdWatch {
                 }
                 return try interpret(Array(line))
             }
-            guard let piece = try connection.readBodyPiece(deadline: deadline) else {
+            let read: [UInt8]?
+            do { read = try connection.readBodyPiece(deadline: deadline) } catch {
+                if case .tryLater = error { readTimedOut = true }
+                throw error
+            }
+            guard let piece = read else {
                 throw CortexError.io(operation: "watch (the stream ended) at", path: endpoint.description, errno: .ioError)
             }
             if lineStart > 0 {
@@ -881,4 +995,31 @@ final class EtcdOperation: Sendable {
             "no etcd member answered \(path): \(count) attempt\(plural) on \(lastFailure.count) of \(endpoints.count) members in \(seconds) s (etcd_timeout \(limit)): "
                 + members.joined(separator: "; "))
     }
+}
+
+/// The stream under a watch's connection. Once a read source watches its descriptor, a close
+/// asked for by the HTTP layer (a reply that ended or broke) is put off until the source is
+/// cancelled (`closeNow`): a descriptor must not be closed, and its number reused, while Dispatch
+/// still watches it.
+final class WatchStream: ByteStream {
+    private let stream: any ByteStream
+    /// True once a read source watches the descriptor.
+    var closesLater = false
+
+    init(_ stream: any ByteStream) { self.stream = stream }
+
+    func send(_ bytes: [UInt8], deadline: UInt64) throws(CortexError) { try stream.send(bytes, deadline: deadline) }
+
+    func receive(maximum: Int, deadline: UInt64) throws(CortexError) -> [UInt8] {
+        try stream.receive(maximum: maximum, deadline: deadline)
+    }
+
+    func close() {
+        if !closesLater { stream.close() }
+    }
+
+    /// Closes the stream whoever watches it.
+    func closeNow() { stream.close() }
+
+    var readableDescriptor: Int32? { stream.readableDescriptor }
 }

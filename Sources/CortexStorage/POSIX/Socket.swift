@@ -21,6 +21,16 @@ public protocol ByteStream: AnyObject {
 
     /// Closes the stream; later calls fail. Closing twice is harmless.
     func close()
+
+    /// The descriptor that becomes readable when more bytes may be received (what a Dispatch
+    /// read source watches: docs/decisions/005), or nil when none can be any more (closed, or a
+    /// session that broke) or the stream has no descriptor.
+    var readableDescriptor: Int32? { get }
+}
+
+extension ByteStream {
+    /// No descriptor: a stream without one is read by blocking calls only.
+    public var readableDescriptor: Int32? { nil }
 }
 
 /// A connected TCP socket (close-on-exec, non-blocking, `TCP_NODELAY`).
@@ -153,6 +163,9 @@ public final class TCPConnection: ByteStream {
         if descriptor >= 0 { POSIX.close(descriptor) }
         descriptor = -1
     }
+
+    /// The socket while it is open.
+    public var readableDescriptor: Int32? { descriptor >= 0 ? descriptor : nil }
 }
 
 /// A listening TCP socket on the loopback address: free ports for a test cluster, and a peer

@@ -166,6 +166,9 @@ public final class TLSStream: ByteStream {
         return bytes
     }
 
+    /// The socket while the session can still deliver bytes (not closed, not broken).
+    public var readableDescriptor: Int32? { closed || broken ? nil : socket }
+
     /// Sends close_notify when the session is healthy (once, without waiting for the server's),
     /// then frees the session and closes the socket.
     public func close() {
