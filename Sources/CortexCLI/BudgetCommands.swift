@@ -186,6 +186,7 @@ public enum BudgetTool {
         let deadline = POSIX.monotonicNanoseconds() + UInt64(waitMilliseconds) * 1_000_000
         let waiter = try store.journal.makeWaiter()
         defer { waiter.disarm() }
+        try store.catchUp()  // the waiter hears only appends from its arming on
         while true {
             if let never = store.state.budget.neverFits(request) {
                 return Report(exitCode: 1, text: "", json: .object(["refused": .string(never)]), diagnostic: never)
