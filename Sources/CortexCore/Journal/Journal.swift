@@ -19,7 +19,10 @@
 ///   reported in `JournalRead.damaged`, never fatal. An append that a backend voids (a file
 ///   record after a seal) is detected by the writer's next read (`isVoid`) and appended again.
 /// - **Durability.** `makeDurable(from:through:)` returns once the records through that position
-///   survive a power loss (or, for a memory backend, as long as the process lives).
+///   survive a power loss (or, for a memory backend, as long as the process lives), and
+///   `durableThrough` then says so.
+/// - **Compaction keeps what follows.** After `compact(before:)`, reading from that position on
+///   gives the same records at the same positions.
 public protocol Journal: AnyObject {
     /// Appends `line` (one record as `RecordCodec.encode` writes it) after every record appended
     /// so far, whole, and returns where it starts. `tail` is the caller's read position: where the
@@ -42,6 +45,11 @@ public protocol Journal: AnyObject {
     /// Makes every record from `start` through `end` durable (`start` may be where the caller
     /// knows the journal was already durable).
     func makeDurable(from start: JournalPosition, through end: JournalPosition) throws(CortexError)
+
+    /// The furthest position this journal object made durable: at least the `end` of every
+    /// `makeDurable(from:through:)` that returned, never moving back; nil before the first.
+    /// What a caller (or a test) can check that durability was asked for and given.
+    var durableThrough: JournalPosition? { get }
 
     /// A waiter armed now: it wakes on any record appended from now on.
     func makeWaiter() throws(CortexError) -> any JournalWaiter

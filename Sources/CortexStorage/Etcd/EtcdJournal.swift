@@ -1,4 +1,5 @@
 import CortexCore
+import Synchronization
 
 /// The journal on an etcd cluster, over the `EtcdKV` seam (docs/decisions/031; issue 16).
 ///
@@ -16,7 +17,8 @@ import CortexCore
 /// its own, nothing is ever void, and there is one part: nothing to roll over. Compaction
 /// deletes the keys that a durable snapshot covers, so a read's sort stays short.
 ///
-/// Holds no mutable state: one instance may serve stores on several threads.
+/// Holds no mutable state but `durableThrough` (behind a lock): one instance may serve stores
+/// on several threads.
 public final class EtcdJournal: Journal, Sendable {
     /// The cluster.
     public let kv: any EtcdKV
@@ -28,6 +30,8 @@ public final class EtcdJournal: Journal, Sendable {
     public let pageSize: Int
     /// How many times an append is tried (the same key each time) before its error is thrown.
     public static let appendAttempts = 4
+    /// The furthest position `makeDurable` was given (`durableThrough`).
+    private let durable = Mutex<JournalPosition?>(nil)
 
     /// A journal under `<namespace>/journal/` on `kv`, reading `pageSize` records per request.
     /// - Throws: `configuration` when `namespace` is not a valid namespace (`checkNamespace`).
@@ -239,8 +243,16 @@ public final class EtcdJournal: Journal, Sendable {
         return try !kv.range(prefix: prefix, minimumRevision: revision, maximumRevision: nil, limit: 1).keyValues.isEmpty
     }
 
-    /// Nothing to do: etcd acknowledged each append after a Raft majority of members had it on disk.
-    public func makeDurable(from start: JournalPosition, through end: JournalPosition) throws(CortexError) {}
+    /// Nothing to write: etcd acknowledged each append after a Raft majority of members had it on
+    /// disk. Records `end` as `durableThrough` (when it is further).
+    public func makeDurable(from start: JournalPosition, through end: JournalPosition) throws(CortexError) {
+        durable.withLock { durable in
+            if durable.map({ $0 < end }) ?? true { durable = end }
+        }
+    }
+
+    /// The furthest `end` a `makeDurable` was given.
+    public var durableThrough: JournalPosition? { durable.withLock { $0 } }
 
     /// A waiter on an etcd watch of the journal's prefix, from the revision after now.
     public func makeWaiter() throws(CortexError) -> any JournalWaiter { try EtcdJournalWaiter(kv: kv, prefix: prefix) }

@@ -43,11 +43,13 @@ extension FileJournal: Journal {
         return try sizeOfSegment(extent.segment) != extent.offset
     }
 
-    /// `fdatasync`s every existing segment from `start`'s through `end`'s.
+    /// `fdatasync`s every existing segment from `start`'s through `end`'s, then records `end` as
+    /// `durableThrough` (when it is further).
     public func makeDurable(from start: JournalPosition, through end: JournalPosition) throws(CortexError) {
         for segment in min(start.segment, end.segment)...end.segment where try segmentExists(segment) {
             try syncSegment(segment)
         }
+        if durableThrough.map({ $0 < end }) ?? true { durableThrough = end }
     }
 
     /// A waiter on the doorbell every append rings (docs/decisions/039-wake.md), falling back to an

@@ -21,6 +21,8 @@ public final class FileJournal {
     private var readDescriptor: (segment: Int, fd: Int32)?
     /// The doorbell this journal rings after each append, opened on the first (`ringDoorbell()`).
     private var doorbell: JournalDoorbell?
+    /// The furthest position this instance `fdatasync`ed through (`Journal.durableThrough`).
+    public internal(set) var durableThrough: JournalPosition?
 
     /// A journal in `directory` (which must exist), opened as a folder of its own, whose new
     /// files follow `permissions`, and whose segments rotate past `segmentMaxBytes`.

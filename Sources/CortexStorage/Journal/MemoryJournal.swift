@@ -21,6 +21,7 @@ public final class MemoryJournal: Journal, @unchecked Sendable {
     private let lock = ConditionLock()
     private var entries: [Entry] = []
     private var voidsPending = 0
+    private var durable: JournalPosition?
     private var tearsPending = 0
 
     /// An empty journal.
@@ -111,8 +112,20 @@ public final class MemoryJournal: Journal, @unchecked Sendable {
         try locked { () throws(CortexError) in MemoryJournal.position(entries.count) != extent }
     }
 
-    /// Nothing to do: records last as long as the process.
-    public func makeDurable(from start: JournalPosition, through end: JournalPosition) throws(CortexError) {}
+    /// Nothing to write: records last as long as the process. Records `end` as `durableThrough`
+    /// (when it is further).
+    public func makeDurable(from start: JournalPosition, through end: JournalPosition) throws(CortexError) {
+        try locked { () throws(CortexError) in
+            if durable.map({ $0 < end }) ?? true { durable = end }
+        }
+    }
+
+    /// The furthest `end` a `makeDurable` was given.
+    public var durableThrough: JournalPosition? {
+        lock.lock()
+        defer { lock.unlock() }
+        return durable
+    }
 
     /// A waiter that wakes on the next append.
     public func makeWaiter() throws(CortexError) -> any JournalWaiter { Waiter(journal: self) }
