@@ -1,0 +1,127 @@
+import CortexCore
+
+/// Reading the journal into the store's state (docs/design.md, "Fold"): from the snapshot loaded,
+/// with the fallbacks when the journal does not confirm it, and the fold through a record to learn
+/// its outcome. Only `Journal` calls, and `SharedJournal`'s when the journal adopts it.
+extension CoordinationStore {
+    /// Folds the journal past the snapshot loaded (`local`: the folder's own was), falling back
+    /// when the journal does not confirm it. For an etcd folder the fallback is the snapshot
+    /// stored in etcd (docs/decisions/035), asked for only when the fold meets a compaction or
+    /// contradicts the local snapshot: a folder without a snapshot folds from the beginning
+    /// first, which costs no extra round trip while the namespace is young and reads at most the
+    /// records compaction left (one or two snapshot intervals) once it is not. Then the
+    /// journal's beginning. `storedFirst`: the caller knows the journal was compacted past it,
+    /// so the stored snapshot is loaded before any fold.
+    /// - Returns: the outcome of the record `watchedID` when the fold met it.
+    @discardableResult
+    /// `storedAt`: the stored snapshot as it was at that revision (the snapshot before a record
+    /// whose outcome is wanted: a later one may already cover the record).
+    func foldFromSnapshot(
+        local: Bool, storedFirst: Bool = false, storedAt: Int64? = nil, watchingFor watchedID: String? = nil
+    ) throws(CortexError) -> Outcome? {
+        let shared = persistsFiles ? journal as? EtcdJournal : nil
+        var triedStored = shared == nil
+        var believing = local
+        if storedFirst, !local, let shared {
+            triedStored = true
+            believing = loadStoredSnapshot(shared, atRevision: storedAt)
+        }
+        while true {
+            do {
+                let outcome = try foldForward(watchingFor: watchedID)
+                // Not one record at or after the snapshot's last: the namespace was emptied or replaced.
+                if pendingSnapshotCheck == nil {
+                    cacheStoredSnapshot()
+                    return outcome
+                }
+            } catch {
+                guard snapshotMismatched || (shared != nil && EtcdJournal.isCompaction(error) && (believing || !triedStored)) else {
+                    throw error
+                }
+            }
+            forgetSnapshot()
+            believing = false
+            if !triedStored, let shared {
+                triedStored = true
+                believing = loadStoredSnapshot(shared, atRevision: storedAt)
+            }
+        }
+    }
+
+    /// Folds every record appended since the last fold.
+    /// On an etcd folder, a fold that finds the records after its position deleted by a
+    /// compaction starts again from the snapshot stored in etcd (docs/decisions/035).
+    public func catchUp() throws(CortexError) {
+        if foldDeferred {
+            foldDeferred = false
+            try foldFromSnapshot(local: deferredFromLocalSnapshot)
+            return
+        }
+        do {
+            _ = try foldForward(watchingFor: nil)
+        } catch {
+            guard persistsFiles, EtcdJournal.isCompaction(error) else { throw error }
+            forgetSnapshot()
+            try foldFromSnapshot(local: false, storedFirst: true)
+        }
+    }
+
+    /// Folds to the end of the journal; returns the outcome of the record with id `watchedID` if it was folded.
+    func foldForward(watchingFor watchedID: String?) throws(CortexError) -> Outcome? {
+        try foldForward(watchingFor: watchedID, appending: nil).outcome
+    }
+
+    /// Folds to the end of the journal, or, with `line` on an etcd journal, appends it and folds
+    /// through it in the same round trip (`EtcdJournal.appendThenRead`, docs/decisions/035).
+    /// Returns the outcome of the record with id `watchedID` if it was folded, and the append.
+    func foldForward(watchingFor watchedID: String?, appending line: [UInt8]?) throws(CortexError) -> (
+        outcome: Outcome?, appended: JournalAppend?
+    ) {
+        var watchedOutcome: Outcome?
+        var acknowledged = Set<JournalPosition>()
+        let visit = { (record: Record, recordPosition: JournalPosition) throws(CortexError) in
+            if let check = self.pendingSnapshotCheck {
+                self.pendingSnapshotCheck = nil
+                // The snapshot's last record, already in its state: confirmed, not folded again.
+                if record.id == check.id && recordPosition == check.position {
+                    self.lastFoldedRecordID = check.id
+                    self.lastFoldedRecordPosition = check.position
+                    return
+                }
+                self.snapshotMismatched = true
+                throw CortexError.corrupt("the snapshot's last record is not at its position in the journal")
+            }
+            self.lastFoldedRecordPosition = recordPosition
+            if record.timeMilliseconds > self.concurrentSince, record.id != watchedID { self.recordsSinceOpening += 1 }
+            let outcome = Reducer.reduce(&self.state, record, at: recordPosition)
+            if watchedOutcome == nil, record.id == watchedID {
+                watchedOutcome = outcome
+                // Every snapshotEveryRecords-th record of the journal makes its writer the one
+                // to write the next snapshot (see publish).
+                if self.state.recordsFolded % Int64(self.config.snapshotEveryRecords) == 0 { self.holdsSnapshotDuty = true }
+            }
+            self.lastFoldedRecordID = record.id
+            if record.kind == JournalVerifier.acknowledgementKind {
+                acknowledged.formUnion(JournalVerifier.acknowledgedPositions(record))
+            }
+        }
+        let summary: JournalRead
+        var appended: JournalAppend?
+        if let line, let shared = journal as? EtcdJournal {
+            let (append, read) = try shared.appendThenRead(
+                line, from: position, appended: { self.lastAppendedRevision = $0.position.offset }, visit: visit)
+            appended = append
+            summary = read
+        } else {
+            summary = try journal.readForward(from: position, visit: visit)
+        }
+        foldEndsAtOwnAppend = appended != nil
+        position = summary.end
+        readExtent = summary.extent
+        recordsSinceSnapshot += summary.recordsRead
+        damagedLines += summary.damaged
+        // Damage `cortex verify --acknowledge` recorded as known and harmless is not reported again.
+        if !acknowledged.isEmpty { damagedLines.removeAll { acknowledged.contains($0.position) } }
+        return (watchedOutcome, appended)
+    }
+}
