@@ -5,26 +5,26 @@ import CortexCore
 /// its outcome. Only `Journal` calls, and `SharedJournal`'s when the journal adopts it.
 extension CoordinationStore {
     /// Folds the journal past the snapshot loaded (`local`: the folder's own was), falling back
-    /// when the journal does not confirm it. For an etcd folder the fallback is the snapshot
-    /// stored in etcd (docs/decisions/035), asked for only when the fold meets a compaction or
-    /// contradicts the local snapshot: a folder without a snapshot folds from the beginning
+    /// when the journal does not confirm it. For a `SharedJournal` (etcd) the fallback is the
+    /// snapshot stored in it (docs/decisions/035), asked for only when the fold meets a compaction
+    /// or contradicts the local snapshot: a folder without a snapshot folds from the beginning
     /// first, which costs no extra round trip while the namespace is young and reads at most the
     /// records compaction left (one or two snapshot intervals) once it is not. Then the
     /// journal's beginning. `storedFirst`: the caller knows the journal was compacted past it,
-    /// so the stored snapshot is loaded before any fold.
+    /// so the stored snapshot is loaded before any fold. `storedAt`: the stored snapshot as it was
+    /// when the record there was appended (the snapshot before a record whose outcome is wanted:
+    /// a later one may already cover the record).
     /// - Returns: the outcome of the record `watchedID` when the fold met it.
     @discardableResult
-    /// `storedAt`: the stored snapshot as it was at that revision (the snapshot before a record
-    /// whose outcome is wanted: a later one may already cover the record).
     func foldFromSnapshot(
-        local: Bool, storedFirst: Bool = false, storedAt: Int64? = nil, watchingFor watchedID: String? = nil
+        local: Bool, storedFirst: Bool = false, storedAt: JournalPosition? = nil, watchingFor watchedID: String? = nil
     ) throws(CortexError) -> Outcome? {
-        let shared = persistsFiles ? journal as? EtcdJournal : nil
+        let shared = snapshotSharer
         var triedStored = shared == nil
         var believing = local
         if storedFirst, !local, let shared {
             triedStored = true
-            believing = loadStoredSnapshot(shared, atRevision: storedAt)
+            believing = loadStoredSnapshot(shared, asOf: storedAt)
         }
         while true {
             do {
@@ -35,7 +35,7 @@ extension CoordinationStore {
                     return outcome
                 }
             } catch {
-                guard snapshotMismatched || (shared != nil && EtcdJournal.isCompaction(error) && (believing || !triedStored)) else {
+                guard snapshotMismatched || (shared?.isCompaction(error) == true && (believing || !triedStored)) else {
                     throw error
                 }
             }
@@ -43,14 +43,14 @@ extension CoordinationStore {
             believing = false
             if !triedStored, let shared {
                 triedStored = true
-                believing = loadStoredSnapshot(shared, atRevision: storedAt)
+                believing = loadStoredSnapshot(shared, asOf: storedAt)
             }
         }
     }
 
     /// Folds every record appended since the last fold.
-    /// On an etcd folder, a fold that finds the records after its position deleted by a
-    /// compaction starts again from the snapshot stored in etcd (docs/decisions/035).
+    /// Over a `SharedJournal` (etcd), a fold that finds the records after its position deleted by
+    /// a compaction starts again from the snapshot stored in it (docs/decisions/035).
     public func catchUp() throws(CortexError) {
         if foldDeferred {
             foldDeferred = false
@@ -60,7 +60,7 @@ extension CoordinationStore {
         do {
             _ = try foldForward(watchingFor: nil)
         } catch {
-            guard persistsFiles, EtcdJournal.isCompaction(error) else { throw error }
+            guard let shared = snapshotSharer, shared.isCompaction(error) else { throw error }
             forgetSnapshot()
             try foldFromSnapshot(local: false, storedFirst: true)
         }
@@ -71,8 +71,8 @@ extension CoordinationStore {
         try foldForward(watchingFor: watchedID, appending: nil).outcome
     }
 
-    /// Folds to the end of the journal, or, with `line` on an etcd journal, appends it and folds
-    /// through it in the same round trip (`EtcdJournal.appendThenRead`, docs/decisions/035).
+    /// Folds to the end of the journal, or, with `line` on a `SharedJournal`, appends it and folds
+    /// through it in the same round trip (`SharedJournal.appendThenRead`, docs/decisions/035).
     /// Returns the outcome of the record with id `watchedID` if it was folded, and the append.
     func foldForward(watchingFor watchedID: String?, appending line: [UInt8]?) throws(CortexError) -> (
         outcome: Outcome?, appended: JournalAppend?
@@ -107,9 +107,9 @@ extension CoordinationStore {
         }
         let summary: JournalRead
         var appended: JournalAppend?
-        if let line, let shared = journal as? EtcdJournal {
+        if let line, let shared = sharedJournal {
             let (append, read) = try shared.appendThenRead(
-                line, from: position, appended: { self.lastAppendedRevision = $0.position.offset }, visit: visit)
+                line, from: position, appended: { self.lastAppendedPosition = $0.position }, visit: visit)
             appended = append
             summary = read
         } else {

@@ -46,11 +46,7 @@ extension CoordinationStore {
         for (folder, content) in journalFolders + folders {
             try Files.makeDirectory(folder, in: layout.folder, mode: permissions.directory(content))
         }
-        if config.backend == .file {
-            let journal = FileJournal(folder: layout.folder, directory: layout.journal, permissions: permissions)
-            try journal.createSegment(1)
-            try journal.createDoorbell()
-        }
+        try config.backend.createJournalFiles(layout: layout, permissions: permissions)
         try AtomicFile.createIfAbsent(
             layout.config, in: layout.folder, with: config.json.prettySerialized(), mode: permissions.file(.shared))
     }

@@ -27,7 +27,7 @@ extension CoordinationStore {
         }
         let mapped = ImmutableBytes.map(layout.snapshot, in: layout.folder)
         snapshotFileIdentity = mapped?.fileIdentity
-        guard case .etcd(let settings) = config.backend else {
+        guard let shared = snapshotSharer else {
             // A snapshot of a shared journal is never this folder's own journal's.
             let ownJournal = { (bytes: ImmutableBytes?) in bytes.map { SnapshotCodec.journalIdentity($0) == nil } ?? false }
             let checkpoint = ImmutableBytes.map(layout.checkpoint, in: layout.folder)
@@ -43,17 +43,20 @@ extension CoordinationStore {
         // A shared journal's snapshot: believed only for this namespace, and only if the fold
         // from its last record meets that record first (checked in foldForward).
         guard let mapped else { return false }
-        return believeShared(mapped, namespace: settings.namespace) { load(layout.snapshot, mapped: mapped) }
+        return believeShared(mapped, of: shared) { load(layout.snapshot, mapped: mapped) }
     }
 
-    /// Starts from a shared journal's snapshot (`bytes`) when it names `namespace` and its last
-    /// record and `decode` reads it; the fold then checks that record (foldForward).
-    private func believeShared(_ bytes: ImmutableBytes, namespace: String, decode: () -> (CortexState, JournalPosition)?) -> Bool {
+    /// Starts from a shared journal's snapshot (`bytes`) when it names `shared` (its backend and
+    /// namespace) and one of its records as the last, and `decode` reads it; the fold then checks
+    /// that record (foldForward).
+    private func believeShared(_ bytes: ImmutableBytes, of shared: any SharedJournal, decode: () -> (CortexState, JournalPosition)?)
+        -> Bool
+    {
         guard let identity = SnapshotCodec.journalIdentity(bytes),
-            identity["backend"]?.stringValue == "etcd", identity["namespace"]?.stringValue == namespace,
+            identity["backend"]?.stringValue == shared.backendName, identity["namespace"]?.stringValue == shared.namespace,
             let lastID = identity["last_record"]?.stringValue,
             let lastPosition = identity["last_position"].flatMap(JournalPosition.init(json:)),
-            (try? EtcdJournal.revision(of: lastPosition)) != nil,
+            shared.isRecordPosition(lastPosition),
             let (snapshotState, snapshotPosition) = decode()
         else { return false }
         state = snapshotState
@@ -63,28 +66,29 @@ extension CoordinationStore {
         return true
     }
 
-    /// Starts from the snapshot stored in etcd, checked as a local one is (decision 033): its
-    /// namespace, its checksum, then its last record met first by the fold. A value that fails,
-    /// or a cluster that does not answer, is not used (the fold starts from the beginning).
+    /// Starts from the snapshot stored in the shared journal (etcd), as it was when the record at
+    /// `position` went in when given, checked as a local one is (decision 033): its namespace, its
+    /// checksum, then its last record met first by the fold. A value that fails, or a cluster that
+    /// does not answer, is not used (the fold starts from the beginning).
     /// - Returns: true when the snapshot was loaded (the fold still has to confirm it).
-    func loadStoredSnapshot(_ shared: EtcdJournal, atRevision revision: Int64? = nil) -> Bool {
-        guard let stored = try? shared.storedSnapshot(atRevision: revision), !stored.isEmpty else { return false }
+    func loadStoredSnapshot(_ shared: any SharedJournal, asOf position: JournalPosition? = nil) -> Bool {
+        guard let stored = try? shared.storedSnapshot(asOf: position), !stored.isEmpty else { return false }
         let bytes = ImmutableBytes(stored)
-        let believed = believeShared(bytes, namespace: shared.namespace) {
+        let believed = believeShared(bytes, of: shared) {
             if let decoded = SnapshotCodec.decode(bytes) { return decoded }
-            rejectedSnapshots.append("the snapshot in etcd (\(shared.namespace)): unreadable or checksum mismatch")
+            rejectedSnapshots.append("the snapshot in \(shared.backendName) (\(shared.namespace)): unreadable or checksum mismatch")
             return nil
         }
         if believed { storedSnapshotToCache = stored }
         return believed
     }
 
-    /// Once the fold confirmed the snapshot loaded from etcd: keeps it as this folder's
-    /// `state/snapshot.json` (the next call starts from it without asking etcd) and writes the
-    /// finished tasks stored with snapshots that this folder lacks under `state/finished/`.
+    /// Once the fold confirmed the snapshot loaded from the shared journal: keeps it as this
+    /// folder's `state/snapshot.json` (the next call starts from it without asking etcd) and writes
+    /// the finished tasks stored with snapshots that this folder lacks under `state/finished/`.
     /// Failures only cost the next call the same work: nothing is reported.
     func cacheStoredSnapshot() {
-        guard let stored = storedSnapshotToCache, let shared = journal as? EtcdJournal else { return }
+        guard let stored = storedSnapshotToCache, let shared = snapshotSharer else { return }
         storedSnapshotToCache = nil
         if let files = try? shared.storedFinishedTasks(), !files.isEmpty,
             (try? Files.makeDirectory(layout.finishedTasks, in: layout.folder, mode: permissions.directory(.shared))) != nil
@@ -130,12 +134,10 @@ extension CoordinationStore {
     /// Which journal a snapshot of this store's fold covers: nil for the folder's own journal;
     /// for a shared one, the backend, namespace and last record (nil when none was folded).
     private var snapshotJournalIdentity: JSONValue? {
-        guard case .etcd(let settings) = config.backend, let id = lastFoldedRecordID, let at = lastFoldedRecordPosition else {
-            return nil
-        }
+        guard let shared = snapshotSharer, let id = lastFoldedRecordID, let at = lastFoldedRecordPosition else { return nil }
         return .object([
-            JSONMember("backend", "etcd"), JSONMember("last_position", at.json), JSONMember("last_record", .string(id)),
-            JSONMember("namespace", .string(settings.namespace)),
+            JSONMember("backend", .string(shared.backendName)), JSONMember("last_position", at.json),
+            JSONMember("last_record", .string(id)), JSONMember("namespace", .string(shared.namespace)),
         ])
     }
 
@@ -176,7 +178,7 @@ extension CoordinationStore {
     public func writeSnapshotAfterReading(nowMilliseconds: Int64 = POSIX.wallClockMilliseconds()) {
         guard persistsFiles, lastSubmittedRecordID == nil, recordsSinceSnapshot >= 4 * config.snapshotEveryRecords else { return }
         guard FileIdentity.of(layout.snapshot, in: layout.folder) == snapshotFileIdentity else { return }
-        if let publisher = backgroundPublisher, !(journal is EtcdJournal) {
+        if let publisher = backgroundPublisher, sharedJournal == nil {
             if let snapshot = try? prepareBackgroundSnapshot(nowMilliseconds: nowMilliseconds) { publisher.offer(snapshot: snapshot) }
             return
         }
@@ -191,7 +193,7 @@ extension CoordinationStore {
     public func writeSnapshot(nowMilliseconds: Int64 = POSIX.wallClockMilliseconds()) throws(CortexError) {
         guard persistsFiles else { return }
         let journalIdentity = snapshotJournalIdentity
-        if case .etcd = config.backend, journalIdentity == nil { return }  // nothing folded yet: nothing to check it by
+        if snapshotSharer != nil, journalIdentity == nil { return }  // nothing folded yet: nothing to check it by
         try journal.makeDurable(from: snapshotPosition ?? .start, through: position)
         let finished = try compactFinishedTasks()
         let snapshot = SnapshotCodec.encode(
@@ -200,7 +202,7 @@ extension CoordinationStore {
         snapshotFileIdentity = FileIdentity.of(layout.snapshot, in: layout.folder)
         // Written and checksummed here: the next loads need not verify it again.
         VerifiedSnapshot.recordWritten(snapshot, layout: layout, mode: permissions.file(.shared))
-        if let shared = journal as? EtcdJournal, let last = lastFoldedRecordPosition {
+        if let shared = snapshotSharer, let last = lastFoldedRecordPosition {
             // Stored in etcd for every host, then the records below the previous stored snapshot
             // deleted (docs/decisions/035). Every record it covers is acknowledged, so durable.
             do { _ = try shared.storeSnapshot(snapshot, lastRecord: last, finished: finished) } catch {

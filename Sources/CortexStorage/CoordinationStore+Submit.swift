@@ -32,7 +32,7 @@ extension CoordinationStore {
                 throw .corrupt("could not append record \(record.id) after \(attempts - 1) attempts (journal \(layout.journal))")
             }
             let foldedBefore = state.recordsFolded
-            if journal is EtcdJournal {
+            if sharedJournal != nil {
                 // One round trip: the append and the fold through it (etcd acknowledges durable records).
                 let outcome = try appendAndFold(record, line)
                 let others = concurrentSince == Int64.max ? state.recordsFolded - foldedBefore - 1 : Int64(recordsSinceOpening)
@@ -90,7 +90,7 @@ extension CoordinationStore {
         return key
     }
 
-    /// Appends `record` to an etcd journal and folds through it in the append's transaction.
+    /// Appends `record` to a `SharedJournal` (etcd) and folds through it in the append's own round trip.
     /// After a deferred open the fold also checks the snapshot; when the journal contradicts it
     /// or was compacted past it, the record is in, and the store folds again from the stored
     /// snapshot or the beginning (as `open` would) to learn the record's outcome.
@@ -103,7 +103,7 @@ extension CoordinationStore {
             let (outcome, appended) = try foldForward(watchingFor: record.id, appending: line)
             if appended != nil, pendingSnapshotCheck == nil { found = outcome }
         } catch {
-            compacted = EtcdJournal.isCompaction(error)
+            compacted = sharedJournal?.isCompaction(error) == true
             guard deferred, snapshotMismatched || compacted else { throw error }
         }
         if found == nil, deferred {
@@ -111,7 +111,7 @@ extension CoordinationStore {
             // the record, and its outcome is learnt only by folding it. The records after that
             // older snapshot's last one are kept (compaction runs one snapshot behind).
             forgetSnapshot()
-            found = try foldFromSnapshot(local: false, storedFirst: compacted, storedAt: lastAppendedRevision, watchingFor: record.id)
+            found = try foldFromSnapshot(local: false, storedFirst: compacted, storedAt: lastAppendedPosition, watchingFor: record.id)
         }
         guard let found else {
             throw .corrupt("record \(record.id) was appended to the etcd journal but not found by the fold")

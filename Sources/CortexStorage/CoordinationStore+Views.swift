@@ -35,7 +35,7 @@ extension CoordinationStore {
             try offerPublication(to: publisher, nowMilliseconds: nowMilliseconds)
             return
         }
-        // After an etcd append read in its own transaction, the fold is as fresh as another
+        // After a shared journal's append read in its own round trip, the fold is as fresh as another
         // round trip would make it: a later record's writer publishes what this one misses.
         if !foldEndsAtOwnAppend, try journalMovedSinceFold() { try catchUp() }
         try writeSnapshotIfDue(nowMilliseconds: nowMilliseconds)
@@ -52,11 +52,12 @@ extension CoordinationStore {
     /// snapshot when one is due, and returns without writing them. What must precede a snapshot
     /// is done here, in order: the journal up to it made durable and the finished tasks compacted
     /// (a durable file, and the outbox emptied); the snapshot's own bytes are encoded and written
-    /// by the publisher. An etcd folder's snapshot, which is also stored in etcd, is written here.
+    /// by the publisher. The snapshot of a `SharedJournal`'s folder, which is also stored in the
+    /// journal (etcd), is written here.
     private func offerPublication(to publisher: BackgroundPublisher, nowMilliseconds: Int64) throws(CortexError) {
         let mode = permissions.file(.shared)
         var snapshot: BackgroundPublisher.SnapshotJob?
-        if journal is EtcdJournal {
+        if sharedJournal != nil {
             try writeSnapshotIfDue(nowMilliseconds: nowMilliseconds)
         } else if snapshotIsDue {
             snapshot = try prepareBackgroundSnapshot(nowMilliseconds: nowMilliseconds)

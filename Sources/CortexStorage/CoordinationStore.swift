@@ -21,6 +21,10 @@ public final class CoordinationStore {
     public let permissions: FolderPermissions
     /// The journal.
     public let journal: any Journal
+    /// The journal's `SharedJournal` side when its backend adopts it, found once when the store is
+    /// made (no cast per call): appends then fold in their own round trip, snapshots are stored in
+    /// it too.
+    let sharedJournal: (any SharedJournal)?
     /// True when the snapshot, views and finished tasks are files in the folder (`open(root:)`);
     /// false for a store over a journal alone, which writes and reads no file.
     public let persistsFiles: Bool
@@ -77,8 +81,8 @@ public final class CoordinationStore {
     /// True once `auditSigner` has looked for the writer's key; `signer` is what it found.
     var signerLookedUp = false
     var signer: SigningKey?
-    /// The revision of this store's last append to an etcd journal.
-    var lastAppendedRevision: Int64?
+    /// Where this store's last append to a `SharedJournal` went in.
+    var lastAppendedPosition: JournalPosition?
     var lastSubmittedRecordID: String?
     /// True when other writers' records landed between this store's first fold and its own
     /// record: the journal is busy, and a later writer is likely to publish the views.
@@ -94,14 +98,20 @@ public final class CoordinationStore {
     public var backgroundPublisher: BackgroundPublisher?
 
     private init(
-        layout: CoordinationLayout, config: CortexConfig, permissions: FolderPermissions, journal: any Journal, persistsFiles: Bool
+        layout: CoordinationLayout, config: CortexConfig, permissions: FolderPermissions, journal: any Journal,
+        sharedJournal: (any SharedJournal)?, persistsFiles: Bool
     ) {
         self.layout = layout
         self.config = config
         self.permissions = permissions
         self.journal = journal
         self.persistsFiles = persistsFiles
+        self.sharedJournal = sharedJournal
     }
+
+    /// The journal that keeps this store's snapshots beside the folder's (`sharedJournal`, for a
+    /// store that keeps files): where a fold falls back to when it meets a compaction.
+    var snapshotSharer: (any SharedJournal)? { persistsFiles ? sharedJournal : nil }
 
     /// A store over `journal` alone, folded to its end: no snapshot is loaded or written, no view
     /// published, finished tasks stay in memory; nothing is read from or written to `layout`
@@ -111,7 +121,8 @@ public final class CoordinationStore {
         layout: CoordinationLayout = CoordinationLayout(root: "/dev/null/cortex-journal-only")
     ) throws(CortexError) -> CoordinationStore {
         let store = CoordinationStore(
-            layout: layout, config: config, permissions: .personal, journal: journal, persistsFiles: false)
+            layout: layout, config: config, permissions: .personal, journal: journal, sharedJournal: journal as? any SharedJournal,
+            persistsFiles: false)
         try store.catchUp()
         return store
     }
@@ -164,21 +175,12 @@ public final class CoordinationStore {
         guard let configBytes else { throw .configuration("\(layout.config) vanished while the folder was created") }
         let config = try parseConfig(configBytes, layout)
         let permissions = FolderPermissions.detect(root: layout.root)
-        let journal: any Journal
-        switch config.backend {
-        case .file:
-            journal = FileJournal(
-                folder: layout.folder, directory: layout.journal, permissions: permissions, segmentMaxBytes: config.segmentMaxBytes)
-        case .etcd(let settings):
-            if let etcd {
-                journal = try EtcdJournal(kv: etcd, namespace: settings.namespace)
-            } else {
-                journal = try etcdJournal(settings)
-            }
-        }
-        let store = CoordinationStore(layout: layout, config: config, permissions: permissions, journal: journal, persistsFiles: true)
+        let (journal, shared) = try config.backend.openJournal(
+            layout: layout, permissions: permissions, segmentMaxBytes: config.segmentMaxBytes, etcd: etcd)
+        let store = CoordinationStore(
+            layout: layout, config: config, permissions: permissions, journal: journal, sharedJournal: shared, persistsFiles: true)
         let local = store.loadSnapshot()
-        if !foldOnOpen, journal is EtcdJournal {
+        if !foldOnOpen, store.sharedJournal != nil {
             store.foldDeferred = true
             store.deferredFromLocalSnapshot = local
             store.concurrentSince = POSIX.wallClockMilliseconds()
@@ -190,13 +192,8 @@ public final class CoordinationStore {
     }
 
     /// The liveness registry of the hosts sharing this folder's journal (decision 037), or nil
-    /// for a folder of files (one host: nothing to register).
-    public var hostRegistry: (any HostRegistry)? {
-        guard case .etcd(let settings) = config.backend, let client = (journal as? EtcdJournal)?.kv as? EtcdClient else {
-            return nil
-        }
-        return EtcdHostRegistry(client: client, namespace: settings.namespace)
-    }
+    /// for a journal no other host shares (one host: nothing to register).
+    public var hostRegistry: (any HostRegistry)? { snapshotSharer?.hostRegistry }
 
     /// Empties the outbox of finished tasks once they are written under `state/finished/`.
     func clearFinishedOutbox() { state.tasks.finished.removeAll() }

@@ -26,21 +26,20 @@ extension EtcdJournal {
     /// cache only and nothing is compacted (etcd refuses requests over 1.5 MiB by default).
     public static let maximumStoredSnapshotBytes = 1 << 20
 
-    /// What `storeSnapshot` did.
-    public enum SnapshotStorage: Equatable, Sendable {
-        /// Stored; `deletedRecords` records below the previous snapshot's last record were deleted.
-        case stored(deletedRecords: Int)
-        /// The stored snapshot was written after this one's last record: left as it is.
-        case newerStored
-        /// Over `maximumStoredSnapshotBytes`: not stored.
-        case tooLarge
-    }
+    /// What `storeSnapshot` did (`tooLarge`: over `maximumStoredSnapshotBytes`).
+    public typealias SnapshotStorage = CortexStorage.SnapshotStorage
 
     /// The bytes of the namespace's snapshot in etcd (as it was at `revision` when given), or nil
     /// when there is none. Unchecked: the caller believes them only as it would a local snapshot
     /// (decision 033).
     public func storedSnapshot(atRevision revision: Int64? = nil) throws(CortexError) -> [UInt8]? {
         try kv.get(key: snapshotKey, atRevision: revision)?.value
+    }
+
+    /// `storedSnapshot(atRevision:)` at the revision of the record at `position`.
+    public func storedSnapshot(asOf position: JournalPosition?) throws(CortexError) -> [UInt8]? {
+        guard let position else { return try storedSnapshot(atRevision: nil) }
+        return try storedSnapshot(atRevision: EtcdJournal.revision(of: position))
     }
 
     /// Stores `snapshot`, which folds the journal through the record at `lastRecord`, with the

@@ -28,13 +28,14 @@ extension CoordinationStore {
     /// Every step is safe to repeat, and to interrupt with `kill -9`: both snapshots are durable
     /// before any segment they cover is archived, and an archived copy is linked in before its
     /// tombstone replaces the segment's name. A store without files compacts nothing, nor does a
-    /// folder over etcd (its snapshot writer compacts, one stored snapshot behind: docs/decisions/035).
+    /// folder over a `SharedJournal` (etcd: its snapshot writer compacts, one stored snapshot
+    /// behind, docs/decisions/035).
     public func compactJournal(rotateAboveBytes: Int64, retentionMilliseconds: Int64, nowMilliseconds: Int64)
         throws(CortexError) -> Compaction
     {
         var result = Compaction()
         try catchUp()
-        guard persistsFiles, config.backend == .file else { return result }
+        guard persistsFiles, sharedJournal == nil else { return result }
         if try journal.rollOver(at: position, ifLargerThan: rotateAboveBytes, timeMilliseconds: nowMilliseconds, dryRun: false) != nil {
             result.rotated = true
             try catchUp()  // through the seal, into the new live segment
