@@ -6,15 +6,21 @@ import Testing
 
 /// Archiving sealed segments behind tombstones and keeping the journal bounded
 /// (docs/decisions/013): no fold, position or decision may change because a segment was archived.
+/// The tests that need no file also run over a `MemoryJournal`, whose store compacts nothing.
 @Suite struct JournalArchiveTests {
     /// A folder whose writers rotate every ~2 KiB, with budget records spread over many segments.
-    func folderWithSegments(allocations: Int = 60) throws -> (TemporaryDirectory, CoordinationLayout, CoordinationStore) {
-        let folder = try TemporaryDirectory()
+    func folderWithSegments(allocations: Int = 60) throws -> (StoreUnderTest, CoordinationLayout, CoordinationStore) {
+        let (subject, store) = try storeWithSegments(.file, allocations: allocations)
+        return (subject, subject.layout!, store)
+    }
+
+    /// `folderWithSegments`, or the same records in a `MemoryJournal`.
+    func storeWithSegments(_ backend: StoreBackend, allocations: Int = 60) throws -> (StoreUnderTest, CoordinationStore) {
         var config = CortexConfig()
         config.segmentMaxBytes = 2048
         config.snapshotEveryRecords = 1_000_000  // snapshots only when the test asks
-        let layout = try folder.coordination(config)
-        let store = try CoordinationStore.open(root: layout.root, createIfMissing: false)
+        let subject = try StoreUnderTest(backend, config: config)
+        let store = try subject.open()
         _ = try store.submit(.budgetSet(total: 1_000_000))
         for index in 0..<allocations {
             let granted = try store.submit(.budgetAllocate(BudgetRequest(tokens: 10, holder: "w\(index)"))).outcome
@@ -22,46 +28,52 @@ import Testing
                 _ = try store.submit(.budgetRelease(allocation: id, used: 3))
             }
         }
-        return (folder, layout, store)
+        return (subject, store)
     }
 
     func compact(_ store: CoordinationStore, retention: Int64 = 86_400_000) throws -> CoordinationStore.Compaction {
         try store.compactJournal(rotateAboveBytes: 1024, retentionMilliseconds: retention, nowMilliseconds: POSIX.wallClockMilliseconds())
     }
 
-    @Test func archivingChangesNoFoldAndNoOutcome() throws {
-        let (folder, layout, store) = try folderWithSegments()
-        defer { withExtendedLifetime(folder) {} }
-        let before = try freshFold(layout)
+    @Test(arguments: StoreBackend.allCases)
+    func archivingChangesNoFoldAndNoOutcome(_ backend: StoreBackend) throws {
+        let (subject, store) = try storeWithSegments(backend)
+        let before = try subject.freshFold()
         let result = try compact(store)
-        #expect(result.archived.count >= 3, "segments behind the snapshot are archived")
         #expect(try compact(store).archived.isEmpty, "archiving twice does nothing more")
+        // A fresh fold from the start reads the archived copies and decides every record the same way.
+        let after = try subject.freshFold()
+        #expect(after.outcomes.map(\.0.id) == before.outcomes.map(\.0.id))
+        #expect(after.outcomes.map(\.1) == before.outcomes.map(\.1))
+        #expect(after.state.budget == before.state.budget)
+        #expect(after.state.budget == store.state.budget)
+        guard let layout = subject.layout else {
+            #expect(result == CoordinationStore.Compaction(), "a store without files compacts nothing")
+            return
+        }
+        #expect(result.archived.count >= 3, "segments behind the snapshot are archived")
         let journal = FileJournal(directory: layout.journal)
         for segment in result.archived {
             #expect(try journal.isTombstone(segment))
             #expect(try POSIX.status(journal.archivePath(ofSegment: segment)) != nil)
             #expect(try journal.sizeOfSegment(segment) < 256, "a tombstone is one short line")
         }
-        // A fresh fold from the start reads the archived copies and decides every record the same way.
-        let after = try freshFold(layout)
-        #expect(after.outcomes.map(\.0.id) == before.outcomes.map(\.0.id))
-        #expect(after.outcomes.map(\.1) == before.outcomes.map(\.1))
-        #expect(after.state.budget == before.state.budget)
         let report = try JournalVerifier.verify(journal)
         #expect(report.isClean, "\(report.problems) \(report.damaged)")
         #expect(report.archived == result.archived)
         #expect(report.records == before.outcomes.count)
     }
 
-    @Test func aReaderBehindTheArchiveBoundaryCatchesUp() throws {
-        let (folder, layout, writer) = try folderWithSegments(allocations: 10)
-        defer { withExtendedLifetime(folder) {} }
+    @Test(arguments: StoreBackend.allCases)
+    func aReaderBehindTheArchiveBoundaryCatchesUp(_ backend: StoreBackend) throws {
+        let (subject, writer) = try storeWithSegments(backend, allocations: 10)
         // A reader that has folded only the first segments, with a descriptor on the old file.
-        let reader = try CoordinationStore.open(root: layout.root, createIfMissing: false)
+        let reader = try subject.open()
         for index in 0..<50 { _ = try writer.submit(.budgetAllocate(BudgetRequest(tokens: 1, holder: "late\(index)"))) }
         _ = try compact(writer)
         try reader.catchUp()
         #expect(reader.state.budget == writer.state.budget)
+        guard let layout = subject.layout else { return }
         // A reader starting from a position inside an archived segment, with nothing cached.
         var fromMiddle = 0
         _ = try FileJournal(directory: layout.journal).readForward(from: JournalPosition(segment: 2, offset: 0)) { _, _ in

@@ -38,28 +38,36 @@ import Testing
         }
     }
 
-    @Test func anAcknowledgedFragmentIsNoLongerDamageForVerifyOrTheStore() throws {
-        let folder = try TemporaryDirectory()
-        let layout = try folder.coordination()
-        let store = try CoordinationStore.open(root: layout.root, createIfMissing: false)
+    /// Over a folder, `cortex verify` and the store; over a `MemoryJournal`, the store alone.
+    @Test(arguments: StoreBackend.allCases)
+    func anAcknowledgedFragmentIsNoLongerDamageForVerifyOrTheStore(_ backend: StoreBackend) throws {
+        let subject = try StoreUnderTest(backend)
+        let store = try subject.open()
         _ = try store.submit(.budgetSet(total: 100))
-        let segment = layout.journal + "/000000000001.jsonl"
-        try appendRaw(Array(#"{"cortex":1,"id":"r1234"#.utf8), to: segment)
+        let fragment = Array(#"{"cortex":1,"id":"r1234"#.utf8)
+        if let layout = subject.layout {
+            try appendRaw(fragment, to: layout.journal + "/000000000001.jsonl")
+        } else {
+            _ = try subject.memory!.append(fragment, tail: store.position)
+        }
         _ = try store.submit(.budgetSet(total: 200))
-        let journal = FileJournal(directory: layout.journal)
-        let damaged = try JournalVerifier.verify(journal)
-        #expect(damaged.damaged.count == 1 && !damaged.isClean)
-        #expect(try CoordinationStore.open(root: layout.root, createIfMissing: false).damagedLines.count == 1)
+        let journal = subject.layout.map { FileJournal(directory: $0.journal) }
+        let damaged = try journal.map { try JournalVerifier.verify($0) }
+        if let damaged { #expect(damaged.damaged.count == 1 && !damaged.isClean) }
+        let found = try subject.open().damagedLines
+        #expect(found.count == 1)
 
-        let harmless = JournalVerifier.acknowledgeable(damaged)
-        #expect(harmless == damaged.damaged)
+        let harmless = damaged.map(JournalVerifier.acknowledgeable) ?? found
+        if let damaged { #expect(harmless == damaged.damaged) }
         let submission = try store.submit(kind: JournalVerifier.acknowledgementKind, data: JournalVerifier.acknowledgement(of: harmless))
         #expect(submission.outcome == .ignored, "the reducer does not fold acknowledgements")
         #expect(JournalVerifier.acknowledgedPositions(submission.record) == harmless.map(\.position))
-        let green = try JournalVerifier.verify(journal)
-        #expect(green.isClean && green.acknowledged == harmless)
-        #expect(try CoordinationStore.open(root: layout.root, createIfMissing: false).damagedLines.isEmpty)
-        #expect(try CoordinationStore.open(root: layout.root, createIfMissing: false).state.budget.total == 200)
+        if let journal {
+            let green = try JournalVerifier.verify(journal)
+            #expect(green.isClean && green.acknowledged == harmless)
+        }
+        #expect(try subject.open().damagedLines.isEmpty)
+        #expect(try subject.open().state.budget.total == 200)
     }
 
     @Test func aJournalWithoutConfigJSONIsAConfigurationErrorNotNewDefaults() throws {

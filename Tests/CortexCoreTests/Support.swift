@@ -64,3 +64,59 @@ extension Reducer {
 func record(_ event: Event, at time: Int64 = 1_000, id: String = Record.newID()) -> Record {
     Record(id: id, timeMilliseconds: time, kind: event.kind, data: event.data)
 }
+
+/// Where a store-level test keeps its journal: a coordination folder of files, or a
+/// `MemoryJournal` with no folder at all (docs/decisions/027).
+enum StoreBackend: String, CaseIterable, CustomTestStringConvertible, Sendable {
+    case file, memory
+
+    var testDescription: String { rawValue }
+}
+
+/// One journal of a `StoreBackend` and the stores a test opens over it, each as a new process
+/// would. On `memory`, nothing touches the disk: no folder is made, and every store is
+/// `CoordinationStore.over` the journal with a layout whose root cannot be created.
+final class StoreUnderTest {
+    let backend: StoreBackend
+    let config: CortexConfig
+    /// The folder's layout (`file`); nil on `memory`.
+    let layout: CoordinationLayout?
+    /// The journal every store of a `memory` run shares; nil on `file`.
+    let memory: MemoryJournal?
+    private let folder: TemporaryDirectory?
+
+    init(_ backend: StoreBackend, config: CortexConfig = CortexConfig()) throws {
+        self.backend = backend
+        self.config = config
+        switch backend {
+        case .file:
+            let folder = try TemporaryDirectory()
+            self.folder = folder
+            layout = try folder.coordination(config)
+            memory = nil
+        case .memory:
+            folder = nil
+            layout = nil
+            memory = MemoryJournal()
+        }
+    }
+
+    /// A new store, folded to the journal's end.
+    func open() throws -> CoordinationStore {
+        if let layout { return try CoordinationStore.open(root: layout.root, createIfMissing: false) }
+        let store = try CoordinationStore.over(memory!, config: config)
+        #expect(!store.persistsFiles)
+        return store
+    }
+
+    /// Every record of the journal folded afresh from the start, with its outcome.
+    func freshFold() throws -> (state: CortexState, outcomes: [(Record, Outcome)]) {
+        var state = CortexState()
+        var outcomes: [(Record, Outcome)] = []
+        let journal: any Journal = memory ?? FileJournal(directory: layout!.journal)
+        _ = try journal.readForward(from: .start) { record, position in
+            outcomes.append((record, Reducer.reduce(&state, record, at: position)))
+        }
+        return (state, outcomes)
+    }
+}

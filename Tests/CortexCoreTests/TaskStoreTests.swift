@@ -3,30 +3,30 @@ import Testing
 @testable import CortexCore
 @testable import CortexStorage
 
-/// Tasks through the store: compaction of finished work, lookup across hot state and files.
+/// Tasks through the store: compaction of finished work, lookup across hot state and files;
+/// over a folder and over a `MemoryJournal` (whose store keeps finished tasks in memory).
 @Suite struct TaskStoreTests {
-    /// A folder whose store writes snapshots only when a test asks, with `count` tasks of type `t`
-    /// created (keyed `k0`, `k1`, … when `keyed`); their ids in order.
-    static func storeWithTasks(_ count: Int, keyed: Bool = false) throws -> (
-        TemporaryDirectory, CoordinationLayout, CoordinationStore, [String]
+    /// A journal whose store writes snapshots only when a test asks, with `count` tasks of type
+    /// `t` created (keyed `k0`, `k1`, … when `keyed`); their ids in order.
+    static func storeWithTasks(_ backend: StoreBackend, _ count: Int, keyed: Bool = false) throws -> (
+        StoreUnderTest, CoordinationStore, [String]
     ) {
-        let folder = try TemporaryDirectory()
         var config = CortexConfig()
         config.snapshotEveryRecords = 10_000
-        let layout = try folder.coordination(config)
-        let store = try CoordinationStore.open(root: layout.root, createIfMissing: false)
+        let subject = try StoreUnderTest(backend, config: config)
+        let store = try subject.open()
         var ids: [String] = []
         for index in 0..<count {
             let created = try store.submit(.taskCreate(TaskSpec(type: "t", key: keyed ? "k\(index)" : nil))).outcome
             guard case .created(let id, _) = created else { throw CortexError.corrupt("create failed: \(created)") }
             ids.append(id)
         }
-        return (folder, layout, store, ids)
+        return (subject, store, ids)
     }
 
-    @Test func finishedTasksLeaveTheSnapshotButStayFindable() throws {
-        let (folder, layout, store, ids) = try Self.storeWithTasks(30, keyed: true)
-        _ = folder  // kept until the test ends: the folder goes with it
+    @Test(arguments: StoreBackend.allCases)
+    func finishedTasksLeaveTheSnapshotButStayFindable(_ backend: StoreBackend) throws {
+        let (subject, store, ids) = try Self.storeWithTasks(backend, 30, keyed: true)
         for index in 0..<25 {
             guard case .claimed(let id, let claim) = try store.submit(.taskClaim(TaskClaim(worker: "w"))).outcome else {
                 Issue.record("claim failed")
@@ -36,13 +36,17 @@ import Testing
                 index % 5 == 0 ? .taskCancel(task: id) : .taskComplete(task: id, claim: claim, result: nil, tokensUsed: nil))
         }
         try store.writeSnapshot()
-        #expect(store.state.tasks.finished.isEmpty)
-        let lines = try POSIX.readFile(layout.snapshot).split(separator: 0x0A).map { try JSONValue.parse($0) }
-        #expect(lines.count == 1 + 5 + 30 + 1, "first line, 5 waiting tasks, 30 keys, the metrics totals")
-        #expect(lines.first?["state"]?["tasks"]?["finished"]?.arrayValue?.isEmpty == true)
-        #expect(lines.dropFirst().prefix(5).map { $0["id"]?.stringValue } == ids.suffix(5).map { $0 })
+        if let layout = subject.layout {
+            #expect(store.state.tasks.finished.isEmpty)
+            let lines = try POSIX.readFile(layout.snapshot).split(separator: 0x0A).map { try JSONValue.parse($0) }
+            #expect(lines.count == 1 + 5 + 30 + 1, "first line, 5 waiting tasks, 30 keys, the metrics totals")
+            #expect(lines.first?["state"]?["tasks"]?["finished"]?.arrayValue?.isEmpty == true)
+            #expect(lines.dropFirst().prefix(5).map { $0["id"]?.stringValue } == ids.suffix(5).map { $0 })
+        } else {
+            #expect(store.state.tasks.finished.count == 25, "no snapshot over memory: finished tasks stay in the state")
+        }
 
-        let reopened = try CoordinationStore.open(root: layout.root, createIfMissing: false)
+        let reopened = try subject.open()
         #expect(try reopened.task(ids[1])?.status == .done)
         #expect(try reopened.task(ids[0])?.status == .cancelled)
         #expect(try reopened.task(ids[29])?.status == .pending)
@@ -73,9 +77,9 @@ import Testing
 /// `TaskState.activeIDs(among:)` (docs/decisions/040-streaming-list.md): one walk of the
 /// snapshot's waiting lines answers what `activeTask` answers id by id.
 @Suite struct ActiveIDsTests {
-    @Test func oneWalkAgreesWithActiveTaskForEveryId() throws {
-        let (folder, layout, store, ids) = try TaskStoreTests.storeWithTasks(12)
-        _ = folder  // kept until the test ends: the folder goes with it
+    @Test(arguments: StoreBackend.allCases)
+    func oneWalkAgreesWithActiveTaskForEveryId(_ backend: StoreBackend) throws {
+        let (subject, store, ids) = try TaskStoreTests.storeWithTasks(backend, 12)
         // Three die, and one finishes done; then a snapshot: they leave for state/finished/.
         var dead: [String] = []
         for index in 0..<4 {
@@ -94,7 +98,7 @@ import Testing
         let number = try #require(store.task(dead[0])?.number)
         _ = try store.submit(.taskRetry(task: dead[0], number: number, spec: TaskSpec(type: "t")))
         try store.writeSnapshot()
-        let reopened = try CoordinationStore.open(root: layout.root, createIfMissing: false)
+        let reopened = try subject.open()
         let second = try #require(reopened.task(dead[1])?.number)
         _ = try reopened.submit(.taskRetry(task: dead[1], number: second, spec: TaskSpec(type: "t")))
         // One waiting task of the snapshot is claimed since: it stays active (running).
