@@ -11,7 +11,13 @@ import CortexCore
 /// The journal is any `Journal` (docs/decisions/027): a store opened on a folder (`open(root:)`)
 /// uses its `FileJournal` and keeps its snapshot, views and finished tasks as files there; a
 /// store over another journal (`over(_:config:)`, e.g. a `MemoryJournal`) keeps everything in
-/// memory and never touches the disk.
+/// memory and never touches the disk. What a journal shared by hosts does differently comes
+/// through `SharedJournal`; the store names no backend.
+///
+/// This file holds the state and how a store is made; each job is an extension in a file of its
+/// own: `+Fold` (reading the journal into the state), `+Submit` (appending a record and learning
+/// its outcome), `+Snapshots` (snapshot duty), `+Views` (publishing the views), `+Layout` (the
+/// folder and `config.json`), `Snapshot/…+Compaction` and `Snapshot/…+FinishedTasks`.
 public final class CoordinationStore {
     /// Paths of the folder's files.
     public let layout: CoordinationLayout
