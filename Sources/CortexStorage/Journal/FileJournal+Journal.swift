@@ -2,7 +2,9 @@ import CortexCore
 
 /// The file backend behind the `Journal` protocol (docs/design.md, "The journal seam"). A position
 /// is a segment number and a byte offset in it; the file facts the store used to know (short
-/// writes, seals, segment sizes, per-segment `fdatasync`, tombstones) stay here.
+/// writes, seals, segment sizes, per-segment `fdatasync`, tombstones) stay here. What it supports:
+/// parts (`rollOver` rotates the live segment), compaction by the reaper (`compact` archives the
+/// segments a snapshot covers), durability by `fdatasync`. One host's folder: not a `SharedJournal`.
 extension FileJournal: Journal {
     /// How many short writes of one record are written again before giving up.
     static let maximumTornAttempts = 16

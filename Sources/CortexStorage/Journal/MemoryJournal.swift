@@ -7,7 +7,8 @@ import CortexCore
 /// and reports invalid lines exactly as the file backend does. The record at index `i` (from 0)
 /// starts at position `(1, i)`; a read that saw `n` lines ends at `(1, n)`. Thread-safe: every
 /// operation holds one lock, so stores on several threads share one total order. Durability
-/// lasts as long as the process; there is nothing to roll over or compact.
+/// lasts as long as the process; there is nothing to roll over or compact (every record is
+/// kept). One process's journal: not a `SharedJournal`.
 public final class MemoryJournal: Journal, @unchecked Sendable {
     /// One appended line.
     private struct Entry {
