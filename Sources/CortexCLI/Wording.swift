@@ -4,9 +4,8 @@ import CortexStorage
 /// Wording several commands share: how a duration reads, and what a waiting task is told.
 /// Commands call this, never each other.
 enum Wording {
-    /// `500ms`, `90s`, `5m12s`, `3h04m`, `2d03h`.
+    /// `90s`, `5m12s`, `3h04m`, `2d03h` (whole seconds: an age shown twice reads the same).
     static func duration(_ milliseconds: Int64) -> String {
-        if milliseconds > 0, milliseconds < 1000 { return "\(milliseconds)ms" }
         let seconds = milliseconds / 1000
         if seconds < 60 { return "\(seconds)s" }
         func two(_ value: Int64) -> String { value < 10 ? "0\(value)" : "\(value)" }
