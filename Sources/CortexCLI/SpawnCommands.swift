@@ -218,34 +218,14 @@ public enum SpawnTool {
             poolNotice = "pool \(spec.pool!)"
         }
         let evidence = MachineEvidence.observe(store.config)
-        var rows: [JSONValue] = []
-        var lines: [String] = []
-        var queued: [(worker: String, reason: String)] = []
-        var refusal: String?
-        var toLaunch: [WorkerEntry] = []
         // What runs, and as whom: one private request file per worker, written before the
         // record that names it (docs/decisions/022-requester-rights.md).
         let request = WorkerRequest(
             command: command, workingDirectory: spec.workingDirectory, environment: processEnvironment(onlyCortex: false))
-        for _ in 0..<(pool ?? 1) {
-            let submission = try WorkerSupervision.submitSpawn(
-                spec, request: request, queue: !arguments[Spawn.noQueue], evidence: evidence, store: store)
-            switch submission.outcome {
-            case .spawned(let worker, _):
-                lines.append(worker)
-                toLaunch += store.state.workers.toLaunch(by: submission.record.id)
-            case .spawnQueued(let worker, let reason):
-                lines.append(worker)
-                queued.append((worker, reason))
-            case .refused(let reason):
-                refusal = reason
-            case .rejected(let reason):
-                throw .badInput(reason)
-            default: throw unexpected(submission.outcome)
-            }
-            rows.append(submission.outcome.json)
-            if refusal != nil { break }
-        }
+        let batch = try WorkerSupervision.submitSpawns(
+            Int(pool ?? 1), spec, request: request, queue: !arguments[Spawn.noQueue], evidence: evidence, store: store)
+        if let rejection = batch.rejection { throw .badInput(rejection) }
+        let (rows, lines, queued, refusal, toLaunch) = (batch.outcomes, batch.workers, batch.queued, batch.refusal, batch.toLaunch)
         store.publishAfterRecording()
         if arguments[Spawn.foreground], let worker = toLaunch.first {
             let context = WorkerSupervision.Context(foreground: true, json: arguments[CommonOptions.json])

@@ -162,24 +162,14 @@ public enum Pool {
             throw .io(
                 operation: "scale", path: "pool \(name) of \(UserDatabase.system.describe(found.owner))", errno: Errno.notPermitted)
         }
-        var added: [String] = []
-        var queued: [String] = []
-        var toLaunch: [WorkerEntry] = []
-        for _ in size..<target {
-            let submission = try WorkerSupervision.submitSpawn(
-                model, request: found.request, queue: true, evidence: MachineEvidence.observe(store.config), store: store)
-            switch submission.outcome {
-            case .spawned(let worker, _):
-                added.append(worker)
-                toLaunch += store.state.workers.toLaunch(by: submission.record.id)
-            case .spawnQueued(let worker, let reason):
-                added.append(worker)
-                queued.append("\(worker) queued: \(reason)")
-            case .refused(let reason), .rejected(let reason):
-                store.publishAfterRecording()
-                return .refused(added: added, reason: reason)
-            default: throw .corrupt("unexpected outcome \(submission.outcome.json.jsonText)")
-            }
+        let batch = try WorkerSupervision.submitSpawns(
+            target - size, model, request: found.request, queue: true, evidence: MachineEvidence.observe(store.config), store: store)
+        let added = batch.workers
+        let queued = batch.queued.map { "\($0.worker) queued: \($0.reason)" }
+        let toLaunch = batch.toLaunch
+        if let reason = batch.refusal ?? batch.rejection {
+            store.publishAfterRecording()
+            return .refused(added: added, reason: reason)
         }
         store.publishAfterRecording()
         do { _ = try WorkerSupervision.launch(toLaunch, layout: store.layout) } catch {

@@ -123,6 +123,50 @@ public enum WorkerSupervision {
         }
     }
 
+    /// What `submitSpawns` did: the workers started or queued, in order, and where it stopped.
+    public struct SpawnBatch: Sendable {
+        /// Every worker granted or queued, in order.
+        public var workers: [String] = []
+        /// The queued ones, with why each waits.
+        public var queued: [(worker: String, reason: String)] = []
+        /// The granted workers whose supervisors the caller launches (`launch`).
+        public var toLaunch: [WorkerEntry] = []
+        /// Each submission's outcome as JSON, in order.
+        public var outcomes: [JSONValue] = []
+        /// Why the fold refused the last spawn (the batch stopped there), if it did.
+        public var refusal: String?
+        /// Why the fold rejected the last spawn as bad input (the batch stopped there), if it did.
+        public var rejection: String?
+    }
+
+    /// Submits `count` spawns of `spec` running `request` (`submitSpawn` each), stopping at the
+    /// first the fold refuses or rejects: `cortex-spawn` (one or a pool) and `cortex pool scale`.
+    public static func submitSpawns(
+        _ count: Int, _ spec: WorkerSpec, request: WorkerRequest, queue: Bool, evidence: MachineEvidence, store: CoordinationStore
+    ) throws(CortexError) -> SpawnBatch {
+        var batch = SpawnBatch()
+        for _ in 0..<max(0, count) {
+            let submission = try submitSpawn(spec, request: request, queue: queue, evidence: evidence, store: store)
+            batch.outcomes.append(submission.outcome.json)
+            switch submission.outcome {
+            case .spawned(let worker, _):
+                batch.workers.append(worker)
+                batch.toLaunch += store.state.workers.toLaunch(by: submission.record.id)
+            case .spawnQueued(let worker, let reason):
+                batch.workers.append(worker)
+                batch.queued.append((worker, reason))
+            case .refused(let reason):
+                batch.refusal = reason
+                return batch
+            case .rejected(let reason):
+                batch.rejection = reason
+                return batch
+            default: throw .corrupt("unexpected outcome \(submission.outcome.json.jsonText)")
+            }
+        }
+        return batch
+    }
+
     /// Writes `request` (what runs, and as whom) under a new name, then appends the spawn of
     /// `spec` naming it; the request is removed again when the record could not be appended or
     /// the fold refused or rejected the spawn (docs/decisions/022-requester-rights.md).
