@@ -17,8 +17,7 @@ final class FakeEtcdKV: EtcdKV, @unchecked Sendable {
         var modRevision: Int64
     }
 
-    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
-    private let changed: UnsafeMutablePointer<pthread_cond_t>
+    private let lock = ConditionLock()
     /// etcd's first revision is 1 (an empty cluster).
     private var revision: Int64 = 1
     private var entries: [[UInt8]: Entry] = [:]
@@ -33,33 +32,15 @@ final class FakeEtcdKV: EtcdKV, @unchecked Sendable {
     private var counters: [String: Int] = [:]
     private var liveWatches = 0
 
-    init() {
-        mutex = .allocate(capacity: 1)
-        pthread_mutex_init(mutex, nil)
-        changed = .allocate(capacity: 1)
-        var attributes = pthread_condattr_t()
-        pthread_condattr_init(&attributes)
-        pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC)
-        pthread_cond_init(changed, &attributes)
-        pthread_condattr_destroy(&attributes)
-    }
-
-    deinit {
-        pthread_cond_destroy(changed)
-        pthread_mutex_destroy(mutex)
-        changed.deallocate()
-        mutex.deallocate()
-    }
-
     private func locked<Value>(_ body: () throws(CortexError) -> Value) throws(CortexError) -> Value {
-        pthread_mutex_lock(mutex)
-        defer { pthread_mutex_unlock(mutex) }
+        lock.lock()
+        defer { lock.unlock() }
         return try body()
     }
 
     private func unchecked<Value>(_ body: () -> Value) -> Value {
-        pthread_mutex_lock(mutex)
-        defer { pthread_mutex_unlock(mutex) }
+        lock.lock()
+        defer { lock.unlock() }
         return body()
     }
 
@@ -81,7 +62,7 @@ final class FakeEtcdKV: EtcdKV, @unchecked Sendable {
     func compactNextWatches(_ count: Int = 1) {
         unchecked {
             watchesToCompact += count
-            pthread_cond_broadcast(changed)
+            lock.broadcast()
         }
     }
     /// The next `count` calls fail with `tryLater` (nothing done).
@@ -106,7 +87,7 @@ final class FakeEtcdKV: EtcdKV, @unchecked Sendable {
         let created = entries[key]?.createRevision ?? revision
         entries[key] = Entry(value: value, createRevision: created, modRevision: revision)
         puts.append(EtcdKeyValue(key: key, value: value, modRevision: revision))
-        pthread_cond_broadcast(changed)
+        lock.broadcast()
         return revision
     }
 
@@ -182,7 +163,7 @@ final class FakeEtcdKV: EtcdKV, @unchecked Sendable {
                 entries[put.key] = Entry(value: put.value, createRevision: created, modRevision: now)
                 self.puts.append(EtcdKeyValue(key: put.key, value: put.value, modRevision: now))
             }
-            pthread_cond_broadcast(changed)
+            lock.broadcast()
             return (previous, now)
         }
     }
@@ -203,12 +184,7 @@ final class FakeEtcdKV: EtcdKV, @unchecked Sendable {
     fileprivate func nextEvent(prefix: [UInt8], next: Int64, timeoutMilliseconds: Int64) throws(CortexError) -> EtcdWatchEvent {
         try locked { () throws(CortexError) in
             if failing { throw .tryLater("etcd: the watch stream broke") }
-            var deadline = timespec()
-            clock_gettime(CLOCK_MONOTONIC, &deadline)
-            let milliseconds = max(0, timeoutMilliseconds)
-            let nanoseconds = Int(deadline.tv_nsec) + Int(milliseconds % 1000) * 1_000_000
-            deadline.tv_sec += Int(milliseconds / 1000) + nanoseconds / 1_000_000_000
-            deadline.tv_nsec = nanoseconds % 1_000_000_000
+            let deadline = POSIX.monotonicNanoseconds() + UInt64(max(0, timeoutMilliseconds)) * 1_000_000
             while true {
                 if watchesToCompact > 0 {
                     watchesToCompact -= 1
@@ -216,7 +192,7 @@ final class FakeEtcdKV: EtcdKV, @unchecked Sendable {
                 }
                 let found = puts.filter { $0.modRevision >= next && $0.key.starts(with: prefix) }
                 if !found.isEmpty { return .puts(found) }
-                if pthread_cond_timedwait(changed, mutex, &deadline) == ETIMEDOUT { return .puts([]) }
+                if !lock.wait(until: deadline) { return .puts([]) }
             }
         }
     }
