@@ -184,9 +184,8 @@ public enum BudgetTool {
         // that wake each other; sleep on the journal until a record may have made room.
         let store = try invocation.openStore()
         let deadline = POSIX.monotonicNanoseconds() + UInt64(waitMilliseconds) * 1_000_000
-        let waiter = try store.journal.makeWaiter()
+        let waiter = try store.makeCaughtUpWaiter()
         defer { waiter.disarm() }
-        try store.catchUp()  // the waiter hears only appends from its arming on
         while true {
             if let never = store.state.budget.neverFits(request) {
                 return Report(exitCode: 1, text: "", json: .object(["refused": .string(never)]), diagnostic: never)

@@ -142,8 +142,7 @@ extension TaskTool {
         let deadline = timeoutMilliseconds.map { POSIX.monotonicNanoseconds() + UInt64(max(0, $0)) * 1_000_000 }
         // Armed before the first look, so a change between the look and the wait still wakes us;
         // caught up once armed, as the waiter hears only appends from its arming on.
-        let watcher = try store.journal.makeWaiter()
-        try store.catchUp()
+        let watcher = try store.makeCaughtUpWaiter()
         var progress = WaitProgress(named: named, type: type, startedMilliseconds: POSIX.wallClockMilliseconds())
         let showsProgress = Terminal.stderrIsTerminal
         var lastLine = ""

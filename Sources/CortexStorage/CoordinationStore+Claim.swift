@@ -31,8 +31,7 @@ extension CoordinationStore {
         // Armed before the first look, so a task created between the look and the wait still wakes
         // us; and the fold caught up once it is armed, since a waiter only hears appends from its
         // arming on (a task created between the store's open and the arming would wake nothing).
-        let watcher = waitMilliseconds == nil ? nil : try journal.makeWaiter()
-        if watcher != nil { try catchUp() }
+        let watcher = waitMilliseconds == nil ? nil : try makeCaughtUpWaiter()
         while true {
             let now = POSIX.wallClockMilliseconds()
             let look = state.tasks.claimLook(by: request, at: now, quotas: ClaimQuotas(state))

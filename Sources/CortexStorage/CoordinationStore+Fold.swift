@@ -48,6 +48,16 @@ extension CoordinationStore {
         }
     }
 
+    /// A waiter on this store's journal, armed now, with the fold caught up to the arming: a
+    /// waiter hears only appends from its arming on, so a record appended after the last fold
+    /// but before the arming is folded here instead of lost. What `claim --wait`,
+    /// `cortex-task wait` and `allocate --wait` sleep on.
+    public func makeCaughtUpWaiter() throws(CortexError) -> any JournalWaiter {
+        let waiter = try journal.makeWaiter()
+        try catchUp()
+        return waiter
+    }
+
     /// Folds every record appended since the last fold.
     /// Over a `SharedJournal` (etcd), a fold that finds the records after its position deleted by
     /// a compaction starts again from the snapshot stored in it (docs/decisions/035).

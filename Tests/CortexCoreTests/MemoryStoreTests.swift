@@ -62,6 +62,19 @@ import Testing
         #expect(master.state.recordsFolded == worker.state.recordsFolded)
     }
 
+    /// A waiter hears only appends from its arming on: `makeCaughtUpWaiter` folds what came
+    /// after the store's last fold and before the arming, so `claim --wait`, `cortex-task wait`
+    /// and `allocate --wait` cannot sleep through a record appended in that gap.
+    @Test func aCaughtUpWaiterFoldsWhatCameBeforeItsArming() throws {
+        let journal = MemoryJournal()
+        let waiting = try CoordinationStore.over(journal)
+        _ = try CoordinationStore.over(journal).submit(.taskCreate(TaskSpec(type: "t")))  // in the gap
+        let waiter = try waiting.makeCaughtUpWaiter()
+        defer { waiter.disarm() }
+        #expect(waiting.state.recordsFolded == (try CoordinationStore.over(journal)).state.recordsFolded)
+        #expect(try !waiting.journalMovedSinceFold())
+    }
+
     @Test func concurrentAllocationsOverOneMemoryJournalNeverExceedTheBudget() throws {
         let journal = MemoryJournal()
         _ = try CoordinationStore.over(journal).submit(.budgetSet(total: 100))
