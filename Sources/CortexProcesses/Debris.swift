@@ -6,11 +6,12 @@ import CortexStorage
 public enum Debris {
     /// Every folder Cortex writes temp files in: the folder itself (views, config, metrics),
     /// the journal (tombstones) and its archive, state/ and state/finished/ (snapshots,
-    /// compacted tasks), results/, context/ and each worker's folder (logs).
+    /// compacted tasks), results/, context/, audit/ and audit/keys/ (the reaper's audit
+    /// progress, keys) and each worker's folder (logs).
     static func temporaryFileFolders(_ layout: CoordinationLayout) -> [String] {
         var folders = [
             layout.root, layout.journal, layout.archive, layout.stateFolder, layout.finishedTasks, layout.results, layout.contexts,
-            layout.workers,
+            layout.auditFolder, layout.auditKeys, layout.workers,
         ]
         for name in (try? layout.folder.entries(layout.workers)) ?? [] where !name.hasPrefix(".") {
             let path = layout.workers + "/" + name

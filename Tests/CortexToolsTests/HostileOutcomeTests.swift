@@ -231,6 +231,7 @@ import Testing
         let planted = [
             root + "/.token-budget.json.tmp-4194301-0badcafe", root + "/state/.snapshot.json.tmp-4194302-deadbeef",
             root + "/results/.task-x.json.tmp-4194303-00c0ffee", root + "/journal/.000000000001.jsonl.tmp-4194304-12345678",
+            root + "/audit/.verified.tmp-4194305-abcdef01",
         ]
         for path in planted { try Data("half".utf8).write(to: URL(fileURLWithPath: path)) }
         try setModificationTime(planted[0], secondsAgo: 3600)
